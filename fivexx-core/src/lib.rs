@@ -1,0 +1,12 @@
+//! The pure heart of kubectl-fivexx: the event and timeline model, the wire
+//! protocol, the capture format and the explain engine.
+//!
+//! Nothing in this crate does I/O or talks to Kubernetes, so that a live
+//! `trace` and an offline `explain FILE` run exactly the same code over the
+//! same recorded facts.
+
+pub mod event;
+
+pub use event::{
+    ExitStatus, FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState,
+};

@@ -1,0 +1,351 @@
+//! The ABI shared by the kernel programs and `fivexx-agent`.
+//!
+//! Everything here is `#[repr(C)]` plain data: the kernel side writes it, the
+//! agent reads it back from raw bytes. Keep it free of pointers and enums
+//! with invalid bit patterns, so that any byte string of the right length is
+//! a valid record and decoding can never be undefined behaviour.
+#![no_std]
+
+/// What a record describes. The value indexes the per-kind counters, so it is
+/// part of the ABI: append, never renumber.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// `tcp:tcp_send_reset`: this host sent a RST.
+    SendReset = 0,
+    /// `tcp:tcp_receive_reset`: a peer reset one of our sockets.
+    ReceiveReset = 1,
+    /// `sock:inet_sk_error_report`: a TCP socket got an error (refused, reset, timed out, ...).
+    SockError = 2,
+    /// `sock:inet_sock_set_state`: an abnormal transition (failed connect, close by reset).
+    StateChange = 3,
+    /// `tcp:tcp_retransmit_skb` in SYN_SENT: a SYN sent into the void.
+    SynRetransmit = 4,
+    /// `signal:signal_generate` for SIGHUP, SIGINT, SIGQUIT, SIGKILL and SIGTERM.
+    Signal = 5,
+    /// `sched:sched_process_exit` of a whole thread group.
+    Exit = 6,
+    /// `oom:mark_victim`: the OOM killer chose a process.
+    OomVictim = 7,
+}
+
+/// Number of kinds; sizes the counter maps.
+pub const KIND_COUNT: usize = 8;
+
+impl EventKind {
+    pub const ALL: [EventKind; KIND_COUNT] = [
+        EventKind::SendReset,
+        EventKind::ReceiveReset,
+        EventKind::SockError,
+        EventKind::StateChange,
+        EventKind::SynRetransmit,
+        EventKind::Signal,
+        EventKind::Exit,
+        EventKind::OomVictim,
+    ];
+
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Self::ALL.get(v as usize).copied()
+    }
+}
+
+/// `state`/`new_state` value meaning "the kernel did not tell us".
+pub const STATE_UNKNOWN: u8 = 0xff;
+/// `reason` value meaning "this kernel has no reset reason".
+pub const REASON_UNKNOWN: u32 = u32::MAX;
+
+/// `RawEvent::flags` bits.
+pub mod flags {
+    /// Exit: the exit code was read from `task_struct::exit_code`.
+    pub const EXIT_CODE_KNOWN: u32 = 1 << 0;
+    /// Exit: the thread group is dead (this was its last thread).
+    pub const GROUP_DEAD: u32 = 1 << 1;
+    /// Exit: group death was inferred from `pid == tgid`, not read from the kernel.
+    pub const GROUP_DEAD_GUESSED: u32 = 1 << 2;
+    /// Network record: `state` was read from the socket, not from the tracepoint.
+    pub const STATE_FROM_SOCK: u32 = 1 << 3;
+    /// Signal: sent to the whole thread group (`group` field).
+    pub const SIGNAL_GROUP: u32 = 1 << 4;
+}
+
+/// One record in the ring buffer. Fixed size, no padding holes (asserted in tests).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawEvent {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// cgroup v2 id of the current task. Only meaningful for process-context
+    /// kinds (signal sender, exit); receive paths run in softirq.
+    pub cgroup_id: u64,
+    /// Kernel socket address. The agent hashes it before it leaves the node.
+    pub sock: u64,
+    pub kind: u8,
+    /// AF_INET (2), AF_INET6 (10) or 0.
+    pub family: u8,
+    /// TCP state (old state for StateChange).
+    pub state: u8,
+    pub new_state: u8,
+    /// Reset reason (`enum sk_rst_reason`, 6.10+) or `REASON_UNKNOWN`.
+    pub reason: u32,
+    /// Current task: thread id and process id (tgid).
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    /// Signal target, exiting pid or OOM victim.
+    pub target_pid: i32,
+    pub sig: i32,
+    /// Socket error (positive errno) for SockError.
+    pub errno: i32,
+    /// Signal `result` (0 delivered, 1 ignored, 2 already pending, 3 overflow, 4 lose info).
+    pub result: i32,
+    /// Signal si_code, or the raw `exit_code` (wait status) for Exit.
+    pub code: i32,
+    pub flags: u32,
+    /// Ports in host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    /// IPv4 in the first 4 bytes, or IPv6.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// `comm` of the current task (signal sender).
+    pub task_comm: [u8; 16],
+    /// `comm` of the target (signal target, exiting task, OOM victim).
+    pub target_comm: [u8; 16],
+}
+
+impl RawEvent {
+    pub const SIZE: usize = core::mem::size_of::<RawEvent>();
+
+    /// Reads a record from untrusted bytes. Never panics; `None` when short.
+    pub fn from_bytes(buf: &[u8]) -> Option<RawEvent> {
+        if buf.len() < Self::SIZE {
+            return None;
+        }
+        // SAFETY: every field is an integer or integer array, so any bit
+        // pattern is valid; the length was checked; read_unaligned tolerates
+        // any alignment.
+        Some(unsafe { core::ptr::read_unaligned(buf.as_ptr() as *const RawEvent) })
+    }
+
+    pub fn zeroed() -> RawEvent {
+        RawEvent {
+            ts_ns: 0,
+            cgroup_id: 0,
+            sock: 0,
+            kind: 0,
+            family: 0,
+            state: STATE_UNKNOWN,
+            new_state: STATE_UNKNOWN,
+            reason: REASON_UNKNOWN,
+            task_pid: 0,
+            task_tgid: 0,
+            target_pid: 0,
+            sig: 0,
+            errno: 0,
+            result: 0,
+            code: 0,
+            flags: 0,
+            sport: 0,
+            dport: 0,
+            saddr: [0; 16],
+            daddr: [0; 16],
+            task_comm: [0; 16],
+            target_comm: [0; 16],
+        }
+    }
+}
+
+/// Where a tracepoint field lives in the record, as read from tracefs.
+/// `size == 0` means the field does not exist on this kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FieldLoc {
+    pub offset: u16,
+    pub size: u16,
+}
+
+impl FieldLoc {
+    pub const ABSENT: FieldLoc = FieldLoc { offset: 0, size: 0 };
+
+    pub const fn new(offset: u16, size: u16) -> FieldLoc {
+        FieldLoc { offset, size }
+    }
+
+    pub const fn present(&self) -> bool {
+        self.size != 0
+    }
+}
+
+/// How a tracepoint carries its 4-tuple. Before 6.10 `tcp_send_reset` (and
+/// still today most tracepoints) have separate port/family/address fields;
+/// from 6.10 `tcp_send_reset` carries two `sockaddr_in6`-sized blobs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddrLayout {
+    pub sport: FieldLoc,
+    pub dport: FieldLoc,
+    pub family: FieldLoc,
+    pub saddr: FieldLoc,
+    pub daddr: FieldLoc,
+    pub saddr_v6: FieldLoc,
+    pub daddr_v6: FieldLoc,
+    /// `sockaddr` blobs (family, big-endian port, address).
+    pub sockaddr_src: FieldLoc,
+    pub sockaddr_dst: FieldLoc,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendResetLayout {
+    pub skaddr: FieldLoc,
+    pub state: FieldLoc,
+    pub reason: FieldLoc,
+    pub addr: AddrLayout,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceiveResetLayout {
+    pub skaddr: FieldLoc,
+    pub addr: AddrLayout,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ErrorReportLayout {
+    pub error: FieldLoc,
+    pub protocol: FieldLoc,
+    pub addr: AddrLayout,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetStateLayout {
+    pub skaddr: FieldLoc,
+    pub oldstate: FieldLoc,
+    pub newstate: FieldLoc,
+    pub protocol: FieldLoc,
+    pub addr: AddrLayout,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetransmitLayout {
+    pub skaddr: FieldLoc,
+    pub state: FieldLoc,
+    pub addr: AddrLayout,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignalLayout {
+    pub sig: FieldLoc,
+    pub code: FieldLoc,
+    pub comm: FieldLoc,
+    pub pid: FieldLoc,
+    pub group: FieldLoc,
+    pub result: FieldLoc,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitLayout {
+    pub comm: FieldLoc,
+    pub pid: FieldLoc,
+    /// 6.18+ only; older kernels fall back to `signal_struct::live`.
+    pub group_dead: FieldLoc,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OomLayout {
+    pub pid: FieldLoc,
+    /// A `__data_loc char[]`: u32 with offset (low 16) and length (high 16).
+    pub comm_loc: FieldLoc,
+}
+
+/// Offsets of kernel struct members, discovered from BTF at start-up.
+/// `-1` means unknown on this kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_exit_code: i32,
+    pub task_signal: i32,
+    pub signal_live: i32,
+    /// `sock::__sk_common.skc_state`, counted from the start of `struct sock`.
+    pub sock_state: i32,
+}
+
+impl Default for KernelOffsets {
+    fn default() -> Self {
+        KernelOffsets {
+            task_exit_code: -1,
+            task_signal: -1,
+            signal_live: -1,
+            sock_state: -1,
+        }
+    }
+}
+
+/// Everything the programs need to know about the running kernel. The agent
+/// fills it from tracefs and BTF and writes it into the object's read-only
+/// data before load, so the verifier sees constants.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TracerConfig {
+    pub send_reset: SendResetLayout,
+    pub receive_reset: ReceiveResetLayout,
+    pub error_report: ErrorReportLayout,
+    pub set_state: SetStateLayout,
+    pub retransmit: RetransmitLayout,
+    pub signal: SignalLayout,
+    pub exit: ExitLayout,
+    pub oom: OomLayout,
+    pub kernel: KernelOffsets,
+}
+
+/// Name of the global that holds the `TracerConfig` in the object.
+pub const CONFIG_SYMBOL: &str = "FIVEXX_CONFIG";
+/// Ring buffer map carrying `RawEvent`s.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Per-CPU u64 counters, `KIND_COUNT` each: records the programs tried to emit,
+/// and reservations that failed.
+pub const GENERATED_MAP: &str = "GENERATED";
+pub const DROPPED_MAP: &str = "DROPPED";
+/// Per-CPU u64 counters of TCP state transitions, index `old * 16 + new`.
+/// Normal transitions are only counted here, never emitted.
+pub const STATE_COUNTS_MAP: &str = "STATE_COUNTS";
+pub const STATE_COUNTS_LEN: u32 = 256;
+
+/// Linux TCP states (include/net/tcp_states.h).
+pub mod tcp_state {
+    pub const ESTABLISHED: u8 = 1;
+    pub const SYN_SENT: u8 = 2;
+    pub const SYN_RECV: u8 = 3;
+    pub const FIN_WAIT1: u8 = 4;
+    pub const FIN_WAIT2: u8 = 5;
+    pub const TIME_WAIT: u8 = 6;
+    pub const CLOSE: u8 = 7;
+    pub const CLOSE_WAIT: u8 = 8;
+    pub const LAST_ACK: u8 = 9;
+    pub const LISTEN: u8 = 10;
+    pub const CLOSING: u8 = 11;
+    pub const NEW_SYN_RECV: u8 = 12;
+}
+
+/// A transition worth a record: a connect that never got established, or a
+/// connection torn down without the FIN handshake (reset or abort).
+pub const fn is_abnormal_transition(old: u8, new: u8) -> bool {
+    use tcp_state::*;
+    new == CLOSE && matches!(old, SYN_SENT | SYN_RECV | ESTABLISHED | CLOSE_WAIT)
+}
+
+/// Signals we trace: the ones that end pods.
+pub const fn is_traced_signal(sig: i32) -> bool {
+    matches!(sig, 1 | 2 | 3 | 9 | 15)
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: repr(C) plain integers, no padding holes that matter for reads.
+    unsafe impl aya::Pod for super::TracerConfig {}
+}
