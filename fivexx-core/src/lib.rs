@@ -5,6 +5,7 @@
 //! `trace` and an offline `explain FILE` run exactly the same code over the
 //! same recorded facts.
 
+pub mod capability;
 pub mod event;
 
 pub use event::{
