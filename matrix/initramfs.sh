@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Build the kernel matrix's guest image: a gzip'd newc initramfs holding
+# busybox-static, matrix/init as /init, the static fivexx-agent (if given)
+# and the kernel modules the tests need, with their dependencies.
+#
+#   matrix/initramfs.sh KERNEL_ROOT RELEASE AGENT|none OUT.cpio.gz
+#
+# KERNEL_ROOT is the dpkg -x tree of the kernel package (matrix/kernels.sh).
+# AGENT "none" builds an image whose /init reports "agent missing" as a
+# failed test: the pipeline runs, the result can never be a pass.
+# MATRIX_MODULES (default "veth dummy bridge") names the modules to load.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+die() { printf 'initramfs: error: %s\n' "$*" >&2; exit 1; }
+(($# == 4)) || die "usage: $0 KERNEL_ROOT RELEASE AGENT|none OUT.cpio.gz"
+kroot=$1 rel=$2 agent=$3 out=$4
+modules=${MATRIX_MODULES-veth dummy bridge}
+busybox=${BUSYBOX:-/bin/busybox}
+
+[[ -d $kroot/lib/modules/$rel ]] || die "no lib/modules/$rel under $kroot"
+[[ -x $busybox ]] || die "$busybox not found: install busybox-static (make setup)"
+file -L "$busybox" | grep -q 'statically linked' || die "$busybox is not static: install busybox-static"
+if [[ $agent != none ]]; then
+  [[ -x $agent ]] || die "agent binary $agent not found or not executable"
+  file -L "$agent" | grep -Eq 'statically linked|static-pie linked' \
+    || die "$agent is not a static binary (build it for x86_64-unknown-linux-musl)"
+fi
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"/{bin,dev,proc,sys,tmp,run,etc,root,lib/modules/"$rel"}
+cp "$busybox" "$stage/bin/busybox"
+install -m 0755 "$here/init" "$stage/init"
+[[ $agent == none ]] || install -m 0755 "$agent" "$stage/bin/fivexx-agent"
+
+# Modules: resolve "depends=" from each module's .modinfo, load order = deps first.
+moddir=$kroot/lib/modules/$rel/kernel
+declare -A path_of=() seen=()
+while IFS= read -r f; do
+  n=${f##*/}; n=${n%%.ko*}; path_of[${n//-/_}]=$f
+done < <(find "$moddir" -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz')
+order=()
+modinfo_depends() {
+  case $1 in
+    *.xz) xz -dc "$1" ;; *.zst) zstd -qdc "$1" ;; *.gz) gzip -dc "$1" ;; *) cat "$1" ;;
+  esac | tr '\0' '\n' | sed -n 's/^depends=//p' | head -n 1 | tr ',' ' '
+}
+add_module() {
+  local name=${1//-/_} dep
+  [[ -n ${seen[$name]:-} ]] && return 0
+  seen[$name]=1
+  if [[ -z ${path_of[$name]:-} ]]; then
+    grep -qE "/${name}\.ko|/${name//_/-}\.ko" "$kroot/lib/modules/$rel/modules.builtin" 2>/dev/null \
+      && return 0
+    die "kernel $rel has no module $name"
+  fi
+  for dep in $(modinfo_depends "${path_of[$name]}"); do add_module "$dep"; done
+  order+=("$name")
+}
+for m in $modules; do add_module "$m"; done
+: >"$stage/lib/modules/$rel/load-order"
+for name in "${order[@]}"; do
+  src=${path_of[$name]}
+  case $src in
+    *.xz) xz -dc "$src" ;; *.zst) zstd -qdc "$src" ;; *.gz) gzip -dc "$src" ;; *) cat "$src" ;;
+  esac >"$stage/lib/modules/$rel/$name.ko"
+  printf '%s\n' "$name" >>"$stage/lib/modules/$rel/load-order"
+done
+
+mkdir -p "$(dirname "$out")"
+(cd "$stage" && find . | sort | "$busybox" cpio -o -H newc 2>/dev/null) | gzip -1 >"$out.tmp"
+mv "$out.tmp" "$out"

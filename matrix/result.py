@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""Console plumbing and verdicts for the kernel matrix (see README.md).
+
+  result.py stream LOG MARKERS [--echo]
+      Copy stdin (a serial console) to LOG with carriage returns and the
+      firmware's escape sequences removed; for every line holding a
+      "FIVEXX-" marker append "<seconds since start>\t<marker line>" to
+      MARKERS. --echo also copies the cleaned lines to stderr.
+
+  result.py judge --kernel REL --label guest|host --dir DIR --exit N --limit S
+      Read DIR/console.log and DIR/markers.tsv; write DIR/check.json (the
+      capability report), DIR/selftest.json (the result line) and
+      DIR/summary.txt; print the one summary line (and, on failure, why).
+      Exit 0 iff the kernel passed: a capability report that is valid JSON,
+      a FIVEXX-SELFTEST line for this very kernel, failed == 0, at least one
+      test run, selftest exit code 0, no timeout.
+
+  result.py table DIR...
+      Print a Markdown table: hooks (rows) against kernels (columns), from
+      each DIR/check.json, then the tests whose status differs by kernel.
+"""
+import json
+import re
+import sys
+import time
+
+MARK = re.compile(r"FIVEXX-[A-Z-]+(?:\s.*)?$")
+ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|[A-Za-z])")
+
+
+def stream(log_path, markers_path, echo):
+    start = time.monotonic()
+    with open(log_path, "w", encoding="utf-8", errors="replace") as log, \
+            open(markers_path, "w", encoding="utf-8") as markers:
+        for raw in sys.stdin.buffer:
+            line = ANSI.sub("", raw.decode("utf-8", "replace")).replace("\r", "").rstrip("\n")
+            log.write(line + "\n")
+            log.flush()
+            if echo:
+                sys.stderr.write(line + "\n")
+            m = MARK.search(line)
+            if m:
+                markers.write(f"{time.monotonic() - start:.2f}\t{m.group(0)}\n")
+                markers.flush()
+
+
+def read_markers(path):
+    out = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                t, _, text = line.rstrip("\n").partition("\t")
+                out.append((float(t), text))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def first(markers, prefix):
+    for t, text in markers:
+        if text.startswith(prefix):
+            return t, text
+    return None, None
+
+
+def section(lines, begin, end):
+    """Lines strictly between the first line starting with begin and the next starting with end."""
+    out, inside = [], False
+    for line in lines:
+        if not inside and line.startswith(begin):
+            inside = True
+            continue
+        if inside and line.startswith(end):
+            return out, True
+        if inside:
+            out.append(line)
+    return out, False
+
+
+def judge(args):
+    kernel, label, d = args.kernel, args.label, args.dir
+    with open(f"{d}/console.log", encoding="utf-8", errors="replace") as f:
+        lines = [ln.rstrip("\n") for ln in f]
+    # The first console line may carry firmware noise before the marker.
+    lines = [MARK.search(ln).group(0) if MARK.search(ln) and "FIVEXX-INIT" in ln else ln for ln in lines]
+    markers = read_markers(f"{d}/markers.tsv")
+    problems = []
+
+    t_init, init_line = first(markers, "FIVEXX-INIT start")
+    t_check, _ = first(markers, "FIVEXX-CHECK-BEGIN")
+    t_end, end_line = first(markers, "FIVEXX-SELFTEST-END")
+    if label == "guest" and init_line is None:
+        problems.append(f"never reached /init ({'timeout after %ss' % args.limit if args.exit == 124 else 'qemu exit %d' % args.exit})")
+    elif init_line is not None and f"kernel={kernel}" not in init_line:
+        problems.append(f"booted the wrong kernel: {init_line}")
+    for t, text in markers:
+        if text.startswith("FIVEXX-ENV") and " failed" in text:
+            problems.append(text[len("FIVEXX-ENV "):])
+
+    # Capability report.
+    body, closed = section(lines, "FIVEXX-CHECK-BEGIN", "FIVEXX-CHECK-END")
+    check_rc = None
+    if closed:
+        _, check_end = first(markers, "FIVEXX-CHECK-END")
+        m = re.search(r"rc=(\d+)", check_end or "")
+        check_rc = int(m.group(1)) if m else None
+    report = None
+    text = "\n".join(body).strip()
+    if not closed:
+        if init_line is not None or label == "host":
+            problems.append("capability check never finished")
+    elif check_rc == 127 and not text:
+        problems.append("agent missing from the image")
+    else:
+        try:
+            report = json.loads(text)
+            if not isinstance(report, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            problems.append(f"capability report is not one JSON object ({e}); check exit {check_rc}")
+        if check_rc not in (0, None):
+            problems.append(f"'fivexx-agent check -o json' exited {check_rc}")
+    if report is not None:
+        with open(f"{d}/check.json", "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+            f.write("\n")
+        rel = report.get("kernel_release") or report.get("kernel")
+        if rel is not None and rel != kernel:
+            problems.append(f"capability report is for kernel {rel}")
+
+    # Selftest result line: the last FIVEXX-SELFTEST {...} inside the section.
+    body, closed = section(lines, "FIVEXX-SELFTEST-BEGIN", "FIVEXX-SELFTEST-END")
+    result = None
+    for line in reversed(body):
+        if line.startswith("FIVEXX-SELFTEST {"):
+            try:
+                result = json.loads(line[len("FIVEXX-SELFTEST "):])
+            except ValueError as e:
+                problems.append(f"result line is not JSON ({e})")
+            break
+    selftest_rc = None
+    if closed:
+        m = re.search(r"rc=(\d+)", end_line or "")
+        selftest_rc = int(m.group(1)) if m else None
+    if result is None:
+        if closed and selftest_rc == 124:
+            problems.append(f"selftest timed out (guest limit) with no result line")
+        elif closed:
+            problems.append(f"selftest exited {selftest_rc} without a FIVEXX-SELFTEST result line")
+        elif t_check is not None:
+            why = "timeout after %ss" % args.limit if args.exit == 124 else "exit %d" % args.exit
+            problems.append(f"selftest never finished ({why})")
+        passed = failed = degraded = 0
+        tests = []
+    else:
+        with open(f"{d}/selftest.json", "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+        passed = int(result.get("passed", 0))
+        failed = int(result.get("failed", 0))
+        degraded = int(result.get("degraded", 0))
+        tests = result.get("tests") or []
+        if result.get("kernel") != kernel:
+            problems.append(f"result line is for kernel {result.get('kernel')!r}")
+        counted = {s: sum(1 for t in tests if t.get("status") == s) for s in ("pass", "fail", "degraded")}
+        if tests and (counted["pass"], counted["fail"], counted["degraded"]) != (passed, failed, degraded):
+            problems.append(f"result counts {passed}/{failed}/{degraded} disagree with its tests {counted}")
+        bad = [t for t in tests if t.get("status") not in ("pass", "fail", "degraded")]
+        if bad:
+            problems.append(f"unknown test status: {bad[0]}")
+        if failed:
+            problems.append("failed: " + ", ".join(t.get("name", "?") for t in tests if t.get("status") == "fail"))
+        if passed + degraded == 0 and not failed:
+            problems.append("the selftest ran no tests")
+        if selftest_rc not in (0, None) and not failed:
+            problems.append(f"selftest exited {selftest_rc} with 0 failures")
+        if selftest_rc == 0 and failed:
+            problems.append(f"selftest exited 0 with {failed} failures")
+    if args.exit == 124 and not any("timeout" in p for p in problems):
+        problems.append(f"timeout after {args.limit}s")
+    elif label == "guest" and args.exit not in (0, 124) and not problems:
+        problems.append(f"qemu exited {args.exit}")
+    if label == "guest" and init_line is not None and first(markers, "FIVEXX-INIT done")[1] is None \
+            and args.exit != 124 and not problems:
+        problems.append("guest did not finish its /init")
+
+    timing = []
+    if label == "guest":
+        m = re.search(r"uptime=([0-9.]+)", init_line or "")
+        guest = " (guest clock %s s)" % m.group(1) if m else ""
+        timing.append("boot %.1f s%s" % (t_init, guest) if t_init is not None else "boot -")
+    if t_check is not None and t_end is not None:
+        timing.append("tests %.1f s" % (t_end - t_check))
+    name = f"kernel {kernel}" + (" (host)" if label == "host" else "")
+    counts = f"{passed} passed, {failed} failed" + (f", {degraded} degraded" if degraded else "")
+    if problems:
+        summary = f"{name}: FAILED: {counts} ({', '.join(timing)}): {problems[0]}"
+    else:
+        summary = f"{name}: {counts} ({', '.join(timing)})"
+    with open(f"{d}/summary.txt", "w", encoding="utf-8") as f:
+        f.write(summary + "\n")
+        for p in problems[1:]:
+            f.write(f"  also: {p}\n")
+        for t in tests:
+            if t.get("status") != "pass":
+                f.write(f"  {t.get('status')}: {t.get('name')}: {t.get('detail', '')}\n")
+    print(summary)
+    for p in problems[1:]:
+        if not p.startswith("failed: "):
+            print(f"    also: {p}")
+    for t in tests:
+        if t.get("status") == "fail":
+            print(f"    fail: {t.get('name')}: {t.get('detail', '')}")
+    return 1 if problems else 0
+
+
+def table(dirs):
+    reports, results = [], []
+    for d in dirs:
+        try:
+            with open(f"{d}/check.json", encoding="utf-8") as f:
+                reports.append(json.load(f))
+        except (OSError, ValueError):
+            reports.append(None)
+        try:
+            with open(f"{d}/selftest.json", encoding="utf-8") as f:
+                results.append(json.load(f))
+        except (OSError, ValueError):
+            results.append(None)
+    names = [d.rstrip("/").rsplit("/", 1)[-1] for d in dirs]
+    print("| hook | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    hooks = []
+    for r in reports:
+        for h in (r or {}).get("hooks", []):
+            if h.get("tracepoint") not in hooks:
+                hooks.append(h.get("tracepoint"))
+    for hook in hooks:
+        cells = []
+        for r in reports:
+            if r is None:
+                cells.append("no report")
+                continue
+            h = next((x for x in r.get("hooks", []) if x.get("tracepoint") == hook), None)
+            if h is None:
+                cells.append("not listed")
+                continue
+            cell = h.get("state", "?")
+            extra = [h["reason"]] if h.get("reason") else []
+            extra += h.get("notes") or []
+            if extra:
+                cell += ": " + "; ".join(extra)
+            cells.append(cell.replace("|", "\\|"))
+        print(f"| `{hook}` | " + " | ".join(cells) + " |")
+    for key in ("btf", "btf_offsets", "ring_buffer_bytes", "loaded"):
+        vals = [json.dumps((r or {}).get(key)) if r else "no report" for r in reports]
+        print(f"| {key} | " + " | ".join(v.replace("|", "\\|") for v in vals) + " |")
+    print()
+    statuses = {}
+    for i, res in enumerate(results):
+        for t in (res or {}).get("tests", []):
+            statuses.setdefault(t.get("name"), [None] * len(results))[i] = t
+    diff = {k: v for k, v in statuses.items()
+            if len({(t or {}).get("status") for t in v}) > 1}
+    if diff:
+        print("| test whose result differs | " + " | ".join(names) + " |")
+        print("|---|" + "---|" * len(names))
+        for name, ts in diff.items():
+            cells = [("%s: %s" % (t.get("status"), t.get("detail", "")) if t else "not run").replace("|", "\\|")
+                     for t in ts]
+            print(f"| {name} | " + " | ".join(cells) + " |")
+    else:
+        print("Every test has the same status on every kernel.")
+    return 0
+
+
+def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "stream" and len(sys.argv) in (4, 5):
+        stream(sys.argv[2], sys.argv[3], sys.argv[4:] == ["--echo"])
+        return 0
+    if len(sys.argv) >= 2 and sys.argv[1] == "table":
+        return table(sys.argv[2:])
+    if len(sys.argv) >= 2 and sys.argv[1] == "judge":
+        import argparse
+        p = argparse.ArgumentParser(prog="result.py judge")
+        p.add_argument("--kernel", required=True)
+        p.add_argument("--label", choices=("guest", "host"), required=True)
+        p.add_argument("--dir", required=True)
+        p.add_argument("--exit", type=int, required=True)
+        p.add_argument("--limit", type=int, required=True)
+        return judge(p.parse_args(sys.argv[2:]))
+    sys.stderr.write("usage: result.py stream LOG MARKERS [--echo] | judge ... | table DIR...\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
