@@ -9,6 +9,8 @@
 # AGENT "none" builds an image whose /init reports "agent missing" as a
 # failed test: the pipeline runs, the result can never be a pass.
 # MATRIX_MODULES (default "veth dummy bridge") names the modules to load.
+# MATRIX_CHECK_ARGS (default "check --load -o json") are the agent arguments
+# that print the capability report.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -33,6 +35,9 @@ mkdir -p "$stage"/{bin,dev,proc,sys,tmp,run,etc,root,lib/modules/"$rel"}
 cp "$busybox" "$stage/bin/busybox"
 install -m 0755 "$here/init" "$stage/init"
 [[ $agent == none ]] || install -m 0755 "$agent" "$stage/bin/fivexx-agent"
+# The capability check's arguments (one word per line), read by /init.
+# shellcheck disable=SC2086 # a word list on purpose
+printf '%s\n' ${MATRIX_CHECK_ARGS-check --load -o json} >"$stage/etc/fivexx-check-args"
 
 # Modules: resolve "depends=" from each module's .modinfo, load order = deps first.
 moddir=$kroot/lib/modules/$rel/kernel

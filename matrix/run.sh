@@ -12,7 +12,8 @@
 #
 # Environment: MATRIX_TIMEOUT (seconds per guest, default 150), MATRIX_ACCEL
 # (auto|tcg|kvm, default auto), MATRIX_JOBS (guests booted at once, default 1),
-# MATRIX_VERBOSE=1 (echo consoles live), MATRIX_MODULES, KERNEL_SERIES.
+# MATRIX_VERBOSE=1 (echo consoles live), MATRIX_CHECK_ARGS (default
+# "check --load -o json"), MATRIX_MODULES, KERNEL_SERIES.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -33,7 +34,7 @@ while (($#)); do
   case $1 in
     --agent) (($# >= 2)) || die "--agent needs a path or 'none'"; agent=$2; shift 2 ;;
     --only) (($# >= 2)) || die "--only needs a release prefix or 'host'"; only+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see $0 --help)" ;;
   esac
 done
@@ -137,7 +138,8 @@ run_host() {
   {
     echo "FIVEXX-INIT start kernel=$rel"
     echo "FIVEXX-CHECK-BEGIN"
-    "$agent" check -o json 2>"$dir/check.err"
+    # shellcheck disable=SC2086 # word list on purpose
+    "$agent" ${MATRIX_CHECK_ARGS-check --load -o json} 2>"$dir/check.err"
     echo "FIVEXX-CHECK-END rc=$?"
     sed 's/^/[check stderr] /' "$dir/check.err"; rm -f "$dir/check.err"
     echo "FIVEXX-SELFTEST-BEGIN timeout=$limit"

@@ -1,7 +1,7 @@
 # Kernel matrix (issue 8, matrix/README.md): fivexx-agent's capability check
 # and kernel self-tests on Debian's 6.1 and 6.12 cloud kernels under qemu and
 # on the host kernel. One summary line per kernel; artifacts in artifacts/kernels/.
-.PHONY: kernels test-kernels test-kernels-standin
+.PHONY: kernels test-kernels test-kernels-standin test-matrix
 
 # Fetch and cache the guest kernels (.cache/kernels/); a no-op once cached.
 kernels:
@@ -17,6 +17,13 @@ test-kernels: kernels
 # console collection and artifacts.
 test-kernels-standin: kernels
 	@matrix/run.sh --agent none
+
+# The matrix's own verdict logic (no qemu, no agent, well under a second):
+# every way a kernel can fail must fail.
+test-matrix:
+	@cd matrix && python3 -B -m unittest -q test_result
+
+TEST_EXTRA += test-matrix
 
 # Not yet in `make test`: fivexx-agent has no `selftest` yet (issue 8). The
 # lead enables this line once `fivexx-agent selftest` exists:

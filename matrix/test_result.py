@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Unit tests of the kernel matrix's verdicts (result.py judge): every way a
+kernel can fail must fail, and a clean result must pass. No qemu needed:
+each case writes the console log a guest or the host would have written."""
+import argparse
+import contextlib
+import io
+import json
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import result  # noqa: E402
+REL = "6.1.0-56-cloud-amd64"
+CHECK = {"agent_version": "0.1.0", "kernel_release": REL, "tracefs": "/sys/kernel/tracing", "btf": True,
+         "btf_offsets": {}, "ring_buffer_bytes": 262144, "loaded": True,
+         "hooks": [{"tracepoint": "tcp:tcp_send_reset", "kind": "send_reset", "state": "degraded",
+                    "notes": ["no socket-less RSTs before 6.10"]}]}
+
+
+def result_line(passed=2, failed=0, degraded=1, kernel=REL, tests=None):
+    if tests is None:
+        tests = [{"name": f"p{i}", "status": "pass", "detail": ""} for i in range(passed)]
+        tests += [{"name": f"f{i}", "status": "fail", "detail": "boom"} for i in range(failed)]
+        tests += [{"name": f"d{i}", "status": "degraded", "detail": "6.1"} for i in range(degraded)]
+    return "FIVEXX-SELFTEST " + json.dumps({"kernel": kernel, "passed": passed, "failed": failed,
+                                            "degraded": degraded, "tests": tests})
+
+
+def console(check=None, check_rc=0, selftest=None, selftest_rc=0, init=True, done=True, kernel=REL):
+    lines = ["SeaBIOS noise", "\x1b[2J" * 0 + f"junkFIVEXX-INIT start kernel={kernel} uptime=2.50"] if init else ["SeaBIOS"]
+    if not init:
+        return lines
+    lines += ["FIVEXX-ENV tracefs ok /sys/kernel/tracing", "FIVEXX-CHECK-BEGIN"]
+    if check is not None:
+        lines.append(check if isinstance(check, str) else json.dumps(check))
+    lines += [f"FIVEXX-CHECK-END rc={check_rc}", "FIVEXX-SELFTEST-BEGIN timeout=100", "case p0: pass"]
+    if selftest is not None:
+        lines.append(selftest)
+    if selftest_rc is not None:
+        lines.append(f"FIVEXX-SELFTEST-END rc={selftest_rc}")
+        if done:
+            lines.append("FIVEXX-INIT done uptime=9.0")
+    return lines
+
+
+def judge(lines, exit_code=0, label="guest", kernel=REL):
+    with tempfile.TemporaryDirectory() as d:
+        with open(f"{d}/console.log", "w") as f:
+            f.write("\n".join(lines) + "\n")
+        with open(f"{d}/markers.tsv", "w") as f:
+            for i, ln in enumerate(lines):
+                if "FIVEXX-" in ln:
+                    f.write(f"{1.0 + i:.2f}\t{ln[ln.index('FIVEXX-'):]}\n")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = result.judge(argparse.Namespace(kernel=kernel, label=label, dir=d, exit=exit_code, limit=150))
+        return rc, out.getvalue()
+
+
+class Verdicts(unittest.TestCase):
+    def test_clean_result_passes(self):
+        rc, out = judge(console(CHECK, 0, result_line()))
+        self.assertEqual(rc, 0, out)
+        self.assertTrue(out.startswith(f"kernel {REL}: 2 passed, 0 failed, 1 degraded (boot "), out)
+
+    def test_host_clean_result_passes(self):
+        rc, out = judge(console(CHECK, 0, result_line()), label="host")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("(host)", out)
+
+    def test_failed_test_fails(self):
+        rc, out = judge(console(CHECK, 0, result_line(failed=1), selftest_rc=1))
+        self.assertEqual(rc, 1)
+        self.assertIn("FAILED", out)
+        self.assertIn("fail: f0: boom", out)
+
+    def test_exit_zero_with_failures_fails(self):
+        rc, _ = judge(console(CHECK, 0, result_line(failed=1), selftest_rc=0))
+        self.assertEqual(rc, 1)
+
+    def test_nonzero_exit_without_failures_fails(self):
+        rc, _ = judge(console(CHECK, 0, result_line(), selftest_rc=101))
+        self.assertEqual(rc, 1)
+
+    def test_no_tests_fails(self):
+        rc, out = judge(console(CHECK, 0, result_line(passed=0, degraded=0)))
+        self.assertEqual(rc, 1)
+        self.assertIn("ran no tests", out)
+
+    def test_wrong_kernel_fails(self):
+        rc, out = judge(console(CHECK, 0, result_line(kernel="6.18.0")))
+        self.assertEqual(rc, 1)
+        self.assertIn("result line is for kernel", out)
+
+    def test_counts_disagreeing_with_tests_fail(self):
+        tests = [{"name": "a", "status": "fail", "detail": ""}]
+        rc, _ = judge(console(CHECK, 0, result_line(passed=1, degraded=0, tests=tests)))
+        self.assertEqual(rc, 1)
+
+    def test_missing_result_line_fails(self):
+        rc, out = judge(console(CHECK, 0, None, selftest_rc=2))
+        self.assertEqual(rc, 1)
+        self.assertIn("without a FIVEXX-SELFTEST result line", out)
+
+    def test_garbled_result_line_fails(self):
+        rc, out = judge(console(CHECK, 0, "FIVEXX-SELFTEST {\"kernel\": "))
+        self.assertEqual(rc, 1)
+        self.assertIn("not JSON", out)
+
+    def test_bad_capability_report_fails(self):
+        rc, out = judge(console("not json", 0, result_line()))
+        self.assertEqual(rc, 1)
+        self.assertIn("capability report", out)
+
+    def test_failed_check_fails(self):
+        rc, _ = judge(console(CHECK, 1, result_line()))
+        self.assertEqual(rc, 1)
+
+    def test_agent_missing_fails(self):
+        rc, out = judge(console(None, 127, result_line(passed=0, failed=1, degraded=0), selftest_rc=127))
+        self.assertEqual(rc, 1)
+        self.assertIn("agent missing", out)
+
+    def test_boot_timeout_fails(self):
+        rc, out = judge(console(init=False), exit_code=124)
+        self.assertEqual(rc, 1)
+        self.assertIn("never reached /init (timeout after 150s)", out)
+
+    def test_selftest_hang_fails(self):
+        rc, out = judge(console(CHECK, 0, None, selftest_rc=None), exit_code=124)
+        self.assertEqual(rc, 1)
+        self.assertIn("selftest never finished (timeout after 150s)", out)
+
+    def test_guest_side_timeout_fails(self):
+        rc, out = judge(console(CHECK, 0, None, selftest_rc=124))
+        self.assertEqual(rc, 1)
+        self.assertIn("timed out", out)
+
+    def test_kernel_panic_fails(self):
+        rc, _ = judge(console(CHECK, 0, None, selftest_rc=None), exit_code=0)
+        self.assertEqual(rc, 1)
+
+    def test_unfinished_init_fails(self):
+        rc, out = judge(console(CHECK, 0, result_line(), done=False))
+        self.assertEqual(rc, 1)
+        self.assertIn("did not finish", out)
+
+    def test_wrong_booted_kernel_fails(self):
+        rc, out = judge(console(CHECK, 0, result_line(), kernel="6.12.1"))
+        self.assertEqual(rc, 1)
+        self.assertIn("wrong kernel", out)
+
+    def test_failed_mount_fails(self):
+        lines = console(CHECK, 0, result_line())
+        lines.insert(2, "FIVEXX-ENV cgroup2 failed /sys/fs/cgroup: no such device")
+        rc, out = judge(lines)
+        self.assertEqual(rc, 1)
+        self.assertIn("cgroup2 failed", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
