@@ -7,8 +7,8 @@
 #   matrix/run.sh --agent PATH    use this static agent binary (no build)
 #   matrix/run.sh --agent none    stand-in image without the agent: proves the
 #                                 pipeline; every kernel FAILS ("agent missing")
-#   matrix/run.sh --only 6.12     only kernels whose release starts with this
-#                                 ("host" for the host kernel); repeatable
+#   matrix/run.sh --only 6.12     only this series or release ("host" for the
+#                                 host kernel); repeatable
 #
 # Environment: MATRIX_TIMEOUT (seconds per guest, default 150), MATRIX_ACCEL
 # (auto|tcg|kvm, default auto), MATRIX_JOBS (guests booted at once, default 1),
@@ -33,7 +33,7 @@ only=()
 while (($#)); do
   case $1 in
     --agent) (($# >= 2)) || die "--agent needs a path or 'none'"; agent=$2; shift 2 ;;
-    --only) (($# >= 2)) || die "--only needs a release prefix or 'host'"; only+=("$2"); shift 2 ;;
+    --only) (($# >= 2)) || die "--only needs a series (6.1), a release or 'host'"; only+=("$2"); shift 2 ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see $0 --help)" ;;
   esac
@@ -45,10 +45,10 @@ jobs=${MATRIX_JOBS:-1}
 accel=${MATRIX_ACCEL:-auto}
 [[ $accel =~ ^(auto|tcg|kvm)$ ]] || die "MATRIX_ACCEL must be auto, tcg or kvm, not '$accel'"
 
-wanted() { # release-or-"host"
+wanted() { # series release (or: host host)
   ((${#only[@]} == 0)) && return 0
   local o
-  for o in "${only[@]}"; do [[ $1 == "$o"* ]] && return 0; done
+  for o in "${only[@]}"; do [[ $1 == "$o" || $2 == "$o" ]] && return 0; done
   return 1
 }
 
@@ -78,12 +78,14 @@ mapfile -t kernels < <(matrix/kernels.sh)
 ((${#kernels[@]})) || die "matrix/kernels.sh gave no kernels"
 
 # 3. Accelerator: KVM only where the CPU has vmx/svm, /dev/kvm opens, and a probe boot works.
-kvm_probe() { # vmlinuz initrd
-  local out
-  out=$(timeout 60 qemu-system-x86_64 -nographic -nodefaults -no-reboot -serial stdio -accel kvm -cpu host \
-    -m 256M -kernel "$1" -initrd "$2" -append 'console=ttyS0 quiet panic=-1 rdinit=/bin/sh -- -c "echo FIVEXX-KVM-OK; poweroff -f"' \
+kvm_probe() { # vmlinuz initrd [accel args...]
+  local vmlinuz=$1 initrd=$2 out
+  shift 2
+  (($#)) || set -- -accel kvm -cpu host
+  out=$(timeout -k 5 60 qemu-system-x86_64 -nographic -nodefaults -no-reboot -serial stdio "$@" \
+    -m 256M -kernel "$vmlinuz" -initrd "$initrd" -append 'console=ttyS0 quiet panic=-1 fivexx_probe=1' \
     </dev/null 2>&1) || true
-  grep -q 'FIVEXX-KVM-OK' <<<"$out"
+  grep -q 'FIVEXX-PROBE-OK' <<<"$out"
 }
 choose_accel() { # vmlinuz initrd
   if [[ $accel == tcg ]]; then echo tcg; return; fi
@@ -166,8 +168,8 @@ say "${#kernels[@]} guest kernels under ${chosen_accel^^} (limit ${limit} s each
 failures=0 ran=0 dirs=()
 pids=() outs=()
 for k in "${kernels[@]}"; do
-  read -r _ rel vmlinuz <<<"$k"
-  wanted "$rel" || continue
+  read -r series rel vmlinuz <<<"$k"
+  wanted "$series" "$rel" || continue
   ran=$((ran + 1)); dirs+=("artifacts/kernels/$rel")
   if ((jobs > 1)); then
     out=$(mktemp); outs+=("$out")
@@ -183,7 +185,7 @@ done
 for i in "${!pids[@]}"; do
   wait "${pids[$i]}" || failures=$((failures + 1)); cat "${outs[$i]}"; rm -f "${outs[$i]}"
 done
-if wanted host; then
+if wanted host host || wanted "" "$(uname -r)"; then
   ran=$((ran + 1)); dirs+=("artifacts/kernels/$(uname -r)")
   run_host || failures=$((failures + 1))
 fi
