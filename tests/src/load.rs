@@ -1,0 +1,242 @@
+//! The load generator. It sends requests at a fixed rate (open loop: a slow
+//! answer does not delay the next request) through the ingress and records
+//! every one of them, answered or not: the ground truth that explanations are
+//! scored against.
+
+use crate::clock::Stamp;
+use crate::timeline::Timeline;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Request rate and length.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    pub target: SocketAddr,
+    /// Requests per second (1..=2000).
+    pub rate: u32,
+    pub duration: Duration,
+    /// A request still unanswered after this is recorded as a client timeout.
+    pub timeout: Duration,
+}
+
+/// How a request ended without an HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestError {
+    ConnectRefused,
+    ConnectTimeout,
+    ConnectFailed,
+    Reset,
+    /// The connection closed before a status line.
+    Eof,
+    Timeout,
+}
+
+/// One request of the ground truth.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub seq: u64,
+    pub sent: Stamp,
+    pub done: Stamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RequestError>,
+    /// The pod that answered (`X-Pod`), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// The upstream nginx tried (`X-Upstream-Addr`), even for a 502/504.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<String>,
+    /// The scenario step in flight when the request was sent.
+    pub step: String,
+}
+
+impl RequestRecord {
+    pub fn is_5xx(&self) -> bool {
+        self.status.is_some_and(|s| (500..600).contains(&s))
+    }
+
+    /// The pod IP of the upstream nginx used last, if any.
+    pub fn upstream_ip(&self) -> Option<String> {
+        let last = self.upstream.as_deref()?.rsplit(',').next()?.trim();
+        let (ip, _) = last.rsplit_once(':')?;
+        Some(ip.to_string())
+    }
+}
+
+/// Sends `rate` requests per second for `duration`; returns every record,
+/// in send order.
+pub async fn run(cfg: LoadConfig, timeline: Timeline) -> Vec<RequestRecord> {
+    let rate = cfg.rate.clamp(1, 2000);
+    let total = (rate as u64 * cfg.duration.as_millis() as u64 / 1000).max(1);
+    let period = Duration::from_nanos(1_000_000_000 / rate as u64);
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let step = timeline.current_step();
+    let mut set = tokio::task::JoinSet::new();
+    for seq in 0..total {
+        ticker.tick().await;
+        let step_now = step.borrow().clone();
+        let target = cfg.target;
+        let timeout = cfg.timeout;
+        set.spawn(async move { one_request(seq, target, timeout, step_now).await });
+    }
+    let mut records = Vec::with_capacity(total as usize);
+    while let Some(r) = set.join_next().await {
+        if let Ok(r) = r {
+            records.push(r);
+        }
+    }
+    records.sort_by_key(|r| r.seq);
+    records
+}
+
+async fn one_request(
+    seq: u64,
+    target: SocketAddr,
+    timeout: Duration,
+    step: String,
+) -> RequestRecord {
+    let sent = Stamp::now();
+    let mut rec = RequestRecord {
+        seq,
+        sent,
+        done: sent,
+        status: None,
+        error: None,
+        pod: None,
+        upstream: None,
+        upstream_status: None,
+        step,
+    };
+    match tokio::time::timeout(timeout, exchange(seq, target)).await {
+        Ok(Ok(resp)) => parse_response(&resp, &mut rec),
+        Ok(Err(e)) => rec.error = Some(e),
+        Err(_) => rec.error = Some(RequestError::Timeout),
+    }
+    rec.done = Stamp::now();
+    rec
+}
+
+async fn exchange(seq: u64, target: SocketAddr) -> Result<Vec<u8>, RequestError> {
+    let mut stream =
+        match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(target)).await {
+            Err(_) => return Err(RequestError::ConnectTimeout),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(RequestError::ConnectRefused)
+            }
+            Ok(Err(_)) => return Err(RequestError::ConnectFailed),
+            Ok(Ok(s)) => s,
+        };
+    let req = format!("GET /?seq={seq} HTTP/1.1\r\nHost: lab.fivexx\r\nUser-Agent: fivexx-lab\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.map_err(classify)?;
+    let mut buf = Vec::with_capacity(512);
+    stream.read_to_end(&mut buf).await.map_err(classify)?;
+    if buf.is_empty() {
+        return Err(RequestError::Eof);
+    }
+    Ok(buf)
+}
+
+fn classify(e: std::io::Error) -> RequestError {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => RequestError::Reset,
+        _ => RequestError::Eof,
+    }
+}
+
+fn parse_response(resp: &[u8], rec: &mut RequestRecord) {
+    let text = String::from_utf8_lossy(resp);
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok());
+    let Some(status) = status else {
+        rec.error = Some(RequestError::Eof);
+        return;
+    };
+    rec.status = Some(status);
+    for l in lines.take_while(|l| !l.is_empty()) {
+        let Some((k, v)) = l.split_once(':') else {
+            continue;
+        };
+        let v = v.trim().to_string();
+        match k.trim().to_ascii_lowercase().as_str() {
+            "x-pod" => rec.pod = Some(v),
+            "x-upstream-addr" if !v.is_empty() => rec.upstream = Some(v),
+            "x-upstream-status" if !v.is_empty() => rec.upstream_status = Some(v),
+            _ => {}
+        }
+    }
+}
+
+/// Counts over a ground truth.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadSummary {
+    pub total: u64,
+    pub ok: u64,
+    pub s502: u64,
+    pub s503: u64,
+    pub s504: u64,
+    pub other_5xx: u64,
+    pub other_status: u64,
+    pub client_errors: u64,
+}
+
+impl LoadSummary {
+    pub fn of(records: &[RequestRecord]) -> LoadSummary {
+        let mut s = LoadSummary::default();
+        for r in records {
+            s.total += 1;
+            match r.status {
+                Some(200..=299) => s.ok += 1,
+                Some(502) => s.s502 += 1,
+                Some(503) => s.s503 += 1,
+                Some(504) => s.s504 += 1,
+                Some(500..=599) => s.other_5xx += 1,
+                Some(_) => s.other_status += 1,
+                None => s.client_errors += 1,
+            }
+        }
+        s
+    }
+
+    pub fn total_5xx(&self) -> u64 {
+        self.s502 + self.s503 + self.s504 + self.other_5xx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status_pod_and_upstream() {
+        let mut rec = RequestRecord {
+            seq: 0,
+            sent: Stamp::now(),
+            done: Stamp::now(),
+            status: None,
+            error: None,
+            pod: None,
+            upstream: None,
+            upstream_status: None,
+            step: "s".into(),
+        };
+        parse_response(
+            b"HTTP/1.1 502 Bad Gateway\r\nServer: nginx\r\nX-Upstream-Addr: 10.244.0.11:8080\r\nX-Upstream-Status: 502\r\n\r\n<html>",
+            &mut rec,
+        );
+        assert_eq!(rec.status, Some(502));
+        assert_eq!(rec.upstream_ip().as_deref(), Some("10.244.0.11"));
+        assert!(rec.is_5xx());
+        assert_eq!(LoadSummary::of(&[rec]).s502, 1);
+    }
+}
