@@ -3,11 +3,14 @@
 //!
 //! Nothing in this crate does I/O or talks to Kubernetes, so that a live
 //! `trace` and an offline `explain FILE` run exactly the same code over the
-//! same recorded facts.
+//! same recorded facts. Readers and writers are passed in by callers.
 
 pub mod capability;
+pub mod capture;
 pub mod event;
+pub mod model;
 
 pub use event::{
     ExitStatus, FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState,
 };
+pub use model::Fact;

@@ -1,0 +1,126 @@
+//! The capture file: everything `explain` needs, in one append-only file.
+//!
+//! Layout (see `docs/capture-format.md` for the byte-level description):
+//!
+//! ```text
+//! preamble   magic(8) major(u16) minor(u16) flags(u32) crc32(u32)
+//! body       frames: sync(4) len(u32) tag(u8) payload[len] crc32(u32)
+//!            uncompressed: one frame per record (tag = record type)
+//!            zstd:         one frame per chunk (an independent zstd frame
+//!                          holding whole record frames)
+//! ```
+//!
+//! Every frame carries its own CRC and starts with a sync marker, so a
+//! reader can skip a damaged frame, find the next one and go on; a file cut
+//! anywhere reads back every complete record before the cut. The crate does
+//! no file opening: callers pass any `Read` or `Write`.
+
+mod frame;
+mod jsonl;
+mod reader;
+mod wire;
+mod writer;
+
+pub use jsonl::export_jsonl;
+pub use reader::{CaptureReader, ProblemKind, ReadProblem, ReadStats};
+pub use writer::{CaptureWriter, Compression, WriteOptions};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::model::Fact;
+
+/// The format version this build writes. A reader accepts any minor
+/// version of its own major (unknown record types are skipped) and refuses a
+/// newer major.
+pub const FORMAT_MAJOR: u16 = 1;
+pub const FORMAT_MINOR: u16 = 0;
+
+/// First 8 bytes of every capture. Like PNG's, it catches text-mode
+/// mangling (`\r\n`, `^Z`) and is not valid UTF-8.
+pub const MAGIC: [u8; 8] = [0x89, b'F', b'X', b'C', b'\r', b'\n', 0x1a, b'\n'];
+
+/// The conventional file extension.
+pub const EXTENSION: &str = "fxc";
+
+/// Record types (frame tags of an uncompressed body or inside chunks).
+pub(crate) mod tag {
+    pub const HEADER: u8 = 1;
+    pub const FACT: u8 = 2;
+    pub const DROPS: u8 = 3;
+    pub const END: u8 = 4;
+    /// A zstd chunk (only in a compressed body).
+    pub const CHUNK: u8 = 0x5a;
+}
+
+/// What the capture is about, written first.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaptureHeader {
+    /// Version of the tool that wrote it (e.g. `kubectl-fivexx 0.1.0`).
+    pub tool_version: String,
+    /// kubeconfig context / cluster name.
+    #[serde(default)]
+    pub context: Option<String>,
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Agents' capability reports, kept opaque so that an older reader can
+    /// show what a newer agent reported.
+    #[serde(default)]
+    pub capabilities: Vec<serde_json::Value>,
+    pub start_ns: i64,
+    /// Known only when the header is rewritten or from the end record.
+    #[serde(default)]
+    pub end_ns: Option<i64>,
+}
+
+/// Events an agent generated but could not deliver (ring buffer full, slow
+/// client). Cumulative counts per event kind, at a time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropCounters {
+    pub at_ns: i64,
+    pub node: String,
+    /// kind name (`send_reset`, ... or `stream`) -> dropped so far.
+    pub dropped: BTreeMap<String, u64>,
+}
+
+/// The last record of a capture that was closed cleanly.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureEnd {
+    pub end_ns: i64,
+    pub facts: u64,
+}
+
+/// One record read back from a capture.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Record {
+    Header(CaptureHeader),
+    Fact(Fact),
+    Drops(DropCounters),
+    End(CaptureEnd),
+}
+
+/// Why a capture cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("not a fivexx capture: {0}")]
+    Foreign(String),
+    #[error("the file ends inside its {0}-byte preamble (cut while recording?)")]
+    TruncatedPreamble(usize),
+    #[error("the capture's preamble is corrupted (CRC mismatch)")]
+    CorruptPreamble,
+    #[error(
+        "capture format {file_major}.{file_minor} is newer than this tool supports ({FORMAT_MAJOR}.{FORMAT_MINOR}): upgrade kubectl-fivexx"
+    )]
+    NewerMajor { file_major: u16, file_minor: u16 },
+    #[error("the capture is zstd-compressed but this build has no zstd support")]
+    NoZstd,
+    #[error("compression failed: {0}")]
+    Compress(String),
+    #[error("a record could not be encoded: {0}")]
+    Encode(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,182 @@
+//! Facts: everything the explain engine reasons over.
+//!
+//! A fact is either a kernel event from a node's agent or a Kubernetes delta
+//! seen by the plugin's watches. They are plain serde structs (no
+//! k8s-openapi here): the plugin converts API objects into these deltas, so
+//! the engine and the capture format do not depend on a Kubernetes client.
+//!
+//! All times are wall-clock Unix epoch nanoseconds (`at_ns`). Kernel events
+//! carry their own `wall_ns`; clocks of nodes and of the API server may be
+//! skewed, which the engine tolerates within `ExplainConfig::skew_ns`.
+
+use crate::event::KernelEvent;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+
+/// One fact, from a node (kernel) or from the API server (Kubernetes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fact {
+    Kernel(KernelEvent),
+    Pod(PodFact),
+    Endpoint(EndpointFact),
+    Service(ServiceFact),
+    Node(NodeFact),
+    Event(ClusterEvent),
+}
+
+impl Fact {
+    /// The fact's timestamp (wall clock, ns) on the clock of its source.
+    pub fn at_ns(&self) -> i64 {
+        match self {
+            Fact::Kernel(e) => e.wall_ns,
+            Fact::Pod(p) => p.at_ns,
+            Fact::Endpoint(e) => e.at_ns,
+            Fact::Service(s) => s.at_ns,
+            Fact::Node(n) => n.at_ns,
+            Fact::Event(e) => e.at_ns,
+        }
+    }
+
+    /// Where the fact came from, as cited in evidence.
+    pub fn source(&self) -> FactSource {
+        match self {
+            Fact::Kernel(e) => FactSource::Node(e.node.clone()),
+            _ => FactSource::Api,
+        }
+    }
+}
+
+/// Who reported a fact: a node's agent or the Kubernetes API server.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactSource {
+    Node(String),
+    Api,
+}
+
+impl fmt::Display for FactSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FactSource::Node(n) if n.is_empty() => f.write_str("agent"),
+            FactSource::Node(n) => write!(f, "agent@{n}"),
+            FactSource::Api => f.write_str("api"),
+        }
+    }
+}
+
+/// The workload that owns a pod (Deployment, StatefulSet, DaemonSet, Job...),
+/// resolved by the plugin through ReplicaSets.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WorkloadRef {
+    pub kind: String,
+    pub name: String,
+}
+
+impl fmt::Display for WorkloadRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind.to_ascii_lowercase(), self.name)
+    }
+}
+
+/// A change to one pod, as the API server reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodFact {
+    pub at_ns: i64,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    /// The node it is scheduled on, when known.
+    pub node: Option<String>,
+    pub owner: Option<WorkloadRef>,
+    pub change: PodChange,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PodChange {
+    Created,
+    /// The pod got this IP (pod IPs are reused after the pod is gone).
+    Ip {
+        ip: IpAddr,
+    },
+    ContainerStarted {
+        container_id: String,
+        name: String,
+    },
+    Ready,
+    NotReady,
+    /// deletionTimestamp was set: the kubelet starts termination now.
+    Deleting {
+        grace_period_s: u32,
+    },
+    /// The object is gone from the API.
+    Gone,
+}
+
+/// The membership of one address in one EndpointSlice at a time. `present:
+/// false` means the address left the slice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointFact {
+    pub at_ns: i64,
+    pub namespace: String,
+    pub service: String,
+    pub slice: String,
+    pub address: IpAddr,
+    /// `targetRef.uid` when the endpoint points at a pod.
+    pub pod_uid: Option<String>,
+    pub present: bool,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+}
+
+impl EndpointFact {
+    /// Whether a proxy that routes to ready endpoints routes to this address.
+    pub fn routable(&self) -> bool {
+        self.present && self.ready
+    }
+}
+
+/// A Service's cluster IP, so that failures to a virtual IP can be told apart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceFact {
+    pub at_ns: i64,
+    pub namespace: String,
+    pub name: String,
+    pub cluster_ip: Option<IpAddr>,
+    pub present: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeFact {
+    pub at_ns: i64,
+    pub node: String,
+    pub change: NodeChange,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeChange {
+    Cordoned,
+    Uncordoned,
+    TaintAdded { key: String, effect: String },
+    TaintRemoved { key: String, effect: String },
+}
+
+/// A Kubernetes Event about a pod (Killing, Evicted, OOMKilling,
+/// FailedPreStopHook, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterEvent {
+    pub at_ns: i64,
+    pub namespace: String,
+    pub reason: String,
+    pub message: String,
+    /// The involved object's kind, name and uid.
+    pub object_kind: String,
+    pub object_name: String,
+    pub object_uid: Option<String>,
+    /// The reporting node, when the kubelet reported it.
+    pub node: Option<String>,
+}

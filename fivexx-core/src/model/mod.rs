@@ -1,0 +1,10 @@
+//! The facts the engine reasons over and the timelines built from them.
+
+pub mod fact;
+pub mod timeline;
+
+pub use fact::{
+    ClusterEvent, EndpointFact, Fact, FactSource, NodeChange, NodeFact, PodChange, PodFact,
+    ServiceFact, WorkloadRef,
+};
+pub use timeline::{ClusterTimeline, ExitSeen, PodTimeline, SignalSeen};

@@ -1,0 +1,453 @@
+//! Capture format: round trips, cuts, corruption and foreign files.
+
+use fivexx_core::capture::{
+    export_jsonl, CaptureError, CaptureHeader, CaptureReader, CaptureWriter, Compression,
+    DropCounters, ProblemKind, Record, WriteOptions, FORMAT_MAJOR, MAGIC,
+};
+use fivexx_core::model::{
+    ClusterEvent, EndpointFact, Fact, NodeChange, NodeFact, PodChange, PodFact, ServiceFact,
+    WorkloadRef,
+};
+use fivexx_core::{FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState};
+use proptest::prelude::*;
+use std::net::{IpAddr, Ipv4Addr};
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 1, last))
+}
+
+/// A fact of every variant, varied by `i`.
+fn sample_fact(i: u64) -> Fact {
+    let at = 1_700_000_000_000_000_000 + i as i64 * 1_000_000;
+    match i % 7 {
+        0 | 1 => {
+            let mut e = KernelEvent::new(KernelEventKind::ReceiveReset, i * 1000, at);
+            e.node = format!("node-{}", i % 3);
+            e.tuple = Some(FourTuple {
+                saddr: ip(1),
+                sport: 40000 + (i % 1000) as u16,
+                daddr: ip((i % 200) as u8 + 2),
+                dport: 8080,
+            });
+            e.tcp_state = Some(TcpState::SynSent);
+            e.errno = i.is_multiple_of(2).then_some(111);
+            e.sock_id = Some(i);
+            Fact::Kernel(e)
+        }
+        2 => {
+            let mut e = KernelEvent::new(KernelEventKind::Signal, i * 1000, at);
+            e.signal = Some(15);
+            e.signal_result = Some(SignalResult::Ignored);
+            e.task = Some(TaskRef {
+                pid: 100,
+                comm: "containerd-shim".into(),
+            });
+            e.target = Some(TaskRef {
+                pid: 200 + i as i32,
+                comm: "sh".into(),
+            });
+            e.pod_uid = Some(format!("uid-{i}"));
+            Fact::Kernel(e)
+        }
+        3 => Fact::Pod(PodFact {
+            at_ns: at,
+            namespace: "shop".into(),
+            name: format!("api-{i}"),
+            uid: format!("uid-{i}"),
+            node: Some("node-1".into()),
+            owner: Some(WorkloadRef {
+                kind: "Deployment".into(),
+                name: "api".into(),
+            }),
+            change: if i.is_multiple_of(2) {
+                PodChange::Deleting { grace_period_s: 30 }
+            } else {
+                PodChange::Ip { ip: ip(9) }
+            },
+        }),
+        4 => Fact::Endpoint(EndpointFact {
+            at_ns: at,
+            namespace: "shop".into(),
+            service: "api".into(),
+            slice: "api-abc".into(),
+            address: ip(9),
+            pod_uid: Some(format!("uid-{i}")),
+            present: true,
+            ready: i.is_multiple_of(2),
+            serving: true,
+            terminating: i % 2 == 1,
+        }),
+        5 => Fact::Node(NodeFact {
+            at_ns: at,
+            node: "node-2".into(),
+            change: NodeChange::TaintAdded {
+                key: "node.kubernetes.io/unschedulable".into(),
+                effect: "NoSchedule".into(),
+            },
+        }),
+        _ => {
+            if i.is_multiple_of(2) {
+                Fact::Service(ServiceFact {
+                    at_ns: at,
+                    namespace: "shop".into(),
+                    name: "api".into(),
+                    cluster_ip: Some(ip(250)),
+                    present: true,
+                })
+            } else {
+                Fact::Event(ClusterEvent {
+                    at_ns: at,
+                    namespace: "shop".into(),
+                    reason: "Killing".into(),
+                    message: "Stopping container api".into(),
+                    object_kind: "Pod".into(),
+                    object_name: format!("api-{i}"),
+                    object_uid: None,
+                    node: Some("node-1".into()),
+                })
+            }
+        }
+    }
+}
+
+fn header() -> CaptureHeader {
+    CaptureHeader {
+        tool_version: "test 0".into(),
+        context: Some("kind-lab".into()),
+        nodes: vec!["node-1".into(), "node-2".into()],
+        capabilities: vec![serde_json::json!({"node": "node-1", "hooks": []})],
+        start_ns: 1_700_000_000_000_000_000,
+        end_ns: None,
+    }
+}
+
+/// Writes a capture of `n` facts; returns the bytes, the records in order,
+/// and the byte offset at which each record (or its chunk) becomes complete.
+fn write_capture(n: u64, opts: WriteOptions) -> (Vec<u8>, Vec<Record>, Vec<usize>) {
+    let h = header();
+    let mut records = vec![Record::Header(h.clone())];
+    let mut w = CaptureWriter::new(Vec::new(), &h, opts).unwrap();
+    for i in 0..n {
+        let f = sample_fact(i);
+        w.write_fact(&f).unwrap();
+        records.push(Record::Fact(f));
+        if i % 5 == 4 {
+            let d = DropCounters {
+                at_ns: i as i64,
+                node: "node-1".into(),
+                dropped: [("send_reset".to_string(), i)].into_iter().collect(),
+            };
+            w.write_drops(&d).unwrap();
+            records.push(Record::Drops(d));
+        }
+    }
+    let out = w.finish(42).unwrap();
+    records.push(Record::End(fivexx_core::capture::CaptureEnd {
+        end_ns: 42,
+        facts: n,
+    }));
+    // Complete-at offsets, from writing prefixes (uncompressed only).
+    let mut ends = Vec::new();
+    if opts.compression == Compression::None {
+        let mut w = CaptureWriter::new(Vec::new(), &h, opts).unwrap();
+        ends.push(w_len(&mut w));
+        for i in 0..n {
+            w.write_fact(&sample_fact(i)).unwrap();
+            ends.push(w_len(&mut w));
+            if i % 5 == 4 {
+                let d = DropCounters {
+                    at_ns: i as i64,
+                    node: "node-1".into(),
+                    dropped: [("send_reset".to_string(), i)].into_iter().collect(),
+                };
+                w.write_drops(&d).unwrap();
+                ends.push(w_len(&mut w));
+            }
+        }
+        ends.push(out.len());
+    }
+    (out, records, ends)
+}
+
+fn w_len(w: &mut CaptureWriter<Vec<u8>>) -> usize {
+    w.flush().unwrap();
+    w.get_ref().len()
+}
+
+fn read_all(bytes: &[u8]) -> Result<(Vec<Record>, CaptureReader<&[u8]>), CaptureError> {
+    let mut r = CaptureReader::new(bytes)?;
+    let mut out = Vec::new();
+    while let Some(rec) = r.next_record()? {
+        out.push(rec);
+    }
+    Ok((out, r))
+}
+
+fn plain() -> WriteOptions {
+    WriteOptions {
+        compression: Compression::None,
+        chunk_bytes: 1,
+    }
+}
+
+fn zstd_small_chunks() -> WriteOptions {
+    WriteOptions {
+        compression: Compression::Zstd { level: 3 },
+        chunk_bytes: 300,
+    }
+}
+
+#[test]
+fn round_trip_uncompressed_and_zstd() {
+    for opts in [plain(), zstd_small_chunks(), WriteOptions::default()] {
+        let (bytes, records, _) = write_capture(40, opts);
+        let (got, r) = read_all(&bytes).unwrap();
+        assert_eq!(got, records, "{opts:?}");
+        assert!(r.stats().is_complete(), "{:?}", r.problems());
+        assert_eq!(r.stats().facts, 40);
+        assert_eq!(r.version(), (FORMAT_MAJOR, 0));
+    }
+}
+
+#[test]
+fn zstd_is_smaller_on_repetitive_facts() {
+    let (plain_bytes, _, _) = write_capture(500, plain());
+    let (z, _, _) = write_capture(500, WriteOptions::default());
+    assert!(
+        z.len() * 3 < plain_bytes.len(),
+        "{} vs {}",
+        z.len(),
+        plain_bytes.len()
+    );
+}
+
+/// The uncompressed file cut at every byte: every record complete before
+/// the cut is read back, nothing else, and the cut is reported.
+#[test]
+fn cut_at_every_byte_uncompressed() {
+    let (bytes, records, ends) = write_capture(12, plain());
+    assert_eq!(ends.len(), records.len());
+    for cut in 0..bytes.len() {
+        let slice = &bytes[..cut];
+        match read_all(slice) {
+            Err(CaptureError::Empty) => assert_eq!(cut, 0),
+            Err(CaptureError::TruncatedPreamble(_)) => assert!(cut < 20),
+            Err(e) => panic!("cut {cut}: unexpected error {e}"),
+            Ok((got, r)) => {
+                let complete = ends.iter().filter(|e| **e <= cut).count();
+                assert_eq!(got, records[..complete], "cut at {cut}");
+                let kinds: Vec<_> = r.problems().iter().map(|p| p.kind.clone()).collect();
+                assert!(
+                    kinds.contains(&ProblemKind::Truncated)
+                        || kinds.contains(&ProblemKind::MissingEnd),
+                    "cut at {cut} not reported: {kinds:?}"
+                );
+                assert!(!r.stats().is_complete());
+            }
+        }
+    }
+}
+
+/// Cut compressed files: what comes back is a prefix of the records, it
+/// includes every record of every complete chunk, and the cut is reported.
+#[test]
+fn cut_at_every_byte_zstd() {
+    let (bytes, records, _) = write_capture(30, zstd_small_chunks());
+    let mut best_prefix = 0;
+    for cut in 20..bytes.len() {
+        let (got, r) = read_all(&bytes[..cut]).unwrap();
+        assert_eq!(got[..], records[..got.len()], "cut at {cut}: not a prefix");
+        assert!(
+            got.len() >= best_prefix,
+            "cut at {cut}: lost records a shorter cut kept"
+        );
+        best_prefix = best_prefix.max(got.len());
+        assert!(!r.stats().is_complete(), "cut at {cut} not reported");
+    }
+    assert!(best_prefix >= records.len() - 2);
+}
+
+/// One flipped byte anywhere after the preamble loses at most the record
+/// (or chunk) it hits, never yields a wrong record, and is reported.
+#[test]
+fn flip_every_byte_uncompressed() {
+    let (bytes, records, _) = write_capture(12, plain());
+    for pos in 20..bytes.len() {
+        let mut b = bytes.clone();
+        b[pos] ^= 0x5a;
+        let (got, r) = read_all(&b).unwrap();
+        assert!(
+            got.len() + 1 >= records.len(),
+            "flip at {pos}: lost {} records",
+            records.len() - got.len()
+        );
+        assert_subsequence(&got, &records, pos);
+        assert!(r.stats().problems > 0, "flip at {pos} not reported");
+    }
+}
+
+#[test]
+fn flip_every_byte_zstd() {
+    let (bytes, records, _) = write_capture(30, zstd_small_chunks());
+    for pos in 20..bytes.len() {
+        let mut b = bytes.clone();
+        b[pos] ^= 0x01;
+        let (got, r) = read_all(&b).unwrap();
+        assert_subsequence(&got, &records, pos);
+        assert!(
+            got.len() + 12 >= records.len(),
+            "flip at {pos}: lost too much"
+        );
+        assert!(r.stats().problems > 0, "flip at {pos} not reported");
+    }
+}
+
+#[test]
+fn flipped_preamble_is_refused_cleanly() {
+    let (bytes, _, _) = write_capture(3, plain());
+    for pos in 0..20 {
+        let mut b = bytes.clone();
+        b[pos] ^= 0x10;
+        assert!(CaptureReader::new(&b[..]).is_err(), "flip at {pos}");
+    }
+}
+
+fn assert_subsequence(got: &[Record], all: &[Record], pos: usize) {
+    let mut it = all.iter();
+    for g in got {
+        assert!(
+            it.any(|r| r == g),
+            "flip at {pos}: record not in the original order: {g:?}"
+        );
+    }
+}
+
+#[test]
+fn corruption_is_skipped_with_its_offset() {
+    let (mut bytes, records, ends) = write_capture(10, plain());
+    // Overwrite the middle of the 4th record with garbage.
+    let at = ends[3] + 12;
+    for b in &mut bytes[at..at + 5] {
+        *b = 0xee;
+    }
+    let (got, r) = read_all(&bytes).unwrap();
+    assert_eq!(got.len(), records.len() - 1);
+    let p = &r.problems()[0];
+    assert_eq!(p.offset, ends[3] as u64);
+    assert!(matches!(p.kind, ProblemKind::Corrupted { .. }));
+    assert!(p.to_string().contains(&format!("byte {}", ends[3])), "{p}");
+    assert!(r.stats().clean_end);
+}
+
+#[test]
+fn inserted_garbage_is_skipped() {
+    let (bytes, records, ends) = write_capture(6, plain());
+    let mut b = bytes[..ends[2]].to_vec();
+    b.extend_from_slice(&[0u8; 1000]);
+    b.extend_from_slice(&bytes[ends[2]..]);
+    let (got, r) = read_all(&b).unwrap();
+    assert_eq!(got, records);
+    assert_eq!(
+        r.problems()[0].kind,
+        ProblemKind::Corrupted {
+            skipped_bytes: 1000
+        }
+    );
+}
+
+#[test]
+fn foreign_files_get_clear_errors() {
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01";
+    let err = CaptureReader::new(&png[..]).err().unwrap();
+    assert!(err.to_string().contains("PNG"), "{err}");
+    assert!(matches!(
+        CaptureReader::new(&b""[..]),
+        Err(CaptureError::Empty)
+    ));
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let err = CaptureReader::new(&random[..]).err().unwrap();
+    assert!(err.to_string().starts_with("not a fivexx capture"), "{err}");
+    let err = CaptureReader::new(&b"{\"fact\":1}\n"[..]).err().unwrap();
+    assert!(err.to_string().contains("JSON"), "{err}");
+    let err = CaptureReader::new(&MAGIC[..5]).err().unwrap();
+    assert!(matches!(err, CaptureError::TruncatedPreamble(_)), "{err}");
+}
+
+#[test]
+fn newer_major_is_refused_naming_both_versions() {
+    let mut pre = MAGIC.to_vec();
+    pre.extend_from_slice(&(FORMAT_MAJOR + 1).to_le_bytes());
+    pre.extend_from_slice(&3u16.to_le_bytes());
+    pre.extend_from_slice(&0u32.to_le_bytes());
+    let crc = crc32fast::hash(&pre);
+    pre.extend_from_slice(&crc.to_le_bytes());
+    pre.extend_from_slice(b"whatever a future version writes");
+    let err = CaptureReader::new(&pre[..]).err().unwrap();
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("{}.3", FORMAT_MAJOR + 1)), "{msg}");
+    assert!(msg.contains(&format!("{FORMAT_MAJOR}.0")), "{msg}");
+}
+
+#[test]
+fn jsonl_export_has_one_line_per_record() {
+    let (bytes, records, _) = write_capture(8, WriteOptions::default());
+    let mut r = CaptureReader::new(&bytes[..]).unwrap();
+    let mut out = Vec::new();
+    let stats = export_jsonl(&mut r, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.lines().count(), records.len());
+    assert!(stats.is_complete());
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["header"]["context"], "kind-lab");
+    let fact: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(fact["fact"]["kernel"]["kind"], "receive_reset");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random sizes and options; a random cut reads back a prefix of the
+    /// records with no error other than the reported cut.
+    #[test]
+    fn prop_cut_reads_a_reported_prefix(n in 0u64..60, zstd in any::<bool>(), cut_frac in 0.0f64..1.0) {
+        let opts = if zstd { zstd_small_chunks() } else { plain() };
+        let (bytes, records, ends) = write_capture(n, opts);
+        let cut = 20 + ((bytes.len() - 20) as f64 * cut_frac) as usize;
+        let (got, r) = read_all(&bytes[..cut]).unwrap();
+        prop_assert_eq!(&got[..], &records[..got.len()]);
+        if !zstd {
+            prop_assert_eq!(got.len(), ends.iter().filter(|e| **e <= cut).count());
+        }
+        prop_assert_eq!(r.stats().is_complete(), cut == bytes.len());
+    }
+
+    /// Any byte flipped to any value: no panic, no invented record, reported.
+    #[test]
+    fn prop_flip_any_byte(n in 1u64..40, zstd in any::<bool>(), pos_frac in 0.0f64..1.0, val in any::<u8>()) {
+        let opts = if zstd { zstd_small_chunks() } else { plain() };
+        let (mut bytes, records, _) = write_capture(n, opts);
+        let pos = ((bytes.len() - 1) as f64 * pos_frac) as usize;
+        prop_assume!(bytes[pos] != val);
+        bytes[pos] = val;
+        match read_all(&bytes) {
+            Err(_) => prop_assert!(pos < 20),
+            Ok((got, r)) => {
+                assert_subsequence(&got, &records, pos);
+                prop_assert!(r.stats().problems > 0);
+            }
+        }
+    }
+
+    /// Arbitrary bytes after a valid preamble never panic and never loop.
+    #[test]
+    fn prop_garbage_body_is_survived(body in proptest::collection::vec(any::<u8>(), 0..2000), zstd in any::<bool>()) {
+        let opts = if zstd { zstd_small_chunks() } else { plain() };
+        let (bytes, _, _) = write_capture(0, opts);
+        let mut b = bytes[..20].to_vec();
+        b.extend_from_slice(&body);
+        let (_, r) = read_all(&b).unwrap();
+        prop_assert!(!r.stats().is_complete() || body.is_empty());
+    }
+}
