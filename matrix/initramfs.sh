@@ -34,7 +34,11 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,dev,proc,sys,tmp,run,etc,root,lib/modules/"$rel"}
 cp "$busybox" "$stage/bin/busybox"
 install -m 0755 "$here/init" "$stage/init"
-[[ $agent == none ]] || install -m 0755 "$agent" "$stage/bin/fivexx-agent"
+if [[ $agent != none ]]; then
+  # Debug info is most of a release build's size; the guest does not need it.
+  strip --strip-debug -o "$stage/bin/fivexx-agent" "$agent" 2>/dev/null || cp "$agent" "$stage/bin/fivexx-agent"
+  chmod 0755 "$stage/bin/fivexx-agent"
+fi
 # The capability check's arguments (one word per line), read by /init.
 # shellcheck disable=SC2086 # a word list on purpose
 printf '%s\n' ${MATRIX_CHECK_ARGS-check --load -o json} >"$stage/etc/fivexx-check-args"

@@ -145,7 +145,8 @@ run_host() {
     echo "FIVEXX-CHECK-END rc=$?"
     sed 's/^/[check stderr] /' "$dir/check.err"; rm -f "$dir/check.err"
     echo "FIVEXX-SELFTEST-BEGIN timeout=$limit"
-    { timeout -k 5 "$limit" "$agent" selftest 2>&1 1>&3 3>&-; echo $? >"$dir/selftest.rc"; } 3>&1 | sed 's/^/[stderr] /'
+    exec 3>&1 # the agent's stdout; its stderr goes through sed
+    { timeout -k 5 "$limit" "$agent" selftest 2>&1 1>&3 3>&-; echo $? >"$dir/selftest.rc"; } | sed 's/^/[stderr] /'
     echo "FIVEXX-SELFTEST-END rc=$(<"$dir/selftest.rc")"
     rm -f "$dir/selftest.rc"
     echo "FIVEXX-INIT done"

@@ -20,9 +20,10 @@ CHECK = {"agent_version": "0.1.0", "kernel_release": REL, "tracefs": "/sys/kerne
                     "notes": ["no socket-less RSTs before 6.10"]}]}
 
 
-def result_line(passed=2, failed=0, degraded=1, kernel=REL, tests=None):
+def result_line(passed=3, failed=0, degraded=1, kernel=REL, tests=None):
+    """passed counts the degraded tests too, as the agent does."""
     if tests is None:
-        tests = [{"name": f"p{i}", "status": "pass", "detail": ""} for i in range(passed)]
+        tests = [{"name": f"p{i}", "status": "pass", "detail": ""} for i in range(passed - degraded)]
         tests += [{"name": f"f{i}", "status": "fail", "detail": "boom"} for i in range(failed)]
         tests += [{"name": f"d{i}", "status": "degraded", "detail": "6.1"} for i in range(degraded)]
     return "FIVEXX-SELFTEST " + json.dumps({"kernel": kernel, "passed": passed, "failed": failed,
@@ -64,7 +65,7 @@ class Verdicts(unittest.TestCase):
     def test_clean_result_passes(self):
         rc, out = judge(console(CHECK, 0, result_line()))
         self.assertEqual(rc, 0, out)
-        self.assertTrue(out.startswith(f"kernel {REL}: 2 passed, 0 failed, 1 degraded (boot "), out)
+        self.assertTrue(out.startswith(f"kernel {REL}: 3 passed (1 degraded), 0 failed (boot "), out)
 
     def test_host_clean_result_passes(self):
         rc, out = judge(console(CHECK, 0, result_line()), label="host")
@@ -94,6 +95,12 @@ class Verdicts(unittest.TestCase):
         rc, out = judge(console(CHECK, 0, result_line(kernel="6.18.0")))
         self.assertEqual(rc, 1)
         self.assertIn("result line is for kernel", out)
+
+    def test_degraded_not_counted_as_passed_fails(self):
+        tests = [{"name": "a", "status": "pass"}, {"name": "b", "status": "degraded"}]
+        rc, out = judge(console(CHECK, 0, result_line(passed=1, degraded=1, tests=tests)))
+        self.assertEqual(rc, 1)
+        self.assertIn("disagree", out)
 
     def test_counts_disagreeing_with_tests_fail(self):
         tests = [{"name": "a", "status": "fail", "detail": ""}]
