@@ -10,9 +10,10 @@
 #   matrix/run.sh --only 6.12     only this series or release ("host" for the
 #                                 host kernel); repeatable
 #
-# Environment: MATRIX_TIMEOUT (seconds per guest, default 150), MATRIX_ACCEL
+# Environment: MATRIX_TIMEOUT (seconds per guest, default 120), MATRIX_ACCEL
 # (auto|tcg|kvm, default auto), MATRIX_JOBS (guests booted at once, default 1),
-# MATRIX_VERBOSE=1 (echo consoles live), MATRIX_CHECK_ARGS (default
+# MATRIX_VERBOSE=1 (echo consoles live), MATRIX_BIOS (firmware; default qboot
+# when installed, "" for qemu's SeaBIOS), MATRIX_CHECK_ARGS (default
 # "check --load -o json"), MATRIX_MODULES, KERNEL_SERIES.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +39,7 @@ while (($#)); do
     *) die "unknown argument '$1' (see $0 --help)" ;;
   esac
 done
-limit=${MATRIX_TIMEOUT:-150}
+limit=${MATRIX_TIMEOUT:-120}
 [[ $limit =~ ^[0-9]+$ ]] || die "MATRIX_TIMEOUT must be a number of seconds, not '$limit'"
 jobs=${MATRIX_JOBS:-1}
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || die "MATRIX_JOBS must be a positive number, not '$jobs'"
@@ -110,6 +111,8 @@ run_guest() { # release vmlinuz
     kvm) qemu_accel=(-accel kvm -cpu host) ;;
     *) qemu_accel=(-accel tcg -cpu max) ;;
   esac
+  # qboot (qemu-system-data) only loads -kernel/-initrd: ~1 s faster than SeaBIOS under TCG.
+  [[ -f $qboot ]] && qemu_accel+=(-bios "$qboot")
   local echo_flag=()
   [[ -n ${MATRIX_VERBOSE:-} ]] && echo_flag=(--echo)
   set +e
@@ -157,6 +160,7 @@ run_host() {
   return "$rc"
 }
 
+qboot=${MATRIX_BIOS-/usr/share/qemu/qboot.rom}
 mkdir -p "$repo/artifacts/kernels" "$repo/.cache/matrix"
 chosen_accel=tcg
 if [[ $accel != tcg ]]; then

@@ -25,6 +25,7 @@ test-matrix:
 
 TEST_EXTRA += test-matrix
 
-# Not yet in `make test`: fivexx-agent has no `selftest` yet (issue 8). The
-# lead enables this line once `fivexx-agent selftest` exists:
+# Not yet in `make test` (the lead enables it): it needs `fivexx-agent
+# selftest`, which exists and passes on 6.1, 6.12 and the host since 04:40
+# (about 45 s for the matrix plus the static agent's build).
 # TEST_EXTRA += test-kernels
