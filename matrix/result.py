@@ -111,6 +111,8 @@ def judge(args):
             problems.append("capability check never finished")
     elif check_rc == 127 and not text:
         problems.append("agent missing from the image")
+    elif check_rc in (124, 143) and not text:
+        problems.append("the capability check timed out (guest limit) or was killed")
     else:
         try:
             report = json.loads(text)
@@ -119,7 +121,7 @@ def judge(args):
         except ValueError as e:
             problems.append(f"capability report is not one JSON object ({e}); check exit {check_rc}")
         if check_rc not in (0, None):
-            problems.append(f"'fivexx-agent check -o json' exited {check_rc}")
+            problems.append(f"the capability check exited {check_rc}")
     if report is not None:
         with open(f"{d}/check.json", "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)
@@ -143,8 +145,8 @@ def judge(args):
         m = re.search(r"rc=(\d+)", end_line or "")
         selftest_rc = int(m.group(1)) if m else None
     if result is None:
-        if closed and selftest_rc == 124:
-            problems.append(f"selftest timed out (guest limit) with no result line")
+        if closed and selftest_rc in (124, 143):
+            problems.append("selftest timed out (guest limit) or was killed, with no result line")
         elif closed:
             problems.append(f"selftest exited {selftest_rc} without a FIVEXX-SELFTEST result line")
         elif t_check is not None:

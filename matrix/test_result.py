@@ -142,9 +142,14 @@ class Verdicts(unittest.TestCase):
         self.assertIn("selftest never finished (timeout after 150s)", out)
 
     def test_guest_side_timeout_fails(self):
-        rc, out = judge(console(CHECK, 0, None, selftest_rc=124))
+        rc, out = judge(console(CHECK, 0, None, selftest_rc=143))
         self.assertEqual(rc, 1)
         self.assertIn("timed out", out)
+
+    def test_check_timeout_fails(self):
+        rc, out = judge(console(None, 143, result_line()))
+        self.assertEqual(rc, 1)
+        self.assertIn("capability check timed out", out)
 
     def test_kernel_panic_fails(self):
         rc, _ = judge(console(CHECK, 0, None, selftest_rc=None), exit_code=0)
