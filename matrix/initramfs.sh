@@ -9,6 +9,8 @@
 # AGENT "none" builds an image whose /init reports "agent missing" as a
 # failed test: the pipeline runs, the result can never be a pass.
 # MATRIX_MODULES (default "veth dummy bridge") names the modules to load.
+# MATRIX_FORMATS (default: the list in matrix/formats) names the tracepoints
+# whose format files the guest prints.
 # MATRIX_CHECK_ARGS (default "check --load -o json") are the agent arguments
 # that print the capability report.
 set -euo pipefail
@@ -39,6 +41,9 @@ if [[ $agent != none ]]; then
   strip --strip-debug -o "$stage/bin/fivexx-agent" "$agent" 2>/dev/null || cp "$agent" "$stage/bin/fivexx-agent"
   chmod 0755 "$stage/bin/fivexx-agent"
 fi
+# The tracepoints whose format files /init prints (saved as artifacts).
+# shellcheck disable=SC2086 # a word list on purpose
+printf '%s\n' ${MATRIX_FORMATS-$(cat "$here/formats")} >"$stage/etc/fivexx-formats"
 # The capability check's arguments (one word per line), read by /init.
 # shellcheck disable=SC2086 # a word list on purpose
 printf '%s\n' ${MATRIX_CHECK_ARGS-check --load -o json} >"$stage/etc/fivexx-check-args"

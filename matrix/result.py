@@ -20,6 +20,7 @@
       each DIR/check.json, then the tests whose status differs by kernel.
 """
 import json
+import os
 import re
 import sys
 import time
@@ -96,6 +97,20 @@ def judge(args):
     for t, text in markers:
         if text.startswith("FIVEXX-ENV") and " failed" in text:
             problems.append(text[len("FIVEXX-ENV "):])
+
+    # Tracepoint layouts, saved as DIR/tracefs/<category>/<event>/format.
+    fmt, out = None, []
+    for line in lines:
+        if line.startswith("FIVEXX-FORMAT-BEGIN "):
+            fmt, out = line.split(" ", 1)[1].strip(), []
+        elif line.startswith("FIVEXX-FORMAT-END") and fmt:
+            if re.fullmatch(r"[a-z0-9_]+/[a-z0-9_]+", fmt):
+                os.makedirs(f"{d}/tracefs/{fmt}", exist_ok=True)
+                with open(f"{d}/tracefs/{fmt}/format", "w", encoding="utf-8") as f:
+                    f.write("\n".join(out) + "\n")
+            fmt = None
+        elif fmt is not None:
+            out.append(line)
 
     # Capability report.
     body, closed = section(lines, "FIVEXX-CHECK-BEGIN", "FIVEXX-CHECK-END")
@@ -261,6 +276,8 @@ def table(dirs):
         vals = [json.dumps((r or {}).get(key)) if r else "no report" for r in reports]
         print(f"| {key} | " + " | ".join(v.replace("|", "\\|") for v in vals) + " |")
     print()
+    formats_table(dirs, names)
+    print()
     statuses = {}
     for i, res in enumerate(results):
         for t in (res or {}).get("tests", []):
@@ -277,6 +294,42 @@ def table(dirs):
     else:
         print("Every test has the same status on every kernel.")
     return 0
+
+
+def fields(path):
+    """The event's own fields ("type name"), without offsets and sizes, or None."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return None
+    own = text.split("\n\n", 1)[1] if "\n\n" in text else text
+    return [m.group(1).strip() for m in re.finditer(r"field:([^;]*);", own)
+            if not m.group(1).strip().split()[-1].startswith("common_")]
+
+
+def formats_table(dirs, names):
+    """Fields of each saved tracepoint layout that not every kernel has."""
+    events = sorted({f"{c}/{e}" for d in dirs if os.path.isdir(f"{d}/tracefs")
+                     for c in os.listdir(f"{d}/tracefs") for e in os.listdir(f"{d}/tracefs/{c}")})
+    rows = []
+    for ev in events:
+        per = [fields(f"{d}/tracefs/{ev}/format") for d in dirs]
+        present = [set(p) for p in per if p is not None]
+        common = set.intersection(*present) if present else set()
+        if all(p is not None for p in per) and all(set(p) == common for p in per):
+            continue
+        cells = ["missing" if p is None else (", ".join(f"`{x}`" for x in p if x not in common) or "(only common fields)")
+                 for p in per]
+        rows.append(f"| `{ev}` | " + " | ".join(cells) + " |")
+    if not events:
+        print("No tracepoint layouts were saved.")
+    elif rows:
+        print("| tracepoint: fields not on every kernel | " + " | ".join(names) + " |")
+        print("|---|" + "---|" * len(names))
+        print("\n".join(rows))
+    else:
+        print(f"The {len(events)} saved tracepoint layouts have the same fields on every kernel.")
 
 
 def main():

@@ -142,6 +142,13 @@ run_host() {
   set +e
   {
     echo "FIVEXX-INIT start kernel=$rel"
+    while read -r ev; do
+      if [[ -r /sys/kernel/tracing/events/$ev/format ]]; then
+        echo "FIVEXX-FORMAT-BEGIN $ev"; cat "/sys/kernel/tracing/events/$ev/format"; echo "FIVEXX-FORMAT-END"
+      else
+        echo "FIVEXX-FORMAT-MISSING $ev"
+      fi
+    done <matrix/formats
     echo "FIVEXX-CHECK-BEGIN"
     # shellcheck disable=SC2086 # word list on purpose
     "$agent" ${MATRIX_CHECK_ARGS-check --load -o json} 2>"$dir/check.err"
