@@ -8,7 +8,9 @@
 pub mod capability;
 pub mod capture;
 pub mod event;
+pub mod explain;
 pub mod model;
+pub mod synth;
 
 pub use event::{
     ExitStatus, FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState,

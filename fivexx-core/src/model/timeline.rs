@@ -518,19 +518,37 @@ impl ClusterTimeline {
         })
     }
 
-    /// Forgets pods gone (or silent) for longer than `horizon` before `now`,
-    /// and addresses nobody touched since then, so memory stays flat.
-    pub fn prune(&mut self, now: i64, horizon: i64) {
+    /// Pods gone (or silent) for longer than `horizon` before `now`: safe
+    /// to forget once their measurements are recorded.
+    pub fn retire_candidates(&self, now: i64, horizon: i64) -> Vec<String> {
         let cutoff = now.saturating_sub(horizon);
         let silent_cutoff = now.saturating_sub(horizon.saturating_mul(10));
-        self.pods.retain(|_, p| {
-            let gone_long_ago = p.gone_ns.is_some() && p.last_seen_ns < cutoff;
-            !gone_long_ago && p.last_seen_ns >= silent_cutoff
-        });
+        let mut v: Vec<String> = self
+            .pods
+            .values()
+            .filter(|p| {
+                let gone_long_ago = p.gone_ns.is_some() && p.last_seen_ns < cutoff;
+                gone_long_ago || p.last_seen_ns < silent_cutoff
+            })
+            .map(|p| p.uid.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Forgets these pods and whatever only they referenced, so memory
+    /// stays flat over a long capture.
+    pub fn remove_pods(&mut self, uids: &[String]) {
+        if uids.is_empty() {
+            return;
+        }
+        for u in uids {
+            self.pods.remove(u);
+        }
         let pods = &self.pods;
         self.addresses.retain(|_, a| {
             a.owners.retain(|(_, uid)| pods.contains_key(uid));
-            a.last_seen_ns >= cutoff || !a.owners.is_empty()
+            !a.owners.is_empty()
         });
         self.cgroups.retain(|_, uid| pods.contains_key(uid));
         self.containers.retain(|_, uid| pods.contains_key(uid));

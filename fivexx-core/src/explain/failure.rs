@@ -1,0 +1,281 @@
+//! Joins the kernel events of one connection into one [`FailedConnection`].
+//!
+//! A refused connect shows as several events: `receive_reset` in SYN_SENT,
+//! `state_change` SYN_SENT->CLOSE and `sock_error` 111 on the client, and on
+//! 6.10+ a `send_reset` (NO_SOCKET) on the server's node. A timeout shows as
+//! `syn_retransmit`s, then `sock_error` 110 and/or SYN_SENT->CLOSE. They are
+//! joined by the connection's endpoints (both directions), and a connection
+//! is final once nothing joined it for `join_ns` of event time.
+
+use super::verdict::{Evidence, FailedConnection, FailureKind};
+use crate::event::{errno_name, FourTuple, KernelEvent, KernelEventKind, TcpState};
+use crate::model::FactSource;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// Kernel facts joined into one failure, at most.
+const MAX_JOINED_EVIDENCE: usize = 6;
+
+/// Both endpoints of a connection, in a fixed order so that the client's
+/// and the server's view of it meet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct ConnKey((IpAddr, u16), (IpAddr, u16));
+
+impl ConnKey {
+    fn of(t: &FourTuple) -> ConnKey {
+        let a = (t.saddr, t.sport);
+        let b = (t.daddr, t.dport);
+        if a <= b {
+            ConnKey(a, b)
+        } else {
+            ConnKey(b, a)
+        }
+    }
+}
+
+/// What a kernel event says about its connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The client saw it: `tuple` is (client, server).
+    Client,
+    /// The server's kernel sent a RST: `tuple` is (server, client).
+    Server,
+}
+
+#[derive(Debug, Default)]
+struct Session {
+    first_ns: i64,
+    last_ns: i64,
+    terminal_ns: Option<i64>,
+    client_tuple: Option<FourTuple>,
+    server_tuple: Option<FourTuple>,
+    client_node: String,
+    rst_in_syn_sent: bool,
+    rst_established: bool,
+    server_reset_reason: Option<String>,
+    errno: Option<i32>,
+    syn_close: bool,
+    syn_retransmits: u32,
+    /// Kinds of terminal events seen, to tell a reused port from a straggler.
+    seen: u16,
+    evidence: Vec<Evidence>,
+}
+
+impl Session {
+    fn kind(&self) -> Option<FailureKind> {
+        let errno = self.errno;
+        if self.rst_in_syn_sent || errno == Some(111) {
+            return Some(FailureKind::Refused);
+        }
+        if errno == Some(110) {
+            return Some(FailureKind::TimedOut);
+        }
+        if matches!(errno, Some(113) | Some(101)) {
+            return Some(FailureKind::Unreachable);
+        }
+        if self.rst_established || matches!(errno, Some(104) | Some(32)) {
+            return Some(FailureKind::Reset);
+        }
+        if self.server_reset_reason.as_deref() == Some("NO_SOCKET") {
+            return Some(FailureKind::Refused);
+        }
+        if self.server_reset_reason.is_some() {
+            return Some(FailureKind::Reset);
+        }
+        if self.syn_close {
+            return Some(if self.syn_retransmits > 0 {
+                FailureKind::TimedOut
+            } else {
+                FailureKind::ConnectFailed
+            });
+        }
+        None
+    }
+
+    fn into_failure(self) -> Option<FailedConnection> {
+        let kind = self.kind()?;
+        let tuple = match (self.client_tuple, self.server_tuple) {
+            (Some(c), _) => c,
+            (None, Some(s)) => FourTuple {
+                saddr: s.daddr,
+                sport: s.dport,
+                daddr: s.saddr,
+                dport: s.sport,
+            },
+            (None, None) => return None,
+        };
+        Some(FailedConnection {
+            at_ns: self.terminal_ns.unwrap_or(self.last_ns),
+            first_ns: self.first_ns,
+            kind,
+            tuple,
+            client_node: self.client_node,
+            rst: self.rst_in_syn_sent || self.rst_established || self.server_reset_reason.is_some(),
+            errno: self.errno,
+            syn_retransmits: self.syn_retransmits,
+            server_reset_reason: self.server_reset_reason,
+            evidence: self.evidence,
+        })
+    }
+}
+
+/// Bit per terminal event kind.
+const T_RECV_RST: u16 = 1;
+const T_ERR: u16 = 2;
+const T_SYN_CLOSE: u16 = 4;
+const T_SEND_RST: u16 = 8;
+
+/// Open connections, keyed by endpoints.
+#[derive(Debug, Default)]
+pub struct FailureJoiner {
+    open: HashMap<ConnKey, Session>,
+}
+
+impl FailureJoiner {
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Feeds one network event; a connection it closes out (a reused port)
+    /// is pushed to `done`.
+    pub fn push(&mut self, e: &KernelEvent, done: &mut Vec<FailedConnection>) {
+        let Some(tuple) = e.tuple else { return };
+        let (role, terminal) = match e.kind {
+            KernelEventKind::ReceiveReset => (Role::Client, T_RECV_RST),
+            KernelEventKind::SockError => {
+                if e.errno.is_none_or(|x| x == 0) {
+                    return;
+                }
+                (Role::Client, T_ERR)
+            }
+            KernelEventKind::StateChange
+                if e.tcp_state == Some(TcpState::SynSent)
+                    && e.new_state == Some(TcpState::Close) =>
+            {
+                (Role::Client, T_SYN_CLOSE)
+            }
+            KernelEventKind::SynRetransmit => {
+                // Only a SYN (SYN_SENT) retransmit is a connect in trouble.
+                if e.tcp_state.is_some_and(|s| s != TcpState::SynSent) {
+                    return;
+                }
+                (Role::Client, 0)
+            }
+            KernelEventKind::SendReset => (Role::Server, T_SEND_RST),
+            _ => return,
+        };
+        let key = ConnKey::of(&tuple);
+        let t = e.wall_ns;
+        if let Some(s) = self.open.get(&key) {
+            // The same terminal kind twice: the port was reused by a new
+            // connection. Close the old one out.
+            if terminal != 0 && s.seen & terminal != 0 {
+                if let Some(old) = self.open.remove(&key).and_then(Session::into_failure) {
+                    done.push(old);
+                }
+            }
+        }
+        let s = self.open.entry(key).or_insert_with(|| Session {
+            first_ns: t,
+            last_ns: t,
+            ..Session::default()
+        });
+        s.first_ns = s.first_ns.min(t);
+        s.last_ns = s.last_ns.max(t);
+        s.seen |= terminal;
+        if terminal != 0 {
+            s.terminal_ns = Some(s.terminal_ns.map_or(t, |x: i64| x.min(t)));
+        }
+        match role {
+            Role::Client => {
+                if s.client_tuple.is_none() {
+                    s.client_tuple = Some(tuple);
+                }
+                if s.client_node.is_empty() || e.node < s.client_node {
+                    s.client_node.clone_from(&e.node);
+                }
+            }
+            Role::Server => {
+                if s.server_tuple.is_none() {
+                    s.server_tuple = Some(tuple);
+                }
+                if let Some(r) = &e.reset_reason {
+                    s.server_reset_reason = Some(r.clone());
+                } else if s.server_reset_reason.is_none() {
+                    s.server_reset_reason = Some(String::from("UNKNOWN"));
+                }
+            }
+        }
+        let what = match e.kind {
+            KernelEventKind::ReceiveReset => {
+                let st = e.tcp_state.map_or("?", |x| x.name());
+                if e.tcp_state == Some(TcpState::SynSent) {
+                    s.rst_in_syn_sent = true;
+                } else {
+                    s.rst_established = true;
+                }
+                format!("RST received in {st} on {tuple}")
+            }
+            KernelEventKind::SockError => {
+                let n = e.errno.unwrap_or(0);
+                s.errno = Some(match s.errno {
+                    // Keep the most telling errno: refused/timeout over others.
+                    Some(old) if old == 111 || old == 110 => old,
+                    _ => n,
+                });
+                format!("socket error {n} {} on {tuple}", errno_name(n))
+            }
+            KernelEventKind::StateChange => {
+                s.syn_close = true;
+                format!("SYN_SENT -> CLOSE without ESTABLISHED on {tuple}")
+            }
+            KernelEventKind::SynRetransmit => {
+                s.syn_retransmits += 1;
+                format!("SYN retransmitted on {tuple}")
+            }
+            KernelEventKind::SendReset => format!(
+                "RST sent ({}) on {tuple}",
+                e.reset_reason.as_deref().unwrap_or("reason unknown")
+            ),
+            _ => return,
+        };
+        if s.evidence.len() < MAX_JOINED_EVIDENCE {
+            s.evidence.push(Evidence {
+                at_ns: t,
+                source: FactSource::Node(e.node.clone()),
+                fact: what,
+            });
+        }
+    }
+
+    /// Closes out every connection quiet since before `cutoff`.
+    pub fn expire(&mut self, cutoff: i64, syn_cutoff: i64, done: &mut Vec<FailedConnection>) {
+        let mut ripe: Vec<ConnKey> = self
+            .open
+            .iter()
+            .filter(|(_, s)| {
+                if s.terminal_ns.is_some() {
+                    s.last_ns < cutoff
+                } else {
+                    // Retransmits only: the connect may still succeed or
+                    // time out; give up after the kernel's SYN timeout.
+                    s.last_ns < syn_cutoff
+                }
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        ripe.sort_unstable();
+        for k in ripe {
+            if let Some(f) = self.open.remove(&k).and_then(Session::into_failure) {
+                done.push(f);
+            }
+        }
+    }
+
+    /// Closes out everything (end of the stream).
+    pub fn drain(&mut self, done: &mut Vec<FailedConnection>) {
+        self.expire(i64::MAX, i64::MIN, done);
+        // Sessions with retransmits only are not failures we can prove.
+        self.open.clear();
+    }
+}

@@ -1,0 +1,363 @@
+//! The explain engine: facts in, one [`Verdict`] per failed connection out.
+//!
+//! It streams. Facts are applied as they arrive (in any order within the
+//! clock-skew window); a failure is classified once the event-time
+//! watermark (latest fact time minus the skew) has passed the failure plus
+//! `lookahead_ns`, using only facts up to that horizon. So a live session
+//! and an offline `explain` of its capture give the same verdicts, and
+//! memory depends on the failures in flight and the pods alive, not on the
+//! number of facts.
+
+mod classify;
+mod episode;
+mod failure;
+pub mod measure;
+pub mod verdict;
+
+pub use failure::FailureJoiner;
+pub use measure::{fix_for, percentile, prestop_for_lag, workload_key, WorkloadStats};
+pub use verdict::{
+    Cause, Confidence, EpisodeKind, EpisodeRef, Evidence, FailedConnection, FailureKind, Fix,
+    ProxyRef, Verdict,
+};
+
+use crate::model::Fact;
+use classify::classify;
+use episode::EpisodeTracker;
+use measure::PodMeasure;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+
+const SECOND: i64 = 1_000_000_000;
+
+/// Tunables of the engine. The defaults suit Kubernetes defaults.
+#[derive(Clone, Debug)]
+pub struct ExplainConfig {
+    /// Tolerated clock difference between nodes and the API server.
+    pub skew_ns: i64,
+    /// How long after a failure to wait for facts that explain it (endpoint
+    /// removal, a SIGKILL whose RSTs arrived first, ...).
+    pub lookahead_ns: i64,
+    /// Kernel events of one connection closer than this are joined.
+    pub join_ns: i64,
+    /// Allowance for proxies to apply an endpoint removal.
+    pub proxy_propagation_ns: i64,
+    /// Resets up to this long after a SIGKILL are caused by it.
+    pub kill_window_ns: i64,
+    /// SIGKILL within this of deletion + grace counts as grace expiry.
+    pub grace_tolerance_ns: i64,
+    /// A refusal this long after a pod started can be "not ready at start".
+    pub startup_window_ns: i64,
+    /// Failures this long after an OOM kill are caused by it.
+    pub oom_window_ns: i64,
+    /// A connect with SYN retransmits only is abandoned after this.
+    pub syn_timeout_ns: i64,
+    /// Terminations of one workload closer than this are one rollout.
+    pub rollout_gap_ns: i64,
+    /// Pods gone for longer than this are forgotten.
+    pub prune_horizon_ns: i64,
+}
+
+impl Default for ExplainConfig {
+    fn default() -> Self {
+        ExplainConfig {
+            skew_ns: 2 * SECOND,
+            lookahead_ns: 30 * SECOND,
+            join_ns: SECOND,
+            proxy_propagation_ns: 2 * SECOND,
+            kill_window_ns: SECOND,
+            grace_tolerance_ns: 2 * SECOND,
+            startup_window_ns: 60 * SECOND,
+            oom_window_ns: 30 * SECOND,
+            syn_timeout_ns: 135 * SECOND,
+            rollout_gap_ns: 300 * SECOND,
+            prune_horizon_ns: 600 * SECOND,
+        }
+    }
+}
+
+/// Totals of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EngineStats {
+    pub facts: u64,
+    pub kernel_facts: u64,
+    pub api_facts: u64,
+    pub failures: u64,
+    pub pods_forgotten: u64,
+}
+
+/// What the engine measured, handed to the report at the end.
+#[derive(Clone, Debug, Default)]
+pub struct Measurements {
+    pub workloads: BTreeMap<String, WorkloadStats>,
+    pub stats: EngineStats,
+}
+
+/// A failure waiting for its lookahead, ordered by time then tuple so that
+/// verdicts come out in a deterministic order.
+#[derive(Debug, PartialEq, Eq)]
+struct Pending(FailedConnection);
+
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        let k = |p: &Pending| {
+            let t = &p.0.tuple;
+            (p.0.at_ns, t.saddr, t.sport, t.daddr, t.dport)
+        };
+        k(self).cmp(&k(o))
+    }
+}
+
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+/// The streaming engine. Feed facts with [`push`](Self::push), collect
+/// verdicts from the callback, and call [`finish`](Self::finish) at the end.
+pub struct Explainer {
+    cfg: ExplainConfig,
+    tl: crate::model::ClusterTimeline,
+    joiner: FailureJoiner,
+    pending: BinaryHeap<Reverse<Pending>>,
+    done: Vec<FailedConnection>,
+    max_seen: i64,
+    last_expire: i64,
+    last_prune: i64,
+    episodes: EpisodeTracker,
+    workloads: BTreeMap<String, WorkloadStats>,
+    /// Per pod: latest endpoint-lag failure after termination began.
+    proxy_lag: HashMap<String, i64>,
+    /// Per workload: startup refusals and no-endpoint durations seen.
+    stats: EngineStats,
+}
+
+impl Explainer {
+    pub fn new(cfg: ExplainConfig) -> Explainer {
+        Explainer {
+            cfg,
+            tl: crate::model::ClusterTimeline::default(),
+            joiner: FailureJoiner::default(),
+            pending: BinaryHeap::new(),
+            done: Vec::new(),
+            max_seen: i64::MIN,
+            last_expire: i64::MIN,
+            last_prune: i64::MIN,
+            episodes: EpisodeTracker::default(),
+            workloads: BTreeMap::new(),
+            proxy_lag: HashMap::new(),
+            stats: EngineStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &ExplainConfig {
+        &self.cfg
+    }
+
+    /// The cluster as known so far.
+    pub fn timeline(&self) -> &crate::model::ClusterTimeline {
+        &self.tl
+    }
+
+    /// Applies one fact; verdicts that became final are passed to `out`.
+    pub fn push(&mut self, fact: &Fact, out: &mut impl FnMut(Verdict)) {
+        self.stats.facts += 1;
+        match fact {
+            Fact::Kernel(e) => {
+                self.stats.kernel_facts += 1;
+                self.tl.apply_kernel_process(e);
+                self.joiner.push(e, &mut self.done);
+            }
+            Fact::Pod(p) => self.tl.apply_pod(p),
+            Fact::Endpoint(e) => self.tl.apply_endpoint(e),
+            Fact::Service(s) => self.tl.apply_service(s),
+            Fact::Node(n) => self.tl.apply_node(n),
+            Fact::Event(e) => self.tl.apply_event(e),
+        }
+        if !matches!(fact, Fact::Kernel(_)) {
+            self.stats.api_facts += 1;
+        }
+        let at = fact.at_ns();
+        if at > self.max_seen {
+            self.max_seen = at;
+        }
+        let wm = self.max_seen.saturating_sub(self.cfg.skew_ns);
+        if wm.saturating_sub(self.last_expire) >= 50_000_000 || !self.done.is_empty() {
+            self.last_expire = wm;
+            self.joiner.expire(
+                wm.saturating_sub(self.cfg.join_ns),
+                wm.saturating_sub(self.cfg.syn_timeout_ns),
+                &mut self.done,
+            );
+            self.enqueue_done();
+            self.emit_ripe(wm.saturating_sub(self.cfg.lookahead_ns), out);
+        }
+        if wm.saturating_sub(self.last_prune) >= 10 * SECOND {
+            self.last_prune = wm;
+            self.prune(wm);
+        }
+    }
+
+    fn enqueue_done(&mut self) {
+        for f in self.done.drain(..) {
+            self.stats.failures += 1;
+            self.pending.push(Reverse(Pending(f)));
+        }
+    }
+
+    fn emit_ripe(&mut self, before: i64, out: &mut impl FnMut(Verdict)) {
+        while let Some(Reverse(p)) = self.pending.peek() {
+            if p.0.at_ns >= before && before != i64::MAX {
+                break;
+            }
+            let Some(Reverse(Pending(f))) = self.pending.pop() else {
+                break;
+            };
+            let horizon = if before == i64::MAX {
+                i64::MAX
+            } else {
+                f.at_ns.saturating_add(self.cfg.lookahead_ns)
+            };
+            out(self.verdict(f, horizon));
+        }
+    }
+
+    fn verdict(&mut self, f: FailedConnection, horizon: i64) -> Verdict {
+        let c = classify(&f, &self.tl, &self.cfg, horizon);
+        let pod = c.pod_uid.as_deref().and_then(|u| self.tl.pod(u));
+        let (namespace, workload, pod_name) = match (pod, &c.service) {
+            (Some(p), _) => (
+                Some(p.namespace.clone()).filter(|n| !n.is_empty()),
+                p.workload.clone(),
+                Some(p.display_name()),
+            ),
+            (None, Some((ns, _))) => (Some(ns.clone()), None, None),
+            _ => (None, None, None),
+        };
+        let key = match (pod, &c.service) {
+            (Some(p), _) => workload_key(&p.namespace, p.workload.as_ref(), &p.name),
+            (None, Some((ns, name))) => format!("{ns}/service/{name}"),
+            _ => "-".to_string(),
+        };
+        let service_since = c.evidence.first().map_or(f.at_ns, |e| e.at_ns);
+        let episode = self.episodes.episode_for(
+            c.cause,
+            pod,
+            &key,
+            c.service.as_ref(),
+            service_since,
+            &self.tl,
+            self.cfg.skew_ns,
+            self.cfg.rollout_gap_ns,
+        );
+        // Measurements the failure itself gives.
+        let attempt = f.first_ns.min(f.at_ns);
+        let mut local = WorkloadStats::default();
+        if let Some(p) = pod {
+            local.add_pod(&PodMeasure::of(&self.tl, p, horizon), None);
+            match c.cause {
+                Cause::EndpointLagNetnsAlive | Cause::EndpointLagNetnsGone => {
+                    if let Some(term) = p.termination_ns() {
+                        let lag = (attempt - term).max(0);
+                        let e = self.proxy_lag.entry(p.uid.clone()).or_insert(lag);
+                        *e = (*e).max(lag);
+                        local.proxy_lags_ns.push(*e);
+                    }
+                }
+                Cause::NotReadyAtStart => {
+                    let start = [p.started_ns, p.created_ns, p.first_ready_ns()]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .unwrap_or(attempt);
+                    local.startup_refusal_ns = (attempt - start).max(0);
+                }
+                _ => {}
+            }
+        }
+        if c.cause == Cause::NoEndpoints {
+            local.no_endpoints_ns = (f.at_ns - service_since).max(0);
+        }
+        let w = self.workloads.entry(key).or_default();
+        w.startup_refusal_ns = w.startup_refusal_ns.max(local.startup_refusal_ns);
+        w.no_endpoints_ns = w.no_endpoints_ns.max(local.no_endpoints_ns);
+        let fix = measure::fix_for(c.cause, &local);
+        let mut evidence = f.evidence.clone();
+        evidence.extend(c.evidence);
+        evidence.sort_by(|a, b| a.at_ns.cmp(&b.at_ns).then_with(|| a.fact.cmp(&b.fact)));
+        evidence.dedup();
+        let proxy = (!f.client_node.is_empty()).then(|| ProxyRef {
+            node: f.client_node.clone(),
+            address: f.tuple.saddr,
+        });
+        Verdict {
+            cause: c.cause,
+            confidence: c.confidence,
+            evidence,
+            namespace,
+            workload,
+            pod: pod_name,
+            pod_uid: c.pod_uid,
+            proxy,
+            episode,
+            fix,
+            note: c.note,
+            failure: f,
+        }
+    }
+
+    /// Records the measurements of pods about to be forgotten, then forgets them.
+    fn prune(&mut self, wm: i64) {
+        let now = wm.saturating_sub(self.cfg.lookahead_ns);
+        let old = self.tl.retire_candidates(now, self.cfg.prune_horizon_ns);
+        for uid in &old {
+            self.retire(uid, i64::MAX);
+        }
+        self.stats.pods_forgotten += old.len() as u64;
+        self.tl.remove_pods(&old);
+    }
+
+    fn retire(&mut self, uid: &str, horizon: i64) {
+        let Some(p) = self.tl.pod(uid) else { return };
+        let m = PodMeasure::of(&self.tl, p, horizon);
+        let key = workload_key(&p.namespace, p.workload.as_ref(), &p.name);
+        let lag = self.proxy_lag.remove(uid);
+        self.workloads.entry(key).or_default().add_pod(&m, lag);
+        self.episodes.forget(uid);
+    }
+
+    /// Classifies everything still pending (end of the stream) and returns
+    /// the measurements of the whole run.
+    pub fn finish(mut self, out: &mut impl FnMut(Verdict)) -> Measurements {
+        self.joiner.drain(&mut self.done);
+        self.enqueue_done();
+        self.emit_ripe(i64::MAX, out);
+        let uids: Vec<String> = self.tl.pods().map(|p| p.uid.clone()).collect();
+        let mut uids = uids;
+        uids.sort();
+        for uid in &uids {
+            self.retire(uid, i64::MAX);
+        }
+        Measurements {
+            workloads: self.workloads,
+            stats: self.stats,
+        }
+    }
+}
+
+/// Runs the engine over all `facts` and returns every verdict (in
+/// failure-time order) with the measurements. For tests and small inputs;
+/// large captures should stream into a report instead.
+pub fn explain_all<'a>(
+    facts: impl IntoIterator<Item = &'a Fact>,
+    cfg: ExplainConfig,
+) -> (Vec<Verdict>, Measurements) {
+    let mut e = Explainer::new(cfg);
+    let mut out = Vec::new();
+    for f in facts {
+        e.push(f, &mut |v| out.push(v));
+    }
+    let m = e.finish(&mut |v| out.push(v));
+    (out, m)
+}

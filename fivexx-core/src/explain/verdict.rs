@@ -1,0 +1,226 @@
+//! What the engine says about one failed connection.
+
+use crate::event::FourTuple;
+use crate::model::{FactSource, WorkloadRef};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+/// The causes of DESIGN.md §6. Node drains and rollouts are not causes but
+/// episodes: a verdict says "endpoint lag, during the drain of node-2".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// Refused after the pod's SIGTERM, while proxies still routed to it.
+    EndpointLagNetnsAlive,
+    /// SYNs into the IP of a pod that is gone: timeouts, unreachable.
+    EndpointLagNetnsGone,
+    /// A pooled connection reset by a pod that is shutting down.
+    KeepAliveRace,
+    /// Resets at the SIGKILL that came when the grace period expired.
+    SigkillAtGraceExpiry,
+    /// PID 1 ignored SIGTERM, so the pod served until SIGKILL.
+    SigtermIgnored,
+    OomKill,
+    /// Refused by a pod that had just started and was not listening yet.
+    NotReadyAtStart,
+    /// Refused without RST by a Service IP that had no ready endpoint.
+    NoEndpoints,
+    Unexplained,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 9] = [
+        Cause::EndpointLagNetnsAlive,
+        Cause::EndpointLagNetnsGone,
+        Cause::KeepAliveRace,
+        Cause::SigkillAtGraceExpiry,
+        Cause::SigtermIgnored,
+        Cause::OomKill,
+        Cause::NotReadyAtStart,
+        Cause::NoEndpoints,
+        Cause::Unexplained,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::EndpointLagNetnsAlive => "endpoint_lag_netns_alive",
+            Cause::EndpointLagNetnsGone => "endpoint_lag_netns_gone",
+            Cause::KeepAliveRace => "keep_alive_race",
+            Cause::SigkillAtGraceExpiry => "sigkill_at_grace_expiry",
+            Cause::SigtermIgnored => "sigterm_ignored",
+            Cause::OomKill => "oom_kill",
+            Cause::NotReadyAtStart => "not_ready_at_start",
+            Cause::NoEndpoints => "no_endpoints",
+            Cause::Unexplained => "unexplained",
+        }
+    }
+
+    /// Words for a human.
+    pub fn label(self) -> &'static str {
+        match self {
+            Cause::EndpointLagNetnsAlive => "endpoint lag (pod still up)",
+            Cause::EndpointLagNetnsGone => "endpoint lag (pod gone)",
+            Cause::KeepAliveRace => "keep-alive race",
+            Cause::SigkillAtGraceExpiry => "SIGKILL at grace expiry",
+            Cause::SigtermIgnored => "SIGTERM ignored",
+            Cause::OomKill => "OOM kill",
+            Cause::NotReadyAtStart => "not ready at start",
+            Cause::NoEndpoints => "no endpoints",
+            Cause::Unexplained => "unexplained",
+        }
+    }
+
+    /// The HTTP status a proxy typically answers for it.
+    pub fn typical_http(self) -> &'static str {
+        match self {
+            Cause::EndpointLagNetnsGone => "504/502",
+            Cause::NoEndpoints => "503",
+            Cause::Unexplained => "-",
+            _ => "502",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Cause> {
+        Cause::ALL.into_iter().find(|c| c.name() == s)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    Low,
+    Medium,
+    High,
+}
+
+/// How the connection failed, as the kernel saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// RST in SYN_SENT, or ECONNREFUSED (also ICMP/REJECT).
+    Refused,
+    /// An established connection was reset (ECONNRESET, EPIPE).
+    Reset,
+    /// The SYN was never answered (ETIMEDOUT, or retransmits then close).
+    TimedOut,
+    /// EHOSTUNREACH / ENETUNREACH.
+    Unreachable,
+    /// SYN_SENT -> CLOSE with nothing else known.
+    ConnectFailed,
+}
+
+impl FailureKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Refused => "refused",
+            FailureKind::Reset => "reset",
+            FailureKind::TimedOut => "timed_out",
+            FailureKind::Unreachable => "unreachable",
+            FailureKind::ConnectFailed => "connect_failed",
+        }
+    }
+}
+
+/// One failed connection, joined from all kernel events about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedConnection {
+    /// When the failure became final (the terminal event).
+    pub at_ns: i64,
+    /// The first event of the connection (the first SYN retransmit for a timeout).
+    pub first_ns: i64,
+    pub kind: FailureKind,
+    /// Client side first: `saddr:sport` is the proxy, `daddr:dport` the server.
+    pub tuple: FourTuple,
+    /// Node whose agent saw the client side ("" when only the server side was seen).
+    pub client_node: String,
+    /// A RST was seen, received by the client or sent by the server.
+    pub rst: bool,
+    pub errno: Option<i32>,
+    pub syn_retransmits: u32,
+    /// The server side's `send_reset` (reason), when its node is traced.
+    pub server_reset_reason: Option<String>,
+    /// The kernel facts joined into this failure (first few).
+    pub evidence: Vec<Evidence>,
+}
+
+/// One fact cited by a verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub at_ns: i64,
+    pub source: FactSource,
+    pub fact: String,
+}
+
+/// The proxy (client) side of the failed connection.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProxyRef {
+    pub node: String,
+    pub address: IpAddr,
+}
+
+/// A group of failures with one trigger: a drain, a rollout, an OOM kill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EpisodeKind {
+    Drain,
+    Rollout,
+    Oom,
+    Startup,
+    Termination,
+    NoEndpoints,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EpisodeRef {
+    /// Stable id, e.g. `drain:node-2@1700000000000000000`.
+    pub id: String,
+    pub kind: EpisodeKind,
+    /// What it is about: the node, `ns/workload`, pod or service.
+    pub subject: String,
+    pub start_ns: i64,
+}
+
+/// A fix, with the numbers it was derived from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fix {
+    /// What to change, e.g. `preStop sleep >= 4 s`.
+    pub action: String,
+    /// The measurement behind it.
+    pub because: String,
+    /// The same numbers, machine-readable (`prestop_sleep_s`, `lag_p99_s`, ...).
+    pub params: BTreeMap<String, f64>,
+}
+
+/// The engine's answer for one failed connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub failure: FailedConnection,
+    pub cause: Cause,
+    pub confidence: Confidence,
+    /// Why: the facts, in time order, each with its time and source.
+    pub evidence: Vec<Evidence>,
+    pub namespace: Option<String>,
+    pub workload: Option<WorkloadRef>,
+    /// `namespace/name` of the pod behind the server address.
+    pub pod: Option<String>,
+    pub pod_uid: Option<String>,
+    pub proxy: Option<ProxyRef>,
+    pub episode: Option<EpisodeRef>,
+    pub fix: Option<Fix>,
+    /// For unexplained failures: what was looked for and not found.
+    pub note: Option<String>,
+}
+
+impl Verdict {
+    pub fn at_ns(&self) -> i64 {
+        self.failure.at_ns
+    }
+}

@@ -1,0 +1,533 @@
+//! The explain engine on synthetic timelines: one test per cause, and a
+//! near-miss for each that must stay `unexplained`.
+
+use fivexx_core::explain::{
+    explain_all, Cause, Confidence, EpisodeKind, ExplainConfig, FailureKind, Verdict,
+};
+use fivexx_core::model::Fact;
+use fivexx_core::synth::{ip4, Synth, SynthPod, MS, SECOND, T0};
+use fivexx_core::{ExitStatus, FourTuple, SignalResult};
+use proptest::prelude::*;
+use std::net::IpAddr;
+
+fn proxy() -> IpAddr {
+    ip4(10, 1, 0, 10)
+}
+
+fn run(s: Synth) -> Vec<Verdict> {
+    explain_all(&s.sorted(), ExplainConfig::default()).0
+}
+
+fn verdict_for<'a>(vs: &'a [Verdict], t: &FourTuple) -> &'a Verdict {
+    vs.iter()
+        .find(|v| v.failure.tuple == *t)
+        .unwrap_or_else(|| panic!("no verdict for {t}: {vs:#?}"))
+}
+
+/// A pod of deployment/api on node-2, started long before T0.
+fn old_pod(s: &mut Synth, n: u32) -> SynthPod {
+    let p = Synth::pod_spec("api", n, "node-2");
+    s.start_pod(&p, T0 - 600 * SECOND, 2 * SECOND);
+    p
+}
+
+/// Graceful termination at T0 with a 3 s endpoint lag.
+fn graceful_termination(s: &mut Synth, p: &SynthPod) {
+    s.delete(p, T0, 30);
+    s.sigterm(p, T0 + 10 * MS, false);
+    s.exit(
+        p,
+        T0 + 1500 * MS,
+        ExitStatus {
+            code: Some(0),
+            signal: None,
+            core_dumped: false,
+        },
+    );
+    s.endpoint_not_ready(p, T0 + 3 * SECOND);
+}
+
+#[test]
+fn endpoint_lag_netns_alive() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 1);
+    graceful_termination(&mut s, &p);
+    let ts: Vec<FourTuple> = (0..10)
+        .map(|k| {
+            s.refused(
+                "node-1",
+                proxy(),
+                p.ip,
+                T0 + 200 * MS + k * 250 * MS,
+                Some("node-2"),
+            )
+        })
+        .collect();
+    let vs = run(s);
+    assert_eq!(vs.len(), 10, "{vs:#?}");
+    for t in &ts {
+        let v = verdict_for(&vs, t);
+        assert_eq!(v.cause, Cause::EndpointLagNetnsAlive, "{v:#?}");
+        assert_eq!(v.confidence, Confidence::High);
+        assert_eq!(v.failure.kind, FailureKind::Refused);
+        assert_eq!(v.pod.as_deref(), Some("shop/api-1"));
+        assert_eq!(v.proxy.as_ref().unwrap().node, "node-1");
+        assert_eq!(v.episode.as_ref().unwrap().kind, EpisodeKind::Rollout);
+        assert!(
+            v.evidence.iter().any(|e| e.fact.contains("SIGTERM")),
+            "{:#?}",
+            v.evidence
+        );
+        assert!(v
+            .evidence
+            .iter()
+            .any(|e| e.fact.contains("left the ready endpoints")));
+        let fix = v.fix.as_ref().unwrap();
+        assert_eq!(fix.params["prestop_sleep_s"], 4.0, "{fix:?}");
+    }
+}
+
+#[test]
+fn near_miss_refusal_30s_before_any_sigterm() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 1);
+    let t = s.refused("node-1", proxy(), p.ip, T0 - 30 * SECOND, Some("node-2"));
+    graceful_termination(&mut s, &p);
+    let vs = run(s);
+    let v = verdict_for(&vs, &t);
+    assert_eq!(v.cause, Cause::Unexplained, "{v:#?}");
+    assert!(
+        v.note.as_ref().unwrap().contains("not terminating"),
+        "{v:#?}"
+    );
+    assert!(v.fix.is_none());
+}
+
+#[test]
+fn endpoint_lag_netns_gone() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 2);
+    s.delete(&p, T0, 30);
+    s.sigterm(&p, T0, false);
+    s.exit(
+        &p,
+        T0 + 500 * MS,
+        ExitStatus {
+            code: Some(0),
+            signal: None,
+            core_dumped: false,
+        },
+    );
+    s.gone(&p, T0 + SECOND);
+    let t1 = s.timed_out("node-1", proxy(), p.ip, T0 + 2 * SECOND, 5 * SECOND, true);
+    let t2 = s.timed_out("node-1", proxy(), p.ip, T0 + 2500 * MS, 4 * SECOND, false);
+    s.endpoint_not_ready(&p, T0 + 8 * SECOND);
+    let vs = run(s);
+    for t in [t1, t2] {
+        let v = verdict_for(&vs, &t);
+        assert_eq!(v.cause, Cause::EndpointLagNetnsGone, "{v:#?}");
+        assert_eq!(v.failure.kind, FailureKind::TimedOut);
+        assert!(v.failure.syn_retransmits >= 1);
+        assert!(v
+            .fix
+            .as_ref()
+            .unwrap()
+            .action
+            .contains("terminationGracePeriodSeconds"));
+    }
+}
+
+#[test]
+fn near_miss_timeout_to_an_unknown_or_live_pod() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 2);
+    // Terminating, but its process is still running: not "netns gone".
+    s.delete(&p, T0, 30);
+    s.sigterm(&p, T0, false);
+    let live = s.timed_out("node-1", proxy(), p.ip, T0 + SECOND, 5 * SECOND, true);
+    let unknown = s.timed_out(
+        "node-1",
+        proxy(),
+        ip4(10, 9, 9, 9),
+        T0 + SECOND,
+        5 * SECOND,
+        true,
+    );
+    let vs = run(s);
+    assert_eq!(verdict_for(&vs, &live).cause, Cause::Unexplained);
+    let v = verdict_for(&vs, &unknown);
+    assert_eq!(v.cause, Cause::Unexplained);
+    assert!(v.note.as_ref().unwrap().contains("no pod"));
+}
+
+#[test]
+fn keep_alive_race() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 3);
+    graceful_termination(&mut s, &p);
+    let t = s.reset("node-1", proxy(), p.ip, T0 + 300 * MS, Some("node-2"));
+    let vs = run(s);
+    let v = verdict_for(&vs, &t);
+    assert_eq!(v.cause, Cause::KeepAliveRace, "{v:#?}");
+    assert_eq!(v.failure.kind, FailureKind::Reset);
+    assert!(v.fix.as_ref().unwrap().action.contains("keep-alive"));
+}
+
+#[test]
+fn near_miss_reset_from_a_pod_that_is_not_terminating() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 3);
+    let t = s.reset("node-1", proxy(), p.ip, T0, Some("node-2"));
+    let vs = run(s);
+    assert_eq!(verdict_for(&vs, &t).cause, Cause::Unexplained);
+}
+
+#[test]
+fn sigkill_at_grace_expiry() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 4);
+    s.delete(&p, T0, 30);
+    s.sigterm(&p, T0 + 5 * MS, false);
+    s.endpoint_not_ready(&p, T0 + SECOND);
+    s.sigkill(&p, T0 + 30 * SECOND, (900, "containerd-shim"));
+    // The RSTs of its sockets arrive on the proxy's node slightly before
+    // the SIGKILL by the nodes' clocks (skew).
+    let ts: Vec<_> = (0..3)
+        .map(|k| {
+            s.reset(
+                "node-1",
+                proxy(),
+                p.ip,
+                T0 + 30 * SECOND - 300 * MS + k * MS,
+                Some("node-2"),
+            )
+        })
+        .collect();
+    s.exit(
+        &p,
+        T0 + 30 * SECOND + MS,
+        ExitStatus {
+            code: None,
+            signal: Some(9),
+            core_dumped: false,
+        },
+    );
+    let vs = run(s);
+    for t in &ts {
+        let v = verdict_for(&vs, t);
+        assert_eq!(v.cause, Cause::SigkillAtGraceExpiry, "{v:#?}");
+        assert_eq!(v.confidence, Confidence::High);
+        assert!(v.evidence.iter().any(|e| e.fact.starts_with("SIGKILL")));
+        assert!(v
+            .fix
+            .as_ref()
+            .unwrap()
+            .action
+            .contains("terminationGracePeriodSeconds"));
+    }
+}
+
+#[test]
+fn near_miss_sigkill_from_an_unrelated_process() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 4);
+    s.sigkill(&p, T0, (31337, "bash"));
+    let t = s.reset("node-1", proxy(), p.ip, T0 + MS, Some("node-2"));
+    let vs = run(s);
+    let v = verdict_for(&vs, &t);
+    assert_eq!(v.cause, Cause::Unexplained, "{v:#?}");
+}
+
+#[test]
+fn sigterm_ignored() {
+    let mut s = Synth::new();
+    let mut p = Synth::pod_spec("api", 5, "node-2");
+    p.comm = "sh".into();
+    s.start_pod(&p, T0 - 600 * SECOND, 2 * SECOND);
+    s.delete(&p, T0, 30);
+    s.sigterm(&p, T0, true);
+    s.endpoint_not_ready(&p, T0 + SECOND);
+    s.sigkill(&p, T0 + 30 * SECOND, (900, "containerd-shim"));
+    let t = s.reset("node-1", proxy(), p.ip, T0 + 30 * SECOND + 2 * MS, None);
+    let vs = run(s);
+    let v = verdict_for(&vs, &t);
+    assert_eq!(v.cause, Cause::SigtermIgnored, "{v:#?}");
+    let fix = v.fix.as_ref().unwrap();
+    assert!(fix.because.contains("sh -c wrapper?"), "{fix:?}");
+    assert!(v.evidence.iter().any(|e| e.fact.contains("ignored")));
+}
+
+#[test]
+fn near_miss_reset_while_sigterm_ignored_long_before_the_kill() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 5);
+    s.delete(&p, T0, 30);
+    s.sigterm(&p, T0, true);
+    s.sigkill(&p, T0 + 30 * SECOND, (900, "containerd-shim"));
+    // 10 s into the grace period the process ignores SIGTERM and is not
+    // shutting down: a reset then is not explained by the termination.
+    let t = s.reset("node-1", proxy(), p.ip, T0 + 10 * SECOND, None);
+    let vs = run(s);
+    assert_eq!(verdict_for(&vs, &t).cause, Cause::Unexplained);
+}
+
+#[test]
+fn oom_kill() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 6);
+    s.oom(&p, T0);
+    s.k8s_event(&p, T0 + SECOND, "OOMKilling");
+    let t1 = s.reset("node-1", proxy(), p.ip, T0 + 2 * MS, None);
+    let t2 = s.refused("node-1", proxy(), p.ip, T0 + 500 * MS, None);
+    let vs = run(s);
+    for t in [t1, t2] {
+        let v = verdict_for(&vs, &t);
+        assert_eq!(v.cause, Cause::OomKill, "{v:#?}");
+        assert_eq!(v.confidence, Confidence::High);
+        assert_eq!(v.episode.as_ref().unwrap().kind, EpisodeKind::Oom);
+    }
+}
+
+#[test]
+fn near_miss_reset_long_after_an_oom_kill() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 6);
+    s.oom(&p, T0);
+    let t = s.reset("node-1", proxy(), p.ip, T0 + 120 * SECOND, None);
+    let vs = run(s);
+    assert_eq!(verdict_for(&vs, &t).cause, Cause::Unexplained);
+}
+
+#[test]
+fn not_ready_at_start() {
+    let mut s = Synth::new();
+    let p = Synth::pod_spec("api", 7, "node-2");
+    // Reported ready after 100 ms (no real readiness probe), listening after 4 s.
+    s.start_pod(&p, T0, 100 * MS);
+    let ts: Vec<_> = (1..4)
+        .map(|k| s.refused("node-1", proxy(), p.ip, T0 + k * SECOND, Some("node-2")))
+        .collect();
+    let vs = run(s);
+    for t in &ts {
+        let v = verdict_for(&vs, t);
+        assert_eq!(v.cause, Cause::NotReadyAtStart, "{v:#?}");
+        assert_eq!(v.confidence, Confidence::High);
+    }
+    let fix = verdict_for(&vs, &ts[2]).fix.clone().unwrap();
+    assert!(fix.action.contains("readiness"));
+    assert_eq!(fix.params["refused_after_start_s"], 3.0);
+}
+
+#[test]
+fn near_miss_refusal_long_after_start() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 7);
+    let t = s.refused("node-1", proxy(), p.ip, T0, Some("node-2"));
+    let vs = run(s);
+    assert_eq!(verdict_for(&vs, &t).cause, Cause::Unexplained);
+}
+
+#[test]
+fn node_drain_groups_failures() {
+    let mut s = Synth::new();
+    s.cordon("node-2", T0 - 2 * SECOND);
+    let a = old_pod(&mut s, 10);
+    let b = Synth::pod_spec("web", 11, "node-2");
+    s.start_pod(&b, T0 - 600 * SECOND, SECOND);
+    graceful_termination(&mut s, &a);
+    graceful_termination(&mut s, &b);
+    let mut ts = Vec::new();
+    for k in 0..5 {
+        ts.push(s.refused("node-1", proxy(), a.ip, T0 + 100 * MS + k * 300 * MS, None));
+        ts.push(s.refused("node-1", proxy(), b.ip, T0 + 150 * MS + k * 300 * MS, None));
+    }
+    // A pod on another node terminating at the same time is not part of the drain.
+    let c = Synth::pod_spec("api", 12, "node-3");
+    s.start_pod(&c, T0 - 600 * SECOND, SECOND);
+    graceful_termination(&mut s, &c);
+    let other = s.refused("node-1", proxy(), c.ip, T0 + 200 * MS, None);
+    let vs = run(s);
+    for t in &ts {
+        let v = verdict_for(&vs, t);
+        assert_eq!(v.cause, Cause::EndpointLagNetnsAlive);
+        let e = v.episode.as_ref().unwrap();
+        assert_eq!(e.kind, EpisodeKind::Drain, "{v:#?}");
+        assert_eq!(e.subject, "node-2");
+        assert_eq!(e.start_ns, T0 - 2 * SECOND);
+    }
+    let v = verdict_for(&vs, &other);
+    assert_eq!(v.episode.as_ref().unwrap().kind, EpisodeKind::Rollout);
+}
+
+#[test]
+fn no_endpoints() {
+    let mut s = Synth::new();
+    let vip = ip4(10, 96, 0, 20);
+    s.service("shop", "api", vip, T0 - 900 * SECOND);
+    let p = old_pod(&mut s, 13);
+    graceful_termination(&mut s, &p);
+    // The last endpoint left at T0+3 s; kube-proxy now REJECTs (no RST).
+    let t = s.rejected("node-1", proxy(), vip, T0 + 5 * SECOND);
+    let vs = run(s);
+    let v = verdict_for(&vs, &t);
+    assert_eq!(v.cause, Cause::NoEndpoints, "{v:#?}");
+    assert!(!v.failure.rst);
+    assert_eq!(v.fix.as_ref().unwrap().params["no_endpoints_s"], 2.0);
+}
+
+#[test]
+fn near_miss_rejected_while_service_had_endpoints() {
+    let mut s = Synth::new();
+    let vip = ip4(10, 96, 0, 20);
+    s.service("shop", "api", vip, T0 - 900 * SECOND);
+    old_pod(&mut s, 13);
+    let t = s.rejected("node-1", proxy(), vip, T0 + 5 * SECOND);
+    let vs = run(s);
+    assert_eq!(verdict_for(&vs, &t).cause, Cause::Unexplained);
+}
+
+#[test]
+fn reused_ip_is_attributed_to_its_new_owner() {
+    let mut s = Synth::new();
+    let old = old_pod(&mut s, 20);
+    graceful_termination(&mut s, &old);
+    s.gone(&old, T0 + 5 * SECOND);
+    let mut new = Synth::pod_spec("web", 21, "node-2");
+    new.ip = old.ip;
+    s.start_pod(&new, T0 + 10 * SECOND, SECOND);
+    // 5 minutes later the new pod (not terminating, long started) refuses:
+    // the old pod's termination must not be blamed.
+    let t = s.refused("node-1", proxy(), new.ip, T0 + 300 * SECOND, None);
+    let vs = run(s);
+    let v = verdict_for(&vs, &t);
+    assert_eq!(v.cause, Cause::Unexplained);
+    assert_eq!(v.pod.as_deref(), Some("shop/web-21"));
+}
+
+#[test]
+fn one_verdict_per_connection_across_both_sides() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 30);
+    graceful_termination(&mut s, &p);
+    let t = s.refused("node-1", proxy(), p.ip, T0 + SECOND, Some("node-2"));
+    let vs = run(s);
+    assert_eq!(vs.len(), 1);
+    let v = verdict_for(&vs, &t);
+    assert_eq!(v.failure.server_reset_reason.as_deref(), Some("NO_SOCKET"));
+    assert_eq!(v.failure.errno, Some(111));
+}
+
+/// A scenario with facts from three nodes and the API.
+fn mixed_scenario(seed: u64) -> Vec<Fact> {
+    let mut s = Synth::new();
+    s.cordon("node-3", T0 - SECOND);
+    let a = old_pod(&mut s, 40);
+    graceful_termination(&mut s, &a);
+    let b = Synth::pod_spec("web", 41, "node-3");
+    s.start_pod(&b, T0 - 900 * SECOND, SECOND);
+    s.delete(&b, T0 + SECOND, 30);
+    s.sigterm(&b, T0 + SECOND, seed.is_multiple_of(2));
+    s.sigkill(&b, T0 + 31 * SECOND, (900, "containerd-shim"));
+    let c = Synth::pod_spec("cart", 42, "node-1");
+    s.start_pod(&c, T0 + 2 * SECOND, 100 * MS);
+    let d = old_pod(&mut s, 43);
+    s.oom(&d, T0 + 4 * SECOND);
+    for k in 0..(5 + seed % 5) as i64 {
+        s.refused(
+            "node-1",
+            proxy(),
+            a.ip,
+            T0 + 100 * MS + k * 400 * MS,
+            Some("node-2"),
+        );
+        s.reset(
+            "node-1",
+            proxy(),
+            b.ip,
+            T0 + 31 * SECOND + k * MS,
+            Some("node-3"),
+        );
+        s.refused(
+            "node-2",
+            ip4(10, 1, 0, 11),
+            c.ip,
+            T0 + 2 * SECOND + k * 200 * MS,
+            None,
+        );
+        s.reset(
+            "node-2",
+            ip4(10, 1, 0, 11),
+            d.ip,
+            T0 + 4 * SECOND + k * MS,
+            None,
+        );
+        s.refused("node-1", proxy(), a.ip, T0 - 40 * SECOND + k * SECOND, None);
+    }
+    s.sorted()
+}
+
+fn canonical(vs: &[Verdict]) -> Vec<String> {
+    let mut v: Vec<String> = vs
+        .iter()
+        .map(|v| {
+            format!(
+                "{} {} {:?} {:?} {:?} {:?}",
+                v.failure.tuple,
+                v.failure.at_ns,
+                v.cause,
+                v.confidence,
+                v.episode.as_ref().map(|e| &e.id),
+                v.fix.as_ref().map(|f| &f.action)
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn mixed_scenario_explains_every_failure_with_the_right_cause() {
+    let vs = explain_all(&mixed_scenario(1), ExplainConfig::default()).0;
+    let count = |c: Cause| vs.iter().filter(|v| v.cause == c).count();
+    assert_eq!(count(Cause::EndpointLagNetnsAlive), 6);
+    assert_eq!(count(Cause::SigkillAtGraceExpiry), 6);
+    assert_eq!(count(Cause::NotReadyAtStart), 6);
+    assert_eq!(count(Cause::OomKill), 6);
+    assert_eq!(count(Cause::Unexplained), 6);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Facts from different nodes (and the API) arriving in any order
+    /// within the skew window give the same verdicts.
+    #[test]
+    fn verdicts_do_not_depend_on_arrival_order_within_skew(seed in 0u64..10, delays in proptest::collection::vec(0i64..1_900_000_000, 512)) {
+        let facts = mixed_scenario(seed);
+        let baseline = canonical(&explain_all(&facts, ExplainConfig::default()).0);
+        // Each source gets its own delivery delay per fact, below the skew.
+        let mut arrivals: Vec<(i64, usize)> = facts
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.at_ns() + delays[i % delays.len()], i))
+            .collect();
+        arrivals.sort();
+        let shuffled: Vec<&Fact> = arrivals.iter().map(|(_, i)| &facts[*i]).collect();
+        let got = canonical(&explain_all(shuffled, ExplainConfig::default()).0);
+        prop_assert_eq!(got, baseline);
+    }
+}
+
+#[test]
+fn signal_result_is_kept_from_the_kernel() {
+    // Guard for the synth builder itself: an ignored SIGTERM is recorded as such.
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 50);
+    s.sigterm(&p, T0, true);
+    let facts = s.sorted();
+    let ignored = facts.iter().any(|f| match f {
+        Fact::Kernel(e) => e.signal_result == Some(SignalResult::Ignored),
+        _ => false,
+    });
+    assert!(ignored);
+}
