@@ -127,7 +127,7 @@ def judge(args):
     elif check_rc == 127 and not text:
         problems.append("agent missing from the image")
     elif check_rc in (124, 143) and not text:
-        problems.append("the capability check timed out (guest limit) or was killed")
+        problems.append("the capability check timed out or was killed")
     else:
         try:
             report = json.loads(text)
@@ -161,7 +161,7 @@ def judge(args):
         selftest_rc = int(m.group(1)) if m else None
     if result is None:
         if closed and selftest_rc in (124, 143):
-            problems.append("selftest timed out (guest limit) or was killed, with no result line")
+            problems.append("selftest timed out or was killed, with no result line")
         elif closed:
             problems.append(f"selftest exited {selftest_rc} without a FIVEXX-SELFTEST result line")
         elif t_check is not None:

@@ -88,9 +88,12 @@ kvm_probe() { # vmlinuz initrd [accel args...]
     </dev/null 2>&1) || true
   grep -q 'FIVEXX-PROBE-OK' <<<"$out"
 }
-choose_accel() { # vmlinuz initrd
+choose_accel() { # series release vmlinuz (of one kernel to probe with)
+  local probe=$repo/.cache/matrix/probe.cpio.gz
   if [[ $accel == tcg ]]; then echo tcg; return; fi
-  if grep -Eqw 'vmx|svm' /proc/cpuinfo && [[ -r /dev/kvm && -w /dev/kvm ]] && kvm_probe "$1" "$2"; then
+  if grep -Eqw 'vmx|svm' /proc/cpuinfo && [[ -r /dev/kvm && -w /dev/kvm ]] \
+    && MATRIX_MODULES='' matrix/initramfs.sh "$repo/.cache/kernels/$2" "$2" none "$probe" >&2 \
+    && kvm_probe "$3" "$probe"; then
     echo kvm
   elif [[ $accel == kvm ]]; then
     die "MATRIX_ACCEL=kvm but KVM does not work here (no vmx/svm, no /dev/kvm access, or the probe boot failed)"
@@ -105,14 +108,13 @@ run_guest() { # release vmlinuz
   dir=$repo/artifacts/kernels/$rel
   img=$repo/.cache/matrix/initramfs-$rel.cpio.gz
   rm -rf "$dir"; mkdir -p "$dir"
-  MATRIX_MODULES=${MATRIX_MODULES-veth dummy bridge} \
-    matrix/initramfs.sh "$repo/.cache/kernels/$rel" "$rel" "$agent" "$img" >&2
+  matrix/initramfs.sh "$repo/.cache/kernels/$rel" "$rel" "$agent" "$img" >&2
   case $chosen_accel in
     kvm) qemu_accel=(-accel kvm -cpu host) ;;
     *) qemu_accel=(-accel tcg -cpu max) ;;
   esac
   # qboot (qemu-system-data) only loads -kernel/-initrd: ~1 s faster than SeaBIOS under TCG.
-  [[ -f $qboot ]] && qemu_accel+=(-bios "$qboot")
+  [[ -n $qboot ]] && qemu_accel+=(-bios "$qboot")
   local echo_flag=()
   [[ -n ${MATRIX_VERBOSE:-} ]] && echo_flag=(--echo)
   set +e
@@ -127,7 +129,7 @@ run_guest() { # release vmlinuz
 
 # 5. The host kernel, as root, with the same markers.
 run_host() {
-  local rel dir rc
+  local rel dir
   rel=$(uname -r)
   dir=$repo/artifacts/kernels/$rel
   if [[ $(id -u) -ne 0 ]]; then
@@ -151,7 +153,7 @@ run_host() {
     done <matrix/formats
     echo "FIVEXX-CHECK-BEGIN"
     # shellcheck disable=SC2086 # word list on purpose
-    "$agent" ${MATRIX_CHECK_ARGS-check --load -o json} 2>"$dir/check.err"
+    timeout -k 5 "$limit" "$agent" ${MATRIX_CHECK_ARGS-check --load -o json} 2>"$dir/check.err"
     echo "FIVEXX-CHECK-END rc=$?"
     sed 's/^/[check stderr] /' "$dir/check.err"; rm -f "$dir/check.err"
     echo "FIVEXX-SELFTEST-BEGIN timeout=$limit"
@@ -163,18 +165,18 @@ run_host() {
   } </dev/null 2>&1 | python3 matrix/result.py stream "$dir/console.log" "$dir/markers.tsv"
   set -e
   python3 matrix/result.py judge --kernel "$rel" --label host --dir "$dir" --exit 0 --limit "$limit"
-  rc=$?
-  return "$rc"
 }
 
-qboot=${MATRIX_BIOS-/usr/share/qemu/qboot.rom}
-mkdir -p "$repo/artifacts/kernels" "$repo/.cache/matrix"
-chosen_accel=tcg
-if [[ $accel != tcg ]]; then
-  read -r _ rel0 vml0 <<<"${kernels[0]}"
-  MATRIX_MODULES='' matrix/initramfs.sh "$repo/.cache/kernels/$rel0" "$rel0" none "$repo/.cache/matrix/probe.cpio.gz" >&2
-  chosen_accel=$(choose_accel "$vml0" "$repo/.cache/matrix/probe.cpio.gz")
+if [[ -n ${MATRIX_BIOS+set} ]]; then
+  qboot=$MATRIX_BIOS
+  [[ -z $qboot || -f $qboot ]] || die "MATRIX_BIOS: no file $qboot"
+else
+  qboot=/usr/share/qemu/qboot.rom
+  [[ -f $qboot ]] || qboot=
 fi
+mkdir -p "$repo/artifacts/kernels" "$repo/.cache/matrix"
+# shellcheck disable=SC2086 # "series release vmlinuz"
+chosen_accel=$(choose_accel ${kernels[0]})
 say "${#kernels[@]} guest kernels under ${chosen_accel^^} (limit ${limit} s each) + the host kernel"
 
 failures=0 ran=0 dirs=()
@@ -197,7 +199,7 @@ done
 for i in "${!pids[@]}"; do
   wait "${pids[$i]}" || failures=$((failures + 1)); cat "${outs[$i]}"; rm -f "${outs[$i]}"
 done
-if wanted host host || wanted "" "$(uname -r)"; then
+if wanted host "$(uname -r)"; then
   ran=$((ran + 1)); dirs+=("artifacts/kernels/$(uname -r)")
   run_host || failures=$((failures + 1))
 fi
