@@ -55,10 +55,13 @@ while IFS= read -r f; do
   n=${f##*/}; n=${n%%.ko*}; path_of[${n//-/_}]=$f
 done < <(find "$moddir" -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz')
 order=()
-modinfo_depends() {
+module_bytes() { # path: the module, decompressed (busybox insmod cannot decompress)
   case $1 in
     *.xz) xz -dc "$1" ;; *.zst) zstd -qdc "$1" ;; *.gz) gzip -dc "$1" ;; *) cat "$1" ;;
-  esac | tr '\0' '\n' | sed -n 's/^depends=//p' | head -n 1 | tr ',' ' '
+  esac
+}
+modinfo_depends() {
+  module_bytes "$1" | tr '\0' '\n' | sed -n 's/^depends=//p' | head -n 1 | tr ',' ' '
 }
 add_module() {
   local name=${1//-/_} dep
@@ -75,10 +78,7 @@ add_module() {
 for m in $modules; do add_module "$m"; done
 : >"$stage/lib/modules/$rel/load-order"
 for name in "${order[@]}"; do
-  src=${path_of[$name]}
-  case $src in
-    *.xz) xz -dc "$src" ;; *.zst) zstd -qdc "$src" ;; *.gz) gzip -dc "$src" ;; *) cat "$src" ;;
-  esac >"$stage/lib/modules/$rel/$name.ko"
+  module_bytes "${path_of[$name]}" >"$stage/lib/modules/$rel/$name.ko"
   printf '%s\n' "$name" >>"$stage/lib/modules/$rel/load-order"
 done
 

@@ -34,33 +34,32 @@ cached_release() {
 newest_package() {
   local series=$1 re
   re="^linux-image-${series//./\\.}[.][0-9][^ ]*-${FLAVOUR}\$"
-  apt-cache pkgnames linux-image- 2>/dev/null | grep -E "$re" | sort -V | tail -n 1
+  apt-cache pkgnames linux-image- 2>/dev/null | { grep -E "$re" || true; } | sort -V | tail -n 1
 }
 
+# Download and unpack the newest package of a series; on an unknown name or a
+# failed download (stale apt lists), apt-get update once and try again.
 fetch_series() {
-  local series=$1 pkg rel dir tmp
-  pkg=$(newest_package "$series")
-  if [[ -z $pkg ]]; then
-    say "no linux-image-$series.*-$FLAVOUR in the apt lists: running apt-get update"
-    apt-get update -qq || die "apt-get update failed"
+  local series=$1 pkg='' failed='' rel dir tmp attempt
+  tmp=$(mktemp -d "$CACHE/.fetch.XXXXXX")
+  # shellcheck disable=SC2064 # expand now: tmp is local
+  trap "rm -rf '$tmp'" EXIT
+  for attempt in cached-lists updated-lists; do
+    if [[ $attempt == updated-lists ]]; then
+      say "${failed:-no linux-image-$series.*-$FLAVOUR in the apt lists}: running apt-get update"
+      apt-get update -qq || die "apt-get update failed"
+    fi
     pkg=$(newest_package "$series")
-    [[ -n $pkg ]] || die "no package linux-image-$series.*-$FLAVOUR in the apt sources"
-  fi
+    [[ -n $pkg ]] || continue
+    say "downloading $pkg"
+    (cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>"$tmp/apt.err") && break
+    failed="$pkg failed to download ($(tail -n 1 "$tmp/apt.err"))"
+    pkg=''
+  done
+  [[ -n $pkg ]] || die "${failed:-no package linux-image-$series.*-$FLAVOUR in the apt sources}"
   rel=${pkg#linux-image-}
   dir=$CACHE/$rel
   if [[ ! -f $dir/.complete ]]; then
-    tmp=$(mktemp -d "$CACHE/.fetch.XXXXXX")
-    # shellcheck disable=SC2064
-    trap "rm -rf '$tmp'" EXIT
-    say "downloading $pkg"
-    if ! (cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>"$tmp/apt.err"); then
-      say "download failed ($(tail -n 1 "$tmp/apt.err")): running apt-get update and retrying"
-      apt-get update -qq || die "apt-get update failed"
-      pkg=$(newest_package "$series")
-      rel=${pkg#linux-image-}
-      dir=$CACHE/$rel
-      (cd "$tmp" && apt-get download -q "$pkg" >/dev/null) || die "apt-get download $pkg failed"
-    fi
     say "unpacking $pkg"
     mkdir -p "$tmp/root"
     dpkg -x "$tmp"/*.deb "$tmp/root"
@@ -68,9 +67,9 @@ fetch_series() {
     rm -rf "$dir"
     mv "$tmp/root" "$dir"
     touch "$dir/.complete"
-    rm -rf "$tmp"
-    trap - EXIT
   fi
+  rm -rf "$tmp"
+  trap - EXIT
   printf '%s\n' "$rel" >"$CACHE/$series.tmp" && mv "$CACHE/$series.tmp" "$CACHE/$series"
 }
 
@@ -80,7 +79,7 @@ for series in $SERIES; do
   if [[ -z ${KERNELS_REFRESH:-} ]] && rel=$(cached_release "$series"); then
     :
   else
-    [[ $(id -u) -eq 0 ]] || command -v apt-get >/dev/null || die "apt-get not found"
+    command -v apt-get >/dev/null || die "apt-get not found: the guest kernels come from Debian's apt sources"
     fetch_series "$series"
     rel=$(cached_release "$series") || die "series $series: fetch did not complete"
   fi
