@@ -279,7 +279,7 @@ impl Explainer {
         if c.cause == Cause::NoEndpoints {
             local.no_endpoints_ns = (f.at_ns - service_since).max(0);
         }
-        let w = self.workloads.entry(key).or_default();
+        let w = self.workloads.entry(key.clone()).or_default();
         w.startup_refusal_ns = w.startup_refusal_ns.max(local.startup_refusal_ns);
         w.no_endpoints_ns = w.no_endpoints_ns.max(local.no_endpoints_ns);
         let fix = measure::fix_for(c.cause, &local);
@@ -297,6 +297,7 @@ impl Explainer {
             evidence,
             namespace,
             workload,
+            workload_key: (key != "-").then_some(key),
             pod: pod_name,
             pod_uid: c.pod_uid,
             proxy,

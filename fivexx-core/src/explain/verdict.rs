@@ -209,6 +209,9 @@ pub struct Verdict {
     pub evidence: Vec<Evidence>,
     pub namespace: Option<String>,
     pub workload: Option<WorkloadRef>,
+    /// `namespace/kind/name` of the workload (or `namespace/pod/name`,
+    /// `namespace/service/name`): the report's grouping key.
+    pub workload_key: Option<String>,
     /// `namespace/name` of the pod behind the server address.
     pub pod: Option<String>,
     pub pod_uid: Option<String>,

@@ -1,0 +1,347 @@
+//! The summary report: failures per workload and cause, episodes, fixes.
+//!
+//! Built by streaming verdicts into a [`ReportBuilder`] (memory bounded by
+//! workloads and episodes, plus at most `max_verdicts` verdicts kept in
+//! full), then rendered by pure functions: [`render_table`],
+//! [`render_wide`] and [`render_json`] (schema: `docs/explain-json.md`).
+
+mod render;
+mod time;
+
+pub use render::{render_json, render_table, render_wide};
+pub use time::{format_duration, format_time, parse_time};
+
+use crate::explain::{fix_for, Cause, EngineStats, EpisodeKind, Measurements, Verdict};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Version of the JSON report schema. Bumped on incompatible changes only;
+/// fields may be added without a bump.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Which verdicts the report covers. Lifecycle facts outside the window
+/// still inform the verdicts; only failures are filtered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReportFilter {
+    pub since_ns: Option<i64>,
+    pub until_ns: Option<i64>,
+    /// `deploy/api`, `deployment/api`, `ns/deployment/api` or just `api`.
+    pub workload: Option<String>,
+    /// Pod name or `namespace/name`.
+    pub pod: Option<String>,
+}
+
+impl ReportFilter {
+    pub fn matches(&self, v: &Verdict) -> bool {
+        let t = v.at_ns();
+        if self.since_ns.is_some_and(|s| t < s) || self.until_ns.is_some_and(|u| t > u) {
+            return false;
+        }
+        if let Some(w) = &self.workload {
+            let Some(key) = &v.workload_key else {
+                return false;
+            };
+            if !workload_matches(key, w) {
+                return false;
+            }
+        }
+        if let Some(p) = &self.pod {
+            let Some(pod) = &v.pod else { return false };
+            let name = pod.rsplit('/').next().unwrap_or(pod);
+            if pod != p && name != p {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn workload_matches(key: &str, want: &str) -> bool {
+    let want = want.to_ascii_lowercase();
+    let (kind, name) = match want.split_once('/') {
+        Some((k, n)) if !n.contains('/') => (Some(k.to_string()), n.to_string()),
+        _ => (None, want.clone()),
+    };
+    let kind = kind.map(|k| {
+        match k.as_str() {
+            "deploy" | "deployments" => "deployment",
+            "sts" | "statefulsets" => "statefulset",
+            "ds" | "daemonsets" => "daemonset",
+            "svc" | "services" => "service",
+            "po" | "pods" => "pod",
+            other => other,
+        }
+        .to_string()
+    });
+    let key_l = key.to_ascii_lowercase();
+    if key_l == want {
+        return true;
+    }
+    let mut parts = key_l.rsplitn(3, '/');
+    let (kname, kkind) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    kname == name && kind.as_deref().is_none_or(|k| k == kkind)
+}
+
+/// What the capture said about itself, for the report's header.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CaptureInfo {
+    pub format_version: String,
+    pub tool_version: String,
+    pub context: Option<String>,
+    pub nodes: Vec<String>,
+    pub start_ns: Option<i64>,
+    pub end_ns: Option<i64>,
+    /// Read to its end record with no damage.
+    pub complete: bool,
+    /// Problems met while reading (first 100), as sentences.
+    pub problems: Vec<String>,
+    pub problem_count: u64,
+    /// Events the agents could not deliver: node -> kind -> count.
+    pub drops: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub failures: u64,
+    pub explained: u64,
+    pub unexplained: u64,
+    pub by_cause: BTreeMap<Cause, u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EpisodeSummary {
+    pub id: String,
+    pub kind: EpisodeKind,
+    pub subject: String,
+    /// "drain of node-2", "rollout of shop/deployment/api", ...
+    pub label: String,
+    pub start_ns: i64,
+    pub first_failure_ns: i64,
+    pub last_failure_ns: i64,
+    pub failures: u64,
+    /// All failures in the report, for "caused 37 of 41".
+    pub of_total: u64,
+    pub pods: u64,
+    pub by_cause: BTreeMap<Cause, u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FixSummary {
+    pub cause: Cause,
+    pub action: String,
+    pub because: String,
+    pub params: BTreeMap<String, f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WorkloadSummary {
+    /// `namespace/kind/name`, or `-` for failures no workload could be found for.
+    pub workload: String,
+    pub failures: u64,
+    pub by_cause: BTreeMap<Cause, u64>,
+    pub first_failure_ns: i64,
+    pub last_failure_ns: i64,
+    pub fixes: Vec<FixSummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub capture: Option<CaptureInfo>,
+    pub filter: ReportFilter,
+    pub totals: Totals,
+    /// Biggest first.
+    pub episodes: Vec<EpisodeSummary>,
+    /// Most failures first.
+    pub workloads: Vec<WorkloadSummary>,
+    /// Verdicts in time order (at most `max_verdicts`).
+    pub verdicts: Vec<Verdict>,
+    pub verdicts_omitted: u64,
+    pub engine: EngineStats,
+}
+
+#[derive(Debug)]
+struct EpisodeAcc {
+    summary: EpisodeSummary,
+    pods: std::collections::BTreeSet<String>,
+}
+
+/// Accumulates verdicts into a report in bounded memory.
+#[derive(Debug)]
+pub struct ReportBuilder {
+    filter: ReportFilter,
+    max_verdicts: usize,
+    totals: Totals,
+    episodes: BTreeMap<String, EpisodeAcc>,
+    workloads: BTreeMap<String, WorkloadSummary>,
+    verdicts: Vec<Verdict>,
+    omitted: u64,
+}
+
+/// Pods remembered per episode (only to count them).
+const MAX_EPISODE_PODS: usize = 100_000;
+
+impl ReportBuilder {
+    pub fn new(filter: ReportFilter, max_verdicts: usize) -> ReportBuilder {
+        ReportBuilder {
+            filter,
+            max_verdicts,
+            totals: Totals::default(),
+            episodes: BTreeMap::new(),
+            workloads: BTreeMap::new(),
+            verdicts: Vec::new(),
+            omitted: 0,
+        }
+    }
+
+    pub fn add(&mut self, v: Verdict) {
+        if !self.filter.matches(&v) {
+            return;
+        }
+        let t = v.at_ns();
+        self.totals.failures += 1;
+        if v.cause == Cause::Unexplained {
+            self.totals.unexplained += 1;
+        } else {
+            self.totals.explained += 1;
+        }
+        *self.totals.by_cause.entry(v.cause).or_default() += 1;
+        if let Some(e) = &v.episode {
+            let acc = self
+                .episodes
+                .entry(e.id.clone())
+                .or_insert_with(|| EpisodeAcc {
+                    summary: EpisodeSummary {
+                        id: e.id.clone(),
+                        kind: e.kind,
+                        subject: e.subject.clone(),
+                        label: episode_label(e.kind, &e.subject),
+                        start_ns: e.start_ns,
+                        first_failure_ns: t,
+                        last_failure_ns: t,
+                        failures: 0,
+                        of_total: 0,
+                        pods: 0,
+                        by_cause: BTreeMap::new(),
+                    },
+                    pods: Default::default(),
+                });
+            let s = &mut acc.summary;
+            s.start_ns = s.start_ns.min(e.start_ns);
+            s.first_failure_ns = s.first_failure_ns.min(t);
+            s.last_failure_ns = s.last_failure_ns.max(t);
+            s.failures += 1;
+            *s.by_cause.entry(v.cause).or_default() += 1;
+            if let Some(uid) = &v.pod_uid {
+                if acc.pods.len() < MAX_EPISODE_PODS {
+                    acc.pods.insert(uid.clone());
+                }
+            }
+        }
+        let key = v.workload_key.clone().unwrap_or_else(|| "-".into());
+        let w = self
+            .workloads
+            .entry(key.clone())
+            .or_insert_with(|| WorkloadSummary {
+                workload: key,
+                failures: 0,
+                by_cause: BTreeMap::new(),
+                first_failure_ns: t,
+                last_failure_ns: t,
+                fixes: Vec::new(),
+            });
+        w.failures += 1;
+        w.first_failure_ns = w.first_failure_ns.min(t);
+        w.last_failure_ns = w.last_failure_ns.max(t);
+        *w.by_cause.entry(v.cause).or_default() += 1;
+        if self.verdicts.len() < self.max_verdicts {
+            self.verdicts.push(v);
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    pub fn finish(self, m: &Measurements, capture: Option<CaptureInfo>) -> Report {
+        let total = self.totals.failures;
+        let mut episodes: Vec<EpisodeSummary> = self
+            .episodes
+            .into_values()
+            .map(|a| EpisodeSummary {
+                of_total: total,
+                pods: a.pods.len() as u64,
+                ..a.summary
+            })
+            .collect();
+        episodes.sort_by(|a, b| {
+            b.failures
+                .cmp(&a.failures)
+                .then(a.start_ns.cmp(&b.start_ns))
+        });
+        let mut workloads: Vec<WorkloadSummary> = self
+            .workloads
+            .into_values()
+            .map(|mut w| {
+                let stats = m.workloads.get(&w.workload).cloned().unwrap_or_default();
+                w.fixes = w
+                    .by_cause
+                    .keys()
+                    .filter_map(|c| {
+                        fix_for(*c, &stats).map(|f| FixSummary {
+                            cause: *c,
+                            action: f.action,
+                            because: f.because,
+                            params: f.params,
+                        })
+                    })
+                    .collect();
+                w
+            })
+            .collect();
+        workloads.sort_by(|a, b| {
+            b.failures
+                .cmp(&a.failures)
+                .then(a.workload.cmp(&b.workload))
+        });
+        let mut verdicts = self.verdicts;
+        verdicts.sort_by_key(|v| v.at_ns());
+        Report {
+            schema_version: SCHEMA_VERSION,
+            capture,
+            filter: self.filter,
+            totals: self.totals,
+            episodes,
+            workloads,
+            verdicts,
+            verdicts_omitted: self.omitted,
+            engine: m.stats.clone(),
+        }
+    }
+}
+
+fn episode_label(kind: EpisodeKind, subject: &str) -> String {
+    match kind {
+        EpisodeKind::Drain => format!("drain of {subject}"),
+        EpisodeKind::Rollout => format!("rollout of {subject}"),
+        EpisodeKind::Oom => format!("OOM kill in {subject}"),
+        EpisodeKind::Startup => format!("start of {subject}"),
+        EpisodeKind::Termination => format!("termination of {subject}"),
+        EpisodeKind::NoEndpoints => format!("no endpoints for {subject}"),
+    }
+}
+
+/// Runs the engine over `facts` into a report (convenience for tests and
+/// small inputs; callers streaming a capture use `Explainer` directly).
+pub fn build_report<'a>(
+    facts: impl IntoIterator<Item = &'a crate::model::Fact>,
+    cfg: crate::explain::ExplainConfig,
+    filter: ReportFilter,
+    max_verdicts: usize,
+) -> Report {
+    let mut b = ReportBuilder::new(filter, max_verdicts);
+    let mut e = crate::explain::Explainer::new(cfg);
+    for f in facts {
+        e.push(f, &mut |v| b.add(v));
+    }
+    let m = e.finish(&mut |v| b.add(v));
+    b.finish(&m, None)
+}

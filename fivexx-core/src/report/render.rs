@@ -1,0 +1,216 @@
+//! Renderers: pure functions from a [`Report`] to text.
+
+use super::time::{format_duration, format_time};
+use super::Report;
+use crate::explain::{Cause, Verdict};
+use std::fmt::Write;
+
+/// The stable JSON document of `docs/explain-json.md`.
+pub fn render_json(r: &Report) -> String {
+    // Serialising plain data with string keys cannot fail.
+    serde_json::to_string_pretty(r).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// The human summary: header, episodes, failures by workload and cause,
+/// fixes, and one example per cause with its evidence.
+pub fn render_table(r: &Report) -> String {
+    let mut o = String::new();
+    header(&mut o, r);
+    episodes(&mut o, r);
+    workloads(&mut o, r);
+    fixes(&mut o, r);
+    examples(&mut o, r);
+    o
+}
+
+/// The table plus one line per verdict.
+pub fn render_wide(r: &Report) -> String {
+    let mut o = render_table(r);
+    let _ = writeln!(o, "\nFAILURES");
+    let _ = writeln!(
+        o,
+        "  {:<24} {:<45} {:<11} {:<28} {:<6} {:<24} {:<10} EPISODE",
+        "TIME", "CONNECTION", "KIND", "CAUSE", "CONF", "POD", "PROXY"
+    );
+    for v in &r.verdicts {
+        let _ = writeln!(
+            o,
+            "  {:<24} {:<45} {:<11} {:<28} {:<6} {:<24} {:<10} {}",
+            format_time(v.at_ns()),
+            v.failure.tuple.to_string(),
+            v.failure.kind.name(),
+            v.cause.label(),
+            format!("{:?}", v.confidence).to_lowercase(),
+            v.pod.as_deref().unwrap_or("-"),
+            v.proxy.as_ref().map_or("-", |p| p.node.as_str()),
+            v.episode.as_ref().map_or("-", |e| e.id.as_str()),
+        );
+    }
+    if r.verdicts_omitted > 0 {
+        let _ = writeln!(
+            o,
+            "  ... {} more (raise --max-verdicts)",
+            r.verdicts_omitted
+        );
+    }
+    o
+}
+
+fn header(o: &mut String, r: &Report) {
+    if let Some(c) = &r.capture {
+        let span = match (c.start_ns, c.end_ns) {
+            (Some(s), Some(e)) => format!(
+                "{} .. {} ({})",
+                format_time(s),
+                format_time(e),
+                format_duration(e - s)
+            ),
+            (Some(s), None) => format!("from {}", format_time(s)),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            o,
+            "CAPTURE   {}  {} node(s)  {}  format {}{}",
+            c.context.as_deref().unwrap_or("(no context)"),
+            c.nodes.len(),
+            span,
+            c.format_version,
+            if c.complete { "" } else { "  INCOMPLETE" }
+        );
+        for p in &c.problems {
+            let _ = writeln!(o, "WARNING   {p}");
+        }
+        if c.problem_count > c.problems.len() as u64 {
+            let _ = writeln!(o, "WARNING   ... {} problems in all", c.problem_count);
+        }
+        for (node, kinds) in &c.drops {
+            let total: u64 = kinds.values().sum();
+            if total > 0 {
+                let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                let _ = writeln!(
+                    o,
+                    "WARNING   agent on {node} dropped {total} events ({}): some failures may be missing",
+                    list.join(", ")
+                );
+            }
+        }
+    }
+    let t = &r.totals;
+    let _ = writeln!(
+        o,
+        "FAILURES  {} failed connections: {} explained, {} unexplained",
+        t.failures, t.explained, t.unexplained
+    );
+    if t.failures == 0 {
+        let _ = writeln!(o, "          no failed connection was seen in this window");
+    }
+}
+
+fn causes_line(by: &std::collections::BTreeMap<Cause, u64>) -> String {
+    let mut v: Vec<(&Cause, &u64)> = by.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    v.iter()
+        .map(|(c, n)| format!("{} {n}", c.label()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn episodes(o: &mut String, r: &Report) {
+    if r.episodes.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "\nEPISODES");
+    for e in &r.episodes {
+        let _ = writeln!(
+            o,
+            "  {} at {} caused {} of {} failures ({} pod(s), over {}): {}",
+            e.label,
+            format_time(e.start_ns),
+            e.failures,
+            e.of_total,
+            e.pods,
+            format_duration(e.last_failure_ns - e.first_failure_ns),
+            causes_line(&e.by_cause)
+        );
+    }
+}
+
+fn workloads(o: &mut String, r: &Report) {
+    if r.workloads.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\n  {:<40} {:>8}  {:<28} {:>6}  HTTP",
+        "WORKLOAD", "FAILURES", "CAUSE", "COUNT"
+    );
+    for w in &r.workloads {
+        let mut by: Vec<(&Cause, &u64)> = w.by_cause.iter().collect();
+        by.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (i, (c, n)) in by.iter().enumerate() {
+            let (name, total) = if i == 0 {
+                (w.workload.as_str(), w.failures.to_string())
+            } else {
+                ("", String::new())
+            };
+            let _ = writeln!(
+                o,
+                "  {:<40} {:>8}  {:<28} {:>6}  {}",
+                name,
+                total,
+                c.label(),
+                n,
+                c.typical_http()
+            );
+        }
+    }
+}
+
+fn fixes(o: &mut String, r: &Report) {
+    if r.workloads.iter().all(|w| w.fixes.is_empty()) {
+        return;
+    }
+    let _ = writeln!(o, "\nFIXES");
+    for w in r.workloads.iter().filter(|w| !w.fixes.is_empty()) {
+        let _ = writeln!(o, "  {}", w.workload);
+        for f in &w.fixes {
+            let _ = writeln!(o, "    {}: {}", f.cause.label(), f.action);
+            let _ = writeln!(o, "      because {}", f.because);
+        }
+    }
+}
+
+fn example(o: &mut String, v: &Verdict) {
+    let _ = writeln!(
+        o,
+        "  {}  {}  {} {} -> {}{}",
+        format_time(v.at_ns()),
+        v.failure.tuple,
+        v.failure.kind.name(),
+        v.cause.label(),
+        v.pod.as_deref().unwrap_or("?"),
+        v.note.as_ref().map_or(String::new(), |n| format!(" ({n})"))
+    );
+    for e in &v.evidence {
+        let _ = writeln!(
+            o,
+            "      {}  {:<16} {}",
+            format_time(e.at_ns),
+            e.source.to_string(),
+            e.fact
+        );
+    }
+}
+
+fn examples(o: &mut String, r: &Report) {
+    if r.verdicts.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "\nEVIDENCE (first failure of each cause)");
+    let mut seen = std::collections::BTreeSet::new();
+    for v in &r.verdicts {
+        if seen.insert(v.cause) {
+            example(o, v);
+        }
+    }
+}
