@@ -51,6 +51,7 @@ fetch_series() {
     fi
     pkg=$(newest_package "$series")
     [[ -n $pkg ]] || continue
+    [[ -f $CACHE/${pkg#linux-image-}/.complete ]] && break # KERNELS_REFRESH, still the newest
     say "downloading $pkg"
     (cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>"$tmp/apt.err") && break
     failed="$pkg failed to download ($(tail -n 1 "$tmp/apt.err"))"
