@@ -159,6 +159,7 @@ impl Ingress {
         let tmp = self.dir.join("nginx.conf.new");
         fs::write(&tmp, self.render()).map_err(io_err("writing nginx.conf"))?;
         fs::rename(&tmp, self.conf_path()).map_err(io_err("replacing nginx.conf"))?;
+        let before = children_of(self.master_pid());
         // SAFETY: plain kill(2) to our own child.
         if unsafe { libc::kill(self.master_pid(), libc::SIGHUP) } != 0 {
             return Err(Error::Io {
@@ -166,7 +167,23 @@ impl Ingress {
                 source: std::io::Error::last_os_error(),
             });
         }
-        Ok(())
+        // The reload has taken effect once the master runs a full set of new
+        // workers (it tells the old ones to stop right after starting them).
+        let want = self.cfg.workers.max(1) as usize;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let fresh = children_of(self.master_pid())
+                .into_iter()
+                .filter(|p| !before.contains(p))
+                .count();
+            if fresh >= want {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Err(Error::Lab(
+            "nginx did not start new workers within 3 s of a reload".into(),
+        ))
     }
 
     /// nginx's configuration for the current endpoints.
@@ -189,6 +206,26 @@ impl Ingress {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Pids whose parent is `ppid` (from /proc/*/stat).
+fn children_of(ppid: i32) -> Vec<i32> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // Fields after the ")" that ends comm: state, ppid, ...
+                    let rest = &s[s.rfind(')')? + 2..];
+                    rest.split(' ').nth(1)?.parse::<i32>().ok()
+                })
+                == Some(ppid)
+        })
+        .collect()
 }
 
 /// Renders nginx.conf. Pure, so the config is unit-tested.

@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
-use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeMap;
 
 /// What the lab knows about one pod, enough to write its object.
@@ -36,7 +35,7 @@ pub struct PodFacts {
 }
 
 pub fn now() -> Time {
-    Time(Timestamp::now())
+    crate::cluster::now()
 }
 
 /// The Pod object for these facts.
@@ -256,7 +255,7 @@ pub fn event(
             component: Some(component.into()),
             host: Some(host.into()),
         }),
-        event_time: Some(MicroTime(Timestamp::now())),
+        event_time: Some(MicroTime(now().0)),
         reporting_component: Some(component.into()),
         reporting_instance: Some(host.into()),
         ..Default::default()

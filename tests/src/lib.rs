@@ -8,19 +8,19 @@
 //! carry the [`naming::PREFIX`] so that [`clean::clean`] finds them after a
 //! crash.
 
+pub mod agent;
 pub mod backend;
 pub mod cgroup;
-
+pub mod clean;
 pub mod clock;
 pub mod cluster;
 pub mod ingress;
 pub mod k8s;
 pub mod kubelet;
-
 pub mod load;
 pub mod naming;
 pub mod netns;
-
+pub mod scenario;
 pub mod timeline;
 
 /// Errors of the lab library. Binaries and tests wrap them with anyhow.

@@ -1,1 +1,279 @@
-fn main() {}
+//! `fivexx-lab`: the node lab's command line. Each scenario is a subcommand;
+//! `backend` is what runs inside every pod; `clean` removes every lab object.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use fivexx_lab::backend::{self, BackendConfig, Behaviour};
+use fivexx_lab::scenario::{self, RunOptions, ScenarioKind, ScenarioParams};
+use fivexx_lab::{agent, clean};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "fivexx-lab",
+    version,
+    about = "A real node on one machine that reproduces rollout and drain 5xx, with ground truth (run as root)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Rolling update, endpoint removal lags SIGTERM: refused connects and 502s.
+    RolloutNoPrestop(ScenarioFlags),
+    /// The backend ignores SIGTERM: SIGKILL at grace expiry causes 502s.
+    IgnoreSigterm(ScenarioFlags),
+    /// The backend closes pooled keep-alive connections on SIGTERM: 502s from resets.
+    KeepaliveRace(ScenarioFlags),
+    /// The same rollout with a preStop sleep longer than the lag: zero 5xx.
+    PrestopFixed(ScenarioFlags),
+    /// A node drain across several pods: cordon, evict one by one.
+    Drain(ScenarioFlags),
+    /// Endpoints still list a pod whose netns is gone: connect timeouts and 504s.
+    IpGone(ScenarioFlags),
+    /// An OOM kill mid-request under a cgroup memory limit.
+    Oom(ScenarioFlags),
+    /// The lab's HTTP backend (runs inside each pod).
+    Backend(BackendConfig),
+    /// Remove every lab namespace, veth, bridge, cgroup and process (idempotent).
+    Clean,
+    /// List lab objects still on this machine; exit 1 if there are any.
+    Leftovers,
+}
+
+/// Every parameter of a scenario; unset ones take the scenario's defaults.
+#[derive(Args, Clone, Debug)]
+struct ScenarioFlags {
+    /// Directory for ground-truth.jsonl, timeline.jsonl, agent.jsonl, summary.json.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Attach the real agent (`fivexx-agent trace -o json`).
+    #[arg(long)]
+    agent: bool,
+    /// The agent binary (default: $FIVEXX_AGENT or next to this binary).
+    #[arg(long, requires = "agent")]
+    agent_bin: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    replicas: Option<u32>,
+    /// Requests per second.
+    #[arg(long)]
+    rate: Option<u32>,
+    /// How long the load runs.
+    #[arg(long)]
+    load_ms: Option<u64>,
+    /// Load before the rollout, drain or OOM starts.
+    #[arg(long)]
+    warmup_ms: Option<u64>,
+    /// terminationGracePeriod.
+    #[arg(long)]
+    grace_ms: Option<u64>,
+    /// Time for an endpoint change to reach the ingress.
+    #[arg(long)]
+    endpoint_lag_ms: Option<u64>,
+    /// preStop sleep (0: none).
+    #[arg(long)]
+    prestop_ms: Option<u64>,
+    /// Time from container exit to netns removal.
+    #[arg(long)]
+    sandbox_teardown_ms: Option<u64>,
+    /// Time from container start to the first readiness probe.
+    #[arg(long)]
+    readiness_delay_ms: Option<u64>,
+    /// Backend shutdown behaviour.
+    #[arg(long, value_enum)]
+    behaviour: Option<Behaviour>,
+    /// Backend delay before every response.
+    #[arg(long)]
+    delay_ms: Option<u64>,
+    /// Longest backend drain after SIGTERM.
+    #[arg(long)]
+    drain_ms: Option<u64>,
+    /// Backend closes keep-alive connections idle this long (0: never).
+    #[arg(long)]
+    idle_timeout_ms: Option<u64>,
+    #[arg(long)]
+    max_surge: Option<u32>,
+    #[arg(long)]
+    max_unavailable: Option<u32>,
+    /// drain: a PodDisruptionBudget with this minAvailable.
+    #[arg(long)]
+    pdb_min_available: Option<u32>,
+    /// drain: pause between evictions without a PDB.
+    #[arg(long)]
+    evict_interval_ms: Option<u64>,
+    /// oom: the hog's memory limit.
+    #[arg(long)]
+    memory_limit_mib: Option<u64>,
+    /// oom: when the hog starts allocating, after its start.
+    #[arg(long)]
+    oom_after_ms: Option<u64>,
+    /// nginx: idle upstream keep-alive connections per worker (0: none).
+    #[arg(long)]
+    upstream_keepalive: Option<u32>,
+    /// nginx: upstream keepalive_timeout.
+    #[arg(long)]
+    upstream_keepalive_timeout_ms: Option<u64>,
+    /// nginx: proxy_connect_timeout.
+    #[arg(long)]
+    proxy_connect_timeout_ms: Option<u64>,
+    /// nginx: proxy_read_timeout.
+    #[arg(long)]
+    proxy_read_timeout_ms: Option<u64>,
+    /// nginx: proxy_next_upstream_tries (1: no retries).
+    #[arg(long)]
+    next_upstream_tries: Option<u32>,
+}
+
+impl ScenarioFlags {
+    fn params(&self, kind: ScenarioKind) -> ScenarioParams {
+        let mut p = ScenarioParams::defaults(kind);
+        macro_rules! set {
+            ($($f:ident),*) => { $(if let Some(v) = self.$f { p.$f = v; })* };
+        }
+        set!(
+            replicas,
+            rate,
+            load_ms,
+            warmup_ms,
+            grace_ms,
+            endpoint_lag_ms,
+            readiness_delay_ms,
+            behaviour,
+            drain_ms,
+            idle_timeout_ms,
+            max_surge,
+            max_unavailable,
+            evict_interval_ms,
+            memory_limit_mib,
+            oom_after_ms,
+            upstream_keepalive_timeout_ms,
+            proxy_connect_timeout_ms
+        );
+        if let Some(v) = self.sandbox_teardown_ms {
+            p.sandbox_teardown_delay_ms = v;
+        }
+        if let Some(v) = self.prestop_ms {
+            p.prestop_ms = (v > 0).then_some(v);
+        }
+        if self.delay_ms.is_some() {
+            p.delay_ms = self.delay_ms;
+        }
+        if self.pdb_min_available.is_some() {
+            p.pdb_min_available = self.pdb_min_available;
+        }
+        if let Some(v) = self.upstream_keepalive {
+            p.ingress.upstream_keepalive = v;
+        }
+        if let Some(v) = self.proxy_read_timeout_ms {
+            p.ingress.proxy_read_timeout_ms = v;
+        }
+        if let Some(v) = self.next_upstream_tries {
+            p.ingress.next_upstream_tries = v;
+        }
+        p
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FIVEXX_LAB_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("fivexx-lab: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let (kind, flags) = match cli.command {
+        Command::Backend(cfg) => {
+            backend::run(cfg)?;
+            return Ok(0);
+        }
+        Command::Clean => {
+            anyhow::ensure!(fivexx_lab::is_root(), "clean needs root");
+            let _lock = clean::LabLock::acquire(std::time::Duration::from_secs(30))?;
+            let report = clean::clean();
+            println!(
+                "clean: {} processes killed, {} namespaces, {} links, {} pod cgroups removed",
+                report.processes_killed,
+                report.namespaces_removed,
+                report.links_removed,
+                report.cgroups_removed
+            );
+            return Ok(0);
+        }
+        Command::Leftovers => {
+            let left = clean::leftovers();
+            for l in &left {
+                println!("{l}");
+            }
+            return Ok(if left.is_empty() { 0 } else { 1 });
+        }
+        Command::RolloutNoPrestop(f) => (ScenarioKind::RolloutNoPrestop, f),
+        Command::IgnoreSigterm(f) => (ScenarioKind::IgnoreSigterm, f),
+        Command::KeepaliveRace(f) => (ScenarioKind::KeepaliveRace, f),
+        Command::PrestopFixed(f) => (ScenarioKind::PrestopFixed, f),
+        Command::Drain(f) => (ScenarioKind::Drain, f),
+        Command::IpGone(f) => (ScenarioKind::IpGone, f),
+        Command::Oom(f) => (ScenarioKind::Oom, f),
+    };
+    anyhow::ensure!(
+        fivexx_lab::is_root(),
+        "scenarios need root (network namespaces, cgroups, nginx); try sudo"
+    );
+    let params = flags.params(kind);
+    let agent_bin = if flags.agent {
+        let bin = flags.agent_bin.clone().or_else(agent::find_agent).context(
+            "--agent: fivexx-agent not found; build it (cargo build -p tracer-user) or set FIVEXX_AGENT",
+        )?;
+        Some(bin)
+    } else {
+        None
+    };
+    let out_dir = flags.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "/tmp/fxlab-runs/{}-{}",
+            kind.name(),
+            fivexx_lab::clock::wall_ns() / 1_000_000_000
+        ))
+    });
+    let opts = RunOptions {
+        out_dir,
+        lab_exe: std::env::current_exe().context("locating fivexx-lab itself")?,
+        agent: agent_bin,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(async {
+        tokio::select! {
+            r = scenario::run(&params, &opts) => r.map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => {
+                clean::clean();
+                anyhow::bail!("interrupted; the lab was cleaned up")
+            }
+        }
+    })?;
+    if flags.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", scenario::render(&report));
+    }
+    Ok(0)
+}

@@ -135,7 +135,7 @@ impl IpPool {
     pub fn allocate(&mut self) -> Result<Ipv4Addr> {
         let span = (POD_IP_LAST - POD_IP_FIRST + 1) as u16;
         for step in 1..=span {
-            let off = (self.last as u16 - POD_IP_FIRST as u16 + step) % span;
+            let off = (self.last as u16 + step - POD_IP_FIRST as u16) % span;
             let octet = POD_IP_FIRST + off as u8;
             if self.in_use.insert(octet) {
                 self.last = octet;

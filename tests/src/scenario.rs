@@ -1,0 +1,483 @@
+//! The named scenarios: each one a real failure mode of rollouts and drains,
+//! run under load, with every parameter adjustable. A run writes its ground
+//! truth (`ground-truth.jsonl`), the lab's timeline (`timeline.jsonl`), the
+//! agent's events (`agent.jsonl`, with `--agent`) and `summary.json`.
+
+use crate::agent::{self, AgentRun};
+use crate::backend::Behaviour;
+use crate::clean::{self, LabLock};
+use crate::cluster::ClusterStore;
+use crate::ingress::IngressConfig;
+use crate::kubelet::{Kubelet, KubeletConfig, PodTemplate};
+use crate::load::{self, LoadConfig, LoadSummary, RequestRecord};
+use crate::timeline::{LabEvent, LabEventKind, Timeline};
+use crate::{io_err, Error, Result};
+use fivexx_core::event::KernelEvent;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The lab's node; the drain scenario adds a second one.
+pub const NODE: &str = "lab-node-1";
+pub const NODE_2: &str = "lab-node-2";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScenarioKind {
+    /// A rolling update whose endpoint removal lags SIGTERM: refused connects, 502.
+    RolloutNoPrestop,
+    /// The backend ignores SIGTERM; SIGKILL at grace expiry while still routed: 502.
+    IgnoreSigterm,
+    /// The backend closes pooled keep-alive connections on SIGTERM: resets, 502.
+    KeepaliveRace,
+    /// The same rollout with a preStop sleep longer than the lag: zero 5xx.
+    PrestopFixed,
+    /// A node drain across several pods (cordon, evict one by one).
+    Drain,
+    /// Endpoints still list a pod whose netns is gone: connect timeouts, 504.
+    IpGone,
+    /// An OOM kill mid-request.
+    Oom,
+}
+
+impl ScenarioKind {
+    pub const ALL: [ScenarioKind; 7] = [
+        ScenarioKind::RolloutNoPrestop,
+        ScenarioKind::IgnoreSigterm,
+        ScenarioKind::KeepaliveRace,
+        ScenarioKind::PrestopFixed,
+        ScenarioKind::Drain,
+        ScenarioKind::IpGone,
+        ScenarioKind::Oom,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ScenarioKind::RolloutNoPrestop => "rollout-no-prestop",
+            ScenarioKind::IgnoreSigterm => "ignore-sigterm",
+            ScenarioKind::KeepaliveRace => "keepalive-race",
+            ScenarioKind::PrestopFixed => "prestop-fixed",
+            ScenarioKind::Drain => "drain",
+            ScenarioKind::IpGone => "ip-gone",
+            ScenarioKind::Oom => "oom",
+        }
+    }
+}
+
+/// Every knob of a scenario, resolved (defaults per scenario, then flags).
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioParams {
+    pub kind: ScenarioKind,
+    pub replicas: u32,
+    pub rate: u32,
+    /// How long the load runs (from before the action to after it).
+    pub load_ms: u64,
+    /// Load before the action starts.
+    pub warmup_ms: u64,
+    pub grace_ms: u64,
+    pub endpoint_lag_ms: u64,
+    pub prestop_ms: Option<u64>,
+    pub sandbox_teardown_delay_ms: u64,
+    pub readiness_delay_ms: u64,
+    pub behaviour: Behaviour,
+    pub delay_ms: Option<u64>,
+    pub drain_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_surge: u32,
+    pub max_unavailable: u32,
+    pub pdb_min_available: Option<u32>,
+    pub evict_interval_ms: u64,
+    pub memory_limit_mib: u64,
+    pub oom_after_ms: u64,
+    #[serde(skip)]
+    pub ingress: IngressConfig,
+    pub upstream_keepalive_timeout_ms: u64,
+    pub proxy_connect_timeout_ms: u64,
+}
+
+impl ScenarioParams {
+    /// The parameters that reproduce each scenario's signature here.
+    pub fn defaults(kind: ScenarioKind) -> ScenarioParams {
+        let mut p = ScenarioParams {
+            kind,
+            replicas: 3,
+            rate: 200,
+            load_ms: 8000,
+            warmup_ms: 1500,
+            grace_ms: 30_000,
+            endpoint_lag_ms: 1000,
+            prestop_ms: None,
+            sandbox_teardown_delay_ms: 2000,
+            readiness_delay_ms: 300,
+            behaviour: Behaviour::Graceful,
+            delay_ms: None,
+            drain_ms: 5000,
+            idle_timeout_ms: 0,
+            max_surge: 1,
+            max_unavailable: 0,
+            pdb_min_available: None,
+            evict_interval_ms: 1500,
+            memory_limit_mib: 64,
+            oom_after_ms: 3000,
+            ingress: IngressConfig::default(),
+            upstream_keepalive_timeout_ms: 60_000,
+            proxy_connect_timeout_ms: 1000,
+        };
+        match kind {
+            ScenarioKind::RolloutNoPrestop => {}
+            ScenarioKind::PrestopFixed => p.prestop_ms = Some(2500),
+            ScenarioKind::IgnoreSigterm => {
+                p.behaviour = Behaviour::IgnoreSigterm;
+                p.grace_ms = 2000;
+                p.endpoint_lag_ms = 3000;
+                p.delay_ms = Some(50);
+                p.load_ms = 9000;
+            }
+            ScenarioKind::KeepaliveRace => {
+                p.behaviour = Behaviour::CloseIdle;
+                p.drain_ms = 3000;
+                p.rate = 400;
+            }
+            ScenarioKind::Drain => {
+                p.load_ms = 10_000;
+            }
+            ScenarioKind::IpGone => {
+                p.behaviour = Behaviour::ExitNow;
+                p.endpoint_lag_ms = 3000;
+                p.sandbox_teardown_delay_ms = 0;
+                p.replicas = 3;
+                p.max_surge = 1;
+                p.load_ms = 9000;
+            }
+            ScenarioKind::Oom => {
+                p.replicas = 2;
+                p.load_ms = 9000;
+                p.delay_ms = Some(50);
+            }
+        }
+        p
+    }
+}
+
+/// What one run produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioReport {
+    pub scenario: String,
+    pub params: ScenarioParams,
+    pub summary: LoadSummary,
+    pub duration_ms: u64,
+    pub out_dir: PathBuf,
+    /// 5xx count per upstream pod IP.
+    pub failures_by_upstream: BTreeMap<String, u64>,
+    /// SIGTERM to SIGKILL, per pod that got both (ms).
+    pub sigterm_to_sigkill_ms: BTreeMap<String, f64>,
+    pub agent_events: Option<usize>,
+    #[serde(skip)]
+    pub records: Vec<RequestRecord>,
+    #[serde(skip)]
+    pub timeline: Vec<LabEvent>,
+    #[serde(skip)]
+    pub kernel_events: Vec<KernelEvent>,
+}
+
+impl ScenarioReport {
+    /// Pod IPs that served a 5xx (the affected pods).
+    pub fn affected_ips(&self) -> Vec<String> {
+        self.failures_by_upstream.keys().cloned().collect()
+    }
+
+    /// Kernel events about the affected pods' IPs.
+    pub fn agent_events_for_failures(&self) -> Vec<&KernelEvent> {
+        agent::events_for_ips(&self.kernel_events, &self.affected_ips())
+    }
+}
+
+/// Where the run happens and what it may use.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub out_dir: PathBuf,
+    /// `fivexx-lab` itself, for `fivexx-lab backend` in pods.
+    pub lab_exe: PathBuf,
+    /// Attach `fivexx-agent trace` (this binary).
+    pub agent: Option<PathBuf>,
+}
+
+/// Runs one scenario from a clean machine to a clean machine.
+pub async fn run(params: &ScenarioParams, opts: &RunOptions) -> Result<ScenarioReport> {
+    if !crate::is_root() {
+        return Err(Error::Lab(
+            "the lab needs root (network namespaces, cgroups)".into(),
+        ));
+    }
+    validate(params)?;
+    let _lock = LabLock::acquire(Duration::from_secs(600))?;
+    clean::clean();
+    std::fs::create_dir_all(&opts.out_dir)
+        .map_err(io_err(format!("creating {}", opts.out_dir.display())))?;
+    let started = Instant::now();
+    let mut agent_run = match &opts.agent {
+        Some(bin) => Some(AgentRun::start(bin, &opts.out_dir).await?),
+        None => None,
+    };
+    let timeline = Timeline::default();
+    let store = ClusterStore::new(NODE);
+    let result = drive(params, opts, store.clone(), timeline.clone()).await;
+    clean::clean();
+    let kernel_events = match agent_run.as_mut() {
+        Some(a) => a.stop().await,
+        None => Vec::new(),
+    };
+    let records = result?;
+    let events = timeline.events();
+    let report = build_report(
+        params,
+        opts,
+        records,
+        events,
+        kernel_events,
+        started,
+        agent_run.is_some(),
+    );
+    write_outputs(&report, &store)?;
+    Ok(report)
+}
+
+fn validate(p: &ScenarioParams) -> Result<()> {
+    let bad = |m: &str| Err(Error::Lab(m.into()));
+    if p.replicas == 0 || p.replicas > 20 {
+        return bad("--replicas must be 1..=20");
+    }
+    if p.rate == 0 || p.rate > 2000 {
+        return bad("--rate must be 1..=2000 requests per second");
+    }
+    if p.load_ms < 1000 || p.load_ms > 300_000 {
+        return bad("--load-ms must be 1000..=300000");
+    }
+    if p.max_surge == 0 && p.max_unavailable == 0 {
+        return bad("--max-surge and --max-unavailable cannot both be 0");
+    }
+    if p.memory_limit_mib < 16 {
+        return bad("--memory-limit-mib must be at least 16");
+    }
+    Ok(())
+}
+
+fn template(p: &ScenarioParams) -> PodTemplate {
+    let mut t = PodTemplate::new("web", p.behaviour);
+    t.grace = Duration::from_millis(p.grace_ms);
+    t.prestop = p.prestop_ms.map(Duration::from_millis);
+    t.readiness_delay = Duration::from_millis(p.readiness_delay_ms);
+    t.delay_ms = p.delay_ms;
+    t.drain_ms = p.drain_ms;
+    t.idle_timeout_ms = p.idle_timeout_ms;
+    t.oom_after_ms = p.oom_after_ms;
+    t
+}
+
+async fn drive(
+    p: &ScenarioParams,
+    opts: &RunOptions,
+    store: ClusterStore,
+    timeline: Timeline,
+) -> Result<Vec<RequestRecord>> {
+    let mut ingress = p.ingress.clone();
+    ingress.upstream_keepalive_timeout_ms = p.upstream_keepalive_timeout_ms;
+    ingress.proxy_connect_timeout_ms = p.proxy_connect_timeout_ms;
+    let cfg = KubeletConfig {
+        lab_exe: opts.lab_exe.clone(),
+        endpoint_lag: Duration::from_millis(p.endpoint_lag_ms),
+        sandbox_teardown_delay: Duration::from_millis(p.sandbox_teardown_delay_ms),
+        probe_period: Duration::from_millis(100),
+        ingress,
+    };
+    let kubelet = Kubelet::start(cfg, store, timeline.clone()).await?;
+    let outcome = async {
+        let base = template(p);
+        let steady = match p.kind {
+            // The OOM pod joins a healthy Deployment during the run.
+            ScenarioKind::Oom => PodTemplate {
+                behaviour: Behaviour::Graceful,
+                delay_ms: p.delay_ms,
+                ..base.clone()
+            },
+            _ => base.clone(),
+        };
+        timeline.step("setup: deployment");
+        kubelet.create_deployment(&steady, p.replicas).await?;
+        if p.kind == ScenarioKind::Drain {
+            kubelet.add_node(NODE_2);
+        }
+        timeline.step("steady");
+        let load_cfg = LoadConfig {
+            target: kubelet.ingress_address(),
+            rate: p.rate,
+            duration: Duration::from_millis(p.load_ms),
+            timeout: Duration::from_secs(10),
+        };
+        let load = tokio::spawn(load::run(load_cfg, timeline.clone()));
+        tokio::time::sleep(Duration::from_millis(p.warmup_ms)).await;
+        action(p, &kubelet, &steady).await?;
+        timeline.step("settle");
+        load.await
+            .map_err(|e| Error::Lab(format!("load generator failed: {e}")))
+    }
+    .await;
+    // nginx's own account of each failure, kept next to the ground truth.
+    let ingress_dir = Path::new(crate::naming::RUN_DIR).join("ingress");
+    for (from, to) in [
+        ("error.log", "nginx-error.log"),
+        ("access.log", "nginx-access.log"),
+    ] {
+        let _ = std::fs::copy(ingress_dir.join(from), opts.out_dir.join(to));
+    }
+    kubelet.shutdown().await;
+    outcome
+}
+
+async fn action(p: &ScenarioParams, kubelet: &Kubelet, current: &PodTemplate) -> Result<()> {
+    match p.kind {
+        ScenarioKind::RolloutNoPrestop
+        | ScenarioKind::PrestopFixed
+        | ScenarioKind::IgnoreSigterm
+        | ScenarioKind::KeepaliveRace
+        | ScenarioKind::IpGone => {
+            kubelet.timeline().step("rollout: start");
+            kubelet
+                .rollout(
+                    &current.next_revision(),
+                    p.replicas,
+                    p.max_surge,
+                    p.max_unavailable,
+                )
+                .await
+        }
+        ScenarioKind::Drain => {
+            kubelet
+                .drain(
+                    NODE,
+                    p.pdb_min_available,
+                    Duration::from_millis(p.evict_interval_ms),
+                )
+                .await
+        }
+        ScenarioKind::Oom => {
+            kubelet.timeline().step("oom: memory hog joins");
+            let mut hog = current.next_revision();
+            hog.behaviour = Behaviour::Oom;
+            hog.memory_limit = Some(p.memory_limit_mib << 20);
+            hog.oom_after_ms = p.oom_after_ms;
+            kubelet.start_pod(&hog)?;
+            let until = p.load_ms.saturating_sub(p.warmup_ms);
+            tokio::time::sleep(Duration::from_millis(until)).await;
+            Ok(())
+        }
+    }
+}
+
+fn build_report(
+    params: &ScenarioParams,
+    opts: &RunOptions,
+    records: Vec<RequestRecord>,
+    timeline: Vec<LabEvent>,
+    kernel_events: Vec<KernelEvent>,
+    started: Instant,
+    with_agent: bool,
+) -> ScenarioReport {
+    let mut failures_by_upstream = BTreeMap::new();
+    for r in records.iter().filter(|r| r.is_5xx()) {
+        if let Some(ip) = r.upstream_ip() {
+            *failures_by_upstream.entry(ip).or_insert(0) += 1;
+        }
+    }
+    let mut sigterm_to_sigkill_ms = BTreeMap::new();
+    for term in timeline
+        .iter()
+        .filter(|e| e.kind == LabEventKind::SigtermSent)
+    {
+        let kill = timeline
+            .iter()
+            .find(|e| e.kind == LabEventKind::SigkillSent && e.pod == term.pod);
+        if let (Some(kill), Some(pod)) = (kill, &term.pod) {
+            let ms = (kill.at.mono_ns - term.at.mono_ns) as f64 / 1e6;
+            sigterm_to_sigkill_ms.insert(pod.clone(), ms);
+        }
+    }
+    ScenarioReport {
+        scenario: params.kind.name().into(),
+        params: params.clone(),
+        summary: LoadSummary::of(&records),
+        duration_ms: started.elapsed().as_millis() as u64,
+        out_dir: opts.out_dir.clone(),
+        failures_by_upstream,
+        sigterm_to_sigkill_ms,
+        agent_events: with_agent.then_some(kernel_events.len()),
+        records,
+        timeline,
+        kernel_events,
+    }
+}
+
+fn write_outputs(report: &ScenarioReport, store: &ClusterStore) -> Result<()> {
+    let dir = &report.out_dir;
+    write_lines(&dir.join("ground-truth.jsonl"), &report.records)?;
+    write_lines(&dir.join("timeline.jsonl"), &report.timeline)?;
+    let objects = serde_json::json!({
+        "pods": store.list_pods(None),
+        "endpointSlices": store.list_endpoint_slices(None),
+        "nodes": store.list_nodes(),
+        "events": store.list_events(None),
+    });
+    std::fs::write(
+        dir.join("cluster.json"),
+        serde_json::to_vec_pretty(&objects).unwrap_or_default(),
+    )
+    .map_err(io_err("writing cluster.json"))?;
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_vec_pretty(report).unwrap_or_default(),
+    )
+    .map_err(io_err("writing summary.json"))
+}
+
+fn write_lines<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
+    let mut s = String::new();
+    for i in items {
+        if let Ok(line) = serde_json::to_string(i) {
+            s.push_str(&line);
+            s.push('\n');
+        }
+    }
+    std::fs::write(path, s).map_err(io_err(format!("writing {}", path.display())))
+}
+
+/// Human summary: one block per run.
+pub fn render(report: &ScenarioReport) -> String {
+    let s = &report.summary;
+    let mut out = format!(
+        "scenario {}: {} requests in {:.1} s: {} ok, {} x 502, {} x 503, {} x 504, {} other 5xx, {} client errors\n",
+        report.scenario,
+        s.total,
+        report.duration_ms as f64 / 1000.0,
+        s.ok,
+        s.s502,
+        s.s503,
+        s.s504,
+        s.other_5xx,
+        s.client_errors
+    );
+    for (ip, n) in &report.failures_by_upstream {
+        out.push_str(&format!("  {n} x 5xx from upstream {ip}\n"));
+    }
+    for (pod, ms) in &report.sigterm_to_sigkill_ms {
+        out.push_str(&format!("  {pod}: SIGKILL {ms:.1} ms after SIGTERM\n"));
+    }
+    if let Some(n) = report.agent_events {
+        out.push_str(&format!(
+            "  agent: {n} kernel events, {} about the failing pod IPs\n",
+            report.agent_events_for_failures().len()
+        ));
+    }
+    out.push_str(&format!("  output: {}\n", report.out_dir.display()));
+    out
+}
