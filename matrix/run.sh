@@ -63,8 +63,8 @@ started=$(date +%s.%N)
 # 1. The static agent.
 if [[ $agent == build ]]; then
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
-  say "building fivexx-agent for x86_64-unknown-linux-musl"
-  if ! cargo build --release --target x86_64-unknown-linux-musl -p tracer-user --bin fivexx-agent >&2; then
+  say "building fivexx-agent for x86_64-unknown-linux-musl (cargo --quiet; the first build takes minutes)"
+  if ! cargo build --quiet --release --target x86_64-unknown-linux-musl -p tracer-user --bin fivexx-agent >&2; then
     loud "the static fivexx-agent failed to build (see above)"
   fi
   agent=$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/release/fivexx-agent
