@@ -183,7 +183,7 @@ fn fixes(o: &mut String, r: &Report) {
 fn example(o: &mut String, v: &Verdict) {
     let _ = writeln!(
         o,
-        "  {}  {}  {} {} -> {}{}",
+        "  {}  {}  {}: {}, pod {}{}",
         format_time(v.at_ns()),
         v.failure.tuple,
         v.failure.kind.name(),
