@@ -23,12 +23,18 @@ modules=${MATRIX_MODULES-veth dummy bridge}
 busybox=${BUSYBOX:-/bin/busybox}
 
 [[ -d $kroot/lib/modules/$rel ]] || die "no lib/modules/$rel under $kroot"
+command -v readelf >/dev/null || die "readelf not found: install binutils (make setup)"
+# A static x86-64 executable: no program interpreter (ld.so) to find in the guest.
+is_static_x86_64() {
+  local headers
+  headers=$(readelf -h -l "$1" 2>/dev/null) || return 1
+  grep -q 'Machine:.*X86-64' <<<"$headers" && ! grep -q 'program interpreter' <<<"$headers"
+}
 [[ -x $busybox ]] || die "$busybox not found: install busybox-static (make setup)"
-file -L "$busybox" | grep -q 'statically linked' || die "$busybox is not static: install busybox-static"
+is_static_x86_64 "$busybox" || die "$busybox is not a static x86-64 binary: install busybox-static"
 if [[ $agent != none ]]; then
   [[ -x $agent ]] || die "agent binary $agent not found or not executable"
-  file -L "$agent" | grep -Eq 'statically linked|static-pie linked' \
-    || die "$agent is not a static binary (build it for x86_64-unknown-linux-musl)"
+  is_static_x86_64 "$agent" || die "$agent is not a static x86-64 binary (build it for x86_64-unknown-linux-musl)"
 fi
 
 stage=$(mktemp -d)
@@ -57,7 +63,10 @@ done < <(find "$moddir" -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -
 order=()
 module_bytes() { # path: the module, decompressed (busybox insmod cannot decompress)
   case $1 in
-    *.xz) xz -dc "$1" ;; *.zst) zstd -qdc "$1" ;; *.gz) gzip -dc "$1" ;; *) cat "$1" ;;
+    *.xz) "$busybox" xzcat "$1" ;;
+    *.gz) "$busybox" zcat "$1" ;;
+    *.zst) command -v zstd >/dev/null || die "zstd not found: needed for $1"; zstd -qdc "$1" ;;
+    *) cat "$1" ;;
   esac
 }
 modinfo_depends() {
