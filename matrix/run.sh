@@ -177,13 +177,20 @@ fi
 mkdir -p "$repo/artifacts/kernels" "$repo/.cache/matrix"
 # shellcheck disable=SC2086 # "series release vmlinuz"
 chosen_accel=$(choose_accel ${kernels[0]})
-say "${#kernels[@]} guest kernels under ${chosen_accel^^} (limit ${limit} s each) + the host kernel"
+selected=()
+for k in "${kernels[@]}"; do
+  read -r series rel _ <<<"$k"
+  wanted "$series" "$rel" && selected+=("$k")
+done
+host_wanted=0
+wanted host "$(uname -r)" && host_wanted=1
+((${#selected[@]} + host_wanted)) || die "--only ${only[*]} matched no kernel"
+say "${#selected[@]} guest kernel(s) under ${chosen_accel^^} (limit ${limit} s each)$( ((host_wanted)) && echo ' + the host kernel')"
 
 failures=0 ran=0 dirs=()
 pids=() outs=()
-for k in "${kernels[@]}"; do
-  read -r series rel vmlinuz <<<"$k"
-  wanted "$series" "$rel" || continue
+for k in "${selected[@]}"; do
+  read -r _ rel vmlinuz <<<"$k"
   ran=$((ran + 1)); dirs+=("artifacts/kernels/$rel")
   if ((jobs > 1)); then
     out=$(mktemp); outs+=("$out")
@@ -199,16 +206,15 @@ done
 for i in "${!pids[@]}"; do
   wait "${pids[$i]}" || failures=$((failures + 1)); cat "${outs[$i]}"; rm -f "${outs[$i]}"
 done
-if wanted host "$(uname -r)"; then
+if ((host_wanted)); then
   ran=$((ran + 1)); dirs+=("artifacts/kernels/$(uname -r)")
   run_host || failures=$((failures + 1))
 fi
-((ran)) || die "--only ${only[*]} matched no kernel"
 
 python3 matrix/result.py table "${dirs[@]}" >artifacts/kernels/matrix.md || true
 wall=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
 if ((failures)); then
-  echo "kernel matrix: FAILED on $failures of $ran kernels (${wall} s; artifacts in artifacts/kernels/)"
+  echo "kernel matrix: FAILED on $failures of $ran kernel(s) (${wall} s; artifacts in artifacts/kernels/)"
   exit 1
 fi
-echo "kernel matrix: $ran kernels passed (${wall} s; artifacts in artifacts/kernels/)"
+echo "kernel matrix: $ran kernel(s) passed (${wall} s; artifacts in artifacts/kernels/)"
