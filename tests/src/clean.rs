@@ -77,6 +77,7 @@ pub fn clean() -> CleanReport {
             }
         }
     }
+    pids.extend(lab_processes());
     pids.sort_unstable();
     pids.dedup();
     let me = std::process::id() as i32;
@@ -122,7 +123,32 @@ pub fn leftovers() -> Vec<String> {
             left.push(format!("process {pid} in {}", d.display()));
         }
     }
+    for pid in lab_processes() {
+        left.push(format!("process {pid} (lab backend or ingress nginx)"));
+    }
     left
+}
+
+/// Lab backends and lab nginx processes anywhere on the machine, by their
+/// command lines (`fivexx-lab backend --pod`, nginx with the lab prefix).
+pub fn lab_processes() -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+            let is = |i: usize, s: &str| args.get(i).is_some_and(|a| *a == s.as_bytes());
+            let backend = args.first().is_some_and(|a| a.ends_with(b"fivexx-lab"))
+                && is(1, "backend")
+                && is(2, "--pod");
+            backend || (is_lab_nginx(*pid) && args.first().is_some_and(|a| a.starts_with(b"nginx")))
+        })
+        .collect()
 }
 
 fn lab_links() -> Vec<String> {
