@@ -13,7 +13,8 @@
       DIR/summary.txt; print the one summary line (and, on failure, why).
       Exit 0 iff the kernel passed: a capability report that is valid JSON,
       a FIVEXX-SELFTEST line for this very kernel, failed == 0, at least one
-      test run, selftest exit code 0, no timeout.
+      test run, selftest exit code 0, no timeout, and every hook state and
+      test status as matrix/expectations says for this kernel version.
 
   result.py table DIR...
       Print a Markdown table: hooks (rows) against kernels (columns), from
@@ -76,6 +77,61 @@ def section(lines, begin, end):
         if inside:
             out.append(line)
     return out, False
+
+
+EXPECTATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "expectations")
+
+
+def kernel_version(release):
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def load_expectations(path=EXPECTATIONS):
+    """[(kernels, what, name, expected)] from the expectations file."""
+    rules = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.split("#", 1)[0].split()
+            if not line:
+                continue
+            if len(line) != 4 or line[1] not in ("hook", "test") or \
+                    not re.fullmatch(r"\*|(<|>=)\d+\.\d+", line[0]):
+                raise ValueError(f"{path}:{n}: want 'KERNELS hook|test NAME STATE', KERNELS * or <X.Y or >=X.Y")
+            rules.append(tuple(line))
+    return rules
+
+
+def expected(rules, release, what, name):
+    version = kernel_version(release)
+    for kernels, w, n, state in rules:
+        if w != what or n not in ("*", name):
+            continue
+        if kernels != "*":
+            if version is None:
+                continue
+            bound = kernel_version(kernels.lstrip("<>="))
+            if (version < bound) != kernels.startswith("<"):
+                continue
+        return state
+    return None
+
+
+def check_expectations(rules, kernel, report, tests):
+    """One problem per hook or test whose state is not what this kernel should give."""
+    problems = []
+    for h in (report or {}).get("hooks", []):
+        want = expected(rules, kernel, "hook", h.get("tracepoint"))
+        if want and h.get("state") != want:
+            why = "; ".join(filter(None, [h.get("reason")] + (h.get("notes") or [])))
+            problems.append(f"hook {h.get('tracepoint')} is {h.get('state')}, expected {want} on this kernel"
+                            + (f" ({why})" if why else "") + " (matrix/expectations)")
+    for t in tests:
+        want = expected(rules, kernel, "test", t.get("name"))
+        if want and t.get("status") != want and t.get("status") != "fail":
+            problems.append(f"test {t.get('name')} is {t.get('status')}, expected {want} on this kernel"
+                            f" (matrix/expectations)")
+    return problems
 
 
 def judge(args):
@@ -196,6 +252,8 @@ def judge(args):
             problems.append(f"selftest exited {selftest_rc} with 0 failures")
         if selftest_rc == 0 and failed:
             problems.append(f"selftest exited 0 with {failed} failures")
+    problems += check_expectations(load_expectations(getattr(args, "expectations", EXPECTATIONS)),
+                                   kernel, report, tests)
     if args.exit == 124 and not any("timeout" in p for p in problems):
         problems.append(f"timeout after {args.limit}s")
     elif label == "guest" and args.exit not in (0, 124) and not problems:
@@ -346,7 +404,11 @@ def main():
         p.add_argument("--dir", required=True)
         p.add_argument("--exit", type=int, required=True)
         p.add_argument("--limit", type=int, required=True)
-        return judge(p.parse_args(sys.argv[2:]))
+        try:
+            return judge(p.parse_args(sys.argv[2:]))
+        except (OSError, ValueError) as e:
+            print(f"kernel {p.parse_args(sys.argv[2:]).kernel}: FAILED: {e}")
+            return 1
     sys.stderr.write("usage: result.py stream LOG MARKERS [--echo] | judge ... | table DIR...\n")
     return 2
 

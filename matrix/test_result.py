@@ -25,7 +25,8 @@ def result_line(passed=3, failed=0, degraded=1, kernel=REL, tests=None):
     if tests is None:
         tests = [{"name": f"p{i}", "status": "pass", "detail": ""} for i in range(passed - degraded)]
         tests += [{"name": f"f{i}", "status": "fail", "detail": "boom"} for i in range(failed)]
-        tests += [{"name": f"d{i}", "status": "degraded", "detail": "6.1"} for i in range(degraded)]
+        tests += [{"name": "refused_connect" if i == 0 else f"d{i}", "status": "degraded", "detail": "6.1"}
+                  for i in range(degraded)]
     return "FIVEXX-SELFTEST " + json.dumps({"kernel": kernel, "passed": passed, "failed": failed,
                                             "degraded": degraded, "tests": tests})
 
@@ -47,7 +48,7 @@ def console(check=None, check_rc=0, selftest=None, selftest_rc=0, init=True, don
     return lines
 
 
-def judge(lines, exit_code=0, label="guest", kernel=REL):
+def judge(lines, exit_code=0, label="guest", kernel=REL, expectations=result.EXPECTATIONS):
     with tempfile.TemporaryDirectory() as d:
         with open(f"{d}/console.log", "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -57,7 +58,8 @@ def judge(lines, exit_code=0, label="guest", kernel=REL):
                     f.write(f"{1.0 + i:.2f}\t{ln[ln.index('FIVEXX-'):]}\n")
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            rc = result.judge(argparse.Namespace(kernel=kernel, label=label, dir=d, exit=exit_code, limit=150))
+            rc = result.judge(argparse.Namespace(kernel=kernel, label=label, dir=d, exit=exit_code, limit=150,
+                                                 expectations=expectations))
         return rc, out.getvalue()
 
 
@@ -171,6 +173,64 @@ class Verdicts(unittest.TestCase):
         rc, out = judge(lines)
         self.assertEqual(rc, 1)
         self.assertIn("cgroup2 failed", out)
+
+
+class Expectations(unittest.TestCase):
+    """matrix/expectations: degraded only where the kernel lacks something."""
+    NEW = "6.12.117+deb12-cloud-amd64"
+
+    def report(self, kernel, send_reset_state):
+        r = dict(CHECK, kernel_release=kernel)
+        r["hooks"] = [dict(CHECK["hooks"][0], state=send_reset_state),
+                      {"tracepoint": "signal:signal_generate", "kind": "signal", "state": "attached"}]
+        return r
+
+    def test_6_1_degraded_as_expected_passes(self):
+        rc, out = judge(console(self.report(REL, "degraded"), 0, result_line()))
+        self.assertEqual(rc, 0, out)
+
+    def test_6_12_with_a_degraded_test_fails(self):
+        rc, out = judge(console(self.report(self.NEW, "attached"), 0, result_line(kernel=self.NEW), kernel=self.NEW),
+                        kernel=self.NEW)
+        self.assertEqual(rc, 1)
+        self.assertIn("test refused_connect is degraded, expected pass", out)
+
+    def test_6_12_with_a_degraded_hook_fails(self):
+        rc, out = judge(console(self.report(self.NEW, "degraded"), 0, result_line(degraded=0, kernel=self.NEW),
+                                kernel=self.NEW), kernel=self.NEW)
+        self.assertEqual(rc, 1)
+        self.assertIn("hook tcp:tcp_send_reset is degraded, expected attached", out)
+
+    def test_6_1_claiming_a_socketless_rst_fails(self):
+        rc, out = judge(console(self.report(REL, "attached"), 0, result_line(degraded=0)))
+        self.assertEqual(rc, 1)
+        self.assertIn("expected degraded", out)
+
+    def test_a_missing_hook_fails_unless_listed(self):
+        r = self.report(REL, "degraded")
+        r["hooks"][1]["state"] = "missing"
+        rc, out = judge(console(r, 0, result_line()))
+        self.assertEqual(rc, 1)
+        self.assertIn("hook signal:signal_generate is missing", out)
+
+    def test_version_ranges(self):
+        rules = [("<6.10", "test", "x", "degraded"), (">=6.18", "test", "*", "degraded"), ("*", "test", "*", "pass")]
+        self.assertEqual(result.expected(rules, "6.1.0-56-cloud-amd64", "test", "x"), "degraded")
+        self.assertEqual(result.expected(rules, "6.9.12", "test", "x"), "degraded")
+        self.assertEqual(result.expected(rules, "6.10.0", "test", "x"), "pass")
+        self.assertEqual(result.expected(rules, "6.12.117+deb12-cloud-amd64", "test", "x"), "pass")
+        self.assertEqual(result.expected(rules, "6.18.44-fc-v657", "test", "x"), "degraded")
+        self.assertEqual(result.expected(rules, "6.12.1", "hook", "x"), None)
+
+    def test_the_shipped_file_parses(self):
+        self.assertTrue(result.load_expectations())
+
+    def test_a_bad_line_is_an_error(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".exp") as f:
+            f.write("6.1 test x pass\n")
+            f.flush()
+            with self.assertRaises(ValueError):
+                result.load_expectations(f.name)
 
 
 if __name__ == "__main__":
