@@ -12,6 +12,8 @@
 #
 # Environment: MATRIX_TIMEOUT (seconds per guest, default 120), MATRIX_ACCEL
 # (auto|tcg|kvm, default auto), MATRIX_JOBS (guests booted at once, default 1),
+# MATRIX_SMP (vCPUs per guest, default 2: per-CPU counters and softirqs on
+# another CPU are part of what is tested),
 # MATRIX_VERBOSE=1 (echo consoles live), MATRIX_BIOS (firmware; default qboot
 # when installed, "" for qemu's SeaBIOS), MATRIX_CHECK_ARGS (default
 # "check --load -o json"), MATRIX_MODULES, KERNEL_SERIES.
@@ -43,6 +45,8 @@ limit=${MATRIX_TIMEOUT:-120}
 [[ $limit =~ ^[0-9]+$ ]] || die "MATRIX_TIMEOUT must be a number of seconds, not '$limit'"
 jobs=${MATRIX_JOBS:-1}
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || die "MATRIX_JOBS must be a positive number, not '$jobs'"
+smp=${MATRIX_SMP:-2}
+[[ $smp =~ ^[1-9][0-9]*$ ]] || die "MATRIX_SMP must be a positive number of vCPUs, not '$smp'"
 accel=${MATRIX_ACCEL:-auto}
 [[ $accel =~ ^(auto|tcg|kvm)$ ]] || die "MATRIX_ACCEL must be auto, tcg or kvm, not '$accel'"
 
@@ -119,7 +123,7 @@ run_guest() { # release vmlinuz
   [[ -n ${MATRIX_VERBOSE:-} ]] && echo_flag=(--echo)
   set +e
   timeout -k 5 "$limit" qemu-system-x86_64 -nographic -nodefaults -no-reboot -serial stdio \
-    "${qemu_accel[@]}" -m 1G -smp 1 -kernel "$vmlinuz" -initrd "$img" \
+    "${qemu_accel[@]}" -m 1G -smp "$smp" -kernel "$vmlinuz" -initrd "$img" \
     -append "console=ttyS0 quiet panic=-1 fivexx_timeout=$((limit - 20 > 10 ? limit - 20 : 10))" \
     </dev/null 2>&1 | python3 matrix/result.py stream "$dir/console.log" "$dir/markers.tsv" "${echo_flag[@]}"
   rc=${PIPESTATUS[0]}
