@@ -103,6 +103,8 @@ pub struct RawEvent {
     /// Ports in host byte order.
     pub sport: u16,
     pub dport: u16,
+    /// Keeps the layout free of implicit padding.
+    pub reserved: u32,
     /// IPv4 in the first 4 bytes, or IPv6.
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
@@ -146,6 +148,7 @@ impl RawEvent {
             flags: 0,
             sport: 0,
             dport: 0,
+            reserved: 0,
             saddr: [0; 16],
             daddr: [0; 16],
             task_comm: [0; 16],
@@ -191,6 +194,20 @@ pub struct AddrLayout {
     /// `sockaddr` blobs (family, big-endian port, address).
     pub sockaddr_src: FieldLoc,
     pub sockaddr_dst: FieldLoc,
+}
+
+impl AddrLayout {
+    pub const EMPTY: AddrLayout = AddrLayout {
+        sport: FieldLoc::ABSENT,
+        dport: FieldLoc::ABSENT,
+        family: FieldLoc::ABSENT,
+        saddr: FieldLoc::ABSENT,
+        daddr: FieldLoc::ABSENT,
+        saddr_v6: FieldLoc::ABSENT,
+        daddr_v6: FieldLoc::ABSENT,
+        sockaddr_src: FieldLoc::ABSENT,
+        sockaddr_dst: FieldLoc::ABSENT,
+    };
 }
 
 #[repr(C)]
@@ -275,14 +292,18 @@ pub struct KernelOffsets {
     pub sock_state: i32,
 }
 
+impl KernelOffsets {
+    pub const UNKNOWN: KernelOffsets = KernelOffsets {
+        task_exit_code: -1,
+        task_signal: -1,
+        signal_live: -1,
+        sock_state: -1,
+    };
+}
+
 impl Default for KernelOffsets {
     fn default() -> Self {
-        KernelOffsets {
-            task_exit_code: -1,
-            task_signal: -1,
-            signal_live: -1,
-            sock_state: -1,
-        }
+        Self::UNKNOWN
     }
 }
 
@@ -301,6 +322,57 @@ pub struct TracerConfig {
     pub exit: ExitLayout,
     pub oom: OomLayout,
     pub kernel: KernelOffsets,
+}
+
+impl TracerConfig {
+    /// Every field absent: what the object carries until the agent fills it in.
+    pub const EMPTY: TracerConfig = TracerConfig {
+        send_reset: SendResetLayout {
+            skaddr: FieldLoc::ABSENT,
+            state: FieldLoc::ABSENT,
+            reason: FieldLoc::ABSENT,
+            addr: AddrLayout::EMPTY,
+        },
+        receive_reset: ReceiveResetLayout {
+            skaddr: FieldLoc::ABSENT,
+            addr: AddrLayout::EMPTY,
+        },
+        error_report: ErrorReportLayout {
+            error: FieldLoc::ABSENT,
+            protocol: FieldLoc::ABSENT,
+            addr: AddrLayout::EMPTY,
+        },
+        set_state: SetStateLayout {
+            skaddr: FieldLoc::ABSENT,
+            oldstate: FieldLoc::ABSENT,
+            newstate: FieldLoc::ABSENT,
+            protocol: FieldLoc::ABSENT,
+            addr: AddrLayout::EMPTY,
+        },
+        retransmit: RetransmitLayout {
+            skaddr: FieldLoc::ABSENT,
+            state: FieldLoc::ABSENT,
+            addr: AddrLayout::EMPTY,
+        },
+        signal: SignalLayout {
+            sig: FieldLoc::ABSENT,
+            code: FieldLoc::ABSENT,
+            comm: FieldLoc::ABSENT,
+            pid: FieldLoc::ABSENT,
+            group: FieldLoc::ABSENT,
+            result: FieldLoc::ABSENT,
+        },
+        exit: ExitLayout {
+            comm: FieldLoc::ABSENT,
+            pid: FieldLoc::ABSENT,
+            group_dead: FieldLoc::ABSENT,
+        },
+        oom: OomLayout {
+            pid: FieldLoc::ABSENT,
+            comm_loc: FieldLoc::ABSENT,
+        },
+        kernel: KernelOffsets::UNKNOWN,
+    };
 }
 
 /// Name of the global that holds the `TracerConfig` in the object.

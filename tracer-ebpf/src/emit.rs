@@ -1,0 +1,196 @@
+//! Maps, the configuration global, and the helpers every probe shares:
+//! counted ring-buffer emission and layout-driven field reads.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+    programs::TracePointContext,
+};
+use tracer_ebpf::{AddrLayout, EventKind, FieldLoc, RawEvent, TracerConfig, KIND_COUNT};
+
+/// Filled in by the agent before load (`EbpfLoader::override_global`).
+#[unsafe(no_mangle)]
+pub static FIVEXX_CONFIG: TracerConfig = TracerConfig::EMPTY;
+
+/// Default size; the agent overrides it (`--ring-bytes`).
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+#[map(name = "GENERATED")]
+pub static GENERATED: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_COUNT as u32, 0);
+
+#[map(name = "DROPPED")]
+pub static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_COUNT as u32, 0);
+
+#[map(name = "STATE_COUNTS")]
+pub static STATE_COUNTS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(tracer_ebpf::STATE_COUNTS_LEN, 0);
+
+/// The configuration as the verifier sees it: a volatile read, so the
+/// compiler cannot fold the all-absent default into the code.
+#[inline(always)]
+pub fn config() -> &'static TracerConfig {
+    // SAFETY: a plain static; read through a volatile pointer read of its address.
+    unsafe { &*core::ptr::read_volatile(&(&FIVEXX_CONFIG as *const TracerConfig)) }
+}
+
+#[inline(always)]
+pub fn bump(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(p) = map.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Reserves a record, lets `fill` write it, and submits it. Every attempt is
+/// counted in GENERATED and every failed reservation in DROPPED, so that
+/// "received + dropped = generated" holds per kind.
+#[inline(always)]
+pub fn emit(kind: EventKind, fill: impl FnOnce(&mut RawEvent)) {
+    bump(&GENERATED, kind as u32);
+    let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
+        bump(&DROPPED, kind as u32);
+        return;
+    };
+    let ev = entry.write(RawEvent::zeroed());
+    ev.kind = kind as u8;
+    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    ev.task_pid = pid_tgid as u32;
+    ev.task_tgid = (pid_tgid >> 32) as u32;
+    ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    if let Ok(comm) = bpf_get_current_comm() {
+        ev.task_comm = comm;
+    }
+    fill(ev);
+    entry.submit(0);
+}
+
+/// Reads an unsigned integer field of 1, 2, 4 or 8 bytes; `None` if absent.
+#[inline(always)]
+pub fn read_uint(ctx: &TracePointContext, f: FieldLoc) -> Option<u64> {
+    let off = f.offset as usize;
+    // SAFETY: reads go through bpf_probe_read_kernel, which faults safely.
+    unsafe {
+        match f.size {
+            1 => ctx.read_at::<u8>(off).ok().map(|v| v as u64),
+            2 => ctx.read_at::<u16>(off).ok().map(|v| v as u64),
+            4 => ctx.read_at::<u32>(off).ok().map(|v| v as u64),
+            8 => ctx.read_at::<u64>(off).ok(),
+            _ => None,
+        }
+    }
+}
+
+#[inline(always)]
+pub fn read_i32(ctx: &TracePointContext, f: FieldLoc) -> Option<i32> {
+    read_uint(ctx, f).map(|v| v as i32)
+}
+
+#[inline(always)]
+pub fn read_comm(ctx: &TracePointContext, f: FieldLoc, out: &mut [u8; 16]) {
+    if f.size >= 16 {
+        // SAFETY: bpf_probe_read_kernel.
+        if let Ok(c) = unsafe { ctx.read_at::<[u8; 16]>(f.offset as usize) } {
+            *out = c;
+        }
+    }
+}
+
+/// Reads a kernel struct member at a BTF-discovered offset from `base`.
+#[inline(always)]
+pub fn read_kernel<T>(base: u64, offset: i32) -> Option<T> {
+    if base == 0 || offset < 0 {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel faults safely on a bad address.
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T).ok() }
+}
+
+/// Fills family, ports and addresses from whichever layout the kernel uses.
+#[inline(always)]
+pub fn read_addrs(ctx: &TracePointContext, a: &AddrLayout, ev: &mut RawEvent) {
+    if a.sockaddr_src.present() {
+        read_sockaddr(
+            ctx,
+            a.sockaddr_src,
+            &mut ev.family,
+            &mut ev.sport,
+            &mut ev.saddr,
+        );
+        read_sockaddr(
+            ctx,
+            a.sockaddr_dst,
+            &mut ev.family,
+            &mut ev.dport,
+            &mut ev.daddr,
+        );
+        return;
+    }
+    let family = read_uint(ctx, a.family).unwrap_or(0) as u8;
+    ev.family = family;
+    ev.sport = read_uint(ctx, a.sport).unwrap_or(0) as u16;
+    ev.dport = read_uint(ctx, a.dport).unwrap_or(0) as u16;
+    // SAFETY (all reads): bpf_probe_read_kernel.
+    unsafe {
+        if family == 2 {
+            if a.saddr.size >= 4 {
+                if let Ok(v) = ctx.read_at::<[u8; 4]>(a.saddr.offset as usize) {
+                    ev.saddr[..4].copy_from_slice(&v);
+                }
+            }
+            if a.daddr.size >= 4 {
+                if let Ok(v) = ctx.read_at::<[u8; 4]>(a.daddr.offset as usize) {
+                    ev.daddr[..4].copy_from_slice(&v);
+                }
+            }
+        } else if family == 10 {
+            if a.saddr_v6.size >= 16 {
+                if let Ok(v) = ctx.read_at::<[u8; 16]>(a.saddr_v6.offset as usize) {
+                    ev.saddr = v;
+                }
+            }
+            if a.daddr_v6.size >= 16 {
+                if let Ok(v) = ctx.read_at::<[u8; 16]>(a.daddr_v6.offset as usize) {
+                    ev.daddr = v;
+                }
+            }
+        }
+    }
+}
+
+/// A `sockaddr_in`/`sockaddr_in6` blob (the UAPI layout: family, big-endian
+/// port, then the address at 4 for IPv4 or 8 for IPv6).
+#[inline(always)]
+fn read_sockaddr(
+    ctx: &TracePointContext,
+    f: FieldLoc,
+    family: &mut u8,
+    port: &mut u16,
+    addr: &mut [u8; 16],
+) {
+    if f.size < 16 {
+        return;
+    }
+    let base = f.offset as usize;
+    // SAFETY (all reads): bpf_probe_read_kernel.
+    unsafe {
+        let fam = ctx.read_at::<u16>(base).unwrap_or(0);
+        *port = u16::from_be(ctx.read_at::<u16>(base + 2).unwrap_or(0));
+        if fam == 2 {
+            *family = 2;
+            if let Ok(v) = ctx.read_at::<[u8; 4]>(base + 4) {
+                addr[..4].copy_from_slice(&v);
+            }
+        } else if fam == 10 && f.size >= 24 {
+            *family = 10;
+            if let Ok(v) = ctx.read_at::<[u8; 16]>(base + 8) {
+                *addr = v;
+            }
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Kernel struct member offsets from `/sys/kernel/btf/vmlinux`.
+//!
+//! Some facts are not in any tracepoint (the exit code, whether a thread
+//! group died before 6.18, the TCP state of a reset socket), so the programs
+//! read them from kernel structs. Their offsets change with every build, so
+//! they are looked up in the running kernel's BTF, never compiled in.
+//! aya-obj parses BTF but keeps member access private, so this is a small,
+//! bounds-checked reader of just what we need: struct and union members.
+
+use std::collections::HashMap;
+
+use crate::Error;
+
+const BTF_MAGIC: u16 = 0xeb9f;
+
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+
+#[derive(Clone, Debug)]
+struct Member {
+    name: String,
+    type_id: u32,
+    bit_offset: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Composite {
+    members: Vec<Member>,
+}
+
+/// The struct and union types of a BTF blob, by id and by name.
+#[derive(Debug, Default)]
+pub struct KernelBtf {
+    composites: HashMap<u32, Composite>,
+    by_name: HashMap<String, u32>,
+    /// id -> referenced type id for typedef/volatile/const/restrict/type_tag,
+    /// so member types can be resolved to the struct they name.
+    aliases: HashMap<u32, u32>,
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn u32(&mut self) -> Option<u32> {
+        let b = self.buf.get(self.pos..self.pos + 4)?;
+        self.pos += 4;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn skip(&mut self, n: usize) -> Option<()> {
+        if self.pos.checked_add(n)? > self.buf.len() {
+            return None;
+        }
+        self.pos += n;
+        Some(())
+    }
+}
+
+impl KernelBtf {
+    pub fn from_sys_fs() -> Result<KernelBtf, Error> {
+        let path = "/sys/kernel/btf/vmlinux";
+        let data = std::fs::read(path).map_err(|e| Error::Io {
+            what: path.to_string(),
+            source: e,
+        })?;
+        KernelBtf::parse(&data)
+    }
+
+    /// Parses little-endian BTF. Never panics on arbitrary input.
+    pub fn parse(data: &[u8]) -> Result<KernelBtf, Error> {
+        let bad = |why: &str| Error::Btf(why.to_string());
+        let mut c = Cursor { buf: data, pos: 0 };
+        let magic_ver = c.u32().ok_or_else(|| bad("truncated header"))?;
+        if (magic_ver & 0xffff) as u16 != BTF_MAGIC {
+            return Err(bad("bad magic (not little-endian BTF)"));
+        }
+        let hdr_len = c.u32().ok_or_else(|| bad("truncated header"))? as usize;
+        let type_off = c.u32().ok_or_else(|| bad("truncated header"))? as usize;
+        let type_len = c.u32().ok_or_else(|| bad("truncated header"))? as usize;
+        let str_off = c.u32().ok_or_else(|| bad("truncated header"))? as usize;
+        let str_len = c.u32().ok_or_else(|| bad("truncated header"))? as usize;
+        let section = |off: usize, len: usize| {
+            let start = hdr_len.checked_add(off)?;
+            data.get(start..start.checked_add(len)?)
+        };
+        let types = section(type_off, type_len).ok_or_else(|| bad("type section out of bounds"))?;
+        let strings =
+            section(str_off, str_len).ok_or_else(|| bad("string section out of bounds"))?;
+        let name_at = |off: u32| -> String {
+            let Some(rest) = strings.get(off as usize..) else {
+                return String::new();
+            };
+            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+            String::from_utf8_lossy(&rest[..end]).into_owned()
+        };
+
+        let mut out = KernelBtf::default();
+        let mut t = Cursor { buf: types, pos: 0 };
+        let mut id = 0u32;
+        while t.pos < types.len() {
+            id += 1;
+            let truncated = || bad("truncated type record");
+            let name_off = t.u32().ok_or_else(truncated)?;
+            let info = t.u32().ok_or_else(truncated)?;
+            let size_or_type = t.u32().ok_or_else(truncated)?;
+            let vlen = (info & 0xffff) as usize;
+            let kind = (info >> 24) & 0x1f;
+            let kind_flag = info >> 31 == 1;
+            match kind {
+                KIND_STRUCT | KIND_UNION => {
+                    let mut members = Vec::with_capacity(vlen);
+                    for _ in 0..vlen {
+                        let m_name = t.u32().ok_or_else(truncated)?;
+                        let m_type = t.u32().ok_or_else(truncated)?;
+                        let m_off = t.u32().ok_or_else(truncated)?;
+                        let bit_offset = if kind_flag {
+                            m_off & 0x00ff_ffff
+                        } else {
+                            m_off
+                        };
+                        members.push(Member {
+                            name: name_at(m_name),
+                            type_id: m_type,
+                            bit_offset,
+                        });
+                    }
+                    let name = name_at(name_off);
+                    if !name.is_empty() {
+                        out.by_name.entry(name).or_insert(id);
+                    }
+                    out.composites.insert(id, Composite { members });
+                }
+                1 | 14 | 17 => t.skip(4).ok_or_else(truncated)?, // INT, VAR, DECL_TAG
+                3 => t.skip(12).ok_or_else(truncated)?,          // ARRAY
+                6 | 13 => t.skip(8 * vlen).ok_or_else(truncated)?, // ENUM, FUNC_PROTO
+                15 | 19 => t.skip(12 * vlen).ok_or_else(truncated)?, // DATASEC, ENUM64
+                8..=11 | 18 => {
+                    // TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG
+                    out.aliases.insert(id, size_or_type);
+                }
+                2 | 7 | 12 | 16 => {} // PTR, FWD, FUNC, FLOAT
+                other => return Err(bad(&format!("unknown BTF kind {other}"))),
+            }
+        }
+        Ok(out)
+    }
+
+    fn resolve(&self, mut id: u32) -> u32 {
+        for _ in 0..16 {
+            match self.aliases.get(&id) {
+                Some(&next) => id = next,
+                None => break,
+            }
+        }
+        id
+    }
+
+    /// Byte offset of `member` in struct `type_name`, looking through
+    /// anonymous struct and union members as C does.
+    pub fn member_offset(&self, type_name: &str, member: &str) -> Option<u32> {
+        let id = *self.by_name.get(type_name)?;
+        self.find_in(id, member, 0).map(|bits| bits / 8)
+    }
+
+    fn find_in(&self, id: u32, member: &str, depth: u32) -> Option<u32> {
+        if depth > 8 {
+            return None;
+        }
+        let comp = self.composites.get(&self.resolve(id))?;
+        for m in &comp.members {
+            if m.name == member {
+                return Some(m.bit_offset);
+            }
+        }
+        for m in comp.members.iter().filter(|m| m.name.is_empty()) {
+            if let Some(inner) = self.find_in(m.type_id, member, depth + 1) {
+                return Some(m.bit_offset + inner);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds a tiny BTF blob: struct outer { int a; struct { int b; }; }.
+    fn sample() -> Vec<u8> {
+        let strings = b"\0outer\0a\0b\0int\0".to_vec();
+        let mut types = Vec::new();
+        let mut push = |v: u32| types.extend_from_slice(&v.to_le_bytes());
+        // id 1: int (name "int" at 11), size 4
+        push(11);
+        push(1 << 24);
+        push(4);
+        push(32);
+        // id 2: anonymous struct { b at bit 0 }
+        push(0);
+        push((4 << 24) | 1);
+        push(4);
+        push(9);
+        push(1);
+        push(0);
+        // id 3: struct outer { a at 0; anon at bit 64 }
+        push(1);
+        push((4 << 24) | 2);
+        push(12);
+        push(7);
+        push(1);
+        push(0);
+        push(0);
+        push(2);
+        push(64);
+        let mut out = Vec::new();
+        let hdr = [
+            (BTF_MAGIC as u32) | (1 << 16),
+            24,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ];
+        for v in hdr {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&types);
+        out.extend_from_slice(&strings);
+        out
+    }
+
+    #[test]
+    fn finds_direct_and_anonymous_members() {
+        let btf = KernelBtf::parse(&sample()).unwrap();
+        assert_eq!(btf.member_offset("outer", "a"), Some(0));
+        assert_eq!(btf.member_offset("outer", "b"), Some(8));
+        assert_eq!(btf.member_offset("outer", "zz"), None);
+        assert_eq!(btf.member_offset("nope", "a"), None);
+    }
+
+    #[test]
+    fn truncated_input_is_an_error_not_a_panic() {
+        let blob = sample();
+        for cut in 0..blob.len() {
+            let _ = KernelBtf::parse(&blob[..cut]);
+        }
+        assert!(KernelBtf::parse(b"PNG").is_err());
+    }
+
+    #[test]
+    fn reads_the_running_kernel_when_present() {
+        let Ok(btf) = KernelBtf::from_sys_fs() else {
+            eprintln!("SKIP: /sys/kernel/btf/vmlinux not readable on this machine");
+            return;
+        };
+        let exit_code = btf.member_offset("task_struct", "exit_code");
+        assert!(
+            exit_code.is_some_and(|o| o > 0),
+            "task_struct.exit_code not found"
+        );
+        assert!(btf.member_offset("signal_struct", "live").is_some());
+        assert!(btf.member_offset("sock_common", "skc_state").is_some());
+    }
+}

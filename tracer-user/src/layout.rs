@@ -1,0 +1,510 @@
+//! Turns tracefs formats and BTF offsets into the `TracerConfig` the kernel
+//! programs read, hook by hook. A hook whose tracepoint or essential fields
+//! are missing is disabled with a reason; one that lacks only optional
+//! fields is kept and marked degraded with a note saying what is lost.
+
+use std::collections::BTreeMap;
+
+use fivexx_core::capability::{BtfOffsets, HookState};
+use fivexx_core::KernelEventKind;
+use tracer_ebpf::{
+    AddrLayout, ErrorReportLayout, ExitLayout, FieldLoc, KernelOffsets, OomLayout,
+    ReceiveResetLayout, RetransmitLayout, SendResetLayout, SetStateLayout, SignalLayout,
+    TracerConfig,
+};
+
+use crate::btf::KernelBtf;
+use crate::tracefs::{Tracefs, TracepointFormat};
+use crate::Error;
+
+/// A kernel hook: the tracepoint and the program that serves it.
+#[derive(Clone, Copy, Debug)]
+pub struct Hook {
+    pub category: &'static str,
+    pub name: &'static str,
+    pub program: &'static str,
+    pub kind: KernelEventKind,
+}
+
+impl Hook {
+    pub fn tracepoint(&self) -> String {
+        format!("{}:{}", self.category, self.name)
+    }
+}
+
+pub const HOOKS: [Hook; 8] = [
+    Hook {
+        category: "tcp",
+        name: "tcp_send_reset",
+        program: "tcp_send_reset",
+        kind: KernelEventKind::SendReset,
+    },
+    Hook {
+        category: "tcp",
+        name: "tcp_receive_reset",
+        program: "tcp_receive_reset",
+        kind: KernelEventKind::ReceiveReset,
+    },
+    Hook {
+        category: "sock",
+        name: "inet_sk_error_report",
+        program: "inet_sk_error_report",
+        kind: KernelEventKind::SockError,
+    },
+    Hook {
+        category: "sock",
+        name: "inet_sock_set_state",
+        program: "inet_sock_set_state",
+        kind: KernelEventKind::StateChange,
+    },
+    Hook {
+        category: "tcp",
+        name: "tcp_retransmit_skb",
+        program: "tcp_retransmit_skb",
+        kind: KernelEventKind::SynRetransmit,
+    },
+    Hook {
+        category: "signal",
+        name: "signal_generate",
+        program: "signal_generate",
+        kind: KernelEventKind::Signal,
+    },
+    Hook {
+        category: "sched",
+        name: "sched_process_exit",
+        program: "sched_process_exit",
+        kind: KernelEventKind::Exit,
+    },
+    Hook {
+        category: "oom",
+        name: "mark_victim",
+        program: "mark_victim",
+        kind: KernelEventKind::OomVictim,
+    },
+];
+
+/// The plan for one hook on this kernel.
+#[derive(Clone, Debug)]
+pub struct HookPlan {
+    pub hook: Hook,
+    pub state: HookState,
+    pub reason: Option<String>,
+    pub notes: Vec<String>,
+}
+
+impl HookPlan {
+    pub fn enabled(&self) -> bool {
+        matches!(self.state, HookState::Attached | HookState::Degraded)
+    }
+}
+
+/// Everything learnt about the running kernel before load.
+#[derive(Clone, Debug)]
+pub struct KernelLayout {
+    pub config: TracerConfig,
+    pub plans: Vec<HookPlan>,
+    pub btf_offsets: BtfOffsets,
+    /// `enum sk_rst_reason` names as this kernel prints them.
+    pub reset_reasons: BTreeMap<u64, String>,
+}
+
+impl KernelLayout {
+    /// Reads every hook's format from `tracefs` and the struct offsets from
+    /// `btf` (None when the kernel has no BTF).
+    pub fn discover(tracefs: &Tracefs, btf: Option<&KernelBtf>) -> Result<KernelLayout, Error> {
+        let mut formats = BTreeMap::new();
+        for hook in HOOKS {
+            formats.insert(hook.name, tracefs.format(hook.category, hook.name)?);
+        }
+        Ok(KernelLayout::from_formats(&formats, btf))
+    }
+
+    /// Pure core of `discover`, testable on fixture files.
+    pub fn from_formats(
+        formats: &BTreeMap<&str, Option<TracepointFormat>>,
+        btf: Option<&KernelBtf>,
+    ) -> KernelLayout {
+        let kernel = kernel_offsets(btf);
+        let btf_offsets = BtfOffsets {
+            task_exit_code: non_negative(kernel.task_exit_code),
+            task_signal: non_negative(kernel.task_signal),
+            signal_live: non_negative(kernel.signal_live),
+            sock_state: non_negative(kernel.sock_state),
+        };
+        let mut config = TracerConfig::EMPTY;
+        config.kernel = kernel;
+        let mut plans = Vec::new();
+        let mut reset_reasons = BTreeMap::new();
+        for hook in HOOKS {
+            let mut plan = HookPlan {
+                hook,
+                state: HookState::Attached,
+                reason: None,
+                notes: Vec::new(),
+            };
+            let Some(Some(fmt)) = formats.get(hook.name) else {
+                plan.state = HookState::Missing;
+                plan.reason = Some(format!(
+                    "tracepoint {} not present on this kernel",
+                    hook.tracepoint()
+                ));
+                plans.push(plan);
+                continue;
+            };
+            let result = match hook.kind {
+                KernelEventKind::SendReset => {
+                    send_reset(fmt, &mut config, &mut plan, &mut reset_reasons)
+                }
+                KernelEventKind::ReceiveReset => receive_reset(fmt, &mut config, &mut plan),
+                KernelEventKind::SockError => error_report(fmt, &mut config),
+                KernelEventKind::StateChange => set_state(fmt, &mut config),
+                KernelEventKind::SynRetransmit => retransmit(fmt, &mut config),
+                KernelEventKind::Signal => signal(fmt, &mut config),
+                KernelEventKind::Exit => exit(fmt, &mut config, &mut plan),
+                KernelEventKind::OomVictim => oom(fmt, &mut config),
+            };
+            if let Err(missing) = result {
+                plan.state = HookState::Missing;
+                plan.reason = Some(format!(
+                    "{}: field `{missing}` missing from its format",
+                    hook.tracepoint()
+                ));
+            } else if !plan.notes.is_empty() {
+                plan.state = HookState::Degraded;
+            }
+            plans.push(plan);
+        }
+        KernelLayout {
+            config,
+            plans,
+            btf_offsets,
+            reset_reasons,
+        }
+    }
+
+    pub fn plan(&self, kind: KernelEventKind) -> Option<&HookPlan> {
+        self.plans.iter().find(|p| p.hook.kind == kind)
+    }
+}
+
+fn non_negative(v: i32) -> Option<u32> {
+    u32::try_from(v).ok()
+}
+
+fn kernel_offsets(btf: Option<&KernelBtf>) -> KernelOffsets {
+    let mut k = KernelOffsets::UNKNOWN;
+    let Some(btf) = btf else {
+        return k;
+    };
+    let off = |t: &str, m: &str| {
+        btf.member_offset(t, m)
+            .and_then(|v| i32::try_from(v).ok())
+            .unwrap_or(-1)
+    };
+    k.task_exit_code = off("task_struct", "exit_code");
+    k.task_signal = off("task_struct", "signal");
+    k.signal_live = off("signal_struct", "live");
+    // struct sock starts with its sock_common (__sk_common).
+    let common = off("sock", "__sk_common");
+    let state = off("sock_common", "skc_state");
+    k.sock_state = if common >= 0 && state >= 0 {
+        common + state
+    } else {
+        -1
+    };
+    k
+}
+
+type Missing = &'static str;
+
+fn loc(fmt: &TracepointFormat, name: &'static str) -> Result<FieldLoc, Missing> {
+    fmt.field(name)
+        .map(|f| FieldLoc::new(f.offset, f.size))
+        .ok_or(name)
+}
+
+fn opt(fmt: &TracepointFormat, name: &str) -> FieldLoc {
+    fmt.field(name)
+        .map(|f| FieldLoc::new(f.offset, f.size))
+        .unwrap_or(FieldLoc::ABSENT)
+}
+
+/// Either separate family/port/address fields, or (6.10+ `tcp_send_reset`)
+/// two sockaddr blobs named saddr/daddr of at least sockaddr_in6 size.
+fn addr(fmt: &TracepointFormat) -> Result<AddrLayout, Missing> {
+    let mut a = AddrLayout::EMPTY;
+    let saddr = loc(fmt, "saddr")?;
+    let daddr = loc(fmt, "daddr")?;
+    if fmt.field("family").is_none() && saddr.size >= 24 {
+        a.sockaddr_src = saddr;
+        a.sockaddr_dst = daddr;
+        return Ok(a);
+    }
+    a.family = loc(fmt, "family")?;
+    a.sport = loc(fmt, "sport")?;
+    a.dport = loc(fmt, "dport")?;
+    a.saddr = saddr;
+    a.daddr = daddr;
+    a.saddr_v6 = opt(fmt, "saddr_v6");
+    a.daddr_v6 = opt(fmt, "daddr_v6");
+    Ok(a)
+}
+
+fn send_reset(
+    fmt: &TracepointFormat,
+    c: &mut TracerConfig,
+    plan: &mut HookPlan,
+    reasons: &mut BTreeMap<u64, String>,
+) -> Result<(), Missing> {
+    c.send_reset = SendResetLayout {
+        skaddr: opt(fmt, "skaddr"),
+        state: opt(fmt, "state"),
+        reason: opt(fmt, "reason"),
+        addr: addr(fmt)?,
+    };
+    if c.send_reset.reason.present() {
+        *reasons = fmt.symbolic_names("reason");
+    } else {
+        plan.notes.push(
+            "no `reason` field (kernel < 6.10): RST reasons unknown, and socket-less RSTs \
+             (replies from a closed port) are not traced; refusals are still seen on the \
+             client side via tcp_receive_reset in SYN_SENT and error 111"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
+fn receive_reset(
+    fmt: &TracepointFormat,
+    c: &mut TracerConfig,
+    plan: &mut HookPlan,
+) -> Result<(), Missing> {
+    c.receive_reset = ReceiveResetLayout {
+        skaddr: loc(fmt, "skaddr")?,
+        addr: addr(fmt)?,
+    };
+    if c.kernel.sock_state < 0 {
+        plan.notes.push(
+            "sock_common.skc_state not found in BTF: the TCP state of a reset socket (and so \
+             refused vs reset) is unknown"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
+fn error_report(fmt: &TracepointFormat, c: &mut TracerConfig) -> Result<(), Missing> {
+    c.error_report = ErrorReportLayout {
+        error: loc(fmt, "error")?,
+        protocol: loc(fmt, "protocol")?,
+        addr: addr(fmt)?,
+    };
+    Ok(())
+}
+
+fn set_state(fmt: &TracepointFormat, c: &mut TracerConfig) -> Result<(), Missing> {
+    c.set_state = SetStateLayout {
+        skaddr: opt(fmt, "skaddr"),
+        oldstate: loc(fmt, "oldstate")?,
+        newstate: loc(fmt, "newstate")?,
+        protocol: loc(fmt, "protocol")?,
+        addr: addr(fmt)?,
+    };
+    Ok(())
+}
+
+fn retransmit(fmt: &TracepointFormat, c: &mut TracerConfig) -> Result<(), Missing> {
+    c.retransmit = RetransmitLayout {
+        skaddr: opt(fmt, "skaddr"),
+        state: loc(fmt, "state")?,
+        addr: addr(fmt)?,
+    };
+    Ok(())
+}
+
+fn signal(fmt: &TracepointFormat, c: &mut TracerConfig) -> Result<(), Missing> {
+    c.signal = SignalLayout {
+        sig: loc(fmt, "sig")?,
+        code: opt(fmt, "code"),
+        comm: opt(fmt, "comm"),
+        pid: loc(fmt, "pid")?,
+        group: opt(fmt, "group"),
+        result: opt(fmt, "result"),
+    };
+    Ok(())
+}
+
+fn exit(fmt: &TracepointFormat, c: &mut TracerConfig, plan: &mut HookPlan) -> Result<(), Missing> {
+    c.exit = ExitLayout {
+        comm: opt(fmt, "comm"),
+        pid: loc(fmt, "pid")?,
+        group_dead: opt(fmt, "group_dead"),
+    };
+    let k = &c.kernel;
+    if !c.exit.group_dead.present() && (k.task_signal < 0 || k.signal_live < 0) {
+        plan.notes.push(
+            "no `group_dead` field and no signal_struct.live in BTF: a process exit is \
+             inferred from its main thread exiting"
+                .to_string(),
+        );
+    }
+    if k.task_exit_code < 0 {
+        plan.notes
+            .push("task_struct.exit_code not found in BTF: exit codes unknown".to_string());
+    }
+    Ok(())
+}
+
+fn oom(fmt: &TracepointFormat, c: &mut TracerConfig) -> Result<(), Missing> {
+    c.oom = OomLayout {
+        pid: loc(fmt, "pid")?,
+        comm_loc: opt(fmt, "comm"),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Layouts chosen for the real format files of Linux 6.1, 6.12 and 6.18.
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixtures(version: &str) -> Option<Tracefs> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/tracefs")
+            .join(version);
+        if dir.is_dir() {
+            // The fixture tree is laid out as events/<cat>/<name> without "events/".
+            Some(Tracefs::at(dir))
+        } else {
+            None
+        }
+    }
+
+    fn layout(version: &str) -> Option<KernelLayout> {
+        let Some(tfs) = fixtures(version) else {
+            eprintln!("SKIP: ../shared/fixtures/tracefs/{version} not found beside the repo");
+            return None;
+        };
+        let mut formats = BTreeMap::new();
+        for hook in HOOKS {
+            let path = tfs
+                .root()
+                .join(hook.category)
+                .join(hook.name)
+                .join("format");
+            let text = std::fs::read_to_string(&path).ok();
+            formats.insert(
+                hook.name,
+                text.map(|t| TracepointFormat::parse(&t, &path.display().to_string()).unwrap()),
+            );
+        }
+        Some(KernelLayout::from_formats(&formats, None))
+    }
+
+    #[test]
+    fn linux_6_1_send_reset_has_separate_fields_and_no_reason() {
+        let Some(l) = layout("6.1") else { return };
+        let s = l.config.send_reset;
+        assert_eq!(s.skaddr, FieldLoc::new(16, 8));
+        assert_eq!(s.state, FieldLoc::new(24, 4));
+        assert!(!s.reason.present());
+        assert_eq!(s.addr.sport, FieldLoc::new(28, 2));
+        assert_eq!(s.addr.dport, FieldLoc::new(30, 2));
+        assert_eq!(s.addr.family, FieldLoc::new(32, 2));
+        assert_eq!(s.addr.saddr, FieldLoc::new(34, 4));
+        assert_eq!(s.addr.daddr, FieldLoc::new(38, 4));
+        assert_eq!(s.addr.saddr_v6, FieldLoc::new(42, 16));
+        assert_eq!(s.addr.daddr_v6, FieldLoc::new(58, 16));
+        assert!(!s.addr.sockaddr_src.present());
+        let plan = l.plan(KernelEventKind::SendReset).unwrap();
+        assert_eq!(plan.state, HookState::Degraded);
+        assert!(plan.notes[0].contains("socket-less"));
+        assert!(l.reset_reasons.is_empty());
+    }
+
+    #[test]
+    fn linux_6_12_and_6_18_send_reset_carry_sockaddrs_and_reason() {
+        for v in ["6.12", "6.18"] {
+            let Some(l) = layout(v) else { return };
+            let s = l.config.send_reset;
+            assert_eq!(s.state, FieldLoc::new(24, 4), "{v}");
+            assert_eq!(s.reason, FieldLoc::new(28, 4), "{v}");
+            assert_eq!(s.addr.sockaddr_src, FieldLoc::new(32, 28), "{v}");
+            assert_eq!(s.addr.sockaddr_dst, FieldLoc::new(60, 28), "{v}");
+            assert!(!s.addr.family.present(), "{v}");
+            assert_eq!(
+                l.reset_reasons.get(&1).map(String::as_str),
+                Some("NO_SOCKET"),
+                "{v}"
+            );
+            assert_eq!(
+                l.plan(KernelEventKind::SendReset).unwrap().state,
+                HookState::Attached
+            );
+        }
+    }
+
+    #[test]
+    fn common_hooks_have_the_same_offsets_on_all_three_kernels() {
+        for v in ["6.1", "6.12", "6.18"] {
+            let Some(l) = layout(v) else { return };
+            let c = l.config;
+            assert_eq!(c.receive_reset.skaddr, FieldLoc::new(8, 8), "{v}");
+            assert_eq!(c.receive_reset.addr.family, FieldLoc::new(20, 2), "{v}");
+            assert_eq!(c.receive_reset.addr.saddr, FieldLoc::new(22, 4), "{v}");
+            assert_eq!(c.error_report.error, FieldLoc::new(8, 4), "{v}");
+            assert_eq!(c.error_report.protocol, FieldLoc::new(18, 2), "{v}");
+            assert_eq!(c.set_state.oldstate, FieldLoc::new(16, 4), "{v}");
+            assert_eq!(c.set_state.newstate, FieldLoc::new(20, 4), "{v}");
+            assert_eq!(c.set_state.addr.daddr, FieldLoc::new(36, 4), "{v}");
+            assert_eq!(c.retransmit.state, FieldLoc::new(24, 4), "{v}");
+            assert_eq!(c.signal.sig, FieldLoc::new(8, 4), "{v}");
+            assert_eq!(c.signal.comm, FieldLoc::new(20, 16), "{v}");
+            assert_eq!(c.signal.pid, FieldLoc::new(36, 4), "{v}");
+            assert_eq!(c.signal.result, FieldLoc::new(44, 4), "{v}");
+            assert_eq!(c.exit.pid, FieldLoc::new(24, 4), "{v}");
+            assert_eq!(c.oom.pid, FieldLoc::new(8, 4), "{v}");
+            assert_eq!(c.oom.comm_loc, FieldLoc::new(12, 4), "{v}");
+        }
+    }
+
+    #[test]
+    fn group_dead_appears_in_6_18_only() {
+        for (v, present) in [("6.1", false), ("6.12", false), ("6.18", true)] {
+            let Some(l) = layout(v) else { return };
+            assert_eq!(l.config.exit.group_dead.present(), present, "{v}");
+            if present {
+                assert_eq!(l.config.exit.group_dead, FieldLoc::new(32, 1));
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_tracepoint_disables_only_its_hook() {
+        let Some(tfs) = fixtures("6.18") else { return };
+        let mut formats = BTreeMap::new();
+        for hook in HOOKS {
+            let path = tfs
+                .root()
+                .join(hook.category)
+                .join(hook.name)
+                .join("format");
+            let f = if hook.name == "mark_victim" {
+                None
+            } else {
+                Some(
+                    TracepointFormat::parse(&std::fs::read_to_string(&path).unwrap(), "x").unwrap(),
+                )
+            };
+            formats.insert(hook.name, f);
+        }
+        let l = KernelLayout::from_formats(&formats, None);
+        assert_eq!(
+            l.plan(KernelEventKind::OomVictim).unwrap().state,
+            HookState::Missing
+        );
+        assert!(l.plan(KernelEventKind::Signal).unwrap().enabled());
+    }
+}

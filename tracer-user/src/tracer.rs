@@ -1,0 +1,281 @@
+//! Load the embedded object with this kernel's layouts, attach every hook
+//! that can be attached, and expose the ring buffer and the counters.
+
+use std::collections::BTreeSet;
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::TracePoint;
+use aya::{Ebpf, EbpfLoader};
+use fivexx_core::capability::{CapabilityReport, HookState, HookStatus};
+use fivexx_core::KernelEventKind;
+use tracer_ebpf::{
+    CONFIG_SYMBOL, DROPPED_MAP, EVENTS_MAP, GENERATED_MAP, KIND_COUNT, STATE_COUNTS_LEN,
+    STATE_COUNTS_MAP,
+};
+
+use crate::btf::KernelBtf;
+use crate::decode::kind_for_index;
+use crate::layout::KernelLayout;
+use crate::tracefs::Tracefs;
+use crate::Error;
+
+/// The kernel programs, built for bpfel-unknown-none by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
+
+pub const DEFAULT_RING_BYTES: u32 = 1 << 20;
+
+#[derive(Clone, Debug)]
+pub struct TracerOptions {
+    /// Ring buffer size: a power of two, a multiple of the page size.
+    pub ring_bytes: u32,
+    /// Attach only these kinds (None: all).
+    pub kinds: Option<BTreeSet<KernelEventKind>>,
+    pub node: String,
+}
+
+impl Default for TracerOptions {
+    fn default() -> Self {
+        TracerOptions {
+            ring_bytes: DEFAULT_RING_BYTES,
+            kinds: None,
+            node: String::new(),
+        }
+    }
+}
+
+/// What is known about this kernel without loading anything.
+pub struct KernelFacts {
+    pub release: String,
+    pub tracefs: Tracefs,
+    pub layout: KernelLayout,
+    pub btf_error: Option<String>,
+}
+
+impl KernelFacts {
+    pub fn discover(may_mount: bool) -> Result<KernelFacts, Error> {
+        let tracefs = Tracefs::discover(may_mount)?;
+        let (btf, btf_error) = match KernelBtf::from_sys_fs() {
+            Ok(b) => (Some(b), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let layout = KernelLayout::discover(&tracefs, btf.as_ref())?;
+        Ok(KernelFacts {
+            release: kernel_release(),
+            tracefs,
+            layout,
+            btf_error,
+        })
+    }
+
+    /// The report before (or without) loading: what the layouts allow.
+    pub fn report(&self, ring_bytes: u32, node: &str) -> CapabilityReport {
+        CapabilityReport {
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            node: node.to_string(),
+            kernel_release: self.release.clone(),
+            tracefs: Some(self.tracefs.root().display().to_string()),
+            btf: self.btf_error.is_none(),
+            btf_error: self.btf_error.clone(),
+            btf_offsets: self.layout.btf_offsets.clone(),
+            ring_buffer_bytes: ring_bytes,
+            loaded: false,
+            hooks: self
+                .layout
+                .plans
+                .iter()
+                .map(|p| HookStatus {
+                    tracepoint: p.hook.tracepoint(),
+                    kind: p.hook.kind,
+                    state: if p.enabled() {
+                        HookState::NotLoaded
+                    } else {
+                        p.state
+                    },
+                    reason: p.reason.clone(),
+                    notes: p.notes.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// Per-kind totals summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KindCounters {
+    pub generated: [u64; KIND_COUNT],
+    pub dropped: [u64; KIND_COUNT],
+}
+
+impl KindCounters {
+    pub fn by_kind(&self) -> Vec<(KernelEventKind, u64, u64)> {
+        (0..KIND_COUNT)
+            .filter_map(|i| kind_for_index(i).map(|k| (k, self.generated[i], self.dropped[i])))
+            .collect()
+    }
+}
+
+/// Loaded and attached programs. Dropping it detaches everything.
+pub struct Tracer {
+    ebpf: Ebpf,
+    pub facts: KernelFacts,
+    pub report: CapabilityReport,
+}
+
+impl Tracer {
+    pub fn load(opts: &TracerOptions) -> Result<Tracer, Error> {
+        crate::privilege::check_can_trace()?;
+        let facts = KernelFacts::discover(true)?;
+        raise_memlock_limit();
+        let config = facts.layout.config;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(CONFIG_SYMBOL, &config, true)
+            .map_max_entries(EVENTS_MAP, opts.ring_bytes)
+            .load(OBJECT)
+            .map_err(|e| Error::Load(format!("{e:#}")))?;
+
+        let mut report = facts.report(opts.ring_bytes, &opts.node);
+        report.loaded = true;
+        for (plan, status) in facts.layout.plans.iter().zip(report.hooks.iter_mut()) {
+            if !plan.enabled() {
+                continue;
+            }
+            if opts
+                .kinds
+                .as_ref()
+                .is_some_and(|k| !k.contains(&plan.hook.kind))
+            {
+                status.state = HookState::NotLoaded;
+                status.reason = Some("not requested (--kinds)".to_string());
+                continue;
+            }
+            match attach(
+                &mut ebpf,
+                plan.hook.program,
+                plan.hook.category,
+                plan.hook.name,
+            ) {
+                Ok(()) => status.state = plan.state,
+                Err(e) => {
+                    tracing::warn!("{}: {e}", plan.hook.tracepoint());
+                    status.state = HookState::Failed;
+                    status.reason = Some(e);
+                }
+            }
+        }
+        Ok(Tracer {
+            ebpf,
+            facts,
+            report,
+        })
+    }
+
+    /// The ring buffer of records; can be taken once.
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, Error> {
+        let map = self
+            .ebpf
+            .take_map(EVENTS_MAP)
+            .ok_or(Error::MissingMap(EVENTS_MAP))?;
+        RingBuf::try_from(map).map_err(|e| Error::Load(e.to_string()))
+    }
+
+    pub fn counters(&self) -> Result<KindCounters, Error> {
+        let mut c = KindCounters::default();
+        sum_into(&self.ebpf, GENERATED_MAP, &mut c.generated)?;
+        sum_into(&self.ebpf, DROPPED_MAP, &mut c.dropped)?;
+        Ok(c)
+    }
+
+    /// TCP state transitions counted in the kernel, `(old, new, count)`.
+    pub fn state_transitions(&self) -> Result<Vec<(u8, u8, u64)>, Error> {
+        let mut all = vec![0u64; STATE_COUNTS_LEN as usize];
+        sum_into(&self.ebpf, STATE_COUNTS_MAP, &mut all)?;
+        Ok(all
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| ((i >> 4) as u8, (i & 0xf) as u8, *n))
+            .collect())
+    }
+
+    /// Detaches every program now (records already in the ring stay readable).
+    pub fn detach_all(&mut self) {
+        for hook in crate::layout::HOOKS {
+            if let Some(p) = self.ebpf.program_mut(hook.program) {
+                if let Ok(tp) = <&mut TracePoint>::try_from(p) {
+                    let _ = tp.unload();
+                }
+            }
+        }
+    }
+}
+
+fn attach(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<(), String> {
+    let prog = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?;
+    let tp: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+    tp.load()
+        .map_err(|e| format!("verifier or load error: {e:#}"))?;
+    tp.attach(category, name)
+        .map_err(|e| format!("attach failed: {e:#}"))?;
+    Ok(())
+}
+
+fn sum_into(ebpf: &Ebpf, name: &'static str, out: &mut [u64]) -> Result<(), Error> {
+    let map = ebpf.map(name).ok_or(Error::MissingMap(name))?;
+    let arr = PerCpuArray::<_, u64>::try_from(map).map_err(|e| Error::Load(e.to_string()))?;
+    for (i, slot) in out.iter_mut().enumerate() {
+        let values = arr
+            .get(&(i as u32), 0)
+            .map_err(|e| Error::Load(e.to_string()))?;
+        *slot = values.iter().sum();
+    }
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+    if ret != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK; fine on 5.11+");
+    }
+}
+
+/// Unix-epoch ns minus CLOCK_MONOTONIC ns, measured now: added to the
+/// kernel's timestamps it gives wall-clock time.
+pub fn wall_clock_offset_ns() -> i64 {
+    fn now(clock: libc::clockid_t) -> i64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid pointer.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+    }
+    let m1 = now(libc::CLOCK_MONOTONIC);
+    let r = now(libc::CLOCK_REALTIME);
+    let m2 = now(libc::CLOCK_MONOTONIC);
+    r - (m1 + (m2 - m1) / 2)
+}
+
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
