@@ -898,10 +898,11 @@ impl ClusterStore {
                 }
             }
             None => {
-                if !meta
+                let has_uid = meta
                     .get("uid")
-                    .is_some_and(|u| u.as_str().is_some_and(|s| !s.is_empty()))
-                {
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty());
+                if !has_uid {
                     meta.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
                 }
                 if !meta.contains_key("creationTimestamp") || meta["creationTimestamp"].is_null() {

@@ -9,6 +9,7 @@
 //! crash.
 
 pub mod agent;
+pub mod apiserver;
 pub mod backend;
 pub mod cgroup;
 pub mod clean;
@@ -16,10 +17,12 @@ pub mod clock;
 pub mod cluster;
 pub mod ingress;
 pub mod k8s;
+pub mod kubeconfig;
 pub mod kubelet;
 pub mod load;
 pub mod naming;
 pub mod netns;
+pub mod report;
 pub mod scenario;
 pub mod timeline;
 

@@ -1,0 +1,729 @@
+//! The fake control plane against real clients: kube-rs 5 (list, watch,
+//! watcher, server-side apply, delete, errors, port-forward) and the real
+//! `kubectl` binary.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use fivexx_lab::apiserver::{ApiServer, ApiServerConfig};
+use fivexx_lab::cluster::ClusterStore;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const NODE: &str = "lab-node";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A store, a server on it, a kubeconfig and a kube-rs client.
+struct Lab {
+    store: ClusterStore,
+    server: ApiServer,
+    kubeconfig: PathBuf,
+    client: kube::Client,
+    _dir: TempDir,
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Result<Self> {
+        let dir =
+            std::env::temp_dir().join(format!("fivexx-apiserver-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn client_for(path: &std::path::Path) -> Result<kube::Client> {
+    let kubeconfig = Kubeconfig::read_from(path)?;
+    let options = KubeConfigOptions {
+        context: Some(fivexx_lab::kubeconfig::CONTEXT.into()),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn lab(tag: &str, store: ClusterStore) -> Result<Lab> {
+    lab_with(tag, store, ApiServerConfig::default()).await
+}
+
+async fn lab_with(tag: &str, store: ClusterStore, config: ApiServerConfig) -> Result<Lab> {
+    let server = ApiServer::start(store.clone(), config).await?;
+    let dir = TempDir::new(tag)?;
+    let kubeconfig = dir.0.join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig)?;
+    let client = client_for(&kubeconfig).await?;
+    Ok(Lab {
+        store,
+        server,
+        kubeconfig,
+        client,
+        _dir: dir,
+    })
+}
+
+fn pod(ns: &str, name: &str, app: &str, ip: Option<&str>) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            labels: Some(BTreeMap::from([("app".to_string(), app.to_string())])),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some(NODE.into()),
+            containers: vec![Container {
+                name: "web".into(),
+                image: Some("lab/backend".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            phase: Some("Running".into()),
+            pod_ip: ip.map(Into::into),
+            ..Default::default()
+        }),
+    }
+}
+
+fn slice(ns: &str, name: &str, service: &str, addresses: &[&str]) -> EndpointSlice {
+    EndpointSlice {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            labels: Some(BTreeMap::from([(
+                "kubernetes.io/service-name".to_string(),
+                service.to_string(),
+            )])),
+            ..Default::default()
+        },
+        address_type: "IPv4".into(),
+        endpoints: Some(
+            addresses
+                .iter()
+                .map(|a| Endpoint {
+                    addresses: vec![a.to_string()],
+                    conditions: Some(EndpointConditions {
+                        ready: Some(true),
+                        ..Default::default()
+                    }),
+                    node_name: Some(NODE.into()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ports: None,
+    }
+}
+
+/// The next watch event, within [`WAIT`].
+async fn next_event<S, K>(stream: &mut S) -> Result<WatchEvent<K>>
+where
+    S: futures::Stream<Item = kube::Result<WatchEvent<K>>> + Unpin,
+{
+    loop {
+        let event = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .context("no watch event within 10 s")?
+            .ok_or_else(|| anyhow!("watch ended"))??;
+        if !matches!(event, WatchEvent::Bookmark(_)) {
+            return Ok(event);
+        }
+    }
+}
+
+fn name_of(event: &WatchEvent<Pod>) -> (String, String) {
+    match event {
+        WatchEvent::Added(p) => ("ADDED".into(), p.metadata.name.clone().unwrap_or_default()),
+        WatchEvent::Modified(p) => (
+            "MODIFIED".into(),
+            p.metadata.name.clone().unwrap_or_default(),
+        ),
+        WatchEvent::Deleted(p) => (
+            "DELETED".into(),
+            p.metadata.name.clone().unwrap_or_default(),
+        ),
+        WatchEvent::Bookmark(_) => ("BOOKMARK".into(), String::new()),
+        WatchEvent::Error(e) => ("ERROR".into(), e.message.clone()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_lists_and_watches_pods() -> Result<()> {
+    let lab = lab("pods", ClusterStore::new(NODE)).await?;
+    lab.store
+        .apply_pod(pod("default", "web-1", "web", Some("10.244.0.11")));
+    lab.store
+        .apply_pod(pod("default", "api-1", "api", Some("10.244.0.12")));
+    lab.store
+        .apply_pod(pod("shop", "web-2", "web", Some("10.244.0.13")));
+
+    let all: Api<Pod> = Api::all(lab.client.clone());
+    let listed = all.list(&ListParams::default()).await?;
+    let mut names: Vec<_> = listed
+        .items
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["api-1", "web-1", "web-2"]);
+    let rv = listed
+        .metadata
+        .resource_version
+        .clone()
+        .context("list has a resourceVersion")?;
+
+    let default: Api<Pod> = Api::namespaced(lab.client.clone(), "default");
+    let web = default
+        .list(&ListParams::default().labels("app=web"))
+        .await?;
+    assert_eq!(web.items.len(), 1);
+    assert_eq!(web.items[0].metadata.name.as_deref(), Some("web-1"));
+    let on_node = all
+        .list(&ListParams::default().fields(&format!("spec.nodeName={NODE}")))
+        .await?;
+    assert_eq!(on_node.items.len(), 3);
+    let elsewhere = all
+        .list(&ListParams::default().fields("spec.nodeName=other"))
+        .await?;
+    assert!(elsewhere.items.is_empty());
+    let got = default.get("web-1").await?;
+    assert!(got.metadata.uid.is_some(), "the store assigns a uid");
+    assert!(got.metadata.creation_timestamp.is_some());
+
+    // Changes made through the store appear on a watch from the list's version.
+    let mut stream = all
+        .watch(&WatchParams::default().labels("app=web"), &rv)
+        .await?
+        .boxed();
+    let mut terminating = lab.store.get_pod("default", "web-1").context("web-1")?;
+    terminating.metadata.deletion_timestamp = Some(fivexx_lab::cluster::now());
+    lab.store.apply_pod(terminating);
+    lab.store.apply_pod(pod("default", "api-2", "api", None)); // filtered out
+    lab.store.apply_pod(pod("default", "web-3", "web", None));
+    lab.store.delete_pod("default", "web-1");
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(name_of(&next_event(&mut stream).await?));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("MODIFIED".to_string(), "web-1".to_string()),
+            ("ADDED".to_string(), "web-3".to_string()),
+            ("DELETED".to_string(), "web-1".to_string()),
+        ]
+    );
+
+    // A pod relabelled out of the selection is DELETED for this watcher.
+    let mut relabelled = lab.store.get_pod("default", "web-3").context("web-3")?;
+    relabelled.metadata.labels = Some(BTreeMap::from([("app".to_string(), "api".to_string())]));
+    lab.store.apply_pod(relabelled);
+    assert_eq!(
+        name_of(&next_event(&mut stream).await?),
+        ("DELETED".into(), "web-3".into())
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_watcher_follows_endpoint_slices() -> Result<()> {
+    let lab = lab("slices", ClusterStore::new(NODE)).await?;
+    lab.store.apply_endpoint_slice(slice(
+        "default",
+        "web-abc",
+        "web",
+        &["10.244.0.11", "10.244.0.12"],
+    ));
+    let api: Api<EndpointSlice> = Api::namespaced(lab.client.clone(), "default");
+    let config = watcher::Config::default().labels("kubernetes.io/service-name=web");
+    let mut events = watcher(api.clone(), config).boxed();
+
+    let mut initial = Vec::new();
+    loop {
+        let event = tokio::time::timeout(WAIT, events.try_next())
+            .await??
+            .context("watcher ended")?;
+        match event {
+            watcher::Event::Init => {}
+            watcher::Event::InitApply(s) => initial.push(s),
+            watcher::Event::InitDone => break,
+            other => bail!("unexpected event before InitDone: {other:?}"),
+        }
+    }
+    assert_eq!(initial.len(), 1);
+    assert_eq!(initial[0].endpoints.as_ref().map_or(0, Vec::len), 2);
+
+    // The kubelet simulator removes a terminating endpoint.
+    lab.store
+        .apply_endpoint_slice(slice("default", "web-abc", "web", &["10.244.0.12"]));
+    let event = tokio::time::timeout(WAIT, events.try_next())
+        .await??
+        .context("watcher ended")?;
+    match event {
+        watcher::Event::Apply(s) => assert_eq!(
+            s.endpoints.unwrap_or_default()[0].addresses,
+            ["10.244.0.12"]
+        ),
+        other => bail!("expected Apply, got {other:?}"),
+    }
+    lab.store.delete_endpoint_slice("default", "web-abc");
+    let event = tokio::time::timeout(WAIT, events.try_next())
+        .await??
+        .context("watcher ended")?;
+    assert!(matches!(event, watcher::Event::Delete(_)), "got {event:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_a_compacted_version_is_gone() -> Result<()> {
+    let lab = lab("gone", ClusterStore::new(NODE)).await?;
+    lab.store.apply_pod(pod("default", "web-1", "web", None));
+    lab.store.compact();
+    let api: Api<Pod> = Api::namespaced(lab.client.clone(), "default");
+    let mut stream = api.watch(&WatchParams::default(), "1").await?.boxed();
+    match next_event(&mut stream).await? {
+        WatchEvent::Error(status) => {
+            assert_eq!(status.code, 410);
+            assert_eq!(status.reason, "Expired");
+        }
+        other => bail!("expected a 410 ERROR event, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_and_delete_daemonset_and_clusterrole() -> Result<()> {
+    let lab = lab("ssa", ClusterStore::new(NODE)).await?;
+    lab.store.set_daemon_set_readiness(|_, node| node == NODE);
+    let ssa = PatchParams::apply("kubectl-fivexx").force();
+
+    let namespaces: Api<Namespace> = Api::all(lab.client.clone());
+    let ns: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "fivexx-system", "labels": {"app.kubernetes.io/managed-by": "kubectl-fivexx"}},
+    }))?;
+    namespaces
+        .patch("fivexx-system", &ssa, &Patch::Apply(&ns))
+        .await?;
+
+    let ds_json = json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "fivexx-agent", "namespace": "fivexx-system",
+                     "labels": {"app.kubernetes.io/managed-by": "kubectl-fivexx"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "fivexx-agent"}},
+            "template": {
+                "metadata": {"labels": {"app": "fivexx-agent"}},
+                "spec": {"hostNetwork": true, "containers": [{"name": "agent", "image": "fivexx/agent:0.1.0"}]},
+            },
+        },
+    });
+    let daemon_sets: Api<DaemonSet> = Api::namespaced(lab.client.clone(), "fivexx-system");
+    let applied = daemon_sets
+        .patch("fivexx-agent", &ssa, &Patch::Apply(&ds_json))
+        .await?;
+    assert_eq!(applied.metadata.generation, Some(1));
+    let managers: Vec<_> = applied
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert_eq!(managers, ["kubectl-fivexx"]);
+    let status = daemon_sets
+        .get("fivexx-agent")
+        .await?
+        .status
+        .context("DaemonSet status")?;
+    assert_eq!(
+        (status.desired_number_scheduled, status.number_ready),
+        (1, 1)
+    );
+
+    // The DaemonSet controller made the agent pod, findable by label and node.
+    let pods: Api<Pod> = Api::namespaced(lab.client.clone(), "fivexx-system");
+    let agents = pods
+        .list(
+            &ListParams::default()
+                .labels("app=fivexx-agent")
+                .fields(&format!("spec.nodeName={NODE}")),
+        )
+        .await?;
+    assert_eq!(agents.items.len(), 1);
+
+    // Re-applying an unchanged manifest keeps the generation; a change bumps it.
+    let again = daemon_sets
+        .patch("fivexx-agent", &ssa, &Patch::Apply(&ds_json))
+        .await?;
+    assert_eq!(again.metadata.generation, Some(1));
+    let mut changed = ds_json.clone();
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "fivexx/agent:0.2.0".into();
+    let bumped = daemon_sets
+        .patch("fivexx-agent", &ssa, &Patch::Apply(&changed))
+        .await?;
+    assert_eq!(bumped.metadata.generation, Some(2));
+
+    // Another manager without force conflicts.
+    let err = daemon_sets
+        .patch(
+            "fivexx-agent",
+            &PatchParams::apply("someone-else"),
+            &Patch::Apply(&ds_json),
+        )
+        .await
+        .expect_err("conflicting apply must fail");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409),
+        "{err}"
+    );
+
+    let roles: Api<ClusterRole> = Api::all(lab.client.clone());
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "fivexx-agent-read", "labels": {"app.kubernetes.io/managed-by": "kubectl-fivexx"}},
+        "rules": [{"apiGroups": [""], "resources": ["pods", "nodes", "events"], "verbs": ["get", "list", "watch"]}],
+    });
+    roles
+        .patch("fivexx-agent-read", &ssa, &Patch::Apply(&role))
+        .await?;
+    let mine = ListParams::default().labels("app.kubernetes.io/managed-by=kubectl-fivexx");
+    assert_eq!(roles.list(&mine).await?.items.len(), 1);
+    assert_eq!(
+        roles.get("fivexx-agent-read").await?.rules.map(|r| r.len()),
+        Some(1)
+    );
+
+    // Undeploy by label: the DaemonSet goes and takes its pod with it.
+    daemon_sets
+        .delete_collection(&DeleteParams::default(), &mine)
+        .await?;
+    assert!(daemon_sets.list(&mine).await?.items.is_empty());
+    assert!(
+        pods.list(&ListParams::default()).await?.items.is_empty(),
+        "agent pod garbage-collected"
+    );
+    let deleted = roles
+        .delete("fivexx-agent-read", &DeleteParams::default())
+        .await?;
+    assert!(deleted.is_right(), "an immediate delete returns a Status");
+    let err = roles.get("fivexx-agent-read").await.expect_err("deleted");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 404 && s.reason == "NotFound"),
+        "{err}"
+    );
+    namespaces
+        .delete("fivexx-system", &DeleteParams::default())
+        .await?;
+    assert!(lab
+        .store
+        .get_daemon_set("fivexx-system", "fivexx-agent")
+        .is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_status_objects() -> Result<()> {
+    let config = ApiServerConfig {
+        token: Some("s3cret".into()),
+        ..Default::default()
+    };
+    let lab = lab_with("errors", ClusterStore::new(NODE), config).await?;
+    lab.store.apply_pod(pod("default", "web-1", "web", None));
+    let pods: Api<Pod> = Api::namespaced(lab.client.clone(), "default");
+
+    lab.server.deny("list", "pods");
+    let err = pods.list(&ListParams::default()).await.expect_err("denied");
+    let kube::Error::Api(status) = &err else {
+        bail!("expected a Status, got {err}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        status.message,
+        "pods is forbidden: User \"fivexx-lab-user\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+    );
+    assert!(pods.get("web-1").await.is_ok(), "only list is denied");
+    lab.server.allow("list", "pods");
+    assert_eq!(pods.list(&ListParams::default()).await?.items.len(), 1);
+
+    let err = pods.get("missing").await.expect_err("missing");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 404 && s.message == "pods \"missing\" not found"),
+        "{err}"
+    );
+
+    let err = pods
+        .create(
+            &PostParams::default(),
+            &pod("default", "web-1", "web", None),
+        )
+        .await
+        .expect_err("exists");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists"),
+        "{err}"
+    );
+
+    let mut stale = pods.get("web-1").await?;
+    lab.store
+        .apply_pod(pod("default", "web-1", "web", Some("10.244.0.9")));
+    stale.metadata.labels = None;
+    let err = pods
+        .replace("web-1", &PostParams::default(), &stale)
+        .await
+        .expect_err("stale");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict"),
+        "{err}"
+    );
+
+    let err = pods
+        .list(&ListParams::default().labels("app in web"))
+        .await
+        .expect_err("bad selector");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 400),
+        "{err}"
+    );
+
+    // A client with the wrong token is refused.
+    let dir = TempDir::new("errors-token")?;
+    let path = dir.0.join("kubeconfig");
+    fivexx_lab::kubeconfig::write(&path, &lab.server.url(), Some("wrong"), None)?;
+    let stranger: Api<Pod> = Api::namespaced(client_for(&path).await?, "default");
+    let err = stranger
+        .list(&ListParams::default())
+        .await
+        .expect_err("bad token");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 401),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// A real TCP server that greets, then echoes in upper case.
+async fn echo_server() -> Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if conn.write_all(b"hello from the pod\n").await.is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let upper = buf[..n].to_ascii_uppercase();
+                    if conn.write_all(&upper).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn read_exactly(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    n: usize,
+) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut buf))
+        .await
+        .context("no bytes within 10 s")??;
+    Ok(buf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forward_reaches_a_real_local_port() -> Result<()> {
+    let lab = lab("portforward", ClusterStore::new(NODE)).await?;
+    let echo = echo_server().await?;
+    lab.store.apply_pod(pod(
+        "fivexx-system",
+        "fivexx-agent-lab-node",
+        "fivexx-agent",
+        Some("10.244.0.99"),
+    ));
+    lab.store
+        .map_port_forward("fivexx-system", "fivexx-agent-lab-node", 7070, echo);
+    // 7071 goes to a local port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    lab.store
+        .map_port_forward("fivexx-system", "fivexx-agent-lab-node", 7071, closed);
+    let pods: Api<Pod> = Api::namespaced(lab.client.clone(), "fivexx-system");
+
+    let mut forwarder = pods.portforward("fivexx-agent-lab-node", &[7070]).await?;
+    let mut stream = forwarder.take_stream(7070).context("port stream")?;
+    assert_eq!(
+        read_exactly(&mut stream, 19).await?,
+        b"hello from the pod\n"
+    );
+    stream.write_all(b"ping through the api server").await?;
+    assert_eq!(
+        read_exactly(&mut stream, 27).await?,
+        b"PING THROUGH THE API SERVER"
+    );
+    // A second round trip on the same tunnel, larger than one frame.
+    let big = vec![b'x'; 100_000];
+    stream.write_all(&big).await?;
+    assert_eq!(
+        read_exactly(&mut stream, big.len()).await?,
+        vec![b'X'; big.len()]
+    );
+    drop(stream);
+    forwarder.join().await?;
+
+    // Two ports on one tunnel; the second is refused and reports an error.
+    let mut forwarder = pods
+        .portforward("fivexx-agent-lab-node", &[7070, 7071])
+        .await?;
+    let error = forwarder.take_error(7071).context("error channel")?;
+    let message = tokio::time::timeout(WAIT, error)
+        .await?
+        .context("an error message")?;
+    assert!(message.contains("error forwarding port 7071"), "{message}");
+    let mut stream = forwarder.take_stream(7070).context("port stream")?;
+    assert_eq!(
+        read_exactly(&mut stream, 19).await?,
+        b"hello from the pod\n"
+    );
+    forwarder.abort();
+
+    // Denied by RBAC: a Status before any upgrade.
+    lab.server.deny("create", "pods/portforward");
+    let Err(err) = pods.portforward("fivexx-agent-lab-node", &[7070]).await else {
+        bail!("a denied port-forward must fail");
+    };
+    assert!(
+        format!("{err}").contains("cannot create resource \"pods/portforward\""),
+        "{err}"
+    );
+    lab.server.allow_all();
+    let Err(err) = pods.portforward("no-such-pod", &[7070]).await else {
+        bail!("a port-forward to a missing pod must fail");
+    };
+    assert!(format!("{err}").contains("not found"), "{err}");
+    Ok(())
+}
+
+/// The real kubectl, if installed (it is not part of the lab's setup).
+fn kubectl() -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| PathBuf::from(d).join("kubectl"))
+        .find(|p| p.is_file())
+}
+
+async fn run_kubectl(
+    bin: &std::path::Path,
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+) -> Result<String> {
+    let out = tokio::process::Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "kubectl {args:?} failed: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_kubectl_gets_pods_and_endpointslices() -> Result<()> {
+    let Some(bin) = kubectl() else {
+        println!("SKIPPED: kubectl is not installed; install it to run this test");
+        return Ok(());
+    };
+    let lab = lab("kubectl", ClusterStore::new(NODE)).await?;
+    lab.store
+        .apply_pod(pod("default", "web-1", "web", Some("10.244.0.11")));
+    lab.store
+        .apply_pod(pod("shop", "cart-1", "cart", Some("10.244.0.12")));
+    lab.store
+        .apply_endpoint_slice(slice("default", "web-abc", "web", &["10.244.0.11"]));
+
+    let out = run_kubectl(&bin, &lab.kubeconfig, &["get", "pods", "-A"]).await?;
+    let header = out.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("NAMESPACE") && header.contains("STATUS"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("default") && l.contains("web-1") && l.contains("Running")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("shop") && l.contains("cart-1")),
+        "{out}"
+    );
+
+    let out = run_kubectl(&bin, &lab.kubeconfig, &["get", "endpointslices"]).await?;
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("web-abc") && l.contains("10.244.0.11")),
+        "{out}"
+    );
+
+    let out = run_kubectl(
+        &bin,
+        &lab.kubeconfig,
+        &["get", "pod", "web-1", "-o", "json"],
+    )
+    .await?;
+    let pod: Pod = serde_json::from_str(&out)?;
+    assert_eq!(
+        pod.status.and_then(|s| s.pod_ip).as_deref(),
+        Some("10.244.0.11")
+    );
+
+    let out = run_kubectl(&bin, &lab.kubeconfig, &["get", "nodes", "-o", "name"]).await?;
+    assert_eq!(out.trim(), format!("node/{NODE}"));
+
+    // kubectl reports the server's Forbidden Status.
+    lab.server.deny("list", "pods");
+    let err = run_kubectl(&bin, &lab.kubeconfig, &["get", "pods"])
+        .await
+        .expect_err("denied");
+    assert!(
+        format!("{err}").contains("cannot list resource \"pods\""),
+        "{err}"
+    );
+    Ok(())
+}
