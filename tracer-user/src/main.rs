@@ -247,30 +247,67 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let received = rt.block_on(stream(
+    let mut printer = Printer {
+        decoder: &decoder,
+        filter: &filter,
+        format: args.output,
+        enricher: Enricher::new(),
+        received: vec![0u64; tracer_ebpf::KIND_COUNT],
+    };
+    rt.block_on(stream(
         ring,
-        &decoder,
-        &filter,
-        args.output,
+        &mut printer,
         args.stats_interval,
         args.duration,
-        &tracer,
+        &mut tracer,
     ))?;
     tracer.detach_all();
     let counters = tracer.counters()?;
-    eprint!("{}", output::counters_table(&counters, &received));
+    eprint!("{}", output::counters_table(&counters, &printer.received));
     Ok(())
+}
+
+/// Decodes, enriches, filters and prints records; counts what it received.
+struct Printer<'a> {
+    decoder: &'a Decoder,
+    filter: &'a Filter,
+    format: TraceFormat,
+    enricher: Enricher,
+    received: Vec<u64>,
+}
+
+impl Printer<'_> {
+    /// Reads everything the ring holds now. Err when stdout is gone (`| head`).
+    fn drain(&mut self, ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> anyhow::Result<()> {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        while let Some(item) = ring.next() {
+            let decoded = self.decoder.decode_bytes(&item);
+            drop(item);
+            let Ok(mut ev) = decoded else { continue };
+            self.received[kind_index(ev.kind)] += 1;
+            self.enricher.enrich(&mut ev);
+            if !self.filter.keep(&ev, &mut self.enricher) {
+                continue;
+            }
+            let line = match self.format {
+                TraceFormat::Json => serde_json::to_string(&ev)?,
+                TraceFormat::Table => output::table_line(&ev),
+            };
+            writeln!(out, "{line}")?;
+        }
+        out.flush()?;
+        Ok(())
+    }
 }
 
 async fn stream(
     ring: aya::maps::RingBuf<aya::maps::MapData>,
-    decoder: &Decoder,
-    filter: &Filter,
-    format: TraceFormat,
+    printer: &mut Printer<'_>,
     stats_interval: Option<u64>,
     duration: Option<u64>,
-    tracer: &Tracer,
-) -> anyhow::Result<Vec<u64>> {
+    tracer: &mut Tracer,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives,
     // and nothing else closes it.
@@ -278,55 +315,40 @@ async fn stream(
         .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut enricher = Enricher::new();
-    enricher.refresh_processes();
+    printer.enricher.refresh_processes();
     let mut refresh = tokio::time::interval(Duration::from_secs(2));
     let stats_every = Duration::from_secs(stats_interval.unwrap_or(3600 * 24 * 365).max(1));
     let mut stats =
         tokio::time::interval_at(tokio::time::Instant::now() + stats_every, stats_every);
     let deadline = duration.map(|d| tokio::time::Instant::now() + Duration::from_secs(d));
-    let mut received = vec![0u64; tracer_ebpf::KIND_COUNT];
-    let stdout = std::io::stdout();
-    if format == TraceFormat::Table {
+    if printer.format == TraceFormat::Table {
         println!("{}", output::TABLE_HEADER);
     }
     loop {
         tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
-                let mut out = stdout.lock();
-                while let Some(item) = guard.get_inner_mut().next() {
-                    let Ok(mut ev) = decoder.decode_bytes(&item) else { continue };
-                    drop(item);
-                    received[kind_index(ev.kind)] += 1;
-                    enricher.enrich(&mut ev);
-                    if !filter.keep(&ev, &mut enricher) {
-                        continue;
-                    }
-                    let line = match format {
-                        TraceFormat::Json => serde_json::to_string(&ev)?,
-                        TraceFormat::Table => output::table_line(&ev),
-                    };
-                    if writeln!(out, "{line}").is_err() {
-                        return Ok(received); // reader went away (e.g. `| head`)
-                    }
-                }
-                if out.flush().is_err() {
-                    return Ok(received);
+                if printer.drain(guard.get_inner_mut()).is_err() {
+                    return Ok(()); // the reader went away
                 }
                 guard.clear_ready();
             }
-            _ = refresh.tick() => enricher.refresh_processes(),
+            _ = refresh.tick() => printer.enricher.refresh_processes(),
             _ = stats.tick() => {
                 let c = tracer.counters()?;
-                eprint!("{}", output::counters_table(&c, &received));
+                eprint!("{}", output::counters_table(&c, &printer.received));
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
         }
     }
-    Ok(received)
+    // Detach first, then read what is still in the ring, so the final
+    // counters balance: received + dropped = generated.
+    tracer.detach_all();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let _ = printer.drain(fd.get_mut());
+    Ok(())
 }
 
 fn kind_index(kind: KernelEventKind) -> usize {

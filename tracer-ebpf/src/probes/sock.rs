@@ -14,8 +14,14 @@ pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
     if read_uint(&ctx, l.protocol) != Some(IPPROTO_TCP) {
         return 0;
     }
+    // sk_error_report() also runs with no error pending (e.g. on close):
+    // nothing failed then.
+    let errno = read_i32(&ctx, l.error).unwrap_or(0);
+    if errno == 0 {
+        return 0;
+    }
     emit(EventKind::SockError, |ev| {
-        ev.errno = read_i32(&ctx, l.error).unwrap_or(0);
+        ev.errno = errno;
         read_addrs(&ctx, &l.addr, ev);
     });
     0
