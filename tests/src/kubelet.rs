@@ -1012,9 +1012,23 @@ impl Kubelet {
     }
 }
 
+/// Sends a signal the way a node does: from a thread named like the
+/// container runtime's shim, since that is the sender the kernel (and the
+/// agent) reports on a real node (`runc kill` run by containerd-shim).
 fn signal(pid: i32, sig: i32) {
-    // SAFETY: plain kill(2) to a process we started.
-    unsafe { libc::kill(pid, sig) };
+    let send = move || {
+        // SAFETY: plain kill(2) to a process we started.
+        unsafe { libc::kill(pid, sig) };
+    };
+    match std::thread::Builder::new()
+        .name("containerd-shim".into())
+        .spawn(send)
+    {
+        Ok(t) => {
+            let _ = t.join();
+        }
+        Err(_) => send(),
+    }
 }
 
 /// "exit 0", "signal 9 (SIGKILL)".

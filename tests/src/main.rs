@@ -37,6 +37,15 @@ enum Command {
     Oom(ScenarioFlags),
     /// The lab's HTTP backend (runs inside each pod).
     Backend(BackendConfig),
+    /// Print what a run showed: 5xx from the ground truth, what Kubernetes
+    /// did, and the agent's events for the failing pods.
+    Report {
+        /// The run's output directory (`--out` of a scenario).
+        dir: PathBuf,
+        /// How many network events to list.
+        #[arg(long, default_value_t = 12)]
+        max_events: usize,
+    },
     /// Remove every lab namespace, veth, bridge, cgroup and process (idempotent).
     Clean,
     /// List lab objects still on this machine; exit 1 if there are any.
@@ -215,6 +224,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 report.links_removed,
                 report.cgroups_removed
             );
+            return Ok(0);
+        }
+        Command::Report { dir, max_events } => {
+            print!("{}", fivexx_lab::report::render(&dir, max_events)?);
             return Ok(0);
         }
         Command::Leftovers => {

@@ -1,0 +1,27 @@
+# The node lab (issue 3, tests/): real netns pods, ingress nginx, backends,
+# kubelet simulator. The scenario tests themselves run inside `cargo test`
+# (tests/tests/lab_scenarios.rs); this file adds:
+#   make lab SCENARIO=drain [LAB_FLAGS="--agent --rate 300"]   run one scenario
+#   make lab-clean                                             remove every lab object
+#   lab-leftovers (in `make test`, after cargo test): nothing of the lab remains
+.PHONY: lab lab-build lab-clean lab-leftovers
+
+SCENARIO ?= rollout-no-prestop
+LAB_FLAGS ?=
+LAB_TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
+LAB_BIN = $(LAB_TARGET_DIR)/debug/fivexx-lab
+
+lab-build:
+	@$(CARGO) build -q -p fivexx-lab
+
+lab: lab-build
+	@$(LAB_BIN) $(SCENARIO) $(LAB_FLAGS)
+
+lab-clean: lab-build
+	@$(LAB_BIN) clean
+
+lab-leftovers: lab-build
+	@if [ "$$(id -u)" -ne 0 ]; then echo "SKIP lab-leftovers: not root (the lab did not run)"; \
+	else $(LAB_BIN) leftovers && echo "lab: no namespace, link, cgroup or process left behind"; fi
+
+TEST_EXTRA += lab-leftovers
