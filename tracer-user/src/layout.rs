@@ -113,10 +113,27 @@ impl KernelLayout {
     /// `btf` (None when the kernel has no BTF).
     pub fn discover(tracefs: &Tracefs, btf: Option<&KernelBtf>) -> Result<KernelLayout, Error> {
         let mut formats = BTreeMap::new();
+        let mut unreadable = Vec::new();
         for hook in HOOKS {
-            formats.insert(hook.name, tracefs.format(hook.category, hook.name)?);
+            let format = match tracefs.format(hook.category, hook.name) {
+                Ok(f) => f,
+                // One bad file degrades one hook; it never stops the agent.
+                Err(e @ (Error::MalformedFormat { .. } | Error::Io { .. })) => {
+                    unreadable.push((hook.kind, e.to_string()));
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            formats.insert(hook.name, format);
         }
-        Ok(KernelLayout::from_formats(&formats, btf))
+        let mut layout = KernelLayout::from_formats(&formats, btf);
+        for (kind, why) in unreadable {
+            if let Some(plan) = layout.plans.iter_mut().find(|p| p.hook.kind == kind) {
+                plan.state = HookState::Missing;
+                plan.reason = Some(why);
+            }
+        }
+        Ok(layout)
     }
 
     /// Pure core of `discover`, testable on fixture files.
@@ -384,6 +401,11 @@ mod tests {
 
     fn layout(version: &str) -> Option<KernelLayout> {
         let Some(tfs) = fixtures(version) else {
+            // CI always has shared/ beside the clone: there, absence is a failure.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "fixtures ../shared/fixtures/tracefs/{version} missing in CI"
+            );
             eprintln!("SKIP: ../shared/fixtures/tracefs/{version} not found beside the repo");
             return None;
         };
@@ -479,6 +501,42 @@ mod tests {
                 assert_eq!(l.config.exit.group_dead, FieldLoc::new(32, 1));
             }
         }
+    }
+
+    #[test]
+    fn a_malformed_format_file_degrades_only_its_hook() {
+        let Some(src) = fixtures("6.18") else { return };
+        let dir = std::env::temp_dir().join(format!("fivexx-tracefs-{}", std::process::id()));
+        for hook in HOOKS {
+            let to = dir.join("events").join(hook.category).join(hook.name);
+            std::fs::create_dir_all(&to).unwrap();
+            let text = if hook.name == "signal_generate" {
+                "name: signal_generate\nformat:\n\tfield:int sig;\toffset:eight;\tsize:4;\n"
+                    .to_string()
+            } else {
+                std::fs::read_to_string(
+                    src.root()
+                        .join(hook.category)
+                        .join(hook.name)
+                        .join("format"),
+                )
+                .unwrap()
+            };
+            std::fs::write(to.join("format"), text).unwrap();
+        }
+        let l = KernelLayout::discover(&Tracefs::at(&dir), None).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let sig = l.plan(KernelEventKind::Signal).unwrap();
+        assert_eq!(sig.state, HookState::Missing);
+        assert!(
+            sig.reason
+                .as_deref()
+                .unwrap()
+                .contains("signal_generate/format"),
+            "{:?}",
+            sig.reason
+        );
+        assert!(l.plan(KernelEventKind::Exit).unwrap().enabled());
     }
 
     #[test]
