@@ -25,8 +25,11 @@ pub enum Behaviour {
     /// SIGTERM set to SIG_IGN, like a PID 1 without a handler: only SIGKILL
     /// at the grace period ends it.
     IgnoreSigterm,
-    /// Closes idle keep-alive connections at once on SIGTERM (Go's
-    /// `Server.Shutdown` style), keeps serving, exits after the drain time.
+    /// On SIGTERM, closes every keep-alive connection the moment it is idle
+    /// (at once for idle ones, right after the response for busy ones)
+    /// without announcing it (no `Connection: close`), keeps listening, and
+    /// exits after the drain time. Servers that close idle sockets on
+    /// shutdown do this; a proxy reusing the connection races the FIN.
     CloseIdle,
     /// Every response takes `--delay-ms`; graceful on SIGTERM.
     Slow,

@@ -269,6 +269,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         out_dir,
         lab_exe: std::env::current_exe().context("locating fivexx-lab itself")?,
         agent: agent_bin,
+        store: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -201,6 +201,10 @@ pub struct RunOptions {
     pub lab_exe: PathBuf,
     /// Attach `fivexx-agent trace` (this binary).
     pub agent: Option<PathBuf>,
+    /// The cluster state to drive, when the caller serves it too (the fake
+    /// API server runs on the same store while the scenario runs). Its node
+    /// should be [`NODE`]. `None`: a fresh store.
+    pub store: Option<ClusterStore>,
 }
 
 /// Runs one scenario from a clean machine to a clean machine.
@@ -221,7 +225,7 @@ pub async fn run(params: &ScenarioParams, opts: &RunOptions) -> Result<ScenarioR
         None => None,
     };
     let timeline = Timeline::default();
-    let store = ClusterStore::new(NODE);
+    let store = opts.store.clone().unwrap_or_else(|| ClusterStore::new(NODE));
     let result = drive(params, opts, store.clone(), timeline.clone()).await;
     clean::clean();
     let kernel_events = match agent_run.as_mut() {

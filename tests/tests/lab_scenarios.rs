@@ -40,6 +40,7 @@ fn run(kind: ScenarioKind, tweak: impl FnOnce(&mut ScenarioParams)) -> ScenarioR
         out_dir,
         lab_exe: PathBuf::from(env!("CARGO_BIN_EXE_fivexx-lab")),
         agent: agent_bin(),
+        store: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
