@@ -727,3 +727,133 @@ async fn real_kubectl_gets_pods_and_endpointslices() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_reviews_follow_the_deny_list() -> Result<()> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let lab = lab("ssar", ClusterStore::new(NODE)).await?;
+    lab.server.deny("create", "pods/portforward");
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(lab.client.clone());
+    let ask = |verb: &str, resource: &str, subresource: Option<&str>| SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.into()),
+                resource: Some(resource.into()),
+                subresource: subresource.map(Into::into),
+                namespace: Some("fivexx-system".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let allowed = |r: SelfSubjectAccessReview| r.status.map(|s| s.allowed);
+    let pp = PostParams::default();
+    assert_eq!(
+        allowed(reviews.create(&pp, &ask("list", "pods", None)).await?),
+        Some(true)
+    );
+    assert_eq!(
+        allowed(
+            reviews
+                .create(&pp, &ask("create", "pods", Some("portforward")))
+                .await?
+        ),
+        Some(false)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_set_readiness_follows_the_lab_hook() -> Result<()> {
+    let lab = lab("dsready", ClusterStore::new(NODE)).await?;
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ready.clone();
+    lab.store
+        .set_daemon_set_readiness(move |_, _| flag.load(std::sync::atomic::Ordering::SeqCst));
+    lab.store.apply_namespace("fivexx-system");
+    let daemon_sets: Api<DaemonSet> = Api::namespaced(lab.client.clone(), "fivexx-system");
+    let ds = json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "fivexx-agent", "namespace": "fivexx-system"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "fivexx-agent"}},
+            "template": {"metadata": {"labels": {"app": "fivexx-agent"}},
+                         "spec": {"containers": [{"name": "agent", "image": "fivexx/agent"}]}},
+        },
+    });
+    let applied = daemon_sets
+        .patch(
+            "fivexx-agent",
+            &PatchParams::apply("kubectl-fivexx"),
+            &Patch::Apply(&ds),
+        )
+        .await?;
+    assert_eq!(applied.status.map(|s| s.number_ready), Some(0));
+    let rv = daemon_sets
+        .get("fivexx-agent")
+        .await?
+        .metadata
+        .resource_version
+        .context("rv")?;
+
+    // `deploy` waits on a watch; the lab's agent becomes healthy.
+    let mut stream = daemon_sets
+        .watch(&WatchParams::default(), &rv)
+        .await?
+        .boxed();
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    lab.store.refresh_daemon_sets();
+    match next_event(&mut stream).await? {
+        WatchEvent::Modified(ds) => {
+            assert_eq!(
+                ds.status
+                    .map(|s| (s.number_ready, s.desired_number_scheduled)),
+                Some((1, 1))
+            )
+        }
+        other => bail!("expected MODIFIED, got {other:?}"),
+    }
+    let pods: Api<Pod> = Api::namespaced(lab.client.clone(), "fivexx-system");
+    let agent = pods.get("fivexx-agent-lab-node").await?;
+    let statuses = agent
+        .status
+        .and_then(|s| s.container_statuses)
+        .unwrap_or_default();
+    assert!(statuses.iter().all(|c| c.ready) && statuses.len() == 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_list_watcher_gets_initial_events() -> Result<()> {
+    let lab = lab("streaming", ClusterStore::new(NODE)).await?;
+    lab.store.apply_pod(pod("default", "web-1", "web", None));
+    lab.store.apply_pod(pod("default", "web-2", "web", None));
+    let api: Api<Pod> = Api::namespaced(lab.client.clone(), "default");
+    let mut events = watcher(api, watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, events.try_next())
+            .await??
+            .context("watcher ended")?
+        {
+            watcher::Event::Init => {}
+            watcher::Event::InitApply(p) => initial.push(p.metadata.name.unwrap_or_default()),
+            watcher::Event::InitDone => break,
+            other => bail!("unexpected event before InitDone: {other:?}"),
+        }
+    }
+    initial.sort();
+    assert_eq!(initial, ["web-1", "web-2"]);
+    lab.store.delete_pod("default", "web-2");
+    let event = tokio::time::timeout(WAIT, events.try_next())
+        .await??
+        .context("watcher ended")?;
+    assert!(
+        matches!(&event, watcher::Event::Delete(p) if p.metadata.name.as_deref() == Some("web-2")),
+        "{event:?}"
+    );
+    Ok(())
+}

@@ -35,9 +35,13 @@ pub fn core_versions(server_address: &str) -> Value {
     })
 }
 
+/// The group of SelfSubjectAccessReview, which the server answers from its
+/// deny list so that a client can check its permissions up front.
+pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
+
 /// The named groups served, with their single version each.
 fn groups() -> Vec<(&'static str, &'static str)> {
-    let mut groups: Vec<(&str, &str)> = Vec::new();
+    let mut groups: Vec<(&str, &str)> = vec![(AUTHORIZATION_GROUP, "v1")];
     for k in Kind::ALL {
         let i = k.info();
         if !i.group.is_empty() && !groups.contains(&(i.group, i.version)) {
@@ -84,6 +88,20 @@ const VERBS: [&str; 8] = [
 
 /// `/api/v1` or `/apis/<group>/<version>`: the resources of a group version.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (AUTHORIZATION_GROUP, "v1") {
+        return Some(json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": "authorization.k8s.io/v1",
+            "resources": [{
+                "name": "selfsubjectaccessreviews",
+                "singularName": "selfsubjectaccessreview",
+                "namespaced": false,
+                "kind": "SelfSubjectAccessReview",
+                "verbs": ["create"],
+            }],
+        }));
+    }
     let kinds: Vec<Kind> = Kind::ALL
         .into_iter()
         .filter(|k| k.info().group == group && k.info().version == version)

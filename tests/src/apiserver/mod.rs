@@ -251,8 +251,13 @@ enum Route {
     CoreVersions,
     Groups,
     Group(String),
-    Resources { group: String, version: String },
+    Resources {
+        group: String,
+        version: String,
+    },
     Object(ObjectRoute),
+    /// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`.
+    AccessReview,
     Health,
 }
 
@@ -275,6 +280,9 @@ fn parse_route(path: &str) -> Result<Route, ApiError> {
         ["version"] => return Ok(Route::Version),
         ["healthz" | "livez" | "readyz"] => return Ok(Route::Health),
         ["api"] => return Ok(Route::CoreVersions),
+        ["apis", discovery::AUTHORIZATION_GROUP, "v1", "selfsubjectaccessreviews"] => {
+            return Ok(Route::AccessReview)
+        }
         ["apis"] => return Ok(Route::Groups),
         ["apis", g] => return Ok(Route::Group(g.to_string())),
         ["api", v] => {
@@ -428,6 +436,20 @@ async fn serve(state: AppState, request: Request) -> Result<Response, ApiError> 
             &format!("{group}/{version}"),
         ),
         Route::Object(route) => serve_object(state, route, request).await,
+        Route::AccessReview => {
+            if request.method() != Method::POST {
+                return Err(ApiError::method_not_allowed(
+                    request.method().as_str(),
+                    "selfsubjectaccessreviews",
+                ));
+            }
+            let review = read_json(request.into_body()).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &access_review(&state, review)?,
+                "application/json",
+            ))
+        }
     }
 }
 
@@ -677,6 +699,39 @@ async fn serve_object(
             parts.uri.path(),
         )),
     }
+}
+
+/// Answers a SelfSubjectAccessReview from the deny list: allowed unless a
+/// (verb, resource[/subresource]) pair is denied.
+fn access_review(state: &AppState, mut review: Value) -> Result<Value, ApiError> {
+    let attrs = review
+        .pointer("/spec/resourceAttributes")
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "SelfSubjectAccessReview: spec.resourceAttributes is required (nonResourceAttributes are not supported)",
+            )
+        })?;
+    let field = |f: &str| attrs.get(f).and_then(Value::as_str).unwrap_or("");
+    let verb = field("verb");
+    if verb.is_empty() || field("resource").is_empty() {
+        return Err(ApiError::bad_request(
+            "SelfSubjectAccessReview: spec.resourceAttributes.verb and .resource are required",
+        ));
+    }
+    let resource = match field("subresource") {
+        "" => field("resource").to_string(),
+        sub => format!("{}/{sub}", field("resource")),
+    };
+    let allowed = !state.access.denies(verb, &resource);
+    review["apiVersion"] = "authorization.k8s.io/v1".into();
+    review["kind"] = "SelfSubjectAccessReview".into();
+    review["status"] = if allowed {
+        json!({"allowed": true, "reason": "allowed by the lab's RBAC"})
+    } else {
+        json!({"allowed": false, "reason": format!("denied by the lab's RBAC: cannot {verb} {resource}")})
+    };
+    Ok(review)
 }
 
 fn not_found(kind: Kind, name: &str) -> crate::cluster::ClusterError {
