@@ -275,15 +275,21 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let report = rt.block_on(async {
+    // Ctrl-C or SIGTERM: stop every lab task first (so the kubelet cannot
+    // restart what clean kills), then clean.
+    let outcome = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            r = scenario::run(&params, &opts) => r.map_err(anyhow::Error::from),
-            _ = tokio::signal::ctrl_c() => {
-                clean::clean();
-                anyhow::bail!("interrupted; the lab was cleaned up")
-            }
+            r = scenario::run(&params, &opts) => r.map(Some).map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => Ok(None),
+            _ = term.recv() => Ok(None),
         }
-    })?;
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    let Some(report) = outcome? else {
+        clean::clean();
+        anyhow::bail!("interrupted; the lab was cleaned up");
+    };
     if flags.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
