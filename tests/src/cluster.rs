@@ -120,7 +120,7 @@ impl Kind {
 
     pub fn info(self) -> KindInfo {
         match self {
-            Kind::Pod => info::<Pod>("pod", &["po"], &["status", "portforward"]),
+            Kind::Pod => info::<Pod>("pod", &["po"], &["status", "portforward", "eviction"]),
             Kind::Node => info::<Node>("node", &["no"], &["status"]),
             Kind::Event => info::<Event>("event", &["ev"], &[]),
             Kind::Namespace => info::<Namespace>("namespace", &["ns"], &["status"]),

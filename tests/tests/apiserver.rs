@@ -716,6 +716,21 @@ async fn real_kubectl_gets_pods_and_endpointslices() -> Result<()> {
     let out = run_kubectl(&bin, &lab.kubeconfig, &["get", "nodes", "-o", "name"]).await?;
     assert_eq!(out.trim(), format!("node/{NODE}"));
 
+    // kubectl drain: cordon (a patch), then evict the node's pods.
+    let out = run_kubectl(
+        &bin,
+        &lab.kubeconfig,
+        &["drain", NODE, "--ignore-daemonsets", "--force"],
+    )
+    .await?;
+    assert!(out.contains("drained"), "{out}");
+    assert!(
+        lab.store.list_pods(None).is_empty(),
+        "evicted pods are gone"
+    );
+    let node = lab.store.get_node(NODE).context("node")?;
+    assert_eq!(node.spec.and_then(|s| s.unschedulable), Some(true));
+
     // kubectl reports the server's Forbidden Status.
     lab.server.deny("list", "pods");
     let err = run_kubectl(&bin, &lab.kubeconfig, &["get", "pods"])
@@ -855,5 +870,44 @@ async fn streaming_list_watcher_gets_initial_events() -> Result<()> {
         matches!(&event, watcher::Event::Delete(p) if p.metadata.name.as_deref() == Some("web-2")),
         "{event:?}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_delete_and_eviction_leave_pods_terminating() -> Result<()> {
+    let config = ApiServerConfig {
+        graceful_pod_delete: true,
+        ..Default::default()
+    };
+    let lab = lab_with("graceful", ClusterStore::new(NODE), config).await?;
+    let mut with_grace = pod("default", "web-1", "web", Some("10.244.0.11"));
+    with_grace
+        .spec
+        .as_mut()
+        .context("spec")?
+        .termination_grace_period_seconds = Some(12);
+    lab.store.apply_pod(with_grace);
+    lab.store
+        .apply_pod(pod("default", "web-2", "web", Some("10.244.0.12")));
+    let pods: Api<Pod> = Api::namespaced(lab.client.clone(), "default");
+
+    let deleted = pods.delete("web-1", &DeleteParams::default()).await?;
+    let terminating = deleted
+        .left()
+        .context("a graceful delete returns the pod")?;
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(12));
+
+    pods.evict("web-2", &kube::api::EvictParams::default())
+        .await?;
+    let evicted = lab
+        .store
+        .get_pod("default", "web-2")
+        .context("still there until the kubelet acts")?;
+    assert!(evicted.metadata.deletion_timestamp.is_some());
+
+    // The kubelet's final delete.
+    lab.store.delete_pod("default", "web-2");
+    assert!(pods.get_opt("web-2").await?.is_none());
     Ok(())
 }

@@ -123,6 +123,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         for sub in i.subresources {
             let (kind, verbs): (&str, Vec<&str>) = match *sub {
                 "portforward" => ("PodPortForwardOptions", vec!["create", "get"]),
+                "eviction" => ("Eviction", vec!["create"]),
                 _ => (i.kind, vec!["get", "patch", "update"]),
             };
             resources.push(json!({

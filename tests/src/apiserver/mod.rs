@@ -600,6 +600,36 @@ async fn serve_object(
             }
             Ok(ok_json(&object))
         }
+        (Method::POST, Some(name), Some("eviction")) => {
+            // kubectl drain's path: an Eviction is a graceful delete (the
+            // lab has no PodDisruptionBudgets to refuse it).
+            // kube-rs sends neither kind nor apiVersion (the subresource
+            // implies them), and its delete options as `delete_options`.
+            let eviction = read_json(body).await?;
+            if !eviction.is_object()
+                || eviction
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .is_some_and(|k| k != "Eviction")
+            {
+                return Err(ApiError::bad_request(
+                    "the body of pods/eviction must be an Eviction",
+                ));
+            }
+            let grace = [
+                "/deleteOptions/gracePeriodSeconds",
+                "/delete_options/gracePeriodSeconds",
+            ]
+            .iter()
+            .find_map(|p| eviction.pointer(p).and_then(Value::as_i64));
+            delete_one(&state, kind, &ns, &name, grace)?;
+            let done = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+            Ok(json_response(
+                StatusCode::CREATED,
+                &done,
+                "application/json",
+            ))
+        }
         (Method::POST, None, None) => {
             let mut object = read_json(body).await?;
             place(kind, &mut object, route.namespace.as_deref(), None)?;
