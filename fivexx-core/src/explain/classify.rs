@@ -4,11 +4,12 @@
 //! (or Service) behind the address at the right time. Without one the
 //! failure is `Unexplained`, with a note saying what was looked for.
 
-use super::verdict::{Cause, Confidence, Evidence, FailedConnection, FailureKind};
+use super::verdict::{Cause, Confidence, Evidence, FailedConnection, FailureKind, Said};
 use super::ExplainConfig;
-use crate::event::{signal_name, SignalResult};
-use crate::model::timeline::{ClusterTimeline, PodTimeline, SignalSeen};
+use crate::event::SignalResult;
+use crate::model::timeline::ClusterTimeline;
 use crate::model::FactSource;
+use std::sync::Arc;
 
 /// The cause of one failure, before episode and fix are attached.
 #[derive(Debug)]
@@ -39,30 +40,7 @@ fn secs(ns: i64) -> f64 {
     ns as f64 / 1e9
 }
 
-fn signal_evidence(pod: &PodTimeline, s: &SignalSeen) -> Evidence {
-    let target = s.target.as_ref().map_or("a process".to_string(), |t| {
-        format!("pid {} ({})", t.pid, t.comm)
-    });
-    let sender = s.sender.as_ref().map_or("unknown sender".to_string(), |t| {
-        format!("{} (pid {})", t.comm, t.pid)
-    });
-    let result = match s.result {
-        Some(SignalResult::Ignored) => ", ignored",
-        Some(SignalResult::Delivered) => ", delivered",
-        _ => "",
-    };
-    Evidence {
-        at_ns: s.at_ns,
-        source: FactSource::Node(s.node.clone()),
-        fact: format!(
-            "{} to {target} of {} from {sender}{result}",
-            signal_name(s.signal),
-            pod.display_name()
-        ),
-    }
-}
-
-fn api(at_ns: i64, fact: String) -> Evidence {
+fn api(at_ns: i64, fact: Said) -> Evidence {
     Evidence {
         at_ns,
         source: FactSource::Api,
@@ -105,7 +83,10 @@ pub(crate) fn classify(
         .map_or(pod.created_ns.unwrap_or(t), |(at, _)| *at);
     ev.push(api(
         ip_since,
-        format!("{addr} belongs to {}", pod.display_name()),
+        Said::Owns {
+            addr,
+            pod: pod.display.clone(),
+        },
     ));
 
     // 1. OOM kill of the pod around the failure.
@@ -119,11 +100,11 @@ pub(crate) fn classify(
                 ev.push(Evidence {
                     at_ns: *oom_at,
                     source: if from_kernel {
-                        FactSource::Node(pod.node.clone().unwrap_or_default())
+                        FactSource::Node(Arc::from(pod.node.clone().unwrap_or_default()))
                     } else {
                         FactSource::Api
                     },
-                    fact: format!("OOM kill of{who} in {}", pod.display_name()),
+                    fact: Said::text(format!("OOM kill of{who} in {}", pod.display)),
                 });
                 return Classification {
                     cause: Cause::OomKill,
@@ -144,21 +125,19 @@ pub(crate) fn classify(
     let term = pod.termination_ns().filter(|x| *x <= horizon);
     let sigterm = pod.sigterm.as_ref().filter(|s| s.at_ns <= horizon);
     if let Some(s) = sigterm {
-        ev.push(signal_evidence(pod, s));
+        ev.push(s.evidence.clone());
     }
-    if let Some((del, grace)) = pod.deleting.filter(|d| d.0 <= horizon) {
-        ev.push(api(
-            del,
-            format!(
-                "{} deleted (deletionTimestamp set, grace {grace} s)",
-                pod.display_name()
-            ),
-        ));
+    if let Some(d) = pod
+        .deleting_evidence
+        .as_ref()
+        .filter(|d| d.at_ns <= horizon)
+    {
+        ev.push(d.clone());
     }
     if let Some(node) = &pod.node {
         if let Some(term) = term {
             if let Some(c) = tl.cordoned_at(node, term, skew) {
-                ev.push(api(c, format!("node {node} cordoned")));
+                ev.push(api(c, Said::Cordoned(Arc::from(node.as_str()))));
             }
         }
     }
@@ -169,7 +148,7 @@ pub(crate) fn classify(
             .sigkill_between(t - cfg.kill_window_ns - skew, (t + skew).min(horizon))
             .filter(|k| k.from_lifecycle());
         if let (Some(kill), Some(term)) = (kill, term) {
-            ev.push(signal_evidence(pod, kill));
+            ev.push(kill.evidence.clone());
             let after = kill.at_ns - term;
             let ignored = sigterm.is_some_and(|s| s.result == Some(SignalResult::Ignored));
             if ignored {
@@ -227,7 +206,7 @@ pub(crate) fn classify(
                             )),
                         ),
                         Some(r) => {
-                            ev.push(api(r, format!("{addr} left the ready endpoints")));
+                            ev.push(api(r, Said::LeftEndpoints(addr)));
                             (Confidence::High, None)
                         }
                         None => (
@@ -261,12 +240,17 @@ pub(crate) fn classify(
                         .map(|x| x.at_ns)
                         .max();
                     if let Some(g) = gone {
-                        ev.push(api(g, format!("{} gone from the API", pod.display_name())));
+                        ev.push(api(
+                            g,
+                            Said::text(format!("{} gone from the API", pod.display)),
+                        ));
                     } else if let Some(x) = exited {
                         ev.push(Evidence {
                             at_ns: x,
-                            source: FactSource::Node(pod.node.clone().unwrap_or_default()),
-                            fact: format!("the processes of {} exited", pod.display_name()),
+                            source: FactSource::Node(Arc::from(
+                                pod.node.clone().unwrap_or_default(),
+                            )),
+                            fact: Said::text(format!("the processes of {} exited", pod.display)),
                         });
                     }
                     if gone.is_some() || exited.is_some() {
@@ -326,10 +310,13 @@ pub(crate) fn classify(
             .min();
         if let Some(start) = start {
             if attempt >= start - skew && attempt <= start + cfg.startup_window_ns {
-                ev.push(api(start, format!("{} started", pod.display_name())));
+                ev.push(api(start, Said::text(format!("{} started", pod.display))));
                 let ready = pod.first_ready_ns().filter(|r| *r <= attempt + skew);
                 if let Some(r) = ready {
-                    ev.push(api(r, format!("{} reported Ready", pod.display_name())));
+                    ev.push(api(
+                        r,
+                        Said::text(format!("{} reported Ready", pod.display)),
+                    ));
                 }
                 return Classification {
                     cause: Cause::NotReadyAtStart,
@@ -385,7 +372,9 @@ fn classify_service(
                     confidence: Confidence::High,
                     evidence: vec![api(
                         left,
-                        format!("the last ready endpoint of {name} left; none remained"),
+                        Said::text(format!(
+                            "the last ready endpoint of {name} left; none remained"
+                        )),
                     )],
                     pod_uid: None,
                     service: Some(svc),

@@ -3,7 +3,7 @@
 
 use super::verdict::{Cause, EpisodeKind, EpisodeRef};
 use crate::model::timeline::{ClusterTimeline, PodTimeline};
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 #[derive(Debug, Default)]
 pub(crate) struct EpisodeTracker {

@@ -7,11 +7,13 @@
 //! joined by the connection's endpoints (both directions), and a connection
 //! is final once nothing joined it for `join_ns` of event time.
 
-use super::verdict::{Evidence, FailedConnection, FailureKind};
-use crate::event::{errno_name, FourTuple, KernelEvent, KernelEventKind, TcpState};
+use super::verdict::{Evidence, FailedConnection, FailureKind, Said};
+use crate::event::{FourTuple, KernelEvent, KernelEventKind, TcpState};
+use crate::model::fact::NodeNames;
 use crate::model::FactSource;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Kernel facts joined into one failure, at most.
 const MAX_JOINED_EVIDENCE: usize = 6;
@@ -129,6 +131,7 @@ const T_SEND_RST: u16 = 8;
 #[derive(Debug, Default)]
 pub struct FailureJoiner {
     open: HashMap<ConnKey, Session>,
+    nodes: NodeNames,
 }
 
 impl FailureJoiner {
@@ -166,6 +169,7 @@ impl FailureJoiner {
         };
         let key = ConnKey::of(&tuple);
         let t = e.wall_ns;
+        let source = FactSource::Node(self.nodes.get(&e.node));
         if let Some(s) = self.open.get(&key) {
             // The same terminal kind twice: the port was reused by a new
             // connection. Close the old one out.
@@ -206,15 +210,19 @@ impl FailureJoiner {
                 }
             }
         }
-        let what = match e.kind {
+        let said = match e.kind {
             KernelEventKind::ReceiveReset => {
-                let st = e.tcp_state.map_or("?", |x| x.name());
                 if e.tcp_state == Some(TcpState::SynSent) {
                     s.rst_in_syn_sent = true;
                 } else {
                     s.rst_established = true;
                 }
-                format!("RST received in {st} on {tuple}")
+                Said::Conn {
+                    kind: e.kind,
+                    state: e.tcp_state,
+                    errno: None,
+                    tuple,
+                }
             }
             KernelEventKind::SockError => {
                 let n = e.errno.unwrap_or(0);
@@ -223,27 +231,42 @@ impl FailureJoiner {
                     Some(old) if old == 111 || old == 110 => old,
                     _ => n,
                 });
-                format!("socket error {n} {} on {tuple}", errno_name(n))
+                Said::Conn {
+                    kind: e.kind,
+                    state: None,
+                    errno: Some(n),
+                    tuple,
+                }
             }
             KernelEventKind::StateChange => {
                 s.syn_close = true;
-                format!("SYN_SENT -> CLOSE without ESTABLISHED on {tuple}")
+                Said::Conn {
+                    kind: e.kind,
+                    state: None,
+                    errno: None,
+                    tuple,
+                }
             }
             KernelEventKind::SynRetransmit => {
                 s.syn_retransmits += 1;
-                format!("SYN retransmitted on {tuple}")
+                Said::Conn {
+                    kind: e.kind,
+                    state: None,
+                    errno: None,
+                    tuple,
+                }
             }
-            KernelEventKind::SendReset => format!(
-                "RST sent ({}) on {tuple}",
-                e.reset_reason.as_deref().unwrap_or("reason unknown")
-            ),
+            KernelEventKind::SendReset => Said::RstSent {
+                reason: e.reset_reason.as_deref().map(Arc::from),
+                tuple,
+            },
             _ => return,
         };
         if s.evidence.len() < MAX_JOINED_EVIDENCE {
             s.evidence.push(Evidence {
                 at_ns: t,
-                source: FactSource::Node(e.node.clone()),
-                fact: what,
+                source,
+                fact: said,
             });
         }
     }

@@ -18,15 +18,17 @@ pub use failure::FailureJoiner;
 pub use measure::{fix_for, percentile, prestop_for_lag, workload_key, WorkloadStats};
 pub use verdict::{
     Cause, Confidence, EpisodeKind, EpisodeRef, Evidence, FailedConnection, FailureKind, Fix,
-    ProxyRef, Verdict,
+    ProxyRef, Said, Verdict,
 };
 
 use crate::model::Fact;
 use classify::classify;
 use episode::EpisodeTracker;
+use foldhash::HashMap;
 use measure::PodMeasure;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 
 const SECOND: i64 = 1_000_000_000;
 
@@ -129,8 +131,24 @@ pub struct Explainer {
     workloads: BTreeMap<String, WorkloadStats>,
     /// Per pod: latest endpoint-lag failure after termination began.
     proxy_lag: HashMap<String, i64>,
-    /// Per workload: startup refusals and no-endpoint durations seen.
+    /// Per pod (or service): the last fix and the numbers it came from.
+    fix_cache: HashMap<String, (FixKey, Option<Arc<Fix>>)>,
     stats: EngineStats,
+}
+
+/// The numbers a per-verdict fix depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FixKey {
+    cause: Cause,
+    endpoint_lag: Option<i64>,
+    proxy_lag: Option<i64>,
+    exit_after_term: Option<i64>,
+    killed: u32,
+    grace: Option<u32>,
+    ignored_by: bool,
+    oom: u32,
+    startup: i64,
+    no_endpoints: i64,
 }
 
 impl Explainer {
@@ -146,7 +164,8 @@ impl Explainer {
             last_prune: i64::MIN,
             episodes: EpisodeTracker::default(),
             workloads: BTreeMap::new(),
-            proxy_lag: HashMap::new(),
+            proxy_lag: HashMap::default(),
+            fix_cache: HashMap::default(),
             stats: EngineStats::default(),
         }
     }
@@ -230,13 +249,13 @@ impl Explainer {
             (Some(p), _) => (
                 Some(p.namespace.clone()).filter(|n| !n.is_empty()),
                 p.workload.clone(),
-                Some(p.display_name()),
+                Some(p.display.to_string()),
             ),
             (None, Some((ns, _))) => (Some(ns.clone()), None, None),
             _ => (None, None, None),
         };
-        let key = match (pod, &c.service) {
-            (Some(p), _) => workload_key(&p.namespace, p.workload.as_ref(), &p.name),
+        let key: String = match (pod, &c.service) {
+            (Some(p), _) => p.key.to_string(),
             (None, Some((ns, name))) => format!("{ns}/service/{name}"),
             _ => "-".to_string(),
         };
@@ -262,7 +281,12 @@ impl Explainer {
                         let lag = (attempt - term).max(0);
                         let e = self.proxy_lag.entry(p.uid.clone()).or_insert(lag);
                         *e = (*e).max(lag);
-                        local.proxy_lags_ns.push(*e);
+                        // The pod's own endpoint-removal lag, once seen, is
+                        // the better number; until then, how long the proxy
+                        // kept routing here.
+                        if local.endpoint_lags_ns.is_empty() {
+                            local.proxy_lags_ns.push(*e);
+                        }
                     }
                 }
                 Cause::NotReadyAtStart => {
@@ -279,13 +303,15 @@ impl Explainer {
         if c.cause == Cause::NoEndpoints {
             local.no_endpoints_ns = (f.at_ns - service_since).max(0);
         }
-        let w = self.workloads.entry(key.clone()).or_default();
-        w.startup_refusal_ns = w.startup_refusal_ns.max(local.startup_refusal_ns);
-        w.no_endpoints_ns = w.no_endpoints_ns.max(local.no_endpoints_ns);
-        let fix = measure::fix_for(c.cause, &local);
+        if local.startup_refusal_ns > 0 || local.no_endpoints_ns > 0 {
+            let w = self.workloads.entry(key.clone()).or_default();
+            w.startup_refusal_ns = w.startup_refusal_ns.max(local.startup_refusal_ns);
+            w.no_endpoints_ns = w.no_endpoints_ns.max(local.no_endpoints_ns);
+        }
+        let fix = self.fix(c.cause, c.pod_uid.as_deref().unwrap_or(&key), &local);
         let mut evidence = f.evidence.clone();
         evidence.extend(c.evidence);
-        evidence.sort_by(|a, b| a.at_ns.cmp(&b.at_ns).then_with(|| a.fact.cmp(&b.fact)));
+        evidence.sort_by(|a, b| a.at_ns.cmp(&b.at_ns).then_with(|| a.source.cmp(&b.source)));
         evidence.dedup();
         let proxy = (!f.client_node.is_empty()).then(|| ProxyRef {
             node: f.client_node.clone(),
@@ -308,6 +334,35 @@ impl Explainer {
         }
     }
 
+    /// The fix for one verdict, shared with the previous verdicts of the
+    /// same pod while the numbers behind it are unchanged.
+    fn fix(&mut self, cause: Cause, subject: &str, local: &WorkloadStats) -> Option<Arc<Fix>> {
+        let key = FixKey {
+            cause,
+            endpoint_lag: local.endpoint_lags_ns.first().copied(),
+            proxy_lag: local.proxy_lags_ns.first().copied(),
+            exit_after_term: local.exit_after_term_ns.first().copied(),
+            killed: local.killed,
+            grace: local.grace_s,
+            ignored_by: local.sigterm_ignored_by.is_some(),
+            oom: local.oom_kills,
+            startup: local.startup_refusal_ns,
+            no_endpoints: local.no_endpoints_ns,
+        };
+        if let Some((k, fix)) = self.fix_cache.get(subject) {
+            if *k == key {
+                return fix.clone();
+            }
+        }
+        let fix = measure::fix_for(cause, local).map(Arc::new);
+        if self.fix_cache.len() > 100_000 {
+            self.fix_cache.clear();
+        }
+        self.fix_cache
+            .insert(subject.to_string(), (key, fix.clone()));
+        fix
+    }
+
     /// Records the measurements of pods about to be forgotten, then forgets them.
     fn prune(&mut self, wm: i64) {
         let now = wm.saturating_sub(self.cfg.lookahead_ns);
@@ -322,10 +377,11 @@ impl Explainer {
     fn retire(&mut self, uid: &str, horizon: i64) {
         let Some(p) = self.tl.pod(uid) else { return };
         let m = PodMeasure::of(&self.tl, p, horizon);
-        let key = workload_key(&p.namespace, p.workload.as_ref(), &p.name);
+        let key = p.key.to_string();
         let lag = self.proxy_lag.remove(uid);
         self.workloads.entry(key).or_default().add_pod(&m, lag);
         self.episodes.forget(uid);
+        self.fix_cache.remove(uid);
     }
 
     /// Classifies everything still pending (end of the stream) and returns

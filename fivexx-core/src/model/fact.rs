@@ -13,6 +13,7 @@ use crate::event::KernelEvent;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// One fact, from a node (kernel) or from the API server (Kubernetes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +43,7 @@ impl Fact {
     /// Where the fact came from, as cited in evidence.
     pub fn source(&self) -> FactSource {
         match self {
-            Fact::Kernel(e) => FactSource::Node(e.node.clone()),
+            Fact::Kernel(e) => FactSource::Node(Arc::from(e.node.as_str())),
             _ => FactSource::Api,
         }
     }
@@ -52,7 +53,8 @@ impl Fact {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FactSource {
-    Node(String),
+    /// Shared: thousands of evidence items cite the same few nodes.
+    Node(Arc<str>),
     Api,
 }
 
@@ -179,4 +181,21 @@ pub struct ClusterEvent {
     pub object_uid: Option<String>,
     /// The reporting node, when the kubelet reported it.
     pub node: Option<String>,
+}
+
+/// Shares the few node names among many evidence items.
+#[derive(Debug, Default)]
+pub(crate) struct NodeNames(Vec<Arc<str>>);
+
+impl NodeNames {
+    pub(crate) fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.0.iter().find(|n| &***n == name) {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(name);
+        if self.0.len() < 4096 {
+            self.0.push(n.clone());
+        }
+        n
+    }
 }

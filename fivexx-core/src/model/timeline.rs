@@ -10,9 +10,12 @@
 use super::fact::{
     ClusterEvent, EndpointFact, NodeChange, NodeFact, PodChange, PodFact, ServiceFact, WorkloadRef,
 };
-use crate::event::{ExitStatus, KernelEvent, KernelEventKind, SignalResult, TaskRef};
-use std::collections::HashMap;
+use super::fact::{FactSource, NodeNames};
+use crate::event::{signal_name, ExitStatus, KernelEvent, KernelEventKind, SignalResult, TaskRef};
+use crate::explain::{Evidence, Said};
+use foldhash::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Signal numbers we reason about.
 pub const SIGKILL: i32 = 9;
@@ -31,6 +34,8 @@ pub struct SignalSeen {
     pub sender: Option<TaskRef>,
     pub target: Option<TaskRef>,
     pub result: Option<SignalResult>,
+    /// The sentence verdicts cite, built once.
+    pub evidence: Evidence,
 }
 
 impl SignalSeen {
@@ -67,6 +72,29 @@ pub fn is_lifecycle_comm(comm: &str) -> bool {
     NAMES.iter().any(|n| comm.starts_with(n))
 }
 
+/// "SIGTERM to pid 7 (nginx) of shop/api-1 from containerd-shim (pid 9), delivered".
+fn signal_evidence(pod: &str, e: &KernelEvent, node: Arc<str>) -> Evidence {
+    let target = e.target.as_ref().map_or("a process".to_string(), |t| {
+        format!("pid {} ({})", t.pid, t.comm)
+    });
+    let sender = e.task.as_ref().map_or("unknown sender".to_string(), |t| {
+        format!("{} (pid {})", t.comm, t.pid)
+    });
+    let result = match e.signal_result {
+        Some(SignalResult::Ignored) => ", ignored",
+        Some(SignalResult::Delivered) => ", delivered",
+        _ => "",
+    };
+    Evidence {
+        at_ns: e.wall_ns,
+        source: FactSource::Node(node),
+        fact: Said::text(format!(
+            "{} to {target} of {pod} from {sender}{result}",
+            signal_name(e.signal.unwrap_or(0))
+        )),
+    }
+}
+
 /// An exit of a pod's process.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExitSeen {
@@ -81,6 +109,10 @@ pub struct PodTimeline {
     pub uid: String,
     pub namespace: String,
     pub name: String,
+    /// `namespace/name`, shared by every verdict that cites the pod.
+    pub display: Arc<str>,
+    /// The report's grouping key (see `explain::workload_key`).
+    pub key: Arc<str>,
     pub node: Option<String>,
     pub workload: Option<WorkloadRef>,
     pub created_ns: Option<i64>,
@@ -91,6 +123,7 @@ pub struct PodTimeline {
     pub ips: Vec<(i64, IpAddr)>,
     /// deletionTimestamp and grace period.
     pub deleting: Option<(i64, u32)>,
+    pub deleting_evidence: Option<Evidence>,
     /// First SIGTERM to one of its processes.
     pub sigterm: Option<SignalSeen>,
     /// SIGKILLs to its processes (first few).
@@ -107,11 +140,21 @@ pub struct PodTimeline {
 impl PodTimeline {
     /// `namespace/name`, or the uid when the API never named it.
     pub fn display_name(&self) -> String {
-        if self.name.is_empty() {
-            format!("pod uid {}", self.uid)
+        self.display.to_string()
+    }
+
+    /// Recomputes the shared names after the name or owner changed.
+    fn renamed(&mut self) {
+        self.display = if self.name.is_empty() {
+            Arc::from(format!("pod uid {}", self.uid))
         } else {
-            format!("{}/{}", self.namespace, self.name)
-        }
+            Arc::from(format!("{}/{}", self.namespace, self.name))
+        };
+        self.key = Arc::from(crate::explain::workload_key(
+            &self.namespace,
+            self.workload.as_ref(),
+            &self.name,
+        ));
     }
 
     /// When termination began: the earlier of the deletionTimestamp and the
@@ -199,6 +242,7 @@ pub struct ClusterTimeline {
     cgroups: HashMap<u64, String>,
     /// container id -> pod uid.
     containers: HashMap<String, String>,
+    nodes: NodeNames,
 }
 
 impl ClusterTimeline {
@@ -228,15 +272,21 @@ impl ClusterTimeline {
 
     pub fn apply_pod(&mut self, f: &PodFact) {
         let p = self.pod_mut(&f.uid, f.at_ns);
-        if p.name.is_empty() {
+        let mut renamed = false;
+        if p.name.is_empty() && !f.name.is_empty() {
             p.namespace.clone_from(&f.namespace);
             p.name.clone_from(&f.name);
+            renamed = true;
         }
         if f.node.is_some() {
             p.node.clone_from(&f.node);
         }
-        if f.owner.is_some() {
+        if f.owner.is_some() && p.workload != f.owner {
             p.workload.clone_from(&f.owner);
+            renamed = true;
+        }
+        if renamed {
+            p.renamed();
         }
         let mut new_ip = None;
         match &f.change {
@@ -256,6 +306,14 @@ impl ClusterTimeline {
             PodChange::Deleting { grace_period_s } => {
                 if p.deleting.is_none_or(|(at, _)| f.at_ns < at) {
                     p.deleting = Some((f.at_ns, *grace_period_s));
+                    p.deleting_evidence = Some(Evidence {
+                        at_ns: f.at_ns,
+                        source: FactSource::Api,
+                        fact: Said::text(format!(
+                            "{} deleted (deletionTimestamp set, grace {grace_period_s} s)",
+                            p.display
+                        )),
+                    });
                 }
             }
             PodChange::Gone => p.gone_ns = Some(min_opt(p.gone_ns, f.at_ns)),
@@ -330,6 +388,7 @@ impl ClusterTimeline {
         if p.name.is_empty() && f.object_kind == "Pod" {
             p.namespace.clone_from(&f.namespace);
             p.name.clone_from(&f.object_name);
+            p.renamed();
         }
         if f.reason == "OOMKilling" || f.reason == "OOMKilled" {
             // Keep the kernel's victim if the kernel saw it first.
@@ -378,19 +437,25 @@ impl ClusterTimeline {
         let Some(uid) = self.pod_of_process(e) else {
             return;
         };
+        let node = self.nodes.get(&e.node);
         let p = self.pod_mut(&uid, e.wall_ns);
         if p.node.is_none() && !e.node.is_empty() {
             p.node = Some(e.node.clone());
         }
         match e.kind {
             KernelEventKind::Signal => {
+                let signal = e.signal.unwrap_or(0);
+                if signal != SIGTERM && signal != SIGKILL {
+                    return;
+                }
                 let s = SignalSeen {
                     at_ns: e.wall_ns,
                     node: e.node.clone(),
-                    signal: e.signal.unwrap_or(0),
+                    signal,
                     sender: e.task.clone(),
                     target: e.target.clone(),
                     result: e.signal_result,
+                    evidence: signal_evidence(&p.display, e, node),
                 };
                 match s.signal {
                     SIGTERM => {
@@ -453,33 +518,21 @@ impl ClusterTimeline {
         if a.membership.is_empty() {
             return None;
         }
-        let mut latest: HashMap<&str, (i64, bool)> = HashMap::new();
-        for m in a.membership.iter().filter(|m| m.at_ns <= t) {
-            let e = latest.entry(&m.slice).or_insert((m.at_ns, m.routable));
-            if m.at_ns > e.0 || (m.at_ns == e.0 && !m.routable) {
-                *e = (m.at_ns, m.routable);
-            }
-        }
-        if latest.is_empty() {
-            return Some(false);
-        }
-        Some(latest.values().any(|(_, r)| *r))
+        Some(routable(&a.membership, t))
     }
 
     /// The first time at or after `from` when `ip` stopped being routable
     /// (left every ready endpoint), if that happened.
     pub fn unroutable_since(&self, ip: IpAddr, from: i64) -> Option<i64> {
         let a = self.addresses.get(&ip)?;
-        let mut times: Vec<i64> = a
-            .membership
+        // Membership lists are short (a few changes per address): quadratic
+        // scans without allocation beat sorting and maps here.
+        a.membership
             .iter()
             .filter(|m| m.at_ns >= from && !m.routable)
             .map(|m| m.at_ns)
-            .collect();
-        times.sort_unstable();
-        times
-            .into_iter()
-            .find(|t| self.routable_at(ip, *t) == Some(false))
+            .filter(|t| !routable(&a.membership, *t))
+            .min()
     }
 
     /// The service whose cluster IP this is.
@@ -553,6 +606,21 @@ impl ClusterTimeline {
         self.cgroups.retain(|_, uid| pods.contains_key(uid));
         self.containers.retain(|_, uid| pods.contains_key(uid));
     }
+}
+
+/// Routable at `t`: some slice's latest state at or before `t` is routable
+/// (at equal times, a removal wins).
+fn routable(membership: &[Membership], t: i64) -> bool {
+    membership.iter().enumerate().any(|(i, m)| {
+        m.routable
+            && m.at_ns <= t
+            && !membership.iter().enumerate().any(|(j, o)| {
+                j != i
+                    && o.slice == m.slice
+                    && o.at_ns <= t
+                    && (o.at_ns > m.at_ns || (o.at_ns == m.at_ns && !o.routable))
+            })
+    })
 }
 
 fn min_opt(a: Option<i64>, b: i64) -> i64 {
