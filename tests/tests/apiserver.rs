@@ -911,3 +911,48 @@ async fn graceful_delete_and_eviction_leave_pods_terminating() -> Result<()> {
     assert!(pods.get_opt("web-2").await?.is_none());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_send_bookmarks_and_honour_timeouts() -> Result<()> {
+    let config = ApiServerConfig {
+        bookmark_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let lab = lab_with("bookmarks", ClusterStore::new(NODE), config).await?;
+    lab.store.apply_pod(pod("default", "web-1", "web", None));
+    let api: Api<Pod> = Api::namespaced(lab.client.clone(), "default");
+    let rv = api
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .context("rv")?;
+    // A change to another kind moves the bookmark's version forward.
+    lab.store
+        .apply_endpoint_slice(slice("default", "web-abc", "web", &[]));
+    let now = lab.store.resource_version().to_string();
+
+    let started = std::time::Instant::now();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(1), &rv)
+        .await?
+        .boxed();
+    let mut bookmarks = Vec::new();
+    while let Some(event) = tokio::time::timeout(WAIT, stream.next()).await? {
+        match event? {
+            WatchEvent::Bookmark(b) => bookmarks.push(b.metadata.resource_version),
+            other => bail!("only bookmarks expected, got {other:?}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
+    assert!(bookmarks.len() >= 3, "{bookmarks:?}");
+    assert!(
+        bookmarks.iter().all(|b| *b == now),
+        "{bookmarks:?} vs {now}"
+    );
+    Ok(())
+}
