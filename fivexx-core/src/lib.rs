@@ -12,6 +12,7 @@ pub mod explain;
 pub mod model;
 pub mod report;
 pub mod synth;
+pub mod wire;
 
 pub use event::{
     ExitStatus, FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState,

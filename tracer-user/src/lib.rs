@@ -7,7 +7,9 @@ pub mod enrich;
 pub mod layout;
 pub mod output;
 pub mod privilege;
+pub mod pump;
 pub mod selftest;
+pub mod serve;
 pub mod tracefs;
 pub mod tracer;
 

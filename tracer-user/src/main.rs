@@ -2,15 +2,17 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use fivexx_core::{KernelEvent, KernelEventKind};
-use tokio::io::unix::AsyncFd;
 use tracer_user::decode::Decoder;
 use tracer_user::enrich::Enricher;
+use tracer_user::pump::{LoopOptions, Pump, Sink};
 use tracer_user::selftest::{self, children};
+use tracer_user::serve;
 use tracer_user::tracer::{self, KernelFacts, Tracer, TracerOptions, DEFAULT_RING_BYTES};
 use tracer_user::{output, Error};
 
@@ -42,6 +44,14 @@ enum Command {
         after_help = "Examples:\n  sudo fivexx-agent trace\n  sudo fivexx-agent trace -o json --kinds signal,exit\n  sudo fivexx-agent trace --port 8080 --stats-interval 10"
     )]
     Trace(TraceArgs),
+    /// Serve the event stream to clients (the plugin) on a loopback port.
+    #[command(after_help = "Examples:\n  sudo fivexx-agent serve --listen 127.0.0.1:7450")]
+    Serve(ServeArgs),
+    /// Exit 0 when an agent answers on its port (liveness and readiness probes).
+    Probe {
+        #[arg(long, default_value = DEFAULT_LISTEN)]
+        addr: SocketAddr,
+    },
     /// Run the kernel self-tests: real programs, real sockets and signals.
     Selftest {
         /// Run only this case.
@@ -94,6 +104,20 @@ struct TraceArgs {
     node: String,
 }
 
+const DEFAULT_LISTEN: &str = "127.0.0.1:7450";
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Loopback address to serve on; remote clients come through pods/portforward.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    #[arg(long, default_value_t = DEFAULT_RING_BYTES)]
+    ring_bytes: u32,
+    /// Node name stamped on events (the DaemonSet passes spec.nodeName).
+    #[arg(long, env = "NODE_NAME", default_value = "")]
+    node: String,
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(children::CHILD_ARG) {
@@ -111,6 +135,8 @@ fn main() {
         Command::Check { output, load } => check(output, load),
         Command::Trace(t) => trace(t),
         Command::Selftest { only } => run_selftest(only),
+        Command::Serve(s) => serve_cmd(s),
+        Command::Probe { addr } => probe(addr),
     };
     if let Err(e) = result {
         let code = match e.downcast_ref::<Error>() {
@@ -209,11 +235,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         }
         Some(set)
     };
-    anyhow::ensure!(
-        args.ring_bytes.is_power_of_two() && args.ring_bytes >= 4096,
-        "--ring-bytes must be a power of two of at least 4096, got {}",
-        args.ring_bytes
-    );
+    check_ring_bytes(args.ring_bytes)?;
     let cgroup = args
         .cgroup
         .as_ref()
@@ -224,6 +246,44 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         node: args.node.clone(),
     };
     let mut tracer = Tracer::load(&opts)?;
+    print_hook_notes(&tracer);
+    let ring = tracer.take_ring()?;
+    let mut pump = Pump::new(decoder_for(&tracer, &args.node));
+    let mut printer = Printer {
+        filter: Filter {
+            pids: args.pid,
+            ports: args.port,
+            kinds,
+            cgroup,
+        },
+        format: args.output,
+        out: std::io::BufWriter::new(std::io::stdout()),
+    };
+    if printer.format == TraceFormat::Table {
+        println!("{}", output::TABLE_HEADER);
+    }
+    let loop_opts = LoopOptions {
+        tick: args.stats_interval.map(Duration::from_secs),
+        duration: args.duration.map(Duration::from_secs),
+    };
+    let result = runtime()?.block_on(pump.run(ring, &mut tracer, &mut printer, loop_opts));
+    let counters = tracer.counters()?;
+    eprint!("{}", output::counters_table(&counters, &pump.received));
+    match result {
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other,
+    }
+}
+
+fn check_ring_bytes(n: u32) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        n.is_power_of_two() && n >= 4096,
+        "--ring-bytes must be a power of two of at least 4096, got {n}"
+    );
+    Ok(())
+}
+
+fn print_hook_notes(tracer: &Tracer) {
     for h in tracer.report.hooks.iter().filter(|h| h.reason.is_some()) {
         eprintln!(
             "note: {} {:?}: {}",
@@ -232,128 +292,170 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
             h.reason.as_deref().unwrap_or("")
         );
     }
-    let ring = tracer.take_ring()?;
-    let decoder = Decoder::new(
+}
+
+fn decoder_for(tracer: &Tracer, node: &str) -> Decoder {
+    Decoder::new(
         tracer::wall_clock_offset_ns(),
         tracer.facts.layout.reset_reasons.clone(),
-        args.node.clone(),
-    );
-    let filter = Filter {
-        pids: args.pid,
-        ports: args.port,
-        kinds,
-        cgroup,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
+        node.to_string(),
+    )
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    let mut printer = Printer {
-        decoder: &decoder,
-        filter: &filter,
-        format: args.output,
-        enricher: Enricher::new(),
-        received: vec![0u64; tracer_ebpf::KIND_COUNT],
-    };
-    rt.block_on(stream(
-        ring,
-        &mut printer,
-        args.stats_interval,
-        args.duration,
-        &mut tracer,
-    ))?;
-    tracer.detach_all();
-    let counters = tracer.counters()?;
-    eprint!("{}", output::counters_table(&counters, &printer.received));
-    Ok(())
+        .build()?)
 }
 
-/// Decodes, enriches, filters and prints records; counts what it received.
-struct Printer<'a> {
-    decoder: &'a Decoder,
-    filter: &'a Filter,
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Prints what passes the filter, as a table or JSON lines.
+struct Printer {
+    filter: Filter,
     format: TraceFormat,
-    enricher: Enricher,
-    received: Vec<u64>,
+    out: std::io::BufWriter<std::io::Stdout>,
 }
 
-impl Printer<'_> {
-    /// Reads everything the ring holds now. Err when stdout is gone (`| head`).
-    fn drain(&mut self, ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> anyhow::Result<()> {
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
-        while let Some(item) = ring.next() {
-            let decoded = self.decoder.decode_bytes(&item);
-            drop(item);
-            let Ok(mut ev) = decoded else { continue };
-            self.received[kind_index(ev.kind)] += 1;
-            self.enricher.enrich(&mut ev);
-            if !self.filter.keep(&ev, &mut self.enricher) {
-                continue;
-            }
-            let line = match self.format {
-                TraceFormat::Json => serde_json::to_string(&ev)?,
-                TraceFormat::Table => output::table_line(&ev),
-            };
-            writeln!(out, "{line}")?;
+impl Sink for Printer {
+    fn event(&mut self, ev: KernelEvent, enricher: &mut Enricher) -> anyhow::Result<()> {
+        if !self.filter.keep(&ev, enricher) {
+            return Ok(());
         }
-        out.flush()?;
+        match self.format {
+            TraceFormat::Json => serde_json::to_writer(&mut self.out, &ev)?,
+            TraceFormat::Table => self.out.write_all(output::table_line(&ev).as_bytes())?,
+        }
+        self.out.write_all(b"\n")?;
+        Ok(())
+    }
+
+    fn batch_done(&mut self) -> anyhow::Result<()> {
+        Ok(self.out.flush()?)
+    }
+
+    fn tick(&mut self, tracer: &Tracer, received: &[u64]) -> anyhow::Result<()> {
+        eprint!("{}", output::counters_table(&tracer.counters()?, received));
         Ok(())
     }
 }
 
-async fn stream(
-    ring: aya::maps::RingBuf<aya::maps::MapData>,
-    printer: &mut Printer<'_>,
-    stats_interval: Option<u64>,
-    duration: Option<u64>,
-    tracer: &mut Tracer,
-) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives,
-    // and nothing else closes it.
-    let mut fd = unsafe { AsyncFd::register(ring) }
-        .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    printer.enricher.refresh_processes();
-    let mut refresh = tokio::time::interval(Duration::from_secs(2));
-    let stats_every = Duration::from_secs(stats_interval.unwrap_or(3600 * 24 * 365).max(1));
-    let mut stats =
-        tokio::time::interval_at(tokio::time::Instant::now() + stats_every, stats_every);
-    let deadline = duration.map(|d| tokio::time::Instant::now() + Duration::from_secs(d));
-    if printer.format == TraceFormat::Table {
-        println!("{}", output::TABLE_HEADER);
+/// Publishes every event to the connected clients.
+struct Publisher {
+    hub: std::sync::Arc<serve::Hub>,
+}
+
+impl Sink for Publisher {
+    fn event(&mut self, ev: KernelEvent, _: &mut Enricher) -> anyhow::Result<()> {
+        self.hub.publish(ev);
+        Ok(())
     }
-    loop {
-        tokio::select! {
-            guard = fd.readable_mut() => {
-                let mut guard = guard?;
-                if printer.drain(guard.get_inner_mut()).is_err() {
-                    return Ok(()); // the reader went away
-                }
-                guard.clear_ready();
-            }
-            _ = refresh.tick() => printer.enricher.refresh_processes(),
-            _ = stats.tick() => {
-                let c = tracer.counters()?;
-                eprint!("{}", output::counters_table(&c, &printer.received));
-            }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+
+    fn tick(&mut self, tracer: &Tracer, _received: &[u64]) -> anyhow::Result<()> {
+        let c = tracer.counters()?;
+        let mut k = self.hub.kernel.lock().expect("lock");
+        for (kind, generated, dropped) in c.by_kind() {
+            k.0.insert(kind, generated);
+            k.1.insert(kind, dropped);
         }
+        Ok(())
     }
-    // Detach first, then read what is still in the ring, so the final
-    // counters balance: received + dropped = generated.
-    tracer.detach_all();
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let _ = printer.drain(fd.get_mut());
+}
+
+fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
+    check_ring_bytes(args.ring_bytes)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    // Bind before loading, so a taken port fails fast and loads nothing.
+    let listener = rt.block_on(serve::bind(args.listen))?;
+    let opts = TracerOptions {
+        ring_bytes: args.ring_bytes,
+        kinds: None,
+        node: args.node.clone(),
+    };
+    let mut tracer = Tracer::load(&opts)?;
+    print_hook_notes(&tracer);
+    let ring = tracer.take_ring()?;
+    let hub = serve::Hub::new(tracer.report.clone(), args.node.clone());
+    let mut pump = Pump::new(decoder_for(&tracer, &args.node));
+    let mut publisher = Publisher { hub: hub.clone() };
+    eprintln!(
+        "fivexx-agent: serving on {} (kernel {})",
+        args.listen, tracer.report.kernel_release
+    );
+    rt.block_on(async {
+        let accept = tokio::spawn(serve::accept_loop(listener, hub.clone()));
+        let loop_opts = LoopOptions {
+            tick: Some(Duration::from_secs(1)),
+            duration: None,
+        };
+        let result = pump.run(ring, &mut tracer, &mut publisher, loop_opts).await;
+        // Final counters, then tell clients we are leaving and let them read it.
+        let _ = publisher.tick(&tracer, &pump.received);
+        let _ = hub.shutdown.send("agent stopping (SIGTERM)".into());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        accept.abort();
+        result
+    })?;
+    eprint!(
+        "{}",
+        output::counters_table(&tracer.counters()?, &pump.received)
+    );
     Ok(())
 }
 
-fn kind_index(kind: KernelEventKind) -> usize {
-    KernelEventKind::ALL
-        .iter()
-        .position(|k| *k == kind)
-        .unwrap_or(0)
+fn probe(addr: SocketAddr) -> anyhow::Result<()> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_util::codec::Framed;
+    runtime()?.block_on(async {
+        let stream =
+            tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr))
+                .await
+                .map_err(|_| anyhow::anyhow!("no agent answered on {addr} within 3 s"))?
+                .with_context(|| format!("no agent listening on {addr}"))?;
+        let mut framed = Framed::new(stream, serve::codec());
+        let sub = fivexx_core::wire::ClientMessage::Subscribe {
+            protocol: fivexx_core::wire::PROTOCOL_VERSION,
+            filter: fivexx_core::wire::StreamFilter {
+                kinds: vec![KernelEventKind::OomVictim],
+                ..Default::default()
+            },
+        };
+        framed
+            .send(bytes::Bytes::from(fivexx_core::wire::encode(&sub)))
+            .await?;
+        let frame = tokio::time::timeout(Duration::from_secs(3), framed.next())
+            .await
+            .map_err(|_| anyhow::anyhow!("agent on {addr} did not say hello within 3 s"))?
+            .ok_or_else(|| anyhow::anyhow!("agent on {addr} closed the connection"))??;
+        match fivexx_core::wire::decode_agent(&frame)? {
+            fivexx_core::wire::AgentMessage::Hello { capabilities, .. } => {
+                let attached = capabilities
+                    .hooks
+                    .iter()
+                    .filter(|h| {
+                        matches!(
+                            h.state,
+                            fivexx_core::capability::HookState::Attached
+                                | fivexx_core::capability::HookState::Degraded
+                        )
+                    })
+                    .count();
+                anyhow::ensure!(attached > 0, "agent on {addr} has no hook attached");
+                println!(
+                    "ok: agent {} on {}, {attached}/{} hooks attached",
+                    capabilities.agent_version,
+                    capabilities.kernel_release,
+                    capabilities.hooks.len()
+                );
+                Ok(())
+            }
+            other => anyhow::bail!("unexpected first message from {addr}: {other:?}"),
+        }
+    })
 }

@@ -1,0 +1,198 @@
+//! The protocol between an agent and its clients (the plugin, through the
+//! API server's port-forward). Frames are length-delimited (u32 big-endian
+//! length, then a JSON message): the framing lives at the I/O edges
+//! (tokio-util's `LengthDelimitedCodec` configured with `MAX_FRAME`), the
+//! messages and their matching rules live here, pure.
+//!
+//! A client connects, sends one `Subscribe`, and then receives `Hello`,
+//! followed by `Event`s that match its filter and a `Stats` every second.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::capability::CapabilityReport;
+use crate::{KernelEvent, KernelEventKind};
+
+/// Bumped on incompatible changes; a client refuses a different major.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame either side accepts.
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// What a client wants to see. Empty lists mean "everything".
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamFilter {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<KernelEventKind>,
+    /// Pods whose process events (signals, exits, OOM) to pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pod_uids: Vec<String>,
+    /// Addresses whose network events to pass (either end of the 4-tuple).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<IpAddr>,
+}
+
+impl StreamFilter {
+    /// Pods and IPs widen each other: a trace of a Deployment wants the
+    /// signals of its pods and the network failures towards their IPs.
+    pub fn matches(&self, ev: &KernelEvent) -> bool {
+        if !self.kinds.is_empty() && !self.kinds.contains(&ev.kind) {
+            return false;
+        }
+        if self.pod_uids.is_empty() && self.ips.is_empty() {
+            return true;
+        }
+        let pod_hit = ev
+            .pod_uid
+            .as_ref()
+            .is_some_and(|u| self.pod_uids.iter().any(|p| p == u));
+        let ip_hit = ev
+            .tuple
+            .is_some_and(|t| self.ips.contains(&t.saddr) || self.ips.contains(&t.daddr));
+        pod_hit || ip_hit
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Subscribe {
+        protocol: u32,
+        #[serde(default)]
+        filter: StreamFilter,
+    },
+}
+
+/// Per-kind counters as an agent reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStats {
+    /// Records the kernel programs tried to emit, by kind.
+    pub generated: BTreeMap<KernelEventKind, u64>,
+    /// Ring-buffer reservations that failed in the kernel, by kind.
+    pub dropped: BTreeMap<KernelEventKind, u64>,
+    /// Records the agent read from the ring, by kind.
+    pub received: BTreeMap<KernelEventKind, u64>,
+    /// Events this client missed because it read too slowly.
+    pub client_dropped: u64,
+    pub clients: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
+pub enum AgentMessage {
+    Hello {
+        protocol: u32,
+        agent_version: String,
+        node: String,
+        capabilities: CapabilityReport,
+    },
+    Event {
+        event: KernelEvent,
+    },
+    Stats {
+        stats: AgentStats,
+    },
+    /// The agent is going away (SIGTERM) or refused the client.
+    Goodbye {
+        reason: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("protocol version {theirs} is not supported (this side speaks {ours})")]
+    Version { ours: u32, theirs: u32 },
+}
+
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    serde_json::to_vec(msg).expect("wire messages always serialize")
+}
+
+pub fn decode_agent(frame: &[u8]) -> Result<AgentMessage, WireError> {
+    serde_json::from_slice(frame).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+pub fn decode_client(frame: &[u8]) -> Result<ClientMessage, WireError> {
+    let msg: ClientMessage =
+        serde_json::from_slice(frame).map_err(|e| WireError::Malformed(e.to_string()))?;
+    let ClientMessage::Subscribe { protocol, .. } = &msg;
+    if *protocol != PROTOCOL_VERSION {
+        return Err(WireError::Version {
+            ours: PROTOCOL_VERSION,
+            theirs: *protocol,
+        });
+    }
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FourTuple;
+
+    fn net_event(daddr: &str) -> KernelEvent {
+        let mut ev = KernelEvent::new(KernelEventKind::ReceiveReset, 1, 2);
+        ev.tuple = Some(FourTuple {
+            saddr: "10.244.0.2".parse().unwrap(),
+            sport: 40000,
+            daddr: daddr.parse().unwrap(),
+            dport: 8080,
+        });
+        ev
+    }
+
+    #[test]
+    fn empty_filter_passes_everything() {
+        assert!(StreamFilter::default().matches(&net_event("10.244.0.7")));
+    }
+
+    #[test]
+    fn ips_and_pods_widen_each_other() {
+        let f = StreamFilter {
+            ips: vec!["10.244.0.7".parse().unwrap()],
+            pod_uids: vec!["uid-1".into()],
+            ..Default::default()
+        };
+        assert!(f.matches(&net_event("10.244.0.7")));
+        assert!(!f.matches(&net_event("10.244.0.8")));
+        let mut sig = KernelEvent::new(KernelEventKind::Signal, 1, 2);
+        sig.pod_uid = Some("uid-1".into());
+        assert!(f.matches(&sig));
+        sig.pod_uid = Some("uid-2".into());
+        assert!(!f.matches(&sig));
+    }
+
+    #[test]
+    fn kinds_narrow() {
+        let f = StreamFilter {
+            kinds: vec![KernelEventKind::Signal],
+            ..Default::default()
+        };
+        assert!(!f.matches(&net_event("10.244.0.7")));
+    }
+
+    #[test]
+    fn messages_round_trip_and_versions_are_checked() {
+        let sub = ClientMessage::Subscribe {
+            protocol: PROTOCOL_VERSION,
+            filter: StreamFilter::default(),
+        };
+        assert_eq!(decode_client(&encode(&sub)).unwrap(), sub);
+        let newer = ClientMessage::Subscribe {
+            protocol: PROTOCOL_VERSION + 1,
+            filter: StreamFilter::default(),
+        };
+        let err = decode_client(&encode(&newer)).unwrap_err().to_string();
+        assert!(err.contains(&format!("{}", PROTOCOL_VERSION + 1)), "{err}");
+        assert!(decode_agent(b"\x89PNG").is_err());
+        let ev = AgentMessage::Event {
+            event: net_event("10.244.0.7"),
+        };
+        assert_eq!(decode_agent(&encode(&ev)).unwrap(), ev);
+    }
+}

@@ -1,0 +1,119 @@
+//! The agent's main loop, shared by `trace` (print) and `serve` (publish):
+//! wait on the ring buffer, decode and enrich each record, hand it to a
+//! sink; refresh the pid cache; stop on SIGTERM, Ctrl-C or a deadline, then
+//! detach and drain what is left so the final counters balance.
+
+use std::time::Duration;
+
+use aya::maps::{MapData, RingBuf};
+use fivexx_core::{KernelEvent, KernelEventKind};
+use tokio::io::unix::AsyncFd;
+
+use crate::decode::Decoder;
+use crate::enrich::Enricher;
+use crate::tracer::Tracer;
+
+/// Where decoded events go. An error stops the loop (e.g. stdout closed).
+pub trait Sink {
+    fn event(&mut self, ev: KernelEvent, enricher: &mut Enricher) -> anyhow::Result<()>;
+    /// Called after a batch; the place to flush.
+    fn batch_done(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Called every `tick` with the kernel counters.
+    fn tick(&mut self, _tracer: &Tracer, _received: &[u64]) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct Pump {
+    pub decoder: Decoder,
+    pub enricher: Enricher,
+    /// Records read from the ring, by kind index.
+    pub received: Vec<u64>,
+}
+
+pub struct LoopOptions {
+    pub tick: Option<Duration>,
+    pub duration: Option<Duration>,
+}
+
+pub fn kind_index(kind: KernelEventKind) -> usize {
+    KernelEventKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(0)
+}
+
+impl Pump {
+    pub fn new(decoder: Decoder) -> Pump {
+        Pump {
+            decoder,
+            enricher: Enricher::new(),
+            received: vec![0; tracer_ebpf::KIND_COUNT],
+        }
+    }
+
+    /// Reads everything the ring holds now.
+    pub fn drain(
+        &mut self,
+        ring: &mut RingBuf<MapData>,
+        sink: &mut impl Sink,
+    ) -> anyhow::Result<()> {
+        while let Some(item) = ring.next() {
+            let decoded = self.decoder.decode_bytes(&item);
+            drop(item);
+            let Ok(mut ev) = decoded else { continue };
+            self.received[kind_index(ev.kind)] += 1;
+            self.enricher.enrich(&mut ev);
+            sink.event(ev, &mut self.enricher)?;
+        }
+        sink.batch_done()
+    }
+
+    /// Runs until SIGTERM, SIGINT, the deadline, or a sink error.
+    pub async fn run(
+        &mut self,
+        ring: RingBuf<MapData>,
+        tracer: &mut Tracer,
+        sink: &mut impl Sink,
+        opts: LoopOptions,
+    ) -> anyhow::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        // SAFETY: the ring buffer owns its fd for as long as the AsyncFd
+        // lives, and nothing else closes it.
+        let mut fd = unsafe { AsyncFd::register(ring) }
+            .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        self.enricher.refresh_processes();
+        let mut refresh = tokio::time::interval(Duration::from_secs(2));
+        let every = opts
+            .tick
+            .unwrap_or(Duration::from_secs(86_400 * 365))
+            .max(Duration::from_millis(100));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
+        let outcome = loop {
+            tokio::select! {
+                guard = fd.readable_mut() => {
+                    let mut guard = guard?;
+                    if let Err(e) = self.drain(guard.get_inner_mut(), sink) {
+                        break Err(e);
+                    }
+                    guard.clear_ready();
+                }
+                _ = refresh.tick() => self.enricher.refresh_processes(),
+                _ = tick.tick() => sink.tick(tracer, &self.received)?,
+                _ = term.recv() => break Ok(()),
+                _ = int.recv() => break Ok(()),
+                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break Ok(()),
+            }
+        };
+        // Detach first, then read what is still in the ring.
+        tracer.detach_all();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = self.drain(fd.get_mut(), sink);
+        outcome
+    }
+}

@@ -1,0 +1,203 @@
+//! Serve the event stream to clients on 127.0.0.1 (reached from outside only
+//! through the API server's `pods/portforward`, which RBAC guards).
+//!
+//! One reader drains the ring; each client has a bounded queue. A slow
+//! client loses events (counted and reported to it), it never blocks the
+//! reader or the other clients.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fivexx_core::capability::CapabilityReport;
+use fivexx_core::wire::{
+    self, AgentMessage, AgentStats, ClientMessage, StreamFilter, PROTOCOL_VERSION,
+};
+use fivexx_core::{KernelEvent, KernelEventKind};
+use futures::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+/// Per-client queue depth before events are dropped for that client.
+pub const CLIENT_QUEUE: usize = 8192;
+
+pub fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(wire::MAX_FRAME)
+        .new_codec()
+}
+
+/// Shared between the ring reader and the client tasks.
+pub struct Hub {
+    clients: Mutex<Vec<ClientSlot>>,
+    pub received: Mutex<BTreeMap<KernelEventKind, u64>>,
+    pub kernel: Mutex<(
+        BTreeMap<KernelEventKind, u64>,
+        BTreeMap<KernelEventKind, u64>,
+    )>,
+    client_count: AtomicU32,
+    pub report: CapabilityReport,
+    pub node: String,
+    /// Tells clients the agent is leaving.
+    pub shutdown: broadcast::Sender<String>,
+}
+
+struct ClientSlot {
+    filter: StreamFilter,
+    tx: mpsc::Sender<Arc<KernelEvent>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Hub {
+    pub fn new(report: CapabilityReport, node: String) -> Arc<Hub> {
+        Arc::new(Hub {
+            clients: Mutex::new(Vec::new()),
+            received: Mutex::new(BTreeMap::new()),
+            kernel: Mutex::new((BTreeMap::new(), BTreeMap::new())),
+            client_count: AtomicU32::new(0),
+            report,
+            node,
+            shutdown: broadcast::channel(4).0,
+        })
+    }
+
+    /// Fans an event out to every client whose filter matches; never waits.
+    pub fn publish(&self, ev: KernelEvent) {
+        *self
+            .received
+            .lock()
+            .expect("lock")
+            .entry(ev.kind)
+            .or_default() += 1;
+        let ev = Arc::new(ev);
+        let mut clients = self.clients.lock().expect("lock");
+        clients.retain(|c| !c.tx.is_closed());
+        for c in clients.iter() {
+            if c.filter.matches(&ev) && c.tx.try_send(ev.clone()).is_err() {
+                c.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn clients(&self) -> u32 {
+        self.client_count.load(Ordering::Relaxed)
+    }
+
+    fn stats(&self, client_dropped: u64) -> AgentStats {
+        let (generated, dropped) = self.kernel.lock().expect("lock").clone();
+        AgentStats {
+            generated,
+            dropped,
+            received: self.received.lock().expect("lock").clone(),
+            client_dropped,
+            clients: self.clients(),
+        }
+    }
+}
+
+/// Binds the listener; refuses anything but a loopback address.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    anyhow::ensure!(
+        addr.ip().is_loopback(),
+        "--listen {addr}: the agent serves on loopback only; remote clients come through pods/portforward"
+    );
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
+pub async fn accept_loop(listener: TcpListener, hub: Arc<Hub>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let hub = hub.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve_client(stream, hub).await {
+                        tracing::info!("client {peer}: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_client(stream: TcpStream, hub: Arc<Hub>) -> anyhow::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut framed = Framed::new(stream, codec());
+    let first = tokio::time::timeout(Duration::from_secs(10), framed.next())
+        .await
+        .map_err(|_| anyhow::anyhow!("no Subscribe within 10 s"))?
+        .ok_or_else(|| anyhow::anyhow!("closed before Subscribe"))??;
+    let filter = match wire::decode_client(&first) {
+        Ok(ClientMessage::Subscribe { filter, .. }) => filter,
+        Err(e) => {
+            let bye = AgentMessage::Goodbye {
+                reason: e.to_string(),
+            };
+            framed.send(Bytes::from(wire::encode(&bye))).await?;
+            return Err(e.into());
+        }
+    };
+    let hello = AgentMessage::Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        node: hub.node.clone(),
+        capabilities: hub.report.clone(),
+    };
+    framed.send(Bytes::from(wire::encode(&hello))).await?;
+
+    let (tx, mut rx) = mpsc::channel(CLIENT_QUEUE);
+    let dropped = Arc::new(AtomicU64::new(0));
+    hub.clients.lock().expect("lock").push(ClientSlot {
+        filter,
+        tx,
+        dropped: dropped.clone(),
+    });
+    hub.client_count.fetch_add(1, Ordering::Relaxed);
+    let mut shutdown = hub.shutdown.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let result = async {
+        loop {
+            tokio::select! {
+                ev = rx.recv() => {
+                    let Some(ev) = ev else { break };
+                    let msg = AgentMessage::Event { event: (*ev).clone() };
+                    framed.feed(Bytes::from(wire::encode(&msg))).await?;
+                    // Batch what is already queued, then flush once.
+                    while let Ok(ev) = rx.try_recv() {
+                        let msg = AgentMessage::Event { event: (*ev).clone() };
+                        framed.feed(Bytes::from(wire::encode(&msg))).await?;
+                    }
+                    SinkExt::<Bytes>::flush(&mut framed).await?;
+                }
+                _ = tick.tick() => {
+                    let msg = AgentMessage::Stats { stats: hub.stats(dropped.load(Ordering::Relaxed)) };
+                    framed.send(Bytes::from(wire::encode(&msg))).await?;
+                }
+                reason = shutdown.recv() => {
+                    let reason = reason.unwrap_or_else(|_| "agent stopping".into());
+                    let msg = AgentMessage::Stats { stats: hub.stats(dropped.load(Ordering::Relaxed)) };
+                    framed.send(Bytes::from(wire::encode(&msg))).await?;
+                    framed.send(Bytes::from(wire::encode(&AgentMessage::Goodbye { reason }))).await?;
+                    break;
+                }
+                // A client that hangs up is noticed here, not only on write.
+                incoming = framed.next() => {
+                    if incoming.is_none() { break }
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    hub.client_count.fetch_sub(1, Ordering::Relaxed);
+    result
+}
