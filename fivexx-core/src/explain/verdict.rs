@@ -148,7 +148,9 @@ pub struct FailedConnection {
     pub syn_retransmits: u32,
     /// The server side's `send_reset` (reason), when its node is traced.
     pub server_reset_reason: Option<String>,
-    /// The kernel facts joined into this failure (first few).
+    /// The kernel facts joined into this failure (first few). Not in JSON:
+    /// the verdict's own evidence chain includes them.
+    #[serde(skip_serializing, default)]
     pub evidence: Vec<Evidence>,
 }
 

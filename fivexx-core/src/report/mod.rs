@@ -178,8 +178,9 @@ pub struct ReportBuilder {
     omitted: u64,
 }
 
-/// Pods remembered per episode (only to count them).
-const MAX_EPISODE_PODS: usize = 100_000;
+/// Pods remembered per episode, only to count them: the count saturates
+/// here so that memory stays flat over very long captures.
+const MAX_EPISODE_PODS: usize = 10_000;
 
 impl ReportBuilder {
     pub fn new(filter: ReportFilter, max_verdicts: usize) -> ReportBuilder {
