@@ -531,3 +531,162 @@ fn signal_result_is_kept_from_the_kernel() {
     });
     assert!(ignored);
 }
+
+mod robustness {
+    use fivexx_core::explain::{explain_all, ExplainConfig};
+    use fivexx_core::model::{
+        ClusterEvent, EndpointFact, Fact, NodeChange, NodeFact, PodChange, PodFact, ServiceFact,
+        WorkloadRef,
+    };
+    use fivexx_core::report::{build_report, render_json, render_table, render_wide, ReportFilter};
+    use fivexx_core::synth::{ip4, SECOND, T0};
+    use fivexx_core::{FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState};
+    use proptest::prelude::*;
+
+    type Op = (u8, i64, u8, u16, bool);
+
+    fn time(raw: i64, pick: u8) -> i64 {
+        match pick % 16 {
+            0 => raw,
+            1 => i64::MAX,
+            2 => i64::MIN,
+            3 => -1,
+            _ => T0 + raw.rem_euclid(120 * SECOND),
+        }
+    }
+
+    fn fact((kind, raw, small, port, flag): Op) -> Fact {
+        let at = time(raw, small);
+        let uid = format!("u{}", small % 4);
+        let ip = ip4(10, 244, 0, small % 4);
+        let tuple = FourTuple {
+            saddr: ip4(10, 1, 0, 10),
+            sport: 40000 + port % 8,
+            daddr: ip,
+            dport: 8080,
+        };
+        let states = [
+            TcpState::SynSent,
+            TcpState::Established,
+            TcpState::CloseWait,
+            TcpState::Close,
+        ];
+        let mut e = KernelEvent::new(KernelEventKind::ALL[usize::from(kind % 8)], 0, at);
+        e.node = format!("node-{}", small % 3);
+        match kind % 16 {
+            0..=4 => {
+                e.tuple = Some(tuple);
+                e.tcp_state = Some(states[usize::from(small % 4)]);
+                e.new_state = Some(TcpState::Close);
+                e.errno =
+                    Some([0, 104, 110, 111, 113, 32, i32::from(port)][usize::from(small % 7)]);
+                e.reset_reason = flag.then(|| "NO_SOCKET".into());
+                Fact::Kernel(e)
+            }
+            5..=7 => {
+                e.signal = Some(if flag { 9 } else { 15 });
+                e.signal_result = Some(SignalResult::from_kernel(i32::from(small % 6)));
+                e.task = Some(TaskRef {
+                    pid: i32::from(port),
+                    comm: if flag {
+                        "containerd-shim".into()
+                    } else {
+                        "bash".into()
+                    },
+                });
+                e.target = Some(TaskRef {
+                    pid: 7,
+                    comm: "sh".into(),
+                });
+                e.pod_uid = (small % 5 != 0).then(|| uid.clone());
+                e.cgroup_id = Some(u64::from(small));
+                Fact::Kernel(e)
+            }
+            8 | 9 => Fact::Pod(PodFact {
+                at_ns: at,
+                namespace: "ns".into(),
+                name: format!("p{}", small % 4),
+                uid,
+                node: Some(format!("node-{}", small % 3)),
+                owner: flag.then(|| WorkloadRef {
+                    kind: "Deployment".into(),
+                    name: "d".into(),
+                }),
+                change: match port % 7 {
+                    0 => PodChange::Created,
+                    1 => PodChange::Ip { ip },
+                    2 => PodChange::Ready,
+                    3 => PodChange::NotReady,
+                    4 => PodChange::Deleting {
+                        grace_period_s: u32::from(port),
+                    },
+                    5 => PodChange::ContainerStarted {
+                        container_id: "c".into(),
+                        name: "a".into(),
+                    },
+                    _ => PodChange::Gone,
+                },
+            }),
+            10 | 11 => Fact::Endpoint(EndpointFact {
+                at_ns: at,
+                namespace: "ns".into(),
+                service: "s".into(),
+                slice: format!("s{}", port % 2),
+                address: ip,
+                pod_uid: flag.then_some(uid),
+                present: port % 3 != 0,
+                ready: flag,
+                serving: true,
+                terminating: !flag,
+            }),
+            12 => Fact::Service(ServiceFact {
+                at_ns: at,
+                namespace: "ns".into(),
+                name: "s".into(),
+                cluster_ip: Some(ip4(10, 244, 0, small % 4)),
+                present: flag,
+            }),
+            13 => Fact::Node(NodeFact {
+                at_ns: at,
+                node: format!("node-{}", small % 3),
+                change: if flag {
+                    NodeChange::Cordoned
+                } else {
+                    NodeChange::Uncordoned
+                },
+            }),
+            _ => Fact::Event(ClusterEvent {
+                at_ns: at,
+                namespace: "ns".into(),
+                reason: if flag {
+                    "OOMKilling".into()
+                } else {
+                    "Evicted".into()
+                },
+                message: String::new(),
+                object_kind: "Pod".into(),
+                object_name: format!("p{}", small % 4),
+                object_uid: None,
+                node: None,
+            }),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever facts come in (absurd times, contradictions, reused
+        /// ports), the engine and the renderers neither panic nor invent:
+        /// there is at most one verdict per connection-terminating event.
+        #[test]
+        fn engine_survives_arbitrary_facts(ops in proptest::collection::vec(any::<Op>(), 0..150)) {
+            let facts: Vec<Fact> = ops.into_iter().map(fact).collect();
+            let (verdicts, m) = explain_all(&facts, ExplainConfig::default());
+            let network = facts.iter().filter(|f| matches!(f, Fact::Kernel(e) if e.tuple.is_some())).count();
+            prop_assert!(verdicts.len() <= network);
+            prop_assert_eq!(m.stats.facts, facts.len() as u64);
+            let r = build_report(&facts, ExplainConfig::default(), ReportFilter::default(), 50);
+            let _ = (render_table(&r), render_wide(&r), render_json(&r));
+        }
+    }
+}

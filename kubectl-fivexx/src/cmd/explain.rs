@@ -91,8 +91,15 @@ fn parse_when(s: &str, start: Option<i64>, flag: &str) -> Result<i64> {
 }
 
 pub fn run(args: &ExplainArgs) -> Result<ExitCode> {
+    let skew_ns = parse_duration(&args.skew).context("--skew")?;
+    if skew_ns > 3_600_000_000_000 {
+        bail!(
+            "--skew {}: at most 1h; clocks further apart cannot be joined",
+            args.skew
+        );
+    }
     let cfg = ExplainConfig {
-        skew_ns: parse_duration(&args.skew).context("--skew")?,
+        skew_ns,
         ..ExplainConfig::default()
     };
     let name = args.file.display().to_string();
