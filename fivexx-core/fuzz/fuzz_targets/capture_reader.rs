@@ -9,15 +9,22 @@
 //!   CRCs (so record decoding and zstd decompression see arbitrary payloads).
 #![no_main]
 
-use fivexx_core::capture::{export_jsonl, CaptureHeader, CaptureReader, CaptureWriter, Compression, WriteOptions};
+use fivexx_core::capture::{
+    export_jsonl, CaptureHeader, CaptureReader, CaptureWriter, Compression, WriteOptions,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn preamble(zstd: bool) -> Vec<u8> {
     let opts = WriteOptions {
-        compression: if zstd { Compression::Zstd { level: 1 } } else { Compression::None },
+        compression: if zstd {
+            Compression::Zstd { level: 1 }
+        } else {
+            Compression::None
+        },
         chunk_bytes: 1024,
     };
-    let w = CaptureWriter::new(Vec::new(), &CaptureHeader::default(), opts).expect("in-memory write");
+    let w =
+        CaptureWriter::new(Vec::new(), &CaptureHeader::default(), opts).expect("in-memory write");
     w.get_ref()[..20].to_vec()
 }
 
@@ -33,19 +40,30 @@ fn frame(out: &mut Vec<u8>, sync: [u8; 4], tag: u8, payload: &[u8]) {
 
 fn framed(zstd: bool, data: &[u8]) -> Vec<u8> {
     let mut out = preamble(zstd);
-    let sync = if zstd { [0xf5, b'F', b'X', b'Z'] } else { [0xf5, b'F', b'X', b'R'] };
+    let sync = if zstd {
+        [0xf5, b'F', b'X', b'Z']
+    } else {
+        [0xf5, b'F', b'X', b'R']
+    };
     let mut rest = data;
     while rest.len() >= 2 {
         let tag = rest[0];
         let len = (rest[1] as usize).min(rest.len() - 2);
-        frame(&mut out, sync, if zstd { 0x5a } else { tag % 6 }, &rest[2..2 + len]);
+        frame(
+            &mut out,
+            sync,
+            if zstd { 0x5a } else { tag % 6 },
+            &rest[2..2 + len],
+        );
         rest = &rest[2 + len..];
     }
     out
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let bytes = match mode % 5 {
         0 => rest.to_vec(),
         1 | 2 => {
