@@ -20,10 +20,12 @@ pub enum KernelEventKind {
     Signal,
     Exit,
     OomVictim,
+    /// A 5xx status line a proxy wrote (HTTP peek, opt-in per cgroup).
+    HttpResponse,
 }
 
 impl KernelEventKind {
-    pub const ALL: [KernelEventKind; 8] = [
+    pub const ALL: [KernelEventKind; 9] = [
         KernelEventKind::SendReset,
         KernelEventKind::ReceiveReset,
         KernelEventKind::SockError,
@@ -32,6 +34,7 @@ impl KernelEventKind {
         KernelEventKind::Signal,
         KernelEventKind::Exit,
         KernelEventKind::OomVictim,
+        KernelEventKind::HttpResponse,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +47,7 @@ impl KernelEventKind {
             KernelEventKind::Signal => "signal",
             KernelEventKind::Exit => "exit",
             KernelEventKind::OomVictim => "oom_victim",
+            KernelEventKind::HttpResponse => "http_response",
         }
     }
 
@@ -59,6 +63,7 @@ impl KernelEventKind {
             "signal" => KernelEventKind::Signal,
             "exit" => KernelEventKind::Exit,
             "oom_victim" | "oom" => KernelEventKind::OomVictim,
+            "http_response" | "http" => KernelEventKind::HttpResponse,
             _ => return None,
         })
     }
@@ -274,6 +279,16 @@ pub struct KernelEvent {
     /// Opaque per-agent socket identity, to join events of one connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sock_id: Option<u64>,
+    /// The status a proxy answered (`http_response`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The fd the response was written to (`http_response`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i32>,
+    /// How many bytes of the response the kernel read (at most 16: the
+    /// status line only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_peek_bytes: Option<u8>,
 }
 
 impl KernelEvent {
@@ -297,6 +312,9 @@ impl KernelEvent {
             pod_uid: None,
             container_id: None,
             sock_id: None,
+            http_status: None,
+            fd: None,
+            http_peek_bytes: None,
         }
     }
 }

@@ -49,6 +49,9 @@ struct KernelWire {
     pod_uid: Option<String>,
     container_id: Option<String>,
     sock_id: Option<u64>,
+    http_status: Option<u16>,
+    fd: Option<i32>,
+    http_peek_bytes: Option<u8>,
 }
 
 impl From<&KernelEvent> for KernelWire {
@@ -76,6 +79,9 @@ impl From<&KernelEvent> for KernelWire {
             pod_uid: e.pod_uid.clone(),
             container_id: e.container_id.clone(),
             sock_id: e.sock_id,
+            http_status: e.http_status,
+            fd: e.fd,
+            http_peek_bytes: e.http_peek_bytes,
         }
     }
 }
@@ -105,6 +111,9 @@ impl From<KernelWire> for KernelEvent {
             pod_uid: w.pod_uid,
             container_id: w.container_id,
             sock_id: w.sock_id,
+            http_status: w.http_status,
+            fd: w.fd,
+            http_peek_bytes: w.http_peek_bytes,
         }
     }
 }
