@@ -5,6 +5,7 @@
 //! Not root: every test prints why it skipped.
 
 use fivexx_core::event::{KernelEvent, KernelEventKind, SignalResult, TcpState};
+use fivexx_lab::cluster::ClusterStore;
 use fivexx_lab::scenario::{self, RunOptions, ScenarioKind, ScenarioParams, ScenarioReport};
 use fivexx_lab::timeline::LabEventKind;
 use fivexx_lab::{agent, clean};
@@ -29,6 +30,15 @@ fn agent_bin() -> Option<PathBuf> {
 }
 
 fn run(kind: ScenarioKind, tweak: impl FnOnce(&mut ScenarioParams)) -> ScenarioReport {
+    run_with_store(kind, tweak).0
+}
+
+/// Runs a scenario on a store the test can inspect afterwards.
+fn run_with_store(
+    kind: ScenarioKind,
+    tweak: impl FnOnce(&mut ScenarioParams),
+) -> (ScenarioReport, ClusterStore) {
+    let store = ClusterStore::new(scenario::NODE);
     let mut params = ScenarioParams::defaults(kind);
     tweak(&mut params);
     let out_dir = std::env::temp_dir().join("fxlab-test-runs").join(format!(
@@ -40,7 +50,7 @@ fn run(kind: ScenarioKind, tweak: impl FnOnce(&mut ScenarioParams)) -> ScenarioR
         out_dir,
         lab_exe: PathBuf::from(env!("CARGO_BIN_EXE_fivexx-lab")),
         agent: agent_bin(),
-        store: None,
+        store: Some(store.clone()),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -51,7 +61,16 @@ fn run(kind: ScenarioKind, tweak: impl FnOnce(&mut ScenarioParams)) -> ScenarioR
         .block_on(scenario::run(&params, &opts))
         .unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
     eprint!("{}", scenario::render(&report));
-    report
+    (report, store)
+}
+
+fn events_with_reason(store: &ClusterStore, reason: &str) -> Vec<String> {
+    store
+        .list_events(None)
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.involved_object.name)
+        .collect()
 }
 
 /// Pods that got a SIGTERM during the run, with their IPs.
@@ -99,8 +118,46 @@ fn rollout_no_prestop_gives_502_from_refused_connects() {
     if skip_unless_root("rollout_no_prestop") {
         return;
     }
-    let r = run(ScenarioKind::RolloutNoPrestop, |_| {});
+    let (r, store) = run_with_store(ScenarioKind::RolloutNoPrestop, |_| {});
     let s = &r.summary;
+    // The control plane saw it as a cluster would: a Killing event per old
+    // pod, the old pods gone, the slice listing the new ready pods.
+    let killed = events_with_reason(&store, "Killing");
+    let terminated: Vec<String> = r
+        .timeline
+        .iter()
+        .filter(|e| e.kind == LabEventKind::SigtermSent)
+        .filter_map(|e| e.pod.clone())
+        .collect();
+    assert_eq!(terminated.len(), r.params.replicas as usize);
+    for pod in &terminated {
+        assert!(killed.contains(pod), "no Killing event for {pod}");
+        assert!(
+            store.get_pod("shop", pod).is_none(),
+            "{pod} still in the store"
+        );
+    }
+    let pods = store.list_pods(Some("shop"));
+    assert_eq!(pods.len(), r.params.replicas as usize);
+    let slice = store
+        .get_endpoint_slice("shop", "web-lab01")
+        .expect("EndpointSlice");
+    let ready: Vec<String> = slice
+        .endpoints
+        .iter()
+        .flatten()
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+        .flat_map(|e| e.addresses.clone())
+        .collect();
+    let pod_ips: Vec<String> = pods
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+        .collect();
+    assert_eq!(ready.len(), pod_ips.len());
+    assert!(
+        ready.iter().all(|ip| pod_ips.contains(ip)),
+        "{ready:?} vs {pod_ips:?}"
+    );
     assert!(s.s502 > 0, "no 502: {s:?}");
     assert_eq!(s.total_5xx(), s.s502, "only 502s expected: {s:?}");
     assert_eq!(s.client_errors, 0);
@@ -235,8 +292,22 @@ fn drain_gives_502_from_evicted_pods() {
     if skip_unless_root("drain") {
         return;
     }
-    let r = run(ScenarioKind::Drain, |_| {});
+    let (r, store) = run_with_store(ScenarioKind::Drain, |_| {});
     assert!(r.summary.s502 > 0, "no 502: {:?}", r.summary);
+    let node = store.get_node(scenario::NODE).expect("node");
+    assert_eq!(
+        node.spec.and_then(|s| s.unschedulable),
+        Some(true),
+        "node not cordoned"
+    );
+    for p in store.list_pods(Some("shop")) {
+        let on = p.spec.and_then(|s| s.node_name);
+        assert_eq!(
+            on.as_deref(),
+            Some(scenario::NODE_2),
+            "a pod stayed on the drained node"
+        );
+    }
     let cordon = r
         .timeline
         .iter()
@@ -299,8 +370,20 @@ fn oom_kill_mid_request_gives_502() {
     if skip_unless_root("oom") {
         return;
     }
-    let r = run(ScenarioKind::Oom, |_| {});
+    let (r, store) = run_with_store(ScenarioKind::Oom, |_| {});
     assert!(r.summary.s502 > 0, "no 502: {:?}", r.summary);
+    assert!(
+        !events_with_reason(&store, "OOMKilling").is_empty(),
+        "no OOMKilling event"
+    );
+    let oom_status = store.list_pods(Some("shop")).into_iter().find_map(|p| {
+        let cs = p.status?.container_statuses?.into_iter().next()?;
+        let reason = cs.last_state?.terminated?.reason?;
+        Some((cs.restart_count, reason))
+    });
+    let (restarts, reason) = oom_status.expect("no pod with a terminated last state");
+    assert!(restarts >= 1);
+    assert_eq!(reason, "OOMKilled");
     let ooms: Vec<_> = r
         .timeline
         .iter()
