@@ -225,7 +225,10 @@ pub async fn run(params: &ScenarioParams, opts: &RunOptions) -> Result<ScenarioR
         None => None,
     };
     let timeline = Timeline::default();
-    let store = opts.store.clone().unwrap_or_else(|| ClusterStore::new(NODE));
+    let store = opts
+        .store
+        .clone()
+        .unwrap_or_else(|| ClusterStore::new(NODE));
     let result = drive(params, opts, store.clone(), timeline.clone()).await;
     clean::clean();
     let kernel_events = match agent_run.as_mut() {
