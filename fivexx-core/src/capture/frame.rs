@@ -68,6 +68,25 @@ pub(crate) struct FrameReader<R> {
     skipped_in_scan: usize,
 }
 
+impl FrameReader<io::Empty> {
+    /// Frames of bytes already in memory (a decompressed chunk): parsed in
+    /// place, without copying them through the read window.
+    pub(crate) fn from_vec(buf: Vec<u8>, sync: [u8; 4], max_len: usize) -> Self {
+        FrameReader {
+            inner: io::empty(),
+            buf,
+            pos: 0,
+            base: 0,
+            eof: true,
+            sync,
+            max_len,
+            payload: (0, 0),
+            consume_next: 0,
+            skipped_in_scan: 0,
+        }
+    }
+}
+
 impl<R: Read> FrameReader<R> {
     pub(crate) fn new(inner: R, base: u64, sync: [u8; 4], max_len: usize) -> Self {
         FrameReader {

@@ -95,7 +95,7 @@ pub struct CaptureReader<R: Read> {
     major: u16,
     minor: u16,
     /// Records of the current decompressed chunk, and the chunk's offset.
-    chunk: Option<(FrameReader<io::Cursor<Vec<u8>>>, u64)>,
+    chunk: Option<(FrameReader<io::Empty>, u64)>,
     problems: Vec<ReadProblem>,
     stats: ReadStats,
     finished: bool,
@@ -289,10 +289,7 @@ impl<R: Read> CaptureReader<R> {
     }
 
     fn start_chunk(&mut self, raw: Vec<u8>, offset: u64) {
-        self.chunk = Some((
-            FrameReader::new(io::Cursor::new(raw), 0, RECORD_SYNC, MAX_RECORD),
-            offset,
-        ));
+        self.chunk = Some((FrameReader::from_vec(raw, RECORD_SYNC, MAX_RECORD), offset));
     }
 
     fn count(&mut self, r: Record) -> Record {
