@@ -344,6 +344,22 @@ fn ip_gone_gives_504_from_connect_timeouts() {
     assert!(s.s504 > 0, "no 504: {s:?}");
     assert!(s.s504 > s.s502, "connect timeouts should dominate: {s:?}");
     failures_only_from(&r, &terminated_ips(&r));
+    // Every 504 went to an IP whose netns was already gone (50 ms slack for
+    // the request's own trip through nginx).
+    for rec in r.records.iter().filter(|x| x.status == Some(504)) {
+        let ip = rec.upstream_ip().expect("504 without upstream");
+        let gone = r
+            .timeline
+            .iter()
+            .find(|e| {
+                e.kind == LabEventKind::SandboxRemoved && e.ip.as_deref() == Some(ip.as_str())
+            })
+            .unwrap_or_else(|| panic!("504 from {ip}, whose netns was never removed"));
+        assert!(
+            rec.sent.mono_ns + 50_000_000 >= gone.at.mono_ns,
+            "a 504 from {ip} sent before its netns went away"
+        );
+    }
     if r.agent_events.is_some() {
         let dark = r
             .agent_events_for_failures()
