@@ -713,6 +713,24 @@ async fn real_kubectl_gets_pods_and_endpointslices() -> Result<()> {
         Some("10.244.0.11")
     );
 
+    lab.store.record_event(k8s_openapi::api::core::v1::Event {
+        involved_object: k8s_openapi::api::core::v1::ObjectReference {
+            kind: Some("Pod".into()),
+            name: Some("web-1".into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        reason: Some("Killing".into()),
+        message: Some("Stopping container web".into()),
+        ..Default::default()
+    });
+    let out = run_kubectl(&bin, &lab.kubeconfig, &["get", "events", "-A"]).await?;
+    assert!(
+        out.lines()
+            .any(|l| l.contains("Killing") && l.contains("pod/web-1")),
+        "{out}"
+    );
+
     let out = run_kubectl(&bin, &lab.kubeconfig, &["get", "nodes", "-o", "name"]).await?;
     assert_eq!(out.trim(), format!("node/{NODE}"));
 
@@ -953,6 +971,79 @@ async fn watches_send_bookmarks_and_honour_timeouts() -> Result<()> {
     assert!(
         bookmarks.iter().all(|b| *b == now),
         "{bookmarks:?} vs {now}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_served_as_core_v1_and_events_k8s_io_v1() -> Result<()> {
+    use k8s_openapi::api::core::v1::{Event, ObjectReference};
+    use k8s_openapi::api::events::v1::Event as EventV1;
+    let lab = lab("events", ClusterStore::new(NODE)).await?;
+    let killing = |name: &str| Event {
+        involved_object: ObjectReference {
+            kind: Some("Pod".into()),
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        reason: Some("Killing".into()),
+        message: Some(format!("Stopping container web in {name}")),
+        source: Some(k8s_openapi::api::core::v1::EventSource {
+            component: Some("kubelet".into()),
+            host: Some(NODE.into()),
+        }),
+        ..Default::default()
+    };
+    lab.store.record_event(killing("web-1"));
+
+    let core: Api<Event> = Api::all(lab.client.clone());
+    let listed = core
+        .list(&ListParams::default().fields("involvedObject.name=web-1,reason=Killing"))
+        .await?;
+    assert_eq!(listed.items.len(), 1);
+    let rv = listed.metadata.resource_version.context("rv")?;
+
+    let v1: Api<EventV1> = Api::namespaced(lab.client.clone(), "default");
+    let listed = v1
+        .list(&ListParams::default().fields("regarding.name=web-1"))
+        .await?;
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(
+        listed.items[0].note.as_deref(),
+        Some("Stopping container web in web-1")
+    );
+    assert_eq!(
+        listed.items[0].reporting_controller.as_deref(),
+        Some("kubelet")
+    );
+
+    let mut stream = v1
+        .watch(&WatchParams::default().fields("regarding.name=web-2"), &rv)
+        .await?
+        .boxed();
+    lab.store.record_event(killing("web-3"));
+    lab.store.record_event(killing("web-2"));
+    loop {
+        let event = tokio::time::timeout(WAIT, stream.next())
+            .await?
+            .context("watch ended")??;
+        match event {
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Added(e) => {
+                assert_eq!(e.regarding.and_then(|r| r.name).as_deref(), Some("web-2"));
+                break;
+            }
+            other => bail!("expected ADDED, got {other:?}"),
+        }
+    }
+    let err = v1
+        .create(&PostParams::default(), &EventV1::default())
+        .await
+        .expect_err("read-only");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 405),
+        "{err}"
     );
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use super::view::EVENTS_GROUP;
 use crate::cluster::{Kind, LAB_KUBELET_VERSION};
 
 /// The Kubernetes version the fake server claims (k8s-openapi's feature).
@@ -41,7 +42,7 @@ pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
 
 /// The named groups served, with their single version each.
 fn groups() -> Vec<(&'static str, &'static str)> {
-    let mut groups: Vec<(&str, &str)> = vec![(AUTHORIZATION_GROUP, "v1")];
+    let mut groups: Vec<(&str, &str)> = vec![(AUTHORIZATION_GROUP, "v1"), (EVENTS_GROUP, "v1")];
     for k in Kind::ALL {
         let i = k.info();
         if !i.group.is_empty() && !groups.contains(&(i.group, i.version)) {
@@ -88,6 +89,21 @@ const VERBS: [&str; 8] = [
 
 /// `/api/v1` or `/apis/<group>/<version>`: the resources of a group version.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (EVENTS_GROUP, "v1") {
+        return Some(json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": "events.k8s.io/v1",
+            "resources": [{
+                "name": "events",
+                "singularName": "event",
+                "namespaced": true,
+                "kind": "Event",
+                "verbs": ["get", "list", "watch"],
+                "shortNames": ["ev"],
+            }],
+        }));
+    }
     if (group, version) == (AUTHORIZATION_GROUP, "v1") {
         return Some(json!({
             "kind": "APIResourceList",

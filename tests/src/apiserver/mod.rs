@@ -24,6 +24,7 @@ mod portforward;
 mod selector;
 mod status;
 mod table;
+mod view;
 mod watch;
 
 use std::collections::HashSet;
@@ -44,6 +45,7 @@ use tokio::sync::watch as tokio_watch;
 pub use self::portforward::PROTOCOLS as PORT_FORWARD_PROTOCOLS;
 pub use self::selector::{FieldSelector, LabelSelector};
 pub use self::status::ApiError;
+use self::view::View;
 use self::watch::WatchRequest;
 use crate::cluster::{ClusterStore, Kind};
 
@@ -264,6 +266,8 @@ enum Route {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ObjectRoute {
     kind: Kind,
+    /// How the stored objects are presented (another API version).
+    view: View,
     namespace: Option<String>,
     name: Option<String>,
     subresource: Option<String>,
@@ -301,17 +305,18 @@ fn parse_route(path: &str) -> Result<Route, ApiError> {
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(not_found()),
     };
-    let kind_at = |plural: &str| Kind::from_path(group, version, plural).ok_or_else(not_found);
+    let kind_at = |plural: &str| View::resolve(group, version, plural).ok_or_else(not_found);
     let owned = |s: Option<&&str>| s.map(|s| s.to_string());
     // /namespaces/NS/<plural>[/name[/sub]] is namespaced; /namespaces[/NAME[/sub]]
     // is the Namespace object itself.
     if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
-        if let Some(kind) = Kind::from_path(group, version, rest[2]) {
+        if let Some((kind, view)) = View::resolve(group, version, rest[2]) {
             if !kind.info().namespaced || rest.len() > 5 {
                 return Err(not_found());
             }
             return Ok(Route::Object(ObjectRoute {
                 kind,
+                view,
                 namespace: Some(rest[1].to_string()),
                 name: owned(rest.get(3)),
                 subresource: owned(rest.get(4)),
@@ -321,9 +326,10 @@ fn parse_route(path: &str) -> Result<Route, ApiError> {
     if rest.is_empty() || rest.len() > 3 {
         return Err(not_found());
     }
-    let kind = kind_at(rest[0])?;
+    let (kind, view) = kind_at(rest[0])?;
     let route = ObjectRoute {
         kind,
+        view,
         namespace: None,
         name: owned(rest.get(1)),
         subresource: owned(rest.get(2)),
@@ -518,6 +524,16 @@ async fn serve_object(
             "dryRun is not supported by the fivexx lab API server",
         ));
     }
+    if route.view.read_only() && parts.method != Method::GET {
+        return Err(ApiError::method_not_allowed(
+            parts.method.as_str(),
+            &format!(
+                "{} (a read-only view; write core/v1 instead)",
+                parts.uri.path()
+            ),
+        ));
+    }
+    let view = route.view;
     let store = &state.store;
     let ns = route.namespace.clone().unwrap_or_default();
     let accept = parts
@@ -544,7 +560,8 @@ async fn serve_object(
                 kind,
                 namespace: route.namespace.clone(),
                 labels: label_selector(&query)?,
-                fields: field_selector(kind, &query)?,
+                fields: field_selector(&route, &query)?,
+                view,
                 resource_version: parse_rv(query.get("resourceVersion"))?,
                 timeout: query
                     .get("timeoutSeconds")
@@ -566,22 +583,26 @@ async fn serve_object(
         }
         (Method::GET, None, None) => {
             let labels = label_selector(&query)?;
-            let fields = field_selector(kind, &query)?;
+            let fields = field_selector(&route, &query)?;
             let (items, rv) = store.list(kind, route.namespace.as_deref());
-            let items: Vec<Value> = items
+            let (natives, items): (Vec<Value>, Vec<Value>) = items
                 .into_iter()
-                .filter(|o| labels.matches(o) && fields.matches(o))
-                .collect();
+                .map(|o| {
+                    let shown = view.present(&o);
+                    (o, shown)
+                })
+                .filter(|(_, o)| labels.matches(o) && fields.matches(o))
+                .unzip();
             if as_table {
                 return Ok(json_response(
                     StatusCode::OK,
-                    &table::render(kind, &items, rv, true),
+                    &table::render(kind, &natives, rv, true),
                     table::CONTENT_TYPE,
                 ));
             }
             Ok(ok_json(&json!({
                 "kind": format!("{}List", info.kind),
-                "apiVersion": info.api_version,
+                "apiVersion": view.api_version(kind),
                 "metadata": {"resourceVersion": rv.to_string()},
                 "items": items,
             })))
@@ -598,7 +619,7 @@ async fn serve_object(
                     table::CONTENT_TYPE,
                 ));
             }
-            Ok(ok_json(&object))
+            Ok(ok_json(&view.present(&object)))
         }
         (Method::POST, Some(name), Some("eviction")) => {
             // kubectl drain's path: an Eviction is a graceful delete (the
@@ -698,7 +719,7 @@ async fn serve_object(
         }
         (Method::DELETE, None, None) => {
             let labels = label_selector(&query)?;
-            let fields = field_selector(kind, &query)?;
+            let fields = field_selector(&route, &query)?;
             let (items, rv) = store.list(kind, route.namespace.as_deref());
             let mut deleted = Vec::new();
             for o in items
@@ -868,9 +889,13 @@ fn label_selector(query: &Query) -> Result<LabelSelector, ApiError> {
     LabelSelector::parse(query.get("labelSelector").unwrap_or("")).map_err(ApiError::bad_request)
 }
 
-fn field_selector(kind: Kind, query: &Query) -> Result<FieldSelector, ApiError> {
-    FieldSelector::parse(kind, query.get("fieldSelector").unwrap_or(""))
-        .map_err(ApiError::bad_request)
+fn field_selector(route: &ObjectRoute, query: &Query) -> Result<FieldSelector, ApiError> {
+    let text = query.get("fieldSelector").unwrap_or("");
+    match route.view {
+        View::Native => FieldSelector::parse(route.kind, text),
+        View::EventsV1 => FieldSelector::parse_fields(text, &view::EVENTS_V1_FIELDS),
+    }
+    .map_err(ApiError::bad_request)
 }
 
 /// Validates a port-forward and upgrades it.
@@ -924,6 +949,7 @@ mod tests {
     fn obj(kind: Kind, ns: Option<&str>, name: Option<&str>, sub: Option<&str>) -> Route {
         Route::Object(ObjectRoute {
             kind,
+            view: View::Native,
             namespace: ns.map(Into::into),
             name: name.map(Into::into),
             subresource: sub.map(Into::into),

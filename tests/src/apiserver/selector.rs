@@ -158,6 +158,19 @@ impl FieldSelector {
     /// Parses a field selector, accepting only the fields the real API
     /// server supports for `kind` (else `field label not supported`).
     pub fn parse(kind: Kind, text: &str) -> Result<Self, String> {
+        Self::parse_with(text, |field| field_pointer(kind, field))
+    }
+
+    /// Parses a field selector over an explicit list of field labels.
+    pub fn parse_fields(text: &str, allowed: &[&str]) -> Result<Self, String> {
+        Self::parse_with(text, |field| {
+            allowed
+                .contains(&field)
+                .then(|| format!("/{}", field.replace('.', "/")))
+        })
+    }
+
+    fn parse_with(text: &str, pointer_of: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut requirements = Vec::new();
         for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let (field, value, equal) = if let Some((f, v)) = term.split_once("!=") {
@@ -172,8 +185,8 @@ impl FieldSelector {
                 ));
             };
             let field = field.trim();
-            let pointer = field_pointer(kind, field)
-                .ok_or_else(|| format!("field label not supported: {field}"))?;
+            let pointer =
+                pointer_of(field).ok_or_else(|| format!("field label not supported: {field}"))?;
             requirements.push((pointer, value.trim().to_string(), equal));
         }
         Ok(FieldSelector { requirements })

@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::table;
+use super::view::View;
 use crate::cluster::{Change, ChangeType, ClusterError, ClusterStore, Kind};
 
 /// What one watch request asked for.
@@ -23,6 +24,8 @@ pub struct WatchRequest {
     pub namespace: Option<String>,
     pub labels: LabelSelector,
     pub fields: FieldSelector,
+    /// How objects are presented (and selected): another API version.
+    pub view: View,
     /// `None` for `""`/`"0"`: start with the current state.
     pub resource_version: Option<u64>,
     pub timeout: Option<Duration>,
@@ -45,7 +48,11 @@ impl WatchRequest {
             }
             _ => true,
         };
-        ns_ok && self.labels.matches(object) && self.fields.matches(object)
+        if !ns_ok {
+            return false;
+        }
+        let shown = self.view.present(object);
+        self.labels.matches(&shown) && self.fields.matches(&shown)
     }
 
     /// The event a watcher with this filter sees for a change, if any: an
@@ -73,20 +80,21 @@ impl WatchRequest {
                 true,
             )
         } else {
-            change.object.clone()
+            self.view.present(&change.object)
         };
         Some((ty, object))
     }
 
     fn bookmark(&self, resource_version: u64, initial_events_end: bool) -> Value {
         let info = self.kind.info();
+        let api_version = self.view.api_version(self.kind);
         let mut metadata = json!({ "resourceVersion": resource_version.to_string() });
         if initial_events_end {
             metadata["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
         }
         json!({
             "type": "BOOKMARK",
-            "object": { "kind": info.kind, "apiVersion": info.api_version, "metadata": metadata },
+            "object": { "kind": info.kind, "apiVersion": api_version, "metadata": metadata },
         })
     }
 }
