@@ -222,6 +222,16 @@ class Expectations(unittest.TestCase):
         self.assertEqual(result.expected(rules, "6.18.44-fc-v657", "test", "x"), "degraded")
         self.assertEqual(result.expected(rules, "6.12.1", "hook", "x"), None)
 
+    def test_wildcards_and_alternatives(self):
+        r = self.report(REL, "degraded")
+        r["hooks"].append({"tracepoint": "syscalls:sys_enter_writev", "kind": "http", "state": "not_loaded"})
+        rc, out = judge(console(r, 0, result_line()))
+        self.assertEqual(rc, 0, out)
+        r["hooks"][-1]["state"] = "failed"
+        rc, out = judge(console(r, 0, result_line()))
+        self.assertEqual(rc, 1)
+        self.assertIn("syscalls:sys_enter_writev is failed, expected not_loaded|attached", out)
+
     def test_the_shipped_file_parses(self):
         self.assertTrue(result.load_expectations())
 
