@@ -27,10 +27,22 @@ pub enum EventKind {
     Exit = 6,
     /// `oom:mark_victim`: the OOM killer chose a process.
     OomVictim = 7,
+    /// `syscalls:sys_enter_{write,writev,sendto,sendmsg}` of a process in the
+    /// HTTP cgroup set, whose first bytes are a 5xx status line. `code` holds
+    /// the status, `result` the fd, `reserved` how many bytes were peeked.
+    HttpResponse = 8,
 }
 
 /// Number of kinds; sizes the counter maps.
-pub const KIND_COUNT: usize = 8;
+pub const KIND_COUNT: usize = 9;
+
+/// The most user bytes the HTTP peek ever reads: `HTTP/1.1 502 Bad`. Never
+/// headers, never bodies.
+pub const HTTP_PEEK_BYTES: usize = 16;
+/// Per-CPU u64 counters of status lines seen, index = status / 100 (1..=5).
+pub const HTTP_COUNTS_MAP: &str = "HTTP_COUNTS";
+/// cgroup ids (u64 -> u8) whose writes are peeked; empty by default.
+pub const HTTP_CGROUPS_MAP: &str = "HTTP_CGROUPS";
 
 impl EventKind {
     pub const ALL: [EventKind; KIND_COUNT] = [
@@ -42,6 +54,7 @@ impl EventKind {
         EventKind::Signal,
         EventKind::Exit,
         EventKind::OomVictim,
+        EventKind::HttpResponse,
     ];
 
     pub fn from_u8(v: u8) -> Option<Self> {
@@ -280,6 +293,33 @@ pub struct OomLayout {
     pub comm_loc: FieldLoc,
 }
 
+/// A syscall entry that writes bytes: `fd`, a pointer (`buf`, `vec` or
+/// `msg`) and, where the syscall has one, a length (`count`, `vlen`, `len`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteLayout {
+    pub fd: FieldLoc,
+    pub ptr: FieldLoc,
+    pub len: FieldLoc,
+}
+
+impl WriteLayout {
+    pub const EMPTY: WriteLayout = WriteLayout {
+        fd: FieldLoc::ABSENT,
+        ptr: FieldLoc::ABSENT,
+        len: FieldLoc::ABSENT,
+    };
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpLayout {
+    pub write: WriteLayout,
+    pub writev: WriteLayout,
+    pub sendto: WriteLayout,
+    pub sendmsg: WriteLayout,
+}
+
 /// Offsets of kernel struct members, discovered from BTF at start-up.
 /// `-1` means unknown on this kernel.
 #[repr(C)]
@@ -290,6 +330,26 @@ pub struct KernelOffsets {
     pub signal_live: i32,
     /// `sock::__sk_common.skc_state`, counted from the start of `struct sock`.
     pub sock_state: i32,
+    /// fd -> socket: task_struct.files, files_struct.fdt, fdtable.fd,
+    /// file.private_data, socket.sk.
+    pub task_files: i32,
+    pub files_fdt: i32,
+    pub fdt_fd: i32,
+    pub file_private_data: i32,
+    pub socket_sk: i32,
+    /// In `struct sock` (through `__sk_common`).
+    pub sock_family: i32,
+    pub sock_daddr: i32,
+    pub sock_rcv_saddr: i32,
+    pub sock_dport: i32,
+    pub sock_num: i32,
+    pub sock_v6_daddr: i32,
+    pub sock_v6_rcv_saddr: i32,
+    /// User ABI structs, from BTF where present: user_msghdr.msg_iov,
+    /// iovec.iov_base, iovec.iov_len.
+    pub msghdr_iov: i32,
+    pub iovec_base: i32,
+    pub iovec_len: i32,
 }
 
 impl KernelOffsets {
@@ -298,6 +358,21 @@ impl KernelOffsets {
         task_signal: -1,
         signal_live: -1,
         sock_state: -1,
+        task_files: -1,
+        files_fdt: -1,
+        fdt_fd: -1,
+        file_private_data: -1,
+        socket_sk: -1,
+        sock_family: -1,
+        sock_daddr: -1,
+        sock_rcv_saddr: -1,
+        sock_dport: -1,
+        sock_num: -1,
+        sock_v6_daddr: -1,
+        sock_v6_rcv_saddr: -1,
+        msghdr_iov: -1,
+        iovec_base: -1,
+        iovec_len: -1,
     };
 }
 
@@ -321,6 +396,7 @@ pub struct TracerConfig {
     pub signal: SignalLayout,
     pub exit: ExitLayout,
     pub oom: OomLayout,
+    pub http: HttpLayout,
     pub kernel: KernelOffsets,
 }
 
@@ -370,6 +446,12 @@ impl TracerConfig {
         oom: OomLayout {
             pid: FieldLoc::ABSENT,
             comm_loc: FieldLoc::ABSENT,
+        },
+        http: HttpLayout {
+            write: WriteLayout::EMPTY,
+            writev: WriteLayout::EMPTY,
+            sendto: WriteLayout::EMPTY,
+            sendmsg: WriteLayout::EMPTY,
         },
         kernel: KernelOffsets::UNKNOWN,
     };

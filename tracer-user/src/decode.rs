@@ -90,8 +90,27 @@ impl Decoder {
                     comm: comm(&raw.target_comm),
                 });
             }
+            KernelEventKind::HttpResponse => {
+                // Written by the proxy worker itself: the task is the sender.
+                ev.http_status = u16::try_from(raw.code).ok();
+                ev.fd = Some(raw.result);
+                ev.http_peek_bytes = u8::try_from(raw.reserved).ok();
+                ev.tuple = tuple(raw);
+                ev.cgroup_id = Some(raw.cgroup_id);
+                ev.sock_id = self.sock_id(raw.sock);
+            }
         }
         Ok(ev)
+    }
+
+    /// Keyed hash of a kernel socket address: joins events of one
+    /// connection without exposing the address.
+    fn sock_id(&self, sock: u64) -> Option<u64> {
+        (sock != 0).then(|| {
+            let mut h = self.sock_key.build_hasher();
+            h.write_u64(sock);
+            h.finish()
+        })
     }
 
     fn network(&self, raw: &RawEvent, ev: &mut KernelEvent) {
@@ -100,11 +119,7 @@ impl Decoder {
         if ev.kind == KernelEventKind::StateChange {
             ev.new_state = TcpState::from_kernel(raw.new_state);
         }
-        if raw.sock != 0 {
-            let mut h = self.sock_key.build_hasher();
-            h.write_u64(raw.sock);
-            ev.sock_id = Some(h.finish());
-        }
+        ev.sock_id = self.sock_id(raw.sock);
         match ev.kind {
             KernelEventKind::SendReset if raw.reason != REASON_UNKNOWN => {
                 ev.reset_reason = Some(
@@ -147,6 +162,7 @@ fn map_kind(k: EventKind) -> KernelEventKind {
         EventKind::Signal => KernelEventKind::Signal,
         EventKind::Exit => KernelEventKind::Exit,
         EventKind::OomVictim => KernelEventKind::OomVictim,
+        EventKind::HttpResponse => KernelEventKind::HttpResponse,
     }
 }
 

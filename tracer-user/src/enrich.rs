@@ -268,7 +268,7 @@ impl Enricher {
                     p
                 })
             }
-            K::Exit => ev.cgroup_id.and_then(|id| self.cgroup_path(id)),
+            K::Exit | K::HttpResponse => ev.cgroup_id.and_then(|id| self.cgroup_path(id)),
             _ => None,
         };
         if let Some(pod) = path.as_deref().and_then(pod_from_cgroup_path) {

@@ -32,7 +32,7 @@ impl Hook {
     }
 }
 
-pub const HOOKS: [Hook; 8] = [
+pub const HOOKS: [Hook; 12] = [
     Hook {
         category: "tcp",
         name: "tcp_send_reset",
@@ -80,6 +80,30 @@ pub const HOOKS: [Hook; 8] = [
         name: "mark_victim",
         program: "mark_victim",
         kind: KernelEventKind::OomVictim,
+    },
+    Hook {
+        category: "syscalls",
+        name: "sys_enter_write",
+        program: "sys_enter_write",
+        kind: KernelEventKind::HttpResponse,
+    },
+    Hook {
+        category: "syscalls",
+        name: "sys_enter_writev",
+        program: "sys_enter_writev",
+        kind: KernelEventKind::HttpResponse,
+    },
+    Hook {
+        category: "syscalls",
+        name: "sys_enter_sendto",
+        program: "sys_enter_sendto",
+        kind: KernelEventKind::HttpResponse,
+    },
+    Hook {
+        category: "syscalls",
+        name: "sys_enter_sendmsg",
+        program: "sys_enter_sendmsg",
+        kind: KernelEventKind::HttpResponse,
     },
 ];
 
@@ -179,6 +203,7 @@ impl KernelLayout {
                 KernelEventKind::Signal => signal(fmt, &mut config),
                 KernelEventKind::Exit => exit(fmt, &mut config, &mut plan),
                 KernelEventKind::OomVictim => oom(fmt, &mut config),
+                KernelEventKind::HttpResponse => http(fmt, hook.name, &mut config, &mut plan),
             };
             if let Err(missing) = result {
                 plan.state = HookState::Missing;
@@ -223,12 +248,30 @@ fn kernel_offsets(btf: Option<&KernelBtf>) -> KernelOffsets {
     k.signal_live = off("signal_struct", "live");
     // struct sock starts with its sock_common (__sk_common).
     let common = off("sock", "__sk_common");
-    let state = off("sock_common", "skc_state");
-    k.sock_state = if common >= 0 && state >= 0 {
-        common + state
-    } else {
-        -1
+    let in_sock = |m: &str| {
+        let o = off("sock_common", m);
+        if common >= 0 && o >= 0 {
+            common + o
+        } else {
+            -1
+        }
     };
+    k.sock_state = in_sock("skc_state");
+    k.sock_family = in_sock("skc_family");
+    k.sock_daddr = in_sock("skc_daddr");
+    k.sock_rcv_saddr = in_sock("skc_rcv_saddr");
+    k.sock_dport = in_sock("skc_dport");
+    k.sock_num = in_sock("skc_num");
+    k.sock_v6_daddr = in_sock("skc_v6_daddr");
+    k.sock_v6_rcv_saddr = in_sock("skc_v6_rcv_saddr");
+    k.task_files = off("task_struct", "files");
+    k.files_fdt = off("files_struct", "fdt");
+    k.fdt_fd = off("fdtable", "fd");
+    k.file_private_data = off("file", "private_data");
+    k.socket_sk = off("socket", "sk");
+    k.msghdr_iov = off("user_msghdr", "msg_iov");
+    k.iovec_base = off("iovec", "iov_base");
+    k.iovec_len = off("iovec", "iov_len");
     k
 }
 
@@ -369,6 +412,58 @@ fn exit(fmt: &TracepointFormat, c: &mut TracerConfig, plan: &mut HookPlan) -> Re
     if k.task_exit_code < 0 {
         plan.notes
             .push("task_struct.exit_code not found in BTF: exit codes unknown".to_string());
+    }
+    Ok(())
+}
+
+/// The HTTP peek's syscalls: fd, the buffer (or iovec, or msghdr) and its length.
+fn http(
+    fmt: &TracepointFormat,
+    name: &str,
+    c: &mut TracerConfig,
+    plan: &mut HookPlan,
+) -> Result<(), Missing> {
+    let (ptr, len) = match name {
+        "sys_enter_write" => ("buf", Some("count")),
+        "sys_enter_writev" => ("vec", Some("vlen")),
+        "sys_enter_sendto" => ("buff", Some("len")),
+        _ => ("msg", None),
+    };
+    let layout = tracer_ebpf::WriteLayout {
+        fd: loc(fmt, "fd")?,
+        ptr: fmt
+            .field(ptr)
+            .map(|f| FieldLoc::new(f.offset, f.size))
+            .ok_or("buffer pointer")?,
+        len: match len {
+            Some(l) => fmt
+                .field(l)
+                .map(|f| FieldLoc::new(f.offset, f.size))
+                .ok_or("length")?,
+            None => FieldLoc::ABSENT,
+        },
+    };
+    match name {
+        "sys_enter_write" => c.http.write = layout,
+        "sys_enter_writev" => c.http.writev = layout,
+        "sys_enter_sendto" => c.http.sendto = layout,
+        _ => c.http.sendmsg = layout,
+    }
+    let k = &c.kernel;
+    if [
+        k.task_files,
+        k.files_fdt,
+        k.fdt_fd,
+        k.file_private_data,
+        k.socket_sk,
+        k.sock_family,
+    ]
+    .iter()
+    .any(|o| *o < 0)
+    {
+        plan.notes.push(
+            "fd -> socket offsets not found in BTF: 5xx responses carry no 4-tuple".to_string(),
+        );
     }
     Ok(())
 }

@@ -102,6 +102,10 @@ struct TraceArgs {
     /// Node name stamped on events.
     #[arg(long, env = "NODE_NAME", default_value = "")]
     node: String,
+    /// Peek at HTTP status lines written by processes in this cgroup (a
+    /// proxy pod; repeatable). Reads at most 16 bytes of each write.
+    #[arg(long)]
+    http_cgroup: Vec<String>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:7450";
@@ -116,6 +120,10 @@ struct ServeArgs {
     /// Node name stamped on events (the DaemonSet passes spec.nodeName).
     #[arg(long, env = "NODE_NAME", default_value = "")]
     node: String,
+    /// Peek at HTTP status lines written by processes in this cgroup (a
+    /// proxy pod; repeatable). Reads at most 16 bytes of each write.
+    #[arg(long)]
+    http_cgroup: Vec<String>,
 }
 
 fn main() {
@@ -244,6 +252,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         ring_bytes: args.ring_bytes,
         kinds: kinds.clone(),
         node: args.node.clone(),
+        http_cgroups: args.http_cgroup.clone(),
     };
     let mut tracer = Tracer::load(&opts)?;
     print_hook_notes(&tracer);
@@ -377,6 +386,7 @@ fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
         ring_bytes: args.ring_bytes,
         kinds: None,
         node: args.node.clone(),
+        http_cgroups: args.http_cgroup.clone(),
     };
     let mut tracer = Tracer::load(&opts)?;
     print_hook_notes(&tracer);

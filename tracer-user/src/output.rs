@@ -89,6 +89,12 @@ pub fn table_line(ev: &KernelEvent) -> String {
                 let _ = write!(d, "OOM victim {}[{}]", t.comm, t.pid);
             }
         }
+        K::HttpResponse => {
+            let _ = write!(d, " HTTP {}", ev.http_status.unwrap_or(0));
+            if let Some(t) = &ev.task {
+                let _ = write!(d, " by {}[{}] fd {}", t.comm, t.pid, ev.fd.unwrap_or(-1));
+            }
+        }
     }
     if let Some(uid) = &ev.pod_uid {
         let _ = write!(d, " pod={uid}");

@@ -9,8 +9,8 @@ use aya::{Ebpf, EbpfLoader};
 use fivexx_core::capability::{CapabilityReport, HookState, HookStatus};
 use fivexx_core::KernelEventKind;
 use tracer_ebpf::{
-    CONFIG_SYMBOL, DROPPED_MAP, EVENTS_MAP, GENERATED_MAP, KIND_COUNT, STATE_COUNTS_LEN,
-    STATE_COUNTS_MAP,
+    CONFIG_SYMBOL, DROPPED_MAP, EVENTS_MAP, GENERATED_MAP, HTTP_CGROUPS_MAP, HTTP_COUNTS_MAP,
+    KIND_COUNT, STATE_COUNTS_LEN, STATE_COUNTS_MAP,
 };
 
 use crate::btf::KernelBtf;
@@ -31,6 +31,9 @@ pub struct TracerOptions {
     /// Attach only these kinds (None: all).
     pub kinds: Option<BTreeSet<KernelEventKind>>,
     pub node: String,
+    /// cgroups (paths under the cgroup v2 mount) whose writes the HTTP peek
+    /// reads. Empty: the peek is not attached at all.
+    pub http_cgroups: Vec<String>,
 }
 
 impl Default for TracerOptions {
@@ -39,8 +42,39 @@ impl Default for TracerOptions {
             ring_bytes: DEFAULT_RING_BYTES,
             kinds: None,
             node: String::new(),
+            http_cgroups: Vec::new(),
         }
     }
+}
+
+/// Resolves `--http-cgroup` paths to cgroup ids (inode numbers).
+pub fn resolve_cgroups(paths: &[String]) -> Result<Vec<(String, u64)>, Error> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let root = crate::enrich::cgroup2_root().ok_or_else(|| Error::Io {
+        what: "the cgroup v2 mount".into(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no cgroup2 filesystem in /proc/self/mounts",
+        ),
+    })?;
+    paths
+        .iter()
+        .map(|p| {
+            let rel = p.strip_prefix(root.to_str().unwrap_or("")).unwrap_or(p);
+            let dir = root.join(rel.trim_start_matches('/'));
+            crate::enrich::cgroup_id_of(&dir)
+                .map(|id| (p.clone(), id))
+                .ok_or_else(|| Error::Io {
+                    what: format!("--http-cgroup {p}"),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("no cgroup {}", dir.display()),
+                    ),
+                })
+        })
+        .collect()
 }
 
 /// What is known about this kernel without loading anything.
@@ -130,6 +164,7 @@ pub struct Tracer {
 impl Tracer {
     pub fn load(opts: &TracerOptions) -> Result<Tracer, Error> {
         crate::privilege::check_can_trace()?;
+        let http_cgroups = resolve_cgroups(&opts.http_cgroups)?;
         let facts = KernelFacts::discover(true)?;
         raise_memlock_limit();
         let config = facts.layout.config;
@@ -141,8 +176,24 @@ impl Tracer {
 
         let mut report = facts.report(opts.ring_bytes, &opts.node);
         report.loaded = true;
+        if !http_cgroups.is_empty() {
+            let map = ebpf
+                .map_mut(HTTP_CGROUPS_MAP)
+                .ok_or(Error::MissingMap(HTTP_CGROUPS_MAP))?;
+            let mut set = aya::maps::HashMap::<_, u64, u8>::try_from(map)
+                .map_err(|e| Error::Load(e.to_string()))?;
+            for (_, id) in &http_cgroups {
+                set.insert(id, 1, 0)
+                    .map_err(|e| Error::Load(e.to_string()))?;
+            }
+        }
         for (plan, status) in facts.layout.plans.iter().zip(report.hooks.iter_mut()) {
             if !plan.enabled() {
+                continue;
+            }
+            if plan.hook.kind == KernelEventKind::HttpResponse && http_cgroups.is_empty() {
+                status.state = HookState::NotLoaded;
+                status.reason = Some("HTTP peek off: no --http-cgroup given".to_string());
                 continue;
             }
             if opts
@@ -203,6 +254,13 @@ impl Tracer {
             .collect())
     }
 
+    /// Status lines seen by the HTTP peek, by class: `[1xx, 2xx, 3xx, 4xx, 5xx]`.
+    pub fn http_counts(&self) -> Result<[u64; 5], Error> {
+        let mut all = [0u64; 8];
+        sum_into(&self.ebpf, HTTP_COUNTS_MAP, &mut all)?;
+        Ok([all[1], all[2], all[3], all[4], all[5]])
+    }
+
     /// Detaches every program now (records already in the ring stay readable).
     pub fn detach_all(&mut self) {
         for hook in crate::layout::HOOKS {
@@ -220,11 +278,29 @@ fn attach(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<
         .program_mut(program)
         .ok_or_else(|| format!("program {program} missing from the object"))?;
     let tp: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
-    tp.load()
-        .map_err(|e| format!("verifier or load error: {e:#}"))?;
+    tp.load().map_err(|e| {
+        format!(
+            "verifier or load error: {}",
+            summarize_verifier(&format!("{e:#}"))
+        )
+    })?;
     tp.attach(category, name)
         .map_err(|e| format!("attach failed: {e:#}"))?;
     Ok(())
+}
+
+/// The verifier log can run to thousands of lines: keep its first line and
+/// its last four, which say what was rejected and where.
+fn summarize_verifier(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.len() <= 5 {
+        return lines.join(" | ");
+    }
+    format!(
+        "{} | ... | {}",
+        lines[0],
+        lines[lines.len() - 4..].join(" | ")
+    )
 }
 
 fn sum_into(ebpf: &Ebpf, name: &'static str, out: &mut [u64]) -> Result<(), Error> {

@@ -80,3 +80,8 @@ fn check_reports_every_hook_as_json() {
         .iter()
         .any(|h| h.tracepoint == "tcp:tcp_send_reset"));
 }
+
+#[test]
+fn http_peek() {
+    case("http_peek");
+}

@@ -2,6 +2,7 @@
 //! from the configuration and emits `RawEvent`s only for abnormal facts.
 
 mod exit;
+mod http;
 mod oom;
 mod reset;
 mod retransmit;

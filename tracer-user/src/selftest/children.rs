@@ -19,6 +19,9 @@ pub enum ChildMode {
     Exit(i32),
     /// Sleeps with default dispositions until killed.
     Sleep,
+    /// Connects to 127.0.0.1:port, waits for a line on stdin, then writes
+    /// HTTP status lines through write, writev, sendto and sendmsg.
+    HttpWriter(u16),
 }
 
 impl ChildMode {
@@ -28,6 +31,7 @@ impl ChildMode {
             ChildMode::IgnoreTerm => "fx-ignore",
             ChildMode::Exit(_) => "fx-exit",
             ChildMode::Sleep => "fx-sleep",
+            ChildMode::HttpWriter(_) => "fx-http",
         }
     }
 
@@ -37,6 +41,7 @@ impl ChildMode {
             ChildMode::IgnoreTerm => vec!["ignore-term".into()],
             ChildMode::Exit(c) => vec!["exit".into(), c.to_string()],
             ChildMode::Sleep => vec!["sleep".into()],
+            ChildMode::HttpWriter(p) => vec!["http-writer".into(), p.to_string()],
         }
     }
 }
@@ -46,7 +51,7 @@ pub fn spawn(exe: &Path, mode: ChildMode) -> std::io::Result<Child> {
     let mut child = Command::new(exe)
         .arg(CHILD_ARG)
         .args(mode.args())
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
@@ -71,6 +76,9 @@ pub fn run(args: &[String]) -> ! {
         Some("ignore-term") => ChildMode::IgnoreTerm,
         Some("exit") => ChildMode::Exit(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1)),
         Some("sleep") => ChildMode::Sleep,
+        Some("http-writer") => {
+            ChildMode::HttpWriter(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(0))
+        }
         _ => {
             eprintln!("unknown self-test child mode {args:?}");
             std::process::exit(64)
@@ -92,7 +100,11 @@ pub fn run(args: &[String]) -> ! {
             ChildMode::Sleep => {
                 libc::signal(libc::SIGTERM, libc::SIG_DFL);
             }
+            ChildMode::HttpWriter(_) => {}
         }
+    }
+    if let ChildMode::HttpWriter(port) = mode {
+        http_writer(port);
     }
     let mut out = std::io::stdout();
     let _ = out.write_all(b"ready\n");
@@ -100,4 +112,77 @@ pub fn run(args: &[String]) -> ! {
     loop {
         std::thread::sleep(std::time::Duration::from_secs(60));
     }
+}
+
+/// The statuses written, in order, by `HttpWriter`: one per syscall kind,
+/// then a 12-byte write (the shortest status line) and a non-HTTP write.
+pub const HTTP_WRITES: [(&str, &[u8]); 6] = [
+    ("write", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    ("writev", b"HTTP/1.1 404 Not Found\r\n"),
+    (
+        "sendto",
+        b"HTTP/1.0 502 Bad Gateway\r\nX-Secret: hunter2\r\n\r\n",
+    ),
+    ("sendmsg", b"HTTP/1.1 504 Gateway Time-out\r\n\r\n"),
+    ("write", b"HTTP/1.1 503"),
+    ("write", b"not http at all: 500 nothing"),
+];
+
+fn http_writer(port: u16) -> ! {
+    use std::io::BufRead;
+    use std::os::fd::AsRawFd;
+    let stream = match std::net::TcpStream::connect(("127.0.0.1", port)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("http-writer: connect: {e}");
+            std::process::exit(65)
+        }
+    };
+    let mut out = std::io::stdout();
+    let _ = out.write_all(b"ready\n");
+    let _ = out.flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    let fd = stream.as_raw_fd();
+    for (call, bytes) in HTTP_WRITES {
+        let ptr = bytes.as_ptr() as *mut libc::c_void;
+        // SAFETY: buffers outlive the calls; iovecs point into them.
+        unsafe {
+            match call {
+                "writev" => {
+                    let tail = b"Content-Length: 0\r\n\r\n";
+                    let iov = [
+                        libc::iovec {
+                            iov_base: ptr,
+                            iov_len: bytes.len(),
+                        },
+                        libc::iovec {
+                            iov_base: tail.as_ptr() as *mut libc::c_void,
+                            iov_len: tail.len(),
+                        },
+                    ];
+                    libc::writev(fd, iov.as_ptr(), 2);
+                }
+                "sendto" => {
+                    libc::sendto(fd, ptr, bytes.len(), 0, std::ptr::null(), 0);
+                }
+                "sendmsg" => {
+                    let mut iov = libc::iovec {
+                        iov_base: ptr,
+                        iov_len: bytes.len(),
+                    };
+                    let mut msg: libc::msghdr = std::mem::zeroed();
+                    msg.msg_iov = &mut iov;
+                    msg.msg_iovlen = 1;
+                    libc::sendmsg(fd, &msg, 0);
+                }
+                _ => {
+                    libc::write(fd, ptr, bytes.len());
+                }
+            }
+        }
+    }
+    let _ = out.write_all(b"done\n");
+    let _ = out.flush();
+    std::process::exit(0)
 }
