@@ -1047,3 +1047,45 @@ async fn events_are_served_as_core_v1_and_events_k8s_io_v1() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dying_pod_ends_its_port_forward_and_a_stopped_server_is_unreachable() -> Result<()> {
+    let lab = lab("shutdown", ClusterStore::new(NODE)).await?;
+    // A "pod" that answers once and dies, as an agent crashing mid-trace.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Ok((mut conn, _)) = listener.accept().await {
+            let _ = conn.write_all(b"bye").await;
+        }
+    });
+    lab.store
+        .apply_pod(pod("default", "agent", "agent", Some("10.244.0.50")));
+    lab.store
+        .map_port_forward("default", fivexx_lab::cluster::ANY_POD, 9000, addr);
+    let pods: Api<Pod> = Api::namespaced(lab.client.clone(), "default");
+    let mut forwarder = pods.portforward("agent", &[9000]).await?;
+    let mut stream = forwarder.take_stream(9000).context("stream")?;
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut got)).await??;
+    assert_eq!(got, b"bye", "bytes, then EOF when the pod's socket closes");
+
+    // A watch open when the server stops ends; later requests cannot connect.
+    let mut watch = pods.watch(&WatchParams::default(), "0").await?.boxed();
+    let Lab { server, .. } = lab;
+    server.shutdown().await;
+    let ended = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(_)) = watch.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch ends when the server stops");
+    let err = pods
+        .list(&ListParams::default())
+        .await
+        .expect_err("server is gone");
+    assert!(
+        !matches!(err, kube::Error::Api(_)),
+        "a connection error, not a Status: {err}"
+    );
+    Ok(())
+}
