@@ -103,17 +103,27 @@ pub struct Measurements {
 }
 
 /// A failure waiting for its lookahead, ordered by time then tuple so that
-/// verdicts come out in a deterministic order.
+/// verdicts come out in a deterministic order. Boxed: the heap moves only
+/// the key and a pointer when it sifts.
 #[derive(Debug, PartialEq, Eq)]
-struct Pending(FailedConnection);
+struct Pending {
+    key: (i64, std::net::IpAddr, u16, std::net::IpAddr, u16),
+    failure: Box<FailedConnection>,
+}
+
+impl Pending {
+    fn new(f: FailedConnection) -> Pending {
+        let t = &f.tuple;
+        Pending {
+            key: (f.at_ns, t.saddr, t.sport, t.daddr, t.dport),
+            failure: Box::new(f),
+        }
+    }
+}
 
 impl Ord for Pending {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        let k = |p: &Pending| {
-            let t = &p.0.tuple;
-            (p.0.at_ns, t.saddr, t.sport, t.daddr, t.dport)
-        };
-        k(self).cmp(&k(o))
+        self.key.cmp(&o.key)
     }
 }
 
@@ -248,18 +258,19 @@ impl Explainer {
     fn enqueue_done(&mut self) {
         for f in self.done.drain(..) {
             self.stats.failures += 1;
-            self.pending.push(Reverse(Pending(f)));
+            self.pending.push(Reverse(Pending::new(f)));
         }
     }
 
     fn emit_ripe(&mut self, before: i64, out: &mut impl FnMut(Verdict)) {
         while let Some(Reverse(p)) = self.pending.peek() {
-            if p.0.at_ns >= before && before != i64::MAX {
+            if p.key.0 >= before && before != i64::MAX {
                 break;
             }
-            let Some(Reverse(Pending(f))) = self.pending.pop() else {
+            let Some(Reverse(Pending { failure, .. })) = self.pending.pop() else {
                 break;
             };
+            let f = *failure;
             let horizon = if before == i64::MAX {
                 i64::MAX
             } else {
