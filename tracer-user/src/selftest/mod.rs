@@ -8,7 +8,7 @@
 //! behaviour instead and reports `degraded`, never a silent pass.
 
 pub mod children;
-mod net;
+pub mod net;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -746,7 +746,7 @@ fn page_size() -> u32 {
     (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(4096) as u32
 }
 
-fn make_dirs(root: &Path, rel: &str) -> Result<Vec<PathBuf>, String> {
+pub fn make_dirs(root: &Path, rel: &str) -> Result<Vec<PathBuf>, String> {
     let mut made = Vec::new();
     let mut p = root.to_path_buf();
     for seg in rel.split('/') {
