@@ -67,6 +67,11 @@ struct ScenarioFlags {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Serve the lab's cluster state with the fake API server on this
+    /// address (127.0.0.1:0 picks a port) during the run; OUT/kubeconfig
+    /// points at it.
+    #[arg(long)]
+    api_addr: Option<std::net::SocketAddr>,
     #[arg(long)]
     replicas: Option<u32>,
     /// Requests per second.
@@ -249,6 +254,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         fivexx_lab::is_root(),
         "scenarios need root (network namespaces, cgroups, nginx); try sudo"
     );
+    if let Some(addr) = flags.api_addr {
+        anyhow::ensure!(
+            addr.ip().is_loopback(),
+            "--api-addr must be a loopback address (the lab serves 127.0.0.1 only), got {addr}"
+        );
+    }
     let params = flags.params(kind);
     let agent_bin = if flags.agent {
         let bin = flags.agent_bin.clone().or_else(agent::find_agent).context(
@@ -270,6 +281,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         lab_exe: std::env::current_exe().context("locating fivexx-lab itself")?,
         agent: agent_bin,
         store: None,
+        api_addr: flags.api_addr,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

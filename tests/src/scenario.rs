@@ -205,6 +205,10 @@ pub struct RunOptions {
     /// API server runs on the same store while the scenario runs). Its node
     /// should be [`NODE`]. `None`: a fresh store.
     pub store: Option<ClusterStore>,
+    /// Serve the store with the fake API server on this address (port 0:
+    /// any) for the whole run; the kubeconfig is `OUT/kubeconfig`, written
+    /// before any pod starts, so a client can connect while it runs.
+    pub api_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs one scenario from a clean machine to a clean machine.
@@ -229,7 +233,14 @@ pub async fn run(params: &ScenarioParams, opts: &RunOptions) -> Result<ScenarioR
         .store
         .clone()
         .unwrap_or_else(|| ClusterStore::new(NODE));
+    let api = match opts.api_addr {
+        Some(addr) => Some(start_api(&store, addr, &opts.out_dir).await?),
+        None => None,
+    };
     let result = drive(params, opts, store.clone(), timeline.clone()).await;
+    if let Some(api) = api {
+        api.shutdown().await;
+    }
     clean::clean();
     let kernel_events = match agent_run.as_mut() {
         Some(a) => a.stop().await,
@@ -248,6 +259,26 @@ pub async fn run(params: &ScenarioParams, opts: &RunOptions) -> Result<ScenarioR
     );
     write_outputs(&report, &store)?;
     Ok(report)
+}
+
+/// The fake API server on the scenario's store, and its kubeconfig.
+async fn start_api(
+    store: &ClusterStore,
+    addr: std::net::SocketAddr,
+    out_dir: &Path,
+) -> Result<crate::apiserver::ApiServer> {
+    let config = crate::apiserver::ApiServerConfig {
+        // The kubelet simulator finishes deletions, as on a real node.
+        graceful_pod_delete: true,
+        ..Default::default()
+    };
+    let api = crate::apiserver::ApiServer::start_on(store.clone(), config, addr)
+        .await
+        .map_err(|e| Error::Lab(format!("fake API server: {e}")))?;
+    api.write_kubeconfig(&out_dir.join("kubeconfig"))
+        .map_err(|e| Error::Lab(format!("writing the kubeconfig: {e}")))?;
+    tracing::info!(url = %api.url(), "fake API server for this run");
+    Ok(api)
 }
 
 fn validate(p: &ScenarioParams) -> Result<()> {

@@ -51,6 +51,7 @@ fn run_with_store(
         lab_exe: PathBuf::from(env!("CARGO_BIN_EXE_fivexx-lab")),
         agent: agent_bin(),
         store: Some(store.clone()),
+        api_addr: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -531,4 +532,78 @@ fn zz_nothing_left_behind() {
         return;
     }
     assert_eq!(clean::leftovers(), Vec::<String>::new());
+}
+
+/// With `api_addr`, a real kube-rs client follows the running lab through
+/// the fake API server: ready pods with lab IPs, then a terminating pod
+/// during the rollout.
+#[test]
+fn api_server_serves_the_running_lab() {
+    use k8s_openapi::api::core::v1::Pod;
+    if skip_unless_root("api_server_serves_the_running_lab") {
+        return;
+    }
+    let params = ScenarioParams::defaults(ScenarioKind::PrestopFixed);
+    let out_dir = std::env::temp_dir()
+        .join("fxlab-test-runs")
+        .join(format!("api-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let opts = RunOptions {
+        out_dir: out_dir.clone(),
+        lab_exe: PathBuf::from(env!("CARGO_BIN_EXE_fivexx-lab")),
+        agent: None,
+        store: None,
+        api_addr: Some("127.0.0.1:0".parse().unwrap()),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let run = tokio::spawn(async move { scenario::run(&params, &opts).await });
+        let kubeconfig = out_dir.join("kubeconfig");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        while !kubeconfig.exists() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no kubeconfig written"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(cfg).unwrap();
+        let pods: kube::Api<Pod> = kube::Api::namespaced(client, "shop");
+        let (mut saw_ready, mut saw_terminating) = (false, false);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !(saw_ready && saw_terminating) && tokio::time::Instant::now() < deadline {
+            if let Ok(list) = pods.list(&Default::default()).await {
+                let ready = list
+                    .items
+                    .iter()
+                    .filter(|p| {
+                        let st = p.status.as_ref();
+                        st.and_then(|s| s.pod_ip.as_deref())
+                            .is_some_and(|ip| ip.starts_with("10.244.0."))
+                            && st.and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
+                                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                            })
+                    })
+                    .count();
+                saw_ready |= ready >= 3;
+                saw_terminating |= list
+                    .items
+                    .iter()
+                    .any(|p| p.metadata.deletion_timestamp.is_some());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let report = run.await.unwrap().unwrap();
+        assert!(saw_ready, "the API never showed 3 ready pods");
+        assert!(saw_terminating, "the API never showed a terminating pod");
+        assert_eq!(report.summary.total_5xx(), 0);
+    });
 }
