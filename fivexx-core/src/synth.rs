@@ -413,6 +413,33 @@ impl Synth {
         t
     }
 
+    /// The proxy (pid 3000, nginx) on `node` writes a 5xx status line to
+    /// its client at `client:client_port`.
+    pub fn http_5xx(
+        &mut self,
+        node: &str,
+        proxy: IpAddr,
+        client: IpAddr,
+        client_port: u16,
+        at: i64,
+        status: u16,
+    ) -> FourTuple {
+        let t = FourTuple {
+            saddr: proxy,
+            sport: 80,
+            daddr: client,
+            dport: client_port,
+        };
+        let mut e = self.kernel(KernelEventKind::HttpResponse, node, at);
+        e.tuple = Some(t);
+        e.http_status = Some(status);
+        e.fd = Some(12);
+        e.http_peek_bytes = Some(16);
+        e.task = Some(task(3000, "nginx"));
+        self.facts.push(Fact::Kernel(e));
+        t
+    }
+
     /// Sorts facts by time (stable), as a merged stream would be.
     pub fn sorted(mut self) -> Vec<Fact> {
         self.facts.sort_by_key(|f| f.at_ns());

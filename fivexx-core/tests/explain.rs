@@ -417,6 +417,74 @@ fn one_verdict_per_connection_across_both_sides() {
     assert_eq!(v.failure.errno, Some(111));
 }
 
+#[test]
+fn http_5xx_takes_the_cause_of_its_upstream_failure() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 60);
+    graceful_termination(&mut s, &p);
+    let client = ip4(192, 168, 0, 7);
+    let up = s.refused("node-1", proxy(), p.ip, T0 + 500 * MS, Some("node-2"));
+    let resp = s.http_5xx("node-1", proxy(), client, 51000, T0 + 501 * MS, 502);
+    let vs = run(s);
+    assert_eq!(vs.len(), 2, "{vs:#?}");
+    let v = verdict_for(&vs, &resp);
+    assert_eq!(v.failure.kind, FailureKind::Http5xx);
+    assert_eq!(v.failure.http_status, Some(502));
+    assert_eq!(v.failure.upstream, Some(up));
+    assert_eq!(v.failure.tuple.daddr, client);
+    assert_eq!(v.cause, Cause::EndpointLagNetnsAlive);
+    assert_eq!(v.confidence, Confidence::High);
+    assert_eq!(v.pod.as_deref(), Some("shop/api-60"));
+    assert!(v
+        .evidence
+        .iter()
+        .any(|e| e.fact.contains("HTTP 502 written by nginx")));
+    assert!(v.fix.is_some());
+}
+
+#[test]
+fn near_miss_5xx_without_an_upstream_failure_on_its_node() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 61);
+    graceful_termination(&mut s, &p);
+    s.refused("node-1", proxy(), p.ip, T0 + 500 * MS, Some("node-2"));
+    // Another proxy node; the same node 2 s later; and an app's own 500.
+    let other = s.http_5xx(
+        "node-3",
+        proxy(),
+        ip4(192, 168, 0, 7),
+        51001,
+        T0 + 501 * MS,
+        502,
+    );
+    let late = s.http_5xx(
+        "node-1",
+        proxy(),
+        ip4(192, 168, 0, 7),
+        51002,
+        T0 + 2600 * MS,
+        502,
+    );
+    let app = s.http_5xx(
+        "node-1",
+        proxy(),
+        ip4(192, 168, 0, 7),
+        51003,
+        T0 - 60 * SECOND,
+        500,
+    );
+    let vs = run(s);
+    for t in [other, late, app] {
+        let v = verdict_for(&vs, &t);
+        assert_eq!(v.cause, Cause::Unexplained, "{v:#?}");
+        assert!(v
+            .note
+            .as_ref()
+            .unwrap()
+            .contains("no failed upstream connection"));
+    }
+}
+
 /// A scenario with facts from three nodes and the API.
 fn mixed_scenario(seed: u64) -> Vec<Fact> {
     let mut s = Synth::new();
@@ -439,6 +507,14 @@ fn mixed_scenario(seed: u64) -> Vec<Fact> {
             a.ip,
             T0 + 100 * MS + k * 400 * MS,
             Some("node-2"),
+        );
+        s.http_5xx(
+            "node-1",
+            proxy(),
+            ip4(192, 168, 0, 9),
+            50000 + k as u16,
+            T0 + 101 * MS + k * 400 * MS,
+            502,
         );
         s.reset(
             "node-1",
@@ -489,7 +565,14 @@ fn canonical(vs: &[Verdict]) -> Vec<String> {
 fn mixed_scenario_explains_every_failure_with_the_right_cause() {
     let vs = explain_all(&mixed_scenario(1), ExplainConfig::default()).0;
     let count = |c: Cause| vs.iter().filter(|v| v.cause == c).count();
-    assert_eq!(count(Cause::EndpointLagNetnsAlive), 6);
+    // 6 refused connections and the 6 502s the proxy answered for them.
+    assert_eq!(count(Cause::EndpointLagNetnsAlive), 12);
+    assert_eq!(
+        vs.iter()
+            .filter(|v| v.failure.kind == FailureKind::Http5xx)
+            .count(),
+        6
+    );
     assert_eq!(count(Cause::SigkillAtGraceExpiry), 6);
     assert_eq!(count(Cause::NotReadyAtStart), 6);
     assert_eq!(count(Cause::OomKill), 6);

@@ -116,6 +116,8 @@ impl Session {
             errno: self.errno,
             syn_retransmits: self.syn_retransmits,
             server_reset_reason: self.server_reset_reason,
+            http_status: None,
+            upstream: None,
             evidence: self.evidence,
         })
     }

@@ -22,6 +22,7 @@ pub use verdict::{
 };
 
 use crate::model::Fact;
+use crate::KernelEventKind;
 use classify::classify;
 use episode::EpisodeTracker;
 use foldhash::HashMap;
@@ -58,6 +59,9 @@ pub struct ExplainConfig {
     pub oom_window_ns: i64,
     /// A connect with SYN retransmits only is abandoned after this.
     pub syn_timeout_ns: i64,
+    /// A proxy's 5xx is joined to its node's latest failed upstream
+    /// connection at most this long before it.
+    pub http_match_ns: i64,
     /// Terminations of one workload closer than this are one rollout.
     pub rollout_gap_ns: i64,
     /// Pods gone for longer than this are forgotten.
@@ -76,6 +80,7 @@ impl Default for ExplainConfig {
             startup_window_ns: 60 * SECOND,
             oom_window_ns: 30 * SECOND,
             syn_timeout_ns: 135 * SECOND,
+            http_match_ns: SECOND,
             rollout_gap_ns: 300 * SECOND,
             prune_horizon_ns: 600 * SECOND,
         }
@@ -107,7 +112,8 @@ pub struct Measurements {
 /// the key and a pointer when it sifts.
 #[derive(Debug, PartialEq, Eq)]
 struct Pending {
-    key: (i64, std::net::IpAddr, u16, std::net::IpAddr, u16),
+    /// Time, then connections before the 5xx they caused, then the tuple.
+    key: (i64, bool, std::net::IpAddr, u16, std::net::IpAddr, u16),
     failure: Box<FailedConnection>,
 }
 
@@ -115,7 +121,14 @@ impl Pending {
     fn new(f: FailedConnection) -> Pending {
         let t = &f.tuple;
         Pending {
-            key: (f.at_ns, t.saddr, t.sport, t.daddr, t.dport),
+            key: (
+                f.at_ns,
+                f.kind == FailureKind::Http5xx,
+                t.saddr,
+                t.sport,
+                t.daddr,
+                t.dport,
+            ),
             failure: Box::new(f),
         }
     }
@@ -150,6 +163,10 @@ pub struct Explainer {
     proxy_lag: HashMap<String, i64>,
     /// Per pod (or service): the last fix and the numbers it came from.
     fix_cache: HashMap<String, (FixKey, Option<Arc<Fix>>)>,
+    /// Whether the stream has HTTP 5xx events (then recent upstream
+    /// verdicts are kept per proxy node to explain them).
+    saw_http: bool,
+    recent_upstream: HashMap<String, std::collections::VecDeque<Verdict>>,
     stats: EngineStats,
 }
 
@@ -181,6 +198,7 @@ impl Explainer {
             startup_window_ns: w(cfg.startup_window_ns),
             oom_window_ns: w(cfg.oom_window_ns),
             syn_timeout_ns: w(cfg.syn_timeout_ns),
+            http_match_ns: w(cfg.http_match_ns),
             rollout_gap_ns: w(cfg.rollout_gap_ns),
             prune_horizon_ns: w(cfg.prune_horizon_ns),
         };
@@ -197,6 +215,8 @@ impl Explainer {
             workloads: BTreeMap::new(),
             proxy_lag: HashMap::default(),
             fix_cache: HashMap::default(),
+            saw_http: false,
+            recent_upstream: HashMap::default(),
             stats: EngineStats::default(),
         }
     }
@@ -220,6 +240,15 @@ impl Explainer {
             return;
         }
         match fact {
+            Fact::Kernel(e) if e.kind == KernelEventKind::HttpResponse => {
+                self.stats.kernel_facts += 1;
+                if let (Some(status), Some(tuple)) = (e.http_status, e.tuple) {
+                    if status >= 500 {
+                        self.saw_http = true;
+                        self.done.push(http_failure(e, status, tuple));
+                    }
+                }
+            }
             Fact::Kernel(e) => {
                 self.stats.kernel_facts += 1;
                 self.tl.apply_kernel_process(e);
@@ -271,12 +300,105 @@ impl Explainer {
                 break;
             };
             let f = *failure;
+            if f.kind == FailureKind::Http5xx {
+                let v = self.http_verdict(f);
+                out(v);
+                continue;
+            }
             let horizon = if before == i64::MAX {
                 i64::MAX
             } else {
                 f.at_ns.saturating_add(self.cfg.lookahead_ns)
             };
-            out(self.verdict(f, horizon));
+            let v = self.verdict(f, horizon);
+            if self.saw_http {
+                self.remember_upstream(&v);
+            }
+            out(v);
+        }
+    }
+
+    /// Keeps the recent upstream verdicts of each proxy node, for 5xx.
+    fn remember_upstream(&mut self, v: &Verdict) {
+        let window = self.cfg.http_match_ns;
+        let q = self
+            .recent_upstream
+            .entry(v.failure.client_node.clone())
+            .or_default();
+        while q
+            .front()
+            .is_some_and(|o| o.at_ns() < v.at_ns() - window || q.len() >= 512)
+        {
+            q.pop_front();
+        }
+        q.push_back(v.clone());
+    }
+
+    /// A proxy's 5xx takes the cause of its node's latest failed upstream
+    /// connection just before it; without one it stays unexplained.
+    fn http_verdict(&mut self, mut f: FailedConnection) -> Verdict {
+        let t = f.at_ns;
+        let window = self.cfg.http_match_ns;
+        let upstream = self.recent_upstream.get(&f.client_node).and_then(|q| {
+            q.iter()
+                .rev()
+                .find(|u| u.at_ns() <= t + 1_000_000 && u.at_ns() >= t - window)
+        });
+        let proxy = Some(ProxyRef {
+            node: f.client_node.clone(),
+            address: f.tuple.saddr,
+        });
+        let Some(u) = upstream else {
+            let evidence = f.evidence.clone();
+            return Verdict {
+                cause: Cause::Unexplained,
+                confidence: Confidence::High,
+                evidence,
+                namespace: None,
+                workload: None,
+                workload_key: None,
+                pod: None,
+                pod_uid: None,
+                proxy,
+                episode: None,
+                fix: None,
+                note: Some(format!(
+                    "no failed upstream connection on {} within {} ms before this {} (the upstream's own answer, or an untraced node)",
+                    f.client_node,
+                    window / 1_000_000,
+                    f.http_status.unwrap_or(0)
+                )),
+                failure: f,
+            };
+        };
+        let gap = t - u.at_ns();
+        f.upstream = Some(u.failure.tuple);
+        let mut evidence = u.evidence.clone();
+        evidence.extend(f.evidence.iter().cloned());
+        evidence.sort_by(|a, b| a.at_ns.cmp(&b.at_ns).then_with(|| a.source.cmp(&b.source)));
+        let confidence = if gap <= 100_000_000 {
+            u.confidence
+        } else {
+            u.confidence.min(Confidence::Medium)
+        };
+        Verdict {
+            cause: u.cause,
+            confidence,
+            evidence,
+            namespace: u.namespace.clone(),
+            workload: u.workload.clone(),
+            workload_key: u.workload_key.clone(),
+            pod: u.pod.clone(),
+            pod_uid: u.pod_uid.clone(),
+            proxy,
+            episode: u.episode.clone(),
+            fix: u.fix.clone(),
+            note: Some(format!(
+                "upstream connection {} failed {:.1} ms before",
+                u.failure.tuple,
+                gap as f64 / 1e6
+            )),
+            failure: f,
         }
     }
 
@@ -438,6 +560,32 @@ impl Explainer {
             workloads: self.workloads,
             stats: self.stats,
         }
+    }
+}
+
+/// A proxy's 5xx, as a failure to classify once its upstream is known.
+fn http_failure(e: &crate::KernelEvent, status: u16, tuple: crate::FourTuple) -> FailedConnection {
+    let who = e
+        .task
+        .as_ref()
+        .map_or(String::new(), |t| format!(" by {} (pid {})", t.comm, t.pid));
+    FailedConnection {
+        at_ns: e.wall_ns,
+        first_ns: e.wall_ns,
+        kind: FailureKind::Http5xx,
+        tuple,
+        client_node: e.node.clone(),
+        rst: false,
+        errno: None,
+        syn_retransmits: 0,
+        server_reset_reason: None,
+        http_status: Some(status),
+        upstream: None,
+        evidence: vec![Evidence {
+            at_ns: e.wall_ns,
+            source: crate::model::FactSource::Node(Arc::from(e.node.as_str())),
+            fact: Said::text(format!("HTTP {status} written{who} on {tuple}")),
+        }],
     }
 }
 

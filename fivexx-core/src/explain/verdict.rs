@@ -116,6 +116,8 @@ pub enum FailureKind {
     Unreachable,
     /// SYN_SENT -> CLOSE with nothing else known.
     ConnectFailed,
+    /// A 5xx status line the proxy wrote to its client (HTTP peek).
+    Http5xx,
 }
 
 impl FailureKind {
@@ -126,6 +128,7 @@ impl FailureKind {
             FailureKind::TimedOut => "timed_out",
             FailureKind::Unreachable => "unreachable",
             FailureKind::ConnectFailed => "connect_failed",
+            FailureKind::Http5xx => "http_5xx",
         }
     }
 }
@@ -148,6 +151,13 @@ pub struct FailedConnection {
     pub syn_retransmits: u32,
     /// The server side's `send_reset` (reason), when its node is traced.
     pub server_reset_reason: Option<String>,
+    /// For `http_5xx`: the status the proxy answered. `tuple` is then the
+    /// proxy's socket to its client (saddr = proxy, daddr = client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// For `http_5xx`: the failed upstream connection it was joined to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<FourTuple>,
     /// The kernel facts joined into this failure (first few). Not in JSON:
     /// the verdict's own evidence chain includes them.
     #[serde(skip_serializing, default)]

@@ -102,7 +102,11 @@ pub struct CaptureInfo {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
+    /// All verdicts: failed connections plus proxies' 5xx answers (a
+    /// refused connect and the 502 it caused are two).
     pub failures: u64,
+    /// By failure kind: `refused`, `reset`, `timed_out`, ..., `http_5xx`.
+    pub by_kind: BTreeMap<String, u64>,
     pub explained: u64,
     pub unexplained: u64,
     pub by_cause: BTreeMap<Cause, u64>,
@@ -207,6 +211,13 @@ impl ReportBuilder {
             self.totals.explained += 1;
         }
         *self.totals.by_cause.entry(v.cause).or_default() += 1;
+        let kind = v.failure.kind.name();
+        match self.totals.by_kind.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                self.totals.by_kind.insert(kind.to_string(), 1);
+            }
+        }
         if let Some(e) = &v.episode {
             let acc = self
                 .episodes

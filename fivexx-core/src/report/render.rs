@@ -96,10 +96,17 @@ fn header(o: &mut String, r: &Report) {
         }
     }
     let t = &r.totals;
+    let http = t.by_kind.get("http_5xx").copied().unwrap_or(0);
+    let conns = t.failures - http;
+    let what = if http > 0 {
+        format!("{conns} failed connections and {http} HTTP 5xx answered by proxies")
+    } else {
+        format!("{conns} failed connections")
+    };
     let _ = writeln!(
         o,
-        "FAILURES  {} failed connections: {} explained, {} unexplained",
-        t.failures, t.explained, t.unexplained
+        "FAILURES  {what}: {} explained, {} unexplained",
+        t.explained, t.unexplained
     );
     if t.failures == 0 {
         let _ = writeln!(o, "          no failed connection was seen in this window");
