@@ -122,21 +122,23 @@ pub fn render(dir: &Path, max_events: usize) -> Result<String> {
     );
     let _ = writeln!(out, "  {}", kind_list.join(", "));
     // Signals to the lab's pods, then the first network failures.
+    // Signals and OOM kills of the backends' main processes while the
+    // scenario ran (not the lab's own teardown, nor nginx reloads).
     let pod_pids: Vec<i32> = timeline
         .iter()
-        .filter(|e| e.kind == LabEventKind::SigtermSent)
+        .filter(|e| e.kind == LabEventKind::ContainerStarted && e.detail != "ingress nginx")
         .filter_map(|e| e.pid)
         .collect();
+    let settle = timeline
+        .iter()
+        .find(|e| e.kind == LabEventKind::Step && e.detail == "settle")
+        .map(|e| e.at.mono_ns)
+        .unwrap_or(u64::MAX);
     for e in events.iter().filter(|e| {
         matches!(e.kind, KernelEventKind::Signal | KernelEventKind::OomVictim)
+            && e.mono_ns < settle
             && e.target.as_ref().is_some_and(|t| pod_pids.contains(&t.pid))
     }) {
-        let _ = writeln!(out, "  {}", line(e, rel(e.mono_ns)));
-    }
-    for e in events
-        .iter()
-        .filter(|e| e.kind == KernelEventKind::OomVictim)
-    {
         let _ = writeln!(out, "  {}", line(e, rel(e.mono_ns)));
     }
     let shown = about.len().min(max_events);
