@@ -96,25 +96,14 @@ struct TraceArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     duration: Option<u64>,
-    /// Ring buffer size in bytes (power of two, at least a page).
-    #[arg(long, default_value_t = DEFAULT_RING_BYTES)]
-    ring_bytes: u32,
-    /// Node name stamped on events.
-    #[arg(long, env = "NODE_NAME", default_value = "")]
-    node: String,
-    /// Peek at HTTP status lines written by processes in this cgroup (a
-    /// proxy pod; repeatable). Reads at most 16 bytes of each write.
-    #[arg(long)]
-    http_cgroup: Vec<String>,
+    #[command(flatten)]
+    tracer: TracerArgs,
 }
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:7450";
-
+/// What loading the programs needs, shared by `trace` and `serve`.
 #[derive(clap::Args)]
-struct ServeArgs {
-    /// Loopback address to serve on; remote clients come through pods/portforward.
-    #[arg(long, default_value = DEFAULT_LISTEN)]
-    listen: SocketAddr,
+struct TracerArgs {
+    /// Ring buffer size in bytes (power of two, at least a page).
     #[arg(long, default_value_t = DEFAULT_RING_BYTES)]
     ring_bytes: u32,
     /// Node name stamped on events (the DaemonSet passes spec.nodeName).
@@ -124,6 +113,33 @@ struct ServeArgs {
     /// proxy pod; repeatable). Reads at most 16 bytes of each write.
     #[arg(long)]
     http_cgroup: Vec<String>,
+}
+
+impl TracerArgs {
+    fn options(&self, kinds: Option<BTreeSet<KernelEventKind>>) -> anyhow::Result<TracerOptions> {
+        anyhow::ensure!(
+            self.ring_bytes.is_power_of_two() && self.ring_bytes >= 4096,
+            "--ring-bytes must be a power of two of at least 4096, got {}",
+            self.ring_bytes
+        );
+        Ok(TracerOptions {
+            ring_bytes: self.ring_bytes,
+            kinds,
+            node: self.node.clone(),
+            http_cgroups: self.http_cgroup.clone(),
+        })
+    }
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:7450";
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Loopback address to serve on; remote clients come through pods/portforward.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    #[command(flatten)]
+    tracer: TracerArgs,
 }
 
 fn main() {
@@ -243,21 +259,16 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         }
         Some(set)
     };
-    check_ring_bytes(args.ring_bytes)?;
+    let opts = args.tracer.options(kinds.clone())?;
+    let node = args.tracer.node.clone();
     let cgroup = args
         .cgroup
         .as_ref()
         .map(|c| format!("/{}", c.trim_start_matches('/').trim_end_matches('/')));
-    let opts = TracerOptions {
-        ring_bytes: args.ring_bytes,
-        kinds: kinds.clone(),
-        node: args.node.clone(),
-        http_cgroups: args.http_cgroup.clone(),
-    };
     let mut tracer = Tracer::load(&opts)?;
     print_hook_notes(&tracer);
     let ring = tracer.take_ring()?;
-    let mut pump = Pump::new(decoder_for(&tracer, &args.node));
+    let mut pump = Pump::new(decoder_for(&tracer, &node));
     let mut printer = Printer {
         filter: Filter {
             pids: args.pid,
@@ -282,14 +293,6 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         Err(e) if is_broken_pipe(&e) => Ok(()),
         other => other,
     }
-}
-
-fn check_ring_bytes(n: u32) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        n.is_power_of_two() && n >= 4096,
-        "--ring-bytes must be a power of two of at least 4096, got {n}"
-    );
-    Ok(())
 }
 
 fn print_hook_notes(tracer: &Tracer) {
@@ -375,24 +378,19 @@ impl Sink for Publisher {
 }
 
 fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
-    check_ring_bytes(args.ring_bytes)?;
+    let opts = args.tracer.options(None)?;
+    let node = args.tracer.node.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     // Bind before loading, so a taken port fails fast and loads nothing.
     let listener = rt.block_on(serve::bind(args.listen))?;
-    let opts = TracerOptions {
-        ring_bytes: args.ring_bytes,
-        kinds: None,
-        node: args.node.clone(),
-        http_cgroups: args.http_cgroup.clone(),
-    };
     let mut tracer = Tracer::load(&opts)?;
     print_hook_notes(&tracer);
     let ring = tracer.take_ring()?;
-    let hub = serve::Hub::new(tracer.report.clone(), args.node.clone());
-    let mut pump = Pump::new(decoder_for(&tracer, &args.node));
+    let hub = serve::Hub::new(tracer.report.clone(), node.clone());
+    let mut pump = Pump::new(decoder_for(&tracer, &node));
     let mut publisher = Publisher { hub: hub.clone() };
     eprintln!(
         "fivexx-agent: serving on {} (kernel {})",

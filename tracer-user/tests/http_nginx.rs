@@ -143,28 +143,22 @@ fn peek_reports_exactly_the_5xx_of_a_real_nginx() {
     }
     let mut statuses = Vec::new();
     if failure.is_none() {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            session.drain();
-            statuses = session
-                .seen
+        let fivexx = |s: &Session| -> Vec<u16> {
+            s.seen
                 .iter()
                 .filter(|e| e.kind == K::HttpResponse)
                 .filter_map(|e| e.http_status)
-                .collect();
-            if statuses.len() >= 4 || Instant::now() > deadline {
-                break;
-            }
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fivexx(&session).len() < 4 && Instant::now() < deadline {
+            session.drain();
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Then make sure nothing more arrives.
         std::thread::sleep(Duration::from_millis(200));
         session.drain();
-        statuses = session
-            .seen
-            .iter()
-            .filter(|e| e.kind == K::HttpResponse)
-            .filter_map(|e| e.http_status)
-            .collect();
+        statuses = fivexx(&session);
     }
     let counts = session.tracer.http_counts().unwrap();
     let nginx_pids: Vec<i32> = session
