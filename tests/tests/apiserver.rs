@@ -1089,3 +1089,51 @@ async fn a_dying_pod_ends_its_port_forward_and_a_stopped_server_is_unreachable()
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_token_serves_kube_rs_and_kubectl() -> Result<()> {
+    let config = ApiServerConfig {
+        tls: true,
+        token: Some("lab-token".into()),
+        ..Default::default()
+    };
+    let lab = lab_with("tls", ClusterStore::new(NODE), config).await?;
+    assert!(lab.server.url().starts_with("https://127.0.0.1:"));
+    lab.store
+        .apply_pod(pod("default", "web-1", "web", Some("10.244.0.11")));
+    let echo = echo_server().await?;
+    lab.store.map_port_forward("default", "web-1", 8080, echo);
+
+    // kube-rs trusts the CA from the kubeconfig and sends the token.
+    let pods: Api<Pod> = Api::namespaced(lab.client.clone(), "default");
+    assert_eq!(pods.list(&ListParams::default()).await?.items.len(), 1);
+    let mut forwarder = pods.portforward("web-1", &[8080]).await?;
+    let mut stream = forwarder.take_stream(8080).context("stream")?;
+    assert_eq!(
+        read_exactly(&mut stream, 19).await?,
+        b"hello from the pod\n"
+    );
+    forwarder.abort();
+
+    // A client without the CA refuses the server's certificate.
+    let dir = TempDir::new("tls-noca")?;
+    let path = dir.0.join("kubeconfig");
+    fivexx_lab::kubeconfig::write(&path, &lab.server.url(), Some("lab-token"), None)?;
+    let untrusting: Api<Pod> = Api::namespaced(client_for(&path).await?, "default");
+    let err = untrusting
+        .list(&ListParams::default())
+        .await
+        .expect_err("unknown CA");
+    assert!(
+        !matches!(err, kube::Error::Api(_)),
+        "a TLS error, not a Status: {err}"
+    );
+
+    let Some(bin) = kubectl() else {
+        println!("SKIPPED (kubectl part): kubectl is not installed");
+        return Ok(());
+    };
+    let out = run_kubectl(&bin, &lab.kubeconfig, &["get", "pods"]).await?;
+    assert!(out.contains("web-1"), "{out}");
+    Ok(())
+}

@@ -24,6 +24,7 @@ mod portforward;
 mod selector;
 mod status;
 mod table;
+mod tls;
 mod view;
 mod watch;
 
@@ -59,6 +60,8 @@ pub enum ApiServerError {
     Bind(#[source] std::io::Error),
     #[error(transparent)]
     Kubeconfig(#[from] crate::kubeconfig::KubeconfigError),
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// How the server behaves.
@@ -66,8 +69,8 @@ pub enum ApiServerError {
 pub struct ApiServerConfig {
     /// Bearer token every request must carry (`None`: no authentication),
     /// also written into the kubeconfig. kubectl (client-go) sends
-    /// kubeconfig credentials only over TLS, so a server with a token is for
-    /// kube-rs clients only; the default is none, so kubectl works too.
+    /// kubeconfig credentials only over TLS: with a token, set `tls` too for
+    /// kubectl (kube-rs sends it either way).
     pub token: Option<String>,
     /// The user name RBAC messages name.
     pub user: String,
@@ -77,6 +80,9 @@ pub struct ApiServerConfig {
     pub graceful_pod_delete: bool,
     /// How often watches with `allowWatchBookmarks=true` get a bookmark.
     pub bookmark_interval: Duration,
+    /// Serve HTTPS with a throw-away CA (written into the kubeconfig), as
+    /// a real API server does. Needed for kubectl to send the token.
+    pub tls: bool,
 }
 
 impl Default for ApiServerConfig {
@@ -86,6 +92,7 @@ impl Default for ApiServerConfig {
             user: "fivexx-lab-user".into(),
             graceful_pod_delete: false,
             bookmark_interval: Duration::from_secs(5),
+            tls: false,
         }
     }
 }
@@ -119,6 +126,7 @@ pub struct ApiServer {
     addr: SocketAddr,
     config: Arc<ApiServerConfig>,
     access: Access,
+    ca_pem: Option<String>,
     shutdown: tokio_watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -154,21 +162,39 @@ impl ApiServer {
         };
         let app = Router::new().fallback(handle).with_state(state);
         let mut stop = shutdown_rx;
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "fake API server stopped");
-            }
-        });
-        tracing::info!(%addr, "fake API server listening");
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let (task, ca_pem) = if config.tls {
+            let identity = tls::self_signed().map_err(ApiServerError::Tls)?;
+            let listener = tls::TlsListener {
+                listener,
+                acceptor: identity.acceptor,
+            };
+            let task = tokio::spawn(async move {
+                // Serving over TLS only ends by the shutdown signal.
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await;
+            });
+            (task, Some(identity.ca_pem))
+        } else {
+            let task = tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                {
+                    tracing::error!(error = %e, "fake API server stopped");
+                }
+            });
+            (task, None)
+        };
+        tracing::info!(%addr, tls = config.tls, "fake API server listening");
         Ok(ApiServer {
             addr,
             config,
             access,
+            ca_pem,
             shutdown,
             task: Some(task),
         })
@@ -178,9 +204,19 @@ impl ApiServer {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA certificate (PEM) clients must trust, when serving TLS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     pub fn token(&self) -> Option<&str> {
@@ -219,7 +255,14 @@ impl ApiServer {
     /// Writes a kubeconfig for this server (context `fivexx-lab`,
     /// namespace `default`).
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), ApiServerError> {
-        crate::kubeconfig::write(path, &self.url(), self.token(), Some("default"))?;
+        let url = self.url();
+        let spec = crate::kubeconfig::KubeconfigSpec {
+            server: &url,
+            token: self.token(),
+            namespace: Some("default"),
+            ca_pem: self.ca_pem(),
+        };
+        crate::kubeconfig::write_spec(path, &spec)?;
         Ok(())
     }
 
