@@ -25,11 +25,12 @@ pub enum Behaviour {
     /// SIGTERM set to SIG_IGN, like a PID 1 without a handler: only SIGKILL
     /// at the grace period ends it.
     IgnoreSigterm,
-    /// On SIGTERM, closes every keep-alive connection the moment it is idle
-    /// (at once for idle ones, right after the response for busy ones)
-    /// without announcing it (no `Connection: close`), keeps listening, and
-    /// exits after the drain time. Servers that close idle sockets on
-    /// shutdown do this; a proxy reusing the connection races the FIN.
+    /// On SIGTERM, closes every keep-alive connection once it is idle (at
+    /// once for idle ones; one reaper tick after the response for busy
+    /// ones, without reading what arrived meanwhile) and never announces it
+    /// (no `Connection: close`); keeps listening, exits after the drain
+    /// time. A proxy that reuses the pooled connection in that window gets
+    /// a RST: the keep-alive race.
     CloseIdle,
     /// Every response takes `--delay-ms`; graceful on SIGTERM.
     Slow,
@@ -71,6 +72,9 @@ pub struct BackendConfig {
     /// Close keep-alive connections idle this long (0: never).
     #[arg(long, default_value_t = 0)]
     pub idle_timeout_ms: u64,
+    /// `close-idle`: the idle reaper's tick after SIGTERM.
+    #[arg(long, default_value_t = 20)]
+    pub reap_tick_ms: u64,
     /// `oom`: when the memory hog starts, after start-up.
     #[arg(long, default_value_t = 3000)]
     pub oom_after_ms: u64,
@@ -195,8 +199,19 @@ async fn connection(shared: &Shared, mut stream: TcpStream) -> std::io::Result<(
     let idle_timeout =
         (cfg.idle_timeout_ms > 0).then(|| Duration::from_millis(cfg.idle_timeout_ms));
     let mut buf = Vec::with_capacity(1024);
+    let mut served = 0u64;
     loop {
-        // Idle: no byte of the next request read yet.
+        // Idle: no byte of the next request read yet. A new connection is
+        // not idle until it has carried a request.
+        let closes_idle = closes_idle && served > 0;
+        if closes_idle && buf.is_empty() && *phase.borrow() == Phase::Terminating {
+            // The idle reaper runs on a tick and judges "idle" by the app's
+            // state, not the socket: a request the proxy sent on this pooled
+            // connection meanwhile is never read, and closing a socket with
+            // unread data sends a RST.
+            tokio::time::sleep(Duration::from_millis(cfg.reap_tick_ms)).await;
+            return Ok(());
+        }
         if buf.is_empty() {
             let mut chunk = [0u8; 2048];
             let n = tokio::select! {
@@ -255,6 +270,7 @@ async fn connection(shared: &Shared, mut stream: TcpStream) -> std::io::Result<(
             body
         );
         stream.write_all(resp.as_bytes()).await?;
+        served += 1;
         if close {
             let _ = stream.shutdown().await;
             return Ok(());

@@ -7,8 +7,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
+/// A free port on a loopback address of the test's own (127.0.0.N), so
+/// tests running in parallel can never share an address.
+fn free_addr(n: u8) -> SocketAddr {
+    TcpListener::bind((std::net::Ipv4Addr::new(127, 0, 0, n), 0))
         .unwrap()
         .local_addr()
         .unwrap()
@@ -21,7 +23,14 @@ struct Backend {
 
 impl Backend {
     fn start(behaviour: &str, extra: &[&str]) -> Backend {
-        let addr = free_addr();
+        let n = match behaviour {
+            "graceful" => 21,
+            "exit-now" => 22,
+            "ignore-sigterm" => 23,
+            "close-idle" => 24,
+            _ => 25,
+        };
+        let addr = free_addr(n);
         let child = Command::new(env!("CARGO_BIN_EXE_fivexx-lab"))
             .args([
                 "backend",
