@@ -485,6 +485,33 @@ fn near_miss_5xx_without_an_upstream_failure_on_its_node() {
     }
 }
 
+#[test]
+fn a_late_half_of_a_connection_is_not_a_second_failure() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 62);
+    graceful_termination(&mut s, &p);
+    let t = s.refused("node-1", proxy(), p.ip, T0 + SECOND, Some("node-2"));
+    s.refused("node-1", proxy(), p.ip, T0 + 12 * SECOND, None);
+    let mut facts = s.sorted();
+    // node-2's stream is 11 s late: its send_reset arrives after node-1's
+    // facts of T0+12 s, long after the connection was closed out.
+    let late = facts
+        .iter()
+        .position(
+            |f| matches!(f, Fact::Kernel(e) if e.kind == fivexx_core::KernelEventKind::SendReset),
+        )
+        .unwrap();
+    let f = facts.remove(late);
+    facts.push(f);
+    let vs = explain_all(&facts, ExplainConfig::default()).0;
+    assert_eq!(
+        vs.iter().filter(|v| v.failure.tuple == t).count(),
+        1,
+        "{vs:#?}"
+    );
+    assert_eq!(vs.len(), 2);
+}
+
 /// A scenario with facts from three nodes and the API.
 fn mixed_scenario(seed: u64) -> Vec<Fact> {
     let mut s = Synth::new();

@@ -134,7 +134,19 @@ const T_SEND_RST: u16 = 8;
 pub struct FailureJoiner {
     open: HashMap<ConnKey, Session>,
     nodes: NodeNames,
+    /// Recently closed connections (first, last event time, kinds seen),
+    /// so that a late half of one (a node's stream delivered late) is not
+    /// taken for a new failure. `closed_order` ages them out.
+    closed: HashMap<ConnKey, (i64, i64, u16)>,
+    closed_order: std::collections::VecDeque<(i64, ConnKey)>,
+    /// Late events dropped as halves of connections already closed out.
+    pub stragglers: u64,
 }
+
+/// A late event within this of a closed connection's events belongs to it.
+const STRAGGLER_NS: i64 = 2_000_000_000;
+/// Closed connections are remembered this long (event time).
+const CLOSED_MEMORY_NS: i64 = 120_000_000_000;
 
 impl FailureJoiner {
     pub fn open_count(&self) -> usize {
@@ -171,6 +183,15 @@ impl FailureJoiner {
         };
         let key = ConnKey::of(&tuple);
         let t = e.wall_ns;
+        if !self.open.contains_key(&key) {
+            if let Some((first, last, seen)) = self.closed.get(&key) {
+                let near = t >= first - STRAGGLER_NS && t <= last + STRAGGLER_NS;
+                if near && (terminal == 0 || seen & terminal == 0) {
+                    self.stragglers += 1;
+                    return;
+                }
+            }
+        }
         let source = FactSource::Node(self.nodes.get(&e.node));
         if let Some(s) = self.open.get(&key) {
             // The same terminal kind twice: the port was reused by a new
@@ -291,8 +312,24 @@ impl FailureJoiner {
             .collect();
         ripe.sort_unstable();
         for k in ripe {
-            if let Some(f) = self.open.remove(&k).and_then(Session::into_failure) {
-                done.push(f);
+            if let Some(s) = self.open.remove(&k) {
+                if s.terminal_ns.is_some() {
+                    self.closed.insert(k, (s.first_ns, s.last_ns, s.seen));
+                    self.closed_order.push_back((s.last_ns, k));
+                }
+                if let Some(f) = s.into_failure() {
+                    done.push(f);
+                }
+            }
+        }
+        let forget = cutoff.saturating_sub(CLOSED_MEMORY_NS);
+        while let Some((last, k)) = self.closed_order.front().copied() {
+            if last >= forget {
+                break;
+            }
+            self.closed_order.pop_front();
+            if self.closed.get(&k).is_some_and(|c| c.1 == last) {
+                self.closed.remove(&k);
             }
         }
     }

@@ -98,6 +98,8 @@ pub struct EngineStats {
     pub api_facts: u64,
     pub failures: u64,
     pub pods_forgotten: u64,
+    /// Late halves of connections already closed out (a slow stream), dropped.
+    pub late_events: u64,
 }
 
 /// What the engine measured, handed to the report at the end.
@@ -548,6 +550,7 @@ impl Explainer {
     /// the measurements of the whole run.
     pub fn finish(mut self, out: &mut impl FnMut(Verdict)) -> Measurements {
         self.joiner.drain(&mut self.done);
+        self.stats.late_events = self.joiner.stragglers;
         self.enqueue_done();
         self.emit_ripe(i64::MAX, out);
         let uids: Vec<String> = self.tl.pods().map(|p| p.uid.clone()).collect();
