@@ -9,12 +9,20 @@
 //! `Status` objects. RBAC is modelled as a deny list of (verb, resource)
 //! pairs so that the plugin's permission errors can be provoked.
 //!
+//! Wiring it into the lab:
+//!
 //! ```no_run
-//! # async fn demo() -> anyhow::Result<()> {
-//! use fivexx_lab::{apiserver::{ApiServer, ApiServerConfig}, cluster::ClusterStore};
+//! # async fn demo(agent_addr: std::net::SocketAddr) -> anyhow::Result<()> {
+//! use fivexx_lab::{apiserver::{ApiServer, ApiServerConfig}, cluster::{ClusterStore, ANY_POD}};
 //! let store = ClusterStore::new("lab-node");
 //! let server = ApiServer::start(store.clone(), ApiServerConfig::default()).await?;
 //! server.write_kubeconfig(std::path::Path::new("/tmp/kubeconfig"))?;
+//! // `kubectl fivexx deploy` applies the agent DaemonSet: its pod (named
+//! // `<ds>-<node>`) is ready when the lab's real agent is healthy, and
+//! // port-forwards to it reach the agent's real 127.0.0.1 port.
+//! store.set_daemon_set_readiness(|_ds, _node| true);
+//! store.map_port_forward("fivexx-system", ANY_POD, 9000, agent_addr);
+//! // Provoke the plugin's RBAC error path.
 //! server.deny("list", "pods");
 //! # Ok(()) }
 //! ```
