@@ -84,3 +84,30 @@ fn check_without_load_needs_no_privilege() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("tcp:tcp_send_reset"), "{text}");
 }
+
+/// With tracefs unmounted (in a private mount namespace), a privileged agent
+/// mounts it itself and carries on.
+#[test]
+fn mounts_tracefs_when_absent() {
+    if let Err(why) = tracer_user::privilege::kernel_tests_possible() {
+        eprintln!("SKIP: {why}");
+        return;
+    }
+    let agent = env!("CARGO_BIN_EXE_fivexx-agent");
+    let script = format!(
+        "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null; \
+         if [ -d /sys/kernel/tracing/events ]; then echo still-mounted; exit 3; fi; \
+         {agent} check && [ -d /sys/kernel/tracing/events ]"
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("tcp:tcp_send_reset"), "{stdout}");
+}
