@@ -58,9 +58,23 @@ fn run_with_store(
         .enable_all()
         .build()
         .expect("runtime");
-    let report = rt
-        .block_on(scenario::run(&params, &opts))
-        .unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
+    let report = match rt.block_on(scenario::run(&params, &opts)) {
+        // A built agent that cannot trace here (no eBPF on this kernel):
+        // the lab still runs; only the kernel-event assertions are skipped.
+        Err(e) if opts.agent.is_some() && e.to_string().starts_with("fivexx-agent") => {
+            eprintln!(
+                "NOTE: {e}: kernel-event assertions skipped for {}",
+                kind.name()
+            );
+            let opts = RunOptions {
+                agent: None,
+                ..opts
+            };
+            rt.block_on(scenario::run(&params, &opts))
+        }
+        other => other,
+    }
+    .unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
     eprint!("{}", scenario::render(&report));
     (report, store)
 }
