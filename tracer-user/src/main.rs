@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use fivexx_core::{KernelEvent, KernelEventKind};
+use fivexx_core::capture::{CaptureHeader, CaptureWriter, DropCounters, WriteOptions};
+use fivexx_core::{Fact, KernelEvent, KernelEventKind};
 use tracer_user::decode::Decoder;
 use tracer_user::enrich::Enricher;
 use tracer_user::pump::{LoopOptions, Pump, Sink};
@@ -96,6 +97,10 @@ struct TraceArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     duration: Option<u64>,
+    /// Also record the events shown to this capture file (for `kubectl
+    /// fivexx explain FILE` later). Refuses to overwrite an existing file.
+    #[arg(long)]
+    capture: Option<std::path::PathBuf>,
     #[command(flatten)]
     tracer: TracerArgs,
 }
@@ -265,10 +270,36 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         .cgroup
         .as_ref()
         .map(|c| format!("/{}", c.trim_start_matches('/').trim_end_matches('/')));
+    // Create the capture before loading: a bad path fails fast.
+    let capture_file = match &args.capture {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .with_context(|| format!("cannot create capture {}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut tracer = Tracer::load(&opts)?;
     print_hook_notes(&tracer);
+    let capture = match capture_file {
+        Some(file) => {
+            let header = CaptureHeader {
+                tool_version: format!("fivexx-agent {}", env!("CARGO_PKG_VERSION")),
+                context: None,
+                nodes: vec![node.clone()],
+                capabilities: vec![serde_json::to_value(&tracer.report)?],
+                start_ns: tracer::wall_clock_offset_ns() + tracer::monotonic_ns() as i64,
+                end_ns: None,
+            };
+            Some(CaptureWriter::new(file, &header, WriteOptions::default())?)
+        }
+        None => None,
+    };
     let ring = tracer.take_ring()?;
     let mut pump = Pump::new(decoder_for(&tracer, &node));
+    let stats_every = args.stats_interval.map(Duration::from_secs);
     let mut printer = Printer {
         filter: Filter {
             pids: args.pid,
@@ -278,15 +309,23 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         },
         format: args.output,
         out: std::io::BufWriter::new(std::io::stdout()),
+        capture,
+        stats_every,
+        last_stats: std::time::Instant::now(),
     };
     if printer.format == TraceFormat::Table {
         println!("{}", output::TABLE_HEADER);
     }
     let loop_opts = LoopOptions {
-        tick: args.stats_interval.map(Duration::from_secs),
+        tick: if printer.capture.is_some() {
+            Some(Duration::from_secs(1))
+        } else {
+            stats_every
+        },
         duration: args.duration.map(Duration::from_secs),
     };
     let result = runtime()?.block_on(pump.run(ring, &mut tracer, &mut printer, loop_opts));
+    printer.finish_capture(&tracer, &node)?;
     let counters = tracer.counters()?;
     eprint!("{}", output::counters_table(&counters, &pump.received));
     match result {
@@ -330,12 +369,44 @@ struct Printer {
     filter: Filter,
     format: TraceFormat,
     out: std::io::BufWriter<std::io::Stdout>,
+    capture: Option<CaptureWriter<std::fs::File>>,
+    stats_every: Option<Duration>,
+    last_stats: std::time::Instant,
+}
+
+impl Printer {
+    /// Writes the drop counters and the end record; what was recorded so
+    /// far is already on disk (flushed every second).
+    fn finish_capture(&mut self, tracer: &Tracer, node: &str) -> anyhow::Result<()> {
+        let Some(mut cap) = self.capture.take() else {
+            return Ok(());
+        };
+        let now = tracer::wall_clock_offset_ns() + tracer::monotonic_ns() as i64;
+        let dropped = tracer
+            .counters()?
+            .by_kind()
+            .into_iter()
+            .map(|(k, _, d)| (k.name().to_string(), d))
+            .collect();
+        cap.write_drops(&DropCounters {
+            at_ns: now,
+            node: node.to_string(),
+            dropped,
+        })?;
+        let facts = cap.facts();
+        cap.finish(now)?;
+        eprintln!("fivexx-agent: {facts} events recorded");
+        Ok(())
+    }
 }
 
 impl Sink for Printer {
     fn event(&mut self, ev: KernelEvent, enricher: &mut Enricher) -> anyhow::Result<()> {
         if !self.filter.keep(&ev, enricher) {
             return Ok(());
+        }
+        if let Some(cap) = self.capture.as_mut() {
+            cap.write_fact(&Fact::Kernel(ev.clone()))?;
         }
         match self.format {
             TraceFormat::Json => serde_json::to_writer(&mut self.out, &ev)?,
@@ -350,7 +421,16 @@ impl Sink for Printer {
     }
 
     fn tick(&mut self, tracer: &Tracer, received: &[u64]) -> anyhow::Result<()> {
-        eprint!("{}", output::counters_table(&tracer.counters()?, received));
+        if let Some(cap) = self.capture.as_mut() {
+            cap.flush()?; // a crash loses at most the last second
+        }
+        if self
+            .stats_every
+            .is_some_and(|every| self.last_stats.elapsed() >= every)
+        {
+            self.last_stats = std::time::Instant::now();
+            eprint!("{}", output::counters_table(&tracer.counters()?, received));
+        }
         Ok(())
     }
 }
