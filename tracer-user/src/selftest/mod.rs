@@ -525,8 +525,8 @@ fn exit_with_code(s: &mut Session) -> Outcome {
 fn kubelet_cgroup(s: &mut Session) -> Outcome {
     s.require_attached(&[K::Signal, K::Exit])?;
     let root = crate::enrich::cgroup2_root().ok_or("no cgroup v2 mount found")?;
-    let pod_uid = pseudo_uuid();
-    let container_id = pseudo_hex(64);
+    let pod_uid = kernel_uuid()?;
+    let container_id = container_id()?;
     let rel = format!(
         "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{container_id}.scope",
         pod_uid.replace('-', "_")
@@ -759,37 +759,16 @@ pub fn make_dirs(root: &Path, rel: &str) -> Result<Vec<PathBuf>, String> {
     Ok(made)
 }
 
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
+/// A random UUID from the kernel, as kubelet's pod UIDs look.
+fn kernel_uuid() -> Result<String, String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("reading /proc/sys/kernel/random/uuid: {e}"))
 }
 
-fn pseudo_hex(n: usize) -> String {
-    let mut s = String::new();
-    while s.len() < n {
-        s.push_str(&format!("{:016x}", random_u64()));
-    }
-    s.truncate(n);
-    s
-}
-
-fn pseudo_uuid() -> String {
-    let h = pseudo_hex(32);
-    format!(
-        "{}-{}-4{}-8{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
+/// 64 hex digits, as containerd's container ids look.
+fn container_id() -> Result<String, String> {
+    Ok(format!("{}{}", kernel_uuid()?, kernel_uuid()?).replace('-', ""))
 }
 
 pub type Case = fn(&mut Session) -> Outcome;
