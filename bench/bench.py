@@ -1,0 +1,806 @@
+#!/usr/bin/env python3
+"""`make bench`: what fivexx-agent costs on this machine, side by side with
+bpftrace, measured in one run (issue 7). Standard library only.
+
+Parts (each can be skipped with --skip PART):
+  overhead   nginx (the lab's ingress) proxying to a backend pod, wrk keep-alive
+             and `Connection: close`, conditions a..e interleaved in rounds
+  capacity   refused connects as fast as possible from 1..N processes: events/s
+             the agent ingests, drops (from its own counters), CPU per 10k ev/s,
+             and an overload (agent stopped mid-run) to show drops are counted
+  latency    kernel event (bpf ktime, CLOCK_MONOTONIC) -> line read by a client
+  analysis   fivexx-core's bench_explain: capture write, explain 1M and 10M facts
+  footprint  agent start-up (exec -> attached), RSS idle and under load
+
+Everything runs as root on loopback or inside the lab's network namespaces,
+every loop is bounded, and the lab, agents and bpftrace are stopped on exit
+(also on failure or Ctrl-C).
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+AGENT = os.environ.get("FIVEXX_AGENT") or os.path.join(TARGET, "release", "fivexx-agent")
+LAB = os.environ.get("FIVEXX_LAB") or os.path.join(TARGET, "release", "fivexx-lab")
+BENCH_EXPLAIN = os.path.join(TARGET, "release", "examples", "bench_explain")
+PLUGIN = os.path.join(TARGET, "release", "kubectl-fivexx")
+WORK = "/tmp/fxbench"
+INGRESS = "10.244.0.2"
+MONO = time.CLOCK_MONOTONIC
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+CHILDREN = []  # every process we started, stopped by pid in cleanup()
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def mono_ns():
+    return time.clock_gettime_ns(MONO)
+
+
+def spawn(args, **kw):
+    p = subprocess.Popen(args, **kw)
+    CHILDREN.append(p)
+    return p
+
+
+def stop(p, sig=signal.SIGTERM, timeout=10):
+    if p.poll() is None:
+        try:
+            p.send_signal(sig)
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+        except ProcessLookupError:
+            pass
+    if p in CHILDREN:
+        CHILDREN.remove(p)
+
+
+def cleanup():
+    for p in list(CHILDREN):
+        try:
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+            stop(p, signal.SIGTERM, 5)
+        except Exception:
+            pass
+    if os.path.exists(LAB):
+        subprocess.run([LAB, "clean"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = min(len(xs) - 1, max(0, int(round(q / 100 * (len(xs) - 1)))))
+    return xs[k]
+
+
+def proc_status(pid):
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    out[line.split(":")[0]] = int(line.split()[1])
+    except OSError:
+        pass
+    return out
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process and its reaped children, in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except OSError:
+        return None
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def refused_probe(port):
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", port))
+    except OSError:
+        pass
+    finally:
+        s.close()
+
+
+COUNTER_RE = re.compile(r"^(\w+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$")
+
+
+def parse_counters(text):
+    """The agent's exit table: KIND GENERATED RECEIVED DROPPED."""
+    kinds = {}
+    for line in text.splitlines():
+        m = COUNTER_RE.match(line.strip())
+        if m:
+            kinds[m.group(1)] = {
+                "generated": int(m.group(2)),
+                "received": int(m.group(3)),
+                "dropped": int(m.group(4)),
+            }
+    tot = {k: sum(v[k] for v in kinds.values()) for k in ("generated", "received", "dropped")}
+    return kinds, tot
+
+
+# ---------------------------------------------------------------- tracers
+
+BPFTRACE_PRINT = r"""
+BEGIN { printf("READY\n"); }
+tracepoint:sock:inet_sock_set_state {
+  printf("%llu state %s:%d -> %s:%d %d->%d %s\n", nsecs, ntop(args->saddr), args->sport, ntop(args->daddr), args->dport, args->oldstate, args->newstate, comm);
+}
+tracepoint:tcp:tcp_send_reset { printf("%llu send_reset state=%d reason=%d\n", nsecs, args->state, args->reason); }
+tracepoint:tcp:tcp_receive_reset { printf("%llu receive_reset %s:%d -> %s:%d\n", nsecs, ntop(args->saddr), args->sport, ntop(args->daddr), args->dport); }
+tracepoint:sock:inet_sk_error_report { printf("%llu sk_error %s:%d -> %s:%d err=%d\n", nsecs, ntop(args->saddr), args->sport, ntop(args->daddr), args->dport, args->error); }
+tracepoint:tcp:tcp_retransmit_skb { printf("%llu retransmit %d %d\n", nsecs, args->sport, args->dport); }
+tracepoint:tcp:tcp_retransmit_synack { printf("%llu retransmit_synack\n", nsecs); }
+tracepoint:signal:signal_generate { printf("%llu signal %d %s -> %d %d\n", nsecs, args->sig, comm, args->pid, args->result); }
+tracepoint:sched:sched_process_exit { printf("%llu exit %d %s\n", nsecs, args->pid, args->comm); }
+tracepoint:oom:mark_victim { printf("%llu oom %d\n", nsecs, args->pid); }
+"""
+
+BPFTRACE_COUNT = r"""
+BEGIN { printf("READY\n"); }
+tracepoint:sock:inet_sock_set_state { @state[args->oldstate, args->newstate] = count(); }
+tracepoint:tcp:tcp_send_reset { @ev["send_reset"] = count(); }
+tracepoint:tcp:tcp_receive_reset { @ev["receive_reset"] = count(); }
+tracepoint:sock:inet_sk_error_report { @err[args->error] = count(); }
+tracepoint:tcp:tcp_retransmit_skb { @ev["retransmit"] = count(); }
+tracepoint:tcp:tcp_retransmit_synack { @ev["retransmit_synack"] = count(); }
+tracepoint:signal:signal_generate { @sig[args->sig] = count(); }
+tracepoint:sched:sched_process_exit { @ev["exit"] = count(); }
+tracepoint:oom:mark_victim { @ev["oom"] = count(); }
+"""
+
+CONDITIONS = {
+    "a": "no tracing",
+    "b": "fivexx-agent, default hooks (trace -o json)",
+    "c": "fivexx-agent + HTTP peek on the ingress cgroup",
+    "d": "bpftrace printing every event",
+    "e": "bpftrace counting in maps",
+}
+
+
+class Tracer:
+    """One condition's tracer, started before and stopped after its loads."""
+
+    def __init__(self, cond, ingress_cgroup, probe_port):
+        self.cond = cond
+        self.proc = None
+        self.out = os.path.join(WORK, f"tracer-{cond}.out")
+        self.err = os.path.join(WORK, f"tracer-{cond}.err")
+        self.ingress_cgroup = ingress_cgroup
+        self.probe_port = probe_port
+        self.startup_s = None
+
+    def start(self):
+        if self.cond == "a":
+            return
+        for f in (self.out, self.err):
+            if os.path.exists(f):
+                os.unlink(f)
+        if self.cond in "bc":
+            args = [AGENT, "trace", "-o", "json"]
+            if self.cond == "c":
+                args += ["--http-cgroup", self.ingress_cgroup]
+        else:
+            script = os.path.join(WORK, f"bpftrace-{self.cond}.bt")
+            with open(script, "w") as f:
+                f.write(BPFTRACE_PRINT if self.cond == "d" else BPFTRACE_COUNT)
+            args = ["bpftrace", script]
+        t0 = time.monotonic()
+        self.proc = spawn(args, stdout=open(self.out, "w"), stderr=open(self.err, "w"))
+        # Ready when it has seen something: the agent prints a refused connect
+        # we make, bpftrace prints READY from BEGIN (after every probe attached).
+        deadline = t0 + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{args[0]} exited: {open(self.err).read()[-2000:]}")
+            if self.cond in "bc":
+                refused_probe(self.probe_port)
+            if os.path.getsize(self.out) > 0:
+                self.startup_s = time.monotonic() - t0
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"condition {self.cond}: tracer not ready in 30 s")
+
+    def stop(self):
+        if self.proc is None:
+            return {}
+        stop(self.proc, signal.SIGINT if self.cond in "de" else signal.SIGTERM, 20)
+        info = {"startup_s": self.startup_s, "output_bytes": os.path.getsize(self.out)}
+        if self.cond in "bc":
+            _, tot = parse_counters(open(self.err).read())
+            info["agent_counters"] = tot
+        os.unlink(self.out)
+        self.proc = None
+        return info
+
+
+# ---------------------------------------------------------------- lab
+
+class Lab:
+    """A steady lab: one backend pod behind the ingress nginx. It is the
+    prestop-fixed scenario held in its warm-up (1 request/s of its own load)
+    and stopped with SIGTERM (which cleans every lab object)."""
+
+    def __init__(self, replicas=1):
+        self.replicas = replicas
+        self.proc = None
+
+    def start(self):
+        subprocess.run([LAB, "clean"], stdout=subprocess.DEVNULL, check=False)
+        out = os.path.join(WORK, "lab")
+        shutil.rmtree(out, ignore_errors=True)
+        self.proc = spawn(
+            [LAB, "prestop-fixed", "--replicas", str(self.replicas), "--rate", "1",
+             "--warmup-ms", "3600000", "--load-ms", "300000", "--out", out],
+            stdout=open(os.path.join(WORK, "lab.log"), "w"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("the lab exited: " + open(os.path.join(WORK, "lab.log")).read()[-2000:])
+            try:
+                s = socket.create_connection((INGRESS, 80), timeout=1)
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    s.close()
+                    break
+                s.close()
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("the lab's ingress never answered 200")
+        pids = subprocess.run(["ip", "netns", "pids", "fxlab-ingress"], capture_output=True,
+                              text=True).stdout.split()
+        self.nginx_pids = [int(p) for p in pids]
+        with open(f"/proc/{pids[0]}/cgroup") as f:
+            self.ingress_cgroup = [l.split("::", 1)[1].strip() for l in f if l.startswith("0::")][0]
+
+    def stop(self):
+        if self.proc:
+            stop(self.proc, signal.SIGTERM, 30)
+            self.proc = None
+        subprocess.run([LAB, "clean"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# ---------------------------------------------------------------- 1. overhead
+
+def parse_latency(s):
+    m = re.match(r"([\d.]+)(us|ms|s)$", s)
+    v = float(m.group(1))
+    return v * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+
+def wrk(load, secs, conns, threads):
+    args = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{secs}s", "--latency", "--timeout", "5s"]
+    if load == "close":
+        args += ["-H", "Connection: close"]
+    args.append(f"http://{INGRESS}/")
+    out = subprocess.run(args, capture_output=True, text=True, timeout=secs + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = parse_latency(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    p50 = parse_latency(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "rps": rps, "p50_ms": p50, "p99_ms": p99,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(int(x) for x in errs.groups()) if errs else 0,
+    }
+
+
+def overhead(res, args, lab):
+    conds = [c for c in "abcde" if c in args.conditions]
+    loads = ["keepalive", "close"]
+    probe_port = free_port()
+    samples = []
+    rng = random.Random(7)
+    for r in range(args.rounds):
+        order = conds[:]
+        rng.shuffle(order)
+        log(f"overhead round {r + 1}/{args.rounds}: order {''.join(order)}")
+        for c in order:
+            t = Tracer(c, lab.ingress_cgroup, probe_port)
+            t.start()
+            lo = loads if r % 2 == 0 else loads[::-1]
+            runs = []
+            try:
+                time.sleep(0.3)
+                for load in lo:
+                    s = wrk(load, args.wrk_secs, args.conns, args.threads)
+                    s.update({"round": r, "condition": c, "load": load})
+                    runs.append(s)
+            finally:
+                info = t.stop()
+            for s in runs:
+                s["tracer"] = info
+                samples.append(s)
+            time.sleep(0.3)
+    summary = {}
+    for load in loads:
+        base = [s for s in samples if s["load"] == load and s["condition"] == "a"]
+        b_rps, b_p99 = median([s["rps"] for s in base]), median([s["p99_ms"] for s in base])
+        for c in conds:
+            ss = [s for s in samples if s["load"] == load and s["condition"] == c]
+            m_rps, m_p99 = median([s["rps"] for s in ss]), median([s["p99_ms"] for s in ss])
+            # Also the median of ratios paired within a round (robust to drift).
+            paired = []
+            for s in ss:
+                b = [x for x in base if x["round"] == s["round"]]
+                if b:
+                    paired.append(s["rps"] / b[0]["rps"])
+            summary[f"{load}/{c}"] = {
+                "condition": CONDITIONS[c], "load": load, "n": len(ss),
+                "median_rps": m_rps, "median_p99_ms": m_p99,
+                "rps_ratio": m_rps / b_rps if b_rps else None,
+                "throughput_cost_pct": (1 - m_rps / b_rps) * 100 if b_rps else None,
+                "p99_ratio": m_p99 / b_p99 if b_p99 else None,
+                "paired_rps_ratio_median": median(paired),
+                "rps_samples": [s["rps"] for s in ss],
+                "non_2xx": sum(s["non_2xx"] for s in ss),
+                "socket_errors": sum(s["socket_errors"] for s in ss),
+            }
+    res["overhead"] = {
+        "setup": f"wrk -t{args.threads} -c{args.conns} -d{args.wrk_secs}s against the lab's ingress "
+                 f"nginx ({INGRESS}:80, 2 workers) proxying to 1 backend pod; loads keep-alive and "
+                 f"'Connection: close'; {args.rounds} rounds, condition order shuffled per round",
+        "summary": summary, "samples": samples,
+    }
+
+
+# ---------------------------------------------------------------- 2. capacity
+
+def compile_generator():
+    exe = os.path.join(WORK, "refuse")
+    subprocess.run(["cc", "-O2", "-o", exe, os.path.join(ROOT, "bench", "refuse.c")], check=True)
+    return exe
+
+
+def agent_run(gen, port, secs, procs, rate=None, ring=None, pause=None, stdout_path=os.devnull):
+    """Agent (trace -o json > stdout_path) around one generator run."""
+    args = [AGENT, "trace", "-o", "json"]
+    if ring:
+        args += ["--ring-bytes", str(ring)]
+    err = os.path.join(WORK, "agent-cap.err")
+    a = spawn(args, stdout=open(stdout_path, "w"), stderr=open(err, "w"))
+    deadline = time.monotonic() + 30
+    while "HTTP peek off" not in open(err).read():  # printed once every hook is attached
+        if a.poll() is not None or time.monotonic() > deadline:
+            stop(a)
+            raise RuntimeError("agent did not start: " + open(err).read()[-2000:])
+        time.sleep(0.02)
+    time.sleep(0.5)
+    st0 = proc_status(a.pid)
+    c0, t0 = cpu_ticks(a.pid), time.monotonic()
+    gargs = [gen, str(port), str(secs), str(procs)] + ([str(rate)] if rate else [])
+    g = spawn(gargs, stdout=subprocess.PIPE, text=True)
+    paused = None
+    if pause:
+        time.sleep(pause[0])
+        a.send_signal(signal.SIGSTOP)
+        time.sleep(pause[1])
+        a.send_signal(signal.SIGCONT)
+        paused = pause[1]
+    gout = g.communicate(timeout=secs + 30)[0]
+    CHILDREN.remove(g)
+    wall = time.monotonic() - t0
+    time.sleep(0.5)  # let it drain what the ring still holds
+    c1 = cpu_ticks(a.pid)
+    st1 = proc_status(a.pid)
+    stop(a, signal.SIGTERM, 20)
+    kinds, tot = parse_counters(open(err).read())
+    m = dict(kv.split("=") for kv in gout.split())
+    cpu_s = c1 - c0
+    rate_ev = tot["generated"] / float(m["secs"])
+    return {
+        "procs": procs, "paced_rate_per_proc": rate, "ring_bytes": ring or "default",
+        "paused_s": paused, "connects": int(m["connects"]), "refused": int(m["refused"]),
+        "gen_secs": float(m["secs"]), "events_per_s": rate_ev,
+        "generated": tot["generated"], "received": tot["received"], "dropped": tot["dropped"],
+        "accounted": tot["generated"] == tot["received"] + tot["dropped"],
+        "agent_cpu_s": cpu_s, "window_s": wall + 0.5,
+        "agent_cpu_pct": 100 * cpu_s / (wall + 0.5),
+        "cpu_pct_per_10k_ev_s": (100 * cpu_s / (wall + 0.5)) / (rate_ev / 1e4) if rate_ev else None,
+        "events_per_agent_cpu_s": tot["received"] / cpu_s if cpu_s else None,
+        "agent_vmrss_kib_before": st0.get("VmRSS"), "agent_vmrss_kib_after": st1.get("VmRSS"),
+        "agent_vmhwm_kib": st1.get("VmHWM"), "by_kind": kinds,
+    }
+
+
+def capacity(res, args, gen):
+    port = free_port()
+    runs = []
+    for procs in args.cap_procs:
+        log(f"capacity: {procs} generator process(es), {args.cap_secs} s")
+        r = agent_run(gen, port, args.cap_secs, procs)
+        log(f"  {r['events_per_s']:.0f} events/s, dropped {r['dropped']}, agent CPU {r['agent_cpu_pct']:.1f}%")
+        runs.append(r)
+    log("capacity: overload (agent SIGSTOPped 1.5 s mid-run, default ring)")
+    over = agent_run(gen, port, 4, max(args.cap_procs), pause=(1.0, 1.5))
+    log(f"  generated {over['generated']} received {over['received']} dropped {over['dropped']}")
+    log("capacity: small ring (--ring-bytes 16384), full speed")
+    small = agent_run(gen, port, 3, max(args.cap_procs), ring=16384)
+    log(f"  generated {small['generated']} received {small['received']} dropped {small['dropped']}")
+    zero = [r for r in runs if r["dropped"] == 0]
+    best = max(zero, key=lambda r: r["events_per_s"]) if zero else None
+    res["capacity"] = {
+        "setup": "refused connects to a closed 127.0.0.1 port (bench/refuse.c, N processes, "
+                 "4 events per connect) with `fivexx-agent trace -o json > /dev/null`; "
+                 "counters from the agent's exit table; CPU from /proc/PID/stat",
+        "max_zero_drop_events_per_s": best["events_per_s"] if best else None,
+        "cpu_pct_per_10k_ev_s": median([r["cpu_pct_per_10k_ev_s"] for r in runs]),
+        "events_per_agent_cpu_s": median([r["events_per_agent_cpu_s"] for r in runs]),
+        "runs": runs, "overload_paused": over, "overload_small_ring": small,
+    }
+
+
+# ---------------------------------------------------------------- 3. latency
+
+def read_lines_latency(stream, samples, stop_at):
+    for line in stream:
+        now = mono_ns()
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if "mono_ns" in ev and ev.get("kind") != "exit":
+            samples.append((now - ev["mono_ns"]) / 1e6)
+        if time.monotonic() > stop_at:
+            break
+
+
+def latency_trace(gen, port, secs, rate):
+    a = spawn([AGENT, "trace", "-o", "json", "--kinds", "send_reset,receive_reset,state_change,sock_error"],
+              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+    samples = []
+    th = threading.Thread(target=read_lines_latency, args=(a.stdout, samples, time.monotonic() + 60),
+                          daemon=True)
+    th.start()
+    deadline = time.monotonic() + 30
+    while not samples and time.monotonic() < deadline:
+        refused_probe(port)
+        time.sleep(0.05)
+    time.sleep(0.3)
+    samples.clear()
+    g = subprocess.run([gen, str(port), str(secs), "1", str(rate)], capture_output=True, text=True)
+    time.sleep(0.5)
+    stop(a)
+    th.join(5)
+    return samples
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf
+
+
+def latency_serve(gen, port, secs, rate):
+    listen = free_port()
+    a = spawn([AGENT, "serve", "--listen", f"127.0.0.1:{listen}"],
+              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            s = socket.create_connection(("127.0.0.1", listen), timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                stop(a)
+                raise RuntimeError("serve never listened")
+            time.sleep(0.05)
+    body = json.dumps({"type": "subscribe", "protocol": 1,
+                       "filter": {"kinds": ["send_reset", "receive_reset", "state_change", "sock_error"]}}).encode()
+    s.sendall(struct.pack(">I", len(body)) + body)
+    s.settimeout(5)
+    samples = []
+    started = [False]
+
+    def reader():
+        end = time.monotonic() + 60
+        try:
+            while time.monotonic() < end:
+                n = struct.unpack(">I", recv_exact(s, 4))[0]
+                msg = recv_exact(s, n)
+                now = mono_ns()
+                m = json.loads(msg)
+                if m.get("type") == "event":
+                    started[0] = True
+                    samples.append((now - m["event"]["mono_ns"]) / 1e6)
+        except (EOFError, OSError, ValueError):
+            pass
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    deadline = time.monotonic() + 30
+    while not started[0] and time.monotonic() < deadline:
+        refused_probe(port)
+        time.sleep(0.05)
+    time.sleep(0.3)
+    samples.clear()
+    subprocess.run([gen, str(port), str(secs), "1", str(rate)], capture_output=True, text=True)
+    time.sleep(0.5)
+    stop(a)
+    th.join(5)
+    s.close()
+    return samples
+
+
+def latency(res, args, gen):
+    port = free_port()
+    out = {"setup": "paced refused connects (bench/refuse.c) on loopback; latency = CLOCK_MONOTONIC "
+                    "when the client has parsed the line/frame minus the event's bpf ktime (mono_ns)",
+           "plugin": None}
+    if os.path.exists(PLUGIN):
+        out["plugin"] = ("kubectl-fivexx binary present but the bench does not drive it through the lab's "
+                         "port-forward yet; measured on the agent's own outputs instead")
+    else:
+        out["plugin"] = ("kubectl-fivexx not built here; measured on the agent's own outputs "
+                         "(not through port-forward)")
+    for name, fn in (("agent_trace_json_pipe", latency_trace), ("agent_serve_loopback_client", latency_serve)):
+        for rate in args.lat_rates:
+            log(f"latency: {name} at {rate} connects/s ({4 * rate} events/s)")
+            xs = fn(gen, port, args.lat_secs, rate)
+            out[f"{name}@{rate}"] = {
+                "path": name, "connects_per_s": rate, "events": len(xs),
+                "p50_ms": pct(xs, 50), "p99_ms": pct(xs, 99), "max_ms": max(xs) if xs else None,
+                "samples_ms": [round(x, 3) for x in xs],
+            }
+            log(f"  n={len(xs)} p50={pct(xs, 50)} p99={pct(xs, 99)} ms")
+    res["latency"] = out
+
+
+# ---------------------------------------------------------------- 4. analysis
+
+def analysis(res, args):
+    d = os.path.join(TARGET, "bench-explain")
+    os.makedirs(d, exist_ok=True)
+    out = {"setup": "fivexx-core/examples/bench_explain (same as `make bench-explain`)", "runs": {}}
+    for n in args.facts:
+        f = os.path.join(d, f"synthetic-{n}.fxc")
+        if os.path.exists(f):
+            os.unlink(f)
+        log(f"analysis: {n} facts")
+        try:
+            w = subprocess.run([BENCH_EXPLAIN, "write", f, str(n)], capture_output=True, text=True,
+                               check=True, timeout=600).stdout
+            e = subprocess.run([BENCH_EXPLAIN, "explain", f], capture_output=True, text=True,
+                               check=True, timeout=600).stdout
+        finally:
+            if os.path.exists(f):
+                os.unlink(f)
+        wm = re.search(r"facts=(\d+) bytes=(\d+) .* secs=([\d.]+)", w)
+        em = {k: v for k, v in re.findall(r"(\w+)=([\d.]+)", e)}
+        out["runs"][str(n)] = {
+            "write_facts_per_s": int(wm.group(1)) / float(wm.group(3)),
+            "write_mb_per_s": int(wm.group(2)) / 1e6 / float(wm.group(3)),
+            "bytes_per_fact": int(wm.group(2)) / int(wm.group(1)),
+            "explain_facts_per_s": float(em["facts_per_s"]),
+            "explain_facts_per_cpu_s": float(em["facts_per_cpu_s"]),
+            "explain_wall_s": float(em["wall_s"]),
+            "explain_peak_rss_kib": int(em["peak_rss_kib"]),
+            "raw": [w.strip(), e.strip()],
+        }
+    res["analysis"] = out
+
+
+# ---------------------------------------------------------------- 5. footprint
+
+def footprint(res, args):
+    starts = []
+    for i in range(args.startup_runs):
+        t0 = time.monotonic()
+        a = spawn([AGENT, "trace"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = a.stdout.readline()  # the table header: printed once every hook is attached
+        t = time.monotonic() - t0
+        if i == 0:
+            time.sleep(3)
+            idle = proc_status(a.pid)
+        stop(a)
+        if line.startswith("TIME"):
+            starts.append(t)
+    res["footprint"] = {
+        "startup_s_samples": starts, "startup_s_median": median(starts), "startup_s_max": max(starts) if starts else None,
+        "startup_how": "exec of `fivexx-agent trace` to its table header on stdout (printed after load + attach of every hook)",
+        "idle_vmrss_kib": idle.get("VmRSS"), "idle_vmhwm_kib": idle.get("VmHWM"),
+    }
+    cap = res.get("capacity")
+    if cap:
+        r = max(cap["runs"], key=lambda r: r["events_per_s"])
+        res["footprint"]["load_vmrss_kib"] = r["agent_vmrss_kib_after"]
+        res["footprint"]["load_vmhwm_kib"] = max(x["agent_vmhwm_kib"] or 0 for x in cap["runs"] + [cap["overload_paused"]])
+        res["footprint"]["load_events_per_s"] = r["events_per_s"]
+    res["footprint"]["plugin_rss_kib"] = None
+    res["footprint"]["plugin_note"] = "not measured: the plugin's trace is not driven by this bench yet"
+
+
+# ---------------------------------------------------------------- report
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    ver = lambda cmd: (subprocess.run(cmd, capture_output=True, text=True).stdout
+                       + subprocess.run(cmd, capture_output=True, text=True).stderr).strip().splitlines()[:1]
+    return {
+        "nproc": os.cpu_count(), "kernel": platform.release(), "cpu_model": cpu,
+        "loadavg_at_start": open("/proc/loadavg").read().split()[:3],
+        "mem_total_kib": int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))),
+        "wrk": ver(["wrk", "-v"]), "bpftrace": ver(["bpftrace", "--version"]),
+        "nginx": ver(["nginx", "-v"]), "git_commit": subprocess.run(
+            ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+    }
+
+
+def fmt(v, f="{:.0f}"):
+    return "n/a" if v is None else f.format(v)
+
+
+def table(res):
+    rows = []
+    goal = lambda ok: "" if ok is None else ("met" if ok else "MISSED")
+    ov = res.get("overhead", {}).get("summary", {})
+    for load, lim in (("keepalive", 1.0), ("close", 3.0)):
+        for c in "abcde":
+            s = ov.get(f"{load}/{c}")
+            if not s:
+                continue
+            g = goal(s["throughput_cost_pct"] <= lim) if c == "b" else ""
+            rows.append((f"overhead {load} ({c}) {s['condition']}",
+                         f"{fmt(s['median_rps'])} req/s x{s['rps_ratio']:.3f} ({s['throughput_cost_pct']:+.1f}% cost; "
+                         f"paired x{s['paired_rps_ratio_median']:.3f}), "
+                         f"p99 {s['median_p99_ms']:.2f} ms x{s['p99_ratio']:.2f}",
+                         f"(b) <= {lim:g}%" if c == "b" else "", g))
+    cap = res.get("capacity")
+    if cap:
+        v = cap["max_zero_drop_events_per_s"]
+        rows.append(("capacity: max events/s ingested, zero drops (default ring)", f"{fmt(v)} ev/s",
+                     ">= 200k", goal(v is not None and v >= 200e3)))
+        rows.append(("agent CPU per 10k events/s", f"{fmt(cap['cpu_pct_per_10k_ev_s'], '{:.1f}')}% of a core", "", ""))
+        rows.append(("agent throughput per CPU-second", f"{fmt(cap['events_per_agent_cpu_s'])} ev/s", "", ""))
+        for name in ("overload_paused", "overload_small_ring"):
+            o = cap[name]
+            rows.append((f"beyond: {name.replace('_', ' ')}",
+                         f"gen {o['generated']} = recv {o['received']} + dropped {o['dropped']} "
+                         f"({'accounted' if o['accounted'] else 'NOT ACCOUNTED'})", "drops counted",
+                         goal(o["accounted"])))
+    lat = res.get("latency")
+    if lat:
+        for k, v in lat.items():
+            if isinstance(v, dict):
+                rows.append((f"latency {v['path']} @ {4 * v['connects_per_s']} ev/s",
+                             f"p50 {fmt(v['p50_ms'], '{:.2f}')} ms, p99 {fmt(v['p99_ms'], '{:.2f}')} ms (n={v['events']})",
+                             "p99 <= 250 ms", goal(v["p99_ms"] is not None and v["p99_ms"] <= 250)))
+    an = res.get("analysis")
+    if an:
+        for n, r in an["runs"].items():
+            rows.append((f"explain {int(n) / 1e6:g}M facts",
+                         f"{r['explain_facts_per_s'] / 1e6:.2f}M facts/s, peak RSS {r['explain_peak_rss_kib'] / 1024:.0f} MiB",
+                         ">= 1M facts/s", goal(r["explain_facts_per_s"] >= 1e6)))
+            rows.append((f"capture write {int(n) / 1e6:g}M facts",
+                         f"{r['write_facts_per_s'] / 1e6:.2f}M facts/s ({r['write_mb_per_s']:.0f} MB/s, {r['bytes_per_fact']:.1f} B/fact)", "", ""))
+    fp = res.get("footprint")
+    if fp:
+        rows.append(("agent start-up (exec -> all hooks attached)",
+                     f"median {fmt(fp['startup_s_median'], '{:.3f}')} s, max {fmt(fp['startup_s_max'], '{:.3f}')} s",
+                     "<= 1 s", goal(fp["startup_s_max"] is not None and fp["startup_s_max"] <= 1)))
+        rows.append(("agent RSS idle (VmRSS / VmHWM)", f"{fmt(fp['idle_vmrss_kib'] / 1024 if fp['idle_vmrss_kib'] else None, '{:.1f}')} / "
+                     f"{fmt(fp['idle_vmhwm_kib'] / 1024 if fp['idle_vmhwm_kib'] else None, '{:.1f}')} MiB", "<= 40 MiB",
+                     goal(fp["idle_vmhwm_kib"] is not None and fp["idle_vmhwm_kib"] <= 40 * 1024)))
+        if fp.get("load_vmhwm_kib"):
+            rows.append((f"agent RSS under load ({fmt(fp['load_events_per_s'])} ev/s) VmRSS / VmHWM",
+                         f"{fp['load_vmrss_kib'] / 1024:.1f} / {fp['load_vmhwm_kib'] / 1024:.1f} MiB", "<= 40 MiB",
+                         goal(fp["load_vmhwm_kib"] <= 40 * 1024)))
+        rows.append(("plugin RSS during a trace", "not measured", "", ""))
+    w = [max(len(r[i]) for r in rows) for i in range(4)] if rows else [0] * 4
+    lines = [f"{'measure':<{w[0]}} | {'result':<{w[1]}} | {'goal':<{w[2]}} | verdict",
+             "-" * (w[0] + w[1] + w[2] + 16)]
+    lines += [f"{r[0]:<{w[0]}} | {r[1]:<{w[1]}} | {r[2]:<{w[2]}} | {r[3]}" for r in rows]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results.json"))
+    ap.add_argument("--skip", action="append", default=[],
+                    choices=["overhead", "capacity", "latency", "analysis", "footprint"])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--wrk-secs", type=int, default=5)
+    ap.add_argument("--conns", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--conditions", default="abcde")
+    ap.add_argument("--cap-procs", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4])
+    ap.add_argument("--cap-secs", type=int, default=5)
+    ap.add_argument("--lat-rates", type=lambda s: [int(x) for x in s.split(",")], default=[100, 2000])
+    ap.add_argument("--lat-secs", type=int, default=5)
+    ap.add_argument("--facts", type=lambda s: [int(x) for x in s.split(",")], default=[1000000, 10000000])
+    ap.add_argument("--startup-runs", type=int, default=5)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (eBPF, network namespaces)")
+    for exe in (AGENT, LAB):
+        if not os.path.exists(exe):
+            sys.exit(f"bench: {exe} missing; run `make bench` (it builds first)")
+    os.makedirs(WORK, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    res = {"machine": machine(), "started_unix": time.time(), "args": vars(args)}
+    t_start = time.monotonic()
+    lab = None
+    try:
+        gen = compile_generator()
+        if "overhead" not in args.skip:
+            lab = Lab()
+            lab.start()
+            res["lab"] = {"ingress": f"{INGRESS}:80", "ingress_cgroup": lab.ingress_cgroup}
+            overhead(res, args, lab)
+            lab.stop()
+            lab = None
+        if "capacity" not in args.skip:
+            capacity(res, args, gen)
+        if "latency" not in args.skip:
+            latency(res, args, gen)
+        if "footprint" not in args.skip:
+            footprint(res, args)
+        if "analysis" not in args.skip:
+            analysis(res, args)
+    finally:
+        if lab:
+            lab.stop()
+        cleanup()
+    res["duration_s"] = time.monotonic() - t_start
+    res["table"] = table(res)
+    with open(args.out, "w") as f:
+        json.dump(res, f, indent=1)
+    m = res["machine"]
+    print(f"\nkubectl-fivexx bench: {m['nproc']} CPUs ({m['cpu_model']}), Linux {m['kernel']}, "
+          f"load average at start {' '.join(m['loadavg_at_start'])}, {res['duration_s']:.0f} s")
+    print(res["table"])
+    print(f"\nraw samples: {args.out}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        cleanup()
+        sys.exit(130)
