@@ -2,7 +2,15 @@
 //! scale-downs. This binary parses the command line and does the I/O; all
 //! reasoning lives in `fivexx-core`.
 
+mod agent_link;
+mod cluster;
 mod cmd;
+mod duration;
+mod error;
+mod facts;
+mod manifests;
+mod style;
+mod target;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -13,9 +21,15 @@ use std::process::ExitCode;
     bin_name = "kubectl fivexx",
     version,
     about = "Explain 502/504s during Kubernetes rollouts and drains from kernel facts",
-    propagate_version = true
+    propagate_version = true,
+    after_help = "Examples:\n  kubectl fivexx deploy\n  kubectl fivexx trace deploy/web -n shop\n  kubectl fivexx capture -A --duration 10m -f rollout.fxcap\n  kubectl fivexx explain rollout.fxcap"
 )]
 struct Cli {
+    #[command(flatten)]
+    kube: cluster::KubeFlags,
+    /// Log verbosely to stderr (-v: debug, -vv: trace).
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,20 +38,78 @@ struct Cli {
 enum Command {
     /// Explain the failed connections recorded in a capture file (no cluster needed).
     Explain(cmd::explain::ExplainArgs),
+    /// Install the node agent (DaemonSet and read-only RBAC in fivexx-system).
+    #[command(after_help = cmd::deploy::EXAMPLES)]
+    Deploy(cmd::deploy::DeployArgs),
+    /// Remove what `deploy` installed (selected by its label).
+    #[command(after_help = cmd::deploy::UNDEPLOY_EXAMPLES)]
+    Undeploy(cmd::deploy::UndeployArgs),
+    /// Per node: agent version, kernel, hooks, drops and clients.
+    #[command(after_help = cmd::status::EXAMPLES)]
+    Status(cmd::status::StatusArgs),
+    /// Stream explained kernel facts for a workload, service, pod, node or namespace.
+    #[command(after_help = cmd::trace::TRACE_EXAMPLES)]
+    Trace(cmd::trace::TraceArgs),
+    /// Record kernel facts and the Kubernetes timeline to a file, headless.
+    #[command(after_help = cmd::trace::CAPTURE_EXAMPLES)]
+    Capture(cmd::trace::CaptureArgs),
+    /// Trace one node, with its cordon state, terminating pods and evictions.
+    #[command(after_help = cmd::trace::NODE_EXAMPLES)]
+    Node(cmd::trace::NodeArgs),
+    /// Print the plugin's version and the deployed agents' versions.
+    #[command(after_help = cmd::version::EXAMPLES)]
+    Version(cmd::version::VersionArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    #[command(after_help = cmd::completion::EXAMPLES)]
+    Completion(cmd::completion::CompletionArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let kube = cli.kube;
     let result = match cli.command {
         Command::Explain(args) => cmd::explain::run(&args),
+        Command::Completion(args) => cmd::completion::run::<Cli>(&args),
+        Command::Deploy(args) => cmd::run_async(cmd::deploy::run(kube, args)),
+        Command::Undeploy(args) => cmd::run_async(cmd::deploy::undeploy(kube, args)),
+        Command::Status(args) => cmd::run_async(cmd::status::run(kube, args)),
+        Command::Trace(args) => cmd::run_async(cmd::trace::run_trace(kube, args)),
+        Command::Capture(args) => cmd::run_async(cmd::trace::run_capture(kube, args)),
+        Command::Node(args) => cmd::run_async(cmd::trace::run_node(kube, args)),
+        Command::Version(args) => cmd::run_async(cmd::version::run(kube, args)),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
+            if let Some(cli_err) = e.downcast_ref::<error::CliError>() {
+                eprintln!("kubectl fivexx: {}", cli_err.cause);
+                if let Some(hint) = &cli_err.hint {
+                    eprintln!("hint: {hint}");
+                }
+                return ExitCode::from(cli_err.code);
+            }
             // One line: the cause chain joined, never a backtrace.
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("kubectl fivexx: {}", msg.join(": "));
             ExitCode::from(1)
         }
     }
+}
+
+/// Logs go to stderr, off unless -v or RUST_LOG asks: stdout is the
+/// user's output and may be piped.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "error",
+        1 => "kubectl_fivexx=debug,info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(style::stderr_colour())
+        .init();
 }

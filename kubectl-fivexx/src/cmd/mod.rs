@@ -1,3 +1,25 @@
 //! One module per subcommand.
 
+pub mod completion;
+pub mod deploy;
 pub mod explain;
+pub mod status;
+pub mod trace;
+pub mod version;
+
+use std::process::ExitCode;
+
+/// Runs a cluster command on a small runtime: the plugin waits on the
+/// network, two worker threads are plenty.
+pub fn run_async(
+    fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let out = rt.block_on(fut);
+    // Port-forwards and watches are not awaited on exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    out
+}

@@ -1,0 +1,86 @@
+//! `kubectl fivexx version`: the plugin's version, then each deployed
+//! agent's (from its Hello), like `kubectl version` does for the server.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use serde::Serialize;
+
+use crate::agent_link;
+use crate::cluster::{Cluster, KubeFlags};
+use crate::cmd::status;
+
+pub const EXAMPLES: &str = "Examples:
+  kubectl fivexx version
+  kubectl fivexx version --client
+  kubectl fivexx version -o json";
+
+#[derive(Args, Debug)]
+pub struct VersionArgs {
+    /// Only the plugin's version; do not contact the cluster.
+    #[arg(long)]
+    pub client: bool,
+    /// Output format: text or json.
+    #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
+    pub output: String,
+}
+
+#[derive(Serialize)]
+struct Versions {
+    client: String,
+    protocol: u32,
+    agents: Vec<AgentVersion>,
+}
+
+#[derive(Serialize)]
+struct AgentVersion {
+    node: String,
+    version: Option<String>,
+    error: Option<String>,
+}
+
+pub async fn run(kube: KubeFlags, args: VersionArgs) -> anyhow::Result<ExitCode> {
+    let client = env!("CARGO_PKG_VERSION").to_string();
+    let protocol = fivexx_core::wire::PROTOCOL_VERSION;
+    let json = args.output == "json";
+    if !json {
+        println!("Client Version: {client} (agent protocol {protocol})");
+    }
+    let mut v = Versions {
+        client,
+        protocol,
+        agents: Vec::new(),
+    };
+    if args.client {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cluster = Cluster::connect(&kube).await?;
+    let agents = agent_link::agent_pods(&cluster).await?;
+    let statuses = status::probe_all(&cluster, &agents).await;
+    for s in &statuses {
+        if !json {
+            match (&s.agent_version, &s.error) {
+                (Some(ver), _) => println!("Agent Version: {ver} (node {})", s.node),
+                (None, Some(e)) => println!("Agent Version: unknown (node {}: {e})", s.node),
+                (None, None) => println!("Agent Version: unknown (node {})", s.node),
+            }
+        }
+        v.agents.push(AgentVersion {
+            node: s.node.clone(),
+            version: s.agent_version.clone(),
+            error: s.error.clone(),
+        });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    if let Some(s) = statuses.iter().find(|s| s.compatible == Some(false)) {
+        return Err(
+            agent_link::skew_error(&s.node, s.agent_version.as_deref().unwrap_or("?")).into(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
