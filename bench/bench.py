@@ -122,6 +122,39 @@ def cpu_ticks(pid):
         return None
 
 
+def bpf_prog_stats(pid):
+    """Sum of run_time_ns / run_cnt over the eBPF programs a process holds
+    (fdinfo; needs kernel.bpf_stats_enabled=1)."""
+    ns = cnt = 0
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-prog":
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                for line in f:
+                    if line.startswith("run_time_ns:"):
+                        ns += int(line.split()[1])
+                    elif line.startswith("run_cnt:"):
+                        cnt += int(line.split()[1])
+        except OSError:
+            continue
+    return {"run_time_ns": ns, "run_cnt": cnt}
+
+
+def lab_pids():
+    pids = []
+    for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split("\n"):
+        name = ns.split(" ")[0]
+        if name.startswith("fxlab"):
+            pids += [int(p) for p in subprocess.run(["ip", "netns", "pids", name], capture_output=True,
+                                                    text=True).stdout.split()]
+    return pids
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -309,7 +342,37 @@ def parse_latency(s):
     return v * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
 
-def wrk(load, secs, conns, threads):
+def wrk(load, secs, conns, threads, tracer_pid=None):
+    import resource
+    pids = lab_pids()
+    lab0 = {p: cpu_ticks(p) for p in pids}
+    tr0 = cpu_ticks(tracer_pid) if tracer_pid else None
+    bpf0 = bpf_prog_stats(tracer_pid) if tracer_pid else None
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    s = wrk_run(load, secs, conns, threads)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    lab_cpu = sum((cpu_ticks(p) or lab0[p]) - lab0[p] for p in pids if lab0[p] is not None)
+    wrk_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    reqs = s["rps"] * secs
+    s["datapath_cpu_s"] = lab_cpu + wrk_cpu
+    s["datapath_cpu_us_per_req"] = 1e6 * (lab_cpu + wrk_cpu) / reqs if reqs else None
+    if tracer_pid:
+        tr1, bpf1 = cpu_ticks(tracer_pid), bpf_prog_stats(tracer_pid)
+        s["tracer_cpu_s"] = tr1 - tr0
+        s["tracer_cpu_us_per_req"] = 1e6 * (tr1 - tr0) / reqs if reqs else None
+        if bpf0 and bpf1:
+            s["bpf_run_ns"] = bpf1["run_time_ns"] - bpf0["run_time_ns"]
+            s["bpf_run_cnt"] = bpf1["run_cnt"] - bpf0["run_cnt"]
+            s["bpf_ns_per_req"] = s["bpf_run_ns"] / reqs if reqs else None
+    else:
+        s["tracer_cpu_s"] = 0.0
+        s["tracer_cpu_us_per_req"] = 0.0
+        s["bpf_ns_per_req"] = 0.0
+    s["total_cpu_us_per_req"] = (s["datapath_cpu_us_per_req"] or 0) + (s["tracer_cpu_us_per_req"] or 0)
+    return s
+
+
+def wrk_run(load, secs, conns, threads):
     args = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{secs}s", "--latency", "--timeout", "5s"]
     if load == "close":
         args += ["-H", "Connection: close"]
@@ -345,7 +408,8 @@ def overhead(res, args, lab):
             try:
                 time.sleep(0.3)
                 for load in lo:
-                    s = wrk(load, args.wrk_secs, args.conns, args.threads)
+                    s = wrk(load, args.wrk_secs, args.conns, args.threads,
+                            t.proc.pid if t.proc else None)
                     s.update({"round": r, "condition": c, "load": load})
                     runs.append(s)
             finally:
@@ -358,6 +422,7 @@ def overhead(res, args, lab):
     for load in loads:
         base = [s for s in samples if s["load"] == load and s["condition"] == "a"]
         b_rps, b_p99 = median([s["rps"] for s in base]), median([s["p99_ms"] for s in base])
+        b_cpu = median([s["total_cpu_us_per_req"] for s in base])
         for c in conds:
             ss = [s for s in samples if s["load"] == load and s["condition"] == c]
             m_rps, m_p99 = median([s["rps"] for s in ss]), median([s["p99_ms"] for s in ss])
@@ -374,6 +439,17 @@ def overhead(res, args, lab):
                 "throughput_cost_pct": (1 - m_rps / b_rps) * 100 if b_rps else None,
                 "p99_ratio": m_p99 / b_p99 if b_p99 else None,
                 "paired_rps_ratio_median": median(paired),
+                "median_cpu_us_per_req": median([s["total_cpu_us_per_req"] for s in ss]),
+                "cpu_per_req_ratio": median([s["total_cpu_us_per_req"] for s in ss]) / b_cpu if b_cpu else None,
+                "median_bpf_ns_per_req": median([s.get("bpf_ns_per_req") for s in ss]),
+                "median_tracer_cpu_us_per_req": median([s["tracer_cpu_us_per_req"] for s in ss]),
+                # The tracing's own CPU per request (eBPF programs + the tracer
+                # process) against the data path's CPU per request with no
+                # tracing: much less sensitive to a busy machine than req/s.
+                # It leaves out side effects outside the programs (for (c), the
+                # syscall slow path that syscall tracepoints switch on).
+                "est_cost_pct": 100 * ((median([s.get("bpf_ns_per_req") for s in ss]) or 0) / 1000
+                                       + median([s["tracer_cpu_us_per_req"] for s in ss])) / b_cpu if b_cpu else None,
                 "rps_samples": [s["rps"] for s in ss],
                 "non_2xx": sum(s["non_2xx"] for s in ss),
                 "socket_errors": sum(s["socket_errors"] for s in ss),
@@ -453,6 +529,16 @@ def capacity(res, args, gen):
         r = agent_run(gen, port, args.cap_secs, procs)
         log(f"  {r['events_per_s']:.0f} events/s, dropped {r['dropped']}, agent CPU {r['agent_cpu_pct']:.1f}%")
         runs.append(r)
+    # The same generator with no agent at all: what the kernel alone does
+    # here, so the agent's in-kernel cost per event shows as the difference.
+    alone = []
+    for procs in args.cap_procs:
+        out = subprocess.run([gen, str(port), str(args.cap_secs), str(procs)], capture_output=True,
+                             text=True, timeout=args.cap_secs + 30).stdout
+        m = dict(kv.split("=") for kv in out.split())
+        alone.append({"procs": procs, "connects": int(m["connects"]), "secs": float(m["secs"]),
+                      "connects_per_s": int(m["connects"]) / float(m["secs"])})
+        log(f"capacity: no agent, {procs} process(es): {alone[-1]['connects_per_s']:.0f} connects/s")
     log("capacity: overload (agent SIGSTOPped 1.5 s mid-run, default ring)")
     over = agent_run(gen, port, 4, max(args.cap_procs), pause=(1.0, 1.5))
     log(f"  generated {over['generated']} received {over['received']} dropped {over['dropped']}")
@@ -469,6 +555,7 @@ def capacity(res, args, gen):
         "cpu_pct_per_10k_ev_s": median([r["cpu_pct_per_10k_ev_s"] for r in runs]),
         "events_per_agent_cpu_s": median([r["events_per_agent_cpu_s"] for r in runs]),
         "runs": runs, "overload_paused": over, "overload_small_ring": small,
+        "generator_alone": alone,
     }
 
 
@@ -685,17 +772,26 @@ def table(res):
             s = ov.get(f"{load}/{c}")
             if not s:
                 continue
-            g = goal(s["throughput_cost_pct"] <= lim) if c == "b" else ""
+            g = ("tput " + goal(s["throughput_cost_pct"] <= lim) + ", CPU " + goal(s["est_cost_pct"] <= lim)) if c == "b" else ""
             rows.append((f"overhead {load} ({c}) {s['condition']}",
                          f"{fmt(s['median_rps'])} req/s x{s['rps_ratio']:.3f} ({s['throughput_cost_pct']:+.1f}% cost; "
                          f"paired x{s['paired_rps_ratio_median']:.3f}), "
-                         f"p99 {s['median_p99_ms']:.2f} ms x{s['p99_ratio']:.2f}",
+                         f"p99 {s['median_p99_ms']:.2f} ms x{s['p99_ratio']:.2f}; "
+                         f"CPU/req {s['median_cpu_us_per_req']:.1f} us x{s['cpu_per_req_ratio']:.3f} "
+                         f"(eBPF {fmt(s['median_bpf_ns_per_req'])} ns, tracer process {s['median_tracer_cpu_us_per_req']:.2f} us "
+                         f"= {s['est_cost_pct']:.2f}% of (a))",
                          f"(b) <= {lim:g}%" if c == "b" else "", g))
     cap = res.get("capacity")
     if cap:
         v = cap["max_zero_drop_events_per_s"]
         rows.append(("capacity: max events/s ingested, zero drops (default ring)", f"{fmt(v)} ev/s",
                      ">= 200k", goal(v is not None and v >= 200e3)))
+        if cap.get("generator_alone"):
+            ga = max(cap["generator_alone"], key=lambda g: g["connects_per_s"])
+            wa = max(cap["runs"], key=lambda r: r["connects"] / r["gen_secs"])
+            rows.append(("generator: refused connects/s, no agent vs agent",
+                         f"{ga['connects_per_s']:.0f} vs {wa['connects'] / wa['gen_secs']:.0f} "
+                         f"(x{wa['connects'] / wa['gen_secs'] / ga['connects_per_s']:.2f})", "", ""))
         rows.append(("agent CPU per 10k events/s", f"{fmt(cap['cpu_pct_per_10k_ev_s'], '{:.1f}')}% of a core", "", ""))
         rows.append(("agent throughput per CPU-second", f"{fmt(cap['events_per_agent_cpu_s'])} ev/s", "", ""))
         for name in ("overload_paused", "overload_small_ring"):
@@ -764,6 +860,10 @@ def main():
     os.makedirs(WORK, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     res = {"machine": machine(), "started_unix": time.time(), "args": vars(args)}
+    stats_path = "/proc/sys/kernel/bpf_stats_enabled"
+    stats_before = open(stats_path).read().strip()
+    with open(stats_path, "w") as f:
+        f.write("1")  # eBPF run time per program, for the overhead part; restored below
     t_start = time.monotonic()
     lab = None
     try:
@@ -787,6 +887,8 @@ def main():
         if lab:
             lab.stop()
         cleanup()
+        with open(stats_path, "w") as f:
+            f.write(stats_before)
     res["duration_s"] = time.monotonic() - t_start
     res["table"] = table(res)
     with open(args.out, "w") as f:
