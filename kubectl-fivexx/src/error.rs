@@ -50,8 +50,8 @@ impl CliError {
     }
 
     /// Ctrl-C: exit 130 as shells expect.
-    pub fn interrupted(what: impl Into<String>) -> CliError {
-        CliError::bare(what).with_code(130)
+    pub fn interrupted(what: impl Into<String>, hint: impl Into<String>) -> CliError {
+        CliError::new(what, hint).with_code(130)
     }
 }
 

@@ -139,7 +139,10 @@ pub async fn run(kube: KubeFlags, args: DeployArgs) -> anyhow::Result<ExitCode> 
     let mut created = Vec::new();
     let outcome = tokio::select! {
         r = apply_and_wait(&cluster, &manifests, &args, timeout, &mut created) => r,
-        _ = tokio::signal::ctrl_c() => Err(CliError::interrupted("interrupted during deploy")),
+        _ = tokio::signal::ctrl_c() => Err(CliError::interrupted(
+            "interrupted during deploy",
+            "run `kubectl fivexx deploy` again to install the agent",
+        )),
     };
     match outcome {
         Ok(code) => Ok(code),

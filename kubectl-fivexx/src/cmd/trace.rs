@@ -821,7 +821,10 @@ async fn run_session(
         let msg = tokio::select! {
             m = ctl_rx.recv() => m,
             _ = tokio::time::sleep_until(hello_deadline) => None,
-            _ = tokio::signal::ctrl_c() => return Err(CliError::interrupted("interrupted while connecting to the agents")),
+            _ = tokio::signal::ctrl_c() => return Err(CliError::interrupted(
+                "interrupted while connecting to the agents",
+                "nothing was recorded",
+            )),
         };
         let Some(msg) = msg else { break };
         pending_hello -= 1;
@@ -1157,6 +1160,7 @@ async fn run_session(
     if interrupted && mode.summary.is_none() {
         return Err(CliError::interrupted(
             "capture interrupted; the file is complete up to now",
+            "read it with `kubectl fivexx explain FILE`",
         ));
     }
     Ok(ExitCode::SUCCESS)
