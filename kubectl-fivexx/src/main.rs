@@ -101,7 +101,8 @@ fn main() -> ExitCode {
 /// user's output and may be piped.
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "error",
+        // Our own warnings only: client libraries log retries we report.
+        0 => "kubectl_fivexx=warn",
         1 => "kubectl_fivexx=debug,info",
         _ => "trace",
     };

@@ -84,6 +84,11 @@ pub struct SessionFlags {
     /// Tolerated clock skew between nodes and the API server.
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     pub skew: String,
+    /// How long to wait for facts that explain a failure before printing
+    /// its verdict (shorter: sooner, but e.g. a SIGKILL at the end of a
+    /// long grace period may not be known yet).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub lookahead: String,
     /// Kernel facts buffered between the agents and the terminal; beyond
     /// it, facts are dropped and counted rather than stalling the agents.
     #[arg(long, value_name = "N", default_value_t = 16_384)]
@@ -721,6 +726,9 @@ async fn run_session(
         .map(crate::duration::parse)
         .transpose()
         .map_err(|e| CliError::new(format!("--duration: {e}"), "for example: --duration 5m"))?;
+    let lookahead_ns = crate::duration::parse(&flags.lookahead)
+        .map_err(|e| CliError::new(format!("--lookahead: {e}"), "for example: --lookahead 10s"))?
+        .as_nanos() as i64;
     let paint = Painter::stdout();
     preflight(cluster, &scope).await?;
     let agents = agent_link::agent_pods(cluster).await?;
@@ -910,6 +918,7 @@ async fn run_session(
 
     let mut engine = Explainer::new(ExplainConfig {
         skew_ns,
+        lookahead_ns,
         ..ExplainConfig::default()
     });
     let mut report = ReportBuilder::new(ReportFilter::default(), 1000);
@@ -949,6 +958,10 @@ async fn run_session(
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
             Some(msg) = ctl_rx.recv() => match msg {
                 Control::Lost { node, reason } => {
+                    // Every subscription to a dead agent ends: report once.
+                    if lost.iter().any(|(n, _)| n == &node) {
+                        continue;
+                    }
                     connected.remove(&node);
                     let others = connected.len();
                     eprintln!(
@@ -1106,10 +1119,15 @@ async fn run_session(
             Err(e) => eprintln!("warning: closing {}: {e}", cap.path.display()),
         }
     }
+    let mut out = std::io::stdout().lock();
     let measurements = engine.finish(&mut |v| {
         verdicts += 1;
+        if mode.lines {
+            let _ = writeln!(out, "{}", verdict_line(&v, paint));
+        }
         report.add(v);
     });
+    drop(out);
     let mut info = CaptureInfo {
         context: Some(cluster.context.clone()),
         nodes: hellos.iter().map(|(n, _)| n.clone()).collect(),

@@ -1,0 +1,208 @@
+//! The real `kubectl-fivexx trace deploy/web` during the lab's
+//! `rollout-no-prestop`: the lab serves the running scenario through its
+//! fake API server, the agent DaemonSet pod's port-forward reaches a real
+//! `fivexx-agent serve` (eBPF, root), and the plugin must print the kernel
+//! facts and the endpoint-lag verdicts for the pods that served 502s.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fivexx_lab::apiserver::{ApiServer, ApiServerConfig};
+use fivexx_lab::cluster::{ClusterStore, ANY_POD};
+use fivexx_lab::scenario::{self, RunOptions, ScenarioKind, ScenarioParams, NODE};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+fn find_in_target(name: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(format!("FIVEXX_{}", name.to_uppercase().replace('-', "_"))) {
+        return Some(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()?
+        .to_path_buf();
+    let mut cands: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .map(|d| d.join(name))
+        .collect();
+    cands.push(ws.join("target/debug").join(name));
+    cands.into_iter().find(|p| p.is_file())
+}
+
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+fn start_agent(bin: &Path) -> (Agent, SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(bin)
+        .args(["serve", "--listen", &addr.to_string(), "--node", NODE])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent = Agent(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !Command::new(bin)
+        .args(["probe", "--addr", &addr.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(Instant::now() < deadline, "the agent did not start serving");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (agent, addr)
+}
+
+#[test]
+fn plugin_trace_explains_rollout_no_prestop() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "SKIP plugin_trace_explains_rollout_no_prestop: the lab and the eBPF agent need root"
+        );
+        return;
+    }
+    let (Some(plugin), Some(agent_bin)) = (
+        find_in_target("kubectl-fivexx"),
+        find_in_target("fivexx-agent"),
+    ) else {
+        panic!("build kubectl-fivexx and fivexx-agent first (cargo build), or set FIVEXX_KUBECTL_FIVEXX / FIVEXX_FIVEXX_AGENT");
+    };
+    let (_agent, agent_addr) = start_agent(&agent_bin);
+    let store = ClusterStore::new(NODE);
+    // The kubelet simulator does not model the Deployment object itself;
+    // this is the one `kubectl apply` would have created.
+    store.apply_deployment(Deployment {
+        metadata: ObjectMeta {
+            name: Some("web".into()),
+            namespace: Some("shop".into()),
+            ..Default::default()
+        },
+        spec: DeploymentSpec {
+            selector: LabelSelector {
+                match_labels: Some([("app".to_string(), "web".to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    store.map_port_forward("fivexx-system", ANY_POD, 7450, agent_addr);
+    store.set_daemon_set_readiness(|_, _| true);
+    let out_dir = std::env::temp_dir().join(format!("fxlab-plugin-rollout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let params = ScenarioParams::defaults(ScenarioKind::RolloutNoPrestop);
+    let opts = RunOptions {
+        out_dir: out_dir.clone(),
+        lab_exe: PathBuf::from(env!("CARGO_BIN_EXE_fivexx-lab")),
+        agent: None,
+        store: Some(store.clone()),
+        // Our own server on the same store: it outlives the scenario, so
+        // the trace ends by its --duration, not by the lab shutting down.
+        api_addr: None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (report, trace) = rt.block_on(async move {
+        let config = ApiServerConfig {
+            graceful_pod_delete: true,
+            ..Default::default()
+        };
+        let server = ApiServer::start(store.clone(), config).await.unwrap();
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let kubeconfig = out_dir.join("plugin-kubeconfig");
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        let run = tokio::spawn(async move { scenario::run(&params, &opts).await });
+        // The lab runs one scenario at a time (a lock that other suites
+        // may hold): start tracing once the lab's ingress pod exists.
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while store.list_pods(Some("ingress-nginx")).is_empty() {
+            assert!(Instant::now() < deadline, "the lab never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let plugin_cmd = |args: &[&str]| {
+            let mut c = tokio::process::Command::new(&plugin);
+            c.args(args)
+                .env("KUBECONFIG", &kubeconfig)
+                .env("NO_COLOR", "1")
+                .kill_on_drop(true);
+            c
+        };
+        let deploy = plugin_cmd(&["deploy", "--no-wait"]).output().await.unwrap();
+        assert!(
+            deploy.status.success(),
+            "{}",
+            String::from_utf8_lossy(&deploy.stderr)
+        );
+        let trace = plugin_cmd(&[
+            "trace",
+            "deploy/web",
+            "-n",
+            "shop",
+            "--duration",
+            "14s",
+            "--lookahead",
+            "3s",
+        ])
+        .output()
+        .await
+        .unwrap();
+        let report = run.await.unwrap().unwrap();
+        server.shutdown().await;
+        (report, trace)
+    });
+    let stdout = String::from_utf8_lossy(&trace.stdout);
+    let stderr = String::from_utf8_lossy(&trace.stderr);
+    eprintln!("--- trace stdout\n{stdout}\n--- trace stderr\n{stderr}");
+    assert!(trace.status.success(), "trace failed");
+    assert!(
+        report.summary.total_5xx() > 0,
+        "the scenario produced no 5xx"
+    );
+    let affected = report.affected_ips();
+    assert!(!affected.is_empty());
+    // Kernel facts about the affected pods, one per line.
+    let kernel_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            affected.iter().any(|ip| l.contains(&format!("{ip}:")))
+                && !l.trim_start().starts_with("=>")
+        })
+        .collect();
+    assert!(
+        !kernel_lines.is_empty(),
+        "no kernel fact about {affected:?}"
+    );
+    // Endpoint-lag verdicts for an affected pod, inline.
+    let verdicts: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("=>") && l.contains("endpoint lag"))
+        .filter(|l| affected.iter().any(|ip| l.contains(&format!("to {ip} "))))
+        .collect();
+    assert!(
+        !verdicts.is_empty(),
+        "no endpoint-lag verdict for {affected:?}"
+    );
+}
