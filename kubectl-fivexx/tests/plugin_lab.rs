@@ -730,3 +730,52 @@ fn kubectl_plugin_discovery_finds_and_runs_it() {
     assert!(String::from_utf8_lossy(&v.stdout)
         .contains(&format!("Client Version: {}", env!("CARGO_PKG_VERSION"))));
 }
+
+#[test]
+fn capture_and_node_sessions_with_a_quiet_agent() {
+    let lab = Lab::new("capture");
+    let addr = fake_agent(&lab.rt, env!("CARGO_PKG_VERSION"), None);
+    lab.route_agents(addr);
+    assert!(lab.run(&["deploy", "--no-wait"]).status.success());
+    lab.add_pod("web-1", "10.244.0.9");
+    let out = lab.run(&["capture", "-f", "x.fxcap"]);
+    assert_fails(&out, "capture needs --duration", "--duration");
+    let cap = lab.dir.join("quiet.fxcap");
+    let out = lab.run(&[
+        "capture",
+        "-l",
+        "app=web",
+        "--duration",
+        "2s",
+        "-f",
+        cap.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("tracing namespace default: 1 pod(s)"), "{err}");
+    assert!(
+        err.contains("capturing: elapsed"),
+        "no progress line: {err}"
+    );
+    assert!(err.contains(&format!("written to {}", cap.display())));
+    let explained = lab.run(&["explain", cap.to_str().unwrap(), "-o", "json"]);
+    assert!(explained.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&explained.stdout).unwrap();
+    assert_eq!(v["capture"]["nodes"][0], NODE, "{v}");
+
+    // Cordon the node: `node` shows it, and the session still runs.
+    let mut node = lab.store.get_node(NODE).unwrap();
+    node.spec.get_or_insert_with(Default::default).unschedulable = Some(true);
+    lab.store.apply_node(node);
+    let out = lab.run(&["node", NODE, "--duration", "1s"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains(&format!("node/{NODE}: cordoned")), "{text}");
+    assert!(
+        text.contains("pods: 2 on the node, 0 terminating"),
+        "{text}"
+    );
+    assert!(text.contains("recent evictions: none"), "{text}");
+    let out = lab.run(&["node", "no-such-node"]);
+    assert_fails(&out, "node \"no-such-node\" not found", "kubectl get nodes");
+}
