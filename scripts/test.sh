@@ -19,7 +19,7 @@ step "format" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 # One test thread: kernel tests share the kernel's tracepoints and the lab's
 # network namespaces; each test asserts on its own processes and sockets.
-step "cargo test" cargo test --workspace -- --test-threads=1
+step "cargo test" cargo test --workspace --no-fail-fast -- --test-threads=1
 for target in "$@"; do
   step "$target" make --no-print-directory "$target"
 done
