@@ -763,6 +763,11 @@ fn capture_and_node_sessions_with_a_quiet_agent() {
     let v: serde_json::Value = serde_json::from_slice(&explained.stdout).unwrap();
     assert_eq!(v["capture"]["nodes"][0], NODE, "{v}");
 
+    let out = lab.run(&["trace", "-l", "app=web", "--duration", "1s", "-o", "yaml"]);
+    assert!(out.status.success());
+    let y: serde_yaml::Value = serde_yaml::from_str(stdout(&out).trim_start()).unwrap();
+    assert!(y.is_mapping(), "the summary is not a YAML mapping");
+
     // Cordon the node: `node` shows it, and the session still runs.
     let mut node = lab.store.get_node(NODE).unwrap();
     node.spec.get_or_insert_with(Default::default).unschedulable = Some(true);

@@ -73,6 +73,7 @@ pub enum Output {
     Table,
     Wide,
     Json,
+    Yaml,
 }
 
 /// Flags shared by trace, capture and node.
@@ -1159,6 +1160,10 @@ async fn run_session(
             Output::Table => render_table(&r),
             Output::Wide => render_wide(&r),
             Output::Json => render_json(&r) + "\n",
+            Output::Yaml => serde_json::from_str::<serde_json::Value>(&render_json(&r))
+                .ok()
+                .and_then(|v| serde_yaml::to_string(&v).ok())
+                .unwrap_or_default(),
         };
         print!("\n{text}");
     }
