@@ -6,9 +6,13 @@
 #                          x86_64-apple-darwin when a darwin C compiler is set
 #                          (CC_x86_64_apple_darwin), else proof by `cargo tree`
 #                          that no Linux-only crate is pulled in (in `make test`)
+#   make plugin-demo       the real `kubectl fivexx trace deploy/web` explaining
+#                          the lab's rollout-no-prestop 502s (root): the lab's
+#                          fake API server, a real `fivexx-agent serve` behind
+#                          the agent pod's port-forward
 #   make dist              the release archives deploy/krew/fivexx.yaml names,
 #                          with their sha256 (DIST_TARGETS)
-.PHONY: test-manifests plugin-portable dist
+.PHONY: test-manifests plugin-portable plugin-demo dist
 
 TEST_EXTRA += test-manifests plugin-portable
 
@@ -62,3 +66,8 @@ dist:
 	  tar -C $$stage -czf $(DIST_DIR)/kubectl-fivexx_$$name.tar.gz kubectl-fivexx && rm -rf $$stage || exit 1; \
 	  echo "$(DIST_DIR)/kubectl-fivexx_$$name.tar.gz sha256 $$(sha256sum $(DIST_DIR)/kubectl-fivexx_$$name.tar.gz | cut -d' ' -f1)"; \
 	done
+
+plugin-demo:
+	$(CARGO) build -q -p tracer-user -p kubectl-fivexx -p fivexx-lab
+	set -o pipefail; $(CARGO) test -q -p fivexx-lab --test plugin_rollout -- --nocapture 2>&1 \
+	  | sed -n '/^--- trace stdout/,/^test result/p'
