@@ -784,3 +784,35 @@ fn capture_and_node_sessions_with_a_quiet_agent() {
     let out = lab.run(&["node", "no-such-node"]);
     assert_fails(&out, "node \"no-such-node\" not found", "kubectl get nodes");
 }
+
+#[test]
+fn ctrl_c_during_trace_prints_the_summary() {
+    let lab = Lab::new("trace-int");
+    let addr = fake_agent(&lab.rt, env!("CARGO_PKG_VERSION"), None);
+    lab.route_agents(addr);
+    assert!(lab.run(&["deploy", "--no-wait"]).status.success());
+    lab.add_pod("web-1", "10.244.0.9");
+    let child = Command::new(BIN)
+        .args(["trace", "pod/web-1"])
+        .env("KUBECONFIG", &lab.kubeconfig)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tracing pod/web-1 in default: 1 pod(s)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("FAILURES"),
+        "no summary: {}",
+        stdout(&out)
+    );
+}

@@ -951,11 +951,15 @@ async fn run_session(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut out = std::io::stdout().lock();
     let mut facts: Vec<Fact> = Vec::new();
+    // One listener for the whole session: a Ctrl-C between two turns of
+    // the loop is not lost.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         facts.clear();
         tokio::select! {
             biased;
-            _ = tokio::signal::ctrl_c() => { interrupted = true; break; }
+            _ = &mut ctrl_c => { interrupted = true; break; }
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
             Some(msg) = ctl_rx.recv() => match msg {
                 Control::Lost { node, reason } => {
