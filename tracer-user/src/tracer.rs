@@ -22,7 +22,10 @@ use crate::Error;
 /// The kernel programs, built for bpfel-unknown-none by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
 
-pub const DEFAULT_RING_BYTES: u32 = 1 << 20;
+/// 8 MiB: about 58k records, ~400 ms of headroom at 130k events/s. The
+/// benchmark (bench/README.md) dropped a few events with 1 MiB whenever the
+/// agent was descheduled for ~50 ms on a loaded node, and none with 8 MiB.
+pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 
 #[derive(Clone, Debug)]
 pub struct TracerOptions {
