@@ -38,8 +38,8 @@ say "$SCENARIO: 3 pods behind ingress nginx at 200 req/s; a rolling update whose
 say "what happened, what Kubernetes did, what the kernel saw"
 "$LAB" report "$OUT"
 
-# Explain step: once the plugin lands, run `kubectl fivexx explain` (or
-# `trace` through the lab's fake API server) on this run here.
+say "the same rollout through the real kubectl fivexx trace (the lab's fake API server, the agent behind pods/portforward)"
+make --no-print-directory plugin-demo
 
 say "teardown"
 "$LAB" clean
