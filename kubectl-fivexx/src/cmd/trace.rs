@@ -160,16 +160,31 @@ struct Mode {
     capture: Option<PathBuf>,
 }
 
-pub async fn run_trace(kube: KubeFlags, args: TraceArgs) -> anyhow::Result<ExitCode> {
-    let cluster = Cluster::connect(&kube).await?;
-    let t = Target::parse(args.target.as_deref())?;
-    let labels = args
-        .selector
-        .as_deref()
+/// TARGET, `-l` and `-A` to the pods and nodes a session watches; shared by
+/// `trace` and `capture`.
+async fn resolve_scope(
+    cluster: &Cluster,
+    target: Option<&str>,
+    selector: Option<&str>,
+    all_namespaces: bool,
+) -> anyhow::Result<target::Scope> {
+    let t = Target::parse(target)?;
+    let labels = selector
         .map(target::parse_selector)
         .transpose()?
         .unwrap_or_default();
-    let scope = target::resolve(&cluster, &t, args.all_namespaces, labels).await?;
+    Ok(target::resolve(cluster, &t, all_namespaces, labels).await?)
+}
+
+pub async fn run_trace(kube: KubeFlags, args: TraceArgs) -> anyhow::Result<ExitCode> {
+    let cluster = Cluster::connect(&kube).await?;
+    let scope = resolve_scope(
+        &cluster,
+        args.target.as_deref(),
+        args.selector.as_deref(),
+        args.all_namespaces,
+    )
+    .await?;
     let mode = Mode {
         lines: true,
         progress: false,
@@ -188,14 +203,13 @@ pub async fn run_capture(kube: KubeFlags, args: CaptureArgs) -> anyhow::Result<E
         .into());
     }
     let cluster = Cluster::connect(&kube).await?;
-    let t = Target::parse(args.target.as_deref())?;
-    let labels = args
-        .selector
-        .as_deref()
-        .map(target::parse_selector)
-        .transpose()?
-        .unwrap_or_default();
-    let scope = target::resolve(&cluster, &t, args.all_namespaces, labels).await?;
+    let scope = resolve_scope(
+        &cluster,
+        args.target.as_deref(),
+        args.selector.as_deref(),
+        args.all_namespaces,
+    )
+    .await?;
     let mode = Mode {
         lines: false,
         progress: true,
