@@ -87,6 +87,45 @@ fn endpoint_lag_netns_alive() {
     }
 }
 
+/// The API marks the endpoint not ready at once (as the EndpointSlice
+/// controller does); the proxy applies it 1.1 s later. Every verdict's fix,
+/// the first one included, quotes the proxy's lag, not the API's 0 s.
+#[test]
+fn endpoint_lag_quotes_the_proxy_lag_when_the_api_was_prompt() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 1);
+    s.delete(&p, T0, 30);
+    s.sigterm(&p, T0 + 10 * MS, false);
+    s.endpoint_not_ready(&p, T0 + 20 * MS);
+    s.exit(
+        &p,
+        T0 + 50 * MS,
+        ExitStatus {
+            code: Some(0),
+            signal: None,
+            core_dumped: false,
+        },
+    );
+    for k in 0..12 {
+        s.refused(
+            "node-1",
+            proxy(),
+            p.ip,
+            T0 + 100 * MS + k * 100 * MS,
+            Some("node-2"),
+        );
+    }
+    let vs = run(s);
+    assert_eq!(vs.len(), 12, "{vs:#?}");
+    for v in &vs {
+        assert_eq!(v.cause, Cause::EndpointLagNetnsAlive, "{v:#?}");
+        let fix = v.fix.as_ref().unwrap();
+        assert_eq!(fix.params["lag_p99_s"], 1.2, "{fix:?}");
+        assert_eq!(fix.params["prestop_sleep_s"], 2.0, "{fix:?}");
+        assert!(fix.because.contains("proxies kept routing"), "{fix:?}");
+    }
+}
+
 #[test]
 fn near_miss_refusal_30s_before_any_sigterm() {
     let mut s = Synth::new();

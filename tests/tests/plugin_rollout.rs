@@ -205,4 +205,20 @@ fn plugin_trace_explains_rollout_no_prestop() {
         !verdicts.is_empty(),
         "no endpoint-lag verdict for {affected:?}"
     );
+    // Their fix quotes the lag this lab was configured with (1 s), within
+    // 30% + 0.5 s: "... routing to terminating pods for p99 1.1 s over ...".
+    let configured =
+        ScenarioParams::defaults(ScenarioKind::RolloutNoPrestop).endpoint_lag_ms as f64 / 1000.0;
+    for l in &verdicts {
+        let lag: f64 = l
+            .split(" p99 ")
+            .nth(1)
+            .and_then(|r| r.split(" s").next())
+            .and_then(|x| x.parse().ok())
+            .unwrap_or_else(|| panic!("no measured lag in {l}"));
+        assert!(
+            (lag - configured).abs() <= configured * 0.3 + 0.5,
+            "quoted lag {lag} s, configured {configured} s: {l}"
+        );
+    }
 }

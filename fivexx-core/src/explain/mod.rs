@@ -163,6 +163,11 @@ pub struct Explainer {
     workloads: BTreeMap<String, WorkloadStats>,
     /// Per pod: latest endpoint-lag failure after termination began.
     proxy_lag: HashMap<String, i64>,
+    /// Per address: the latest failed new connection to it seen so far. A
+    /// verdict is final only `lookahead` after its failure, so this already
+    /// knows how long proxies went on routing to a terminating pod when the
+    /// first of its failures is explained, not just that first failure.
+    last_connect_failure: HashMap<std::net::IpAddr, i64>,
     /// Per pod (or service): the last fix and the numbers it came from.
     fix_cache: HashMap<String, (FixKey, Option<Arc<Fix>>)>,
     /// Whether the stream has HTTP 5xx events (then recent upstream
@@ -216,6 +221,7 @@ impl Explainer {
             episodes: EpisodeTracker::default(),
             workloads: BTreeMap::new(),
             proxy_lag: HashMap::default(),
+            last_connect_failure: HashMap::default(),
             fix_cache: HashMap::default(),
             saw_http: false,
             recent_upstream: HashMap::default(),
@@ -289,6 +295,11 @@ impl Explainer {
     fn enqueue_done(&mut self) {
         for f in self.done.drain(..) {
             self.stats.failures += 1;
+            if f.kind.is_new_connection() {
+                let t = f.first_ns.min(f.at_ns);
+                let e = self.last_connect_failure.entry(f.tuple.daddr).or_insert(t);
+                *e = (*e).max(t);
+            }
             self.pending.push(Reverse(Pending::new(f)));
         }
     }
@@ -440,15 +451,23 @@ impl Explainer {
             match c.cause {
                 Cause::EndpointLagNetnsAlive | Cause::EndpointLagNetnsGone => {
                     if let Some(term) = p.termination_ns() {
-                        let lag = (attempt - term).max(0);
+                        let last = p
+                            .ips
+                            .iter()
+                            .filter_map(|(_, ip)| {
+                                let t = (*self.last_connect_failure.get(ip)?).min(horizon);
+                                let owner = self.tl.owner_at(*ip, t, 0)?;
+                                (owner.uid == p.uid).then_some(t)
+                            })
+                            .max()
+                            .unwrap_or(attempt);
+                        let lag = (attempt.max(last) - term).max(0);
                         let e = self.proxy_lag.entry(p.uid.clone()).or_insert(lag);
                         *e = (*e).max(lag);
-                        // The pod's own endpoint-removal lag, once seen, is
-                        // the better number; until then, how long the proxy
-                        // kept routing here.
-                        if local.endpoint_lags_ns.is_empty() {
-                            local.proxy_lags_ns.push(*e);
-                        }
+                        // The API's endpoint-removal lag is a lower bound:
+                        // proxies apply it later still (kube-proxy, ingress
+                        // reloads). The fix takes the larger of the two.
+                        local.proxy_lags_ns.push(*e);
                     }
                 }
                 Cause::NotReadyAtStart => {
@@ -533,6 +552,8 @@ impl Explainer {
             self.retire(uid, i64::MAX);
         }
         self.stats.pods_forgotten += old.len() as u64;
+        let forget_before = now.saturating_sub(self.cfg.prune_horizon_ns);
+        self.last_connect_failure.retain(|_, t| *t >= forget_before);
         self.tl.remove_pods(&old);
     }
 

@@ -121,6 +121,15 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// A connect that never got through: the proxy routed a new
+    /// connection to this address (as opposed to a pooled one reset).
+    pub fn is_new_connection(self) -> bool {
+        matches!(
+            self,
+            FailureKind::Refused | FailureKind::TimedOut | FailureKind::Unreachable
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             FailureKind::Refused => "refused",
