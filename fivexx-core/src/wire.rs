@@ -32,6 +32,12 @@ pub struct StreamFilter {
     /// Addresses whose network events to pass (either end of the 4-tuple).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<IpAddr>,
+    /// Proxy pods whose HTTP status lines the agent should peek at (in the
+    /// kernel, filtered by their cgroups). The agent peeks at the union
+    /// over its clients, and at nothing when no client asks: the syscall
+    /// hooks are attached only while this set is non-empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_pods: Vec<String>,
 }
 
 impl StreamFilter {
@@ -44,10 +50,11 @@ impl StreamFilter {
         if self.pod_uids.is_empty() && self.ips.is_empty() {
             return true;
         }
-        let pod_hit = ev
-            .pod_uid
-            .as_ref()
-            .is_some_and(|u| self.pod_uids.iter().any(|p| p == u));
+        let pod_hit = ev.pod_uid.as_ref().is_some_and(|u| {
+            self.pod_uids.iter().any(|p| p == u)
+                || (ev.kind == KernelEventKind::HttpResponse
+                    && self.http_pods.iter().any(|p| p == u))
+        });
         let ip_hit = ev
             .tuple
             .is_some_and(|t| self.ips.contains(&t.saddr) || self.ips.contains(&t.daddr));

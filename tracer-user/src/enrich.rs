@@ -6,7 +6,7 @@
 //! after the events (that is why they are events), so lookups are cached
 //! briefly and also indexed by cgroup id, which outlives the pid.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,46 @@ pub fn cgroup2_root() -> Option<PathBuf> {
 pub fn cgroup_id_of(dir: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(dir).ok().map(|m| m.ino())
+}
+
+/// The cgroup ids of the pods `uids` and of every cgroup below them (the
+/// containers), found by walking the kubepods part of the cgroup v2 tree
+/// under `root`. The walk is bounded (depth and directory count) so that a
+/// huge or looping hierarchy cannot stall the agent.
+pub fn pod_cgroup_ids(root: &Path, uids: &BTreeSet<String>) -> BTreeSet<u64> {
+    const MAX_DEPTH: usize = 8;
+    const MAX_DIRS: usize = 20_000;
+    let mut out = BTreeSet::new();
+    if uids.is_empty() {
+        return out;
+    }
+    let mut stack = vec![(root.to_path_buf(), 0usize)];
+    let mut seen = 0usize;
+    while let Some((dir, depth)) = stack.pop() {
+        seen += 1;
+        if seen > MAX_DIRS {
+            tracing::warn!("cgroup walk stopped after {MAX_DIRS} directories");
+            break;
+        }
+        let rel = dir.strip_prefix(root).unwrap_or(&dir).to_string_lossy();
+        if let Some(pod) = pod_from_cgroup_path(&rel) {
+            if uids.contains(&pod.pod_uid) {
+                out.extend(cgroup_id_of(&dir));
+            }
+        }
+        if depth >= MAX_DEPTH {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push((e.path(), depth + 1));
+            }
+        }
+    }
+    out
 }
 
 const TTL: Duration = Duration::from_secs(30);

@@ -420,7 +420,7 @@ impl Sink for Printer {
         Ok(self.out.flush()?)
     }
 
-    fn tick(&mut self, tracer: &Tracer, received: &[u64]) -> anyhow::Result<()> {
+    fn tick(&mut self, tracer: &mut Tracer, received: &[u64]) -> anyhow::Result<()> {
         if let Some(cap) = self.capture.as_mut() {
             cap.flush()?; // a crash loses at most the last second
         }
@@ -438,6 +438,39 @@ impl Sink for Printer {
 /// Publishes every event to the connected clients.
 struct Publisher {
     hub: std::sync::Arc<serve::Hub>,
+    /// `--http-cgroup` ids, peeked whatever the clients ask.
+    static_http: std::collections::BTreeSet<u64>,
+    /// The proxy pods clients asked to peek at, as last applied.
+    http_pods: std::collections::BTreeSet<String>,
+    cgroup_root: Option<std::path::PathBuf>,
+}
+
+impl Publisher {
+    /// Peeks at the proxy pods the clients name now (re-resolved every
+    /// tick: a restarted container has a new cgroup).
+    fn sync_http_peek(&mut self, tracer: &mut Tracer) {
+        let pods = self.hub.http_pods();
+        if pods.is_empty() && self.http_pods.is_empty() {
+            return;
+        }
+        let mut ids = self.static_http.clone();
+        if let Some(root) = &self.cgroup_root {
+            ids.extend(tracer_user::enrich::pod_cgroup_ids(root, &pods));
+        }
+        match tracer.set_http_cgroups(&ids) {
+            Ok(on) if pods != self.http_pods => {
+                tracing::info!(
+                    "HTTP peek {} for {} proxy pod(s), {} cgroup(s)",
+                    if on { "on" } else { "off" },
+                    pods.len(),
+                    ids.len()
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("HTTP peek: {e}"),
+        }
+        self.http_pods = pods;
+    }
 }
 
 impl Sink for Publisher {
@@ -446,7 +479,8 @@ impl Sink for Publisher {
         Ok(())
     }
 
-    fn tick(&mut self, tracer: &Tracer, _received: &[u64]) -> anyhow::Result<()> {
+    fn tick(&mut self, tracer: &mut Tracer, _received: &[u64]) -> anyhow::Result<()> {
+        self.sync_http_peek(tracer);
         let c = tracer.counters()?;
         let mut k = self.hub.kernel.lock().expect("lock");
         for (kind, generated, dropped) in c.by_kind() {
@@ -471,7 +505,12 @@ fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
     let ring = tracer.take_ring()?;
     let hub = serve::Hub::new(tracer.report.clone(), node.clone());
     let mut pump = Pump::new(decoder_for(&tracer, &node));
-    let mut publisher = Publisher { hub: hub.clone() };
+    let mut publisher = Publisher {
+        hub: hub.clone(),
+        static_http: tracer.http_set().clone(),
+        http_pods: Default::default(),
+        cgroup_root: tracer_user::enrich::cgroup2_root(),
+    };
     eprintln!(
         "fivexx-agent: serving on {} (kernel {})",
         args.listen, tracer.report.kernel_release
@@ -484,7 +523,7 @@ fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
         };
         let result = pump.run(ring, &mut tracer, &mut publisher, loop_opts).await;
         // Final counters, then tell clients we are leaving and let them read it.
-        let _ = publisher.tick(&tracer, &pump.received);
+        let _ = publisher.tick(&mut tracer, &pump.received);
         let _ = hub.shutdown.send("agent stopping (SIGTERM)".into());
         tokio::time::sleep(Duration::from_millis(200)).await;
         accept.abort();

@@ -21,7 +21,7 @@ pub trait Sink {
         Ok(())
     }
     /// Called every `tick` with the kernel counters.
-    fn tick(&mut self, _tracer: &Tracer, _received: &[u64]) -> anyhow::Result<()> {
+    fn tick(&mut self, _tracer: &mut Tracer, _received: &[u64]) -> anyhow::Result<()> {
         Ok(())
     }
 }

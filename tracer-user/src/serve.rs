@@ -83,6 +83,16 @@ impl Hub {
         }
     }
 
+    /// The proxy pods any live client wants the HTTP peek on.
+    pub fn http_pods(&self) -> std::collections::BTreeSet<String> {
+        let clients = self.clients.lock().expect("lock");
+        clients
+            .iter()
+            .filter(|c| !c.tx.is_closed())
+            .flat_map(|c| c.filter.http_pods.iter().cloned())
+            .collect()
+    }
+
     pub fn clients(&self) -> u32 {
         self.client_count.load(Ordering::Relaxed)
     }

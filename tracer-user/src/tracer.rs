@@ -50,6 +50,10 @@ impl Default for TracerOptions {
     }
 }
 
+/// Why the HTTP peek's hooks are not attached: nobody asked for it.
+pub const HTTP_ON_DEMAND: &str =
+    "HTTP peek off: attached on demand (--http-cgroup, or a client naming proxy pods)";
+
 /// Resolves `--http-cgroup` paths to cgroup ids (inode numbers).
 pub fn resolve_cgroups(paths: &[String]) -> Result<Vec<(String, u64)>, Error> {
     if paths.is_empty() {
@@ -162,6 +166,12 @@ pub struct Tracer {
     ebpf: Ebpf,
     pub facts: KernelFacts,
     pub report: CapabilityReport,
+    /// cgroup ids now in the HTTP peek's set.
+    http_set: BTreeSet<u64>,
+    /// Whether the peek's syscall hooks are attached now.
+    http_attached: bool,
+    /// `--kinds` of the run, which may exclude the peek.
+    kinds: Option<BTreeSet<KernelEventKind>>,
 }
 
 impl Tracer {
@@ -196,7 +206,7 @@ impl Tracer {
             }
             if plan.hook.kind == KernelEventKind::HttpResponse && http_cgroups.is_empty() {
                 status.state = HookState::NotLoaded;
-                status.reason = Some("HTTP peek off: no --http-cgroup given".to_string());
+                status.reason = Some(HTTP_ON_DEMAND.to_string());
                 continue;
             }
             if opts
@@ -222,11 +232,89 @@ impl Tracer {
                 }
             }
         }
+        let http_attached = !http_cgroups.is_empty();
         Ok(Tracer {
             ebpf,
             facts,
             report,
+            http_set: http_cgroups.iter().map(|(_, id)| *id).collect(),
+            http_attached,
+            kinds: opts.kinds.clone(),
         })
+    }
+
+    /// The cgroup ids the HTTP peek reads now.
+    pub fn http_set(&self) -> &BTreeSet<u64> {
+        &self.http_set
+    }
+
+    /// Makes `ids` the HTTP peek's cgroup set, attaching the peek's hooks
+    /// when the set becomes non-empty and detaching them when it empties:
+    /// the syscall hooks run on every write of the node, so a node nobody
+    /// asks about pays nothing. Returns whether the peek is on.
+    pub fn set_http_cgroups(&mut self, ids: &BTreeSet<u64>) -> Result<bool, Error> {
+        if *ids == self.http_set {
+            return Ok(self.http_attached);
+        }
+        let map = self
+            .ebpf
+            .map_mut(HTTP_CGROUPS_MAP)
+            .ok_or(Error::MissingMap(HTTP_CGROUPS_MAP))?;
+        let mut set = aya::maps::HashMap::<_, u64, u8>::try_from(map)
+            .map_err(|e| Error::Load(e.to_string()))?;
+        for id in self.http_set.difference(ids) {
+            let _ = set.remove(id);
+        }
+        for id in ids.difference(&self.http_set) {
+            set.insert(id, 1, 0)
+                .map_err(|e| Error::Load(e.to_string()))?;
+        }
+        self.http_set = ids.clone();
+        let want = !ids.is_empty()
+            && self
+                .kinds
+                .as_ref()
+                .is_none_or(|k| k.contains(&KernelEventKind::HttpResponse));
+        if want == self.http_attached {
+            return Ok(want);
+        }
+        let plans: Vec<_> = self
+            .facts
+            .layout
+            .plans
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.hook.kind == KernelEventKind::HttpResponse && p.enabled())
+            .map(|(i, p)| (i, p.hook, p.state))
+            .collect();
+        for (i, hook, state) in plans {
+            let status = &mut self.report.hooks[i];
+            if want {
+                match attach(&mut self.ebpf, hook.program, hook.category, hook.name) {
+                    Ok(()) => {
+                        status.state = state;
+                        status.reason = None;
+                    }
+                    Err(e) => {
+                        tracing::warn!("{}: {e}", hook.tracepoint());
+                        status.state = HookState::Failed;
+                        status.reason = Some(e);
+                    }
+                }
+            } else {
+                if let Some(tp) = self
+                    .ebpf
+                    .program_mut(hook.program)
+                    .and_then(|p| <&mut TracePoint>::try_from(p).ok())
+                {
+                    let _ = tp.unload();
+                }
+                status.state = HookState::NotLoaded;
+                status.reason = Some(HTTP_ON_DEMAND.to_string());
+            }
+        }
+        self.http_attached = want;
+        Ok(want)
     }
 
     /// The ring buffer of records; can be taken once.

@@ -94,6 +94,11 @@ pub struct SessionFlags {
     /// it, facts are dropped and counted rather than stalling the agents.
     #[arg(long, value_name = "N", default_value_t = 16_384)]
     pub queue: usize,
+    /// Do not ask the agents to peek at the proxy pods' HTTP status lines
+    /// (by default the 5xx each proxy writes are traced, in the kernel,
+    /// first 16 bytes of a response only; plain HTTP/1.x only).
+    #[arg(long)]
+    pub no_http_peek: bool,
 }
 
 #[derive(Args, Debug)]
@@ -538,6 +543,8 @@ fn spawn_subscription(
 #[derive(Default)]
 struct Interest {
     uids: HashSet<String>,
+    /// Proxy pods whose HTTP status lines the agents peek at.
+    proxies: HashSet<String>,
     ips: HashSet<IpAddr>,
     nodes: HashSet<String>,
 }
@@ -781,6 +788,9 @@ async fn run_session(
         if let Ok(list) = all_pods.list(&ListParams::default().labels(sel)).await {
             for p in &list.items {
                 add_pod(&mut interest, p);
+                if let (Some(u), false) = (&p.metadata.uid, flags.no_http_peek) {
+                    interest.proxies.insert(u.clone());
+                }
                 proxies += 1;
             }
         }
@@ -793,13 +803,18 @@ async fn run_session(
     let mut drops: HashMap<String, Arc<AtomicU64>> = HashMap::new();
     let mut connected: HashSet<String> = HashSet::new();
     let filter_of = |i: &Interest| -> StreamFilter {
+        let http_pods = i.proxies.iter().cloned().collect();
         if node_target {
             // A node session wants everything its agent sees.
-            return StreamFilter::default();
+            return StreamFilter {
+                http_pods,
+                ..Default::default()
+            };
         }
         StreamFilter {
             pod_uids: i.uids.iter().cloned().collect(),
             ips: i.ips.iter().copied().collect(),
+            http_pods,
             ..Default::default()
         }
     };
