@@ -481,6 +481,56 @@ fn http_5xx_takes_the_cause_of_its_upstream_failure() {
     assert!(v.fix.is_some());
 }
 
+/// A peeked proxy's upstream failures that no 5xx followed were retried
+/// on another upstream: counted as hidden, per cause, beside the 5xx sent.
+#[test]
+fn failures_no_5xx_followed_are_hidden_by_retry() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 61);
+    graceful_termination(&mut s, &p);
+    let client = ip4(192, 168, 0, 7);
+    for k in 0..4 {
+        s.refused(
+            "node-1",
+            proxy(),
+            p.ip,
+            T0 + 300 * MS + k * 200 * MS,
+            Some("node-2"),
+        );
+    }
+    // Only the third refusal reached a client, as a 502.
+    let resp = s.http_5xx("node-1", proxy(), client, 51000, T0 + 701 * MS, 502);
+    // An unrelated proxy on the same node, never peeked: not counted.
+    let other = ip4(10, 1, 0, 99);
+    s.refused("node-1", other, p.ip, T0 + 900 * MS, Some("node-2"));
+    let (vs, m) = explain_all(&s.sorted(), ExplainConfig::default());
+    let v = verdict_for(&vs, &resp);
+    assert_eq!(v.cause, Cause::EndpointLagNetnsAlive, "{v:#?}");
+    assert_eq!(
+        v.failure.upstream.unwrap().sport,
+        vs.iter()
+            .find(|u| u.failure.kind == FailureKind::Refused
+                && u.at_ns() > T0 + 690 * MS
+                && u.at_ns() < T0 + 710 * MS)
+            .unwrap()
+            .failure
+            .tuple
+            .sport
+    );
+    let http = &m.stats.http;
+    assert_eq!(
+        http.sent_5xx.get(&Cause::EndpointLagNetnsAlive),
+        Some(&1),
+        "{http:?}"
+    );
+    assert_eq!(
+        http.hidden_by_retry.get(&Cause::EndpointLagNetnsAlive),
+        Some(&3),
+        "{http:?}"
+    );
+    assert_eq!(http.hidden_by_retry.values().sum::<u64>(), 3, "{http:?}");
+}
+
 #[test]
 fn near_miss_5xx_without_an_upstream_failure_on_its_node() {
     let mut s = Synth::new();

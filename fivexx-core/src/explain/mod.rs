@@ -100,6 +100,21 @@ pub struct EngineStats {
     pub pods_forgotten: u64,
     /// Late halves of connections already closed out (a slow stream), dropped.
     pub late_events: u64,
+    /// What the peeked proxies answered, by the cause of the upstream
+    /// failure behind each answer.
+    pub http: HttpTotals,
+}
+
+/// 5xx answers and retried failures of the proxies whose status lines were
+/// peeked (plain HTTP/1.x).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HttpTotals {
+    /// 5xx the proxies sent, by the cause of their upstream failure
+    /// (`unexplained`: no upstream failure before it, the app's own 5xx).
+    pub sent_5xx: BTreeMap<Cause, u64>,
+    /// Upstream failures of a peeked proxy that no 5xx followed: the proxy
+    /// retried another upstream and the client never saw them.
+    pub hidden_by_retry: BTreeMap<Cause, u64>,
 }
 
 /// What the engine measured, handed to the report at the end.
@@ -173,7 +188,12 @@ pub struct Explainer {
     /// Whether the stream has HTTP 5xx events (then recent upstream
     /// verdicts are kept per proxy node to explain them).
     saw_http: bool,
-    recent_upstream: HashMap<String, std::collections::VecDeque<Verdict>>,
+    /// Per proxy node: recent upstream verdicts, and whether a 5xx has
+    /// claimed each one yet.
+    recent_upstream: HashMap<String, std::collections::VecDeque<(Verdict, bool)>>,
+    /// Proxy addresses that sent a 5xx: their answers are peeked, so an
+    /// upstream failure of theirs that no 5xx followed was retried.
+    peeked_proxies: std::collections::HashSet<std::net::IpAddr>,
     stats: EngineStats,
 }
 
@@ -225,6 +245,7 @@ impl Explainer {
             fix_cache: HashMap::default(),
             saw_http: false,
             recent_upstream: HashMap::default(),
+            peeked_proxies: Default::default(),
             stats: EngineStats::default(),
         }
     }
@@ -315,6 +336,7 @@ impl Explainer {
             let f = *failure;
             if f.kind == FailureKind::Http5xx {
                 let v = self.http_verdict(f);
+                *self.stats.http.sent_5xx.entry(v.cause).or_default() += 1;
                 out(v);
                 continue;
             }
@@ -332,6 +354,8 @@ impl Explainer {
     }
 
     /// Keeps the recent upstream verdicts of each proxy node, for 5xx.
+    /// Verdicts come out in time order, so one older than the window can no
+    /// longer be claimed by a 5xx: if none claimed it, it was retried.
     fn remember_upstream(&mut self, v: &Verdict) {
         let window = self.cfg.http_match_ns;
         let q = self
@@ -340,11 +364,13 @@ impl Explainer {
             .or_default();
         while q
             .front()
-            .is_some_and(|o| o.at_ns() < v.at_ns() - window || q.len() >= 512)
+            .is_some_and(|(o, _)| o.at_ns() < v.at_ns() - window || q.len() >= 512)
         {
-            q.pop_front();
+            if let Some((old, claimed)) = q.pop_front() {
+                count_hidden(&self.peeked_proxies, &mut self.stats.http, &old, claimed);
+            }
         }
-        q.push_back(v.clone());
+        q.push_back((v.clone(), false));
     }
 
     /// A proxy's 5xx takes the cause of its node's latest failed upstream
@@ -352,10 +378,26 @@ impl Explainer {
     fn http_verdict(&mut self, mut f: FailedConnection) -> Verdict {
         let t = f.at_ns;
         let window = self.cfg.http_match_ns;
-        let upstream = self.recent_upstream.get(&f.client_node).and_then(|q| {
-            q.iter()
-                .rev()
-                .find(|u| u.at_ns() <= t + 1_000_000 && u.at_ns() >= t - window)
+        let proxy_ip = f.tuple.saddr;
+        self.peeked_proxies.insert(proxy_ip);
+        // The failure behind a 5xx is the latest one of the same proxy
+        // (its address made the upstream connection) that no other 5xx
+        // claimed; failing that, the latest of the proxy's node.
+        let upstream = self.recent_upstream.get_mut(&f.client_node).and_then(|q| {
+            let in_window = |u: &Verdict| u.at_ns() <= t + 1_000_000 && u.at_ns() >= t - window;
+            let pick = |same_ip: bool, unclaimed: bool| {
+                q.iter().rposition(|(u, claimed)| {
+                    in_window(u)
+                        && (!same_ip || u.failure.tuple.saddr == proxy_ip)
+                        && (!unclaimed || !*claimed)
+                })
+            };
+            let i = pick(true, true)
+                .or_else(|| pick(true, false))
+                .or_else(|| pick(false, true))
+                .or_else(|| pick(false, false))?;
+            q[i].1 = true;
+            Some(&q[i].0)
         });
         let proxy = Some(ProxyRef {
             node: f.client_node.clone(),
@@ -389,7 +431,7 @@ impl Explainer {
         let mut evidence = u.evidence.clone();
         evidence.extend(f.evidence.iter().cloned());
         evidence.sort_by(|a, b| a.at_ns.cmp(&b.at_ns).then_with(|| a.source.cmp(&b.source)));
-        let confidence = if gap <= 100_000_000 {
+        let confidence = if gap <= 100_000_000 && u.failure.tuple.saddr == proxy_ip {
             u.confidence
         } else {
             u.confidence.min(Confidence::Medium)
@@ -574,6 +616,11 @@ impl Explainer {
         self.stats.late_events = self.joiner.stragglers;
         self.enqueue_done();
         self.emit_ripe(i64::MAX, out);
+        for q in std::mem::take(&mut self.recent_upstream).into_values() {
+            for (v, claimed) in q {
+                count_hidden(&self.peeked_proxies, &mut self.stats.http, &v, claimed);
+            }
+        }
         let uids: Vec<String> = self.tl.pods().map(|p| p.uid.clone()).collect();
         let mut uids = uids;
         uids.sort();
@@ -584,6 +631,18 @@ impl Explainer {
             workloads: self.workloads,
             stats: self.stats,
         }
+    }
+}
+
+/// An upstream failure of a peeked proxy that no 5xx claimed was retried.
+fn count_hidden(
+    peeked: &std::collections::HashSet<std::net::IpAddr>,
+    http: &mut HttpTotals,
+    v: &Verdict,
+    claimed: bool,
+) {
+    if !claimed && peeked.contains(&v.failure.tuple.saddr) {
+        *http.hidden_by_retry.entry(v.cause).or_default() += 1;
     }
 }
 

@@ -18,6 +18,7 @@ pub fn render_table(r: &Report) -> String {
     header(&mut o, r);
     episodes(&mut o, r);
     workloads(&mut o, r);
+    http_answers(&mut o, r);
     fixes(&mut o, r);
     examples(&mut o, r);
     o
@@ -110,6 +111,32 @@ fn header(o: &mut String, r: &Report) {
     );
     if t.failures == 0 {
         let _ = writeln!(o, "          no failed connection was seen in this window");
+    }
+}
+
+/// Per cause: the 5xx the peeked proxies sent, and the upstream failures
+/// they hid from clients by retrying another upstream.
+fn http_answers(o: &mut String, r: &Report) {
+    let h = &r.engine.http;
+    if h.sent_5xx.is_empty() && h.hidden_by_retry.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "\nHTTP ANSWERS (peeked proxies)");
+    let _ = writeln!(
+        o,
+        "  {:<28} {:>9} {:>16}",
+        "CAUSE", "5XX SENT", "HIDDEN BY RETRY"
+    );
+    let causes: std::collections::BTreeSet<&Cause> =
+        h.sent_5xx.keys().chain(h.hidden_by_retry.keys()).collect();
+    for c in causes {
+        let _ = writeln!(
+            o,
+            "  {:<28} {:>9} {:>16}",
+            c.label(),
+            h.sent_5xx.get(c).copied().unwrap_or(0),
+            h.hidden_by_retry.get(c).copied().unwrap_or(0)
+        );
     }
 }
 

@@ -711,15 +711,34 @@ fn verdict_line(v: &Verdict, p: Painter) -> String {
         .clone()
         .or_else(|| v.workload_key.clone())
         .unwrap_or_else(|| v.failure.tuple.daddr.to_string());
-    let mut s = format!(
-        "  => {} {} to {} ({}): {}, {:?} confidence",
-        v.cause.typical_http(),
-        v.failure.kind.name(),
-        v.failure.tuple.daddr,
-        who,
-        v.cause.label(),
-        v.confidence
-    );
+    let mut s = if let Some(status) = v.failure.http_status {
+        // A proxy's answer: client, proxy, status, upstream pod, cause.
+        let upstream = v
+            .failure
+            .upstream
+            .map_or("no failed upstream".to_string(), |u| {
+                format!("upstream {}:{} ({who})", u.daddr, u.dport)
+            });
+        format!(
+            "  => HTTP {status} to client {}:{} from proxy {}:{}: {upstream}: {}, {:?} confidence",
+            v.failure.tuple.daddr,
+            v.failure.tuple.dport,
+            v.failure.tuple.saddr,
+            v.failure.tuple.sport,
+            v.cause.label(),
+            v.confidence
+        )
+    } else {
+        format!(
+            "  => {} {} to {} ({}): {}, {:?} confidence",
+            v.cause.typical_http(),
+            v.failure.kind.name(),
+            v.failure.tuple.daddr,
+            who,
+            v.cause.label(),
+            v.confidence
+        )
+    };
     if let Some(fix) = &v.fix {
         s.push_str(&format!("; fix: {} ({})", fix.action, fix.because));
     } else if let Some(n) = &v.note {
