@@ -15,6 +15,7 @@ pub mod cgroup;
 pub mod clean;
 pub mod clock;
 pub mod cluster;
+pub mod harness;
 pub mod ingress;
 pub mod k8s;
 pub mod kubeconfig;

@@ -55,6 +55,11 @@ pub struct RequestRecord {
     pub upstream_status: Option<String>,
     /// The scenario step in flight when the request was sent.
     pub step: String,
+    /// The client's local port: with the ingress address it names the
+    /// connection the proxy answered on, which is how a kernel-seen 5xx is
+    /// matched to this request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_port: Option<u16>,
 }
 
 impl RequestRecord {
@@ -114,8 +119,9 @@ async fn one_request(
         upstream: None,
         upstream_status: None,
         step,
+        local_port: None,
     };
-    match tokio::time::timeout(timeout, exchange(seq, target)).await {
+    match tokio::time::timeout(timeout, exchange(seq, target, &mut rec.local_port)).await {
         Ok(Ok(resp)) => parse_response(&resp, &mut rec),
         Ok(Err(e)) => rec.error = Some(e),
         Err(_) => rec.error = Some(RequestError::Timeout),
@@ -124,7 +130,11 @@ async fn one_request(
     rec
 }
 
-async fn exchange(seq: u64, target: SocketAddr) -> Result<Vec<u8>, RequestError> {
+async fn exchange(
+    seq: u64,
+    target: SocketAddr,
+    local_port: &mut Option<u16>,
+) -> Result<Vec<u8>, RequestError> {
     let mut stream =
         match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(target)).await {
             Err(_) => return Err(RequestError::ConnectTimeout),
@@ -134,6 +144,7 @@ async fn exchange(seq: u64, target: SocketAddr) -> Result<Vec<u8>, RequestError>
             Ok(Err(_)) => return Err(RequestError::ConnectFailed),
             Ok(Ok(s)) => s,
         };
+    *local_port = stream.local_addr().ok().map(|a| a.port());
     let req = format!("GET /?seq={seq} HTTP/1.1\r\nHost: lab.fivexx\r\nUser-Agent: fivexx-lab\r\nConnection: close\r\n\r\n");
     stream.write_all(req.as_bytes()).await.map_err(classify)?;
     let mut buf = Vec::with_capacity(512);
@@ -229,6 +240,7 @@ mod tests {
             upstream: None,
             upstream_status: None,
             step: "s".into(),
+            local_port: None,
         };
         parse_response(
             b"HTTP/1.1 502 Bad Gateway\r\nServer: nginx\r\nX-Upstream-Addr: 10.244.0.11:8080\r\nX-Upstream-Status: 502\r\n\r\n<html>",

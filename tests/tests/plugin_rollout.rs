@@ -4,73 +4,12 @@
 //! `fivexx-agent serve` (eBPF, root), and the plugin must print the kernel
 //! facts and the endpoint-lag verdicts for the pods that served 502s.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fivexx_lab::apiserver::{ApiServer, ApiServerConfig};
-use fivexx_lab::cluster::{ClusterStore, ANY_POD};
-use fivexx_lab::scenario::{self, RunOptions, ScenarioKind, ScenarioParams, NODE};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-
-fn find_in_target(name: &str) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(format!("FIVEXX_{}", name.to_uppercase().replace('-', "_"))) {
-        return Some(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().ok()?;
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()?
-        .to_path_buf();
-    let mut cands: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(3)
-        .map(|d| d.join(name))
-        .collect();
-    cands.push(ws.join("target/debug").join(name));
-    cands.into_iter().find(|p| p.is_file())
-}
-
-struct Agent(std::process::Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
-
-fn start_agent(bin: &Path) -> (Agent, SocketAddr) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(bin)
-        .args(["serve", "--listen", &addr.to_string(), "--node", NODE])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let agent = Agent(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !Command::new(bin)
-        .args(["probe", "--addr", &addr.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        assert!(Instant::now() < deadline, "the agent did not start serving");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    (agent, addr)
-}
+use fivexx_lab::harness::{plugin_and_agent, plugin_store, AgentServe};
+use fivexx_lab::scenario::{self, RunOptions, ScenarioKind, ScenarioParams};
 
 #[test]
 fn plugin_trace_explains_rollout_no_prestop() {
@@ -81,33 +20,9 @@ fn plugin_trace_explains_rollout_no_prestop() {
         );
         return;
     }
-    let (Some(plugin), Some(agent_bin)) = (
-        find_in_target("kubectl-fivexx"),
-        find_in_target("fivexx-agent"),
-    ) else {
-        panic!("build kubectl-fivexx and fivexx-agent first (cargo build), or set FIVEXX_KUBECTL_FIVEXX / FIVEXX_FIVEXX_AGENT");
-    };
-    let (_agent, agent_addr) = start_agent(&agent_bin);
-    let store = ClusterStore::new(NODE);
-    // The kubelet simulator does not model the Deployment object itself;
-    // this is the one `kubectl apply` would have created.
-    store.apply_deployment(Deployment {
-        metadata: ObjectMeta {
-            name: Some("web".into()),
-            namespace: Some("shop".into()),
-            ..Default::default()
-        },
-        spec: DeploymentSpec {
-            selector: LabelSelector {
-                match_labels: Some([("app".to_string(), "web".to_string())].into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        ..Default::default()
-    });
-    store.map_port_forward("fivexx-system", ANY_POD, 7450, agent_addr);
-    store.set_daemon_set_readiness(|_, _| true);
+    let (plugin, agent_bin) = plugin_and_agent().unwrap_or_else(|e| panic!("{e}"));
+    let agent = AgentServe::start(&agent_bin);
+    let store = plugin_store(agent.addr);
     let out_dir = std::env::temp_dir().join(format!("fxlab-plugin-rollout-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out_dir);
     let params = ScenarioParams::defaults(ScenarioKind::RolloutNoPrestop);
