@@ -10,6 +10,7 @@ pub mod capture;
 pub mod event;
 pub mod explain;
 pub mod model;
+pub mod proxylog;
 pub mod report;
 pub mod synth;
 pub mod wire;
