@@ -176,6 +176,39 @@ fn endpoint_lag_netns_gone() {
     }
 }
 
+/// nginx gives up on a connect after its own proxy_connect_timeout (here
+/// 900 ms), before the kernel's first SYN retransmit: a silent close in
+/// SYN_SENT. To a pod whose netns is gone that is the same endpoint lag; to
+/// a pod that is up and not terminating it explains nothing.
+#[test]
+fn proxy_connect_timeout_before_any_retransmit() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 3);
+    let live = old_pod(&mut s, 4);
+    s.delete(&p, T0, 30);
+    s.sigterm(&p, T0, false);
+    s.exit(
+        &p,
+        T0 + 100 * MS,
+        ExitStatus {
+            code: Some(0),
+            signal: None,
+            core_dumped: false,
+        },
+    );
+    s.gone(&p, T0 + 200 * MS);
+    let t = s.timed_out("node-1", proxy(), p.ip, T0 + SECOND, 900 * MS, false);
+    let near = s.timed_out("node-1", proxy(), live.ip, T0 + SECOND, 900 * MS, false);
+    s.endpoint_not_ready(&p, T0 + 3 * SECOND);
+    let vs = run(s);
+    let v = verdict_for(&vs, &t);
+    assert_eq!(v.failure.kind, FailureKind::ConnectFailed, "{v:#?}");
+    assert_eq!(v.cause, Cause::EndpointLagNetnsGone, "{v:#?}");
+    assert_eq!(v.confidence, Confidence::Medium);
+    let n = verdict_for(&vs, &near);
+    assert_eq!(n.cause, Cause::Unexplained, "{n:#?}");
+}
+
 #[test]
 fn near_miss_timeout_to_an_unknown_or_live_pod() {
     let mut s = Synth::new();

@@ -78,8 +78,14 @@ impl PodTracker {
             changes.push(PodChange::Created);
         }
         let status = pod.status.as_ref();
+        // A host-network pod's IP is its node's, shared with every host
+        // process: it owns no address, or a refused connect to any host
+        // port would be blamed on it.
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
+            || status.is_some_and(|s| s.pod_ip.is_some() && s.pod_ip == s.host_ip);
         let ip = status
             .and_then(|s| s.pod_ip.as_deref())
+            .filter(|_| !host_network)
             .and_then(|ip| ip.parse::<IpAddr>().ok());
         if let Some(ip) = ip {
             if st.ip != Some(ip) {
@@ -426,6 +432,26 @@ mod tests {
             [PodChange::Deleting { grace_period_s: 5 }]
         );
         assert_eq!(changes(&t.gone(&deleting, 5)), [PodChange::Gone]);
+    }
+
+    /// A host-network pod (an agent, a CNI pod) shares its node's IP with
+    /// every host process: refusals to that IP are not its doing.
+    #[test]
+    fn host_network_pods_own_no_address() {
+        let mut t = PodTracker::default();
+        let mut p = pod(Some("192.168.1.5"), true);
+        p.status.as_mut().unwrap().host_ip = Some("192.168.1.5".into());
+        let f = t.observe(&p, 1);
+        assert_eq!(changes(&f), [PodChange::Created, PodChange::Ready]);
+        let mut q = pod(Some("192.168.1.6"), true);
+        q.metadata.uid = Some("u2".into());
+        q.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            host_network: Some(true),
+            ..Default::default()
+        });
+        assert!(!changes(&t.observe(&q, 2))
+            .iter()
+            .any(|c| matches!(c, PodChange::Ip { .. })));
     }
 
     #[test]

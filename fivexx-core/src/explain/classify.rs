@@ -227,9 +227,11 @@ pub(crate) fn classify(
                         note,
                     };
                 }
-                FailureKind::TimedOut | FailureKind::Unreachable | FailureKind::ConnectFailed
-                    if f.kind != FailureKind::ConnectFailed || f.syn_retransmits > 0 =>
-                {
+                // A connect the proxy itself gave up on in SYN_SENT (its own
+                // connect timeout, shorter than the kernel's first SYN
+                // retransmit) counts too: to a pod whose netns is gone no
+                // RST can come back, so silence is all the kernel sees.
+                FailureKind::TimedOut | FailureKind::Unreachable | FailureKind::ConnectFailed => {
                     let gone = pod
                         .gone_ns
                         .filter(|g| *g <= attempt + skew && *g <= horizon);
@@ -254,9 +256,11 @@ pub(crate) fn classify(
                         });
                     }
                     if gone.is_some() || exited.is_some() {
+                        let silent_close =
+                            f.kind == FailureKind::ConnectFailed && f.syn_retransmits == 0;
                         return Classification {
                             cause: Cause::EndpointLagNetnsGone,
-                            confidence: if gone.is_some() {
+                            confidence: if gone.is_some() && !silent_close {
                                 Confidence::High
                             } else {
                                 Confidence::Medium

@@ -273,7 +273,10 @@ pub fn fix_for(cause: Cause, st: &WorkloadStats) -> Option<Fix> {
             Some(Fix {
                 action: "exec-form entrypoint, tini, or a SIGTERM handler".into(),
                 because: format!("SIGTERM ignored by PID 1 `{who}`{hint}; it served until SIGKILL"),
-                params: params(&[("killed", f64::from(st.killed))]),
+                params: params(&[
+                    ("killed", f64::from(st.killed)),
+                    ("grace_s", st.grace_s.map_or(0.0, f64::from)),
+                ]),
             })
         }
         Cause::OomKill => Some(Fix {
