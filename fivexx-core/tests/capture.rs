@@ -2,12 +2,13 @@
 
 use fivexx_core::capture::{
     export_jsonl, CaptureError, CaptureHeader, CaptureReader, CaptureWriter, Compression,
-    DropCounters, ProblemKind, Record, WriteOptions, FORMAT_MAJOR, MAGIC,
+    DropCounters, ProblemKind, Record, WriteOptions, FORMAT_MAJOR, FORMAT_MINOR, MAGIC,
 };
 use fivexx_core::model::{
-    ClusterEvent, EndpointFact, Fact, NodeChange, NodeFact, PodChange, PodFact, ServiceFact,
-    WorkloadRef,
+    ClusterEvent, EndpointFact, Fact, NodeChange, NodeFact, PodChange, PodFact, ProxyLogFact,
+    ServiceFact, WorkloadRef,
 };
+use fivexx_core::proxylog::parse_line;
 use fivexx_core::{FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState};
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr};
@@ -85,6 +86,7 @@ fn sample_fact(i: u64) -> Fact {
                 effect: "NoSchedule".into(),
             },
         }),
+        _ if i % 3 == 2 => proxy_log_fact(i),
         _ => {
             if i.is_multiple_of(2) {
                 Fact::Service(ServiceFact {
@@ -108,6 +110,23 @@ fn sample_fact(i: u64) -> Fact {
             }
         }
     }
+}
+
+/// A proxy access-log fact from a real-looking upstreaminfo line.
+fn proxy_log_fact(i: u64) -> Fact {
+    let line = format!(
+        "2026-11-25T07:19:14.{:09}Z 10.1.0.{} - - [25/Nov/2026:07:19:14 +0000] \"GET /x HTTP/1.1\" 502 150 \"-\" \"wrk\" 75 0.002 [shop-api-80] [] 10.0.1.{}:8080, 10.0.1.9:8080 0, 0 0.001, - 502, - {i:032x}",
+        i % 1_000_000_000,
+        i % 250,
+        i % 200 + 2,
+    );
+    let entry = parse_line(&line).expect("the sample line parses");
+    Fact::ProxyLog(ProxyLogFact::new(
+        "ingress-nginx",
+        "ingress-nginx-controller-abcde",
+        i.is_multiple_of(2).then_some("node-1"),
+        entry,
+    ))
 }
 
 fn header() -> CaptureHeader {
@@ -205,8 +224,86 @@ fn round_trip_uncompressed_and_zstd() {
         assert_eq!(got, records, "{opts:?}");
         assert!(r.stats().is_complete(), "{:?}", r.problems());
         assert_eq!(r.stats().facts, 40);
-        assert_eq!(r.version(), (FORMAT_MAJOR, 0));
+        assert_eq!(r.version(), (FORMAT_MAJOR, FORMAT_MINOR));
     }
+}
+
+/// Proxy-log facts (format 1.1) round-trip, in their own record type
+/// (tag 5), and export as `{"fact":{"proxy_log":{..}}}`.
+#[test]
+fn proxy_log_facts_round_trip_in_their_own_record_type() {
+    let facts: Vec<Fact> = (0..6).map(proxy_log_fact).collect();
+    for opts in [plain(), WriteOptions::default()] {
+        let h = header();
+        let mut w = CaptureWriter::new(Vec::new(), &h, opts).unwrap();
+        for f in &facts {
+            w.write_fact(f).unwrap();
+        }
+        let bytes = w.finish(42).unwrap();
+        let (got, r) = read_all(&bytes).unwrap();
+        let got_facts: Vec<Fact> = got
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Fact(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got_facts, facts, "{opts:?}");
+        assert!(r.stats().is_complete(), "{:?}", r.problems());
+        assert_eq!(r.version(), (FORMAT_MAJOR, 1));
+        let mut out = Vec::new();
+        let mut r = CaptureReader::new(&bytes[..]).unwrap();
+        export_jsonl(&mut r, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let first = text
+            .lines()
+            .find(|l| l.contains("proxy_log"))
+            .expect("a proxy_log line");
+        let v: serde_json::Value = serde_json::from_str(first).unwrap();
+        let pl = &v["fact"]["proxy_log"];
+        assert_eq!(pl["status"], 502);
+        assert_eq!(pl["upstream_addrs"][0], "10.0.1.2:8080");
+        assert_eq!(pl["upstream_statuses"][1], serde_json::Value::Null);
+        assert_eq!(pl["format"], "upstreaminfo");
+        assert!(!text.contains("GET /x"), "the request line is never kept");
+    }
+}
+
+/// What a 1.0 reader does with a 1.1 capture: the proxy-log record type is
+/// unknown to it, so it skips those records and reports them, and reads
+/// every other record. Emulated by renumbering the proxy-log frames to a
+/// type this reader does not know.
+#[test]
+fn proxy_log_records_are_skippable_by_older_readers() {
+    let h = header();
+    let mut w = CaptureWriter::new(Vec::new(), &h, plain()).unwrap();
+    let pod = sample_fact(3);
+    w.write_fact(&pod).unwrap();
+    w.write_fact(&proxy_log_fact(1)).unwrap();
+    w.write_fact(&pod).unwrap();
+    let mut bytes = w.finish(42).unwrap();
+    // Frames: sync(4) len(4) tag(1) payload crc(4) after the 20-byte preamble.
+    let mut at = 20;
+    let mut renumbered = 0;
+    while at + 9 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        if bytes[at + 8] == 5 {
+            bytes[at + 8] = 0xee;
+            let crc = crc32fast::hash(&bytes[at + 4..at + 9 + len]);
+            bytes[at + 9 + len..at + 13 + len].copy_from_slice(&crc.to_le_bytes());
+            renumbered += 1;
+        }
+        at += 13 + len;
+    }
+    assert_eq!(renumbered, 1, "one proxy-log record of type 5");
+    let (got, r) = read_all(&bytes).unwrap();
+    let facts: Vec<&Record> = got
+        .iter()
+        .filter(|r| matches!(r, Record::Fact(_)))
+        .collect();
+    assert_eq!(facts, vec![&Record::Fact(pod.clone()), &Record::Fact(pod)]);
+    let kinds: Vec<_> = r.problems().iter().map(|p| p.kind.clone()).collect();
+    assert_eq!(kinds, vec![ProblemKind::UnknownRecord { tag: 0xee }]);
 }
 
 #[test]
@@ -387,7 +484,10 @@ fn newer_major_is_refused_naming_both_versions() {
     let err = CaptureReader::new(&pre[..]).err().unwrap();
     let msg = err.to_string();
     assert!(msg.contains(&format!("{}.3", FORMAT_MAJOR + 1)), "{msg}");
-    assert!(msg.contains(&format!("{FORMAT_MAJOR}.0")), "{msg}");
+    assert!(
+        msg.contains(&format!("{FORMAT_MAJOR}.{FORMAT_MINOR}")),
+        "{msg}"
+    );
 }
 
 #[test]

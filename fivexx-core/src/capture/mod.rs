@@ -34,7 +34,8 @@ use crate::model::Fact;
 /// version of its own major (unknown record types are skipped) and refuses a
 /// newer major.
 pub const FORMAT_MAJOR: u16 = 1;
-pub const FORMAT_MINOR: u16 = 0;
+/// 1.1 added the `PROXY_LOG` record type (proxy access-log facts).
+pub const FORMAT_MINOR: u16 = 1;
 
 /// First 8 bytes of every capture. Like PNG's, it catches text-mode
 /// mangling (`\r\n`, `^Z`) and is not valid UTF-8.
@@ -49,6 +50,8 @@ pub(crate) mod tag {
     pub const FACT: u8 = 2;
     pub const DROPS: u8 = 3;
     pub const END: u8 = 4;
+    /// A proxy access-log fact (format 1.1; a 1.0 reader skips it).
+    pub const PROXY_LOG: u8 = 5;
     /// A zstd chunk (only in a compressed body).
     pub const CHUNK: u8 = 0x5a;
 }

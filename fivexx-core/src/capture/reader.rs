@@ -315,6 +315,7 @@ impl<R: Read> Iterator for CaptureReader<R> {
 fn decode(tag: u8, payload: &[u8]) -> Result<Option<Record>, String> {
     Ok(Some(match tag {
         tag::FACT => Record::Fact(wire::decode_fact(payload).map_err(|e| e.to_string())?),
+        tag::PROXY_LOG => Record::Fact(wire::decode_proxy_log(payload).map_err(|e| e.to_string())?),
         tag::HEADER => Record::Header(serde_json::from_slice(payload).map_err(|e| e.to_string())?),
         tag::DROPS => Record::Drops(serde_json::from_slice(payload).map_err(|e| e.to_string())?),
         tag::END => Record::End(serde_json::from_slice(payload).map_err(|e| e.to_string())?),

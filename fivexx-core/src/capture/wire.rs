@@ -5,12 +5,22 @@
 //! [`KernelEvent`] tidy. These mirror types carry every field explicitly;
 //! they are the frozen binary layout of format 1.x. Add new fields only at
 //! the end of a struct, and only with a minor version bump.
+//!
+//! Proxy-log facts (format 1.1) are not a `FactWire` variant: they go in
+//! their own record type, so that a 1.0 reader skips them as an unknown
+//! record instead of failing to decode a fact.
 
 use crate::event::{
     ExitStatus, FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState,
 };
-use crate::model::{ClusterEvent, EndpointFact, Fact, NodeFact, PodFact, ServiceFact};
+use crate::model::{
+    ClusterEvent, EndpointFact, Fact, NodeFact, PodFact, ProxyLogFact, ServiceFact,
+};
+use crate::proxylog::LogFormat;
 use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+
+use super::tag;
 
 #[derive(Serialize, Deserialize)]
 enum FactWire {
@@ -118,9 +128,73 @@ impl From<KernelWire> for KernelEvent {
     }
 }
 
-/// Appends the binary form of `fact` to `out`.
-pub(crate) fn encode_fact(fact: &Fact, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
+/// The frozen layout of a proxy-log fact (record type `PROXY_LOG`, 1.1).
+#[derive(Serialize, Deserialize)]
+struct ProxyLogWire {
+    at_ns: i64,
+    namespace: String,
+    pod: String,
+    node: Option<String>,
+    precise_time: bool,
+    client: IpAddr,
+    status: u16,
+    request_time_ms: Option<u64>,
+    upstream_name: Option<String>,
+    upstream_addrs: Vec<SocketAddr>,
+    upstream_statuses: Vec<Option<u16>>,
+    upstream_response_times_ms: Vec<Option<u64>>,
+    format: LogFormat,
+}
+
+impl From<&ProxyLogFact> for ProxyLogWire {
+    fn from(l: &ProxyLogFact) -> ProxyLogWire {
+        ProxyLogWire {
+            at_ns: l.at_ns,
+            namespace: l.namespace.clone(),
+            pod: l.pod.clone(),
+            node: l.node.clone(),
+            precise_time: l.precise_time,
+            client: l.client,
+            status: l.status,
+            request_time_ms: l.request_time_ms,
+            upstream_name: l.upstream_name.clone(),
+            upstream_addrs: l.upstream_addrs.clone(),
+            upstream_statuses: l.upstream_statuses.clone(),
+            upstream_response_times_ms: l.upstream_response_times_ms.clone(),
+            format: l.format,
+        }
+    }
+}
+
+impl From<ProxyLogWire> for ProxyLogFact {
+    fn from(w: ProxyLogWire) -> ProxyLogFact {
+        ProxyLogFact {
+            at_ns: w.at_ns,
+            namespace: w.namespace,
+            pod: w.pod,
+            node: w.node,
+            precise_time: w.precise_time,
+            client: w.client,
+            status: w.status,
+            request_time_ms: w.request_time_ms,
+            upstream_name: w.upstream_name,
+            upstream_addrs: w.upstream_addrs,
+            upstream_statuses: w.upstream_statuses,
+            upstream_response_times_ms: w.upstream_response_times_ms,
+            format: w.format,
+        }
+    }
+}
+
+/// Appends the binary form of `fact` to `out`; returns the record type
+/// it must be written under.
+pub(crate) fn encode_fact(fact: &Fact, out: &mut Vec<u8>) -> Result<u8, postcard::Error> {
     let wire = match fact {
+        Fact::ProxyLog(l) => {
+            let bytes = postcard::to_stdvec(&ProxyLogWire::from(l))?;
+            out.extend_from_slice(&bytes);
+            return Ok(tag::PROXY_LOG);
+        }
         Fact::Kernel(e) => FactWire::Kernel(e.into()),
         Fact::Pod(p) => FactWire::Pod(p.clone()),
         Fact::Endpoint(e) => FactWire::Endpoint(e.clone()),
@@ -130,7 +204,7 @@ pub(crate) fn encode_fact(fact: &Fact, out: &mut Vec<u8>) -> Result<(), postcard
     };
     let bytes = postcard::to_stdvec(&wire)?;
     out.extend_from_slice(&bytes);
-    Ok(())
+    Ok(tag::FACT)
 }
 
 pub(crate) fn decode_fact(bytes: &[u8]) -> Result<Fact, postcard::Error> {
@@ -143,4 +217,10 @@ pub(crate) fn decode_fact(bytes: &[u8]) -> Result<Fact, postcard::Error> {
         FactWire::Node(n) => Fact::Node(n),
         FactWire::Event(e) => Fact::Event(e),
     })
+}
+
+/// Decodes a `PROXY_LOG` record.
+pub(crate) fn decode_proxy_log(bytes: &[u8]) -> Result<Fact, postcard::Error> {
+    let wire: ProxyLogWire = postcard::from_bytes(bytes)?;
+    Ok(Fact::ProxyLog(wire.into()))
 }

@@ -106,7 +106,7 @@ impl<W: Write> CaptureWriter<W> {
         payload.clear();
         let r = wire::encode_fact(fact, &mut payload)
             .map_err(|e| CaptureError::Encode(e.to_string()))
-            .and_then(|()| self.record(tag::FACT, &payload));
+            .and_then(|tag| self.record(tag, &payload));
         self.payload = payload;
         r?;
         self.facts += 1;

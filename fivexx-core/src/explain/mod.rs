@@ -288,6 +288,7 @@ impl Explainer {
             Fact::Service(s) => self.tl.apply_service(s),
             Fact::Node(n) => self.tl.apply_node(n),
             Fact::Event(e) => self.tl.apply_event(e),
+            Fact::ProxyLog(_) => {}
         }
         if !matches!(fact, Fact::Kernel(_)) {
             self.stats.api_facts += 1;

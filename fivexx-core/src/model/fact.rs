@@ -10,9 +10,10 @@
 //! skewed, which the engine tolerates within `ExplainConfig::skew_ns`.
 
 use crate::event::KernelEvent;
+use crate::proxylog::{LogFormat, ProxyLogEntry};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// One fact, from a node (kernel) or from the API server (Kubernetes).
@@ -25,6 +26,8 @@ pub enum Fact {
     Service(ServiceFact),
     Node(NodeFact),
     Event(ClusterEvent),
+    /// A proxy pod's access-log line, read through the API (`pods/log`).
+    ProxyLog(ProxyLogFact),
 }
 
 impl Fact {
@@ -37,6 +40,7 @@ impl Fact {
             Fact::Service(s) => s.at_ns,
             Fact::Node(n) => n.at_ns,
             Fact::Event(e) => e.at_ns,
+            Fact::ProxyLog(l) => l.at_ns,
         }
     }
 
@@ -181,6 +185,67 @@ pub struct ClusterEvent {
     pub object_uid: Option<String>,
     /// The reporting node, when the kubelet reported it.
     pub node: Option<String>,
+}
+
+/// One answer a proxy logged, as the plugin read it from the proxy pod's
+/// log through the API. It carries the status the client got and the
+/// upstream(s) tried even where the kernel cannot peek (TLS, HTTP/2).
+///
+/// Only what a join needs is kept (see [`crate::proxylog`]): never the
+/// request path, query, referer or user agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyLogFact {
+    /// The container runtime's stamp (ns) when the log was read with
+    /// timestamps, else the proxy's `$time_local` (whole seconds); on the
+    /// proxy node's clock either way.
+    pub at_ns: i64,
+    /// The proxy pod.
+    pub namespace: String,
+    pub pod: String,
+    /// The proxy pod's node, when known.
+    pub node: Option<String>,
+    /// `at_ns` has the runtime's nanosecond resolution (not 1 s).
+    pub precise_time: bool,
+    pub client: IpAddr,
+    /// The status the proxy sent to the client.
+    pub status: u16,
+    pub request_time_ms: Option<u64>,
+    /// ingress-nginx's `$proxy_upstream_name` (`namespace-service-port`).
+    pub upstream_name: Option<String>,
+    /// `$upstream_addr`, in the order tried.
+    pub upstream_addrs: Vec<SocketAddr>,
+    /// `$upstream_status` per address (`None` for `-`).
+    pub upstream_statuses: Vec<Option<u16>>,
+    /// `$upstream_response_time` per address, in ms (`None` for `-`).
+    pub upstream_response_times_ms: Vec<Option<u64>>,
+    pub format: LogFormat,
+}
+
+impl ProxyLogFact {
+    /// The fact for one parsed line of proxy pod `namespace/pod`.
+    pub fn new(namespace: &str, pod: &str, node: Option<&str>, entry: ProxyLogEntry) -> Self {
+        ProxyLogFact {
+            at_ns: entry.at_ns,
+            namespace: namespace.to_string(),
+            pod: pod.to_string(),
+            node: node.map(str::to_string),
+            precise_time: entry.precise_time,
+            client: entry.client,
+            status: entry.status,
+            request_time_ms: entry.request_time_ms,
+            upstream_name: entry.upstream_name,
+            upstream_addrs: entry.upstream_addrs,
+            upstream_statuses: entry.upstream_statuses,
+            upstream_response_times_ms: entry.upstream_response_times_ms,
+            format: entry.format,
+        }
+    }
+
+    /// The upstream tried last (the one whose answer or failure the
+    /// client got), if any.
+    pub fn last_upstream(&self) -> Option<SocketAddr> {
+        self.upstream_addrs.last().copied()
+    }
 }
 
 /// Shares the few node names among many evidence items.

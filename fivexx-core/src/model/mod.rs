@@ -5,6 +5,6 @@ pub mod timeline;
 
 pub use fact::{
     ClusterEvent, EndpointFact, Fact, FactSource, NodeChange, NodeFact, PodChange, PodFact,
-    ServiceFact, WorkloadRef,
+    ProxyLogFact, ServiceFact, WorkloadRef,
 };
 pub use timeline::{ClusterTimeline, ExitSeen, PodTimeline, SignalSeen};
