@@ -8,16 +8,21 @@ Parts (each can be skipped with --skip PART):
   capacity   refused connects as fast as possible from 1..N processes: events/s
              the agent ingests, drops (from its own counters), CPU per 10k ev/s,
              and an overload (agent stopped mid-run) to show drops are counted
-  latency    kernel event (bpf ktime, CLOCK_MONOTONIC) -> line read by a client
+  latency    kernel event -> line read by a client: the agent's own outputs
+             (bpf ktime, CLOCK_MONOTONIC) and `kubectl fivexx trace node/NODE`
+             through the lab's fake API server and its port-forward (wall
+             clock), with the plugin's RSS during that trace
   analysis   fivexx-core's bench_explain: capture write, explain 1M and 10M facts
-  footprint  agent start-up (exec -> attached), RSS idle and under load
+  footprint  agent start-up (exec -> attached), RSS idle and under load;
+             the plugin's RSS during the latency part's trace
 
 Everything runs as root on loopback or inside the lab's network namespaces,
-every loop is bounded, and the lab, agents and bpftrace are stopped on exit
-(also on failure or Ctrl-C).
+every loop is bounded, and the lab, agents, fake API server, plugin and
+bpftrace are stopped on exit (also on failure or Ctrl-C).
 """
 
 import argparse
+import calendar
 import json
 import os
 import platform
@@ -40,6 +45,7 @@ LAB = os.environ.get("FIVEXX_LAB") or os.path.join(TARGET, "release", "fivexx-la
 BENCH_EXPLAIN = os.path.join(TARGET, "release", "examples", "bench_explain")
 PLUGIN = os.path.join(TARGET, "release", "kubectl-fivexx")
 WORK = "/tmp/fxbench"
+LAB_NODE = "lab-node-1"  # the node the fake API server's agent pod runs on
 INGRESS = "10.244.0.2"
 MONO = time.CLOCK_MONOTONIC
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -658,27 +664,190 @@ def latency_serve(gen, port, secs, rate):
     return samples
 
 
+# `kubectl fivexx trace` prints one line per kernel fact, starting with the
+# event's wall time (RFC 3339, milliseconds, UTC): see kernel_line() in
+# kubectl-fivexx/src/cmd/trace.rs.
+PLUGIN_LINE_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{3})Z\s")
+
+
+def read_plugin_lines_latency(stream, samples, needle, stop_at):
+    """Kernel-fact lines of the plugin's trace that name our port: latency =
+    CLOCK_REALTIME when the line was read minus the printed event time.
+    Reads to EOF (the plugin is stopped by its --duration or by us), so the
+    pipe never fills up; records until stop_at."""
+    secs_cache = {}
+    for line in stream:
+        now = time.time_ns()
+        if time.monotonic() > stop_at or not needle.search(line):
+            continue
+        m = PLUGIN_LINE_RE.match(line)
+        if m:
+            sec = secs_cache.get(m.group(1))
+            if sec is None:
+                sec = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
+                secs_cache = {m.group(1): sec}
+            samples.append((now - (sec * 1_000_000_000 + int(m.group(2)) * 1_000_000)) / 1e6)
+
+
+def wait_file(path, text, proc, secs, what):
+    """Polls a process's output file for `text`; bounded."""
+    deadline = time.monotonic() + secs
+    while True:
+        try:
+            body = open(path).read()
+        except OSError:
+            body = ""
+        if text in body:
+            return body
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start: {body[-1500:]}")
+        time.sleep(0.05)
+
+
+def plugin_control_plane(tag):
+    """A real `fivexx-agent serve` for node lab-node-1, the lab's fake API
+    server (`fivexx-lab api`) whose agent DaemonSet pod port-forwards to it,
+    and `kubectl fivexx deploy --no-wait` against it. Returns (agent, api,
+    kubeconfig); both processes are in CHILDREN."""
+    listen = free_port()
+    agent_err = os.path.join(WORK, f"plugin-agent-{tag}.err")
+    started = []
+    try:
+        a = spawn([AGENT, "serve", "--listen", f"127.0.0.1:{listen}", "--node", LAB_NODE],
+                  stdout=subprocess.DEVNULL, stderr=open(agent_err, "w"))
+        started.append(a)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", listen), timeout=1).close()
+                break
+            except OSError:
+                if a.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("agent serve never listened: " + open(agent_err).read()[-1500:])
+                time.sleep(0.05)
+        kubeconfig = os.path.join(WORK, f"plugin-kubeconfig-{tag}")
+        api_out = os.path.join(WORK, f"plugin-api-{tag}.out")
+        api = spawn([LAB, "api", "--agent-addr", f"127.0.0.1:{listen}", "--kubeconfig", kubeconfig,
+                     "--node", LAB_NODE], stdout=open(api_out, "w"), stderr=subprocess.STDOUT)
+        started.append(api)
+        wait_file(api_out, "fivexx-lab api: serving", api, 30, "fivexx-lab api")
+        d = subprocess.run([PLUGIN, "deploy", "--no-wait"], env=plugin_env(kubeconfig),
+                           capture_output=True, text=True, timeout=60)
+        if d.returncode != 0:
+            raise RuntimeError(f"kubectl-fivexx deploy failed: {(d.stdout + d.stderr)[-1500:]}")
+    except BaseException:
+        for p in reversed(started):
+            stop(p)
+        raise
+    return a, api, kubeconfig
+
+
+def plugin_env(kubeconfig):
+    return dict(os.environ, KUBECONFIG=kubeconfig, NO_COLOR="1")
+
+
+def latency_plugin(gen, port, secs, rate):
+    """`kubectl-fivexx trace node/lab-node-1` through the fake API server's
+    port-forward; its RSS sampled from /proc while the generator runs."""
+    a, api, kubeconfig = plugin_control_plane(rate)
+    err = os.path.join(WORK, f"plugin-trace-{rate}.err")
+    t = spawn([PLUGIN, "trace", f"node/{LAB_NODE}", "--duration", f"{secs + 60}s"],
+              env=plugin_env(kubeconfig), stdout=subprocess.PIPE, stderr=open(err, "w"),
+              text=True, bufsize=1)
+    samples = []
+    th = threading.Thread(target=read_plugin_lines_latency,
+                          args=(t.stdout, samples, re.compile(rf":{port}(?!\d)"), time.monotonic() + secs + 90),
+                          daemon=True)
+    th.start()
+    rss = {}
+    try:
+        wait_file(err, "tracing node/", t, 40, "kubectl-fivexx trace")
+        deadline = time.monotonic() + 30
+        while not samples and time.monotonic() < deadline and t.poll() is None:
+            refused_probe(port)
+            time.sleep(0.05)
+        if not samples:
+            raise RuntimeError("kubectl-fivexx trace printed no kernel fact for the probes: "
+                               + open(err).read()[-1500:])
+        time.sleep(0.3)
+        samples.clear()
+        rss["idle_vmrss_kib"] = proc_status(t.pid).get("VmRSS")
+        procs = {"plugin": t, "api_server": api, "agent": a}
+        cpu0 = {k: cpu_ticks(p.pid) or 0 for k, p in procs.items()}
+        g = spawn([gen, str(port), str(secs), "1", str(rate)], stdout=subprocess.DEVNULL)
+        t0, during = time.monotonic(), []
+        while g.poll() is None and time.monotonic() < t0 + secs + 30:
+            st = proc_status(t.pid)
+            if "VmRSS" in st:
+                during.append((time.monotonic() - t0, st["VmRSS"]))
+            time.sleep(0.2)
+        stop(g, signal.SIGTERM, 5)
+        time.sleep(0.5)
+        window = time.monotonic() - t0
+        end = proc_status(t.pid)
+        # CPU of each process on the path, as % of one core over the run.
+        rss["cpu_pct"] = {k: round(100 * ((cpu_ticks(p.pid) or 0) - cpu0[k]) / window, 1) for k, p in procs.items()}
+        if t.poll() is not None:
+            raise RuntimeError(f"kubectl-fivexx trace exited mid-run ({t.returncode}): "
+                               + open(err).read()[-1500:])
+        half = [v for at, v in during if at >= secs / 2] or [v for _, v in during]
+        rss.update({"steady_vmrss_kib": median(half), "end_vmrss_kib": end.get("VmRSS"),
+                    "vmhwm_kib": end.get("VmHWM"), "rss_samples": len(during)})
+    finally:
+        stop(t, signal.SIGINT, 15)  # Ctrl-C: the plugin prints its summary and exits
+        th.join(5)
+        stop(api)
+        stop(a)
+    return samples, rss
+
+
+LATENCY_PATHS = (
+    ("agent_trace_json_pipe", latency_trace),
+    ("agent_serve_loopback_client", latency_serve),
+    ("plugin_trace_port_forward", latency_plugin),
+)
+
+
 def latency(res, args, gen):
     port = free_port()
-    out = {"setup": "paced refused connects (bench/refuse.c) on loopback; latency = CLOCK_MONOTONIC "
-                    "when the client has parsed the line/frame minus the event's bpf ktime (mono_ns)",
+    out = {"setup": "paced refused connects (bench/refuse.c) on loopback, 4 kernel events per connect. "
+                    "agent_*: latency = CLOCK_MONOTONIC when the client has parsed the line/frame minus the "
+                    "event's bpf ktime (mono_ns). plugin_trace_port_forward: the real kubectl-fivexx "
+                    f"`trace node/{LAB_NODE}` (release build) with a kubeconfig for the lab's fake API server "
+                    "(`fivexx-lab api`), whose fivexx-system agent pod port-forwards (WebSocket) to a real "
+                    "`fivexx-agent serve`, after `kubectl fivexx deploy --no-wait`; its stdout is a pipe; "
+                    "latency = CLOCK_REALTIME when bench.py has read the line minus the event time printed "
+                    "on it (the agent's wall_ns = mono_ns + a realtime offset taken at start, printed "
+                    "truncated to the millisecond, so up to 1 ms is added); each rate starts a fresh "
+                    "agent, API server and trace",
            "plugin": None}
-    if os.path.exists(PLUGIN):
-        out["plugin"] = ("kubectl-fivexx binary present but the bench does not drive it through the lab's "
-                         "port-forward yet; measured on the agent's own outputs instead")
-    else:
-        out["plugin"] = ("kubectl-fivexx not built here; measured on the agent's own outputs "
-                         "(not through port-forward)")
-    for name, fn in (("agent_trace_json_pipe", latency_trace), ("agent_serve_loopback_client", latency_serve)):
+    paths = list(LATENCY_PATHS)
+    if not os.path.exists(PLUGIN):
+        out["plugin"] = f"{PLUGIN} not built: the plugin path was not measured (`make bench` builds it)"
+        paths = paths[:2]
+    for name, fn in paths:
         for rate in args.lat_rates:
             log(f"latency: {name} at {rate} connects/s ({4 * rate} events/s)")
-            xs = fn(gen, port, args.lat_secs, rate)
+            extra = {}
+            try:
+                xs = fn(gen, port, args.lat_secs, rate)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                if fn is not latency_plugin:
+                    raise
+                log(f"  FAILED: {e}")
+                out["plugin"] = f"FAILED at {rate} connects/s: {e}"
+                break
+            if isinstance(xs, tuple):
+                xs, extra = xs
             out[f"{name}@{rate}"] = {
                 "path": name, "connects_per_s": rate, "events": len(xs),
                 "p50_ms": pct(xs, 50), "p99_ms": pct(xs, 99), "max_ms": max(xs) if xs else None,
+                **({"plugin_rss": extra} if extra else {}),
                 "samples_ms": [round(x, 3) for x in xs],
             }
-            log(f"  n={len(xs)} p50={pct(xs, 50)} p99={pct(xs, 99)} ms")
+            log(f"  n={len(xs)} p50={pct(xs, 50)} p99={pct(xs, 99)} ms"
+                + (f" plugin VmRSS steady {extra.get('steady_vmrss_kib')} KiB, VmHWM {extra.get('vmhwm_kib')} KiB"
+                   if extra else ""))
     res["latency"] = out
 
 
@@ -748,8 +917,23 @@ def footprint(res, args):
         res["footprint"]["load_vmrss_kib"] = r["agent_vmrss_kib_after"]
         res["footprint"]["load_vmhwm_kib"] = max(x["agent_vmhwm_kib"] or 0 for x in cap["runs"] + [cap["overload_paused"]])
         res["footprint"]["load_events_per_s"] = r["events_per_s"]
-    res["footprint"]["plugin_rss_kib"] = None
-    res["footprint"]["plugin_note"] = "not measured: the plugin's trace is not driven by this bench yet"
+    runs = [v for v in (res.get("latency") or {}).values()
+            if isinstance(v, dict) and v.get("plugin_rss")]
+    if runs:
+        top = max(runs, key=lambda v: v["connects_per_s"])
+        res["footprint"].update({
+            "plugin_vmhwm_kib": max(v["plugin_rss"]["vmhwm_kib"] or 0 for v in runs) or None,
+            "plugin_steady_vmrss_kib": top["plugin_rss"]["steady_vmrss_kib"],
+            "plugin_idle_vmrss_kib": top["plugin_rss"]["idle_vmrss_kib"],
+            "plugin_load_events_per_s": 4 * top["connects_per_s"],
+            "plugin_rss_how": "kubectl-fivexx trace node/NODE of the latency part (default flags): /proc/PID/status "
+                              "VmHWM at the end of the busiest run (max over runs), VmRSS steady = median of 5 Hz "
+                              "samples over the second half of the busiest generator run, idle = before it",
+        })
+    else:
+        res["footprint"]["plugin_vmhwm_kib"] = None
+        res["footprint"]["plugin_note"] = ("not measured: " + ((res.get("latency") or {}).get("plugin")
+                                                              or "the latency part was skipped"))
 
 
 # ---------------------------------------------------------------- report
@@ -770,6 +954,13 @@ def machine():
 
 def fmt(v, f="{:.0f}"):
     return "n/a" if v is None else f.format(v)
+
+
+LATENCY_LABELS = {
+    "agent_trace_json_pipe": "agent trace -o json pipe",
+    "agent_serve_loopback_client": "agent serve, loopback client",
+    "plugin_trace_port_forward": "kubectl fivexx trace via port-forward",
+}
 
 
 def table(res):
@@ -821,9 +1012,12 @@ def table(res):
     if lat:
         for k, v in lat.items():
             if isinstance(v, dict):
-                rows.append((f"latency {v['path']} @ {4 * v['connects_per_s']} ev/s",
+                rows.append((f"latency {LATENCY_LABELS.get(v['path'], v['path'])} @ {4 * v['connects_per_s']} ev/s",
                              f"p50 {fmt(v['p50_ms'], '{:.2f}')} ms, p99 {fmt(v['p99_ms'], '{:.2f}')} ms (n={v['events']})",
                              "p99 <= 250 ms", goal(v["p99_ms"] is not None and v["p99_ms"] <= 250)))
+        if isinstance(lat.get("plugin"), str):
+            rows.append(("latency kubectl fivexx trace (port-forward)", lat["plugin"][:120], "p99 <= 250 ms", "MISSED"
+                         if lat["plugin"].startswith("FAILED") else ""))
     an = res.get("analysis")
     if an:
         for n, r in an["runs"].items():
@@ -849,7 +1043,12 @@ def table(res):
             rows.append((f"agent RSS under load ({fmt(fp['load_events_per_s'])} ev/s) VmRSS / VmHWM",
                          f"{fp['load_vmrss_kib'] / 1024:.1f} / {fp['load_vmhwm_kib'] / 1024:.1f} MiB", "<= 40 MiB",
                          goal(fp["load_vmhwm_kib"] <= 40 * 1024)))
-        rows.append(("plugin RSS during a trace", "not measured", "", ""))
+        if fp.get("plugin_vmhwm_kib"):
+            rows.append((f"plugin RSS during a trace ({fmt(fp['plugin_load_events_per_s'])} ev/s) VmRSS steady / VmHWM",
+                         f"{fmt(fp['plugin_steady_vmrss_kib'] / 1024 if fp['plugin_steady_vmrss_kib'] else None, '{:.1f}')} / "
+                         f"{fp['plugin_vmhwm_kib'] / 1024:.1f} MiB", "", ""))
+        else:
+            rows.append(("plugin RSS during a trace", fp.get("plugin_note", "not measured"), "", ""))
     w = [max(len(r[i]) for r in rows) for i in range(4)] if rows else [0] * 4
     lines = [f"{'measure':<{w[0]}} | {'result':<{w[1]}} | {'goal':<{w[2]}} | verdict",
              "-" * (w[0] + w[1] + w[2] + 16)]

@@ -8,6 +8,8 @@ use fivexx_lab::scenario::{self, RunOptions, ScenarioKind, ScenarioParams};
 use fivexx_lab::{agent, clean};
 use std::path::PathBuf;
 
+mod apiserve;
+
 #[derive(Parser)]
 #[command(
     name = "fivexx-lab",
@@ -50,6 +52,10 @@ enum Command {
     Clean,
     /// List lab objects still on this machine; exit 1 if there are any.
     Leftovers,
+    /// Serve only the fake API server (one node, no scenario) whose agent
+    /// DaemonSet pod port-forwards to a real `fivexx-agent serve`; writes a
+    /// kubeconfig, prints one ready line and runs until SIGTERM or SIGINT.
+    Api(apiserve::ApiFlags),
 }
 
 /// Every parameter of a scenario; unset ones take the scenario's defaults.
@@ -235,6 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             print!("{}", fivexx_lab::report::render(&dir, max_events)?);
             return Ok(0);
         }
+        Command::Api(flags) => return apiserve::run(flags),
         Command::Leftovers => {
             let left = clean::leftovers();
             for l in &left {
