@@ -1,6 +1,6 @@
 //! Scores the explain engine against the lab's ground truth (issues #4 and
 //! #6): each lab scenario runs under the real agent, the real
-//! `kubectl-fivexx capture -A` records it through the lab's fake API server
+//! `kubectl-fivexx capture -n shop` records it through the lab's fake API server
 //! (with the HTTP peek on the ingress nginx), `kubectl-fivexx explain -o
 //! json` explains the capture, and the verdicts are scored against what the
 //! load generator saw:
@@ -63,7 +63,7 @@ fn record_and_explain(plugin: &Path, agent: &AgentServe, params: ScenarioParams)
     };
     // The capture outlasts the load: warm-up, load, the lookahead the
     // engine needs for the last failures, and the lab's own set-up.
-    let secs = (params.warmup_ms + params.load_ms) / 1000 + 8;
+    let secs = (params.warmup_ms + params.load_ms) / 1000 + 20;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -98,9 +98,13 @@ fn record_and_explain(plugin: &Path, agent: &AgentServe, params: ScenarioParams)
             "{name}: deploy: {}",
             String::from_utf8_lossy(&deploy.stderr)
         );
+        // As a user would: the workload's namespace. The plugin adds the
+        // ingress pods sending to it, and the agents pass only their
+        // events (the host's own traffic stays out).
         let cap = plugin_cmd(&[
             "capture",
-            "-A",
+            "-n",
+            "shop",
             "-f",
             &capture.display().to_string(),
             "--duration",
