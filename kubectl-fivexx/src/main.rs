@@ -9,6 +9,7 @@ mod duration;
 mod error;
 mod facts;
 mod manifests;
+mod proxy_logs;
 mod style;
 mod target;
 

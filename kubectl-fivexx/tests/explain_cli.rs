@@ -2,7 +2,8 @@
 //! real files, good and bad.
 
 use fivexx_core::capture::{
-    CaptureHeader, CaptureWriter, Compression, DropCounters, WriteOptions, FORMAT_MAJOR, MAGIC,
+    CaptureHeader, CaptureWriter, Compression, DropCounters, WriteOptions, FORMAT_MAJOR,
+    FORMAT_MINOR, MAGIC,
 };
 use fivexx_core::model::Fact;
 use fivexx_core::synth::{ip4, Synth, MS, SECOND, T0};
@@ -217,7 +218,7 @@ fn bad_files_get_one_line_errors() {
     assert_one_line_error(
         &run(&["explain", newer.to_str().unwrap()]),
         &format!(
-            "format {}.0 is newer than this tool supports ({FORMAT_MAJOR}.0)",
+            "format {}.0 is newer than this tool supports ({FORMAT_MAJOR}.{FORMAT_MINOR})",
             FORMAT_MAJOR + 1
         ),
     );

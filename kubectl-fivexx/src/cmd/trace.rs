@@ -42,6 +42,7 @@ use crate::cluster::{Cluster, KubeFlags};
 use crate::error::CliError;
 use crate::facts::{EventTracker, NodeTracker, PodTracker, SliceTracker};
 use crate::manifests::AGENT_NAMESPACE;
+use crate::proxy_logs::{self, LogTally, ProxyPod};
 use crate::style::Painter;
 use crate::target::{self, Scope, Target};
 
@@ -99,6 +100,13 @@ pub struct SessionFlags {
     /// first 16 bytes of a response only; plain HTTP/1.x only).
     #[arg(long)]
     pub no_http_peek: bool,
+    /// Also follow the nginx proxy pods' access logs through the API
+    /// (ingress-nginx's default `upstreaminfo` or nginx's `combined`
+    /// format) and join each answer's status and upstream to the kernel
+    /// facts: it sees TLS and HTTP/2 answers the peek cannot. Needs `get`
+    /// on `pods/log` in the proxies' namespaces.
+    #[arg(long)]
+    pub proxy_logs: bool,
 }
 
 #[derive(Args, Debug)]
@@ -802,11 +810,13 @@ async fn run_session(
     }
     let all_pods: Api<Pod> = Api::all(cluster.client.clone());
     let mut proxies = 0;
+    let mut log_pods: Vec<ProxyPod> = Vec::new();
     for sel in target::PROXY_SELECTORS {
         // "When known": a denial here only loses the proxy side.
         if let Ok(list) = all_pods.list(&ListParams::default().labels(sel)).await {
             for p in &list.items {
                 add_pod(&mut interest, p);
+                log_pods.extend(ProxyPod::nginx(p).filter(|q| !log_pods.contains(q)));
                 if let (Some(u), false) = (&p.metadata.uid, flags.no_http_peek) {
                     interest.proxies.insert(u.clone());
                 }
@@ -919,6 +929,15 @@ async fn run_session(
     }
 
     let start_ns = now_ns();
+    let mut log_tally = LogTally::new(if flags.proxy_logs { log_pods.len() } else { 0 });
+    let mut log_rx = if flags.proxy_logs {
+        if log_pods.is_empty() && (mode.lines || mode.progress) {
+            eprintln!("warning: --proxy-logs: no nginx proxy pod found (ingress-nginx or nginx-ingress labels)");
+        }
+        proxy_logs::follow(cluster, log_pods, start_ns)
+    } else {
+        tokio::sync::mpsc::channel(1).1
+    };
     let mut capture = match &mode.capture {
         Some(path) => {
             let header = CaptureHeader {
@@ -1052,6 +1071,14 @@ async fn run_session(
                         let _ = cap.writer.write_drops(&DropCounters { at_ns: now_ns(), node: node.clone(), dropped });
                     }
                     agent_drops.insert(node, *stats);
+                }
+            },
+            Some(input) = log_rx.recv() => {
+                if let Some(Fact::ProxyLog(f)) = log_tally.take(input) {
+                    if mode.lines && f.status >= 500 {
+                        let _ = writeln!(out, "{}", paint.yellow(&proxy_logs::fact_line(&f)));
+                    }
+                    facts.push(Fact::ProxyLog(f));
                 }
             },
             Some(k) = kube.next() => {
@@ -1223,6 +1250,11 @@ async fn run_session(
         "{} kernel facts, {} Kubernetes facts, {} failures explained, {} dropped",
         kernel_facts, k8s_facts, verdicts, dropped
     );
+    if flags.proxy_logs {
+        for line in log_tally.report() {
+            eprintln!("{line}");
+        }
+    }
     if let Some(n) = capture_note {
         eprintln!("{n}");
     }
