@@ -440,6 +440,36 @@ impl Synth {
         t
     }
 
+    /// An access-log line of proxy pod `ingress/nginx-1` (upstreaminfo):
+    /// `status` to `client`, with each upstream tried and its status.
+    pub fn proxy_log(
+        &mut self,
+        node: &str,
+        client: IpAddr,
+        at: i64,
+        status: u16,
+        tried: &[(IpAddr, Option<u16>)],
+    ) {
+        self.facts.push(Fact::ProxyLog(crate::model::ProxyLogFact {
+            at_ns: at,
+            namespace: "ingress".into(),
+            pod: "nginx-1".into(),
+            node: Some(node.into()),
+            precise_time: true,
+            client,
+            status,
+            request_time_ms: Some(1),
+            upstream_name: Some("shop-api-8080".into()),
+            upstream_addrs: tried
+                .iter()
+                .map(|(ip, _)| std::net::SocketAddr::new(*ip, 8080))
+                .collect(),
+            upstream_statuses: tried.iter().map(|(_, s)| *s).collect(),
+            upstream_response_times_ms: tried.iter().map(|_| Some(0)).collect(),
+            format: crate::proxylog::LogFormat::Upstreaminfo,
+        }));
+    }
+
     /// Sorts facts by time (stable), as a merged stream would be.
     pub fn sorted(mut self) -> Vec<Fact> {
         self.facts.sort_by_key(|f| f.at_ns());

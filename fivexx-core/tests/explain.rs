@@ -564,6 +564,56 @@ fn failures_no_5xx_followed_are_hidden_by_retry() {
     assert_eq!(http.hidden_by_retry.values().sum::<u64>(), 3, "{http:?}");
 }
 
+/// `--proxy-logs`: a 5xx the peek also saw is counted once; a 5xx only
+/// the log shows (a TLS client) takes the cause of the failed connection to
+/// the upstream the log names; retried tries in answered requests count.
+#[test]
+fn access_log_5xx_join_their_upstream_failure() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 62);
+    let q = old_pod(&mut s, 63);
+    graceful_termination(&mut s, &p);
+    let client = ip4(192, 168, 0, 7);
+    // Peeked and logged: one answer.
+    s.refused("node-1", proxy(), p.ip, T0 + 500 * MS, Some("node-2"));
+    s.http_5xx("node-1", proxy(), client, 51000, T0 + 501 * MS, 502);
+    s.proxy_log("node-1", client, T0 + 502 * MS, 502, &[(p.ip, Some(502))]);
+    // Logged only (TLS to the client): joined by the upstream address.
+    let up = s.refused("node-1", proxy(), p.ip, T0 + 900 * MS, Some("node-2"));
+    s.proxy_log("node-1", client, T0 + 903 * MS, 502, &[(p.ip, Some(502))]);
+    // Retried on q: answered 200, one failed try.
+    s.refused("node-1", proxy(), p.ip, T0 + 1200 * MS, Some("node-2"));
+    s.proxy_log(
+        "node-1",
+        client,
+        T0 + 1204 * MS,
+        200,
+        &[(p.ip, Some(502)), (q.ip, Some(200))],
+    );
+    let (vs, m) = explain_all(&s.sorted(), ExplainConfig::default());
+    let logged: Vec<&Verdict> = vs
+        .iter()
+        .filter(|v| v.failure.kind == FailureKind::Http5xxLogged)
+        .collect();
+    assert_eq!(logged.len(), 1, "{vs:#?}");
+    let v = logged[0];
+    assert_eq!(v.cause, Cause::EndpointLagNetnsAlive, "{v:#?}");
+    assert_eq!(v.failure.upstream, Some(up));
+    assert_eq!(v.pod.as_deref(), Some("shop/api-62"));
+    assert!(v
+        .evidence
+        .iter()
+        .any(|e| e.fact.contains("access log of ingress/nginx-1: 502")));
+    let http = &m.stats.http;
+    assert_eq!(http.confirmed_by_log, 1, "{http:?}");
+    assert_eq!(http.retried_in_log, 1, "{http:?}");
+    assert_eq!(
+        http.sent_5xx.get(&Cause::EndpointLagNetnsAlive),
+        Some(&2),
+        "{http:?}"
+    );
+}
+
 #[test]
 fn near_miss_5xx_without_an_upstream_failure_on_its_node() {
     let mut s = Synth::new();

@@ -115,6 +115,21 @@ pub struct HttpTotals {
     /// Upstream failures of a peeked proxy that no 5xx followed: the proxy
     /// retried another upstream and the client never saw them.
     pub hidden_by_retry: BTreeMap<Cause, u64>,
+    /// Access-log 5xx lines the kernel had already seen (not counted twice).
+    pub confirmed_by_log: u64,
+    /// Failed upstream tries the access logs show inside requests that
+    /// still got a non-5xx answer: retries, by the proxy's own account.
+    pub retried_in_log: u64,
+}
+
+/// A 5xx the peek saw, kept briefly so that the same answer in the access
+/// log is recognised.
+#[derive(Debug)]
+struct Answer {
+    client: std::net::IpAddr,
+    status: u16,
+    at_ns: i64,
+    logged: bool,
 }
 
 /// What the engine measured, handed to the report at the end.
@@ -194,6 +209,7 @@ pub struct Explainer {
     /// Proxy addresses that sent a 5xx: their answers are peeked, so an
     /// upstream failure of theirs that no 5xx followed was retried.
     peeked_proxies: std::collections::HashSet<std::net::IpAddr>,
+    recent_answers: std::collections::VecDeque<Answer>,
     stats: EngineStats,
 }
 
@@ -246,6 +262,7 @@ impl Explainer {
             saw_http: false,
             recent_upstream: HashMap::default(),
             peeked_proxies: Default::default(),
+            recent_answers: Default::default(),
             stats: EngineStats::default(),
         }
     }
@@ -288,7 +305,19 @@ impl Explainer {
             Fact::Service(s) => self.tl.apply_service(s),
             Fact::Node(n) => self.tl.apply_node(n),
             Fact::Event(e) => self.tl.apply_event(e),
-            Fact::ProxyLog(_) => {}
+            Fact::ProxyLog(l) => {
+                if l.status >= 500 {
+                    self.saw_http = true;
+                    self.done.push(logged_failure(l));
+                } else {
+                    let failed_tries = l
+                        .upstream_statuses
+                        .iter()
+                        .filter(|s| s.is_none_or(|s| s >= 500))
+                        .count();
+                    self.stats.http.retried_in_log += failed_tries as u64;
+                }
+            }
         }
         if !matches!(fact, Fact::Kernel(_)) {
             self.stats.api_facts += 1;
@@ -341,6 +370,14 @@ impl Explainer {
                 out(v);
                 continue;
             }
+            if f.kind == FailureKind::Http5xxLogged {
+                let precise = f.first_ns == f.at_ns;
+                if let Some(v) = self.logged_verdict(f, precise) {
+                    *self.stats.http.sent_5xx.entry(v.cause).or_default() += 1;
+                    out(v);
+                }
+                continue;
+            }
             let horizon = if before == i64::MAX {
                 i64::MAX
             } else {
@@ -374,37 +411,105 @@ impl Explainer {
         q.push_back((v.clone(), false));
     }
 
-    /// A proxy's 5xx takes the cause of its node's latest failed upstream
-    /// connection just before it; without one it stays unexplained.
-    fn http_verdict(&mut self, mut f: FailedConnection) -> Verdict {
+    /// A proxy's 5xx (peeked in the kernel) takes the cause of the failed
+    /// upstream connection behind it; without one it stays unexplained.
+    fn http_verdict(&mut self, f: FailedConnection) -> Verdict {
         let t = f.at_ns;
-        let window = self.cfg.http_match_ns;
         let proxy_ip = f.tuple.saddr;
         self.peeked_proxies.insert(proxy_ip);
+        let q = &mut self.recent_answers;
+        while q
+            .front()
+            .is_some_and(|a| a.at_ns < t - 2 * SECOND || q.len() >= 4096)
+        {
+            q.pop_front();
+        }
+        q.push_back(Answer {
+            client: f.tuple.daddr,
+            status: f.http_status.unwrap_or(0),
+            at_ns: t,
+            logged: false,
+        });
         // The failure behind a 5xx is the latest one of the same proxy
         // (its address made the upstream connection) that no other 5xx
         // claimed; failing that, the latest of the proxy's node.
-        let upstream = self.recent_upstream.get_mut(&f.client_node).and_then(|q| {
-            let in_window = |u: &Verdict| u.at_ns() <= t + 1_000_000 && u.at_ns() >= t - window;
-            let pick = |same_ip: bool, unclaimed: bool| {
-                q.iter().rposition(|(u, claimed)| {
-                    in_window(u)
-                        && (!same_ip || u.failure.tuple.saddr == proxy_ip)
+        let node = f.client_node.clone();
+        self.answer_verdict(f, &node, t - self.cfg.http_match_ns, t + 1_000_000, &|u| {
+            u.failure.tuple.saddr == proxy_ip
+        })
+    }
+
+    /// A 5xx from a proxy's access log. One the kernel also saw (same
+    /// client, status and second) is already explained and only counted;
+    /// otherwise (TLS, HTTP/2, no peek) it takes the cause of the failed
+    /// connection to the upstream the log names.
+    fn logged_verdict(&mut self, f: FailedConnection, precise: bool) -> Option<Verdict> {
+        let status = f.http_status.unwrap_or(0);
+        let slack = if precise { SECOND } else { 2 * SECOND };
+        if let Some(a) = self.recent_answers.iter_mut().find(|a| {
+            !a.logged
+                && a.client == f.tuple.daddr
+                && a.status == status
+                && (a.at_ns - f.at_ns).abs() <= slack
+        }) {
+            a.logged = true;
+            self.stats.http.confirmed_by_log += 1;
+            return None;
+        }
+        let upstream = f.upstream;
+        let node = f.client_node.clone();
+        let from = f.at_ns - self.cfg.http_match_ns - if precise { 0 } else { SECOND };
+        let to = f.at_ns + 1_000_000;
+        Some(self.answer_verdict(f, &node, from, to, &|u| {
+            upstream.is_some_and(|x| {
+                x.daddr == u.failure.tuple.daddr && x.dport == u.failure.tuple.dport
+            })
+        }))
+    }
+
+    /// Joins a proxy's answer to the upstream failure behind it: among the
+    /// recent upstream verdicts on `node` ("": any node) within
+    /// `from..=to`, the latest unclaimed one that is `mine`, else the
+    /// latest that is `mine`, else (lower confidence) the latest on the node.
+    fn answer_verdict(
+        &mut self,
+        mut f: FailedConnection,
+        node: &str,
+        from: i64,
+        to: i64,
+        mine: &dyn Fn(&Verdict) -> bool,
+    ) -> Verdict {
+        let t = f.at_ns;
+        let window = self.cfg.http_match_ns;
+        let mut found: Option<(&mut (Verdict, bool), bool)> = None;
+        for (n, q) in self.recent_upstream.iter_mut() {
+            if !node.is_empty() && n != node {
+                continue;
+            }
+            for pass in 0..4 {
+                let (own, unclaimed) = (pass < 2, pass % 2 == 0);
+                let pos = q.iter().rposition(|(u, claimed)| {
+                    u.at_ns() >= from
+                        && u.at_ns() <= to
+                        && (!own || mine(u))
                         && (!unclaimed || !*claimed)
-                })
-            };
-            let i = pick(true, true)
-                .or_else(|| pick(true, false))
-                .or_else(|| pick(false, true))
-                .or_else(|| pick(false, false))?;
-            q[i].1 = true;
-            Some(&q[i].0)
-        });
+                });
+                if let Some(i) = pos {
+                    let better = found.as_ref().is_none_or(|(b, b_own)| {
+                        (own && !*b_own) || (own == *b_own && q[i].0.at_ns() > b.0.at_ns())
+                    });
+                    if better {
+                        found = Some((&mut q[i], own));
+                    }
+                    break;
+                }
+            }
+        }
         let proxy = Some(ProxyRef {
             node: f.client_node.clone(),
             address: f.tuple.saddr,
         });
-        let Some(u) = upstream else {
+        let Some((entry, own)) = found else {
             let evidence = f.evidence.clone();
             return Verdict {
                 cause: Cause::Unexplained,
@@ -420,19 +525,21 @@ impl Explainer {
                 fix: None,
                 note: Some(format!(
                     "no failed upstream connection on {} within {} ms before this {} (the upstream's own answer, or an untraced node)",
-                    f.client_node,
+                    if node.is_empty() { "any node" } else { node },
                     window / 1_000_000,
                     f.http_status.unwrap_or(0)
                 )),
                 failure: f,
             };
         };
+        entry.1 = true;
+        let u = &entry.0;
         let gap = t - u.at_ns();
         f.upstream = Some(u.failure.tuple);
         let mut evidence = u.evidence.clone();
         evidence.extend(f.evidence.iter().cloned());
         evidence.sort_by(|a, b| a.at_ns.cmp(&b.at_ns).then_with(|| a.source.cmp(&b.source)));
-        let confidence = if gap <= 100_000_000 && u.failure.tuple.saddr == proxy_ip {
+        let confidence = if gap <= 100_000_000 && own {
             u.confidence
         } else {
             u.confidence.min(Confidence::Medium)
@@ -644,6 +751,73 @@ fn count_hidden(
 ) {
     if !claimed && peeked.contains(&v.failure.tuple.saddr) {
         *http.hidden_by_retry.entry(v.cause).or_default() += 1;
+    }
+}
+
+/// A proxy's logged 5xx, as a failure to join to its upstream. A log time
+/// in whole seconds is placed at the end of its second (`first_ns` keeps
+/// the logged time), so that it sorts after the kernel's view of the same
+/// answer.
+fn logged_failure(l: &crate::model::ProxyLogFact) -> FailedConnection {
+    let unspecified = std::net::IpAddr::from([0u8, 0, 0, 0]);
+    // The upstream that failed last (status `-` or 5xx).
+    let upstream = l
+        .upstream_addrs
+        .iter()
+        .zip(l.upstream_statuses.iter().chain(std::iter::repeat(&None)))
+        .filter(|(_, s)| s.is_none_or(|s| s >= 500))
+        .map(|(a, _)| *a)
+        .last()
+        .map(|a| crate::FourTuple {
+            saddr: unspecified,
+            sport: 0,
+            daddr: a.ip(),
+            dport: a.port(),
+        });
+    let at = if l.precise_time {
+        l.at_ns
+    } else {
+        l.at_ns.saturating_add(SECOND - 1)
+    };
+    let tried: Vec<String> = l
+        .upstream_addrs
+        .iter()
+        .zip(l.upstream_statuses.iter().chain(std::iter::repeat(&None)))
+        .map(|(a, s)| format!("{a} ({})", s.map_or("-".to_string(), |s| s.to_string())))
+        .collect();
+    FailedConnection {
+        at_ns: at,
+        first_ns: l.at_ns,
+        kind: FailureKind::Http5xxLogged,
+        tuple: crate::FourTuple {
+            saddr: unspecified,
+            sport: 0,
+            daddr: l.client,
+            dport: 0,
+        },
+        client_node: l.node.clone().unwrap_or_default(),
+        rst: false,
+        errno: None,
+        syn_retransmits: 0,
+        server_reset_reason: None,
+        http_status: Some(l.status),
+        upstream,
+        evidence: vec![Evidence {
+            at_ns: l.at_ns,
+            source: crate::model::FactSource::Api,
+            fact: Said::text(format!(
+                "access log of {}/{}: {} to {}, upstream {}",
+                l.namespace,
+                l.pod,
+                l.status,
+                l.client,
+                if tried.is_empty() {
+                    "-".to_string()
+                } else {
+                    tried.join(", ")
+                }
+            )),
+        }],
     }
 }
 

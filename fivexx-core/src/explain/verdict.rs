@@ -118,6 +118,9 @@ pub enum FailureKind {
     ConnectFailed,
     /// A 5xx status line the proxy wrote to its client (HTTP peek).
     Http5xx,
+    /// A 5xx in the proxy's access log (`--proxy-logs`), for answers the
+    /// peek cannot see (TLS, HTTP/2) or proxies it was not on for.
+    Http5xxLogged,
 }
 
 impl FailureKind {
@@ -138,6 +141,7 @@ impl FailureKind {
             FailureKind::Unreachable => "unreachable",
             FailureKind::ConnectFailed => "connect_failed",
             FailureKind::Http5xx => "http_5xx",
+            FailureKind::Http5xxLogged => "http_5xx_logged",
         }
     }
 }

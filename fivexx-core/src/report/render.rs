@@ -97,7 +97,8 @@ fn header(o: &mut String, r: &Report) {
         }
     }
     let t = &r.totals;
-    let http = t.by_kind.get("http_5xx").copied().unwrap_or(0);
+    let http = t.by_kind.get("http_5xx").copied().unwrap_or(0)
+        + t.by_kind.get("http_5xx_logged").copied().unwrap_or(0);
     let conns = t.failures - http;
     let what = if http > 0 {
         format!("{conns} failed connections and {http} HTTP 5xx answered by proxies")
@@ -118,7 +119,7 @@ fn header(o: &mut String, r: &Report) {
 /// they hid from clients by retrying another upstream.
 fn http_answers(o: &mut String, r: &Report) {
     let h = &r.engine.http;
-    if h.sent_5xx.is_empty() && h.hidden_by_retry.is_empty() {
+    if h.sent_5xx.is_empty() && h.hidden_by_retry.is_empty() && h.retried_in_log == 0 {
         return;
     }
     let _ = writeln!(o, "\nHTTP ANSWERS (peeked proxies)");
@@ -136,6 +137,13 @@ fn http_answers(o: &mut String, r: &Report) {
             c.label(),
             h.sent_5xx.get(c).copied().unwrap_or(0),
             h.hidden_by_retry.get(c).copied().unwrap_or(0)
+        );
+    }
+    if h.confirmed_by_log > 0 || h.retried_in_log > 0 {
+        let _ = writeln!(
+            o,
+            "  access logs: {} 5xx also seen by the peek (counted once); {} failed upstream tries retried into a non-5xx answer",
+            h.confirmed_by_log, h.retried_in_log
         );
     }
 }

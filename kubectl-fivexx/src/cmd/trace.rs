@@ -30,7 +30,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use tokio::sync::mpsc;
 
 use fivexx_core::capture::{CaptureHeader, CaptureWriter, DropCounters, WriteOptions};
-use fivexx_core::explain::{ExplainConfig, Explainer, Verdict};
+use fivexx_core::explain::{ExplainConfig, Explainer, FailureKind, Verdict};
 use fivexx_core::report::{
     format_time, render_json, render_table, render_wide, CaptureInfo, ReportBuilder, ReportFilter,
 };
@@ -727,12 +727,19 @@ fn verdict_line(v: &Verdict, p: Painter) -> String {
             .map_or("no failed upstream".to_string(), |u| {
                 format!("upstream {}:{} ({who})", u.daddr, u.dport)
             });
+        let (client, proxy) = if v.failure.kind == FailureKind::Http5xxLogged {
+            (
+                v.failure.tuple.daddr.to_string(),
+                format!("proxy on {} (access log)", v.failure.client_node),
+            )
+        } else {
+            (
+                format!("{}:{}", v.failure.tuple.daddr, v.failure.tuple.dport),
+                format!("proxy {}:{}", v.failure.tuple.saddr, v.failure.tuple.sport),
+            )
+        };
         format!(
-            "  => HTTP {status} to client {}:{} from proxy {}:{}: {upstream}: {}, {:?} confidence",
-            v.failure.tuple.daddr,
-            v.failure.tuple.dport,
-            v.failure.tuple.saddr,
-            v.failure.tuple.sport,
+            "  => HTTP {status} to client {client} from {proxy}: {upstream}: {}, {:?} confidence",
             v.cause.label(),
             v.confidence
         )
