@@ -413,6 +413,22 @@ mod tests {
         assert_eq!(e.at_ns, 1_795_591_154_000_000_000);
     }
 
+    /// A line the lab's real nginx (1.22, Debian) wrote with the
+    /// upstreaminfo format, `$msec` stripped: ingress-nginx's variables set
+    /// in the config, a refused upstream.
+    #[test]
+    fn upstreaminfo_written_by_real_nginx() {
+        let e = parse_line(
+            r#"127.0.0.1 - - [25/Nov/2026:07:59:11 +0000] "GET /a/b?secret=1 HTTP/1.1" 502 157 "-" "ua test" 87 0.002 [shop-web-8080] [] 127.0.0.1:1 0 0.002 502 c6649d7971a2b8510cfe968f9718deea"#,
+        )
+        .unwrap();
+        assert_eq!(e.status, 502);
+        assert_eq!(e.upstream_addrs, vec![sa("127.0.0.1:1")]);
+        assert_eq!(e.upstream_statuses, vec![Some(502)]);
+        assert_eq!(e.upstream_name.as_deref(), Some("shop-web-8080"));
+        assert!(!format!("{e:?}").contains("secret"), "no path kept");
+    }
+
     /// Retries (`proxy_next_upstream`): addresses, times and statuses are
     /// comma lists in the order tried.
     #[test]

@@ -105,14 +105,12 @@ pub fn follow(cluster: &Cluster, pods: Vec<ProxyPod>, since_ns: i64) -> mpsc::Re
 /// server or kubelet closed it) until the pod is gone or access is denied.
 async fn follow_one(cluster: Cluster, pod: ProxyPod, since_ns: i64, tx: mpsc::Sender<LogInput>) {
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &pod.namespace);
-    // Only lines after this stamp: the session start, then the last line
-    // seen (a reconnect asks from the same second again).
-    let mut after_ns = since_ns.saturating_sub(1);
+    let mut seen = Seen::since(since_ns);
     let mut backoff = Duration::from_millis(500);
     loop {
         // sinceTime has whole seconds: ask from the second before, and
         // drop the earlier lines here by their stamps.
-        let since = jiff::Timestamp::from_second(after_ns.div_euclid(1_000_000_000)).ok();
+        let since = jiff::Timestamp::from_second(seen.floor_ns.div_euclid(1_000_000_000)).ok();
         let params = LogParams {
             container: pod.container.clone(),
             follow: true,
@@ -123,7 +121,7 @@ async fn follow_one(cluster: Cluster, pod: ProxyPod, since_ns: i64, tx: mpsc::Se
         let reason = match api.log_stream(&pod.name, &params).await {
             Ok(stream) => {
                 backoff = Duration::from_millis(500);
-                match read_lines(stream, &pod, &mut after_ns, &tx).await {
+                match read_lines(stream, &pod, &mut seen, &tx).await {
                     Ok(()) => "the log stream ended".to_string(),
                     Err(Stop) => return,
                 }
@@ -161,8 +159,62 @@ async fn follow_one(cluster: Cluster, pod: ProxyPod, since_ns: i64, tx: mpsc::Se
             return;
         }
         tracing::debug!(pod = %pod.key(), %reason, "proxy log: reconnecting");
+        seen.reconnect();
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Which lines of one pod's log were passed on, by the runtime's stamp, so
+/// that a reconnect (which asks from a whole second) passes none twice.
+/// Stamps are not unique (a runtime may stamp two lines alike; the lab's
+/// have milliseconds), hence the count of lines at the last stamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    /// Lines stamped before this are dropped.
+    floor_ns: i64,
+    last_ns: i64,
+    /// Lines passed on with the stamp `last_ns`.
+    at_last: usize,
+    /// After a reconnect: lines stamped `last_ns` still to drop.
+    skip_at_last: usize,
+}
+
+impl Seen {
+    fn since(since_ns: i64) -> Seen {
+        Seen {
+            floor_ns: since_ns,
+            last_ns: i64::MIN,
+            at_last: 0,
+            skip_at_last: 0,
+        }
+    }
+
+    /// Whether a line with this stamp is new; counts it if so.
+    fn fresh(&mut self, ns: i64) -> bool {
+        if ns < self.floor_ns {
+            return false;
+        }
+        if ns == self.last_ns {
+            if self.skip_at_last > 0 {
+                self.skip_at_last -= 1;
+                return false;
+            }
+            self.at_last += 1;
+        } else {
+            self.last_ns = ns;
+            self.at_last = 1;
+            self.skip_at_last = 0;
+        }
+        true
+    }
+
+    /// The stream starts over from `last_ns`.
+    fn reconnect(&mut self) {
+        if self.last_ns != i64::MIN {
+            self.floor_ns = self.last_ns;
+            self.skip_at_last = self.at_last;
+        }
     }
 }
 
@@ -172,7 +224,7 @@ struct Stop;
 async fn read_lines(
     stream: impl futures::AsyncBufRead + Unpin,
     pod: &ProxyPod,
-    after_ns: &mut i64,
+    seen: &mut Seen,
     tx: &mpsc::Sender<LogInput>,
 ) -> Result<(), Stop> {
     let mut stream = stream;
@@ -188,7 +240,7 @@ async fn read_lines(
             }
         }
         let line = String::from_utf8_lossy(&buf);
-        let Some(input) = to_input(&line, pod, after_ns) else {
+        let Some(input) = to_input(&line, pod, seen) else {
             continue;
         };
         if tx.send(input).await.is_err() {
@@ -197,9 +249,9 @@ async fn read_lines(
     }
 }
 
-/// One log line to what the session gets; `None` for lines before
-/// `after_ns` (by the runtime's stamp) and blank lines.
-fn to_input(line: &str, pod: &ProxyPod, after_ns: &mut i64) -> Option<LogInput> {
+/// One log line to what the session gets; `None` for lines already seen
+/// or from before the session (by the runtime's stamp) and blank lines.
+fn to_input(line: &str, pod: &ProxyPod, seen: &mut Seen) -> Option<LogInput> {
     let line = line.trim_end_matches(['\n', '\r']);
     if line.trim().is_empty() {
         return None;
@@ -208,11 +260,8 @@ fn to_input(line: &str, pod: &ProxyPod, after_ns: &mut i64) -> Option<LogInput> 
         .split_once(' ')
         .and_then(|(t, _)| t.parse::<jiff::Timestamp>().ok())
         .and_then(|t| i64::try_from(t.as_nanosecond()).ok());
-    if let Some(ns) = stamp {
-        if ns <= *after_ns {
-            return None;
-        }
-        *after_ns = ns;
+    if stamp.is_some_and(|ns| !seen.fresh(ns)) {
+        return None;
     }
     Some(match parse_line(line) {
         Ok(entry) => LogInput::Fact(Box::new(ProxyLogFact::new(
@@ -319,6 +368,23 @@ pub fn fact_line(f: &ProxyLogFact) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equal_stamps_pass_and_reconnects_repeat_nothing() {
+        let mut s = Seen::since(10);
+        assert!(!s.fresh(9), "before the session");
+        assert!(
+            s.fresh(10) && s.fresh(20) && s.fresh(20),
+            "equal stamps both pass"
+        );
+        s.reconnect();
+        // The server resends from the second: 10, 20, 20, then new lines.
+        assert!(!s.fresh(10) && !s.fresh(20) && !s.fresh(20));
+        assert!(s.fresh(20), "a third line stamped 20 is new");
+        assert!(s.fresh(30));
+        s.reconnect();
+        assert!(!s.fresh(20) && !s.fresh(30) && s.fresh(31));
+    }
     use k8s_openapi::api::core::v1::{Container, PodSpec};
     use kube::api::ObjectMeta;
 
@@ -375,14 +441,17 @@ mod tests {
             format!("{stamp} 10.1.0.7 - - [25/Nov/2026:07:19:14 +0000] \"GET /p HTTP/1.1\" {status} 150 \"-\" \"wrk\" 75 0.001 [shop-web-80] [] 10.244.0.12:8080 0 0.001 {status} ab\n")
         };
         let start: i64 = 1_795_591_154_300_000_000;
-        let mut after = start - 1;
+        let mut after = Seen::since(start);
         assert!(to_input(&line("2026-11-25T07:19:14.200000000Z", 200), &p, &mut after).is_none());
         let mut tally = LogTally::new(1);
         for input in [
             to_input(&line("2026-11-25T07:19:14.313212345Z", 502), &p, &mut after),
             to_input(&line("2026-11-25T07:19:14.400000000Z", 200), &p, &mut after),
             // A reconnect repeats lines already seen.
-            to_input(&line("2026-11-25T07:19:14.313212345Z", 502), &p, &mut after),
+            {
+                after.reconnect();
+                to_input(&line("2026-11-25T07:19:14.313212345Z", 502), &p, &mut after)
+            },
             to_input(
                 "2026-11-25T07:19:15.000000000Z GET /secret?token=1 200\n",
                 &p,
