@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus, Deployment, ReplicaSet, StatefulSet};
@@ -120,7 +121,11 @@ impl Kind {
 
     pub fn info(self) -> KindInfo {
         match self {
-            Kind::Pod => info::<Pod>("pod", &["po"], &["status", "portforward", "eviction"]),
+            Kind::Pod => info::<Pod>(
+                "pod",
+                &["po"],
+                &["status", "portforward", "eviction", "log"],
+            ),
             Kind::Node => info::<Node>("node", &["no"], &["status"]),
             Kind::Event => info::<Event>("event", &["ev"], &[]),
             Kind::Namespace => info::<Namespace>("namespace", &["ns"], &["status"]),
@@ -244,6 +249,8 @@ struct Inner {
     state: Mutex<State>,
     live: broadcast::Sender<Arc<Change>>,
     port_forwards: Mutex<HashMap<(String, String, u16), SocketAddr>>,
+    /// (namespace, pod) -> the file its container log is read from.
+    pod_logs: Mutex<HashMap<(String, String), PathBuf>>,
 }
 
 /// The in-memory cluster, shared by the lab and the fake API server.
@@ -287,6 +294,7 @@ impl ClusterStore {
                 }),
                 live,
                 port_forwards: Mutex::new(HashMap::new()),
+                pod_logs: Mutex::new(HashMap::new()),
             }),
         };
         for ns in SYSTEM_NAMESPACES {
@@ -480,6 +488,32 @@ impl ClusterStore {
             .get(&(namespace.to_string(), pod.to_string(), port))
             .or_else(|| routes.get(&(namespace.to_string(), ANY_POD.to_string(), port)))
             .copied()
+    }
+
+    /// Serves `namespace/pod`'s container log (`pods/log`) from a real
+    /// file (pod [`ANY_POD`] matches every pod of the namespace), as the
+    /// kubelet serves the file the container runtime wrote. A line may
+    /// start with a Unix time in seconds (nginx's `$msec`): it stands for
+    /// the runtime's timestamp. Without a route a pod's log is empty.
+    pub fn map_pod_log(&self, namespace: &str, pod: &str, path: PathBuf) {
+        self.inner
+            .pod_logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((namespace.into(), pod.into()), path);
+    }
+
+    /// The file `namespace/pod`'s log is read from, if routed.
+    pub fn pod_log_path(&self, namespace: &str, pod: &str) -> Option<PathBuf> {
+        let routes = self
+            .inner
+            .pod_logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        routes
+            .get(&(namespace.to_string(), pod.to_string()))
+            .or_else(|| routes.get(&(namespace.to_string(), ANY_POD.to_string())))
+            .cloned()
     }
 
     /// Subscribes to every committed change from now on.

@@ -13,6 +13,19 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The ingress container's log (`upstreaminfo` lines after a `$msec`
+/// stamp), in the ingress directory.
+pub const CONTAINER_LOG: &str = "controller.log";
+
+/// Where the lab's ingress writes its container log: route the ingress
+/// pod's `pods/log` here with
+/// [`ClusterStore::map_pod_log`](crate::cluster::ClusterStore::map_pod_log).
+pub fn container_log_path() -> PathBuf {
+    PathBuf::from(naming::RUN_DIR)
+        .join("ingress")
+        .join(CONTAINER_LOG)
+}
+
 /// nginx settings the scenarios vary.
 #[derive(Clone, Debug, clap::Args)]
 pub struct IngressConfig {
@@ -288,6 +301,11 @@ events {{ worker_connections 4096; }}
 http {{
     log_format lab '$msec $status $upstream_addr $upstream_status $upstream_connect_time $upstream_response_time $request_uri';
     access_log {d}/access.log lab;
+    # ingress-nginx's default `upstreaminfo` format, each line after $msec:
+    # the file stands for the container log the runtime writes (stamp,
+    # then the line), served by the fake API server as pods/log.
+    log_format upstreaminfo '$msec $remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length $upstream_response_time $upstream_status $req_id';
+    access_log {d}/{CONTAINER_LOG} upstreaminfo;
     client_body_temp_path {d}/tmp/body;
     proxy_temp_path {d}/tmp/proxy;
     fastcgi_temp_path {d}/tmp/fastcgi;
@@ -296,6 +314,10 @@ http {{
     keepalive_timeout 75s;
 {upstream}    server {{
         listen {listen}:80 default_server;
+        # ingress-nginx's own variables: the upstream's `namespace-service-port`.
+        set $proxy_upstream_name \"{upstream_name}\";
+        set $proxy_alternative_upstream_name \"\";
+        set $req_id $request_id;
         location / {{
             add_header X-Upstream-Addr $upstream_addr always;
             add_header X-Upstream-Status $upstream_status always;
@@ -303,7 +325,12 @@ http {{
     }}
 }}
 ",
-        workers = cfg.workers.max(1)
+        workers = cfg.workers.max(1),
+        upstream_name = if endpoints.is_empty() {
+            "upstream-default-backend".to_string()
+        } else {
+            format!("shop-{}-{}", crate::kubelet::SERVICE, naming::BACKEND_PORT)
+        },
     )
 }
 
@@ -326,6 +353,8 @@ mod tests {
         assert!(c.contains("keepalive 32;"));
         assert!(c.contains("proxy_connect_timeout 1000ms;"));
         assert!(c.contains("proxy_next_upstream off;"));
+        assert!(c.contains("access_log /run/x/controller.log upstreaminfo;"));
+        assert!(c.contains("set $proxy_upstream_name \"shop-web-8080\";"));
         let empty = render_conf(
             &cfg,
             std::path::Path::new("/run/x"),

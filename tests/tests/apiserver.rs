@@ -1137,3 +1137,147 @@ async fn tls_with_a_token_serves_kube_rs_and_kubectl() -> Result<()> {
     assert!(out.contains("web-1"), "{out}");
     Ok(())
 }
+
+/// `pods/log` from a routed file: plain and with `timestamps` (a `$msec`
+/// prefix is the runtime's stamp, other lines are stamped when read),
+/// `sinceTime`, `follow` until the pod is gone, container validation and
+/// RBAC on `pods/log`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_logs_follow_a_file_with_timestamps_and_since_time() -> Result<()> {
+    use futures::AsyncBufReadExt;
+    use kube::api::LogParams;
+    use std::io::Write;
+
+    let lab = lab("podlog", ClusterStore::new(NODE)).await?;
+    let log = lab._dir.0.join("controller.log");
+    std::fs::write(
+        &log,
+        "1732519154.313 first line\n1732519155.000000001 second line\n",
+    )?;
+    lab.store.apply_pod(pod(
+        "ingress-nginx",
+        "ctl",
+        "ingress-nginx",
+        Some("10.244.0.2"),
+    ));
+    lab.store
+        .map_pod_log("ingress-nginx", fivexx_lab::cluster::ANY_POD, log.clone());
+    let pods: Api<Pod> = Api::namespaced(lab.client.clone(), "ingress-nginx");
+
+    // Plain: the stamps are the runtime's business, not the content.
+    let plain = pods.logs("ctl", &LogParams::default()).await?;
+    assert_eq!(plain, "first line\nsecond line\n");
+    let stamped = pods
+        .logs(
+            "ctl",
+            &LogParams {
+                timestamps: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+    assert_eq!(
+        stamped,
+        "2024-11-25T07:19:14.313Z first line\n2024-11-25T07:19:15.000000001Z second line\n"
+    );
+    // sinceTime drops the earlier line (kube-rs sends whole seconds).
+    let since = pods
+        .logs(
+            "ctl",
+            &LogParams {
+                timestamps: true,
+                since_time: Some("2024-11-25T07:19:15Z".parse()?),
+                container: Some("web".into()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    assert_eq!(since, "2024-11-25T07:19:15.000000001Z second line\n");
+
+    // Follow: lines appended later arrive; the stream ends with the pod.
+    let before = jiff::Timestamp::now();
+    let mut lines = pods
+        .log_stream(
+            "ctl",
+            &LogParams {
+                follow: true,
+                timestamps: true,
+                since_time: Some("2024-11-25T07:19:15Z".parse()?),
+                ..Default::default()
+            },
+        )
+        .await?
+        .lines();
+    let first = tokio::time::timeout(WAIT, lines.next())
+        .await?
+        .context("eof")??;
+    assert_eq!(first, "2024-11-25T07:19:15.000000001Z second line");
+    {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log)?;
+        writeln!(f, "1732519156.5 third line")?;
+        write!(f, "no stamp, ")?;
+        f.flush()?;
+        // A line is sent once complete.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        writeln!(f, "stamped when read")?;
+    }
+    let third = tokio::time::timeout(WAIT, lines.next())
+        .await?
+        .context("eof")??;
+    assert_eq!(third, "2024-11-25T07:19:16.5Z third line");
+    let fourth = tokio::time::timeout(WAIT, lines.next())
+        .await?
+        .context("eof")??;
+    let (stamp, content) = fourth.split_once(' ').context("a stamp")?;
+    assert_eq!(content, "no stamp, stamped when read");
+    let stamp: jiff::Timestamp = stamp.parse()?;
+    assert!(
+        stamp >= before && stamp <= jiff::Timestamp::now(),
+        "{stamp}"
+    );
+    lab.store.delete_pod("ingress-nginx", "ctl");
+    let end = tokio::time::timeout(WAIT, lines.next()).await?;
+    assert!(end.is_none(), "the follow ends with the pod: {end:?}");
+
+    // Errors: no such pod, a wrong container, two containers and none
+    // named, a bad sinceTime, RBAC.
+    let err = pods.logs("ctl", &LogParams::default()).await.unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 404),
+        "{err}"
+    );
+    let mut two = pod("ingress-nginx", "two", "ingress-nginx", None);
+    if let Some(spec) = two.spec.as_mut() {
+        spec.containers.push(Container {
+            name: "controller".into(),
+            ..Default::default()
+        });
+    }
+    lab.store.apply_pod(two);
+    let err = pods.logs("two", &LogParams::default()).await.unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 400 && s.message.contains("choose one of: [web controller]")),
+        "{err}"
+    );
+    let bad = LogParams {
+        container: Some("nope".into()),
+        ..Default::default()
+    };
+    let err = pods.logs("two", &bad).await.unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 400),
+        "{err}"
+    );
+    let ok = LogParams {
+        container: Some("controller".into()),
+        ..Default::default()
+    };
+    assert!(pods.logs("two", &ok).await?.contains("second line"));
+    lab.server.deny("get", "pods/log");
+    let err = pods.logs("two", &ok).await.unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 403 && s.message.contains("cannot get resource \"pods/log\"")),
+        "{err}"
+    );
+    Ok(())
+}

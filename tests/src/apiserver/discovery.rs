@@ -140,6 +140,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             let (kind, verbs): (&str, Vec<&str>) = match *sub {
                 "portforward" => ("PodPortForwardOptions", vec!["create", "get"]),
                 "eviction" => ("Eviction", vec!["create"]),
+                "log" => ("Pod", vec!["get"]),
                 _ => (i.kind, vec!["get", "patch", "update"]),
             };
             resources.push(json!({

@@ -5,7 +5,8 @@
 //! Served: discovery; get, list and watch (label and field selectors,
 //! resourceVersion, bookmarks, `410 Expired`) for every [`Kind`]; create,
 //! replace, server-side apply, merge patch, delete and deletecollection;
-//! `pods/portforward` over WebSocket; Table output for kubectl. Errors are
+//! `pods/portforward` over WebSocket; `pods/log` (follow, timestamps,
+//! sinceTime, container) from real files; Table output for kubectl. Errors are
 //! `Status` objects. RBAC is modelled as a deny list of (verb, resource)
 //! pairs so that the plugin's permission errors can be provoked.
 //!
@@ -28,6 +29,7 @@
 //! ```
 
 mod discovery;
+mod podlog;
 mod portforward;
 mod selector;
 mod status;
@@ -51,6 +53,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use tokio::sync::watch as tokio_watch;
 
+pub use self::podlog::{render as render_log_line, split_stamp, LogRequest};
 pub use self::portforward::PROTOCOLS as PORT_FORWARD_PROTOCOLS;
 pub use self::selector::{FieldSelector, LabelSelector};
 pub use self::status::ApiError;
@@ -606,6 +609,7 @@ async fn serve_object(
             })?;
             port_forward(&state, &ns, &name, &query, upgrade)
         }
+        (Method::GET, Some(name), Some("log")) => pod_log(&state, &ns, &name, &query),
         (Method::GET, None, None) if query.flag("watch") => {
             let request = WatchRequest {
                 kind,
@@ -947,6 +951,58 @@ fn field_selector(route: &ObjectRoute, query: &Query) -> Result<FieldSelector, A
         View::EventsV1 => FieldSelector::parse_fields(text, &view::EVENTS_V1_FIELDS),
     }
     .map_err(ApiError::bad_request)
+}
+
+/// Validates a log request (pod, container, since) and streams the log.
+fn pod_log(
+    state: &AppState,
+    namespace: &str,
+    name: &str,
+    query: &Query,
+) -> Result<Response, ApiError> {
+    let pod = state
+        .store
+        .get(Kind::Pod, namespace, name)
+        .ok_or_else(|| ApiError::from_cluster(Kind::Pod, not_found(Kind::Pod, name)))?;
+    let containers: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    match query.get("container") {
+        Some(c) if !containers.contains(&c) => {
+            return Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {name}"
+            )))
+        }
+        None if containers.len() > 1 => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            )))
+        }
+        _ => {}
+    }
+    let now = jiff::Timestamp::now()
+        .as_nanosecond()
+        .try_into()
+        .unwrap_or(i64::MAX);
+    let request = LogRequest::parse(
+        query.flag("follow"),
+        query.flag("timestamps"),
+        query.get("sinceTime"),
+        query.get("sinceSeconds"),
+        now,
+    )
+    .map_err(ApiError::bad_request)?;
+    Ok(podlog::serve(
+        state.store.clone(),
+        namespace.to_string(),
+        name.to_string(),
+        state.store.pod_log_path(namespace, name),
+        request,
+        state.shutdown.clone(),
+    ))
 }
 
 /// Validates a port-forward and upgrades it.

@@ -1,0 +1,276 @@
+//! `GET /api/v1/namespaces/NS/pods/NAME/log`: a container's log, read from
+//! the real file the lab routed the pod to
+//! ([`ClusterStore::map_pod_log`](crate::cluster::ClusterStore::map_pod_log)),
+//! as the kubelet serves the file the container runtime wrote.
+//!
+//! Served as the real API server does: `text/plain`, one line per log line;
+//! `timestamps=true` puts the runtime's RFC 3339 stamp (nanoseconds, UTC)
+//! and a space before each line; `sinceTime` / `sinceSeconds` drop lines
+//! stamped earlier; `follow=true` keeps the response open and sends lines
+//! as they are written, until the pod is gone or the server stops.
+//!
+//! The stamp: a file line that starts with a Unix time in seconds (nginx's
+//! `$msec`, e.g. `1732519154.313 `) carries its own, which is stripped from
+//! the content; any other line is stamped when the server reads it, as a
+//! runtime stamps what it reads from the container's stdout.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{mpsc, watch};
+
+use crate::cluster::{ClusterStore, Kind};
+
+/// How often a followed log file is polled for new lines.
+const POLL: Duration = Duration::from_millis(25);
+/// Largest read from the file in one go.
+const READ_CHUNK: u64 = 1 << 20;
+
+/// The query of a log request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogRequest {
+    pub follow: bool,
+    pub timestamps: bool,
+    /// Only lines stamped at or after this (Unix ns).
+    pub since_ns: Option<i64>,
+}
+
+impl LogRequest {
+    /// From the query parameters (`sinceTime` is RFC 3339; at most one of
+    /// `sinceTime` and `sinceSeconds`).
+    pub fn parse(
+        follow: bool,
+        timestamps: bool,
+        since_time: Option<&str>,
+        since_seconds: Option<&str>,
+        now_ns: i64,
+    ) -> Result<LogRequest, String> {
+        let since_ns = match (since_time, since_seconds) {
+            (Some(_), Some(_)) => {
+                return Err("at most one of sinceTime or sinceSeconds may be specified".into())
+            }
+            (Some(t), None) => {
+                let t: jiff::Timestamp = t
+                    .parse()
+                    .map_err(|e| format!("sinceTime {t:?} is not an RFC 3339 time: {e}"))?;
+                Some(i64::try_from(t.as_nanosecond()).map_err(|_| "sinceTime out of range")?)
+            }
+            (None, Some(s)) => {
+                let s: i64 = s
+                    .parse()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or("sinceSeconds must be a positive whole number")?;
+                Some(now_ns.saturating_sub(s.saturating_mul(1_000_000_000)))
+            }
+            (None, None) => None,
+        };
+        Ok(LogRequest {
+            follow,
+            timestamps,
+            since_ns,
+        })
+    }
+}
+
+/// A file line's stamp (its own `$msec` prefix, else `read_ns`) and its
+/// content.
+pub fn split_stamp(line: &str, read_ns: i64) -> (i64, &str) {
+    if let Some((first, rest)) = line.split_once(' ') {
+        if let Some(ns) = unix_seconds_ns(first) {
+            return (ns, rest);
+        }
+    }
+    (read_ns, line)
+}
+
+/// `1732519154.313` (seconds since the epoch, up to 9 decimals) in ns.
+fn unix_seconds_ns(s: &str) -> Option<i64> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if !(9..=11).contains(&int.len()) || frac.len() > 9 || !digits(int) || !digits(frac) {
+        return None;
+    }
+    let mut ns = int.parse::<i64>().ok()?.checked_mul(1_000_000_000)?;
+    let mut scale = 100_000_000;
+    for b in frac.bytes() {
+        ns += i64::from(b - b'0') * scale;
+        scale /= 10;
+    }
+    Some(ns)
+}
+
+/// One response line, newline included.
+pub fn render(stamp_ns: i64, content: &str, timestamps: bool) -> String {
+    if !timestamps {
+        return format!("{content}\n");
+    }
+    let stamp = jiff::Timestamp::from_nanosecond(i128::from(stamp_ns))
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    // RFC 3339 with nanoseconds, as kubelet's RFC3339Nano (trailing zeros trimmed).
+    format!("{stamp} {content}\n")
+}
+
+fn now_ns() -> i64 {
+    jiff::Timestamp::now()
+        .as_nanosecond()
+        .try_into()
+        .unwrap_or(i64::MAX)
+}
+
+/// Streams the log of `namespace/pod` from `path` (none: an empty log).
+pub fn serve(
+    store: ClusterStore,
+    namespace: String,
+    pod: String,
+    path: Option<PathBuf>,
+    request: LogRequest,
+    shutdown: watch::Receiver<bool>,
+) -> Response {
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(pump(store, namespace, pod, path, request, tx, shutdown));
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain")],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// Where a followed file has been read up to.
+#[derive(Default)]
+struct FileCursor {
+    offset: u64,
+    inode: Option<u64>,
+    partial: Vec<u8>,
+}
+
+impl FileCursor {
+    /// Appends what was written since the last call to `partial`; starts
+    /// over when the file was replaced or truncated.
+    fn read_new(&mut self, path: &std::path::Path) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if self.inode != Some(meta.ino()) || meta.len() < self.offset {
+            self.inode = Some(meta.ino());
+            self.offset = 0;
+            self.partial.clear();
+        }
+        if meta.len() <= self.offset {
+            return;
+        }
+        let Ok(mut f) = std::fs::File::open(path) else {
+            return;
+        };
+        if f.seek(SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let want = (meta.len() - self.offset).min(READ_CHUNK);
+        let before = self.partial.len();
+        if f.take(want).read_to_end(&mut self.partial).is_ok() {
+            self.offset += (self.partial.len() - before) as u64;
+        }
+    }
+
+    /// The next complete line, without its newline.
+    fn next_line(&mut self) -> Option<String> {
+        let pos = self.partial.iter().position(|b| *b == b'\n')?;
+        let line: Vec<u8> = self.partial.drain(..=pos).collect();
+        Some(String::from_utf8_lossy(&line[..pos]).into_owned())
+    }
+}
+
+async fn pump(
+    store: ClusterStore,
+    namespace: String,
+    pod: String,
+    path: Option<PathBuf>,
+    request: LogRequest,
+    tx: mpsc::Sender<Bytes>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut cursor = FileCursor::default();
+    loop {
+        if let Some(p) = &path {
+            cursor.read_new(p);
+        }
+        let read_ns = now_ns();
+        while let Some(line) = cursor.next_line() {
+            let (stamp, content) = split_stamp(&line, read_ns);
+            if request.since_ns.is_some_and(|s| stamp < s) {
+                continue;
+            }
+            let out = render(stamp, content, request.timestamps);
+            if tx.send(Bytes::from(out)).await.is_err() {
+                return; // the client went away
+            }
+        }
+        if !request.follow {
+            // The last line may lack its newline: a plain read shows it.
+            if !cursor.partial.is_empty() {
+                let line = String::from_utf8_lossy(&cursor.partial).into_owned();
+                let (stamp, content) = split_stamp(&line, read_ns);
+                if request.since_ns.is_none_or(|s| stamp >= s) {
+                    let _ = tx
+                        .send(Bytes::from(render(stamp, content, request.timestamps)))
+                        .await;
+                }
+            }
+            return;
+        }
+        // A follow ends with the container: here, when the pod is gone.
+        if store.get(Kind::Pod, &namespace, &pod).is_none() || *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = shutdown.changed() => return,
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msec_prefix_is_the_stamp() {
+        assert_eq!(
+            split_stamp("1732519154.313 10.1.0.7 - - [..]", 7),
+            (1_732_519_154_313_000_000, "10.1.0.7 - - [..]")
+        );
+        assert_eq!(
+            split_stamp("10.1.0.7 - - [..]", 7),
+            (7, "10.1.0.7 - - [..]")
+        );
+        assert_eq!(split_stamp("200 OK", 7), (7, "200 OK"));
+        assert_eq!(
+            render(1_732_519_154_313_000_000, "x", true),
+            "2024-11-25T07:19:14.313Z x\n"
+        );
+        assert_eq!(render(1, "x", false), "x\n");
+    }
+
+    #[test]
+    fn since_time_and_seconds() {
+        let r = LogRequest::parse(true, true, Some("2024-11-25T07:19:14Z"), None, 0).unwrap();
+        assert_eq!(r.since_ns, Some(1_732_519_154_000_000_000));
+        let r = LogRequest::parse(false, false, None, Some("10"), 20_000_000_000).unwrap();
+        assert_eq!(r.since_ns, Some(10_000_000_000));
+        assert!(LogRequest::parse(false, false, Some("x"), None, 0).is_err());
+        assert!(
+            LogRequest::parse(false, false, Some("2024-11-25T07:19:14Z"), Some("1"), 0).is_err()
+        );
+        assert!(LogRequest::parse(false, false, None, Some("-1"), 0).is_err());
+    }
+}

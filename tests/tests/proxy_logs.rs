@@ -1,0 +1,173 @@
+//! `kubectl-fivexx capture --proxy-logs` during the lab's
+//! `rollout-no-prestop`: the plugin follows the lab ingress pod's log
+//! through the fake API server (`pods/log`, served from the real nginx's
+//! `upstreaminfo` access log), and the capture must hold one proxy-log
+//! fact per 502 the load generator got, with the upstream nginx named in
+//! its `X-Upstream-Addr` header.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use fivexx_core::capture::{CaptureReader, Record};
+use fivexx_core::model::{Fact, ProxyLogFact};
+use fivexx_core::proxylog::LogFormat;
+use fivexx_lab::apiserver::{ApiServer, ApiServerConfig};
+use fivexx_lab::cluster::ANY_POD;
+use fivexx_lab::harness::{plugin_and_agent, plugin_store, AgentServe};
+use fivexx_lab::ingress;
+use fivexx_lab::scenario::{self, RunOptions, ScenarioKind, ScenarioParams};
+
+#[test]
+fn capture_with_proxy_logs_records_every_502() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "SKIP capture_with_proxy_logs_records_every_502: the lab and the eBPF agent need root"
+        );
+        return;
+    }
+    let (plugin, agent_bin) = plugin_and_agent().unwrap_or_else(|e| panic!("{e}"));
+    let agent = AgentServe::start(&agent_bin);
+    let store = plugin_store(agent.addr);
+    // The ingress pod's container log is the real nginx's upstreaminfo log.
+    store.map_pod_log("ingress-nginx", ANY_POD, ingress::container_log_path());
+    let out_dir = std::env::temp_dir().join(format!("fxlab-proxy-logs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let capture = out_dir.join("capture.fxc");
+    let params = ScenarioParams::defaults(ScenarioKind::RolloutNoPrestop);
+    // Outlasts warm-up and load, plus the lab's own set-up.
+    let secs = (params.warmup_ms + params.load_ms) / 1000 + 15;
+    let opts = RunOptions {
+        out_dir: out_dir.clone(),
+        lab_exe: PathBuf::from(env!("CARGO_BIN_EXE_fivexx-lab")),
+        agent: None,
+        store: Some(store.clone()),
+        api_addr: None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let kubeconfig = out_dir.join("plugin-kubeconfig");
+    let (report, cap) = rt.block_on(async {
+        let config = ApiServerConfig {
+            graceful_pod_delete: true,
+            ..Default::default()
+        };
+        let server = ApiServer::start(store.clone(), config).await.unwrap();
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        let run = tokio::spawn(async move { scenario::run(&params, &opts).await });
+        // The lab runs one scenario at a time: start once its ingress exists.
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while store.list_pods(Some("ingress-nginx")).is_empty() {
+            assert!(Instant::now() < deadline, "the lab never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let plugin_cmd = |args: &[&str]| {
+            let mut c = tokio::process::Command::new(&plugin);
+            c.args(args)
+                .env("KUBECONFIG", &kubeconfig)
+                .env("NO_COLOR", "1")
+                .kill_on_drop(true);
+            c
+        };
+        let deploy = plugin_cmd(&["deploy", "--no-wait"]).output().await.unwrap();
+        assert!(
+            deploy.status.success(),
+            "deploy: {}",
+            String::from_utf8_lossy(&deploy.stderr)
+        );
+        let cap = plugin_cmd(&[
+            "capture",
+            "deploy/web",
+            "-n",
+            "shop",
+            "-f",
+            &capture.display().to_string(),
+            "--duration",
+            &format!("{secs}s"),
+            "--proxy-logs",
+        ])
+        .output()
+        .await
+        .unwrap();
+        let report = run.await.unwrap().unwrap();
+        server.shutdown().await;
+        (report, cap)
+    });
+    let stderr = String::from_utf8_lossy(&cap.stderr);
+    eprintln!("--- capture stderr\n{stderr}");
+    assert!(cap.status.success(), "capture failed");
+    assert!(
+        !stderr.contains("not parsed"),
+        "every line of the lab's upstreaminfo log parses"
+    );
+
+    let file = std::fs::File::open(&capture).unwrap();
+    let mut reader = CaptureReader::new(std::io::BufReader::new(file)).unwrap();
+    let mut logs: Vec<ProxyLogFact> = Vec::new();
+    let mut start_ns = 0;
+    while let Some(rec) = reader.next_record().unwrap() {
+        match rec {
+            Record::Header(h) => start_ns = h.start_ns,
+            Record::Fact(Fact::ProxyLog(f)) => logs.push(f),
+            _ => {}
+        }
+    }
+    assert!(reader.stats().is_complete(), "{:?}", reader.problems());
+
+    let load_502: Vec<_> = report
+        .records
+        .iter()
+        .filter(|r| r.status == Some(502))
+        .collect();
+    let log_502: Vec<&ProxyLogFact> = logs.iter().filter(|f| f.status == 502).collect();
+    eprintln!(
+        "load: {} requests, {} 502; proxy logs: {} facts, {} 502",
+        report.records.len(),
+        load_502.len(),
+        logs.len(),
+        log_502.len()
+    );
+    assert!(!load_502.is_empty(), "the scenario produced no 502");
+    assert!(
+        load_502.iter().all(|r| r.sent.wall_ns >= start_ns),
+        "a 502 before the capture started: the comparison would not hold"
+    );
+    assert_eq!(log_502.len(), load_502.len(), "one proxy-log fact per 502");
+    // Upstream per 502, as a multiset: the load generator's X-Upstream-Addr
+    // against the log's $upstream_addr (retries are off: one each).
+    let mut want: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &load_502 {
+        *want
+            .entry(r.upstream.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    let mut got: BTreeMap<String, usize> = BTreeMap::new();
+    for f in &log_502 {
+        let addrs: Vec<String> = f.upstream_addrs.iter().map(|a| a.to_string()).collect();
+        *got.entry(addrs.join(", ")).or_default() += 1;
+    }
+    assert_eq!(got, want, "502s per upstream: proxy logs vs load generator");
+    for f in &logs {
+        assert_eq!(f.format, LogFormat::Upstreaminfo);
+        assert!(f.precise_time, "the runtime's stamp is the time");
+        assert_eq!(f.namespace, "ingress-nginx");
+        assert!(f.at_ns >= start_ns, "sinceTime: nothing before the session");
+        assert_eq!(f.upstream_name.as_deref(), Some("shop-web-8080"));
+    }
+    for f in &log_502 {
+        assert_eq!(f.upstream_statuses, vec![Some(502)], "{f:?}");
+    }
+    // Non-5xx answers come too: most of the load was served.
+    let ok = logs.iter().filter(|f| f.status == 200).count();
+    let load_ok = report
+        .records
+        .iter()
+        .filter(|r| r.status == Some(200) && r.sent.wall_ns >= start_ns)
+        .count();
+    assert!(ok >= load_ok, "200s: {ok} logged, {load_ok} in the load");
+}
