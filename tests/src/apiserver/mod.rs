@@ -191,6 +191,12 @@ impl ApiServer {
             (task, Some(identity.ca_pem))
         } else {
             let task = tokio::spawn(async move {
+                use axum::serve::ListenerExt;
+                // As a real API server does: small watch and port-forward
+                // frames go out at once instead of waiting on Nagle.
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 if let Err(e) = axum::serve(listener, app)
                     .with_graceful_shutdown(stopped)
                     .await

@@ -81,6 +81,9 @@ impl axum::serve::Listener for TlsListener {
                     continue;
                 }
             };
+            // As a real API server does: small watch and port-forward
+            // frames go out at once instead of waiting on Nagle.
+            let _ = tcp.set_nodelay(true);
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => return (tls, addr),
                 Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
