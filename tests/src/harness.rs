@@ -90,7 +90,8 @@ impl Drop for AgentServe {
 
 /// A store as the plugin finds it on a cluster where `kubectl fivexx
 /// deploy` ran: the agent pod's port 7450 forwards to `agent`, agents are
-/// ready, and the lab's Deployment `shop/web` exists (the kubelet simulator
+/// ready, the ingress pod's `pods/log` is nginx's access log, and the
+/// lab's Deployment `shop/web` exists (the kubelet simulator
 /// models its pods, not the Deployment object that `kubectl apply` makes).
 pub fn plugin_store(agent: SocketAddr) -> ClusterStore {
     let store = ClusterStore::new(NODE);
@@ -111,5 +112,8 @@ pub fn plugin_store(agent: SocketAddr) -> ClusterStore {
     });
     store.map_port_forward("fivexx-system", ANY_POD, 7450, agent);
     store.set_daemon_set_readiness(|_, _| true);
+    // The ingress pod's container log (`--proxy-logs`) is the real nginx's
+    // upstreaminfo access log.
+    store.map_pod_log("ingress-nginx", ANY_POD, crate::ingress::container_log_path());
     store
 }

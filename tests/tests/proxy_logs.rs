@@ -13,9 +13,7 @@ use fivexx_core::capture::{CaptureReader, Record};
 use fivexx_core::model::{Fact, ProxyLogFact};
 use fivexx_core::proxylog::LogFormat;
 use fivexx_lab::apiserver::{ApiServer, ApiServerConfig};
-use fivexx_lab::cluster::ANY_POD;
 use fivexx_lab::harness::{plugin_and_agent, plugin_store, AgentServe};
-use fivexx_lab::ingress;
 use fivexx_lab::scenario::{self, RunOptions, ScenarioKind, ScenarioParams};
 
 #[test]
@@ -30,8 +28,6 @@ fn capture_with_proxy_logs_records_every_502() {
     let (plugin, agent_bin) = plugin_and_agent().unwrap_or_else(|e| panic!("{e}"));
     let agent = AgentServe::start(&agent_bin);
     let store = plugin_store(agent.addr);
-    // The ingress pod's container log is the real nginx's upstreaminfo log.
-    store.map_pod_log("ingress-nginx", ANY_POD, ingress::container_log_path());
     let out_dir = std::env::temp_dir().join(format!("fxlab-proxy-logs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::create_dir_all(&out_dir).unwrap();
