@@ -10,7 +10,7 @@
 //! explain phase is its own. `make -f mk/core.mk bench-explain` runs them
 //! for 1 M and 10 M facts and prints facts/s and peak memory side by side.
 
-use fivexx_core::capture::{CaptureHeader, CaptureReader, CaptureWriter, Record, WriteOptions};
+use fivexx_core::capture::{CaptureHeader, CaptureReader, CaptureWriter, RecordRef, WriteOptions};
 use fivexx_core::explain::{ExplainConfig, Explainer};
 use fivexx_core::report::{ReportBuilder, ReportFilter};
 use fivexx_core::synth::{bench_stream, T0};
@@ -83,9 +83,9 @@ fn explain(path: &str) -> Result<(), String> {
     let mut engine = Explainer::new(ExplainConfig::default());
     let mut report = ReportBuilder::new(ReportFilter::default(), 1000);
     let mut verdicts = 0u64;
-    while let Some(rec) = reader.next_record().map_err(|e| e.to_string())? {
-        if let Record::Fact(fact) = rec {
-            engine.push(&fact, &mut |v| {
+    while let Some(rec) = reader.next_ref().map_err(|e| e.to_string())? {
+        if let RecordRef::Fact(fact) = rec {
+            engine.push(fact, &mut |v| {
                 verdicts += 1;
                 report.add(v);
             });

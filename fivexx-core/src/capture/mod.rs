@@ -22,7 +22,7 @@ mod wire;
 mod writer;
 
 pub use jsonl::export_jsonl;
-pub use reader::{CaptureReader, ProblemKind, ReadProblem, ReadStats};
+pub use reader::{CaptureReader, ProblemKind, ReadProblem, ReadStats, RecordRef};
 pub use writer::{CaptureWriter, Compression, WriteOptions};
 
 use serde::{Deserialize, Serialize};

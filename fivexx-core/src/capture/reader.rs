@@ -3,6 +3,7 @@
 use super::frame::{FrameEvent, FrameReader, CHUNK_SYNC, RECORD_SYNC};
 use super::writer::{FLAG_ZSTD, MAX_CHUNK, MAX_CHUNK_RAW, MAX_RECORD, PREAMBLE_LEN};
 use super::{tag, wire, CaptureError, Record, FORMAT_MAJOR, MAGIC};
+use crate::model::Fact;
 use serde::Serialize;
 use std::fmt;
 use std::io::{self, Read};
@@ -99,6 +100,28 @@ pub struct CaptureReader<R: Read> {
     problems: Vec<ReadProblem>,
     stats: ReadStats,
     finished: bool,
+    /// The fact [`next_ref`](Self::next_ref) lends out, and a kernel event
+    /// put aside for its strings while an API fact is in the slot.
+    slot: Option<Fact>,
+    spare: Option<crate::event::KernelEvent>,
+}
+
+/// Where a record frame to decode is: its tag, the file offset (of its
+/// chunk, when compressed) and the offset inside the chunk.
+#[derive(Clone, Copy)]
+struct FrameAt {
+    tag: u8,
+    offset: u64,
+    in_chunk: Option<u64>,
+}
+
+/// A record read by [`CaptureReader::next_ref`].
+#[derive(Debug)]
+pub enum RecordRef<'a> {
+    /// A fact, valid until the next read.
+    Fact(&'a Fact),
+    /// Any other record (rare: boxed to keep this small).
+    Other(Box<Record>),
 }
 
 impl<R: Read> CaptureReader<R> {
@@ -162,6 +185,8 @@ impl<R: Read> CaptureReader<R> {
             problems: Vec::new(),
             stats: ReadStats::default(),
             finished: false,
+            slot: None,
+            spare: None,
         })
     }
 
@@ -204,6 +229,75 @@ impl<R: Read> CaptureReader<R> {
     /// The next record, or `None` at the end. Damage is skipped and recorded
     /// in [`problems`](Self::problems); only I/O errors are returned.
     pub fn next_record(&mut self) -> Result<Option<Record>, CaptureError> {
+        while let Some(at) = self.next_frame()? {
+            match decode(at.tag, self.payload()) {
+                Ok(Some(r)) => return Ok(Some(self.count(at.tag, r))),
+                Ok(None) => self.unknown(at),
+                Err(detail) => self.undecodable(at, detail),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Like [`next_record`](Self::next_record), but a fact is decoded into
+    /// a buffer the reader keeps and lent out: the strings of one kernel
+    /// event are reused for the next, so reading allocates nothing per
+    /// fact. Other records are returned as they are.
+    pub fn next_ref(&mut self) -> Result<Option<RecordRef<'_>>, CaptureError> {
+        while let Some(at) = self.next_frame()? {
+            let payload = match &self.chunk {
+                Some((chunk, _)) => chunk.payload(),
+                None => self.frames.payload(),
+            };
+            let fact = match at.tag {
+                tag::FACT => wire::decode_fact_into(payload, &mut self.slot, &mut self.spare)
+                    .map_err(|e| e.to_string()),
+                tag::PROXY_LOG => wire::decode_proxy_log(payload)
+                    .map(|f| wire::put(&mut self.slot, &mut self.spare, f))
+                    .map_err(|e| e.to_string()),
+                _ => match decode(at.tag, payload) {
+                    Ok(Some(r)) => {
+                        return Ok(Some(RecordRef::Other(Box::new(self.count(at.tag, r)))))
+                    }
+                    Ok(None) => {
+                        self.unknown(at);
+                        continue;
+                    }
+                    Err(detail) => Err(detail),
+                },
+            };
+            match fact {
+                Ok(()) => {
+                    self.count(at.tag, ());
+                    return Ok(self.slot.as_ref().map(RecordRef::Fact));
+                }
+                Err(detail) => self.undecodable(at, detail),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The payload of the frame [`next_frame`](Self::next_frame) found.
+    fn payload(&self) -> &[u8] {
+        match &self.chunk {
+            Some((chunk, _)) => chunk.payload(),
+            None => self.frames.payload(),
+        }
+    }
+
+    fn unknown(&mut self, at: FrameAt) {
+        let tag = at.tag;
+        self.problem(at.offset, at.in_chunk, ProblemKind::UnknownRecord { tag });
+    }
+
+    fn undecodable(&mut self, at: FrameAt, detail: String) {
+        self.problem(at.offset, at.in_chunk, ProblemKind::Undecodable { detail });
+    }
+
+    /// The next record frame to decode (its payload is
+    /// [`payload`](Self::payload)), or `None` at the end. Damage is
+    /// skipped and recorded; chunks are decompressed on the way.
+    fn next_frame(&mut self) -> Result<Option<FrameAt>, CaptureError> {
         loop {
             if self.finished {
                 return Ok(None);
@@ -212,20 +306,11 @@ impl<R: Read> CaptureReader<R> {
                 let chunk_off = *chunk_off;
                 match chunk.next_event()? {
                     FrameEvent::Frame { offset, tag } => {
-                        let payload = chunk.payload();
-                        match decode(tag, payload) {
-                            Ok(Some(r)) => return Ok(Some(self.count(r))),
-                            Ok(None) => self.problem(
-                                chunk_off,
-                                Some(offset),
-                                ProblemKind::UnknownRecord { tag },
-                            ),
-                            Err(detail) => self.problem(
-                                chunk_off,
-                                Some(offset),
-                                ProblemKind::Undecodable { detail },
-                            ),
-                        }
+                        return Ok(Some(FrameAt {
+                            tag,
+                            offset: chunk_off,
+                            in_chunk: Some(offset),
+                        }))
                     }
                     FrameEvent::Skipped { offset, len } => self.problem(
                         chunk_off,
@@ -253,13 +338,11 @@ impl<R: Read> CaptureReader<R> {
                         }
                         continue;
                     }
-                    match decode(tag, self.frames.payload()) {
-                        Ok(Some(r)) => return Ok(Some(self.count(r))),
-                        Ok(None) => self.problem(offset, None, ProblemKind::UnknownRecord { tag }),
-                        Err(detail) => {
-                            self.problem(offset, None, ProblemKind::Undecodable { detail })
-                        }
-                    }
+                    return Ok(Some(FrameAt {
+                        tag,
+                        offset,
+                        in_chunk: None,
+                    }));
                 }
                 FrameEvent::Skipped { offset, len } => {
                     self.problem(offset, None, ProblemKind::Corrupted { skipped_bytes: len })
@@ -292,11 +375,11 @@ impl<R: Read> CaptureReader<R> {
         self.chunk = Some((FrameReader::from_vec(raw, RECORD_SYNC, MAX_RECORD), offset));
     }
 
-    fn count(&mut self, r: Record) -> Record {
+    fn count<T>(&mut self, tag: u8, r: T) -> T {
         self.stats.records += 1;
-        match &r {
-            Record::Fact(_) => self.stats.facts += 1,
-            Record::End(_) => self.stats.clean_end = true,
+        match tag {
+            tag::FACT | tag::PROXY_LOG => self.stats.facts += 1,
+            tag::END => self.stats.clean_end = true,
             _ => {}
         }
         r

@@ -208,6 +208,10 @@ pub(crate) fn encode_fact(fact: &Fact, out: &mut Vec<u8>) -> Result<u8, postcard
 }
 
 pub(crate) fn decode_fact(bytes: &[u8]) -> Result<Fact, postcard::Error> {
+    let mut e = KernelEvent::new(KernelEventKind::Exit, 0, 0);
+    if Cursor(bytes).kernel_into(&mut e).is_some() {
+        return Ok(Fact::Kernel(e));
+    }
     let wire: FactWire = postcard::from_bytes(bytes)?;
     Ok(match wire {
         FactWire::Kernel(k) => Fact::Kernel(k.into()),
@@ -219,8 +223,491 @@ pub(crate) fn decode_fact(bytes: &[u8]) -> Result<Fact, postcard::Error> {
     })
 }
 
+/// [`FactWire`] read without copying its kernel strings: the same layout,
+/// with the strings borrowed from the record.
+#[derive(Deserialize)]
+enum FactWireRef<'a> {
+    #[serde(borrow)]
+    Kernel(KernelWireRef<'a>),
+    Pod(PodFact),
+    Endpoint(EndpointFact),
+    Service(ServiceFact),
+    Node(NodeFact),
+    Event(ClusterEvent),
+}
+
+/// [`TaskRef`]'s layout, borrowed.
+#[derive(Deserialize)]
+struct TaskWireRef<'a> {
+    pid: i32,
+    comm: &'a str,
+}
+
+/// [`KernelWire`]'s layout, borrowed.
+#[derive(Deserialize)]
+struct KernelWireRef<'a> {
+    mono_ns: u64,
+    wall_ns: i64,
+    kind: KernelEventKind,
+    node: &'a str,
+    tuple: Option<FourTuple>,
+    tcp_state: Option<TcpState>,
+    new_state: Option<TcpState>,
+    #[serde(borrow)]
+    reset_reason: Option<&'a str>,
+    errno: Option<i32>,
+    signal: Option<i32>,
+    signal_result: Option<SignalResult>,
+    #[serde(borrow)]
+    task: Option<TaskWireRef<'a>>,
+    #[serde(borrow)]
+    target: Option<TaskWireRef<'a>>,
+    exit: Option<ExitWire>,
+    cgroup_id: Option<u64>,
+    #[serde(borrow)]
+    pod_uid: Option<&'a str>,
+    #[serde(borrow)]
+    container_id: Option<&'a str>,
+    sock_id: Option<u64>,
+    http_status: Option<u16>,
+    fd: Option<i32>,
+    http_peek_bytes: Option<u8>,
+}
+
+fn set_str(dst: &mut String, src: &str) {
+    dst.clear();
+    dst.push_str(src);
+}
+
+fn set_opt_str(dst: &mut Option<String>, src: Option<&str>) {
+    match (dst.as_mut(), src) {
+        (Some(d), Some(s)) => set_str(d, s),
+        (None, Some(s)) => *dst = Some(s.to_owned()),
+        (_, None) => *dst = None,
+    }
+}
+
+fn set_task(dst: &mut Option<TaskRef>, src: Option<TaskWireRef<'_>>) {
+    match (dst.as_mut(), src) {
+        (Some(d), Some(s)) => {
+            d.pid = s.pid;
+            set_str(&mut d.comm, s.comm);
+        }
+        (None, Some(s)) => {
+            *dst = Some(TaskRef {
+                pid: s.pid,
+                comm: s.comm.to_owned(),
+            })
+        }
+        (_, None) => *dst = None,
+    }
+}
+
+impl KernelWireRef<'_> {
+    /// Overwrites every field of `e`, reusing its string buffers.
+    fn fill(self, e: &mut KernelEvent) {
+        e.mono_ns = self.mono_ns;
+        e.wall_ns = self.wall_ns;
+        e.kind = self.kind;
+        set_str(&mut e.node, self.node);
+        e.tuple = self.tuple;
+        e.tcp_state = self.tcp_state;
+        e.new_state = self.new_state;
+        set_opt_str(&mut e.reset_reason, self.reset_reason);
+        e.errno = self.errno;
+        e.signal = self.signal;
+        e.signal_result = self.signal_result;
+        set_task(&mut e.task, self.task);
+        set_task(&mut e.target, self.target);
+        e.exit = self.exit.map(|x| ExitStatus {
+            code: x.code,
+            signal: x.signal,
+            core_dumped: x.core_dumped,
+        });
+        e.cgroup_id = self.cgroup_id;
+        set_opt_str(&mut e.pod_uid, self.pod_uid);
+        set_opt_str(&mut e.container_id, self.container_id);
+        e.sock_id = self.sock_id;
+        e.http_status = self.http_status;
+        e.fd = self.fd;
+        e.http_peek_bytes = self.http_peek_bytes;
+    }
+}
+
+/// A direct reader of postcard's encoding of [`KernelWire`], the bulk of
+/// every capture: serde's generic path costs several times more per fact.
+/// It accepts exactly what postcard accepts or gives up (`None`), and then
+/// the caller decodes with serde, which gives the same error postcard
+/// would. Trailing bytes are ignored, as `postcard::from_bytes` does.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    #[inline(always)]
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    #[inline(always)]
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.0.len() {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    /// postcard's varint of a `BYTES`-byte integer: at most as many bytes
+    /// as it takes, and no bits beyond the type in the last one.
+    #[inline(always)]
+    fn varint<const BYTES: usize>(&mut self) -> Option<u64> {
+        let max = (BYTES * 8).div_ceil(7);
+        let max_last = (1u8 << ((BYTES * 8) % 7)) - 1;
+        // One byte is the common case (small numbers, option tags).
+        let b = self.byte()?;
+        if b & 0x80 == 0 {
+            return Some(u64::from(b));
+        }
+        let mut out = u64::from(b & 0x7f);
+        for i in 1..max {
+            let b = self.byte()?;
+            out |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return (i + 1 < max || b <= max_last).then_some(out);
+            }
+        }
+        None
+    }
+
+    #[inline(always)]
+    fn u64(&mut self) -> Option<u64> {
+        self.varint::<8>()
+    }
+
+    #[inline(always)]
+    fn u32(&mut self) -> Option<u32> {
+        self.varint::<4>().map(|v| v as u32)
+    }
+
+    #[inline(always)]
+    fn u16(&mut self) -> Option<u16> {
+        self.varint::<2>().map(|v| v as u16)
+    }
+
+    #[inline(always)]
+    fn i64(&mut self) -> Option<i64> {
+        let v = self.u64()?;
+        Some((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+
+    #[inline(always)]
+    fn i32(&mut self) -> Option<i32> {
+        let v = self.u32()?;
+        Some((v >> 1) as i32 ^ -((v & 1) as i32))
+    }
+
+    #[inline(always)]
+    fn bool(&mut self) -> Option<bool> {
+        match self.byte()? {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        }
+    }
+
+    /// An `Option`'s tag, then the value.
+    #[inline(always)]
+    fn opt<T>(&mut self, f: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        if self.bool()? {
+            f(self).map(Some)
+        } else {
+            Some(None)
+        }
+    }
+
+    #[inline(always)]
+    fn str(&mut self) -> Option<&'a str> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+
+    #[inline(always)]
+    fn ip(&mut self) -> Option<IpAddr> {
+        match self.u32()? {
+            0 => {
+                let b: [u8; 4] = self.take(4)?.try_into().ok()?;
+                Some(IpAddr::from(b))
+            }
+            1 => {
+                let b: [u8; 16] = self.take(16)?.try_into().ok()?;
+                Some(IpAddr::from(b))
+            }
+            _ => None,
+        }
+    }
+
+    #[inline(always)]
+    fn tuple(&mut self) -> Option<FourTuple> {
+        Some(FourTuple {
+            saddr: self.ip()?,
+            sport: self.u16()?,
+            daddr: self.ip()?,
+            dport: self.u16()?,
+        })
+    }
+
+    #[inline(always)]
+    fn kind(&mut self) -> Option<KernelEventKind> {
+        KernelEventKind::ALL.get(self.u32()? as usize).copied()
+    }
+
+    #[inline(always)]
+    fn tcp_state(&mut self) -> Option<TcpState> {
+        // Variant index i is the kernel's state i + 1.
+        TcpState::from_kernel(u8::try_from(self.u32()?.checked_add(1)?).ok()?)
+    }
+
+    #[inline(always)]
+    fn signal_result(&mut self) -> Option<SignalResult> {
+        const ALL: [SignalResult; 6] = [
+            SignalResult::Delivered,
+            SignalResult::Ignored,
+            SignalResult::AlreadyPending,
+            SignalResult::OverflowFail,
+            SignalResult::LoseInfo,
+            SignalResult::Unknown,
+        ];
+        ALL.get(self.u32()? as usize).copied()
+    }
+
+    #[inline(always)]
+    fn task(&mut self) -> Option<TaskWireRef<'a>> {
+        Some(TaskWireRef {
+            pid: self.i32()?,
+            comm: self.str()?,
+        })
+    }
+
+    #[inline(always)]
+    fn exit(&mut self) -> Option<ExitWire> {
+        Some(ExitWire {
+            code: self.opt(Self::i32)?,
+            signal: self.opt(Self::i32)?,
+            core_dumped: self.bool()?,
+        })
+    }
+
+    /// Decodes a `FactWire::Kernel` record into `e`, reusing its strings;
+    /// `None` for anything else (then `e` is partly overwritten).
+    fn kernel_into(mut self, e: &mut KernelEvent) -> Option<()> {
+        if self.u32()? != 0 {
+            return None;
+        }
+        e.mono_ns = self.u64()?;
+        e.wall_ns = self.i64()?;
+        e.kind = self.kind()?;
+        set_str(&mut e.node, self.str()?);
+        e.tuple = self.opt(Self::tuple)?;
+        e.tcp_state = self.opt(Self::tcp_state)?;
+        e.new_state = self.opt(Self::tcp_state)?;
+        set_opt_str(&mut e.reset_reason, self.opt(Self::str)?);
+        e.errno = self.opt(Self::i32)?;
+        e.signal = self.opt(Self::i32)?;
+        e.signal_result = self.opt(Self::signal_result)?;
+        set_task(&mut e.task, self.opt(Self::task)?);
+        set_task(&mut e.target, self.opt(Self::task)?);
+        e.exit = self.opt(Self::exit)?.map(|x| ExitStatus {
+            code: x.code,
+            signal: x.signal,
+            core_dumped: x.core_dumped,
+        });
+        e.cgroup_id = self.opt(Self::u64)?;
+        set_opt_str(&mut e.pod_uid, self.opt(Self::str)?);
+        set_opt_str(&mut e.container_id, self.opt(Self::str)?);
+        e.sock_id = self.opt(Self::u64)?;
+        e.http_status = self.opt(Self::u16)?;
+        e.fd = self.opt(Self::i32)?;
+        e.http_peek_bytes = self.opt(Self::byte)?;
+        Some(())
+    }
+}
+
+/// Decodes a `FACT` record into `slot`, reusing the strings of the kernel
+/// event already there (or of `spare`, a kernel event put aside when an
+/// API fact took the slot). On error the kernel event in `slot` (or
+/// `spare`) may be partly overwritten: it is only lent out after a
+/// successful decode, which sets every field.
+pub(crate) fn decode_fact_into(
+    bytes: &[u8],
+    slot: &mut Option<Fact>,
+    spare: &mut Option<KernelEvent>,
+) -> Result<(), postcard::Error> {
+    // The common case: a kernel fact over the kernel fact before it.
+    if let Some(Fact::Kernel(e)) = slot {
+        if Cursor(bytes).kernel_into(e).is_some() {
+            return Ok(());
+        }
+    } else {
+        let mut e = spare
+            .take()
+            .unwrap_or_else(|| KernelEvent::new(KernelEventKind::Exit, 0, 0));
+        if Cursor(bytes).kernel_into(&mut e).is_some() {
+            put(slot, spare, Fact::Kernel(e));
+            return Ok(());
+        }
+        *spare = Some(e);
+    }
+    let wire: FactWireRef<'_> = postcard::from_bytes(bytes)?;
+    let fact = match wire {
+        FactWireRef::Kernel(k) => {
+            if let Some(Fact::Kernel(e)) = slot {
+                k.fill(e);
+                return Ok(());
+            }
+            let mut e = spare
+                .take()
+                .unwrap_or_else(|| KernelEvent::new(k.kind, k.mono_ns, k.wall_ns));
+            k.fill(&mut e);
+            Fact::Kernel(e)
+        }
+        FactWireRef::Pod(p) => Fact::Pod(p),
+        FactWireRef::Endpoint(e) => Fact::Endpoint(e),
+        FactWireRef::Service(s) => Fact::Service(s),
+        FactWireRef::Node(n) => Fact::Node(n),
+        FactWireRef::Event(e) => Fact::Event(e),
+    };
+    put(slot, spare, fact);
+    Ok(())
+}
+
+/// Puts `fact` in `slot`, keeping the kernel event it replaces as `spare`.
+pub(crate) fn put(slot: &mut Option<Fact>, spare: &mut Option<KernelEvent>, fact: Fact) {
+    if let Some(Fact::Kernel(old)) = slot.replace(fact) {
+        *spare = Some(old);
+    }
+}
+
 /// Decodes a `PROXY_LOG` record.
 pub(crate) fn decode_proxy_log(bytes: &[u8]) -> Result<Fact, postcard::Error> {
     let wire: ProxyLogWire = postcard::from_bytes(bytes)?;
     Ok(Fact::ProxyLog(wire.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::KernelEvent;
+    use std::net::Ipv6Addr;
+
+    /// Kernel events with every field exercised: set, unset, extremes, v6.
+    fn events() -> Vec<KernelEvent> {
+        let mut out = Vec::new();
+        for (i, kind) in KernelEventKind::ALL.into_iter().enumerate() {
+            out.push(KernelEvent::new(kind, i as u64, -(i as i64)));
+            let mut e = KernelEvent::new(kind, u64::MAX - i as u64, i64::MIN + i as i64);
+            e.node = format!("node-{i}-é");
+            e.tuple = Some(FourTuple {
+                saddr: if i % 2 == 0 {
+                    IpAddr::from([10, 0, 0, i as u8])
+                } else {
+                    IpAddr::from(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i as u16))
+                },
+                sport: u16::MAX - i as u16,
+                daddr: IpAddr::from([192, 168, 1, 2]),
+                dport: i as u16 * 300,
+            });
+            e.tcp_state = TcpState::from_kernel(i as u8 + 1);
+            e.new_state = TcpState::from_kernel(12 - i as u8);
+            e.reset_reason = (i % 3 != 0).then(|| "NO_SOCKET".to_string());
+            e.errno = Some(if i % 2 == 0 { 111 } else { i32::MIN + i as i32 });
+            e.signal = Some(i32::MAX - i as i32);
+            e.signal_result = Some(SignalResult::from_kernel(i as i32));
+            e.task = Some(TaskRef {
+                pid: -(i as i32),
+                comm: "containerd-shim".into(),
+            });
+            e.target = (i % 2 == 1).then(|| TaskRef {
+                pid: 1 << 20,
+                comm: String::new(),
+            });
+            e.exit = Some(ExitStatus {
+                code: (i % 2 == 0).then_some(i as i32),
+                signal: (i % 2 == 1).then_some(9),
+                core_dumped: i % 4 == 1,
+            });
+            e.cgroup_id = Some(1 << (i * 7));
+            e.pod_uid = Some(format!("uid-{i}"));
+            e.container_id = (i % 2 == 0).then(|| "c".repeat(200));
+            e.sock_id = Some(u64::MAX >> i);
+            e.http_status = Some(if i % 2 == 0 { 502 } else { u16::MAX });
+            e.fd = Some(-1);
+            e.http_peek_bytes = Some(255 - i as u8);
+            out.push(e);
+        }
+        out.extend(crate::synth::bench_stream(400).filter_map(|f| match f {
+            Fact::Kernel(e) => Some(e),
+            _ => None,
+        }));
+        out
+    }
+
+    fn serde_decode(bytes: &[u8]) -> Result<Fact, postcard::Error> {
+        let wire: FactWire = postcard::from_bytes(bytes)?;
+        Ok(match wire {
+            FactWire::Kernel(k) => Fact::Kernel(k.into()),
+            FactWire::Pod(p) => Fact::Pod(p),
+            FactWire::Endpoint(e) => Fact::Endpoint(e),
+            FactWire::Service(s) => Fact::Service(s),
+            FactWire::Node(n) => Fact::Node(n),
+            FactWire::Event(e) => Fact::Event(e),
+        })
+    }
+
+    #[test]
+    fn direct_kernel_decoding_matches_serde() {
+        let mut slot = None;
+        let mut spare = None;
+        for e in events() {
+            let fact = Fact::Kernel(e);
+            let mut bytes = Vec::new();
+            encode_fact(&fact, &mut bytes).unwrap();
+            assert!(Cursor(&bytes)
+                .kernel_into(&mut KernelEvent::new(KernelEventKind::Exit, 0, 0))
+                .is_some());
+            assert_eq!(decode_fact(&bytes).unwrap(), fact);
+            assert_eq!(serde_decode(&bytes).unwrap(), fact);
+            decode_fact_into(&bytes, &mut slot, &mut spare).unwrap();
+            assert_eq!(slot.as_ref(), Some(&fact));
+        }
+    }
+
+    #[test]
+    fn damaged_records_decode_as_serde_does() {
+        for e in events().into_iter().take(24) {
+            let mut bytes = Vec::new();
+            encode_fact(&Fact::Kernel(e), &mut bytes).unwrap();
+            let mut variants: Vec<Vec<u8>> =
+                (0..bytes.len()).map(|n| bytes[..n].to_vec()).collect();
+            for i in 0..bytes.len() {
+                for x in [0x00, 0x01, 0x02, 0x7f, 0x80, 0xff] {
+                    let mut b = bytes.clone();
+                    b[i] = x;
+                    variants.push(b);
+                }
+            }
+            for b in variants {
+                let want = serde_decode(&b).map_err(|e| e.to_string());
+                assert_eq!(decode_fact(&b).map_err(|e| e.to_string()), want);
+                let mut slot = Some(Fact::Kernel(KernelEvent::new(KernelEventKind::Exit, 1, 2)));
+                let mut spare = None;
+                let got = decode_fact_into(&b, &mut slot, &mut spare).map_err(|e| e.to_string());
+                match want {
+                    Ok(f) => assert_eq!(slot, Some(f)),
+                    Err(w) => assert_eq!(got, Err(w)),
+                }
+            }
+        }
+    }
 }
