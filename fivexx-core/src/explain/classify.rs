@@ -75,7 +75,7 @@ pub(crate) fn classify(
         );
     };
     let uid = Some(pod.uid.clone());
-    let mut ev: Vec<Evidence> = Vec::new();
+    let mut ev: Vec<Evidence> = Vec::with_capacity(6);
     let ip_since = pod
         .ips
         .iter()

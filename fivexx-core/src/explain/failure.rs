@@ -12,6 +12,7 @@ use crate::event::{FourTuple, KernelEvent, KernelEventKind, TcpState};
 use crate::model::fact::NodeNames;
 use crate::model::FactSource;
 use foldhash::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -141,6 +142,8 @@ pub struct FailureJoiner {
     closed_order: std::collections::VecDeque<(i64, ConnKey)>,
     /// Late events dropped as halves of connections already closed out.
     pub stragglers: u64,
+    /// Scratch list of `expire`, kept to spare an allocation per call.
+    ripe: Vec<ConnKey>,
 }
 
 /// A late event within this of a closed connection's events belongs to it.
@@ -183,30 +186,36 @@ impl FailureJoiner {
         };
         let key = ConnKey::of(&tuple);
         let t = e.wall_ns;
-        if !self.open.contains_key(&key) {
-            if let Some((first, last, seen)) = self.closed.get(&key) {
-                let near = t >= first - STRAGGLER_NS && t <= last + STRAGGLER_NS;
-                if near && (terminal == 0 || seen & terminal == 0) {
-                    self.stragglers += 1;
-                    return;
-                }
-            }
-        }
         let source = FactSource::Node(self.nodes.get(&e.node));
-        if let Some(s) = self.open.get(&key) {
-            // The same terminal kind twice: the port was reused by a new
-            // connection. Close the old one out.
-            if terminal != 0 && s.seen & terminal != 0 {
-                if let Some(old) = self.open.remove(&key).and_then(Session::into_failure) {
-                    done.push(old);
-                }
-            }
-        }
-        let s = self.open.entry(key).or_insert_with(|| Session {
+        let fresh = || Session {
             first_ns: t,
             last_ns: t,
+            evidence: Vec::with_capacity(4),
             ..Session::default()
-        });
+        };
+        let s = match self.open.entry(key) {
+            Entry::Occupied(o) => {
+                let s = o.into_mut();
+                // The same terminal kind twice: the port was reused by a
+                // new connection. Close the old one out.
+                if terminal != 0 && s.seen & terminal != 0 {
+                    if let Some(old) = std::mem::replace(s, fresh()).into_failure() {
+                        done.push(old);
+                    }
+                }
+                s
+            }
+            Entry::Vacant(v) => {
+                if let Some((first, last, seen)) = self.closed.get(&key) {
+                    let near = t >= first - STRAGGLER_NS && t <= last + STRAGGLER_NS;
+                    if near && (terminal == 0 || seen & terminal == 0) {
+                        self.stragglers += 1;
+                        return;
+                    }
+                }
+                v.insert(fresh())
+            }
+        };
         s.first_ns = s.first_ns.min(t);
         s.last_ns = s.last_ns.max(t);
         s.seen |= terminal;
@@ -227,7 +236,10 @@ impl FailureJoiner {
                     s.server_tuple = Some(tuple);
                 }
                 if let Some(r) = &e.reset_reason {
-                    s.server_reset_reason = Some(r.clone());
+                    match &mut s.server_reset_reason {
+                        Some(old) => old.clone_from(r),
+                        None => s.server_reset_reason = Some(r.clone()),
+                    }
                 } else if s.server_reset_reason.is_none() {
                     s.server_reset_reason = Some(String::from("UNKNOWN"));
                 }
@@ -296,22 +308,24 @@ impl FailureJoiner {
 
     /// Closes out every connection quiet since before `cutoff`.
     pub fn expire(&mut self, cutoff: i64, syn_cutoff: i64, done: &mut Vec<FailedConnection>) {
-        let mut ripe: Vec<ConnKey> = self
-            .open
-            .iter()
-            .filter(|(_, s)| {
-                if s.terminal_ns.is_some() {
-                    s.last_ns < cutoff
-                } else {
-                    // Retransmits only: the connect may still succeed or
-                    // time out; give up after the kernel's SYN timeout.
-                    s.last_ns < syn_cutoff
-                }
-            })
-            .map(|(k, _)| *k)
-            .collect();
+        let mut ripe = std::mem::take(&mut self.ripe);
+        ripe.clear();
+        ripe.extend(
+            self.open
+                .iter()
+                .filter(|(_, s)| {
+                    if s.terminal_ns.is_some() {
+                        s.last_ns < cutoff
+                    } else {
+                        // Retransmits only: the connect may still succeed or
+                        // time out; give up after the kernel's SYN timeout.
+                        s.last_ns < syn_cutoff
+                    }
+                })
+                .map(|(k, _)| *k),
+        );
         ripe.sort_unstable();
-        for k in ripe {
+        for &k in &ripe {
             if let Some(s) = self.open.remove(&k) {
                 if s.terminal_ns.is_some() {
                     self.closed.insert(k, (s.first_ns, s.last_ns, s.seen));
@@ -322,6 +336,7 @@ impl FailureJoiner {
                 }
             }
         }
+        self.ripe = ripe;
         let forget = cutoff.saturating_sub(CLOSED_MEMORY_NS);
         while let Some((last, k)) = self.closed_order.front().copied() {
             if last >= forget {

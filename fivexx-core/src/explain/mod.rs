@@ -536,9 +536,10 @@ impl Explainer {
         let u = &entry.0;
         let gap = t - u.at_ns();
         f.upstream = Some(u.failure.tuple);
-        let mut evidence = u.evidence.clone();
-        evidence.extend(f.evidence.iter().cloned());
-        evidence.sort_by(|a, b| a.at_ns.cmp(&b.at_ns).then_with(|| a.source.cmp(&b.source)));
+        let mut evidence = Vec::with_capacity(u.evidence.len() + f.evidence.len());
+        evidence.extend_from_slice(&u.evidence);
+        evidence.extend_from_slice(&f.evidence);
+        sort_evidence(&mut evidence);
         let confidence = if gap <= 100_000_000 && own {
             u.confidence
         } else {
@@ -612,12 +613,20 @@ impl Explainer {
                             .max()
                             .unwrap_or(attempt);
                         let lag = (attempt.max(last) - term).max(0);
-                        let e = self.proxy_lag.entry(p.uid.clone()).or_insert(lag);
-                        *e = (*e).max(lag);
+                        let lag = match self.proxy_lag.get_mut(p.uid.as_str()) {
+                            Some(e) => {
+                                *e = (*e).max(lag);
+                                *e
+                            }
+                            None => {
+                                self.proxy_lag.insert(p.uid.clone(), lag);
+                                lag
+                            }
+                        };
                         // The API's endpoint-removal lag is a lower bound:
                         // proxies apply it later still (kube-proxy, ingress
                         // reloads). The fix takes the larger of the two.
-                        local.proxy_lags_ns.push(*e);
+                        local.proxy_lags_ns.push(lag);
                     }
                 }
                 Cause::NotReadyAtStart => {
@@ -640,9 +649,10 @@ impl Explainer {
             w.no_endpoints_ns = w.no_endpoints_ns.max(local.no_endpoints_ns);
         }
         let fix = self.fix(c.cause, c.pod_uid.as_deref().unwrap_or(&key), &local);
-        let mut evidence = f.evidence.clone();
+        let mut evidence = Vec::with_capacity(f.evidence.len() + c.evidence.len());
+        evidence.extend_from_slice(&f.evidence);
         evidence.extend(c.evidence);
-        evidence.sort_by(|a, b| a.at_ns.cmp(&b.at_ns).then_with(|| a.source.cmp(&b.source)));
+        sort_evidence(&mut evidence);
         evidence.dedup();
         let proxy = (!f.client_node.is_empty()).then(|| ProxyRef {
             node: f.client_node.clone(),
@@ -739,6 +749,16 @@ impl Explainer {
             workloads: self.workloads,
             stats: self.stats,
         }
+    }
+}
+
+/// Puts evidence in time order (then by source), keeping the order of
+/// equals; most chains arrive in order already.
+fn sort_evidence(evidence: &mut [Evidence]) {
+    let key =
+        |a: &Evidence, b: &Evidence| a.at_ns.cmp(&b.at_ns).then_with(|| a.source.cmp(&b.source));
+    if !evidence.is_sorted_by(|a, b| key(a, b).is_le()) {
+        evidence.sort_by(key);
     }
 }
 
@@ -857,9 +877,9 @@ pub fn explain_capture<R: std::io::Read>(
     out: &mut impl FnMut(Verdict),
 ) -> Result<Measurements, crate::capture::CaptureError> {
     let mut e = Explainer::new(cfg);
-    while let Some(record) = reader.next_record()? {
-        if let crate::capture::Record::Fact(f) = record {
-            e.push(&f, out);
+    while let Some(record) = reader.next_ref()? {
+        if let crate::capture::RecordRef::Fact(f) = record {
+            e.push(f, out);
         }
     }
     Ok(e.finish(out))

@@ -168,6 +168,30 @@ pub struct Report {
 struct EpisodeAcc {
     summary: EpisodeSummary,
     pods: std::collections::BTreeSet<String>,
+    /// The pod of the previous verdict of this episode.
+    last_pod: Option<String>,
+}
+
+impl EpisodeAcc {
+    fn new(e: &crate::explain::EpisodeRef, t: i64) -> EpisodeAcc {
+        EpisodeAcc {
+            summary: EpisodeSummary {
+                id: e.id.clone(),
+                kind: e.kind,
+                subject: e.subject.clone(),
+                label: episode_label(e.kind, &e.subject),
+                start_ns: e.start_ns,
+                first_failure_ns: t,
+                last_failure_ns: t,
+                failures: 0,
+                of_total: 0,
+                pods: 0,
+                by_cause: BTreeMap::new(),
+            },
+            pods: Default::default(),
+            last_pod: None,
+        }
+    }
 }
 
 /// Accumulates verdicts into a report in bounded memory.
@@ -219,25 +243,14 @@ impl ReportBuilder {
             }
         }
         if let Some(e) = &v.episode {
-            let acc = self
-                .episodes
-                .entry(e.id.clone())
-                .or_insert_with(|| EpisodeAcc {
-                    summary: EpisodeSummary {
-                        id: e.id.clone(),
-                        kind: e.kind,
-                        subject: e.subject.clone(),
-                        label: episode_label(e.kind, &e.subject),
-                        start_ns: e.start_ns,
-                        first_failure_ns: t,
-                        last_failure_ns: t,
-                        failures: 0,
-                        of_total: 0,
-                        pods: 0,
-                        by_cause: BTreeMap::new(),
-                    },
-                    pods: Default::default(),
-                });
+            // Verdicts come in runs of one episode: look up before cloning
+            // the key.
+            if !self.episodes.contains_key(&e.id) {
+                self.episodes.insert(e.id.clone(), EpisodeAcc::new(e, t));
+            }
+            let Some(acc) = self.episodes.get_mut(&e.id) else {
+                return;
+            };
             let s = &mut acc.summary;
             s.start_ns = s.start_ns.min(e.start_ns);
             s.first_failure_ns = s.first_failure_ns.min(t);
@@ -245,23 +258,32 @@ impl ReportBuilder {
             s.failures += 1;
             *s.by_cause.entry(v.cause).or_default() += 1;
             if let Some(uid) = &v.pod_uid {
-                if acc.pods.len() < MAX_EPISODE_PODS {
-                    acc.pods.insert(uid.clone());
+                // Runs of verdicts cite the same pod: skip the set then.
+                if acc.last_pod.as_deref() != Some(uid.as_str()) {
+                    if acc.pods.len() < MAX_EPISODE_PODS && !acc.pods.contains(uid) {
+                        acc.pods.insert(uid.clone());
+                    }
+                    acc.last_pod.clone_from(&v.pod_uid);
                 }
             }
         }
-        let key = v.workload_key.clone().unwrap_or_else(|| "-".into());
-        let w = self
-            .workloads
-            .entry(key.clone())
-            .or_insert_with(|| WorkloadSummary {
-                workload: key,
-                failures: 0,
-                by_cause: BTreeMap::new(),
-                first_failure_ns: t,
-                last_failure_ns: t,
-                fixes: Vec::new(),
-            });
+        let key = v.workload_key.as_deref().unwrap_or("-");
+        if !self.workloads.contains_key(key) {
+            self.workloads.insert(
+                key.to_string(),
+                WorkloadSummary {
+                    workload: key.to_string(),
+                    failures: 0,
+                    by_cause: BTreeMap::new(),
+                    first_failure_ns: t,
+                    last_failure_ns: t,
+                    fixes: Vec::new(),
+                },
+            );
+        }
+        let Some(w) = self.workloads.get_mut(key) else {
+            return;
+        };
         w.failures += 1;
         w.first_failure_ns = w.first_failure_ns.min(t);
         w.last_failure_ns = w.last_failure_ns.max(t);
