@@ -51,6 +51,7 @@ fn write(path: &str, n: u64) -> Result<(), String> {
         capabilities: vec![],
         start_ns: T0,
         end_ns: None,
+        http_peek_proxies: Vec::new(),
     };
     let start = Instant::now();
     let mut w = CaptureWriter::new(

@@ -137,6 +137,7 @@ fn header() -> CaptureHeader {
         capabilities: vec![serde_json::json!({"node": "node-1", "hooks": []})],
         start_ns: 1_700_000_000_000_000_000,
         end_ns: None,
+        http_peek_proxies: Vec::new(),
     }
 }
 

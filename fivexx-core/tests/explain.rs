@@ -614,6 +614,46 @@ fn access_log_5xx_join_their_upstream_failure() {
     );
 }
 
+/// A proxy with retries answers 502 only after every try failed: the 502
+/// claims the whole chain (tries to different upstreams, back to back), so
+/// none of them is counted as hidden; an earlier lone failure is. A proxy
+/// named as peeked counts hidden failures before its first 5xx too.
+#[test]
+fn a_5xx_claims_its_whole_retry_chain() {
+    let mut s = Synth::new();
+    let a = old_pod(&mut s, 70);
+    let b = old_pod(&mut s, 71);
+    graceful_termination(&mut s, &a);
+    graceful_termination(&mut s, &b);
+    let client = ip4(192, 168, 0, 7);
+    // Retried, then answered 200 (hidden): before any 5xx.
+    s.refused("node-1", proxy(), a.ip, T0 + 200 * MS, Some("node-2"));
+    // Tried a, then b, both refused within a millisecond, then 502.
+    s.refused("node-1", proxy(), a.ip, T0 + 1600 * MS, Some("node-2"));
+    s.refused(
+        "node-1",
+        proxy(),
+        b.ip,
+        T0 + 1600 * MS + 400_000,
+        Some("node-2"),
+    );
+    s.http_5xx("node-1", proxy(), client, 51000, T0 + 1601 * MS, 502);
+    let facts = s.sorted();
+    let cfg = ExplainConfig {
+        peeked_proxies: vec![proxy()],
+        ..ExplainConfig::default()
+    };
+    let (_, m) = explain_all(&facts, cfg);
+    let http = &m.stats.http;
+    assert_eq!(http.sent_5xx.values().sum::<u64>(), 1, "{http:?}");
+    assert_eq!(http.hidden_by_retry.values().sum::<u64>(), 1, "{http:?}");
+    // Without being told the proxy is peeked, a failure more than the
+    // match window before its first 5xx is not counted: the engine cannot
+    // know its answers were seen.
+    let (_, m) = explain_all(&facts, ExplainConfig::default());
+    assert_eq!(m.stats.http.hidden_by_retry.values().sum::<u64>(), 0);
+}
+
 #[test]
 fn near_miss_5xx_without_an_upstream_failure_on_its_node() {
     let mut s = Synth::new();

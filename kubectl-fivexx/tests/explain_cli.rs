@@ -63,6 +63,7 @@ fn write_capture(path: &PathBuf, compression: Compression) -> Vec<u8> {
         capabilities: vec![],
         start_ns: T0 - 60 * SECOND,
         end_ns: None,
+        http_peek_proxies: Vec::new(),
     };
     let mut w = CaptureWriter::new(
         Vec::new(),

@@ -114,6 +114,10 @@ pub fn plugin_store(agent: SocketAddr) -> ClusterStore {
     store.set_daemon_set_readiness(|_, _| true);
     // The ingress pod's container log (`--proxy-logs`) is the real nginx's
     // upstreaminfo access log.
-    store.map_pod_log("ingress-nginx", ANY_POD, crate::ingress::container_log_path());
+    store.map_pod_log(
+        "ingress-nginx",
+        ANY_POD,
+        crate::ingress::container_log_path(),
+    );
     store
 }

@@ -292,6 +292,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
                 capabilities: vec![serde_json::to_value(&tracer.report)?],
                 start_ns: tracer::wall_clock_offset_ns() + tracer::monotonic_ns() as i64,
                 end_ns: None,
+                http_peek_proxies: Vec::new(),
             };
             Some(CaptureWriter::new(file, &header, WriteOptions::default())?)
         }

@@ -74,6 +74,11 @@ pub struct CaptureHeader {
     /// Known only when the header is rewritten or from the end record.
     #[serde(default)]
     pub end_ns: Option<i64>,
+    /// Addresses of the proxy pods whose HTTP status lines were peeked from
+    /// the start: their upstream failures that no 5xx followed were retried
+    /// (see `ExplainConfig::peeked_proxies`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_peek_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Events an agent generated but could not deliver (ring buffer full, slow

@@ -53,6 +53,9 @@ struct Session {
     client_tuple: Option<FourTuple>,
     server_tuple: Option<FourTuple>,
     client_node: String,
+    /// The process that owned the client socket, when an event carried it
+    /// (the proxy worker; not from softirq-only events).
+    proxy_pid: Option<i32>,
     rst_in_syn_sent: bool,
     rst_established: bool,
     server_reset_reason: Option<String>,
@@ -113,6 +116,7 @@ impl Session {
             kind,
             tuple,
             client_node: self.client_node,
+            proxy_pid: self.proxy_pid,
             rst: self.rst_in_syn_sent || self.rst_established || self.server_reset_reason.is_some(),
             errno: self.errno,
             syn_retransmits: self.syn_retransmits,
@@ -226,6 +230,9 @@ impl FailureJoiner {
             Role::Client => {
                 if s.client_tuple.is_none() {
                     s.client_tuple = Some(tuple);
+                }
+                if let Some(t) = &e.task {
+                    s.proxy_pid.get_or_insert(t.pid);
                 }
                 if s.client_node.is_empty() || e.node < s.client_node {
                     s.client_node.clone_from(&e.node);

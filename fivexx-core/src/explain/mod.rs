@@ -66,6 +66,10 @@ pub struct ExplainConfig {
     pub rollout_gap_ns: i64,
     /// Pods gone for longer than this are forgotten.
     pub prune_horizon_ns: i64,
+    /// Proxy addresses whose HTTP answers are peeked from the start (the
+    /// plugin asked for them). Their upstream failures that no 5xx claims
+    /// count as hidden by retry even before their first 5xx.
+    pub peeked_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ExplainConfig {
@@ -83,6 +87,7 @@ impl Default for ExplainConfig {
             http_match_ns: SECOND,
             rollout_gap_ns: 300 * SECOND,
             prune_horizon_ns: 600 * SECOND,
+            peeked_proxies: Vec::new(),
         }
     }
 }
@@ -244,7 +249,9 @@ impl Explainer {
             http_match_ns: w(cfg.http_match_ns),
             rollout_gap_ns: w(cfg.rollout_gap_ns),
             prune_horizon_ns: w(cfg.prune_horizon_ns),
+            peeked_proxies: cfg.peeked_proxies,
         };
+        let peeked = cfg.peeked_proxies.iter().copied().collect();
         Explainer {
             cfg,
             tl: crate::model::ClusterTimeline::default(),
@@ -261,7 +268,7 @@ impl Explainer {
             fix_cache: HashMap::default(),
             saw_http: false,
             recent_upstream: HashMap::default(),
-            peeked_proxies: Default::default(),
+            peeked_proxies: peeked,
             recent_answers: Default::default(),
             stats: EngineStats::default(),
         }
@@ -371,8 +378,7 @@ impl Explainer {
                 continue;
             }
             if f.kind == FailureKind::Http5xxLogged {
-                let precise = f.first_ns == f.at_ns;
-                if let Some(v) = self.logged_verdict(f, precise) {
+                if let Some(v) = self.logged_verdict(f) {
                     *self.stats.http.sent_5xx.entry(v.cause).or_default() += 1;
                     out(v);
                 }
@@ -443,14 +449,17 @@ impl Explainer {
     /// client, status and second) is already explained and only counted;
     /// otherwise (TLS, HTTP/2, no peek) it takes the cause of the failed
     /// connection to the upstream the log names.
-    fn logged_verdict(&mut self, f: FailedConnection, precise: bool) -> Option<Verdict> {
+    fn logged_verdict(&mut self, f: FailedConnection) -> Option<Verdict> {
         let status = f.http_status.unwrap_or(0);
-        let slack = if precise { SECOND } else { 2 * SECOND };
+        // The logged time (first_ns) up to its slack (at_ns), plus a margin
+        // for a log stamp taken after the write.
+        let (lo, hi) = (f.first_ns - self.cfg.http_match_ns, f.at_ns);
         if let Some(a) = self.recent_answers.iter_mut().find(|a| {
             !a.logged
                 && a.client == f.tuple.daddr
                 && a.status == status
-                && (a.at_ns - f.at_ns).abs() <= slack
+                && a.at_ns >= lo
+                && a.at_ns <= hi
         }) {
             a.logged = true;
             self.stats.http.confirmed_by_log += 1;
@@ -458,8 +467,8 @@ impl Explainer {
         }
         let upstream = f.upstream;
         let node = f.client_node.clone();
-        let from = f.at_ns - self.cfg.http_match_ns - if precise { 0 } else { SECOND };
-        let to = f.at_ns + 1_000_000;
+        let from = f.first_ns - self.cfg.http_match_ns;
+        let to = f.at_ns;
         Some(self.answer_verdict(f, &node, from, to, &|u| {
             upstream.is_some_and(|x| {
                 x.daddr == u.failure.tuple.daddr && x.dport == u.failure.tuple.dport
@@ -481,8 +490,9 @@ impl Explainer {
     ) -> Verdict {
         let t = f.at_ns;
         let window = self.cfg.http_match_ns;
-        let mut found: Option<(&mut (Verdict, bool), bool)> = None;
-        for (n, q) in self.recent_upstream.iter_mut() {
+        // (node, index in its queue, whether it is the proxy's own).
+        let mut found: Option<(String, usize, bool)> = None;
+        for (n, q) in self.recent_upstream.iter() {
             if !node.is_empty() && n != node {
                 continue;
             }
@@ -495,11 +505,12 @@ impl Explainer {
                         && (!unclaimed || !*claimed)
                 });
                 if let Some(i) = pos {
-                    let better = found.as_ref().is_none_or(|(b, b_own)| {
-                        (own && !*b_own) || (own == *b_own && q[i].0.at_ns() > b.0.at_ns())
+                    let better = found.as_ref().is_none_or(|(bn, bi, b_own)| {
+                        let b_at = self.recent_upstream[bn][*bi].0.at_ns();
+                        (own && !*b_own) || (own == *b_own && q[i].0.at_ns() > b_at)
                     });
                     if better {
-                        found = Some((&mut q[i], own));
+                        found = Some((n.clone(), i, own));
                     }
                     break;
                 }
@@ -509,7 +520,7 @@ impl Explainer {
             node: f.client_node.clone(),
             address: f.tuple.saddr,
         });
-        let Some((entry, own)) = found else {
+        let Some((qn, qi, own)) = found else {
             let evidence = f.evidence.clone();
             return Verdict {
                 cause: Cause::Unexplained,
@@ -532,8 +543,12 @@ impl Explainer {
                 failure: f,
             };
         };
-        entry.1 = true;
-        let u = &entry.0;
+        let q = self.recent_upstream.get_mut(&qn).expect("found above");
+        q[qi].1 = true;
+        if own {
+            claim_retry_chain(q, qi);
+        }
+        let u = &q[qi].0;
         let gap = t - u.at_ns();
         f.upstream = Some(u.failure.tuple);
         let mut evidence = Vec::with_capacity(u.evidence.len() + f.evidence.len());
@@ -762,6 +777,53 @@ fn sort_evidence(evidence: &mut [Evidence]) {
     }
 }
 
+/// Before answering 5xx, a proxy that retries (`proxy_next_upstream`)
+/// tried other upstreams, each failing at once: the 5xx claims those too,
+/// or they would be counted as hidden by retry. A try belongs to the chain
+/// when the same proxy (and worker, when the kernel named it) failed it to
+/// another upstream within `CHAIN_GAP_NS` before the next try began. Only
+/// immediate failures chain: a timed-out try's start is not known.
+fn claim_retry_chain(q: &mut std::collections::VecDeque<(Verdict, bool)>, last: usize) {
+    const CHAIN_GAP_NS: i64 = 20_000_000;
+    let immediate = |f: &FailedConnection| {
+        matches!(
+            f.kind,
+            FailureKind::Refused | FailureKind::Reset | FailureKind::Unreachable
+        )
+    };
+    if !immediate(&q[last].0.failure) {
+        return;
+    }
+    let proxy = q[last].0.failure.tuple.saddr;
+    let pid = q[last].0.failure.proxy_pid;
+    let mut next_start = q[last].0.failure.first_ns;
+    let mut tried = vec![q[last].0.failure.tuple.daddr];
+    for j in (0..last).rev() {
+        let (u, claimed) = &q[j];
+        let f = &u.failure;
+        let gap = next_start - f.at_ns;
+        if gap > CHAIN_GAP_NS {
+            break;
+        }
+        let same_worker = match (pid, f.proxy_pid) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        if *claimed
+            || gap < -1_000_000
+            || f.tuple.saddr != proxy
+            || !same_worker
+            || !immediate(f)
+            || tried.contains(&f.tuple.daddr)
+        {
+            continue;
+        }
+        tried.push(f.tuple.daddr);
+        next_start = f.first_ns;
+        q[j].1 = true;
+    }
+}
+
 /// An upstream failure of a peeked proxy that no 5xx claimed was retried.
 fn count_hidden(
     peeked: &std::collections::HashSet<std::net::IpAddr>,
@@ -774,10 +836,21 @@ fn count_hidden(
     }
 }
 
-/// A proxy's logged 5xx, as a failure to join to its upstream. A log time
-/// in whole seconds is placed at the end of its second (`first_ns` keeps
-/// the logged time), so that it sorts after the kernel's view of the same
-/// answer.
+/// How much later than its logged time a proxy's answer may really have
+/// happened. nginx stamps `$msec` from the time it cached at the start of
+/// its event-loop turn, a few ms before the kernel sees the same turn's
+/// failed connect and 5xx write; `$time_local` is whole seconds.
+fn log_slack(precise: bool) -> i64 {
+    if precise {
+        50_000_000
+    } else {
+        SECOND - 1
+    }
+}
+
+/// A proxy's logged 5xx, as a failure to join to its upstream. It is placed
+/// at the end of its slack (`first_ns` keeps the logged time), so that it
+/// sorts after the kernel's view of the same answer and of its upstream.
 fn logged_failure(l: &crate::model::ProxyLogFact) -> FailedConnection {
     let unspecified = std::net::IpAddr::from([0u8, 0, 0, 0]);
     // The upstream that failed last (status `-` or 5xx).
@@ -794,11 +867,7 @@ fn logged_failure(l: &crate::model::ProxyLogFact) -> FailedConnection {
             daddr: a.ip(),
             dport: a.port(),
         });
-    let at = if l.precise_time {
-        l.at_ns
-    } else {
-        l.at_ns.saturating_add(SECOND - 1)
-    };
+    let at = l.at_ns.saturating_add(log_slack(l.precise_time));
     let tried: Vec<String> = l
         .upstream_addrs
         .iter()
@@ -816,6 +885,7 @@ fn logged_failure(l: &crate::model::ProxyLogFact) -> FailedConnection {
             dport: 0,
         },
         client_node: l.node.clone().unwrap_or_default(),
+        proxy_pid: None,
         rst: false,
         errno: None,
         syn_retransmits: 0,
@@ -853,6 +923,7 @@ fn http_failure(e: &crate::KernelEvent, status: u16, tuple: crate::FourTuple) ->
         kind: FailureKind::Http5xx,
         tuple,
         client_node: e.node.clone(),
+        proxy_pid: e.task.as_ref().map(|t| t.pid),
         rst: false,
         errno: None,
         syn_retransmits: 0,

@@ -158,6 +158,9 @@ pub struct FailedConnection {
     pub tuple: FourTuple,
     /// Node whose agent saw the client side ("" when only the server side was seen).
     pub client_node: String,
+    /// The client process (the proxy worker), when the kernel said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_pid: Option<i32>,
     /// A RST was seen, received by the client or sent by the server.
     pub rst: bool,
     pub errno: Option<i32>,

@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use fivexx_core::capture::{CaptureReader, Record};
+use fivexx_core::capture::{CaptureReader, Record, RecordRef};
 use fivexx_core::explain::{ExplainConfig, Explainer};
 use fivexx_core::report::{
     parse_time, render_json, render_table, render_wide, CaptureInfo, ReportBuilder, ReportFilter,
@@ -98,10 +98,10 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode> {
             args.skew
         );
     }
-    let cfg = ExplainConfig {
+    let mut cfg = Some(ExplainConfig {
         skew_ns,
         ..ExplainConfig::default()
-    };
+    });
     let name = args.file.display().to_string();
     let file = File::open(&args.file).with_context(|| format!("cannot open {name}"))?;
     if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
@@ -115,7 +115,9 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode> {
         ..CaptureInfo::default()
     };
     let mut builder: Option<ReportBuilder> = None;
-    let mut engine = Explainer::new(cfg);
+    // Made at the first record: the header (first) says which proxies
+    // were peeked.
+    let mut engine: Option<Explainer> = None;
     // Relative --since/--until need the header, which is the first record;
     // the filter is fixed at the first record of any kind.
     let make_builder = |info: &CaptureInfo| -> Result<ReportBuilder> {
@@ -135,20 +137,40 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode> {
         };
         Ok(ReportBuilder::new(filter, args.max_verdicts))
     };
+    // Facts are read by reference into a buffer the reader reuses: no
+    // allocation per fact.
     while let Some(record) = reader
-        .next_record()
+        .next_ref()
         .with_context(|| format!("reading {name}"))?
     {
+        let record = match record {
+            RecordRef::Fact(f) => {
+                let (Some(e), Some(b)) = (engine.as_mut(), builder.as_mut()) else {
+                    // A fact before any header: start without one.
+                    let e = engine.insert(Explainer::new(cfg.take().unwrap_or_default()));
+                    let b = builder.insert(make_builder(&info)?);
+                    e.push(f, &mut |v| b.add(v));
+                    continue;
+                };
+                e.push(f, &mut |v| b.add(v));
+                continue;
+            }
+            RecordRef::Other(r) => *r,
+        };
         if let Record::Header(h) = &record {
             info.tool_version.clone_from(&h.tool_version);
             info.context.clone_from(&h.context);
             info.nodes.clone_from(&h.nodes);
             info.start_ns = Some(h.start_ns);
             info.end_ns = info.end_ns.or(h.end_ns);
+            if let Some(c) = cfg.as_mut() {
+                c.peeked_proxies.clone_from(&h.http_peek_proxies);
+            }
         }
         if builder.is_none() {
             builder = Some(make_builder(&info)?);
         }
+        let engine = engine.get_or_insert_with(|| Explainer::new(cfg.take().unwrap_or_default()));
         let Some(b) = builder.as_mut() else { continue };
         match record {
             Record::Fact(f) => engine.push(&f, &mut |v| b.add(v)),
@@ -187,6 +209,7 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode> {
         Some(b) => b,
         None => make_builder(&info)?,
     };
+    let engine = engine.unwrap_or_else(|| Explainer::new(cfg.take().unwrap_or_default()));
     let measurements = engine.finish(&mut |v| builder.add(v));
     let report = builder.finish(&measurements, Some(info));
     let text = match args.output {

@@ -553,6 +553,8 @@ struct Interest {
     uids: HashSet<String>,
     /// Proxy pods whose HTTP status lines the agents peek at.
     proxies: HashSet<String>,
+    /// Their addresses, for the engine (hidden-by-retry counting).
+    proxy_ips: HashSet<IpAddr>,
     ips: HashSet<IpAddr>,
     nodes: HashSet<String>,
 }
@@ -826,6 +828,7 @@ async fn run_session(
                 log_pods.extend(ProxyPod::nginx(p).filter(|q| !log_pods.contains(q)));
                 if let (Some(u), false) = (&p.metadata.uid, flags.no_http_peek) {
                     interest.proxies.insert(u.clone());
+                    interest.proxy_ips.extend(pod_ip(p));
                 }
                 proxies += 1;
             }
@@ -945,6 +948,8 @@ async fn run_session(
     } else {
         tokio::sync::mpsc::channel(1).1
     };
+    let mut peeked: Vec<IpAddr> = interest.proxy_ips.iter().copied().collect();
+    peeked.sort();
     let mut capture = match &mode.capture {
         Some(path) => {
             let header = CaptureHeader {
@@ -957,6 +962,7 @@ async fn run_session(
                     .collect(),
                 start_ns,
                 end_ns: None,
+                http_peek_proxies: peeked.clone(),
             };
             let file = File::create(path).map_err(|e| {
                 CliError::new(
@@ -994,6 +1000,7 @@ async fn run_session(
     let mut engine = Explainer::new(ExplainConfig {
         skew_ns,
         lookahead_ns,
+        peeked_proxies: peeked.clone(),
         ..ExplainConfig::default()
     });
     let mut report = ReportBuilder::new(ReportFilter::default(), 1000);
