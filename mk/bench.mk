@@ -3,7 +3,7 @@
 # and drops, event-to-line latency (the agent's outputs and the real
 # `kubectl fivexx trace` through the lab's fake API server and port-forward),
 # explain speed, agent and plugin footprint.
-#   make bench [BENCH_FLAGS="--rounds 7"]   as root; about 8-12 minutes
+#   make bench [BENCH_FLAGS="--rounds 7"]   as root; about 10 minutes once built
 # Prints one table and writes bench/results.json. NOT part of `make test`.
 .PHONY: bench
 
