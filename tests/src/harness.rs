@@ -121,3 +121,89 @@ pub fn plugin_store(agent: SocketAddr) -> ClusterStore {
     );
     store
 }
+
+/// A run of the real plugin alongside a lab scenario.
+pub struct PluginRun {
+    pub report: crate::scenario::ScenarioReport,
+    /// The plugin command's own output.
+    pub output: std::process::Output,
+}
+
+/// Runs `params` in the lab behind the fake API server (store from
+/// [`plugin_store`]) and, once the lab's ingress pod exists (the lab runs
+/// one scenario at a time: a lock that other suites may hold),
+/// `kubectl-fivexx deploy --no-wait` and then `kubectl-fivexx ARGS` with
+/// a kubeconfig for that server, while the scenario runs. `out_dir` is
+/// created for the scenario's files and the kubeconfig; `lab_exe` is the
+/// `fivexx-lab` binary (`env!("CARGO_BIN_EXE_fivexx-lab")` in a test).
+pub fn run_plugin_during(
+    plugin: &Path,
+    agent: &AgentServe,
+    params: &crate::scenario::ScenarioParams,
+    out_dir: &Path,
+    lab_exe: &Path,
+    args: &[&str],
+) -> PluginRun {
+    use crate::apiserver::{ApiServer, ApiServerConfig};
+    let name = params.kind.name();
+    std::fs::create_dir_all(out_dir).expect("create the run's directory");
+    let store = plugin_store(agent.addr);
+    let opts = crate::scenario::RunOptions {
+        out_dir: out_dir.to_path_buf(),
+        lab_exe: lab_exe.to_path_buf(),
+        agent: None,
+        store: Some(store.clone()),
+        // Our own server on the same store: it outlives the scenario, so
+        // the plugin ends by its --duration, not by the lab shutting down.
+        api_addr: None,
+    };
+    let kubeconfig = out_dir.join("plugin-kubeconfig");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async {
+        let config = ApiServerConfig {
+            graceful_pod_delete: true,
+            ..Default::default()
+        };
+        let server = ApiServer::start(store.clone(), config)
+            .await
+            .expect("start the fake API server");
+        server
+            .write_kubeconfig(&kubeconfig)
+            .expect("write the kubeconfig");
+        let p = params.clone();
+        let run = tokio::spawn(async move { crate::scenario::run(&p, &opts).await });
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while store.list_pods(Some("ingress-nginx")).is_empty() {
+            assert!(Instant::now() < deadline, "{name}: the lab never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let plugin_cmd = |args: &[&str]| {
+            let mut c = tokio::process::Command::new(plugin);
+            c.args(args)
+                .env("KUBECONFIG", &kubeconfig)
+                .env("NO_COLOR", "1")
+                .kill_on_drop(true);
+            c
+        };
+        let deploy = plugin_cmd(&["deploy", "--no-wait"])
+            .output()
+            .await
+            .expect("run kubectl-fivexx deploy");
+        assert!(
+            deploy.status.success(),
+            "{name}: deploy: {}",
+            String::from_utf8_lossy(&deploy.stderr)
+        );
+        let output = plugin_cmd(args).output().await.expect("run kubectl-fivexx");
+        let report = run
+            .await
+            .expect("the scenario task")
+            .unwrap_or_else(|e| panic!("{name}: the scenario failed: {e}"));
+        server.shutdown().await;
+        PluginRun { report, output }
+    })
+}

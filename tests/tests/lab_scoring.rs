@@ -16,14 +16,12 @@
 //! The table is printed (run with `--nocapture` to see it).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use fivexx_core::explain::{Cause, FailureKind, Verdict};
-use fivexx_lab::apiserver::{ApiServer, ApiServerConfig};
-use fivexx_lab::harness::{plugin_and_agent, plugin_store, AgentServe};
+use fivexx_lab::harness::{plugin_and_agent, run_plugin_during, AgentServe, PluginRun};
 use fivexx_lab::load::RequestRecord;
-use fivexx_lab::scenario::{self, RunOptions, ScenarioKind, ScenarioParams, ScenarioReport};
+use fivexx_lab::scenario::{ScenarioKind, ScenarioParams, ScenarioReport};
 
 /// What a scenario's failures are caused by, by construction.
 fn truth(kind: ScenarioKind) -> &'static [Cause] {
@@ -51,57 +49,25 @@ fn record_and_explain(plugin: &Path, agent: &AgentServe, params: ScenarioParams)
     let name = params.kind.name();
     let out_dir = std::env::temp_dir().join(format!("fxlab-score-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out_dir);
-    std::fs::create_dir_all(&out_dir).unwrap();
     let capture = out_dir.join("capture.fxc");
-    let store = plugin_store(agent.addr);
-    let opts = RunOptions {
-        out_dir: out_dir.clone(),
-        lab_exe: PathBuf::from(env!("CARGO_BIN_EXE_fivexx-lab")),
-        agent: None,
-        store: Some(store.clone()),
-        api_addr: None,
-    };
     // The capture outlasts the load: warm-up, load, the lookahead the
     // engine needs for the last failures, and the lab's own set-up.
     let secs = (params.warmup_ms + params.load_ms) / 1000 + 20;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let kubeconfig = out_dir.join("plugin-kubeconfig");
-    let report = rt.block_on(async {
-        let config = ApiServerConfig {
-            graceful_pod_delete: true,
-            ..Default::default()
-        };
-        let server = ApiServer::start(store.clone(), config).await.unwrap();
-        server.write_kubeconfig(&kubeconfig).unwrap();
-        let p = params.clone();
-        let run = tokio::spawn(async move { scenario::run(&p, &opts).await });
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while store.list_pods(Some("ingress-nginx")).is_empty() {
-            assert!(Instant::now() < deadline, "{name}: the lab never started");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let plugin_cmd = |args: &[&str]| {
-            let mut c = tokio::process::Command::new(plugin);
-            c.args(args)
-                .env("KUBECONFIG", &kubeconfig)
-                .env("NO_COLOR", "1")
-                .kill_on_drop(true);
-            c
-        };
-        let deploy = plugin_cmd(&["deploy", "--no-wait"]).output().await.unwrap();
-        assert!(
-            deploy.status.success(),
-            "{name}: deploy: {}",
-            String::from_utf8_lossy(&deploy.stderr)
-        );
-        // As a user would: the workload's namespace. The plugin adds the
-        // ingress pods sending to it, and the agents pass only their
-        // events (the host's own traffic stays out).
-        let cap = plugin_cmd(&[
+    // As a user would: the workload's namespace. The plugin adds the
+    // ingress pods sending to it, and the agents pass only their events
+    // (the host's own traffic stays out). The ingress's access log too:
+    // each 5xx it logs must be the same answer the peek saw (counted
+    // once, no second verdict).
+    let PluginRun {
+        report,
+        output: cap,
+    } = run_plugin_during(
+        plugin,
+        agent,
+        &params,
+        &out_dir,
+        Path::new(env!("CARGO_BIN_EXE_fivexx-lab")),
+        &[
             "capture",
             "-n",
             "shop",
@@ -109,22 +75,14 @@ fn record_and_explain(plugin: &Path, agent: &AgentServe, params: ScenarioParams)
             &capture.display().to_string(),
             "--duration",
             &format!("{secs}s"),
-            // The ingress's access log too: each 5xx it logs must be the
-            // same answer the peek saw (counted once, no second verdict).
             "--proxy-logs",
-        ])
-        .output()
-        .await
-        .unwrap();
-        let report = run.await.unwrap().unwrap();
-        server.shutdown().await;
-        assert!(
-            cap.status.success(),
-            "{name}: capture failed: {}",
-            String::from_utf8_lossy(&cap.stderr)
-        );
-        report
-    });
+        ],
+    );
+    assert!(
+        cap.status.success(),
+        "{name}: capture failed: {}",
+        String::from_utf8_lossy(&cap.stderr)
+    );
     let out = std::process::Command::new(plugin)
         .args(["explain", &capture.display().to_string(), "-o", "json"])
         .args(["--max-verdicts", "1000000"])

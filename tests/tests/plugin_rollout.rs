@@ -4,12 +4,10 @@
 //! `fivexx-agent serve` (eBPF, root), and the plugin must print the kernel
 //! facts and the endpoint-lag verdicts for the pods that served 502s.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use fivexx_lab::apiserver::{ApiServer, ApiServerConfig};
-use fivexx_lab::harness::{plugin_and_agent, plugin_store, AgentServe};
-use fivexx_lab::scenario::{self, RunOptions, ScenarioKind, ScenarioParams};
+use fivexx_lab::harness::{plugin_and_agent, run_plugin_during, AgentServe, PluginRun};
+use fivexx_lab::scenario::{ScenarioKind, ScenarioParams};
 
 #[test]
 fn plugin_trace_explains_rollout_no_prestop() {
@@ -22,56 +20,19 @@ fn plugin_trace_explains_rollout_no_prestop() {
     }
     let (plugin, agent_bin) = plugin_and_agent().unwrap_or_else(|e| panic!("{e}"));
     let agent = AgentServe::start(&agent_bin);
-    let store = plugin_store(agent.addr);
     let out_dir = std::env::temp_dir().join(format!("fxlab-plugin-rollout-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out_dir);
     let params = ScenarioParams::defaults(ScenarioKind::RolloutNoPrestop);
-    let opts = RunOptions {
-        out_dir: out_dir.clone(),
-        lab_exe: PathBuf::from(env!("CARGO_BIN_EXE_fivexx-lab")),
-        agent: None,
-        store: Some(store.clone()),
-        // Our own server on the same store: it outlives the scenario, so
-        // the trace ends by its --duration, not by the lab shutting down.
-        api_addr: None,
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (report, trace) = rt.block_on(async move {
-        let config = ApiServerConfig {
-            graceful_pod_delete: true,
-            ..Default::default()
-        };
-        let server = ApiServer::start(store.clone(), config).await.unwrap();
-        std::fs::create_dir_all(&out_dir).unwrap();
-        let kubeconfig = out_dir.join("plugin-kubeconfig");
-        server.write_kubeconfig(&kubeconfig).unwrap();
-        let run = tokio::spawn(async move { scenario::run(&params, &opts).await });
-        // The lab runs one scenario at a time (a lock that other suites
-        // may hold): start tracing once the lab's ingress pod exists.
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while store.list_pods(Some("ingress-nginx")).is_empty() {
-            assert!(Instant::now() < deadline, "the lab never started");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let plugin_cmd = |args: &[&str]| {
-            let mut c = tokio::process::Command::new(&plugin);
-            c.args(args)
-                .env("KUBECONFIG", &kubeconfig)
-                .env("NO_COLOR", "1")
-                .kill_on_drop(true);
-            c
-        };
-        let deploy = plugin_cmd(&["deploy", "--no-wait"]).output().await.unwrap();
-        assert!(
-            deploy.status.success(),
-            "{}",
-            String::from_utf8_lossy(&deploy.stderr)
-        );
-        let trace = plugin_cmd(&[
+    let PluginRun {
+        report,
+        output: trace,
+    } = run_plugin_during(
+        &plugin,
+        &agent,
+        &params,
+        &out_dir,
+        Path::new(env!("CARGO_BIN_EXE_fivexx-lab")),
+        &[
             "trace",
             "deploy/web",
             "-n",
@@ -80,14 +41,8 @@ fn plugin_trace_explains_rollout_no_prestop() {
             "14s",
             "--lookahead",
             "3s",
-        ])
-        .output()
-        .await
-        .unwrap();
-        let report = run.await.unwrap().unwrap();
-        server.shutdown().await;
-        (report, trace)
-    });
+        ],
+    );
     let stdout = String::from_utf8_lossy(&trace.stdout);
     let stderr = String::from_utf8_lossy(&trace.stderr);
     eprintln!("--- trace stdout\n{stdout}\n--- trace stderr\n{stderr}");

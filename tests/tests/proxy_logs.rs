@@ -6,15 +6,13 @@
 //! its `X-Upstream-Addr` header.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use fivexx_core::capture::{CaptureReader, Record};
 use fivexx_core::model::{Fact, ProxyLogFact};
 use fivexx_core::proxylog::LogFormat;
-use fivexx_lab::apiserver::{ApiServer, ApiServerConfig};
-use fivexx_lab::harness::{plugin_and_agent, plugin_store, AgentServe};
-use fivexx_lab::scenario::{self, RunOptions, ScenarioKind, ScenarioParams};
+use fivexx_lab::harness::{plugin_and_agent, run_plugin_during, AgentServe, PluginRun};
+use fivexx_lab::scenario::{ScenarioKind, ScenarioParams};
 
 #[test]
 fn capture_with_proxy_logs_records_every_502() {
@@ -27,56 +25,22 @@ fn capture_with_proxy_logs_records_every_502() {
     }
     let (plugin, agent_bin) = plugin_and_agent().unwrap_or_else(|e| panic!("{e}"));
     let agent = AgentServe::start(&agent_bin);
-    let store = plugin_store(agent.addr);
     let out_dir = std::env::temp_dir().join(format!("fxlab-proxy-logs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out_dir);
-    std::fs::create_dir_all(&out_dir).unwrap();
     let capture = out_dir.join("capture.fxc");
     let params = ScenarioParams::defaults(ScenarioKind::RolloutNoPrestop);
     // Outlasts warm-up and load, plus the lab's own set-up.
     let secs = (params.warmup_ms + params.load_ms) / 1000 + 15;
-    let opts = RunOptions {
-        out_dir: out_dir.clone(),
-        lab_exe: PathBuf::from(env!("CARGO_BIN_EXE_fivexx-lab")),
-        agent: None,
-        store: Some(store.clone()),
-        api_addr: None,
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let kubeconfig = out_dir.join("plugin-kubeconfig");
-    let (report, cap) = rt.block_on(async {
-        let config = ApiServerConfig {
-            graceful_pod_delete: true,
-            ..Default::default()
-        };
-        let server = ApiServer::start(store.clone(), config).await.unwrap();
-        server.write_kubeconfig(&kubeconfig).unwrap();
-        let run = tokio::spawn(async move { scenario::run(&params, &opts).await });
-        // The lab runs one scenario at a time: start once its ingress exists.
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while store.list_pods(Some("ingress-nginx")).is_empty() {
-            assert!(Instant::now() < deadline, "the lab never started");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let plugin_cmd = |args: &[&str]| {
-            let mut c = tokio::process::Command::new(&plugin);
-            c.args(args)
-                .env("KUBECONFIG", &kubeconfig)
-                .env("NO_COLOR", "1")
-                .kill_on_drop(true);
-            c
-        };
-        let deploy = plugin_cmd(&["deploy", "--no-wait"]).output().await.unwrap();
-        assert!(
-            deploy.status.success(),
-            "deploy: {}",
-            String::from_utf8_lossy(&deploy.stderr)
-        );
-        let cap = plugin_cmd(&[
+    let PluginRun {
+        report,
+        output: cap,
+    } = run_plugin_during(
+        &plugin,
+        &agent,
+        &params,
+        &out_dir,
+        Path::new(env!("CARGO_BIN_EXE_fivexx-lab")),
+        &[
             "capture",
             "deploy/web",
             "-n",
@@ -86,14 +50,8 @@ fn capture_with_proxy_logs_records_every_502() {
             "--duration",
             &format!("{secs}s"),
             "--proxy-logs",
-        ])
-        .output()
-        .await
-        .unwrap();
-        let report = run.await.unwrap().unwrap();
-        server.shutdown().await;
-        (report, cap)
-    });
+        ],
+    );
     let stderr = String::from_utf8_lossy(&cap.stderr);
     eprintln!("--- capture stderr\n{stderr}");
     assert!(cap.status.success(), "capture failed");
