@@ -15,7 +15,7 @@ use tracer_ebpf::{
 
 use crate::btf::KernelBtf;
 use crate::decode::kind_for_index;
-use crate::layout::KernelLayout;
+use crate::layout::{Hook, KernelLayout};
 use crate::tracefs::Tracefs;
 use crate::Error;
 
@@ -218,19 +218,7 @@ impl Tracer {
                 status.reason = Some("not requested (--kinds)".to_string());
                 continue;
             }
-            match attach(
-                &mut ebpf,
-                plan.hook.program,
-                plan.hook.category,
-                plan.hook.name,
-            ) {
-                Ok(()) => status.state = plan.state,
-                Err(e) => {
-                    tracing::warn!("{}: {e}", plan.hook.tracepoint());
-                    status.state = HookState::Failed;
-                    status.reason = Some(e);
-                }
-            }
+            attach_hook(&mut ebpf, &plan.hook, plan.state, status);
         }
         let http_attached = !http_cgroups.is_empty();
         Ok(Tracer {
@@ -290,25 +278,10 @@ impl Tracer {
         for (i, hook, state) in plans {
             let status = &mut self.report.hooks[i];
             if want {
-                match attach(&mut self.ebpf, hook.program, hook.category, hook.name) {
-                    Ok(()) => {
-                        status.state = state;
-                        status.reason = None;
-                    }
-                    Err(e) => {
-                        tracing::warn!("{}: {e}", hook.tracepoint());
-                        status.state = HookState::Failed;
-                        status.reason = Some(e);
-                    }
-                }
+                status.reason = None;
+                attach_hook(&mut self.ebpf, &hook, state, status);
             } else {
-                if let Some(tp) = self
-                    .ebpf
-                    .program_mut(hook.program)
-                    .and_then(|p| <&mut TracePoint>::try_from(p).ok())
-                {
-                    let _ = tp.unload();
-                }
+                detach_hook(&mut self.ebpf, &hook);
                 status.state = HookState::NotLoaded;
                 status.reason = Some(HTTP_ON_DEMAND.to_string());
             }
@@ -355,12 +328,31 @@ impl Tracer {
     /// Detaches every program now (records already in the ring stay readable).
     pub fn detach_all(&mut self) {
         for hook in crate::layout::HOOKS {
-            if let Some(p) = self.ebpf.program_mut(hook.program) {
-                if let Ok(tp) = <&mut TracePoint>::try_from(p) {
-                    let _ = tp.unload();
-                }
-            }
+            detach_hook(&mut self.ebpf, &hook);
         }
+    }
+}
+
+/// Attaches one planned hook and records the outcome in its status: the
+/// planned state (attached or degraded), or failed with the reason.
+fn attach_hook(ebpf: &mut Ebpf, hook: &Hook, state: HookState, status: &mut HookStatus) {
+    match attach(ebpf, hook.program, hook.category, hook.name) {
+        Ok(()) => status.state = state,
+        Err(e) => {
+            tracing::warn!("{}: {e}", hook.tracepoint());
+            status.state = HookState::Failed;
+            status.reason = Some(e);
+        }
+    }
+}
+
+/// Detaches and unloads one hook's program (a no-op if it is not loaded).
+fn detach_hook(ebpf: &mut Ebpf, hook: &Hook) {
+    if let Some(tp) = ebpf
+        .program_mut(hook.program)
+        .and_then(|p| <&mut TracePoint>::try_from(p).ok())
+    {
+        let _ = tp.unload();
     }
 }
 
