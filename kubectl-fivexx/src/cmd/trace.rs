@@ -109,8 +109,9 @@ pub struct SessionFlags {
     pub proxy_logs: bool,
 }
 
+/// What a `trace` or `capture` session watches.
 #[derive(Args, Debug)]
-pub struct TraceArgs {
+pub struct ScopeArgs {
     /// pod/NAME, deploy/NAME, sts/NAME, svc/NAME, node/NAME; none: the namespace.
     #[arg(value_name = "TARGET")]
     pub target: Option<String>,
@@ -120,6 +121,12 @@ pub struct TraceArgs {
     /// Only pods with these labels (KEY=VALUE[,KEY=VALUE]).
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// Also record everything to this capture file.
     #[arg(long, value_name = "FILE")]
     pub capture: Option<PathBuf>,
@@ -132,15 +139,8 @@ pub struct TraceArgs {
 
 #[derive(Args, Debug)]
 pub struct CaptureArgs {
-    /// pod/NAME, deploy/NAME, sts/NAME, svc/NAME, node/NAME; none: the namespace.
-    #[arg(value_name = "TARGET")]
-    pub target: Option<String>,
-    /// All namespaces (without TARGET).
-    #[arg(short = 'A', long)]
-    pub all_namespaces: bool,
-    /// Only pods with these labels (KEY=VALUE[,KEY=VALUE]).
-    #[arg(short = 'l', long, value_name = "SELECTOR")]
-    pub selector: Option<String>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// The capture file to write.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: PathBuf,
@@ -173,31 +173,23 @@ struct Mode {
     capture: Option<PathBuf>,
 }
 
-/// TARGET, `-l` and `-A` to the pods and nodes a session watches; shared by
-/// `trace` and `capture`.
-async fn resolve_scope(
-    cluster: &Cluster,
-    target: Option<&str>,
-    selector: Option<&str>,
-    all_namespaces: bool,
-) -> anyhow::Result<target::Scope> {
-    let t = Target::parse(target)?;
-    let labels = selector
-        .map(target::parse_selector)
-        .transpose()?
-        .unwrap_or_default();
-    Ok(target::resolve(cluster, &t, all_namespaces, labels).await?)
+impl ScopeArgs {
+    /// TARGET, `-l` and `-A` to the pods and nodes the session watches.
+    async fn resolve(&self, cluster: &Cluster) -> anyhow::Result<target::Scope> {
+        let t = Target::parse(self.target.as_deref())?;
+        let labels = self
+            .selector
+            .as_deref()
+            .map(target::parse_selector)
+            .transpose()?
+            .unwrap_or_default();
+        Ok(target::resolve(cluster, &t, self.all_namespaces, labels).await?)
+    }
 }
 
 pub async fn run_trace(kube: KubeFlags, args: TraceArgs) -> anyhow::Result<ExitCode> {
     let cluster = Cluster::connect(&kube).await?;
-    let scope = resolve_scope(
-        &cluster,
-        args.target.as_deref(),
-        args.selector.as_deref(),
-        args.all_namespaces,
-    )
-    .await?;
+    let scope = args.scope.resolve(&cluster).await?;
     let mode = Mode {
         lines: true,
         progress: false,
@@ -216,13 +208,7 @@ pub async fn run_capture(kube: KubeFlags, args: CaptureArgs) -> anyhow::Result<E
         .into());
     }
     let cluster = Cluster::connect(&kube).await?;
-    let scope = resolve_scope(
-        &cluster,
-        args.target.as_deref(),
-        args.selector.as_deref(),
-        args.all_namespaces,
-    )
-    .await?;
+    let scope = args.scope.resolve(&cluster).await?;
     let mode = Mode {
         lines: false,
         progress: true,
