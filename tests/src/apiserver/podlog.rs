@@ -13,6 +13,12 @@
 //! `$msec`, e.g. `1732519154.313 `) carries its own, which is stripped from
 //! the content; any other line is stamped when the server reads it, as a
 //! runtime stamps what it reads from the container's stdout.
+//!
+//! A runtime reads a line after it was written, so its stamp is never
+//! earlier than the write. `$msec` is cut to the millisecond: taken as is,
+//! a request sent in the first millisecond of a `sinceTime` window would be
+//! stamped before it and dropped. The stamp is therefore the end of the
+//! prefix's last digit (`.313` is `.313999999`), as a runtime's would be.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -89,7 +95,8 @@ pub fn split_stamp(line: &str, read_ns: i64) -> (i64, &str) {
     (read_ns, line)
 }
 
-/// `1732519154.313` (seconds since the epoch, up to 9 decimals) in ns.
+/// `1732519154.313` (seconds since the epoch, up to 9 decimals) in ns, at
+/// the end of its last digit (`.313999999`): never before the write.
 fn unix_seconds_ns(s: &str) -> Option<i64> {
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
     let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
@@ -102,7 +109,8 @@ fn unix_seconds_ns(s: &str) -> Option<i64> {
         ns += i64::from(b - b'0') * scale;
         scale /= 10;
     }
-    Some(ns)
+    let last_digit_unit = 10_i64.pow(9 - frac.len() as u32);
+    Some(ns + last_digit_unit - 1)
 }
 
 /// One response line, newline included.
@@ -146,39 +154,64 @@ pub fn serve(
 }
 
 /// Where a followed file has been read up to.
+///
+/// The file stays open between polls, as a runtime's log reader keeps its
+/// descriptor: lines written just before the file is removed (the lab
+/// cleans its run directory as soon as a scenario ends) are still read,
+/// and a file replaced at the same path is read to its end first.
 #[derive(Default)]
 struct FileCursor {
-    offset: u64,
+    file: Option<std::fs::File>,
     inode: Option<u64>,
+    offset: u64,
     partial: Vec<u8>,
 }
 
 impl FileCursor {
-    /// Appends what was written since the last call to `partial`; starts
-    /// over when the file was replaced or truncated.
-    fn read_new(&mut self, path: &std::path::Path) {
-        let Ok(meta) = std::fs::metadata(path) else {
-            return;
-        };
-        if self.inode != Some(meta.ino()) || meta.len() < self.offset {
-            self.inode = Some(meta.ino());
-            self.offset = 0;
-            self.partial.clear();
+    /// Appends what was written since the last call to `partial` (one
+    /// `READ_CHUNK` at most, so that a large file is sent as it is read);
+    /// moves to a new file at `path` once the open one is read to its end,
+    /// and starts over when the file was truncated.
+    /// Whether anything was read.
+    fn read_new(&mut self, path: &std::path::Path) -> bool {
+        let at_path = std::fs::metadata(path).ok();
+        if let Some(meta) = &at_path {
+            if self.inode == Some(meta.ino()) && meta.len() < self.offset {
+                self.offset = 0;
+                self.partial.clear();
+            }
         }
-        if meta.len() <= self.offset {
-            return;
+        if self.read_open() {
+            return true;
         }
-        let Ok(mut f) = std::fs::File::open(path) else {
-            return;
+        if at_path.is_some_and(|m| self.inode != Some(m.ino())) {
+            if let Ok(f) = std::fs::File::open(path) {
+                self.inode = f.metadata().ok().map(|m| m.ino());
+                self.file = Some(f);
+                self.offset = 0;
+                self.partial.clear();
+                return self.read_open();
+            }
+        }
+        false
+    }
+
+    /// One read of at most `READ_CHUNK` from the open file; whether it
+    /// returned anything.
+    fn read_open(&mut self) -> bool {
+        let Some(f) = self.file.as_mut() else {
+            return false;
         };
         if f.seek(SeekFrom::Start(self.offset)).is_err() {
-            return;
+            return false;
         }
-        let want = (meta.len() - self.offset).min(READ_CHUNK);
         let before = self.partial.len();
-        if f.take(want).read_to_end(&mut self.partial).is_ok() {
-            self.offset += (self.partial.len() - before) as u64;
+        if f.take(READ_CHUNK).read_to_end(&mut self.partial).is_err() {
+            return false;
         }
+        let got = (self.partial.len() - before) as u64;
+        self.offset += got;
+        got > 0
     }
 
     /// The next complete line, without its newline.
@@ -200,9 +233,14 @@ async fn pump(
 ) {
     let mut cursor = FileCursor::default();
     loop {
-        if let Some(p) = &path {
-            cursor.read_new(p);
-        }
+        // A follow ends with the container: here, when the pod is gone or
+        // the server stops. Noticed before the read, so that what was
+        // written up to then is still sent, as a runtime sends a finished
+        // container's log to its end.
+        let ending = !request.follow
+            || store.get(Kind::Pod, &namespace, &pod).is_none()
+            || *shutdown.borrow();
+        let more = path.as_ref().is_some_and(|p| cursor.read_new(p));
         let read_ns = now_ns();
         while let Some(line) = cursor.next_line() {
             let (stamp, content) = split_stamp(&line, read_ns);
@@ -214,9 +252,12 @@ async fn pump(
                 return; // the client went away
             }
         }
-        if !request.follow {
+        if more {
+            continue; // a backlog: read on at once
+        }
+        if ending {
             // The last line may lack its newline: a plain read shows it.
-            if !cursor.partial.is_empty() {
+            if !request.follow && !cursor.partial.is_empty() {
                 let line = String::from_utf8_lossy(&cursor.partial).into_owned();
                 let (stamp, content) = split_stamp(&line, read_ns);
                 if request.since_ns.is_none_or(|s| stamp >= s) {
@@ -227,13 +268,13 @@ async fn pump(
             }
             return;
         }
-        // A follow ends with the container: here, when the pod is gone.
-        if store.get(Kind::Pod, &namespace, &pod).is_none() || *shutdown.borrow() {
-            return;
-        }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
-            _ = shutdown.changed() => return,
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    return; // the server is gone
+                }
+            }
             _ = tx.closed() => return,
         }
     }
@@ -247,7 +288,15 @@ mod tests {
     fn msec_prefix_is_the_stamp() {
         assert_eq!(
             split_stamp("1732519154.313 10.1.0.7 - - [..]", 7),
-            (1_732_519_154_313_000_000, "10.1.0.7 - - [..]")
+            (1_732_519_154_313_999_999, "10.1.0.7 - - [..]")
+        );
+        assert_eq!(
+            split_stamp("1732519154 x", 7),
+            (1_732_519_154_999_999_999, "x")
+        );
+        assert_eq!(
+            split_stamp("1732519154.123456789 x", 7),
+            (1_732_519_154_123_456_789, "x")
         );
         assert_eq!(
             split_stamp("10.1.0.7 - - [..]", 7),
@@ -259,6 +308,38 @@ mod tests {
             "2024-11-25T07:19:14.313Z x\n"
         );
         assert_eq!(render(1, "x", false), "x\n");
+    }
+
+    /// Lines written just before the file is removed are still read, and a
+    /// file replaced at the same path is read to its end before the new one.
+    #[test]
+    fn a_removed_or_replaced_file_is_read_to_its_end() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("fxlab-podlog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.log");
+        let mut old = std::fs::File::create(&path).unwrap();
+        writeln!(old, "one").unwrap();
+        let mut c = FileCursor::default();
+        assert!(c.read_new(&path));
+        assert_eq!(c.next_line().as_deref(), Some("one"));
+        assert!(!c.read_new(&path), "nothing new");
+        writeln!(old, "two").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(c.read_new(&path));
+        assert_eq!(c.next_line().as_deref(), Some("two"));
+        writeln!(old, "three").unwrap();
+        std::fs::write(&path, "new\n").unwrap();
+        assert!(c.read_new(&path));
+        assert_eq!(c.next_line().as_deref(), Some("three"));
+        assert!(c.read_new(&path));
+        assert_eq!(c.next_line().as_deref(), Some("new"));
+        assert_eq!(c.next_line(), None);
+        // Truncated (found, as by tail, by the size falling below the offset).
+        std::fs::write(&path, "c\n").unwrap();
+        assert!(c.read_new(&path), "a truncated file starts over");
+        assert_eq!(c.next_line().as_deref(), Some("c"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
