@@ -1178,7 +1178,8 @@ async fn pod_logs_follow_a_file_with_timestamps_and_since_time() -> Result<()> {
         .await?;
     assert_eq!(
         stamped,
-        "2024-11-25T07:19:14.313Z first line\n2024-11-25T07:19:15.000000001Z second line\n"
+        "2024-11-25T07:19:14.313999999Z first line\n2024-11-25T07:19:15.000000001Z second line\n",
+        "a $msec stamp is the end of its millisecond: never before the write"
     );
     // sinceTime drops the earlier line (kube-rs sends whole seconds).
     let since = pods
@@ -1224,7 +1225,7 @@ async fn pod_logs_follow_a_file_with_timestamps_and_since_time() -> Result<()> {
     let third = tokio::time::timeout(WAIT, lines.next())
         .await?
         .context("eof")??;
-    assert_eq!(third, "2024-11-25T07:19:16.5Z third line");
+    assert_eq!(third, "2024-11-25T07:19:16.599999999Z third line");
     let fourth = tokio::time::timeout(WAIT, lines.next())
         .await?
         .context("eof")??;
@@ -1235,7 +1236,18 @@ async fn pod_logs_follow_a_file_with_timestamps_and_since_time() -> Result<()> {
         stamp >= before && stamp <= jiff::Timestamp::now(),
         "{stamp}"
     );
+    // A line written just before the pod goes (and its file with it) is
+    // still sent: the follow reads to the end, as for a finished container.
+    {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log)?;
+        writeln!(f, "1732519157.250 last line")?;
+    }
+    std::fs::remove_file(&log)?;
     lab.store.delete_pod("ingress-nginx", "ctl");
+    let last = tokio::time::timeout(WAIT, lines.next())
+        .await?
+        .context("eof")??;
+    assert_eq!(last, "2024-11-25T07:19:17.250999999Z last line");
     let end = tokio::time::timeout(WAIT, lines.next()).await?;
     assert!(end.is_none(), "the follow ends with the pod: {end:?}");
 
@@ -1246,6 +1258,7 @@ async fn pod_logs_follow_a_file_with_timestamps_and_since_time() -> Result<()> {
         matches!(&err, kube::Error::Api(s) if s.code == 404),
         "{err}"
     );
+    std::fs::write(&log, "1732519155.000000001 second line\n")?;
     let mut two = pod("ingress-nginx", "two", "ingress-nginx", None);
     if let Some(spec) = two.spec.as_mut() {
         spec.containers.push(Container {

@@ -6,7 +6,7 @@
 //! after the events (that is why they are events), so lookups are cached
 //! briefly and also indexed by cgroup id, which outlives the pid.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -117,32 +117,23 @@ pub fn cgroup_id_of(dir: &Path) -> Option<u64> {
     std::fs::metadata(dir).ok().map(|m| m.ino())
 }
 
-/// The cgroup ids of the pods `uids` and of every cgroup below them (the
-/// containers), found by walking the kubepods part of the cgroup v2 tree
-/// under `root`. The walk is bounded (depth and directory count) so that a
-/// huge or looping hierarchy cannot stall the agent.
-pub fn pod_cgroup_ids(root: &Path, uids: &BTreeSet<String>) -> BTreeSet<u64> {
-    const MAX_DEPTH: usize = 8;
-    const MAX_DIRS: usize = 20_000;
-    let mut out = BTreeSet::new();
-    if uids.is_empty() {
-        return out;
-    }
-    let mut stack = vec![(root.to_path_buf(), 0usize)];
+/// Bounds of a cgroup walk, so that a huge or looping hierarchy cannot
+/// stall the agent.
+const WALK_MAX_DEPTH: usize = 8;
+const WALK_MAX_DIRS: usize = 20_000;
+
+/// Visits the directories below `start` (itself included), depth first,
+/// within the walk bounds; `visit` says whether to descend into one.
+fn walk_cgroups(start: &Path, mut visit: impl FnMut(&Path, usize) -> bool) {
+    let mut stack = vec![(start.to_path_buf(), 0usize)];
     let mut seen = 0usize;
     while let Some((dir, depth)) = stack.pop() {
         seen += 1;
-        if seen > MAX_DIRS {
-            tracing::warn!("cgroup walk stopped after {MAX_DIRS} directories");
+        if seen > WALK_MAX_DIRS {
+            tracing::warn!("cgroup walk stopped after {WALK_MAX_DIRS} directories");
             break;
         }
-        let rel = dir.strip_prefix(root).unwrap_or(&dir).to_string_lossy();
-        if let Some(pod) = pod_from_cgroup_path(&rel) {
-            if uids.contains(&pod.pod_uid) {
-                out.extend(cgroup_id_of(&dir));
-            }
-        }
-        if depth >= MAX_DEPTH {
+        if !visit(&dir, depth) || depth >= WALK_MAX_DEPTH {
             continue;
         }
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -154,7 +145,82 @@ pub fn pod_cgroup_ids(root: &Path, uids: &BTreeSet<String>) -> BTreeSet<u64> {
             }
         }
     }
+}
+
+/// The pod-level cgroup directory of each of the pods `uids` found below
+/// `root` (the kubepods part of the tree is walked; a pod's own directory
+/// is not descended into).
+pub fn pod_cgroup_dirs(root: &Path, uids: &BTreeSet<String>) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    if uids.is_empty() {
+        return out;
+    }
+    walk_cgroups(root, |dir, _| {
+        let rel = dir.strip_prefix(root).unwrap_or(dir).to_string_lossy();
+        match pod_from_cgroup_path(&rel) {
+            Some(pod) if uids.contains(&pod.pod_uid) => {
+                out.entry(pod.pod_uid).or_insert_with(|| dir.to_path_buf());
+                false
+            }
+            _ => true,
+        }
+    });
     out
+}
+
+/// The cgroup ids of `dir` and of every cgroup below it (a pod's
+/// containers).
+pub fn cgroup_ids_below(dir: &Path) -> BTreeSet<u64> {
+    let mut out = BTreeSet::new();
+    walk_cgroups(dir, |d, _| {
+        out.extend(cgroup_id_of(d));
+        true
+    });
+    out
+}
+
+/// How often pods not found on this node are looked for again (a plugin
+/// names every proxy pod to every agent; most run elsewhere).
+const UNRESOLVED_RESCAN: Duration = Duration::from_secs(5);
+
+/// The cgroups of the pods clients asked about, kept between calls: the
+/// whole kubepods tree is walked only when the set of pods changes, when a
+/// pod's directory is gone, or every `UNRESOLVED_RESCAN` while some pod is
+/// not found; otherwise only the pods' own directories are listed, which
+/// is where a restarted container's new cgroup appears.
+#[derive(Debug, Default)]
+pub struct PodCgroups {
+    uids: BTreeSet<String>,
+    dirs: BTreeMap<String, PathBuf>,
+    last_walk: Option<Instant>,
+    walks: u64,
+}
+
+impl PodCgroups {
+    /// The cgroup ids of `uids` (pod and container levels) under `root`.
+    pub fn ids(&mut self, root: &Path, uids: &BTreeSet<String>) -> BTreeSet<u64> {
+        let stale = *uids != self.uids
+            || self.dirs.values().any(|d| !d.is_dir())
+            || (self.dirs.len() < uids.len()
+                && self
+                    .last_walk
+                    .is_none_or(|t| t.elapsed() >= UNRESOLVED_RESCAN));
+        if stale {
+            self.uids = uids.clone();
+            self.dirs = pod_cgroup_dirs(root, uids);
+            self.last_walk = Some(Instant::now());
+            self.walks += 1;
+        }
+        self.dirs
+            .values()
+            .flat_map(|d| cgroup_ids_below(d))
+            .collect()
+    }
+
+    /// Full walks of the tree so far.
+    pub fn walks(&self) -> u64 {
+        self.walks
+    }
 }
 
 const TTL: Duration = Duration::from_secs(30);
@@ -377,6 +443,47 @@ mod tests {
         assert_eq!((r.pod_uid.as_str(), r.container_id.as_str()), (UID, CID));
         let r = pod_from_cgroup_path(&format!("/kubepods/pod{UID}/{CID}")).unwrap();
         assert_eq!(r.pod_uid, UID);
+    }
+
+    /// The full walk runs once for a set of pods; a restarted container's
+    /// new cgroup is found by listing the pod's directory alone; a pod
+    /// directory that goes away, or a new set, walks again.
+    #[test]
+    fn pod_cgroups_walk_the_tree_only_when_needed() {
+        let root = std::env::temp_dir().join(format!("fx-cg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let pod = root.join(format!(
+            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice",
+            UID.replace('-', "_")
+        ));
+        let c1 = pod.join(format!("cri-containerd-{CID}.scope"));
+        std::fs::create_dir_all(&c1).unwrap();
+        std::fs::create_dir_all(root.join("system.slice/other.service")).unwrap();
+        let uids: BTreeSet<String> = [UID.to_string()].into();
+        let mut pc = PodCgroups::default();
+        let want = |dirs: &[&Path]| -> BTreeSet<u64> {
+            dirs.iter().filter_map(|d| cgroup_id_of(d)).collect()
+        };
+        assert_eq!(pc.ids(&root, &uids), want(&[&pod, &c1]));
+        assert_eq!(pc.ids(&root, &uids), want(&[&pod, &c1]));
+        assert_eq!(pc.walks(), 1, "nothing changed: no second walk");
+        std::fs::remove_dir(&c1).unwrap();
+        let c2 = pod.join(format!("cri-containerd-{}.scope", "b".repeat(64)));
+        std::fs::create_dir(&c2).unwrap();
+        assert_eq!(pc.ids(&root, &uids), want(&[&pod, &c2]));
+        assert_eq!(pc.walks(), 1, "a restart is seen in the pod's directory");
+        std::fs::remove_dir_all(root.join("kubepods.slice")).unwrap();
+        assert!(pc.ids(&root, &uids).is_empty());
+        assert_eq!(pc.walks(), 2, "the pod's directory went away");
+        let other: BTreeSet<String> = [UID.to_string(), "0".repeat(36)].into();
+        pc.ids(&root, &other);
+        pc.ids(&root, &other);
+        assert_eq!(
+            pc.walks(),
+            3,
+            "unfound pods are looked for again later, not each tick"
+        );
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -444,11 +444,12 @@ struct Publisher {
     /// The proxy pods clients asked to peek at, as last applied.
     http_pods: std::collections::BTreeSet<String>,
     cgroup_root: Option<std::path::PathBuf>,
+    pod_cgroups: tracer_user::enrich::PodCgroups,
 }
 
 impl Publisher {
-    /// Peeks at the proxy pods the clients name now (re-resolved every
-    /// tick: a restarted container has a new cgroup).
+    /// Peeks at the proxy pods the clients name now (their containers are
+    /// listed again every tick: a restarted container has a new cgroup).
     fn sync_http_peek(&mut self, tracer: &mut Tracer) {
         let pods = self.hub.http_pods();
         if pods.is_empty() && self.http_pods.is_empty() {
@@ -456,7 +457,7 @@ impl Publisher {
         }
         let mut ids = self.static_http.clone();
         if let Some(root) = &self.cgroup_root {
-            ids.extend(tracer_user::enrich::pod_cgroup_ids(root, &pods));
+            ids.extend(self.pod_cgroups.ids(root, &pods));
         }
         match tracer.set_http_cgroups(&ids) {
             Ok(on) if pods != self.http_pods => {
@@ -511,6 +512,7 @@ fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
         static_http: tracer.http_set().clone(),
         http_pods: Default::default(),
         cgroup_root: tracer_user::enrich::cgroup2_root(),
+        pod_cgroups: Default::default(),
     };
     eprintln!(
         "fivexx-agent: serving on {} (kernel {})",
