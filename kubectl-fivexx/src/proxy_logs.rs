@@ -91,14 +91,43 @@ pub enum LogInput {
     },
 }
 
-/// Starts one follower per pod; lines logged before `since_ns` are
-/// skipped. The followers end when the receiver is dropped.
-pub fn follow(cluster: &Cluster, pods: Vec<ProxyPod>, since_ns: i64) -> mpsc::Receiver<LogInput> {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    for pod in pods {
-        tokio::spawn(follow_one(cluster.clone(), pod, since_ns, tx.clone()));
+/// The session's log followers: one per proxy pod, all sending to one
+/// queue. Pods can be added while the session runs (a proxy rollout).
+pub struct LogFollowers {
+    cluster: Cluster,
+    since_ns: i64,
+    tx: mpsc::Sender<LogInput>,
+}
+
+impl LogFollowers {
+    /// Starts one follower per pod; lines logged before `since_ns` are
+    /// skipped. The followers end when the receiver is dropped.
+    pub fn start(
+        cluster: &Cluster,
+        pods: Vec<ProxyPod>,
+        since_ns: i64,
+    ) -> (LogFollowers, mpsc::Receiver<LogInput>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let followers = LogFollowers {
+            cluster: cluster.clone(),
+            since_ns,
+            tx,
+        };
+        for pod in pods {
+            followers.add(pod);
+        }
+        (followers, rx)
     }
-    rx
+
+    /// Follows one more pod's log.
+    pub fn add(&self, pod: ProxyPod) {
+        tokio::spawn(follow_one(
+            self.cluster.clone(),
+            pod,
+            self.since_ns,
+            self.tx.clone(),
+        ));
+    }
 }
 
 /// Follows one pod's log, reconnecting when the stream ends (the API

@@ -12,7 +12,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use fivexx_core::capability::{BtfOffsets, CapabilityReport};
-use fivexx_core::wire::{self, AgentMessage, AgentStats, PROTOCOL_VERSION};
+use fivexx_core::wire::{
+    self, AgentMessage, AgentStats, ClientMessage, StreamFilter, PROTOCOL_VERSION,
+};
 use fivexx_lab::apiserver::{ApiServer, ApiServerConfig};
 use fivexx_lab::cluster::{ClusterStore, Kind, ANY_POD};
 use futures::{SinkExt, StreamExt};
@@ -213,6 +215,20 @@ fn fake_agent(
     version: &str,
     die_after: Option<Duration>,
 ) -> SocketAddr {
+    fake_agent_recording(rt, version, die_after).0
+}
+
+/// The filters clients subscribed with, in order.
+type Subscriptions = std::sync::Arc<std::sync::Mutex<Vec<StreamFilter>>>;
+
+/// [`fake_agent`], which also records each subscription's filter.
+fn fake_agent_recording(
+    rt: &tokio::runtime::Runtime,
+    version: &str,
+    die_after: Option<Duration>,
+) -> (SocketAddr, Subscriptions) {
+    let subs = Subscriptions::default();
+    let recorded = subs.clone();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
@@ -224,10 +240,14 @@ fn fake_agent(
                 return;
             };
             let version = version.clone();
+            let subs = subs.clone();
             tokio::spawn(async move {
                 let mut f = Framed::new(sock, LengthDelimitedCodec::new());
-                if f.next().await.is_none() {
+                let Some(Ok(first)) = f.next().await else {
                     return;
+                };
+                if let Ok(ClientMessage::Subscribe { filter, .. }) = wire::decode_client(&first) {
+                    subs.lock().unwrap().push(filter);
                 }
                 let hello = AgentMessage::Hello {
                     protocol: PROTOCOL_VERSION,
@@ -274,7 +294,7 @@ fn fake_agent(
             });
         }
     });
-    addr
+    (addr, recorded)
 }
 
 /// The real agent, serving on a free loopback port.
@@ -783,6 +803,98 @@ fn capture_and_node_sessions_with_a_quiet_agent() {
     assert!(text.contains("recent evictions: none"), "{text}");
     let out = lab.run(&["node", "no-such-node"]);
     assert_fails(&out, "node \"no-such-node\" not found", "kubectl get nodes");
+}
+
+/// A proxy pod that starts while a trace runs (a proxy rollout or
+/// scale-up) is peeked at and its log followed, as the ones found at the
+/// start are: the agent gets a subscription naming it, and its 502s show.
+#[test]
+fn a_proxy_pod_started_mid_trace_is_peeked_and_log_followed() {
+    let lab = Lab::new("proxy-late");
+    let (addr, subs) = fake_agent_recording(&lab.rt, env!("CARGO_PKG_VERSION"), None);
+    lab.route_agents(addr);
+    assert!(lab.run(&["deploy", "--no-wait"]).status.success());
+    lab.add_pod("web-1", "10.244.0.9");
+    let log = lab.dir.join("controller.log");
+    std::fs::write(&log, "").unwrap();
+    lab.store.map_pod_log("ingress-nginx", ANY_POD, log.clone());
+    let child = Command::new(BIN)
+        .args(["trace", "-l", "app=web", "--duration", "6s", "--proxy-logs"])
+        .env("KUBECONFIG", &lab.kubeconfig)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let proxy = lab.store.apply_pod(Pod {
+        metadata: ObjectMeta {
+            name: Some("ingress-nginx-controller-late".into()),
+            namespace: Some("ingress-nginx".into()),
+            labels: Some(
+                [(
+                    "app.kubernetes.io/name".to_string(),
+                    "ingress-nginx".to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some(NODE.into()),
+            containers: vec![k8s_openapi::api::core::v1::Container {
+                name: "controller".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            phase: Some("Running".into()),
+            pod_ip: Some("10.244.0.50".into()),
+            ..Default::default()
+        }),
+    });
+    let uid = proxy.metadata.uid.clone().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    std::fs::write(
+        &log,
+        format!(
+            "{now:.3} 10.1.0.7 - - [25/Nov/2026:07:19:14 +0000] \"GET / HTTP/1.1\" 502 150 \"-\" \"curl\" 89 0.002 [default-web-80] [] 10.244.0.9:8080 0 0.001 502 7f3b1e4c1a0a4d6e8c1f0e2d3c4b5a69\n"
+        ),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (text, err) = (stdout(&out), stderr(&out));
+    eprintln!("--- stdout\n{text}--- stderr\n{err}");
+    assert!(out.status.success());
+    assert!(
+        err.contains(&format!(
+            "proxy pod ingress-nginx/ingress-nginx-controller-late started on {NODE}: peeking at its HTTP status lines, following its log"
+        )),
+        "{err}"
+    );
+    let subs = subs.lock().unwrap().clone();
+    let widened = subs
+        .iter()
+        .find(|f| f.http_pods.contains(&uid))
+        .unwrap_or_else(|| panic!("no subscription peeks at the new proxy: {subs:?}"));
+    assert_eq!(widened.pod_uids, vec![uid.clone()]);
+    assert_eq!(
+        widened.ips,
+        vec!["10.244.0.50".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert!(
+        text.contains("proxy_log       ingress-nginx/ingress-nginx-controller-late http=502 client 10.1.0.7 upstream 10.244.0.9:8080"),
+        "the new proxy's 502 is not shown: {text}"
+    );
+    assert!(
+        err.contains("proxy logs: 1 line(s) from 1 pod(s), 1 with a 5xx"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -42,7 +42,7 @@ use crate::cluster::{Cluster, KubeFlags};
 use crate::error::CliError;
 use crate::facts::{EventTracker, NodeTracker, PodTracker, SliceTracker};
 use crate::manifests::AGENT_NAMESPACE;
-use crate::proxy_logs::{self, LogTally, ProxyPod};
+use crate::proxy_logs::{self, LogFollowers, LogTally, ProxyPod};
 use crate::style::Painter;
 use crate::target::{self, Scope, Target};
 
@@ -582,11 +582,18 @@ enum KubeInput {
     Slice(watcher::Event<EndpointSlice>),
     Node(watcher::Event<Node>),
     Event(watcher::Event<Event>),
+    /// Proxy pods in any namespace, by the proxy labels.
+    Proxy(watcher::Event<Pod>),
     Failed(&'static str, watcher::Error),
 }
 
+/// The resource name of the proxy-pod watches: their failures are not
+/// fatal ("when known": a denial only loses the proxy side).
+const PROXY_WATCH: &str = "pods (proxies)";
+
 fn watch<K>(
     api: Api<K>,
+    config: watcher::Config,
     wrap: fn(watcher::Event<K>) -> KubeInput,
     resource: &'static str,
 ) -> BoxStream<'static, KubeInput>
@@ -594,7 +601,7 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    watcher(api, watcher::Config::default())
+    watcher(api, config)
         .default_backoff()
         .map(move |r| match r {
             Ok(ev) => wrap(ev),
@@ -713,7 +720,12 @@ fn verdict_line(v: &Verdict, p: Painter) -> String {
             .failure
             .upstream
             .map_or("no failed upstream".to_string(), |u| {
-                format!("upstream {}:{} ({who})", u.daddr, u.dport)
+                // Only a pod or workload names the upstream: `who`'s last
+                // fallback is the client's address here.
+                match v.pod.as_ref().or(v.workload_key.as_ref()) {
+                    Some(w) => format!("upstream {}:{} ({w})", u.daddr, u.dport),
+                    None => format!("upstream {}:{}", u.daddr, u.dport),
+                }
             });
         let (client, proxy) = if v.failure.kind == FailureKind::Http5xxLogged {
             (
@@ -806,10 +818,14 @@ async fn run_session(
     let all_pods: Api<Pod> = Api::all(cluster.client.clone());
     let mut proxies = 0;
     let mut log_pods: Vec<ProxyPod> = Vec::new();
+    let mut known_proxies: HashSet<String> = HashSet::new();
+    let mut proxy_selectors_listed: Vec<&str> = Vec::new();
     for sel in target::PROXY_SELECTORS {
         // "When known": a denial here only loses the proxy side.
         if let Ok(list) = all_pods.list(&ListParams::default().labels(sel)).await {
+            proxy_selectors_listed.push(sel);
             for p in &list.items {
+                known_proxies.extend(p.metadata.uid.clone());
                 add_pod(&mut interest, p);
                 log_pods.extend(ProxyPod::nginx(p).filter(|q| !log_pods.contains(q)));
                 if let (Some(u), false) = (&p.metadata.uid, flags.no_http_peek) {
@@ -926,13 +942,14 @@ async fn run_session(
 
     let start_ns = now_ns();
     let mut log_tally = LogTally::new(if flags.proxy_logs { log_pods.len() } else { 0 });
-    let mut log_rx = if flags.proxy_logs {
+    let (log_followers, mut log_rx) = if flags.proxy_logs {
         if log_pods.is_empty() && (mode.lines || mode.progress) {
             eprintln!("warning: --proxy-logs: no nginx proxy pod found (ingress-nginx or nginx-ingress labels)");
         }
-        proxy_logs::follow(cluster, log_pods, start_ns)
+        let (f, rx) = LogFollowers::start(cluster, log_pods, start_ns);
+        (Some(f), rx)
     } else {
-        tokio::sync::mpsc::channel(1).1
+        (None, tokio::sync::mpsc::channel(1).1)
     };
     let mut peeked: Vec<IpAddr> = interest.proxy_ips.iter().copied().collect();
     peeked.sort();
@@ -970,18 +987,34 @@ async fn run_session(
     let c = &cluster.client;
     let ns = scope.namespace.as_deref();
     let mut kube: SelectAll<BoxStream<'static, KubeInput>> = SelectAll::new();
-    kube.push(watch(pods_api.clone(), KubeInput::Pod, "pods"));
+    let all = watcher::Config::default;
+    kube.push(watch(pods_api.clone(), all(), KubeInput::Pod, "pods"));
     let slices: Api<EndpointSlice> = match ns {
         Some(n) => Api::namespaced(c.clone(), n),
         None => Api::all(c.clone()),
     };
-    kube.push(watch(slices, KubeInput::Slice, "endpointslices"));
-    kube.push(watch(Api::<Node>::all(c.clone()), KubeInput::Node, "nodes"));
+    kube.push(watch(slices, all(), KubeInput::Slice, "endpointslices"));
+    kube.push(watch(
+        Api::<Node>::all(c.clone()),
+        all(),
+        KubeInput::Node,
+        "nodes",
+    ));
     let events: Api<Event> = match ns {
         Some(n) => Api::namespaced(c.clone(), n),
         None => Api::all(c.clone()),
     };
-    kube.push(watch(events, KubeInput::Event, "events"));
+    kube.push(watch(events, all(), KubeInput::Event, "events"));
+    // Proxy pods started during the session (a proxy rollout or scale-up)
+    // are peeked at and log-followed too.
+    for sel in &proxy_selectors_listed {
+        kube.push(watch(
+            Api::<Pod>::all(c.clone()),
+            all().labels(sel),
+            KubeInput::Proxy,
+            PROXY_WATCH,
+        ));
+    }
 
     let mut engine = Explainer::new(ExplainConfig {
         skew_ns,
@@ -1130,6 +1163,53 @@ async fn run_session(
                         watcher::Event::Apply(e) | watcher::Event::InitApply(e) => facts.extend(events_t.observe(&e, at)),
                         _ => {}
                     },
+                    KubeInput::Proxy(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                        if let Some((uid, ip, node)) = new_proxy(&p, &known_proxies) {
+                            known_proxies.insert(uid.clone());
+                            let peek = !flags.no_http_peek;
+                            add_pod(&mut interest, &p);
+                            if peek {
+                                interest.proxies.insert(uid.clone());
+                                interest.proxy_ips.insert(ip);
+                            }
+                            let delta = new_proxy_filter(&uid, ip, peek, node_target);
+                            for n in connected.clone() {
+                                if let Some(f) = &delta {
+                                    connect(&n, f.clone(), &mut drops, &mut missing_agents);
+                                }
+                            }
+                            if !node_target && !connected.contains(&node) && !lost.iter().any(|(l, _)| l == &node)
+                                && connect(&node, filter_of(&interest), &mut drops, &mut missing_agents)
+                            {
+                                connected.insert(node.clone());
+                            }
+                            let logged = match (&log_followers, ProxyPod::nginx(&p)) {
+                                (Some(f), Some(pp)) => {
+                                    f.add(pp);
+                                    log_tally.pods += 1;
+                                    true
+                                }
+                                _ => false,
+                            };
+                            if mode.lines || mode.progress {
+                                eprintln!(
+                                    "proxy pod {}/{} started on {node}: {}",
+                                    p.metadata.namespace.as_deref().unwrap_or("?"),
+                                    p.metadata.name.as_deref().unwrap_or("?"),
+                                    match (peek, logged) {
+                                        (true, true) => "peeking at its HTTP status lines, following its log",
+                                        (true, false) => "peeking at its HTTP status lines",
+                                        (false, true) => "following its log",
+                                        (false, false) => "tracing its connections",
+                                    }
+                                );
+                            }
+                        }
+                    }
+                    KubeInput::Proxy(_) => {}
+                    KubeInput::Failed(PROXY_WATCH, e) => {
+                        tracing::debug!(error = %e, "proxy pod watch failed; retrying");
+                    }
                     KubeInput::Failed(resource, e) => {
                         let res_ns = if resource == "nodes" { None } else { ns };
                         if let Some(err) = fatal_watch_error(resource, &e, res_ns, &cluster.server) {
@@ -1285,6 +1365,42 @@ fn add_pod(i: &mut Interest, p: &Pod) {
     }
 }
 
+/// A proxy pod not seen before, once it runs somewhere with an address:
+/// its uid, address and node.
+fn new_proxy(p: &Pod, known: &HashSet<String>) -> Option<(String, IpAddr, String)> {
+    let uid = p.metadata.uid.clone()?;
+    if known.contains(&uid) || p.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    Some((uid, pod_ip(p)?, pod_node(p)?))
+}
+
+/// The subscription that widens the connected agents' filters to a new
+/// proxy pod. A node session already gets every event of its node, so it
+/// only asks for the peek (restricted to that pod's HTTP answers, since an
+/// empty filter means "everything"); without the peek it needs nothing.
+fn new_proxy_filter(uid: &str, ip: IpAddr, peek: bool, node_target: bool) -> Option<StreamFilter> {
+    let http_pods = if peek {
+        vec![uid.to_string()]
+    } else {
+        Vec::new()
+    };
+    if node_target {
+        return peek.then(|| StreamFilter {
+            kinds: vec![KernelEventKind::HttpResponse],
+            pod_uids: vec![uid.to_string()],
+            http_pods,
+            ..Default::default()
+        });
+    }
+    Some(StreamFilter {
+        pod_uids: vec![uid.to_string()],
+        ips: vec![ip],
+        http_pods,
+        ..Default::default()
+    })
+}
+
 fn total_drops(
     local: &HashMap<String, Arc<AtomicU64>>,
     agents: &HashMap<String, AgentStats>,
@@ -1305,4 +1421,48 @@ fn progress_line(started: Instant, kernel: u64, k8s: u64, drops: u64) -> String 
         k8s,
         drops
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node session's filter for a new proxy must never be empty of pods
+    /// and addresses (that means "everything", twice over).
+    #[test]
+    fn new_proxy_filters_widen_without_duplicating_a_node_session() {
+        let ip: IpAddr = "10.244.0.50".parse().unwrap();
+        let f = new_proxy_filter("u1", ip, true, false).unwrap();
+        assert_eq!(
+            (f.pod_uids.clone(), f.ips.clone()),
+            (vec!["u1".into()], vec![ip])
+        );
+        assert_eq!(f.http_pods, vec!["u1".to_string()]);
+        let f = new_proxy_filter("u1", ip, false, false).unwrap();
+        assert!(f.http_pods.is_empty() && f.ips == vec![ip]);
+        let f = new_proxy_filter("u1", ip, true, true).unwrap();
+        assert_eq!(f.kinds, vec![KernelEventKind::HttpResponse]);
+        assert_eq!(f.pod_uids, vec!["u1".to_string()]);
+        assert!(new_proxy_filter("u1", ip, false, true).is_none());
+    }
+
+    #[test]
+    fn only_running_unseen_proxies_are_new() {
+        let mut p = Pod::default();
+        p.metadata.uid = Some("u1".into());
+        assert!(new_proxy(&p, &HashSet::new()).is_none(), "no address yet");
+        p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            node_name: Some("n1".into()),
+            ..Default::default()
+        });
+        p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            pod_ip: Some("10.0.0.1".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            new_proxy(&p, &HashSet::new()),
+            Some(("u1".into(), "10.0.0.1".parse().unwrap(), "n1".into()))
+        );
+        assert!(new_proxy(&p, &["u1".to_string()].into()).is_none());
+    }
 }
