@@ -818,7 +818,7 @@ fn a_proxy_pod_started_mid_trace_is_peeked_and_log_followed() {
     let log = lab.dir.join("controller.log");
     std::fs::write(&log, "").unwrap();
     lab.store.map_pod_log("ingress-nginx", ANY_POD, log.clone());
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["trace", "-l", "app=web", "--duration", "6s", "--proxy-logs"])
         .env("KUBECONFIG", &lab.kubeconfig)
         .env("NO_COLOR", "1")
@@ -826,7 +826,29 @@ fn a_proxy_pod_started_mid_trace_is_peeked_and_log_followed() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    // The proxy pod is created once the session has listed the proxies
+    // (its "tracing ..." line), however slow the machine.
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    let child_err = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(child_err)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = line_tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Ok(line) = line_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if line.starts_with("tracing ") {
+            break;
+        }
+    }
     let proxy = lab.store.apply_pod(Pod {
         metadata: ObjectMeta {
             name: Some("ingress-nginx-controller-late".into()),
@@ -855,7 +877,13 @@ fn a_proxy_pod_started_mid_trace_is_peeked_and_log_followed() {
         }),
     });
     let uid = proxy.metadata.uid.clone().unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+    // The 502 is logged once the session has adopted the pod: its stamp is
+    // then inside the session, whose start follows the "tracing" line.
+    while let Ok(line) = line_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if line.starts_with("proxy pod ") {
+            break;
+        }
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -868,7 +896,7 @@ fn a_proxy_pod_started_mid_trace_is_peeked_and_log_followed() {
     )
     .unwrap();
     let out = child.wait_with_output().unwrap();
-    let (text, err) = (stdout(&out), stderr(&out));
+    let (text, err) = (stdout(&out), err_reader.join().unwrap());
     eprintln!("--- stdout\n{text}--- stderr\n{err}");
     assert!(out.status.success());
     assert!(
