@@ -13,15 +13,26 @@
 //! - the fixes quote the scenario's parameters (preStop lag within 30% +
 //!   0.5 s of the configured endpoint lag; the configured grace period).
 //!
-//! The table is printed (run with `--nocapture` to see it).
+//! The tables are written straight to stderr (see [`show`]), so they are in
+//! every `make test` log, not only under `--nocapture`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::path::Path;
 
 use fivexx_core::explain::{Cause, FailureKind, Verdict};
 use fivexx_lab::harness::{plugin_and_agent, run_plugin_during, AgentServe, PluginRun};
 use fivexx_lab::load::RequestRecord;
 use fivexx_lab::scenario::{ScenarioKind, ScenarioParams, ScenarioReport};
+
+/// Writes to the process's stderr directly: the test harness captures only
+/// the print macros, and these figures are the point of the run, so they
+/// belong in the CI log even when every assertion holds.
+fn show(text: &str) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+}
 
 /// What a scenario's failures are caused by, by construction.
 fn truth(kind: ScenarioKind) -> &'static [Cause] {
@@ -334,13 +345,17 @@ fn explain_scores_against_the_lab_ground_truth() {
         rows.push((name, s, fix));
     }
     drop(agent);
-    println!(
+    let mut table = String::new();
+    writeln!(
+        table,
         "\n{:<20} {:>8} {:>9} {:>9} {:>9} {:>8} {:>10}  {:<}",
         "SCENARIO", "VERDICTS", "PRECISION", "502/504", "MATCHED", "RECALL", "HTTP-REC", "FIX"
-    );
+    )
+    .unwrap();
     for (name, s, fix) in &rows {
         let n: u64 = s.by_cause.values().map(|x| x.0).sum();
-        println!(
+        writeln!(
+            table,
             "{:<20} {:>8} {:>9.3} {:>9} {:>9} {:>8.3} {:>10.3}  {}",
             name,
             n,
@@ -350,14 +365,17 @@ fn explain_scores_against_the_lab_ground_truth() {
             s.recall(),
             s.http_recall(),
             fix
-        );
+        )
+        .unwrap();
         for (c, (all, ok)) in &s.by_cause {
-            println!(
+            writeln!(
+                table,
                 "    {:<28} {:>6} verdicts, {:>6} of the scenario's cause",
                 c.label(),
                 all,
                 ok
-            );
+            )
+            .unwrap();
         }
     }
     // Per cause over all scenarios: precision of the verdicts naming it,
@@ -373,25 +391,51 @@ fn explain_scores_against_the_lab_ground_truth() {
             e.0 += all;
             e.1 += ok;
         }
-        if let Some(c) = truth(kind).first() {
+        // A scenario with two acceptable causes (ignore-sigterm: SIGTERM
+        // ignored, or the SIGKILL at grace expiry) credits its 502/504 to
+        // the one its verdicts name most, so the row shows the real recall.
+        let credited = truth(kind)
+            .iter()
+            .max_by_key(|c| (s.by_cause.get(c).map_or(0, |x| x.0), std::cmp::Reverse(**c)));
+        if let Some(c) = credited {
             let e = pooled.entry(*c).or_default();
             e.2 += s.truth_5xx;
             e.3 += s.right_cause_5xx;
         }
     }
-    println!(
+    writeln!(
+        table,
         "\n{:<28} {:>8} {:>9} {:>9} {:>8}",
         "CAUSE", "VERDICTS", "PRECISION", "502/504", "RECALL"
-    );
+    )
+    .unwrap();
     for (c, (all, ok, truth_n, right)) in &pooled {
-        println!(
+        if *c == Cause::Unexplained {
+            writeln!(
+                table,
+                "{:<28} {:>8} {:>9} {:>9} {:>8}",
+                c.label(),
+                all,
+                "-",
+                "-",
+                "-"
+            )
+            .unwrap();
+            continue;
+        }
+        if *all == 0 && *truth_n == 0 {
+            continue;
+        }
+        writeln!(
+            table,
             "{:<28} {:>8} {:>9.3} {:>9} {:>8.3}",
             c.label(),
             all,
             ratio(*ok, *all),
             truth_n,
             ratio(*right, *truth_n)
-        );
+        )
+        .unwrap();
         if *c != Cause::Unexplained && *all > 0 && ratio(*ok, *all) < 0.95 {
             problems.push(format!(
                 "{}: precision {:.3} < 0.95",
@@ -400,6 +444,7 @@ fn explain_scores_against_the_lab_ground_truth() {
             ));
         }
     }
+    show(&table);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -440,10 +485,10 @@ fn hidden_by_retry_matches_the_proxy_ground_truth() {
         .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
         .unwrap_or(0);
     let load_5xx = run.report.summary.total_5xx();
-    println!(
+    show(&format!(
         "retries on: load generator {} requests, {load_5xx} 5xx; failed tries retried (ground truth) {truth}; engine: hidden by retry {hidden}, 5xx sent {sent}",
         run.report.records.len()
-    );
+    ));
     assert!(truth > 20, "the scenario retried only {truth} tries");
     assert_eq!(sent, load_5xx, "5xx sent vs the load generator's");
     let tolerance = truth / 10 + 3;
