@@ -470,6 +470,18 @@ impl Synth {
         }));
     }
 
+    /// The plugin began peeking at proxy pod `ingress/nginx-2` (address
+    /// `proxy`) on `node` at `at`, mid-session.
+    pub fn http_peek(&mut self, node: &str, proxy: IpAddr, at: i64) {
+        self.facts.push(Fact::HttpPeek(crate::model::HttpPeekFact {
+            at_ns: at,
+            namespace: "ingress".into(),
+            pod: "nginx-2".into(),
+            node: node.into(),
+            proxy_ip: proxy,
+        }));
+    }
+
     /// Sorts facts by time (stable), as a merged stream would be.
     pub fn sorted(mut self) -> Vec<Fact> {
         self.facts.sort_by_key(|f| f.at_ns());

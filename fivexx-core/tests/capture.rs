@@ -5,8 +5,8 @@ use fivexx_core::capture::{
     DropCounters, ProblemKind, Record, WriteOptions, FORMAT_MAJOR, FORMAT_MINOR, MAGIC,
 };
 use fivexx_core::model::{
-    ClusterEvent, EndpointFact, Fact, NodeChange, NodeFact, PodChange, PodFact, ProxyLogFact,
-    ServiceFact, WorkloadRef,
+    ClusterEvent, EndpointFact, Fact, HttpPeekFact, NodeChange, NodeFact, PodChange, PodFact,
+    ProxyLogFact, ServiceFact, WorkloadRef,
 };
 use fivexx_core::proxylog::parse_line;
 use fivexx_core::{FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState};
@@ -87,6 +87,7 @@ fn sample_fact(i: u64) -> Fact {
             },
         }),
         _ if i % 3 == 2 => proxy_log_fact(i),
+        _ if i % 11 == 7 => http_peek_fact(i),
         _ => {
             if i.is_multiple_of(2) {
                 Fact::Service(ServiceFact {
@@ -127,6 +128,17 @@ fn proxy_log_fact(i: u64) -> Fact {
         i.is_multiple_of(2).then_some("node-1"),
         entry,
     ))
+}
+
+/// A proxy pod peeked from mid-session on.
+fn http_peek_fact(i: u64) -> Fact {
+    Fact::HttpPeek(HttpPeekFact {
+        at_ns: 1_700_000_000_000_000_000 + i as i64,
+        namespace: "ingress-nginx".into(),
+        pod: format!("ingress-nginx-controller-{i}"),
+        node: "node-1".into(),
+        proxy_ip: ip((i % 200) as u8 + 2),
+    })
 }
 
 fn header() -> CaptureHeader {
@@ -229,11 +241,14 @@ fn round_trip_uncompressed_and_zstd() {
     }
 }
 
-/// Proxy-log facts (format 1.1) round-trip, in their own record type
-/// (tag 5), and export as `{"fact":{"proxy_log":{..}}}`.
+/// Proxy-log facts (format 1.1) and HTTP-peek facts (1.2) round-trip, in
+/// their own record types (tags 5 and 6), and export as
+/// `{"fact":{"proxy_log":{..}}}` and `{"fact":{"http_peek":{..}}}`.
 #[test]
-fn proxy_log_facts_round_trip_in_their_own_record_type() {
-    let facts: Vec<Fact> = (0..6).map(proxy_log_fact).collect();
+fn newer_facts_round_trip_in_their_own_record_types() {
+    let facts: Vec<Fact> = (0..6)
+        .flat_map(|i| [proxy_log_fact(i), http_peek_fact(i)])
+        .collect();
     for opts in [plain(), WriteOptions::default()] {
         let h = header();
         let mut w = CaptureWriter::new(Vec::new(), &h, opts).unwrap();
@@ -251,7 +266,7 @@ fn proxy_log_facts_round_trip_in_their_own_record_type() {
             .collect();
         assert_eq!(got_facts, facts, "{opts:?}");
         assert!(r.stats().is_complete(), "{:?}", r.problems());
-        assert_eq!(r.version(), (FORMAT_MAJOR, 1));
+        assert_eq!(r.version(), (FORMAT_MAJOR, FORMAT_MINOR));
         let mut out = Vec::new();
         let mut r = CaptureReader::new(&bytes[..]).unwrap();
         export_jsonl(&mut r, &mut out).unwrap();
@@ -267,36 +282,49 @@ fn proxy_log_facts_round_trip_in_their_own_record_type() {
         assert_eq!(pl["upstream_statuses"][1], serde_json::Value::Null);
         assert_eq!(pl["format"], "upstreaminfo");
         assert!(!text.contains("GET /x"), "the request line is never kept");
+        let peek = text
+            .lines()
+            .find(|l| l.contains("http_peek"))
+            .expect("an http_peek line");
+        let v: serde_json::Value = serde_json::from_str(peek).unwrap();
+        assert_eq!(v["fact"]["http_peek"]["proxy_ip"], "10.0.1.2");
+        assert_eq!(v["fact"]["http_peek"]["node"], "node-1");
     }
 }
 
 /// What a 1.0 reader does with a 1.1 capture: the proxy-log record type is
 /// unknown to it, so it skips those records and reports them, and reads
-/// every other record. Emulated by renumbering the proxy-log frames to a
-/// type this reader does not know.
+/// every other record. Emulated by renumbering the proxy-log (1.1) and
+/// HTTP-peek (1.2) frames to a type this reader does not know.
 #[test]
-fn proxy_log_records_are_skippable_by_older_readers() {
+fn newer_minor_records_are_skippable_by_older_readers() {
     let h = header();
     let mut w = CaptureWriter::new(Vec::new(), &h, plain()).unwrap();
     let pod = sample_fact(3);
     w.write_fact(&pod).unwrap();
     w.write_fact(&proxy_log_fact(1)).unwrap();
+    w.write_fact(&http_peek_fact(2)).unwrap();
     w.write_fact(&pod).unwrap();
     let mut bytes = w.finish(42).unwrap();
     // Frames: sync(4) len(4) tag(1) payload crc(4) after the 20-byte preamble.
     let mut at = 20;
-    let mut renumbered = 0;
+    let mut renumbered = Vec::new();
     while at + 9 <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-        if bytes[at + 8] == 5 {
-            bytes[at + 8] = 0xee;
+        let tag = bytes[at + 8];
+        if tag == 5 || tag == 6 {
+            bytes[at + 8] = 0xe0 + tag;
             let crc = crc32fast::hash(&bytes[at + 4..at + 9 + len]);
             bytes[at + 9 + len..at + 13 + len].copy_from_slice(&crc.to_le_bytes());
-            renumbered += 1;
+            renumbered.push(tag);
         }
         at += 13 + len;
     }
-    assert_eq!(renumbered, 1, "one proxy-log record of type 5");
+    assert_eq!(
+        renumbered,
+        vec![5, 6],
+        "a proxy-log (5) and an HTTP-peek (6) record"
+    );
     let (got, r) = read_all(&bytes).unwrap();
     let facts: Vec<&Record> = got
         .iter()
@@ -304,7 +332,13 @@ fn proxy_log_records_are_skippable_by_older_readers() {
         .collect();
     assert_eq!(facts, vec![&Record::Fact(pod.clone()), &Record::Fact(pod)]);
     let kinds: Vec<_> = r.problems().iter().map(|p| p.kind.clone()).collect();
-    assert_eq!(kinds, vec![ProblemKind::UnknownRecord { tag: 0xee }]);
+    assert_eq!(
+        kinds,
+        vec![
+            ProblemKind::UnknownRecord { tag: 0xe5 },
+            ProblemKind::UnknownRecord { tag: 0xe6 }
+        ]
+    );
 }
 
 #[test]

@@ -1012,3 +1012,61 @@ mod robustness {
         }
     }
 }
+
+/// A proxy pod adopted mid-session (an ingress rollout) is peeked only from
+/// its `HttpPeek` fact on: its failures before that cannot be judged (a
+/// 5xx then would not have been seen), those after it that no 5xx claims
+/// were retried, even long before its first 5xx, or with none at all.
+#[test]
+fn a_proxy_peeked_mid_session_counts_hidden_retries_from_then_on() {
+    let mut s = Synth::new();
+    let a = old_pod(&mut s, 72);
+    graceful_termination(&mut s, &a);
+    // Before the peek: not counted.
+    s.refused("node-1", proxy(), a.ip, T0 + 200 * MS, Some("node-2"));
+    s.http_peek("node-1", proxy(), T0 + 500 * MS);
+    // After it, two lone failures that no 5xx followed: retried.
+    s.refused("node-1", proxy(), a.ip, T0 + 800 * MS, Some("node-2"));
+    s.refused("node-1", proxy(), a.ip, T0 + 1300 * MS, Some("node-2"));
+    let facts = s.sorted();
+    let (_, m) = explain_all(&facts, ExplainConfig::default());
+    let http = &m.stats.http;
+    assert_eq!(http.sent_5xx.values().sum::<u64>(), 0, "{http:?}");
+    assert_eq!(http.hidden_by_retry.values().sum::<u64>(), 2, "{http:?}");
+    // Without the peek fact nothing shows the proxy's answers were seen.
+    let no_peek: Vec<Fact> = facts
+        .iter()
+        .filter(|f| !matches!(f, Fact::HttpPeek(_)))
+        .cloned()
+        .collect();
+    let (_, m) = explain_all(&no_peek, ExplainConfig::default());
+    assert_eq!(m.stats.http.hidden_by_retry.values().sum::<u64>(), 0);
+}
+
+/// A proxy peeked from the start (capture header) keeps its upstream
+/// failures from the first fact on: one retried more than the engine's
+/// lookahead before any 5xx still counts as hidden.
+#[test]
+fn a_proxy_peeked_from_the_start_counts_retries_long_before_any_5xx() {
+    let mut s = Synth::new();
+    let a = old_pod(&mut s, 73);
+    graceful_termination(&mut s, &a);
+    s.refused("node-1", proxy(), a.ip, T0 + 200 * MS, Some("node-2"));
+    // Facts well past the lookahead make that failure's verdict final.
+    s.cordon("node-3", T0 + 40 * SECOND);
+    s.http_5xx(
+        "node-1",
+        proxy(),
+        ip4(192, 168, 0, 7),
+        51000,
+        T0 + 60 * SECOND,
+        502,
+    );
+    let cfg = ExplainConfig {
+        peeked_proxies: vec![proxy()],
+        ..ExplainConfig::default()
+    };
+    let (_, m) = explain_all(&s.sorted(), cfg);
+    let http = &m.stats.http;
+    assert_eq!(http.hidden_by_retry.values().sum::<u64>(), 1, "{http:?}");
+}

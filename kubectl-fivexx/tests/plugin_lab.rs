@@ -818,8 +818,11 @@ fn a_proxy_pod_started_mid_trace_is_peeked_and_log_followed() {
     let log = lab.dir.join("controller.log");
     std::fs::write(&log, "").unwrap();
     lab.store.map_pod_log("ingress-nginx", ANY_POD, log.clone());
+    let capture = lab.dir.join("late.fxc");
     let mut child = Command::new(BIN)
         .args(["trace", "-l", "app=web", "--duration", "6s", "--proxy-logs"])
+        .arg("--capture")
+        .arg(&capture)
         .env("KUBECONFIG", &lab.kubeconfig)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -922,6 +925,33 @@ fn a_proxy_pod_started_mid_trace_is_peeked_and_log_followed() {
     assert!(
         err.contains("proxy logs: 1 line(s) from 1 pod(s), 1 with a 5xx"),
         "{err}"
+    );
+    // The capture says from when the new proxy was peeked, so `explain`
+    // counts its retried failures as the live session did.
+    let reader =
+        fivexx_core::capture::CaptureReader::new(std::fs::File::open(&capture).unwrap()).unwrap();
+    let peeks: Vec<_> = reader
+        .filter_map(|r| match r.unwrap() {
+            fivexx_core::capture::Record::Fact(fivexx_core::Fact::HttpPeek(p)) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(peeks.len(), 1, "{peeks:?}");
+    assert_eq!(
+        (
+            peeks[0].namespace.as_str(),
+            peeks[0].pod.as_str(),
+            peeks[0].node.as_str()
+        ),
+        ("ingress-nginx", "ingress-nginx-controller-late", NODE)
+    );
+    assert_eq!(
+        peeks[0].proxy_ip,
+        "10.244.0.50".parse::<std::net::IpAddr>().unwrap()
+    );
+    assert!(
+        (peeks[0].at_ns as f64) < now * 1e9,
+        "peeked after the 502 was logged"
     );
 }
 

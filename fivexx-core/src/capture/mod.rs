@@ -34,8 +34,9 @@ use crate::model::Fact;
 /// version of its own major (unknown record types are skipped) and refuses a
 /// newer major.
 pub const FORMAT_MAJOR: u16 = 1;
-/// 1.1 added the `PROXY_LOG` record type (proxy access-log facts).
-pub const FORMAT_MINOR: u16 = 1;
+/// 1.1 added the `PROXY_LOG` record type (proxy access-log facts), 1.2 the
+/// `HTTP_PEEK` record type (a proxy peeked from mid-session on).
+pub const FORMAT_MINOR: u16 = 2;
 
 /// First 8 bytes of every capture. Like PNG's, it catches text-mode
 /// mangling (`\r\n`, `^Z`) and is not valid UTF-8.
@@ -52,6 +53,9 @@ pub(crate) mod tag {
     pub const END: u8 = 4;
     /// A proxy access-log fact (format 1.1; a 1.0 reader skips it).
     pub const PROXY_LOG: u8 = 5;
+    /// A proxy whose HTTP answers are peeked from then on (format 1.2; an
+    /// older reader skips it and counts hidden retries as before).
+    pub const HTTP_PEEK: u8 = 6;
     /// A zstd chunk (only in a compressed body).
     pub const CHUNK: u8 = 0x5a;
 }

@@ -14,7 +14,7 @@ use crate::event::{
     ExitStatus, FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState,
 };
 use crate::model::{
-    ClusterEvent, EndpointFact, Fact, NodeFact, PodFact, ProxyLogFact, ServiceFact,
+    ClusterEvent, EndpointFact, Fact, HttpPeekFact, NodeFact, PodFact, ProxyLogFact, ServiceFact,
 };
 use crate::proxylog::LogFormat;
 use serde::{Deserialize, Serialize};
@@ -186,6 +186,40 @@ impl From<ProxyLogWire> for ProxyLogFact {
     }
 }
 
+/// The frozen layout of an HTTP-peek-start fact (record type `HTTP_PEEK`, 1.2).
+#[derive(Serialize, Deserialize)]
+struct HttpPeekWire {
+    at_ns: i64,
+    namespace: String,
+    pod: String,
+    node: String,
+    proxy_ip: IpAddr,
+}
+
+impl From<&HttpPeekFact> for HttpPeekWire {
+    fn from(p: &HttpPeekFact) -> HttpPeekWire {
+        HttpPeekWire {
+            at_ns: p.at_ns,
+            namespace: p.namespace.clone(),
+            pod: p.pod.clone(),
+            node: p.node.clone(),
+            proxy_ip: p.proxy_ip,
+        }
+    }
+}
+
+impl From<HttpPeekWire> for HttpPeekFact {
+    fn from(w: HttpPeekWire) -> HttpPeekFact {
+        HttpPeekFact {
+            at_ns: w.at_ns,
+            namespace: w.namespace,
+            pod: w.pod,
+            node: w.node,
+            proxy_ip: w.proxy_ip,
+        }
+    }
+}
+
 /// Appends the binary form of `fact` to `out`; returns the record type
 /// it must be written under.
 pub(crate) fn encode_fact(fact: &Fact, out: &mut Vec<u8>) -> Result<u8, postcard::Error> {
@@ -194,6 +228,11 @@ pub(crate) fn encode_fact(fact: &Fact, out: &mut Vec<u8>) -> Result<u8, postcard
             let bytes = postcard::to_stdvec(&ProxyLogWire::from(l))?;
             out.extend_from_slice(&bytes);
             return Ok(tag::PROXY_LOG);
+        }
+        Fact::HttpPeek(p) => {
+            let bytes = postcard::to_stdvec(&HttpPeekWire::from(p))?;
+            out.extend_from_slice(&bytes);
+            return Ok(tag::HTTP_PEEK);
         }
         Fact::Kernel(e) => FactWire::Kernel(e.into()),
         Fact::Pod(p) => FactWire::Pod(p.clone()),
@@ -593,6 +632,12 @@ pub(crate) fn put(slot: &mut Option<Fact>, spare: &mut Option<KernelEvent>, fact
     if let Some(Fact::Kernel(old)) = slot.replace(fact) {
         *spare = Some(old);
     }
+}
+
+/// Decodes an `HTTP_PEEK` record.
+pub(crate) fn decode_http_peek(bytes: &[u8]) -> Result<Fact, postcard::Error> {
+    let wire: HttpPeekWire = postcard::from_bytes(bytes)?;
+    Ok(Fact::HttpPeek(wire.into()))
 }
 
 /// Decodes a `PROXY_LOG` record.

@@ -211,9 +211,10 @@ pub struct Explainer {
     /// Per proxy node: recent upstream verdicts, and whether a 5xx has
     /// claimed each one yet.
     recent_upstream: HashMap<String, std::collections::VecDeque<(Verdict, bool)>>,
-    /// Proxy addresses that sent a 5xx: their answers are peeked, so an
-    /// upstream failure of theirs that no 5xx followed was retried.
-    peeked_proxies: std::collections::HashSet<std::net::IpAddr>,
+    /// Proxy addresses whose answers are peeked, and since when (`i64::MIN`:
+    /// from the start, or proven by a 5xx): an upstream failure of theirs
+    /// after that time that no 5xx followed was retried.
+    peeked_proxies: HashMap<std::net::IpAddr, i64>,
     recent_answers: std::collections::VecDeque<Answer>,
     stats: EngineStats,
 }
@@ -251,7 +252,11 @@ impl Explainer {
             prune_horizon_ns: w(cfg.prune_horizon_ns),
             peeked_proxies: cfg.peeked_proxies,
         };
-        let peeked = cfg.peeked_proxies.iter().copied().collect();
+        let peeked: HashMap<_, _> = cfg
+            .peeked_proxies
+            .iter()
+            .map(|ip| (*ip, i64::MIN))
+            .collect();
         Explainer {
             cfg,
             tl: crate::model::ClusterTimeline::default(),
@@ -266,7 +271,9 @@ impl Explainer {
             proxy_lag: HashMap::default(),
             last_connect_failure: HashMap::default(),
             fix_cache: HashMap::default(),
-            saw_http: false,
+            // Peeked from the start: failures long before the first 5xx
+            // must be kept too, to count the retried ones.
+            saw_http: !peeked.is_empty(),
             recent_upstream: HashMap::default(),
             peeked_proxies: peeked,
             recent_answers: Default::default(),
@@ -312,6 +319,11 @@ impl Explainer {
             Fact::Service(s) => self.tl.apply_service(s),
             Fact::Node(n) => self.tl.apply_node(n),
             Fact::Event(e) => self.tl.apply_event(e),
+            Fact::HttpPeek(p) => {
+                self.saw_http = true;
+                let since = self.peeked_proxies.entry(p.proxy_ip).or_insert(p.at_ns);
+                *since = (*since).min(p.at_ns);
+            }
             Fact::ProxyLog(l) => {
                 if l.status >= 500 {
                     self.saw_http = true;
@@ -422,7 +434,9 @@ impl Explainer {
     fn http_verdict(&mut self, f: FailedConnection) -> Verdict {
         let t = f.at_ns;
         let proxy_ip = f.tuple.saddr;
-        self.peeked_proxies.insert(proxy_ip);
+        // A 5xx proves the proxy's answers are seen, but not since when:
+        // its recent failures count (as before any peek fact).
+        self.peeked_proxies.insert(proxy_ip, i64::MIN);
         let q = &mut self.recent_answers;
         while q
             .front()
@@ -826,12 +840,15 @@ fn claim_retry_chain(q: &mut std::collections::VecDeque<(Verdict, bool)>, last: 
 
 /// An upstream failure of a peeked proxy that no 5xx claimed was retried.
 fn count_hidden(
-    peeked: &std::collections::HashSet<std::net::IpAddr>,
+    peeked: &HashMap<std::net::IpAddr, i64>,
     http: &mut HttpTotals,
     v: &Verdict,
     claimed: bool,
 ) {
-    if !claimed && peeked.contains(&v.failure.tuple.saddr) {
+    let seen = peeked
+        .get(&v.failure.tuple.saddr)
+        .is_some_and(|since| v.failure.at_ns >= *since);
+    if !claimed && seen {
         *http.hidden_by_retry.entry(v.cause).or_default() += 1;
     }
 }

@@ -28,6 +28,8 @@ pub enum Fact {
     Event(ClusterEvent),
     /// A proxy pod's access-log line, read through the API (`pods/log`).
     ProxyLog(ProxyLogFact),
+    /// The plugin began peeking at a proxy pod's HTTP answers mid-session.
+    HttpPeek(HttpPeekFact),
 }
 
 impl Fact {
@@ -41,6 +43,7 @@ impl Fact {
             Fact::Node(n) => n.at_ns,
             Fact::Event(e) => e.at_ns,
             Fact::ProxyLog(l) => l.at_ns,
+            Fact::HttpPeek(p) => p.at_ns,
         }
     }
 
@@ -263,4 +266,22 @@ impl NodeNames {
         }
         n
     }
+}
+
+/// From `at_ns` on, every HTTP/1.x answer of this proxy pod is read in the
+/// kernel (the HTTP peek). A proxy pod that starts during a session (an
+/// ingress rollout or scale-up) is peeked only from then: the engine needs
+/// the time to count an upstream failure no 5xx followed as hidden by a
+/// retry, which it may only do while the proxy's 5xx would have been seen.
+/// Proxies peeked from the start are in the capture header instead
+/// (`CaptureHeader::http_peek_proxies`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpPeekFact {
+    /// When the plugin asked the node's agent for the peek (plugin's clock).
+    pub at_ns: i64,
+    pub namespace: String,
+    pub pod: String,
+    pub node: String,
+    /// The proxy pod's address: the source of its upstream connections.
+    pub proxy_ip: IpAddr,
 }

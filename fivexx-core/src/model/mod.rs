@@ -4,7 +4,7 @@ pub mod fact;
 pub mod timeline;
 
 pub use fact::{
-    ClusterEvent, EndpointFact, Fact, FactSource, NodeChange, NodeFact, PodChange, PodFact,
-    ProxyLogFact, ServiceFact, WorkloadRef,
+    ClusterEvent, EndpointFact, Fact, FactSource, HttpPeekFact, NodeChange, NodeFact, PodChange,
+    PodFact, ProxyLogFact, ServiceFact, WorkloadRef,
 };
 pub use timeline::{ClusterTimeline, ExitSeen, PodTimeline, SignalSeen};

@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 
 use fivexx_core::capture::{CaptureHeader, CaptureWriter, DropCounters, WriteOptions};
 use fivexx_core::explain::{ExplainConfig, Explainer, FailureKind, Verdict};
+use fivexx_core::model::HttpPeekFact;
 use fivexx_core::report::{
     format_time, render_json, render_table, render_wide, CaptureInfo, ReportBuilder, ReportFilter,
 };
@@ -1182,6 +1183,17 @@ async fn run_session(
                                 && connect(&node, filter_of(&interest), &mut drops, &mut missing_agents)
                             {
                                 connected.insert(node.clone());
+                            }
+                            if peek {
+                                // From now on its 5xx are seen: the engine
+                                // may count its unanswered failures as retried.
+                                facts.push(Fact::HttpPeek(HttpPeekFact {
+                                    at_ns: now_ns(),
+                                    namespace: p.metadata.namespace.clone().unwrap_or_default(),
+                                    pod: p.metadata.name.clone().unwrap_or_default(),
+                                    node: node.clone(),
+                                    proxy_ip: ip,
+                                }));
                             }
                             let logged = match (&log_followers, ProxyPod::nginx(&p)) {
                                 (Some(f), Some(pp)) => {
