@@ -1070,3 +1070,55 @@ fn a_proxy_peeked_from_the_start_counts_retries_long_before_any_5xx() {
     let http = &m.stats.http;
     assert_eq!(http.hidden_by_retry.values().sum::<u64>(), 1, "{http:?}");
 }
+
+/// A backend killed after it read the whole request closes the proxy's
+/// connection with a FIN, not a RST: the kernel sees no failed connection,
+/// only nginx's 502. The access log names the upstream; its pod was
+/// OOM-killed right then, so the 502 takes that cause (medium confidence).
+/// Near-misses stay unexplained: no log line, an upstream that was not
+/// killed, and the app's own 503.
+#[test]
+fn a_502_from_a_connection_closed_by_an_oom_kill_is_explained_through_the_access_log() {
+    let client = ip4(192, 168, 0, 7);
+    let build = |log: Option<(u16, Option<u16>)>, oom: bool| {
+        let mut s = Synth::new();
+        let p = old_pod(&mut s, 74);
+        if oom {
+            s.oom(&p, T0 + SECOND);
+        }
+        let status = log.map_or(502, |(st, _)| st);
+        let t = s.http_5xx(
+            "node-1",
+            proxy(),
+            client,
+            51000,
+            T0 + SECOND + 9 * MS,
+            status,
+        );
+        if let Some((st, up)) = log {
+            s.proxy_log("node-1", client, T0 + SECOND + 8 * MS, st, &[(p.ip, up)]);
+        }
+        let (vs, _) = explain_all(&s.sorted(), ExplainConfig::default());
+        (verdict_for(&vs, &t).clone(), p)
+    };
+    let (v, p) = build(Some((502, Some(502))), true);
+    assert_eq!(v.cause, Cause::OomKill, "{v:#?}");
+    assert_eq!(v.confidence, Confidence::Medium);
+    assert_eq!(v.pod_uid.as_deref(), Some(p.uid.as_str()));
+    assert!(
+        v.note
+            .as_deref()
+            .is_some_and(|n| n.contains("without a reset")),
+        "{v:#?}"
+    );
+    // nginx's `-` (no answer at all) counts as a failed try too.
+    assert_eq!(build(Some((502, None)), true).0.cause, Cause::OomKill);
+    for (what, log, oom) in [
+        ("no access log", None, true),
+        ("upstream not killed", Some((502, Some(502))), false),
+        ("the app's own 503", Some((503, Some(503))), true),
+    ] {
+        let (v, _) = build(log, oom);
+        assert_eq!(v.cause, Cause::Unexplained, "{what}: {v:#?}");
+    }
+}

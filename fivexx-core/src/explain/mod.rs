@@ -137,6 +137,20 @@ struct Answer {
     logged: bool,
 }
 
+/// A proxy's logged 5xx, kept so that a peeked 5xx with no failed upstream
+/// connection can learn which upstream its answer came from (see
+/// [`Explainer::closed_by_death`]).
+struct LoggedTwin {
+    client: std::net::IpAddr,
+    status: u16,
+    /// The logged time, and the end of its slack.
+    from_ns: i64,
+    to_ns: i64,
+    upstream: std::net::SocketAddr,
+    upstream_status: Option<u16>,
+    evidence: Evidence,
+}
+
 /// What the engine measured, handed to the report at the end.
 #[derive(Clone, Debug, Default)]
 pub struct Measurements {
@@ -216,6 +230,7 @@ pub struct Explainer {
     /// after that time that no 5xx followed was retried.
     peeked_proxies: HashMap<std::net::IpAddr, i64>,
     recent_answers: std::collections::VecDeque<Answer>,
+    logged_twins: std::collections::VecDeque<LoggedTwin>,
     stats: EngineStats,
 }
 
@@ -277,6 +292,7 @@ impl Explainer {
             recent_upstream: HashMap::default(),
             peeked_proxies: peeked,
             recent_answers: Default::default(),
+            logged_twins: Default::default(),
             stats: EngineStats::default(),
         }
     }
@@ -327,7 +343,24 @@ impl Explainer {
             Fact::ProxyLog(l) => {
                 if l.status >= 500 {
                     self.saw_http = true;
-                    self.done.push(logged_failure(l));
+                    let f = logged_failure(l);
+                    if let (Some((upstream, upstream_status)), Some(evidence)) =
+                        (last_failed_upstream(l), f.evidence.first())
+                    {
+                        if self.logged_twins.len() >= 8192 {
+                            self.logged_twins.pop_front();
+                        }
+                        self.logged_twins.push_back(LoggedTwin {
+                            client: l.client,
+                            status: l.status,
+                            from_ns: f.first_ns,
+                            to_ns: f.at_ns,
+                            upstream,
+                            upstream_status,
+                            evidence: evidence.clone(),
+                        });
+                    }
+                    self.done.push(f);
                 } else {
                     let failed_tries = l
                         .upstream_statuses
@@ -384,7 +417,12 @@ impl Explainer {
             };
             let f = *failure;
             if f.kind == FailureKind::Http5xx {
-                let v = self.http_verdict(f);
+                let horizon = if before == i64::MAX {
+                    i64::MAX
+                } else {
+                    f.at_ns.saturating_add(self.cfg.lookahead_ns)
+                };
+                let v = self.http_verdict(f, horizon);
                 *self.stats.http.sent_5xx.entry(v.cause).or_default() += 1;
                 out(v);
                 continue;
@@ -431,7 +469,7 @@ impl Explainer {
 
     /// A proxy's 5xx (peeked in the kernel) takes the cause of the failed
     /// upstream connection behind it; without one it stays unexplained.
-    fn http_verdict(&mut self, f: FailedConnection) -> Verdict {
+    fn http_verdict(&mut self, f: FailedConnection, horizon: i64) -> Verdict {
         let t = f.at_ns;
         let proxy_ip = f.tuple.saddr;
         // A 5xx proves the proxy's answers are seen, but not since when:
@@ -454,8 +492,86 @@ impl Explainer {
         // (its address made the upstream connection) that no other 5xx
         // claimed; failing that, the latest of the proxy's node.
         let node = f.client_node.clone();
-        self.answer_verdict(f, &node, t - self.cfg.http_match_ns, t + 1_000_000, &|u| {
+        let v = self.answer_verdict(f, &node, t - self.cfg.http_match_ns, t + 1_000_000, &|u| {
             u.failure.tuple.saddr == proxy_ip
+        });
+        if v.cause != Cause::Unexplained {
+            return v;
+        }
+        self.closed_by_death(&v, horizon).unwrap_or(v)
+    }
+
+    /// A 502/504 with no failed upstream connection behind it: the
+    /// upstream may have closed the connection with a FIN, not a RST,
+    /// because its process was killed after reading the whole request (an
+    /// OOM kill, a SIGKILL at grace expiry). The kernel then sees no failed
+    /// connection, but the proxy's access log names the upstream. When it
+    /// does, and that upstream's pod was OOM-killed or SIGKILLed right then,
+    /// the 5xx takes that cause at medium confidence; otherwise it stays
+    /// unexplained (an app's own 5xx is never blamed on a later kill).
+    fn closed_by_death(&mut self, v: &Verdict, horizon: i64) -> Option<Verdict> {
+        let t = v.failure.at_ns;
+        let status = v.failure.http_status?;
+        if !matches!(status, 502 | 504) {
+            return None;
+        }
+        let window = self.cfg.http_match_ns;
+        while self
+            .logged_twins
+            .front()
+            .is_some_and(|l| l.to_ns < t - 10 * SECOND)
+        {
+            self.logged_twins.pop_front();
+        }
+        let twin = self.logged_twins.iter().find(|l| {
+            l.client == v.failure.tuple.daddr
+                && l.status == status
+                && t >= l.from_ns - window
+                && t <= l.to_ns
+                && l.upstream_status.is_none_or(|s| s == 502 || s == 504)
+        })?;
+        let mut upstream = v.failure.clone();
+        upstream.kind = FailureKind::Reset;
+        // The connection ended at the process's death, as a reset at a
+        // kill would: the same rules (OOM, lifecycle SIGKILL) apply.
+        upstream.rst = true;
+        upstream.http_status = None;
+        upstream.tuple = crate::FourTuple {
+            saddr: v.failure.tuple.saddr,
+            sport: 0,
+            daddr: twin.upstream.ip(),
+            dport: twin.upstream.port(),
+        };
+        upstream.evidence = vec![twin.evidence.clone()];
+        let c = classify(&upstream, &self.tl, &self.cfg, horizon);
+        if !matches!(
+            c.cause,
+            Cause::OomKill | Cause::SigkillAtGraceExpiry | Cause::SigtermIgnored
+        ) {
+            return None;
+        }
+        let up = twin.upstream;
+        let u = self.verdict(upstream, horizon);
+        let mut evidence = u.evidence;
+        evidence.extend_from_slice(&v.failure.evidence);
+        sort_evidence(&mut evidence);
+        evidence.dedup();
+        Some(Verdict {
+            cause: u.cause,
+            confidence: u.confidence.min(Confidence::Medium),
+            evidence,
+            namespace: u.namespace,
+            workload: u.workload,
+            workload_key: u.workload_key,
+            pod: u.pod,
+            pod_uid: u.pod_uid,
+            proxy: v.proxy.clone(),
+            episode: u.episode,
+            fix: u.fix,
+            note: Some(format!(
+                "no failed connection seen: the access log names upstream {up}, whose process died then; it closed the connection without a reset, mid-request"
+            )),
+            failure: v.failure.clone(),
         })
     }
 
@@ -868,16 +984,23 @@ fn log_slack(precise: bool) -> i64 {
 /// A proxy's logged 5xx, as a failure to join to its upstream. It is placed
 /// at the end of its slack (`first_ns` keeps the logged time), so that it
 /// sorts after the kernel's view of the same answer and of its upstream.
-fn logged_failure(l: &crate::model::ProxyLogFact) -> FailedConnection {
-    let unspecified = std::net::IpAddr::from([0u8, 0, 0, 0]);
-    // The upstream that failed last (status `-` or 5xx).
-    let upstream = l
-        .upstream_addrs
+/// The upstream a logged answer tried last among those that failed (status
+/// `-` or 5xx), with that status.
+fn last_failed_upstream(
+    l: &crate::model::ProxyLogFact,
+) -> Option<(std::net::SocketAddr, Option<u16>)> {
+    l.upstream_addrs
         .iter()
         .zip(l.upstream_statuses.iter().chain(std::iter::repeat(&None)))
         .filter(|(_, s)| s.is_none_or(|s| s >= 500))
-        .map(|(a, _)| *a)
+        .map(|(a, s)| (*a, *s))
         .last()
+}
+
+fn logged_failure(l: &crate::model::ProxyLogFact) -> FailedConnection {
+    let unspecified = std::net::IpAddr::from([0u8, 0, 0, 0]);
+    let upstream = last_failed_upstream(l)
+        .map(|(a, _)| a)
         .map(|a| crate::FourTuple {
             saddr: unspecified,
             sport: 0,
