@@ -23,7 +23,7 @@ pub use verdict::{
 
 use crate::model::Fact;
 use crate::KernelEventKind;
-use classify::classify;
+use classify::{classify, Classification};
 use episode::EpisodeTracker;
 use foldhash::HashMap;
 use measure::PodMeasure;
@@ -343,9 +343,10 @@ impl Explainer {
             Fact::ProxyLog(l) => {
                 if l.status >= 500 {
                     self.saw_http = true;
-                    let f = logged_failure(l);
+                    let last = last_failed_upstream(l);
+                    let f = logged_failure(l, last.map(|(a, _)| a));
                     if let (Some((upstream, upstream_status)), Some(evidence)) =
-                        (last_failed_upstream(l), f.evidence.first())
+                        (last, f.evidence.first())
                     {
                         if self.logged_twins.len() >= 8192 {
                             self.logged_twins.pop_front();
@@ -416,12 +417,12 @@ impl Explainer {
                 break;
             };
             let f = *failure;
+            let horizon = if before == i64::MAX {
+                i64::MAX
+            } else {
+                f.at_ns.saturating_add(self.cfg.lookahead_ns)
+            };
             if f.kind == FailureKind::Http5xx {
-                let horizon = if before == i64::MAX {
-                    i64::MAX
-                } else {
-                    f.at_ns.saturating_add(self.cfg.lookahead_ns)
-                };
                 let v = self.http_verdict(f, horizon);
                 *self.stats.http.sent_5xx.entry(v.cause).or_default() += 1;
                 out(v);
@@ -434,11 +435,6 @@ impl Explainer {
                 }
                 continue;
             }
-            let horizon = if before == i64::MAX {
-                i64::MAX
-            } else {
-                f.at_ns.saturating_add(self.cfg.lookahead_ns)
-            };
             let v = self.verdict(f, horizon);
             if self.saw_http {
                 self.remember_upstream(&v);
@@ -523,11 +519,14 @@ impl Explainer {
         {
             self.logged_twins.pop_front();
         }
+        let peeked = Answer {
+            client: v.failure.tuple.daddr,
+            status,
+            at_ns: t,
+            logged: false,
+        };
         let twin = self.logged_twins.iter().find(|l| {
-            l.client == v.failure.tuple.daddr
-                && l.status == status
-                && t >= l.from_ns - window
-                && t <= l.to_ns
+            same_answer(&peeked, l.client, l.status, l.from_ns - window, l.to_ns)
                 && l.upstream_status.is_none_or(|s| s == 502 || s == 504)
         })?;
         let mut upstream = v.failure.clone();
@@ -551,7 +550,7 @@ impl Explainer {
             return None;
         }
         let up = twin.upstream;
-        let u = self.verdict(upstream, horizon);
+        let u = self.verdict_from(upstream, c, horizon);
         let mut evidence = u.evidence;
         evidence.extend_from_slice(&v.failure.evidence);
         sort_evidence(&mut evidence);
@@ -584,13 +583,11 @@ impl Explainer {
         // The logged time (first_ns) up to its slack (at_ns), plus a margin
         // for a log stamp taken after the write.
         let (lo, hi) = (f.first_ns - self.cfg.http_match_ns, f.at_ns);
-        if let Some(a) = self.recent_answers.iter_mut().find(|a| {
-            !a.logged
-                && a.client == f.tuple.daddr
-                && a.status == status
-                && a.at_ns >= lo
-                && a.at_ns <= hi
-        }) {
+        if let Some(a) = self
+            .recent_answers
+            .iter_mut()
+            .find(|a| !a.logged && same_answer(a, f.tuple.daddr, status, lo, hi))
+        {
             a.logged = true;
             self.stats.http.confirmed_by_log += 1;
             return None;
@@ -713,6 +710,12 @@ impl Explainer {
 
     fn verdict(&mut self, f: FailedConnection, horizon: i64) -> Verdict {
         let c = classify(&f, &self.tl, &self.cfg, horizon);
+        self.verdict_from(f, c, horizon)
+    }
+
+    /// The verdict for `f` once classified: workload, episode, the
+    /// measurements the failure gives, and the fix.
+    fn verdict_from(&mut self, f: FailedConnection, c: Classification, horizon: i64) -> Verdict {
         let pod = c.pod_uid.as_deref().and_then(|u| self.tl.pod(u));
         let (namespace, workload, pod_name) = match (pod, &c.service) {
             (Some(p), _) => (
@@ -954,6 +957,13 @@ fn claim_retry_chain(q: &mut std::collections::VecDeque<(Verdict, bool)>, last: 
     }
 }
 
+/// Whether a logged answer (to `client`, with `status`, logged between
+/// `from` and `to`) is the peeked answer `a`: the one rule that joins the
+/// two views of a 5xx, both to count it once and to learn its upstream.
+fn same_answer(a: &Answer, client: std::net::IpAddr, status: u16, from: i64, to: i64) -> bool {
+    a.client == client && a.status == status && a.at_ns >= from && a.at_ns <= to
+}
+
 /// An upstream failure of a peeked proxy that no 5xx claimed was retried.
 fn count_hidden(
     peeked: &HashMap<std::net::IpAddr, i64>,
@@ -981,9 +991,6 @@ fn log_slack(precise: bool) -> i64 {
     }
 }
 
-/// A proxy's logged 5xx, as a failure to join to its upstream. It is placed
-/// at the end of its slack (`first_ns` keeps the logged time), so that it
-/// sorts after the kernel's view of the same answer and of its upstream.
 /// The upstream a logged answer tried last among those that failed (status
 /// `-` or 5xx), with that status.
 fn last_failed_upstream(
@@ -997,16 +1004,21 @@ fn last_failed_upstream(
         .last()
 }
 
-fn logged_failure(l: &crate::model::ProxyLogFact) -> FailedConnection {
+/// A proxy's logged 5xx, as a failure to join to its upstream (`upstream`:
+/// the address of [`last_failed_upstream`]). It is placed at the end of its
+/// slack (`first_ns` keeps the logged time), so that it sorts after the
+/// kernel's view of the same answer and of its upstream.
+fn logged_failure(
+    l: &crate::model::ProxyLogFact,
+    upstream: Option<std::net::SocketAddr>,
+) -> FailedConnection {
     let unspecified = std::net::IpAddr::from([0u8, 0, 0, 0]);
-    let upstream = last_failed_upstream(l)
-        .map(|(a, _)| a)
-        .map(|a| crate::FourTuple {
-            saddr: unspecified,
-            sport: 0,
-            daddr: a.ip(),
-            dport: a.port(),
-        });
+    let upstream = upstream.map(|a| crate::FourTuple {
+        saddr: unspecified,
+        sport: 0,
+        daddr: a.ip(),
+        dport: a.port(),
+    });
     let at = l.at_ns.saturating_add(log_slack(l.precise_time));
     let tried: Vec<String> = l
         .upstream_addrs
