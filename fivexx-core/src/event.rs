@@ -333,21 +333,64 @@ pub fn errno_name(errno: i32) -> &'static str {
     }
 }
 
-/// Names of the signals we trace.
+/// The one table of signal names (Linux x86-64 and arm64 numbering), for
+/// both binaries: an agent line and a plugin line never name one signal
+/// two ways.
 pub fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        9 => "SIGKILL",
-        15 => "SIGTERM",
-        _ => "SIG?",
-    }
+    const NAMES: [&str; 32] = [
+        "SIG0",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(sig)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .copied()
+        .unwrap_or("SIG?")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_signal_table() {
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(15), "SIGTERM");
+        assert_eq!(signal_name(6), "SIGABRT");
+        assert_eq!(signal_name(31), "SIGSYS");
+        assert_eq!(signal_name(64), "SIG?");
+        assert_eq!(signal_name(-1), "SIG?");
+    }
 
     #[test]
     fn wait_status_decodes_exit_and_signal() {

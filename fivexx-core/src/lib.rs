@@ -10,10 +10,10 @@ pub mod capture;
 pub mod event;
 pub mod explain;
 pub mod model;
+pub mod protocol;
 pub mod proxylog;
 pub mod report;
 pub mod synth;
-pub mod wire;
 
 pub use event::{
     ExitStatus, FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState,

@@ -10,7 +10,9 @@ use kube::api::{Api, ListParams};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use fivexx_core::capability::CapabilityReport;
-use fivexx_core::wire::{self, AgentMessage, ClientMessage, StreamFilter, PROTOCOL_VERSION};
+use fivexx_core::protocol::{
+    self as wire, AgentMessage, ClientMessage, StreamFilter, PROTOCOL_VERSION,
+};
 
 use crate::cluster::Cluster;
 use crate::error::CliError;

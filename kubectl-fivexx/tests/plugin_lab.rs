@@ -12,8 +12,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use fivexx_core::capability::{BtfOffsets, CapabilityReport};
-use fivexx_core::wire::{
-    self, AgentMessage, AgentStats, ClientMessage, StreamFilter, PROTOCOL_VERSION,
+use fivexx_core::protocol::{
+    self as wire, AgentMessage, AgentStats, ClientMessage, StreamFilter, PROTOCOL_VERSION,
 };
 use fivexx_lab::apiserver::{ApiServer, ApiServerConfig};
 use fivexx_lab::cluster::{ClusterStore, Kind, ANY_POD};

@@ -549,22 +549,22 @@ fn probe(addr: SocketAddr) -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("no agent answered on {addr} within 3 s"))?
                 .with_context(|| format!("no agent listening on {addr}"))?;
         let mut framed = Framed::new(stream, serve::codec());
-        let sub = fivexx_core::wire::ClientMessage::Subscribe {
-            protocol: fivexx_core::wire::PROTOCOL_VERSION,
-            filter: fivexx_core::wire::StreamFilter {
+        let sub = fivexx_core::protocol::ClientMessage::Subscribe {
+            protocol: fivexx_core::protocol::PROTOCOL_VERSION,
+            filter: fivexx_core::protocol::StreamFilter {
                 kinds: vec![KernelEventKind::OomVictim],
                 ..Default::default()
             },
         };
         framed
-            .send(bytes::Bytes::from(fivexx_core::wire::encode(&sub)))
+            .send(bytes::Bytes::from(fivexx_core::protocol::encode(&sub)))
             .await?;
         let frame = tokio::time::timeout(Duration::from_secs(3), framed.next())
             .await
             .map_err(|_| anyhow::anyhow!("agent on {addr} did not say hello within 3 s"))?
             .ok_or_else(|| anyhow::anyhow!("agent on {addr} closed the connection"))??;
-        match fivexx_core::wire::decode_agent(&frame)? {
-            fivexx_core::wire::AgentMessage::Hello { capabilities, .. } => {
+        match fivexx_core::protocol::decode_agent(&frame)? {
+            fivexx_core::protocol::AgentMessage::Hello { capabilities, .. } => {
                 let attached = capabilities
                     .hooks
                     .iter()

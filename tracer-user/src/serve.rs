@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fivexx_core::capability::CapabilityReport;
-use fivexx_core::wire::{
-    self, AgentMessage, AgentStats, ClientMessage, StreamFilter, PROTOCOL_VERSION,
+use fivexx_core::protocol::{
+    self as wire, AgentMessage, AgentStats, ClientMessage, StreamFilter, PROTOCOL_VERSION,
 };
 use fivexx_core::{KernelEvent, KernelEventKind};
 use futures::{SinkExt, StreamExt};
@@ -40,6 +40,7 @@ pub struct Hub {
         BTreeMap<KernelEventKind, u64>,
     )>,
     client_count: AtomicU32,
+    next_id: AtomicU64,
     pub report: CapabilityReport,
     pub node: String,
     /// Tells clients the agent is leaving.
@@ -47,6 +48,8 @@ pub struct Hub {
 }
 
 struct ClientSlot {
+    /// Which stream this is, for its filter updates.
+    id: u64,
     filter: StreamFilter,
     tx: mpsc::Sender<Arc<KernelEvent>>,
     dropped: Arc<AtomicU64>,
@@ -59,6 +62,7 @@ impl Hub {
             received: Mutex::new(BTreeMap::new()),
             kernel: Mutex::new((BTreeMap::new(), BTreeMap::new())),
             client_count: AtomicU32::new(0),
+            next_id: AtomicU64::new(0),
             report,
             node,
             shutdown: broadcast::channel(4).0,
@@ -91,6 +95,14 @@ impl Hub {
             .filter(|c| !c.tx.is_closed())
             .flat_map(|c| c.filter.http_pods.iter().cloned())
             .collect()
+    }
+
+    /// Widens or narrows one client's filter in place (`Update`).
+    fn update_filter(&self, id: u64, add: &StreamFilter, remove: &StreamFilter) {
+        let mut clients = self.clients.lock().expect("lock");
+        if let Some(c) = clients.iter_mut().find(|c| c.id == id) {
+            c.filter.update(add, remove);
+        }
     }
 
     pub fn clients(&self) -> u32 {
@@ -148,6 +160,14 @@ async fn serve_client(stream: TcpStream, hub: Arc<Hub>) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("closed before Subscribe"))??;
     let filter = match wire::decode_client(&first) {
         Ok(ClientMessage::Subscribe { filter, .. }) => filter,
+        Ok(ClientMessage::Update { .. }) => {
+            let reason = "the first message must be a Subscribe".to_string();
+            let bye = AgentMessage::Goodbye {
+                reason: reason.clone(),
+            };
+            framed.send(Bytes::from(wire::encode(&bye))).await?;
+            anyhow::bail!(reason);
+        }
         Err(e) => {
             let bye = AgentMessage::Goodbye {
                 reason: e.to_string(),
@@ -166,7 +186,9 @@ async fn serve_client(stream: TcpStream, hub: Arc<Hub>) -> anyhow::Result<()> {
 
     let (tx, mut rx) = mpsc::channel(CLIENT_QUEUE);
     let dropped = Arc::new(AtomicU64::new(0));
+    let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
     hub.clients.lock().expect("lock").push(ClientSlot {
+        id,
         filter,
         tx,
         dropped: dropped.clone(),
@@ -199,9 +221,14 @@ async fn serve_client(stream: TcpStream, hub: Arc<Hub>) -> anyhow::Result<()> {
                     framed.send(Bytes::from(wire::encode(&AgentMessage::Goodbye { reason }))).await?;
                     break;
                 }
-                // A client that hangs up is noticed here, not only on write.
+                // A client that hangs up is noticed here, not only on
+                // write; an `Update` changes what this stream passes.
                 incoming = framed.next() => {
-                    if incoming.is_none() { break }
+                    let Some(frame) = incoming else { break };
+                    match wire::decode_client(&frame?)? {
+                        ClientMessage::Update { add, remove } => hub.update_filter(id, &add, &remove),
+                        ClientMessage::Subscribe { .. } => anyhow::bail!("a second Subscribe on one stream"),
+                    }
                 }
             }
         }

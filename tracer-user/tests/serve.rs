@@ -6,7 +6,9 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fivexx_core::wire::{self, AgentMessage, ClientMessage, StreamFilter, PROTOCOL_VERSION};
+use fivexx_core::protocol::{
+    self as wire, AgentMessage, ClientMessage, StreamFilter, PROTOCOL_VERSION,
+};
 use fivexx_core::KernelEventKind;
 
 fn free_port() -> u16 {

@@ -5,9 +5,11 @@
 //! full), then rendered by pure functions: [`render_table`],
 //! [`render_wide`] and [`render_json`] (schema: `docs/explain-json.md`).
 
+mod lines;
 mod render;
 mod time;
 
+pub use lines::{clock, event_detail, event_line, is_failure, LineLayout, NODE_TABLE_HEADER};
 pub use render::{render_json, render_table, render_wide};
 pub use time::{format_duration, format_time, parse_time};
 

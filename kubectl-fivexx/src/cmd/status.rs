@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use fivexx_core::capability::HookState;
-use fivexx_core::wire::{AgentMessage, AgentStats, StreamFilter};
+use fivexx_core::protocol::{AgentMessage, AgentStats, StreamFilter};
 use serde::Serialize;
 
 use crate::agent_link::{self, AgentConn, AgentPod, Hello};

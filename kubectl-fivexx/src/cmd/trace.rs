@@ -32,10 +32,11 @@ use tokio::sync::mpsc;
 use fivexx_core::capture::{CaptureHeader, CaptureWriter, DropCounters, WriteOptions};
 use fivexx_core::explain::{ExplainConfig, Explainer, FailureKind, Verdict};
 use fivexx_core::model::HttpPeekFact;
+use fivexx_core::protocol::{AgentMessage, AgentStats, StreamFilter};
 use fivexx_core::report::{
-    format_time, render_json, render_table, render_wide, CaptureInfo, ReportBuilder, ReportFilter,
+    event_line, is_failure, render_json, render_table, render_wide, CaptureInfo, LineLayout,
+    ReportBuilder, ReportFilter,
 };
-use fivexx_core::wire::{AgentMessage, AgentStats, StreamFilter};
 use fivexx_core::{Fact, KernelEvent, KernelEventKind};
 
 use crate::agent_link::{self, AgentConn, AgentPod, LinkError};
@@ -655,56 +656,13 @@ fn fatal_watch_error(
     }
 }
 
-/// One line per kernel fact.
+/// One line per kernel fact: the renderer the agent's table uses too.
 fn kernel_line(ev: &KernelEvent, p: Painter) -> String {
-    let mut s = format!(
-        "{}  {:<14} {:<15}",
-        format_time(ev.wall_ns),
-        ev.node,
-        ev.kind.name()
-    );
-    if let Some(t) = &ev.tuple {
-        s.push_str(&format!(" {t}"));
-    }
-    if let Some(sig) = ev.signal {
-        s.push_str(&format!(" {}", signal_name(sig)));
-    }
-    if let Some(t) = &ev.target {
-        s.push_str(&format!(" -> {}[{}]", t.comm, t.pid));
-    } else if let Some(t) = &ev.task {
-        s.push_str(&format!(" by {}[{}]", t.comm, t.pid));
-    }
-    if let Some(e) = ev.errno {
-        s.push_str(&format!(" errno={e}"));
-    }
-    if let Some(st) = ev.http_status {
-        s.push_str(&format!(" http={st}"));
-    }
-    if let Some(r) = &ev.reset_reason {
-        s.push_str(&format!(" reason={r}"));
-    }
-    let bad = matches!(
-        ev.kind,
-        KernelEventKind::SendReset
-            | KernelEventKind::ReceiveReset
-            | KernelEventKind::SockError
-            | KernelEventKind::HttpResponse
-            | KernelEventKind::OomVictim
-    );
-    if bad {
+    let s = event_line(ev, LineLayout::Cluster);
+    if is_failure(ev) {
         p.yellow(&s)
     } else {
         s
-    }
-}
-
-fn signal_name(sig: i32) -> String {
-    match sig {
-        9 => "SIGKILL".into(),
-        15 => "SIGTERM".into(),
-        2 => "SIGINT".into(),
-        6 => "SIGABRT".into(),
-        n => format!("signal {n}"),
     }
 }
 

@@ -41,7 +41,7 @@ struct AgentVersion {
 
 pub async fn run(kube: KubeFlags, args: VersionArgs) -> anyhow::Result<ExitCode> {
     let client = env!("CARGO_PKG_VERSION").to_string();
-    let protocol = fivexx_core::wire::PROTOCOL_VERSION;
+    let protocol = fivexx_core::protocol::PROTOCOL_VERSION;
     let json = args.output == "json";
     if !json {
         println!("Client Version: {client} (agent protocol {protocol})");

@@ -6,6 +6,10 @@
 //!
 //! A client connects, sends one `Subscribe`, and then receives `Hello`,
 //! followed by `Event`s that match its filter and a `Stats` every second.
+//! While the stream is open the client widens or narrows its filter in
+//! place with `Update`: one stream per node per session, however many pods
+//! come and go (a stream per pod would open nodes × pods port-forwards
+//! through the API server during a rollout).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -16,7 +20,9 @@ use crate::capability::CapabilityReport;
 use crate::{KernelEvent, KernelEventKind};
 
 /// Bumped on incompatible changes; a client refuses a different major.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2 added `ClientMessage::Update` (an agent of protocol 1 would drop the
+/// stream on it).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 1 << 20;
@@ -41,6 +47,32 @@ pub struct StreamFilter {
 }
 
 impl StreamFilter {
+    /// Applies an `Update`: `add` first, then `remove`. A list emptied by
+    /// `remove` means "everything" again, as in a fresh filter, so a client
+    /// that narrows to nothing should close the stream instead.
+    pub fn update(&mut self, add: &StreamFilter, remove: &StreamFilter) {
+        fn merge<T: PartialEq + Clone>(into: &mut Vec<T>, add: &[T], remove: &[T]) {
+            for x in add {
+                if !into.contains(x) {
+                    into.push(x.clone());
+                }
+            }
+            into.retain(|x| !remove.contains(x));
+        }
+        merge(&mut self.kinds, &add.kinds, &remove.kinds);
+        merge(&mut self.pod_uids, &add.pod_uids, &remove.pod_uids);
+        merge(&mut self.ips, &add.ips, &remove.ips);
+        merge(&mut self.http_pods, &add.http_pods, &remove.http_pods);
+    }
+
+    /// Whether the filter names nothing (then it passes every event).
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+            && self.pod_uids.is_empty()
+            && self.ips.is_empty()
+            && self.http_pods.is_empty()
+    }
+
     /// Pods and IPs widen each other: a trace of a Deployment wants the
     /// signals of its pods and the network failures towards their IPs.
     pub fn matches(&self, ev: &KernelEvent) -> bool {
@@ -65,10 +97,20 @@ impl StreamFilter {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
+    /// The first message of a stream.
     Subscribe {
         protocol: u32,
         #[serde(default)]
         filter: StreamFilter,
+    },
+    /// Widens (`add`) or narrows (`remove`) the stream's filter in place,
+    /// without reconnecting; see [`StreamFilter::update`]. Only after a
+    /// `Subscribe`.
+    Update {
+        #[serde(default)]
+        add: StreamFilter,
+        #[serde(default)]
+        remove: StreamFilter,
     },
 }
 
@@ -127,12 +169,13 @@ pub fn decode_agent(frame: &[u8]) -> Result<AgentMessage, WireError> {
 pub fn decode_client(frame: &[u8]) -> Result<ClientMessage, WireError> {
     let msg: ClientMessage =
         serde_json::from_slice(frame).map_err(|e| WireError::Malformed(e.to_string()))?;
-    let ClientMessage::Subscribe { protocol, .. } = &msg;
-    if *protocol != PROTOCOL_VERSION {
-        return Err(WireError::Version {
-            ours: PROTOCOL_VERSION,
-            theirs: *protocol,
-        });
+    if let ClientMessage::Subscribe { protocol, .. } = &msg {
+        if *protocol != PROTOCOL_VERSION {
+            return Err(WireError::Version {
+                ours: PROTOCOL_VERSION,
+                theirs: *protocol,
+            });
+        }
     }
     Ok(msg)
 }
@@ -181,6 +224,30 @@ mod tests {
             ..Default::default()
         };
         assert!(!f.matches(&net_event("10.244.0.7")));
+    }
+
+    #[test]
+    fn updates_widen_and_narrow_in_place() {
+        let mut f = StreamFilter {
+            pod_uids: vec!["a".into()],
+            ..Default::default()
+        };
+        let add = StreamFilter {
+            pod_uids: vec!["a".into(), "b".into()],
+            ips: vec!["10.244.0.7".parse().unwrap()],
+            ..Default::default()
+        };
+        f.update(&add, &StreamFilter::default());
+        assert_eq!(f.pod_uids, vec!["a".to_string(), "b".to_string()]);
+        assert!(f.matches(&net_event("10.244.0.7")));
+        let remove = StreamFilter {
+            ips: vec!["10.244.0.7".parse().unwrap()],
+            ..Default::default()
+        };
+        f.update(&StreamFilter::default(), &remove);
+        assert!(!f.matches(&net_event("10.244.0.7")));
+        let msg = ClientMessage::Update { add, remove };
+        assert_eq!(decode_client(&encode(&msg)).unwrap(), msg);
     }
 
     #[test]
