@@ -82,6 +82,27 @@ pub mod flags {
 }
 
 /// One record in the ring buffer. Fixed size, no padding holes (asserted in tests).
+///
+/// One layout serves every kind, so several fields change meaning with
+/// `kind`. Every record has `ts_ns`, `kind`, `task_pid`/`task_tgid` and
+/// `task_comm` (the current task; for the softirq kinds marked † it is
+/// whoever was interrupted, and the agent drops it) and `cgroup_id` (the
+/// current task's). The rest, by kind (blank: left as `zeroed()` sets it):
+///
+/// | kind | `sock` | `family`, ports, addrs | `state` / `new_state` | `reason` | `errno` | `target_*` | `sig` | `result` | `code` | `flags` | `reserved` |
+/// |---|---|---|---|---|---|---|---|---|---|---|---|
+/// | `SendReset` | socket, 0 if socket-less (then †) | 4-tuple, sender first | state (6.10+) | `sk_rst_reason` (6.10+) | | | | | | | |
+/// | `ReceiveReset` † | socket | 4-tuple, ours first | state read from the socket | | | | | | | `STATE_FROM_SOCK` | |
+/// | `SockError` | | 4-tuple | | | positive errno | | | | | | |
+/// | `StateChange` | socket | 4-tuple | old / new state | | | | | | | | |
+/// | `SynRetransmit` † | socket | 4-tuple | `SYN_SENT` | | | | | | | | |
+/// | `Signal` (task = sender) | | | | | | target pid and comm | signal | 0 delivered .. 4 lose info | `si_code` | `SIGNAL_GROUP` | |
+/// | `Exit` (task = the exiting thread) | | | | | | exiting tgid and comm | | | wait status if `EXIT_CODE_KNOWN` | `EXIT_CODE_KNOWN`, `GROUP_DEAD`, `GROUP_DEAD_GUESSED` | |
+/// | `OomVictim` (task = the allocator) | | | | | | victim pid and comm | | | | | |
+/// | `HttpResponse` (task = the proxy) | socket behind the fd, if BTF allows | its 4-tuple, ours first | | | | | | fd | HTTP status | | bytes peeked (12 or 16) |
+///
+/// The decoder (`tracer-user/src/decode/`, one file per probe file) reads
+/// exactly these fields; keep the two and this table in step.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawEvent {

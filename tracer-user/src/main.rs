@@ -293,6 +293,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
                 start_ns: tracer::wall_clock_offset_ns() + tracer::monotonic_ns() as i64,
                 end_ns: None,
                 http_peek_proxies: Vec::new(),
+                engine: None,
             };
             Some(CaptureWriter::new(file, &header, WriteOptions::default())?)
         }

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
-use fivexx_core::{KernelEvent, KernelEventKind};
+use fivexx_core::KernelEvent;
 use tokio::io::unix::AsyncFd;
 
-use crate::decode::Decoder;
+use crate::decode::{counter_index, Decoder};
 use crate::enrich::Enricher;
 use crate::tracer::Tracer;
 
@@ -29,20 +29,14 @@ pub trait Sink {
 pub struct Pump {
     pub decoder: Decoder,
     pub enricher: Enricher,
-    /// Records read from the ring, by kind index.
+    /// Records read from the ring, by counter index (`counter_index`), the
+    /// same index as the kernel's generated and dropped counters.
     pub received: Vec<u64>,
 }
 
 pub struct LoopOptions {
     pub tick: Option<Duration>,
     pub duration: Option<Duration>,
-}
-
-pub fn kind_index(kind: KernelEventKind) -> usize {
-    KernelEventKind::ALL
-        .iter()
-        .position(|k| *k == kind)
-        .unwrap_or(0)
 }
 
 impl Pump {
@@ -64,7 +58,7 @@ impl Pump {
             let decoded = self.decoder.decode_bytes(&item);
             drop(item);
             let Ok(mut ev) = decoded else { continue };
-            self.received[kind_index(ev.kind)] += 1;
+            self.received[counter_index(ev.kind)] += 1;
             self.enricher.enrich(&mut ev);
             sink.event(ev, &mut self.enricher)?;
         }

@@ -1,0 +1,82 @@
+//! `tcp:tcp_send_reset` and `tcp:tcp_receive_reset` (probes/reset.rs).
+
+use fivexx_core::{KernelEvent, TcpState};
+use tracer_ebpf::{RawEvent, REASON_UNKNOWN};
+
+use super::{not_the_owner, Decoder};
+
+impl Decoder {
+    /// A RST this host sent; `reason` is the kernel's `sk_rst_reason` (6.10+).
+    pub(super) fn send_reset(&self, raw: &RawEvent, ev: &mut KernelEvent) {
+        self.network(raw, ev);
+        if raw.reason != REASON_UNKNOWN {
+            ev.reset_reason = Some(
+                self.reset_reasons
+                    .get(&u64::from(raw.reason))
+                    .cloned()
+                    .unwrap_or_else(|| format!("REASON_{}", raw.reason)),
+            );
+        }
+        // A socket-less RST (the reply from a closed port) is sent from
+        // softirq on behalf of nobody.
+        if raw.sock == 0 {
+            not_the_owner(ev);
+        }
+    }
+
+    /// A RST a peer sent us, in softirq; the state decides the errno.
+    pub(super) fn receive_reset(&self, raw: &RawEvent, ev: &mut KernelEvent) {
+        self.network(raw, ev);
+        // What the application will see, as tcp_reset() decides it.
+        ev.errno = ev
+            .tcp_state
+            .map(TcpState::errno_on_reset)
+            .filter(|e| *e != 0);
+        not_the_owner(ev);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fivexx_core::TcpState;
+    use tracer_ebpf::{EventKind, RawEvent};
+
+    use crate::decode::tests::decoder;
+
+    #[test]
+    fn refused_connect_reset_maps_to_econnrefused() {
+        let mut raw = RawEvent::zeroed();
+        raw.kind = EventKind::ReceiveReset as u8;
+        raw.family = 2;
+        raw.state = tracer_ebpf::tcp_state::SYN_SENT;
+        raw.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        raw.daddr[..4].copy_from_slice(&[10, 244, 0, 7]);
+        raw.sport = 40000;
+        raw.dport = 8080;
+        raw.sock = 0xffff_8880_dead_beef;
+        let ev = decoder().decode(&raw).unwrap();
+        assert_eq!(ev.errno, Some(111));
+        assert_eq!(ev.tcp_state, Some(TcpState::SynSent));
+        let t = ev.tuple.unwrap();
+        assert_eq!(t.daddr.to_string(), "10.244.0.7");
+        assert_eq!(t.dport, 8080);
+        assert!(ev.task.is_none(), "softirq context is not an owner");
+        assert_ne!(ev.sock_id, Some(raw.sock), "kernel address must not leak");
+    }
+
+    #[test]
+    fn reset_reason_uses_the_kernel_names() {
+        let mut raw = RawEvent::zeroed();
+        raw.kind = EventKind::SendReset as u8;
+        raw.reason = 1;
+        assert_eq!(
+            decoder().decode(&raw).unwrap().reset_reason.as_deref(),
+            Some("NO_SOCKET")
+        );
+        raw.reason = 77;
+        assert_eq!(
+            decoder().decode(&raw).unwrap().reset_reason.as_deref(),
+            Some("REASON_77")
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! `sock:inet_sk_error_report` and `sock:inet_sock_set_state`
+//! (probes/sock.rs).
+
+use fivexx_core::{KernelEvent, TcpState};
+use tracer_ebpf::RawEvent;
+
+use super::Decoder;
+
+impl Decoder {
+    /// The error a TCP socket reported: `errno` (positive).
+    pub(super) fn sock_error(&self, raw: &RawEvent, ev: &mut KernelEvent) {
+        self.network(raw, ev);
+        ev.errno = Some(raw.errno.abs());
+    }
+
+    /// An abnormal transition: `state` is the old state, `new_state` the new.
+    pub(super) fn state_change(&self, raw: &RawEvent, ev: &mut KernelEvent) {
+        self.network(raw, ev);
+        ev.new_state = TcpState::from_kernel(raw.new_state);
+    }
+}
