@@ -11,6 +11,23 @@ use std::collections::HashMap;
 
 use crate::Error;
 
+/// Why a BTF blob could not be read.
+#[derive(Clone, Copy, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BtfError {
+    #[error("truncated header")]
+    TruncatedHeader,
+    #[error("bad magic (not little-endian BTF)")]
+    BadMagic,
+    #[error("type section out of bounds")]
+    TypesOutOfBounds,
+    #[error("string section out of bounds")]
+    StringsOutOfBounds,
+    #[error("truncated type record")]
+    TruncatedType,
+    #[error("unknown BTF kind {0}")]
+    UnknownKind(u32),
+}
+
 const BTF_MAGIC: u16 = 0xeb9f;
 
 const KIND_STRUCT: u32 = 4;
@@ -65,29 +82,27 @@ impl KernelBtf {
             what: path.to_string(),
             source: e,
         })?;
-        KernelBtf::parse(&data)
+        Ok(KernelBtf::parse(&data)?)
     }
 
     /// Parses little-endian BTF. Never panics on arbitrary input.
-    pub fn parse(data: &[u8]) -> Result<KernelBtf, Error> {
-        let bad = |why: &str| Error::Btf(why.to_string());
+    pub fn parse(data: &[u8]) -> Result<KernelBtf, BtfError> {
         let mut c = Cursor { buf: data, pos: 0 };
-        let magic_ver = c.u32().ok_or_else(|| bad("truncated header"))?;
+        let magic_ver = c.u32().ok_or(BtfError::TruncatedHeader)?;
         if (magic_ver & 0xffff) as u16 != BTF_MAGIC {
-            return Err(bad("bad magic (not little-endian BTF)"));
+            return Err(BtfError::BadMagic);
         }
-        let hdr_len = c.u32().ok_or_else(|| bad("truncated header"))? as usize;
-        let type_off = c.u32().ok_or_else(|| bad("truncated header"))? as usize;
-        let type_len = c.u32().ok_or_else(|| bad("truncated header"))? as usize;
-        let str_off = c.u32().ok_or_else(|| bad("truncated header"))? as usize;
-        let str_len = c.u32().ok_or_else(|| bad("truncated header"))? as usize;
+        let hdr_len = c.u32().ok_or(BtfError::TruncatedHeader)? as usize;
+        let type_off = c.u32().ok_or(BtfError::TruncatedHeader)? as usize;
+        let type_len = c.u32().ok_or(BtfError::TruncatedHeader)? as usize;
+        let str_off = c.u32().ok_or(BtfError::TruncatedHeader)? as usize;
+        let str_len = c.u32().ok_or(BtfError::TruncatedHeader)? as usize;
         let section = |off: usize, len: usize| {
             let start = hdr_len.checked_add(off)?;
             data.get(start..start.checked_add(len)?)
         };
-        let types = section(type_off, type_len).ok_or_else(|| bad("type section out of bounds"))?;
-        let strings =
-            section(str_off, str_len).ok_or_else(|| bad("string section out of bounds"))?;
+        let types = section(type_off, type_len).ok_or(BtfError::TypesOutOfBounds)?;
+        let strings = section(str_off, str_len).ok_or(BtfError::StringsOutOfBounds)?;
         let name_at = |off: u32| -> String {
             let Some(rest) = strings.get(off as usize..) else {
                 return String::new();
@@ -101,10 +116,10 @@ impl KernelBtf {
         let mut id = 0u32;
         while t.pos < types.len() {
             id += 1;
-            let truncated = || bad("truncated type record");
-            let name_off = t.u32().ok_or_else(truncated)?;
-            let info = t.u32().ok_or_else(truncated)?;
-            let size_or_type = t.u32().ok_or_else(truncated)?;
+            let truncated = BtfError::TruncatedType;
+            let name_off = t.u32().ok_or(truncated)?;
+            let info = t.u32().ok_or(truncated)?;
+            let size_or_type = t.u32().ok_or(truncated)?;
             let vlen = (info & 0xffff) as usize;
             let kind = (info >> 24) & 0x1f;
             let kind_flag = info >> 31 == 1;
@@ -112,9 +127,9 @@ impl KernelBtf {
                 KIND_STRUCT | KIND_UNION => {
                     let mut members = Vec::with_capacity(vlen);
                     for _ in 0..vlen {
-                        let m_name = t.u32().ok_or_else(truncated)?;
-                        let m_type = t.u32().ok_or_else(truncated)?;
-                        let m_off = t.u32().ok_or_else(truncated)?;
+                        let m_name = t.u32().ok_or(truncated)?;
+                        let m_type = t.u32().ok_or(truncated)?;
+                        let m_off = t.u32().ok_or(truncated)?;
                         let bit_offset = if kind_flag {
                             m_off & 0x00ff_ffff
                         } else {
@@ -132,16 +147,16 @@ impl KernelBtf {
                     }
                     out.composites.insert(id, Composite { members });
                 }
-                1 | 14 | 17 => t.skip(4).ok_or_else(truncated)?, // INT, VAR, DECL_TAG
-                3 => t.skip(12).ok_or_else(truncated)?,          // ARRAY
-                6 | 13 => t.skip(8 * vlen).ok_or_else(truncated)?, // ENUM, FUNC_PROTO
-                15 | 19 => t.skip(12 * vlen).ok_or_else(truncated)?, // DATASEC, ENUM64
+                1 | 14 | 17 => t.skip(4).ok_or(truncated)?, // INT, VAR, DECL_TAG
+                3 => t.skip(12).ok_or(truncated)?,          // ARRAY
+                6 | 13 => t.skip(8 * vlen).ok_or(truncated)?, // ENUM, FUNC_PROTO
+                15 | 19 => t.skip(12 * vlen).ok_or(truncated)?, // DATASEC, ENUM64
                 8..=11 | 18 => {
                     // TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG
                     out.aliases.insert(id, size_or_type);
                 }
                 2 | 7 | 12 | 16 => {} // PTR, FWD, FUNC, FLOAT
-                other => return Err(bad(&format!("unknown BTF kind {other}"))),
+                other => return Err(BtfError::UnknownKind(other)),
             }
         }
         Ok(out)

@@ -143,7 +143,7 @@ impl KernelLayout {
                 Ok(f) => f,
                 // One bad file degrades one hook; it never stops the agent.
                 Err(e @ (Error::MalformedFormat { .. } | Error::Io { .. })) => {
-                    unreadable.push((hook.kind, e.to_string()));
+                    unreadable.push((hook.kind, crate::chain(&e)));
                     None
                 }
                 Err(e) => return Err(e),

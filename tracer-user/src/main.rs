@@ -1,19 +1,18 @@
 //! `fivexx-agent`: the node side of kubectl-fivexx.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use fivexx_core::capture::{CaptureHeader, CaptureWriter, DropCounters, WriteOptions};
-use fivexx_core::{Fact, KernelEvent, KernelEventKind};
+use fivexx_core::capture::{CaptureHeader, CaptureWriter, WriteOptions};
+use fivexx_core::KernelEventKind;
 use tracer_user::decode::Decoder;
-use tracer_user::enrich::Enricher;
-use tracer_user::pump::{LoopOptions, Pump, Sink};
+use tracer_user::pump::{LoopOptions, Pump, PumpError, Sink};
 use tracer_user::selftest::{self, children};
 use tracer_user::serve;
+use tracer_user::sink::{Filter, LineFormat, Printer, Publisher};
 use tracer_user::tracer::{self, KernelFacts, Tracer, TracerOptions, DEFAULT_RING_BYTES};
 use tracer_user::{output, Error};
 
@@ -169,7 +168,7 @@ fn main() {
     };
     if let Err(e) = result {
         let code = match e.downcast_ref::<Error>() {
-            Some(Error::Privilege(_)) => 2,
+            Some(Error::Privilege { .. }) => 2,
             _ => 1,
         };
         eprintln!("fivexx-agent: {e:#}");
@@ -210,45 +209,6 @@ fn run_selftest(only: Option<String>) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
-}
-
-/// What `trace` keeps and what it drops.
-struct Filter {
-    pids: Vec<i32>,
-    ports: Vec<u16>,
-    kinds: Option<BTreeSet<KernelEventKind>>,
-    cgroup: Option<String>,
-}
-
-impl Filter {
-    fn keep(&self, ev: &KernelEvent, enricher: &mut Enricher) -> bool {
-        if self.kinds.as_ref().is_some_and(|k| !k.contains(&ev.kind)) {
-            return false;
-        }
-        if !self.pids.is_empty() {
-            let pids = [
-                ev.task.as_ref().map(|t| t.pid),
-                ev.target.as_ref().map(|t| t.pid),
-            ];
-            if !pids.iter().flatten().any(|p| self.pids.contains(p)) {
-                return false;
-            }
-        }
-        if !self.ports.is_empty()
-            && !ev
-                .tuple
-                .is_some_and(|t| self.ports.contains(&t.sport) || self.ports.contains(&t.dport))
-        {
-            return false;
-        }
-        if let Some(prefix) = &self.cgroup {
-            let path = ev.cgroup_id.and_then(|id| enricher.cgroup_path(id));
-            if !path.is_some_and(|p| p.starts_with(prefix.as_str())) {
-                return false;
-            }
-        }
-        true
-    }
 }
 
 fn trace(args: TraceArgs) -> anyhow::Result<()> {
@@ -302,20 +262,19 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
     let ring = tracer.take_ring()?;
     let mut pump = Pump::new(decoder_for(&tracer, &node));
     let stats_every = args.stats_interval.map(Duration::from_secs);
-    let mut printer = Printer {
-        filter: Filter {
-            pids: args.pid,
-            ports: args.port,
-            kinds,
-            cgroup,
-        },
-        format: args.output,
-        out: std::io::BufWriter::new(std::io::stdout()),
-        capture,
-        stats_every,
-        last_stats: std::time::Instant::now(),
+    let format = match args.output {
+        TraceFormat::Table => LineFormat::Table,
+        TraceFormat::Json => LineFormat::Json,
     };
-    if printer.format == TraceFormat::Table {
+    let filter = Filter {
+        pids: args.pid,
+        ports: args.port,
+        kinds,
+        cgroup,
+    };
+    let out = std::io::BufWriter::new(std::io::stdout());
+    let mut printer = Printer::new(filter, format, out, capture, stats_every);
+    if format == LineFormat::Table {
         println!("{}", output::TABLE_HEADER);
     }
     let loop_opts = LoopOptions {
@@ -327,12 +286,14 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         duration: args.duration.map(Duration::from_secs),
     };
     let result = runtime()?.block_on(pump.run(ring, &mut tracer, &mut printer, loop_opts));
-    printer.finish_capture(&tracer, &node)?;
+    if let Some(facts) = printer.finish_capture(&tracer, &node)? {
+        eprintln!("fivexx-agent: {facts} events recorded");
+    }
     let counters = tracer.counters()?;
     eprint!("{}", output::counters_table(&counters, &pump.received));
     match result {
-        Err(e) if is_broken_pipe(&e) => Ok(()),
-        other => other,
+        Err(PumpError::Sink(e)) if e.is_broken_pipe() => Ok(()),
+        other => Ok(other?),
     }
 }
 
@@ -361,139 +322,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<std::io::Error>()
-        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-}
-
-/// Prints what passes the filter, as a table or JSON lines.
-struct Printer {
-    filter: Filter,
-    format: TraceFormat,
-    out: std::io::BufWriter<std::io::Stdout>,
-    capture: Option<CaptureWriter<std::fs::File>>,
-    stats_every: Option<Duration>,
-    last_stats: std::time::Instant,
-}
-
-impl Printer {
-    /// Writes the drop counters and the end record; what was recorded so
-    /// far is already on disk (flushed every second).
-    fn finish_capture(&mut self, tracer: &Tracer, node: &str) -> anyhow::Result<()> {
-        let Some(mut cap) = self.capture.take() else {
-            return Ok(());
-        };
-        let now = tracer::wall_clock_offset_ns() + tracer::monotonic_ns() as i64;
-        let dropped = tracer
-            .counters()?
-            .by_kind()
-            .into_iter()
-            .map(|(k, _, d)| (k.name().to_string(), d))
-            .collect();
-        cap.write_drops(&DropCounters {
-            at_ns: now,
-            node: node.to_string(),
-            dropped,
-        })?;
-        let facts = cap.facts();
-        cap.finish(now)?;
-        eprintln!("fivexx-agent: {facts} events recorded");
-        Ok(())
-    }
-}
-
-impl Sink for Printer {
-    fn event(&mut self, ev: KernelEvent, enricher: &mut Enricher) -> anyhow::Result<()> {
-        if !self.filter.keep(&ev, enricher) {
-            return Ok(());
-        }
-        if let Some(cap) = self.capture.as_mut() {
-            cap.write_fact(&Fact::Kernel(ev.clone()))?;
-        }
-        match self.format {
-            TraceFormat::Json => serde_json::to_writer(&mut self.out, &ev)?,
-            TraceFormat::Table => self.out.write_all(output::table_line(&ev).as_bytes())?,
-        }
-        self.out.write_all(b"\n")?;
-        Ok(())
-    }
-
-    fn batch_done(&mut self) -> anyhow::Result<()> {
-        Ok(self.out.flush()?)
-    }
-
-    fn tick(&mut self, tracer: &mut Tracer, received: &[u64]) -> anyhow::Result<()> {
-        if let Some(cap) = self.capture.as_mut() {
-            cap.flush()?; // a crash loses at most the last second
-        }
-        if self
-            .stats_every
-            .is_some_and(|every| self.last_stats.elapsed() >= every)
-        {
-            self.last_stats = std::time::Instant::now();
-            eprint!("{}", output::counters_table(&tracer.counters()?, received));
-        }
-        Ok(())
-    }
-}
-
-/// Publishes every event to the connected clients.
-struct Publisher {
-    hub: std::sync::Arc<serve::Hub>,
-    /// `--http-cgroup` ids, peeked whatever the clients ask.
-    static_http: std::collections::BTreeSet<u64>,
-    /// The proxy pods clients asked to peek at, as last applied.
-    http_pods: std::collections::BTreeSet<String>,
-    cgroup_root: Option<std::path::PathBuf>,
-    pod_cgroups: tracer_user::enrich::PodCgroups,
-}
-
-impl Publisher {
-    /// Peeks at the proxy pods the clients name now (their containers are
-    /// listed again every tick: a restarted container has a new cgroup).
-    fn sync_http_peek(&mut self, tracer: &mut Tracer) {
-        let pods = self.hub.http_pods();
-        if pods.is_empty() && self.http_pods.is_empty() {
-            return;
-        }
-        let mut ids = self.static_http.clone();
-        if let Some(root) = &self.cgroup_root {
-            ids.extend(self.pod_cgroups.ids(root, &pods));
-        }
-        match tracer.set_http_cgroups(&ids) {
-            Ok(on) if pods != self.http_pods => {
-                tracing::info!(
-                    "HTTP peek {} for {} proxy pod(s), {} cgroup(s)",
-                    if on { "on" } else { "off" },
-                    pods.len(),
-                    ids.len()
-                );
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("HTTP peek: {e}"),
-        }
-        self.http_pods = pods;
-    }
-}
-
-impl Sink for Publisher {
-    fn event(&mut self, ev: KernelEvent, _: &mut Enricher) -> anyhow::Result<()> {
-        self.hub.publish(ev);
-        Ok(())
-    }
-
-    fn tick(&mut self, tracer: &mut Tracer, _received: &[u64]) -> anyhow::Result<()> {
-        self.sync_http_peek(tracer);
-        let c = tracer.counters()?;
-        let mut k = self.hub.kernel.lock().expect("lock");
-        for (kind, generated, dropped) in c.by_kind() {
-            k.0.insert(kind, generated);
-            k.1.insert(kind, dropped);
-        }
-        Ok(())
-    }
-}
-
 fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
     let opts = args.tracer.options(None)?;
     let node = args.tracer.node.clone();
@@ -508,13 +336,7 @@ fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
     let ring = tracer.take_ring()?;
     let hub = serve::Hub::new(tracer.report.clone(), node.clone());
     let mut pump = Pump::new(decoder_for(&tracer, &node));
-    let mut publisher = Publisher {
-        hub: hub.clone(),
-        static_http: tracer.http_set().clone(),
-        http_pods: Default::default(),
-        cgroup_root: tracer_user::enrich::cgroup2_root(),
-        pod_cgroups: Default::default(),
-    };
+    let mut publisher = Publisher::new(hub.clone(), tracer.http_set().clone());
     eprintln!(
         "fivexx-agent: serving on {} (kernel {})",
         args.listen, tracer.report.kernel_release

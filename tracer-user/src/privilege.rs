@@ -30,15 +30,14 @@ pub fn check_can_trace() -> Result<(), Error> {
         .filter(|(c, _)| !has(caps, *c))
         .map(|(_, n)| n)
         .collect();
-    Err(Error::Privilege(format!(
-        "fivexx-agent needs {} (or root) to load eBPF programs; run it with sudo, or grant the capabilities",
-        missing.join(" and ")
-    )))
+    Err(Error::Privilege {
+        missing: missing.join(" and "),
+    })
 }
 
 /// True when the eBPF kernel tests can run here; otherwise the reason to print.
-pub fn kernel_tests_possible() -> Result<(), String> {
-    check_can_trace().map_err(|e| e.to_string())?;
+pub fn kernel_tests_possible() -> Result<(), Error> {
+    check_can_trace()?;
     if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
         // Not required, but say so: exit codes and reset states come from BTF.
         eprintln!("note: no /sys/kernel/btf/vmlinux; exit codes and reset states will be missing");

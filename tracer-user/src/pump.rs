@@ -15,15 +15,28 @@ use crate::tracer::Tracer;
 
 /// Where decoded events go. An error stops the loop (e.g. stdout closed).
 pub trait Sink {
-    fn event(&mut self, ev: KernelEvent, enricher: &mut Enricher) -> anyhow::Result<()>;
+    /// Why the sink cannot go on.
+    type Error: std::error::Error + Send + Sync + 'static;
+    fn event(&mut self, ev: KernelEvent, enricher: &mut Enricher) -> Result<(), Self::Error>;
     /// Called after a batch; the place to flush.
-    fn batch_done(&mut self) -> anyhow::Result<()> {
+    fn batch_done(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
     /// Called every `tick` with the kernel counters.
-    fn tick(&mut self, _tracer: &mut Tracer, _received: &[u64]) -> anyhow::Result<()> {
+    fn tick(&mut self, _tracer: &mut Tracer, _received: &[u64]) -> Result<(), Self::Error> {
         Ok(())
     }
+}
+
+/// Why the loop stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum PumpError<E: std::error::Error + 'static> {
+    #[error("polling the ring buffer")]
+    Poll(#[source] std::io::Error),
+    #[error("installing the SIGTERM and SIGINT handlers")]
+    Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    Sink(E),
 }
 
 pub struct Pump {
@@ -49,11 +62,11 @@ impl Pump {
     }
 
     /// Reads everything the ring holds now.
-    pub fn drain(
+    pub fn drain<S: Sink>(
         &mut self,
         ring: &mut RingBuf<MapData>,
-        sink: &mut impl Sink,
-    ) -> anyhow::Result<()> {
+        sink: &mut S,
+    ) -> Result<(), S::Error> {
         while let Some(item) = ring.next() {
             let decoded = self.decoder.decode_bytes(&item);
             drop(item);
@@ -66,20 +79,19 @@ impl Pump {
     }
 
     /// Runs until SIGTERM, SIGINT, the deadline, or a sink error.
-    pub async fn run(
+    pub async fn run<S: Sink>(
         &mut self,
         ring: RingBuf<MapData>,
         tracer: &mut Tracer,
-        sink: &mut impl Sink,
+        sink: &mut S,
         opts: LoopOptions,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), PumpError<S::Error>> {
         use tokio::signal::unix::{signal, SignalKind};
         // SAFETY: the ring buffer owns its fd for as long as the AsyncFd
         // lives, and nothing else closes it.
-        let mut fd = unsafe { AsyncFd::register(ring) }
-            .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
+        let mut fd = unsafe { AsyncFd::register(ring) }.map_err(|e| PumpError::Poll(e.into()))?;
+        let mut term = signal(SignalKind::terminate()).map_err(PumpError::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(PumpError::Signals)?;
         self.enricher.refresh_processes();
         let mut refresh = tokio::time::interval(Duration::from_secs(2));
         let every = opts
@@ -91,14 +103,14 @@ impl Pump {
         let outcome = loop {
             tokio::select! {
                 guard = fd.readable_mut() => {
-                    let mut guard = guard?;
+                    let mut guard = guard.map_err(PumpError::Poll)?;
                     if let Err(e) = self.drain(guard.get_inner_mut(), sink) {
-                        break Err(e);
+                        break Err(PumpError::Sink(e));
                     }
                     guard.clear_ready();
                 }
                 _ = refresh.tick() => self.enricher.refresh_processes(),
-                _ = tick.tick() => sink.tick(tracer, &self.received)?,
+                _ = tick.tick() => sink.tick(tracer, &self.received).map_err(PumpError::Sink)?,
                 _ = term.recv() => break Ok(()),
                 _ = int.recv() => break Ok(()),
                 _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break Ok(()),

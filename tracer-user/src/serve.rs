@@ -121,15 +121,44 @@ impl Hub {
     }
 }
 
+/// Why the agent cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("--listen {0}: the agent serves on loopback only; remote clients come through pods/portforward")]
+    NotLoopback(SocketAddr),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why one client's stream ended early (logged; the agent serves on).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no Subscribe within 10 s")]
+    NoSubscribe,
+    #[error("closed before Subscribe")]
+    ClosedBeforeSubscribe,
+    #[error("the first message must be a Subscribe")]
+    FirstNotSubscribe,
+    #[error("a second Subscribe on one stream")]
+    SecondSubscribe,
+    #[error("unreadable client message")]
+    Wire(#[from] wire::WireError),
+    #[error("the client's stream")]
+    Io(#[from] std::io::Error),
+}
+
 /// Binds the listener; refuses anything but a loopback address.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    anyhow::ensure!(
-        addr.ip().is_loopback(),
-        "--listen {addr}: the agent serves on loopback only; remote clients come through pods/portforward"
-    );
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    if !addr.ip().is_loopback() {
+        return Err(ServeError::NotLoopback(addr));
+    }
     TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+        .map_err(|source| ServeError::Listen { addr, source })
 }
 
 pub async fn accept_loop(listener: TcpListener, hub: Arc<Hub>) {
@@ -139,7 +168,7 @@ pub async fn accept_loop(listener: TcpListener, hub: Arc<Hub>) {
                 let hub = hub.clone();
                 tokio::spawn(async move {
                     if let Err(e) = serve_client(stream, hub).await {
-                        tracing::info!("client {peer}: {e}");
+                        tracing::info!("client {peer}: {}", crate::chain(&e));
                     }
                 });
             }
@@ -151,22 +180,22 @@ pub async fn accept_loop(listener: TcpListener, hub: Arc<Hub>) {
     }
 }
 
-async fn serve_client(stream: TcpStream, hub: Arc<Hub>) -> anyhow::Result<()> {
+async fn serve_client(stream: TcpStream, hub: Arc<Hub>) -> Result<(), ClientError> {
     stream.set_nodelay(true)?;
     let mut framed = Framed::new(stream, codec());
     let first = tokio::time::timeout(Duration::from_secs(10), framed.next())
         .await
-        .map_err(|_| anyhow::anyhow!("no Subscribe within 10 s"))?
-        .ok_or_else(|| anyhow::anyhow!("closed before Subscribe"))??;
+        .map_err(|_| ClientError::NoSubscribe)?
+        .ok_or(ClientError::ClosedBeforeSubscribe)??;
     let filter = match wire::decode_client(&first) {
         Ok(ClientMessage::Subscribe { filter, .. }) => filter,
         Ok(ClientMessage::Update { .. }) => {
-            let reason = "the first message must be a Subscribe".to_string();
+            let e = ClientError::FirstNotSubscribe;
             let bye = AgentMessage::Goodbye {
-                reason: reason.clone(),
+                reason: e.to_string(),
             };
             framed.send(Bytes::from(wire::encode(&bye))).await?;
-            anyhow::bail!(reason);
+            return Err(e);
         }
         Err(e) => {
             let bye = AgentMessage::Goodbye {
@@ -227,12 +256,12 @@ async fn serve_client(stream: TcpStream, hub: Arc<Hub>) -> anyhow::Result<()> {
                     let Some(frame) = incoming else { break };
                     match wire::decode_client(&frame?)? {
                         ClientMessage::Update { add, remove } => hub.update_filter(id, &add, &remove),
-                        ClientMessage::Subscribe { .. } => anyhow::bail!("a second Subscribe on one stream"),
+                        ClientMessage::Subscribe { .. } => return Err(ClientError::SecondSubscribe),
                     }
                 }
             }
         }
-        anyhow::Ok(())
+        Ok::<(), ClientError>(())
     }
     .await;
     hub.client_count.fetch_sub(1, Ordering::Relaxed);

@@ -97,7 +97,7 @@ impl KernelFacts {
         let tracefs = Tracefs::discover(may_mount)?;
         let (btf, btf_error) = match KernelBtf::from_sys_fs() {
             Ok(b) => (Some(b), None),
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(crate::chain(&e))),
         };
         let layout = KernelLayout::discover(&tracefs, btf.as_ref())?;
         Ok(KernelFacts {
@@ -184,8 +184,7 @@ impl Tracer {
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_SYMBOL, &config, true)
             .map_max_entries(EVENTS_MAP, opts.ring_bytes)
-            .load(OBJECT)
-            .map_err(|e| Error::Load(format!("{e:#}")))?;
+            .load(OBJECT)?;
 
         let mut report = facts.report(opts.ring_bytes, &opts.node);
         report.loaded = true;
@@ -194,10 +193,9 @@ impl Tracer {
                 .map_mut(HTTP_CGROUPS_MAP)
                 .ok_or(Error::MissingMap(HTTP_CGROUPS_MAP))?;
             let mut set = aya::maps::HashMap::<_, u64, u8>::try_from(map)
-                .map_err(|e| Error::Load(e.to_string()))?;
+                .map_err(map_error(HTTP_CGROUPS_MAP))?;
             for (_, id) in &http_cgroups {
-                set.insert(id, 1, 0)
-                    .map_err(|e| Error::Load(e.to_string()))?;
+                set.insert(id, 1, 0).map_err(map_error(HTTP_CGROUPS_MAP))?;
             }
         }
         for (plan, status) in facts.layout.plans.iter().zip(report.hooks.iter_mut()) {
@@ -248,14 +246,13 @@ impl Tracer {
             .ebpf
             .map_mut(HTTP_CGROUPS_MAP)
             .ok_or(Error::MissingMap(HTTP_CGROUPS_MAP))?;
-        let mut set = aya::maps::HashMap::<_, u64, u8>::try_from(map)
-            .map_err(|e| Error::Load(e.to_string()))?;
+        let mut set =
+            aya::maps::HashMap::<_, u64, u8>::try_from(map).map_err(map_error(HTTP_CGROUPS_MAP))?;
         for id in self.http_set.difference(ids) {
             let _ = set.remove(id);
         }
         for id in ids.difference(&self.http_set) {
-            set.insert(id, 1, 0)
-                .map_err(|e| Error::Load(e.to_string()))?;
+            set.insert(id, 1, 0).map_err(map_error(HTTP_CGROUPS_MAP))?;
         }
         self.http_set = ids.clone();
         let want = !ids.is_empty()
@@ -296,7 +293,7 @@ impl Tracer {
             .ebpf
             .take_map(EVENTS_MAP)
             .ok_or(Error::MissingMap(EVENTS_MAP))?;
-        RingBuf::try_from(map).map_err(|e| Error::Load(e.to_string()))
+        RingBuf::try_from(map).map_err(map_error(EVENTS_MAP))
     }
 
     pub fn counters(&self) -> Result<KindCounters, Error> {
@@ -333,15 +330,51 @@ impl Tracer {
     }
 }
 
+/// Why one hook could not be attached; the hook's reason in the report.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error("program {0} missing from the object")]
+    MissingProgram(&'static str),
+    #[error("program {program} is not a tracepoint program")]
+    NotATracepoint {
+        program: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// `summary` is the verifier log cut to what says why; the whole log
+    /// stays in `source`.
+    #[error("verifier or load error: {summary}")]
+    Load {
+        summary: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("attach failed")]
+    Attach(#[source] aya::programs::ProgramError),
+}
+
+impl HookError {
+    /// One line for the capability report: the cause chain, except that a
+    /// load error's verifier log (which can run to thousands of lines) is
+    /// given only as its summary.
+    pub fn reason(&self) -> String {
+        match self {
+            HookError::Load { .. } => self.to_string(),
+            _ => crate::chain(self),
+        }
+    }
+}
+
 /// Attaches one planned hook and records the outcome in its status: the
 /// planned state (attached or degraded), or failed with the reason.
 fn attach_hook(ebpf: &mut Ebpf, hook: &Hook, state: HookState, status: &mut HookStatus) {
     match attach(ebpf, hook.program, hook.category, hook.name) {
         Ok(()) => status.state = state,
         Err(e) => {
-            tracing::warn!("{}: {e}", hook.tracepoint());
+            let reason = e.reason();
+            tracing::warn!("{}: {reason}", hook.tracepoint());
             status.state = HookState::Failed;
-            status.reason = Some(e);
+            status.reason = Some(reason);
         }
     }
 }
@@ -356,20 +389,29 @@ fn detach_hook(ebpf: &mut Ebpf, hook: &Hook) {
     }
 }
 
-fn attach(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<(), String> {
+fn attach(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    category: &str,
+    name: &str,
+) -> Result<(), HookError> {
     let prog = ebpf
         .program_mut(program)
-        .ok_or_else(|| format!("program {program} missing from the object"))?;
-    let tp: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
-    tp.load().map_err(|e| {
-        format!(
-            "verifier or load error: {}",
-            summarize_verifier(&format!("{e:#}"))
-        )
+        .ok_or(HookError::MissingProgram(program))?;
+    let tp: &mut TracePoint = prog
+        .try_into()
+        .map_err(|source| HookError::NotATracepoint { program, source })?;
+    tp.load().map_err(|source| HookError::Load {
+        summary: summarize_verifier(&format!("{source:#}")),
+        source,
     })?;
-    tp.attach(category, name)
-        .map_err(|e| format!("attach failed: {e:#}"))?;
+    tp.attach(category, name).map_err(HookError::Attach)?;
     Ok(())
+}
+
+/// `Error::Map` for the map `name`, as a `map_err` argument.
+fn map_error(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> Error {
+    move |source| Error::Map { name, source }
 }
 
 /// The verifier log can run to thousands of lines: keep its first line and
@@ -388,11 +430,9 @@ fn summarize_verifier(log: &str) -> String {
 
 fn sum_into(ebpf: &Ebpf, name: &'static str, out: &mut [u64]) -> Result<(), Error> {
     let map = ebpf.map(name).ok_or(Error::MissingMap(name))?;
-    let arr = PerCpuArray::<_, u64>::try_from(map).map_err(|e| Error::Load(e.to_string()))?;
+    let arr = PerCpuArray::<_, u64>::try_from(map).map_err(map_error(name))?;
     for (i, slot) in out.iter_mut().enumerate() {
-        let values = arr
-            .get(&(i as u32), 0)
-            .map_err(|e| Error::Load(e.to_string()))?;
+        let values = arr.get(&(i as u32), 0).map_err(map_error(name))?;
         *slot = values.iter().sum();
     }
     Ok(())
