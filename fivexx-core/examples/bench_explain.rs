@@ -52,6 +52,7 @@ fn write(path: &str, n: u64) -> Result<(), String> {
         start_ns: T0,
         end_ns: None,
         http_peek_proxies: Vec::new(),
+        engine: None,
     };
     let start = Instant::now();
     let mut w = CaptureWriter::new(

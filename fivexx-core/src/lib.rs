@@ -4,7 +4,9 @@
 //! Nothing in this crate does I/O or talks to Kubernetes, so that a live
 //! `trace` and an offline `explain FILE` run exactly the same code over the
 //! same recorded facts. Readers and writers are passed in by callers.
+#![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod capability;
 pub mod capture;
 pub mod event;

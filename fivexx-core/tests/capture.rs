@@ -150,6 +150,7 @@ fn header() -> CaptureHeader {
         start_ns: 1_700_000_000_000_000_000,
         end_ns: None,
         http_peek_proxies: Vec::new(),
+        engine: None,
     }
 }
 

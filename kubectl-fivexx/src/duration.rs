@@ -1,6 +1,27 @@
-//! Durations as kubectl writes them (`500ms`, `10s`, `2m`, `1h`, `1m30s`).
+//! Durations as kubectl writes them (`500ms`, `10s`, `2m`, `1h`, `1m30s`):
+//! the one grammar of every duration flag, parsed by clap into
+//! [`FlagDuration`] before any command runs.
 
+use std::str::FromStr;
 use std::time::Duration;
+
+/// A duration flag's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlagDuration(pub Duration);
+
+impl FlagDuration {
+    /// In nanoseconds, as the engine counts (at most ~31 years: no overflow).
+    pub fn ns(self) -> i64 {
+        i64::try_from(self.0.as_nanos()).unwrap_or(i64::MAX)
+    }
+}
+
+impl FromStr for FlagDuration {
+    type Err = BadDuration;
+    fn from_str(s: &str) -> Result<Self, BadDuration> {
+        parse(s).map(FlagDuration)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("`{0}` is not a duration (try 10s, 500ms, 2m or 1m30s)")]
@@ -30,6 +51,8 @@ pub fn parse(s: &str) -> Result<Duration, BadDuration> {
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
         let mult = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
             "ms" => 1e-3,
             "s" => 1.0,
             "m" => 60.0,
@@ -57,5 +80,13 @@ mod tests {
         assert!(parse("ten").is_err());
         assert!(parse("5parsecs").is_err());
         assert!(parse("").is_err());
+        assert!(parse("-1s").is_err());
+        assert!(parse("1e30h").is_err());
+        assert_eq!(parse("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse("250us").unwrap(), Duration::from_micros(250));
+        assert_eq!(
+            "1m30s".parse::<FlagDuration>().unwrap().ns(),
+            90_000_000_000
+        );
     }
 }

@@ -65,8 +65,39 @@ enum Command {
     Completion(cmd::completion::CompletionArgs),
 }
 
+/// Parses the command line. A flag value that does not parse (a duration,
+/// a time) is one line and exit 1, like every other bad input; usage
+/// errors, `--help` and `--version` are clap's own.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    use clap::error::{ContextKind, ErrorKind};
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if e.kind() == ErrorKind::ValueValidation => {
+            // `--skew <DURATION>` names the flag; the value and its cause follow.
+            let flag = e.get(ContextKind::InvalidArg).map(|a| {
+                let a = a.to_string();
+                a.split(' ').next().unwrap_or_default().to_string()
+            });
+            let value = e.get(ContextKind::InvalidValue).map(ToString::to_string);
+            let why = std::error::Error::source(&e).map(ToString::to_string);
+            match (flag, value, why) {
+                (Some(f), Some(v), Some(w)) => eprintln!("kubectl fivexx: {f} {v}: {w}"),
+                _ => eprintln!(
+                    "kubectl fivexx: {}",
+                    e.to_string().lines().next().unwrap_or("")
+                ),
+            }
+            Err(ExitCode::from(1))
+        }
+        Err(e) => e.exit(),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     init_logging(cli.verbose);
     let kube = cli.kube;
     let result = match cli.command {

@@ -64,6 +64,7 @@ fn write_capture(path: &PathBuf, compression: Compression) -> Vec<u8> {
         start_ns: T0 - 60 * SECOND,
         end_ns: None,
         http_peek_proxies: Vec::new(),
+        engine: None,
     };
     let mut w = CaptureWriter::new(
         Vec::new(),

@@ -35,8 +35,10 @@ use crate::model::Fact;
 /// newer major.
 pub const FORMAT_MAJOR: u16 = 1;
 /// 1.1 added the `PROXY_LOG` record type (proxy access-log facts), 1.2 the
-/// `HTTP_PEEK` record type (a proxy peeked from mid-session on).
-pub const FORMAT_MINOR: u16 = 2;
+/// `HTTP_PEEK` record type (a proxy peeked from mid-session on), 1.3 the
+/// header's `engine` settings (an older capture is explained with the
+/// defaults, as it was recorded).
+pub const FORMAT_MINOR: u16 = 3;
 
 /// First 8 bytes of every capture. Like PNG's, it catches text-mode
 /// mangling (`\r\n`, `^Z`) and is not valid UTF-8.
@@ -83,6 +85,33 @@ pub struct CaptureHeader {
     /// (see `ExplainConfig::peeked_proxies`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub http_peek_proxies: Vec<std::net::IpAddr>,
+    /// The engine settings the recording session explained with (format
+    /// 1.3), so that `explain FILE` gives the verdicts the session gave.
+    /// `None`: recorded before 1.3, or by a tool that runs no engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineSettings>,
+}
+
+/// Every engine setting a verdict depends on that a user can change. The
+/// rest of the engine's windows are constants of the build. A later
+/// setting is added here with a serde default equal to the behaviour
+/// before it, so that older captures keep their verdicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineSettings {
+    /// Tolerated clock difference between nodes and the API server.
+    pub skew_ns: i64,
+    /// How long after a failure the engine waited for facts explaining it.
+    pub lookahead_ns: i64,
+}
+
+impl Default for EngineSettings {
+    /// What a capture without settings was explained with.
+    fn default() -> Self {
+        EngineSettings {
+            skew_ns: 2_000_000_000,
+            lookahead_ns: 30_000_000_000,
+        }
+    }
 }
 
 /// Events an agent generated but could not deliver (ring buffer full, slow

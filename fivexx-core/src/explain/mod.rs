@@ -72,11 +72,29 @@ pub struct ExplainConfig {
     pub peeked_proxies: Vec<std::net::IpAddr>,
 }
 
+impl ExplainConfig {
+    /// The configuration a recording (or its replay) runs with: the
+    /// recorded settings and peeked proxies, the build's constants for the
+    /// rest.
+    pub fn recorded(
+        settings: crate::capture::EngineSettings,
+        peeked_proxies: Vec<std::net::IpAddr>,
+    ) -> ExplainConfig {
+        ExplainConfig {
+            skew_ns: settings.skew_ns,
+            lookahead_ns: settings.lookahead_ns,
+            peeked_proxies,
+            ..ExplainConfig::default()
+        }
+    }
+}
+
 impl Default for ExplainConfig {
     fn default() -> Self {
+        let recorded = crate::capture::EngineSettings::default();
         ExplainConfig {
-            skew_ns: 2 * SECOND,
-            lookahead_ns: 30 * SECOND,
+            skew_ns: recorded.skew_ns,
+            lookahead_ns: recorded.lookahead_ns,
             join_ns: SECOND,
             proxy_propagation_ns: 2 * SECOND,
             kill_window_ns: SECOND,

@@ -164,6 +164,10 @@ pub struct Report {
     pub verdicts: Vec<Verdict>,
     pub verdicts_omitted: u64,
     pub engine: EngineStats,
+    /// The engine settings the verdicts were made with, and where each
+    /// came from (recorded, a flag, or the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<crate::analysis::SettingsUsed>,
 }
 
 #[derive(Debug)]
@@ -350,6 +354,7 @@ impl ReportBuilder {
             verdicts,
             verdicts_omitted: self.omitted,
             engine: m.stats.clone(),
+            settings: None,
         }
     }
 }

@@ -78,6 +78,9 @@ fn header(o: &mut String, r: &Report) {
             c.format_version,
             if c.complete { "" } else { "  INCOMPLETE" }
         );
+        if let Some(st) = &r.settings {
+            let _ = writeln!(o, "SETTINGS  {}", st.describe());
+        }
         for p in &c.problems {
             let _ = writeln!(o, "WARNING   {p}");
         }

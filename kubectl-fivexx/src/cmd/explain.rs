@@ -6,15 +6,15 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use fivexx_core::capture::{CaptureReader, Record, RecordRef};
-use fivexx_core::explain::{ExplainConfig, Explainer};
-use fivexx_core::report::{
-    parse_time, render_json, render_table, render_wide, CaptureInfo, ReportBuilder, ReportFilter,
-};
+use fivexx_core::analysis::{Analysis, AnalysisOptions, FilterSpec, Overrides, ReadSummary, When};
+use fivexx_core::capture::{CaptureReader, RecordRef};
+use fivexx_core::report::{parse_time, render_json, render_table, render_wide};
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use crate::duration::FlagDuration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -44,64 +44,57 @@ pub struct ExplainArgs {
     /// Only failures of this pod: NAME or NS/NAME.
     #[arg(long, value_name = "POD")]
     pub pod: Option<String>,
-    /// Tolerated clock skew between nodes and the API server (e.g. 2s, 500ms).
-    #[arg(long, value_name = "DURATION", default_value = "2s")]
-    pub skew: String,
+    /// Tolerated clock skew between nodes and the API server (e.g. 2s,
+    /// 500ms). Default: what the capture recorded (2s for captures before
+    /// format 1.3).
+    #[arg(long, value_name = "DURATION")]
+    pub skew: Option<FlagDuration>,
+    /// How long after a failure to wait for facts explaining it. Default:
+    /// what the capture recorded (30s before format 1.3).
+    #[arg(long, value_name = "DURATION")]
+    pub lookahead: Option<FlagDuration>,
     /// Verdicts listed in full (json, wide); the rest are only counted.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub max_verdicts: usize,
 }
 
-/// Parses `500ms`, `2s`, `1.5s`, `2m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<i64> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
-    let x: f64 = num
-        .parse()
-        .ok()
-        .filter(|x: &f64| x.is_finite() && *x >= 0.0)
-        .with_context(|| format!("`{s}` is not a duration (try 2s, 500ms, 5m)"))?;
-    let mult = match unit {
-        "ns" => 1.0,
-        "us" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        "m" => 60e9,
-        "h" => 3600e9,
-        _ => bail!("`{s}` has an unknown unit `{unit}` (use ms, s, m or h)"),
-    };
-    let ns = x * mult;
-    if ns > 1e18 {
-        bail!("`{s}` is too long");
+/// `--since`/`--until`: RFC 3339, Unix seconds, or `+DURATION` from the
+/// capture's start (resolved by the analysis once the header is read).
+fn parse_when(s: &str, flag: &str) -> Result<When> {
+    if let Some(rel) = s.strip_prefix('+') {
+        let d: FlagDuration = rel.parse().with_context(|| format!("--{flag}"))?;
+        return Ok(When::AfterStart(d.ns()));
     }
-    Ok(ns as i64)
+    parse_time(s)
+        .map(When::At)
+        .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
 }
 
-fn parse_when(s: &str, start: Option<i64>, flag: &str) -> Result<i64> {
-    if let Some(rel) = s.strip_prefix('+') {
-        let d = parse_duration(rel).with_context(|| format!("--{flag}"))?;
-        let Some(start) = start else {
-            bail!("--{flag} {s}: a relative time needs the capture's header, which is missing");
-        };
-        return Ok(start + d);
+fn options(args: &ExplainArgs) -> Result<AnalysisOptions> {
+    if let Some(s) = args.skew.filter(|s| s.ns() > 3_600_000_000_000) {
+        bail!(
+            "--skew {:?}: at most 1h; clocks further apart cannot be joined",
+            s.0
+        );
     }
-    parse_time(s).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+    let when = |v: &Option<String>, flag| v.as_deref().map(|s| parse_when(s, flag)).transpose();
+    Ok(AnalysisOptions {
+        overrides: Overrides {
+            skew_ns: args.skew.map(FlagDuration::ns),
+            lookahead_ns: args.lookahead.map(FlagDuration::ns),
+        },
+        filter: FilterSpec {
+            since: when(&args.since, "since")?,
+            until: when(&args.until, "until")?,
+            workload: args.workload.clone(),
+            pod: args.pod.clone(),
+        },
+        max_verdicts: args.max_verdicts,
+    })
 }
 
 pub fn run(args: &ExplainArgs) -> Result<ExitCode> {
-    let skew_ns = parse_duration(&args.skew).context("--skew")?;
-    if skew_ns > 3_600_000_000_000 {
-        bail!(
-            "--skew {}: at most 1h; clocks further apart cannot be joined",
-            args.skew
-        );
-    }
-    let mut cfg = Some(ExplainConfig {
-        skew_ns,
-        ..ExplainConfig::default()
-    });
+    let mut analysis = Analysis::new(options(args)?);
     let name = args.file.display().to_string();
     let file = File::open(&args.file).with_context(|| format!("cannot open {name}"))?;
     if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
@@ -110,80 +103,17 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode> {
     let mut reader = CaptureReader::new(BufReader::with_capacity(256 * 1024, file))
         .with_context(|| name.clone())?;
     let (major, minor) = reader.version();
-    let mut info = CaptureInfo {
-        format_version: format!("{major}.{minor}"),
-        ..CaptureInfo::default()
-    };
-    let mut builder: Option<ReportBuilder> = None;
-    // Made at the first record: the header (first) says which proxies
-    // were peeked.
-    let mut engine: Option<Explainer> = None;
-    // Relative --since/--until need the header, which is the first record;
-    // the filter is fixed at the first record of any kind.
-    let make_builder = |info: &CaptureInfo| -> Result<ReportBuilder> {
-        let filter = ReportFilter {
-            since_ns: args
-                .since
-                .as_deref()
-                .map(|s| parse_when(s, info.start_ns, "since"))
-                .transpose()?,
-            until_ns: args
-                .until
-                .as_deref()
-                .map(|s| parse_when(s, info.start_ns, "until"))
-                .transpose()?,
-            workload: args.workload.clone(),
-            pod: args.pod.clone(),
-        };
-        Ok(ReportBuilder::new(filter, args.max_verdicts))
-    };
+    analysis.set_format_version(major, minor);
     // Facts are read by reference into a buffer the reader reuses: no
     // allocation per fact.
     while let Some(record) = reader
         .next_ref()
         .with_context(|| format!("reading {name}"))?
     {
-        let record = match record {
-            RecordRef::Fact(f) => {
-                let (Some(e), Some(b)) = (engine.as_mut(), builder.as_mut()) else {
-                    // A fact before any header: start without one.
-                    let e = engine.insert(Explainer::new(cfg.take().unwrap_or_default()));
-                    let b = builder.insert(make_builder(&info)?);
-                    e.push(f, &mut |v| b.add(v));
-                    continue;
-                };
-                e.push(f, &mut |v| b.add(v));
-                continue;
-            }
-            RecordRef::Other(r) => *r,
-        };
-        if let Record::Header(h) = &record {
-            info.tool_version.clone_from(&h.tool_version);
-            info.context.clone_from(&h.context);
-            info.nodes.clone_from(&h.nodes);
-            info.start_ns = Some(h.start_ns);
-            info.end_ns = info.end_ns.or(h.end_ns);
-            if let Some(c) = cfg.as_mut() {
-                c.peeked_proxies.clone_from(&h.http_peek_proxies);
-            }
-        }
-        if builder.is_none() {
-            builder = Some(make_builder(&info)?);
-        }
-        let engine = engine.get_or_insert_with(|| Explainer::new(cfg.take().unwrap_or_default()));
-        let Some(b) = builder.as_mut() else { continue };
         match record {
-            Record::Fact(f) => engine.push(&f, &mut |v| b.add(v)),
-            Record::Drops(d) => {
-                let node = info.drops.entry(d.node).or_default();
-                for (kind, n) in d.dropped {
-                    let e = node.entry(kind).or_default();
-                    *e = (*e).max(n); // cumulative counters
-                }
-            }
-            Record::End(e) => info.end_ns = Some(e.end_ns),
-            Record::Header(_) => {}
-        }
+            RecordRef::Fact(f) => analysis.push_fact(f, &mut |_| {}),
+            RecordRef::Other(r) => analysis.push_record(&r, &mut |_| {}),
+        }?;
     }
     let stats = reader.stats().clone();
     if stats.records == 0 {
@@ -193,25 +123,24 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode> {
             .map_or("it holds no records".to_string(), |p| p.to_string());
         bail!("{name}: nothing could be read: {why}");
     }
-    info.complete = stats.is_complete();
-    info.problem_count = stats.problems;
-    info.problems = reader.problems().iter().map(|p| p.to_string()).collect();
-    for p in &info.problems {
+    let problems: Vec<String> = reader.problems().iter().map(|p| p.to_string()).collect();
+    for p in &problems {
         eprintln!("warning: {name}: {p}");
     }
-    if info.problem_count > 0 {
+    if stats.problems > 0 {
         eprintln!(
             "warning: {name}: partial result: {} records read, {} problems",
             stats.records, stats.problems
         );
     }
-    let mut builder = match builder {
-        Some(b) => b,
-        None => make_builder(&info)?,
-    };
-    let engine = engine.unwrap_or_else(|| Explainer::new(cfg.take().unwrap_or_default()));
-    let measurements = engine.finish(&mut |v| builder.add(v));
-    let report = builder.finish(&measurements, Some(info));
+    let report = analysis.finish(
+        ReadSummary {
+            complete: stats.is_complete(),
+            problems,
+            problem_count: stats.problems,
+        },
+        &mut |_| {},
+    );
     let text = match args.output {
         Output::Table => render_table(&report),
         Output::Wide => render_wide(&report),
@@ -231,20 +160,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("2s").unwrap(), 2_000_000_000);
-        assert_eq!(parse_duration("500ms").unwrap(), 500_000_000);
-        assert_eq!(parse_duration("1.5").unwrap(), 1_500_000_000);
-        assert_eq!(parse_duration("2m").unwrap(), 120_000_000_000);
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("3 parsecs").is_err());
-        assert!(parse_duration("1e30h").is_err());
-    }
-
-    #[test]
-    fn relative_times_need_a_start() {
-        assert_eq!(parse_when("+1s", Some(10), "since").unwrap(), 1_000_000_010);
-        assert!(parse_when("+1s", None, "since").is_err());
-        assert!(parse_when("noon", Some(0), "since").is_err());
+    fn relative_times_wait_for_the_header() {
+        assert_eq!(
+            parse_when("+1s", "since").unwrap(),
+            When::AfterStart(1_000_000_000)
+        );
+        assert_eq!(
+            parse_when("+1m30s", "since").unwrap(),
+            When::AfterStart(90_000_000_000)
+        );
+        assert!(parse_when("noon", "since").is_err());
+        assert!(parse_when("+soon", "until").is_err());
     }
 }

@@ -925,6 +925,10 @@ async fn run_session(
                 start_ns,
                 end_ns: None,
                 http_peek_proxies: peeked.clone(),
+                engine: Some(fivexx_core::capture::EngineSettings {
+                    skew_ns,
+                    lookahead_ns,
+                }),
             };
             let file = File::create(path).map_err(|e| {
                 CliError::new(
