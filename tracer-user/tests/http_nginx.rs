@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use fivexx_core::KernelEventKind as K;
 use tracer_user::selftest::net::Socket;
-use tracer_user::selftest::{make_dirs, Session};
+use tracer_user::selftest::{make_dirs, SelftestTracer};
 use tracer_user::tracer::TracerOptions;
 
 const NGINX: &str = "/usr/sbin/nginx";
@@ -103,7 +103,8 @@ fn peek_reports_exactly_the_5xx_of_a_real_nginx() {
         ..Default::default()
     };
     let mut session =
-        Session::with_options(&PathBuf::from(env!("CARGO_BIN_EXE_fivexx-agent")), &opts).unwrap();
+        SelftestTracer::with_options(&PathBuf::from(env!("CARGO_BIN_EXE_fivexx-agent")), &opts)
+            .unwrap();
 
     let procs = root.join(&rel).join("cgroup.procs");
     let mut cmd = Command::new(NGINX);
@@ -143,7 +144,7 @@ fn peek_reports_exactly_the_5xx_of_a_real_nginx() {
     }
     let mut statuses = Vec::new();
     if failure.is_none() {
-        let fivexx = |s: &Session| -> Vec<u16> {
+        let fivexx = |s: &SelftestTracer| -> Vec<u16> {
             s.seen
                 .iter()
                 .filter(|e| e.kind == K::HttpResponse)

@@ -1,0 +1,202 @@
+//! Network cases: a refused connect, a peer's reset, a connect timeout.
+//! Each provokes the failure on loopback and asserts every record it
+//! produces by its 4-tuple.
+
+use std::time::{Duration, Instant};
+
+use fivexx_core::capability::HookState;
+use fivexx_core::{KernelEventKind as K, TcpState};
+
+use super::harness::{ensure, tuple_is, CaseError, Outcome, SelftestTracer};
+use super::net::Socket;
+use super::Status;
+
+/// A connect to a closed port: the client sees a RST in SYN_SENT and error
+/// 111; 6.10+ also reports the RST sent with reason NO_SOCKET.
+pub(super) fn refused_connect(s: &mut SelftestTracer) -> Outcome {
+    s.require_attached(&[K::ReceiveReset, K::SockError, K::StateChange])?;
+    let closed = Socket::bound()?;
+    let server_port = closed.port()?;
+    drop(closed); // nothing listens there now
+    let client = Socket::bound()?;
+    let client_port = client.port()?;
+    let err = client
+        .connect(server_port)
+        .expect_err("connect to a closed port succeeded");
+    ensure(err.raw_os_error() == Some(libc::ECONNREFUSED), || {
+        format!("connect failed with {err}, not ECONNREFUSED")
+    })?;
+
+    let rr = s.wait_for("tcp_receive_reset", |e| {
+        e.kind == K::ReceiveReset && tuple_is(e, client_port, server_port)
+    })?;
+    ensure(rr.tcp_state == Some(TcpState::SynSent), || {
+        format!("receive_reset state {:?}, want SYN_SENT", rr.tcp_state)
+    })?;
+    ensure(rr.errno == Some(111), || {
+        format!("receive_reset errno {:?}, want 111", rr.errno)
+    })?;
+    let se = s.wait_for("inet_sk_error_report 111", |e| {
+        e.kind == K::SockError && tuple_is(e, client_port, server_port)
+    })?;
+    ensure(se.errno == Some(111), || {
+        format!("sock_error errno {:?}, want 111", se.errno)
+    })?;
+    let sc = s.wait_for("SYN_SENT->CLOSE", |e| {
+        e.kind == K::StateChange && tuple_is(e, client_port, server_port)
+    })?;
+    ensure(
+        sc.tcp_state == Some(TcpState::SynSent) && sc.new_state == Some(TcpState::Close),
+        || format!("state change {:?}->{:?}", sc.tcp_state, sc.new_state),
+    )?;
+
+    let socketless = s.tracer.facts.layout.config.send_reset.reason.present();
+    if socketless && s.hook_state(K::SendReset) == Some(HookState::Attached) {
+        // The reply comes from the server side: source is the closed port.
+        let sr = s.wait_for("tcp_send_reset NO_SOCKET", |e| {
+            e.kind == K::SendReset && tuple_is(e, server_port, client_port)
+        })?;
+        ensure(sr.reset_reason.as_deref() == Some("NO_SOCKET"), || {
+            format!("reset reason {:?}, want NO_SOCKET", sr.reset_reason)
+        })?;
+        Ok((Status::Pass, format!("127.0.0.1:{client_port} -> :{server_port}: RST sent NO_SOCKET, RST received in SYN_SENT, errno 111, SYN_SENT->CLOSE")))
+    } else {
+        // Degraded kernel (< 6.10): the socket-less RST is invisible; assert
+        // that the report says so and that the client side still saw it.
+        let hook = s
+            .tracer
+            .report
+            .hooks
+            .iter()
+            .find(|h| h.kind == K::SendReset);
+        ensure(
+            hook.is_some_and(|h| {
+                h.notes.iter().any(|n| n.contains("socket-less")) || h.state == HookState::Missing
+            }),
+            || {
+                "send_reset lacks reason but the capability report does not say socket-less RSTs are missed".to_string()
+            },
+        )?;
+        s.expect_none(
+            "send_reset for a socket-less RST",
+            Duration::from_millis(200),
+            |e| e.kind == K::SendReset && tuple_is(e, server_port, client_port),
+        )?;
+        Ok((Status::Degraded, "no socket-less tcp_send_reset on this kernel (reported); refusal seen via tcp_receive_reset in SYN_SENT and errno 111".to_string()))
+    }
+}
+
+/// An established connection aborted by the peer with SO_LINGER 0.
+pub(super) fn peer_reset(s: &mut SelftestTracer) -> Outcome {
+    s.require_attached(&[K::SendReset, K::ReceiveReset, K::SockError])?;
+    let listener = Socket::bound()?;
+    let server_port = listener.port()?;
+    listener.listen(16)?;
+    let client = Socket::bound()?;
+    let client_port = client.port()?;
+    client.connect(server_port)?;
+    let conn = listener.accept()?;
+    conn.set_linger_zero()?;
+    drop(conn); // abortive close: RST
+    let read = client.read_byte();
+    ensure(
+        read.as_ref().err().and_then(|e| e.raw_os_error()) == Some(libc::ECONNRESET),
+        || format!("client read gave {read:?}, want ECONNRESET"),
+    )?;
+
+    let sr = s.wait_for("tcp_send_reset from the aborting side", |e| {
+        e.kind == K::SendReset && tuple_is(e, server_port, client_port)
+    })?;
+    let rr = s.wait_for("tcp_receive_reset at the client", |e| {
+        e.kind == K::ReceiveReset && tuple_is(e, client_port, server_port)
+    })?;
+    ensure(rr.tcp_state == Some(TcpState::Established), || {
+        format!("receive_reset state {:?}, want ESTABLISHED", rr.tcp_state)
+    })?;
+    ensure(rr.errno == Some(104), || {
+        format!("receive_reset errno {:?}, want 104", rr.errno)
+    })?;
+    let se = s.wait_for("inet_sk_error_report 104", |e| {
+        e.kind == K::SockError && tuple_is(e, client_port, server_port)
+    })?;
+    ensure(se.errno == Some(104), || {
+        format!("sock_error errno {:?}, want 104", se.errno)
+    })?;
+    ensure(
+        sr.task
+            .as_ref()
+            .is_some_and(|t| t.pid == std::process::id() as i32),
+        || {
+            format!(
+                "send_reset from close() should run in our process context, got {:?}",
+                sr.task
+            )
+        },
+    )?;
+    Ok((
+        Status::Pass,
+        format!(
+            "RST sent (reason {}), received in ESTABLISHED, errno 104",
+            sr.reset_reason.as_deref().unwrap_or("n/a on this kernel")
+        ),
+    ))
+}
+
+/// A connect whose SYNs are silently dropped (the listener's accept queue is
+/// full): SYN retransmits, then ETIMEDOUT and SYN_SENT->CLOSE.
+pub(super) fn connect_timeout(s: &mut SelftestTracer) -> Outcome {
+    s.require_attached(&[K::SynRetransmit, K::SockError, K::StateChange])?;
+    let listener = Socket::bound()?;
+    let server_port = listener.port()?;
+    listener.listen(0)?;
+    // With backlog 0 one established connection fills the accept queue; we
+    // never accept it, so the kernel drops every further SYN.
+    let filler = Socket::bound()?;
+    filler
+        .connect(server_port)
+        .map_err(CaseError::step("filler connect"))?;
+    std::thread::sleep(Duration::from_millis(50));
+    let client = Socket::bound()?;
+    let client_port = client.port()?;
+    client.set_syn_count(1)?;
+    let started = Instant::now();
+    let err = client
+        .connect(server_port)
+        .expect_err("connect into a full accept queue succeeded");
+    let took = started.elapsed();
+    ensure(err.raw_os_error() == Some(libc::ETIMEDOUT), || {
+        format!("connect failed with {err}, want ETIMEDOUT")
+    })?;
+
+    let rt = s.wait_for("SYN retransmit", |e| {
+        e.kind == K::SynRetransmit && tuple_is(e, client_port, server_port)
+    })?;
+    ensure(rt.tcp_state == Some(TcpState::SynSent), || {
+        format!("retransmit state {:?}", rt.tcp_state)
+    })?;
+    let se = s.wait_for("inet_sk_error_report 110", |e| {
+        e.kind == K::SockError && tuple_is(e, client_port, server_port)
+    })?;
+    ensure(se.errno == Some(110), || {
+        format!("sock_error errno {:?}, want 110", se.errno)
+    })?;
+    let sc = s.wait_for("SYN_SENT->CLOSE", |e| {
+        e.kind == K::StateChange && tuple_is(e, client_port, server_port)
+    })?;
+    ensure(sc.tcp_state == Some(TcpState::SynSent), || {
+        format!("state change from {:?}", sc.tcp_state)
+    })?;
+    let retransmits = s
+        .seen
+        .iter()
+        .filter(|e| e.kind == K::SynRetransmit && tuple_is(e, client_port, server_port))
+        .count();
+    drop(filler);
+    Ok((
+        Status::Pass,
+        format!(
+            "{retransmits} SYN retransmit(s), ETIMEDOUT after {:.1} s, SYN_SENT->CLOSE",
+            took.as_secs_f64()
+        ),
+    ))
+}
