@@ -51,7 +51,8 @@ struct ClientSlot {
     /// Which stream this is, for its filter updates.
     id: u64,
     filter: StreamFilter,
-    tx: mpsc::Sender<Arc<KernelEvent>>,
+    /// Encoded `AgentMessage::Event` frames, shared by every client.
+    tx: mpsc::Sender<Bytes>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -70,6 +71,8 @@ impl Hub {
     }
 
     /// Fans an event out to every client whose filter matches; never waits.
+    /// The event is encoded once, when the first client wants it, and the
+    /// frame is shared by all of them.
     pub fn publish(&self, ev: KernelEvent) {
         *self
             .received
@@ -77,11 +80,15 @@ impl Hub {
             .expect("lock")
             .entry(ev.kind)
             .or_default() += 1;
-        let ev = Arc::new(ev);
+        let mut frame: Option<Bytes> = None;
         let mut clients = self.clients.lock().expect("lock");
         clients.retain(|c| !c.tx.is_closed());
         for c in clients.iter() {
-            if c.filter.matches(&ev) && c.tx.try_send(ev.clone()).is_err() {
+            if !c.filter.matches(&ev) {
+                continue;
+            }
+            let frame = frame.get_or_insert_with(|| event_frame(&ev));
+            if c.tx.try_send(frame.clone()).is_err() {
                 c.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -149,6 +156,18 @@ pub enum ClientError {
     Wire(#[from] wire::WireError),
     #[error("the client's stream")]
     Io(#[from] std::io::Error),
+}
+
+/// `AgentMessage::Event { event }` encoded from a borrowed event: the same
+/// bytes as `wire::encode` of the owned message (tested), without cloning
+/// the event first.
+fn event_frame(event: &KernelEvent) -> Bytes {
+    #[derive(serde::Serialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum Frame<'a> {
+        Event { event: &'a KernelEvent },
+    }
+    Bytes::from(wire::encode(&Frame::Event { event }))
 }
 
 /// Binds the listener; refuses anything but a loopback address.
@@ -228,14 +247,12 @@ async fn serve_client(stream: TcpStream, hub: Arc<Hub>) -> Result<(), ClientErro
     let result = async {
         loop {
             tokio::select! {
-                ev = rx.recv() => {
-                    let Some(ev) = ev else { break };
-                    let msg = AgentMessage::Event { event: (*ev).clone() };
-                    framed.feed(Bytes::from(wire::encode(&msg))).await?;
+                frame = rx.recv() => {
+                    let Some(frame) = frame else { break };
+                    framed.feed(frame).await?;
                     // Batch what is already queued, then flush once.
-                    while let Ok(ev) = rx.try_recv() {
-                        let msg = AgentMessage::Event { event: (*ev).clone() };
-                        framed.feed(Bytes::from(wire::encode(&msg))).await?;
+                    while let Ok(frame) = rx.try_recv() {
+                        framed.feed(frame).await?;
                     }
                     SinkExt::<Bytes>::flush(&mut framed).await?;
                 }
@@ -266,4 +283,96 @@ async fn serve_client(stream: TcpStream, hub: Arc<Hub>) -> Result<(), ClientErro
     .await;
     hub.client_count.fetch_sub(1, Ordering::Relaxed);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fivexx_core::{FourTuple, TaskRef};
+
+    fn event() -> KernelEvent {
+        let mut ev = KernelEvent::new(KernelEventKind::ReceiveReset, 5, 1_000_005);
+        ev.node = "node-a".into();
+        ev.task = Some(TaskRef {
+            pid: 7,
+            comm: "nginx".into(),
+        });
+        ev.tuple = Some(FourTuple {
+            saddr: "10.0.0.1".parse().unwrap(),
+            sport: 40000,
+            daddr: "10.0.0.2".parse().unwrap(),
+            dport: 8080,
+        });
+        ev.errno = Some(111);
+        ev
+    }
+
+    #[test]
+    fn the_shared_frame_is_the_event_message() {
+        let ev = event();
+        let owned = wire::encode(&AgentMessage::Event { event: ev.clone() });
+        assert_eq!(event_frame(&ev).as_ref(), owned.as_slice());
+        match wire::decode_agent(&event_frame(&ev)).unwrap() {
+            AgentMessage::Event { event } => assert_eq!(event, ev),
+            other => panic!("decoded {other:?}"),
+        }
+    }
+
+    fn slot(
+        hub: &Hub,
+        filter: StreamFilter,
+        depth: usize,
+    ) -> (mpsc::Receiver<Bytes>, Arc<AtomicU64>) {
+        let (tx, rx) = mpsc::channel(depth);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
+        hub.clients.lock().unwrap().push(ClientSlot {
+            id,
+            filter,
+            tx,
+            dropped: dropped.clone(),
+        });
+        (rx, dropped)
+    }
+
+    #[test]
+    fn one_encoding_reaches_every_matching_client_and_full_queues_count_drops() {
+        let report = CapabilityReport {
+            agent_version: "test".into(),
+            node: "node-a".into(),
+            kernel_release: "6.18".into(),
+            tracefs: None,
+            btf: false,
+            btf_error: None,
+            btf_offsets: Default::default(),
+            ring_buffer_bytes: 4096,
+            loaded: false,
+            hooks: Vec::new(),
+        };
+        let hub = Hub::new(report, "node-a".into());
+        let (mut all, all_dropped) = slot(&hub, StreamFilter::default(), 8);
+        let (mut signals, _) = slot(
+            &hub,
+            StreamFilter {
+                kinds: vec![KernelEventKind::Signal],
+                ..Default::default()
+            },
+            8,
+        );
+        let (mut small, small_dropped) = slot(&hub, StreamFilter::default(), 1);
+        hub.publish(event());
+        hub.publish(event());
+        let a = all.try_recv().unwrap();
+        let b = small.try_recv().unwrap();
+        // The same allocation: encoded once, shared.
+        assert_eq!(a.as_ptr(), b.as_ptr());
+        assert!(all.try_recv().is_ok());
+        assert!(signals.try_recv().is_err(), "the filter passed a reset");
+        assert_eq!(all_dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(small_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            hub.received.lock().unwrap()[&KernelEventKind::ReceiveReset],
+            2
+        );
+    }
 }
