@@ -2,16 +2,16 @@
 //! scale-downs. This binary parses the command line and does the I/O; all
 //! reasoning lives in `fivexx-core`.
 
-mod agent_link;
-mod cluster;
+#![forbid(unsafe_code)]
+
+mod agent;
 mod cmd;
 mod duration;
 mod error;
-mod facts;
+mod kube;
 mod manifests;
-mod proxy_logs;
+mod session;
 mod style;
-mod target;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,11 +23,11 @@ use std::process::ExitCode;
     version,
     about = "Explain 502/504s during Kubernetes rollouts and drains from kernel facts",
     propagate_version = true,
-    after_help = "Examples:\n  kubectl fivexx deploy\n  kubectl fivexx trace deploy/web -n shop\n  kubectl fivexx capture -A --duration 10m -f rollout.fxcap\n  kubectl fivexx explain rollout.fxcap"
+    after_help = "Examples:\n  kubectl fivexx deploy\n  kubectl fivexx trace deploy/web -n shop\n  kubectl fivexx capture -A --duration 10m -f rollout.fxc\n  kubectl fivexx explain rollout.fxc"
 )]
 struct Cli {
     #[command(flatten)]
-    kube: cluster::KubeFlags,
+    kube: crate::kube::KubeFlags,
     /// Log verbosely to stderr (-v: debug, -vv: trace).
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     verbose: u8,

@@ -19,10 +19,10 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::agent_link;
-use crate::cluster::{Cluster, KubeFlags};
+use crate::agent;
 use crate::cmd::status;
 use crate::error::CliError;
+use crate::kube::{KubeClient, KubeFlags};
 use crate::manifests::{
     capabilities_for_kernel, parse_node_selector, Manifests, RenderOptions, AGENT_NAME,
     AGENT_NAMESPACE, FIELD_MANAGER, MANAGED_BY,
@@ -104,7 +104,7 @@ pub async fn run(kube: KubeFlags, args: DeployArgs) -> anyhow::Result<ExitCode> 
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let cluster = Cluster::connect(&kube).await?;
+    let cluster = KubeClient::connect(&kube).await?;
     // Older kernels need more capabilities: ask the nodes, not the user.
     let nodes: Api<Node> = Api::all(cluster.client.clone());
     let node_list = cluster
@@ -159,7 +159,7 @@ pub async fn run(kube: KubeFlags, args: DeployArgs) -> anyhow::Result<ExitCode> 
 }
 
 async fn apply_and_wait(
-    cluster: &Cluster,
+    cluster: &KubeClient,
     m: &Manifests,
     args: &DeployArgs,
     timeout: Duration,
@@ -224,7 +224,7 @@ async fn apply_and_wait(
     wait_ready(cluster, &ds, timeout).await?;
     // Deployed: from here on, Ctrl-C no longer undoes anything.
     created.clear();
-    let agents = agent_link::agent_pods(cluster).await?;
+    let agents = agent::agent_pods(cluster).await?;
     let statuses = status::probe_all(cluster, &agents).await;
     println!();
     print!(
@@ -232,7 +232,7 @@ async fn apply_and_wait(
         status::render_table(&statuses, true, Painter::stdout())
     );
     if let Some(s) = statuses.iter().find(|s| s.compatible == Some(false)) {
-        return Err(agent_link::skew_error(
+        return Err(agent::skew_error(
             &s.node,
             s.agent_version.as_deref().unwrap_or("?"),
         ));
@@ -250,7 +250,7 @@ fn is_managed<K: Resource>(obj: &K) -> bool {
 
 /// Server-side applies one object; true when it did not exist before.
 async fn apply<K>(
-    cluster: &Cluster,
+    cluster: &KubeClient,
     api: &Api<K>,
     resource: &str,
     ns: Option<&str>,
@@ -276,7 +276,7 @@ where
 /// Polls the DaemonSet's status with a progress line until every
 /// scheduled agent is ready.
 async fn wait_ready(
-    cluster: &Cluster,
+    cluster: &KubeClient,
     ds: &Api<DaemonSet>,
     timeout: Duration,
 ) -> Result<(), CliError> {
@@ -326,7 +326,7 @@ async fn wait_ready(
 }
 
 /// Deletes what this deploy created, newest first. Returns how many.
-async fn rollback(cluster: &Cluster, created: &[Created]) -> usize {
+async fn rollback(cluster: &KubeClient, created: &[Created]) -> usize {
     let c = &cluster.client;
     let dp = DeleteParams::foreground();
     let mut n = 0;
@@ -366,7 +366,7 @@ async fn rollback(cluster: &Cluster, created: &[Created]) -> usize {
 pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> anyhow::Result<ExitCode> {
     let timeout = crate::duration::parse(&args.timeout)
         .map_err(|e| CliError::new(format!("--timeout: {e}"), "for example: --timeout 1m"))?;
-    let cluster = Cluster::connect(&kube).await?;
+    let cluster = KubeClient::connect(&kube).await?;
     let c = &cluster.client;
     let sel = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
     let mut removed = 0usize;
@@ -455,7 +455,7 @@ pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> anyhow::Result<Exi
 }
 
 async fn delete_labelled<K>(
-    cluster: &Cluster,
+    cluster: &KubeClient,
     api: Api<K>,
     resource: &str,
     shown: &str,

@@ -10,9 +10,9 @@ use fivexx_core::capability::HookState;
 use fivexx_core::protocol::{AgentMessage, AgentStats, StreamFilter};
 use serde::Serialize;
 
-use crate::agent_link::{self, AgentConn, AgentPod, Hello};
-use crate::cluster::{Cluster, KubeFlags};
+use crate::agent::{self, AgentConn, AgentPod, Hello};
 use crate::error::CliError;
+use crate::kube::{KubeClient, KubeFlags};
 use crate::style::Painter;
 
 pub const EXAMPLES: &str = "Examples:
@@ -66,7 +66,7 @@ fn nothing() -> StreamFilter {
 }
 
 /// Asks one agent for its Hello and first Stats.
-pub async fn probe(cluster: &Cluster, agent: &AgentPod) -> AgentStatus {
+pub async fn probe(cluster: &KubeClient, agent: &AgentPod) -> AgentStatus {
     let mut st = AgentStatus {
         node: agent.node.clone(),
         pod: agent.pod.clone(),
@@ -92,7 +92,7 @@ pub async fn probe(cluster: &Cluster, agent: &AgentPod) -> AgentStatus {
     };
     let h = conn.hello.clone();
     st.agent_version = Some(h.agent_version.clone());
-    st.compatible = Some(agent_link::compatible(&h.agent_version));
+    st.compatible = Some(agent::compatible(&h.agent_version));
     st.kernel = Some(h.capabilities.kernel_release.clone());
     st.btf = Some(h.capabilities.btf);
     st.hooks_total = h.capabilities.hooks.len();
@@ -138,13 +138,13 @@ fn apply_stats(st: &mut AgentStatus, s: &AgentStats) {
 }
 
 /// Probes every agent concurrently.
-pub async fn probe_all(cluster: &Cluster, agents: &[AgentPod]) -> Vec<AgentStatus> {
+pub async fn probe_all(cluster: &KubeClient, agents: &[AgentPod]) -> Vec<AgentStatus> {
     futures::future::join_all(agents.iter().map(|a| probe(cluster, a))).await
 }
 
 pub async fn run(kube: KubeFlags, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let cluster = Cluster::connect(&kube).await?;
-    let agents = agent_link::agent_pods(&cluster).await?;
+    let cluster = KubeClient::connect(&kube).await?;
+    let agents = agent::agent_pods(&cluster).await?;
     if agents.is_empty() {
         return Err(CliError::new(
             "the fivexx agent DaemonSet exists but has no pods on any node",
@@ -161,9 +161,7 @@ pub async fn run(kube: KubeFlags, args: StatusArgs) -> anyhow::Result<ExitCode> 
     };
     print!("{text}");
     if let Some(s) = statuses.iter().find(|s| s.compatible == Some(false)) {
-        return Err(
-            agent_link::skew_error(&s.node, s.agent_version.as_deref().unwrap_or("?")).into(),
-        );
+        return Err(agent::skew_error(&s.node, s.agent_version.as_deref().unwrap_or("?")).into());
     }
     if let Some(s) = statuses.iter().find(|s| s.error.is_some()) {
         return Err(CliError::new(

@@ -39,20 +39,20 @@ use fivexx_core::report::{
 };
 use fivexx_core::{Fact, KernelEvent, KernelEventKind};
 
-use crate::agent_link::{self, AgentConn, AgentPod, LinkError};
-use crate::cluster::{Cluster, KubeFlags};
+use crate::agent::{self, AgentConn, AgentPod, LinkError};
 use crate::error::CliError;
-use crate::facts::{EventTracker, NodeTracker, PodTracker, SliceTracker};
+use crate::kube::proxy_logs::{self, LogFollowers, LogTally, ProxyPod};
+use crate::kube::target::{self, Scope, Target};
+use crate::kube::timeline::{EventTracker, NodeTracker, PodTracker, SliceTracker};
+use crate::kube::{KubeClient, KubeFlags};
 use crate::manifests::AGENT_NAMESPACE;
-use crate::proxy_logs::{self, LogFollowers, LogTally, ProxyPod};
 use crate::style::Painter;
-use crate::target::{self, Scope, Target};
 
 pub const TRACE_EXAMPLES: &str = "Examples:
   # explain 502s of a rollout as they happen; Ctrl-C prints the summary
   kubectl fivexx trace deploy/web -n shop
   # a Service's backends for two minutes, recorded for later
-  kubectl fivexx trace svc/web --duration 2m --capture web.fxcap
+  kubectl fivexx trace svc/web --duration 2m --capture web.fxc
   # one pod, a StatefulSet, or every pod with a label
   kubectl fivexx trace pod/web-7d9f-x2x9q
   kubectl fivexx trace sts/db
@@ -62,14 +62,14 @@ pub const TRACE_EXAMPLES: &str = "Examples:
   kubectl fivexx trace -A";
 
 pub const CAPTURE_EXAMPLES: &str = "Examples:
-  kubectl fivexx capture deploy/web -n shop --duration 10m -f rollout.fxcap
-  kubectl fivexx capture -A --duration 1h -f cluster.fxcap
-  kubectl fivexx explain rollout.fxcap";
+  kubectl fivexx capture deploy/web -n shop --duration 10m -f rollout.fxc
+  kubectl fivexx capture -A --duration 1h -f cluster.fxc
+  kubectl fivexx explain rollout.fxc";
 
 pub const NODE_EXAMPLES: &str = "Examples:
   # watch a drain from the node's point of view
   kubectl fivexx node worker-3
-  kubectl fivexx node worker-3 --duration 5m --capture drain.fxcap";
+  kubectl fivexx node worker-3 --duration 5m --capture drain.fxc";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -177,7 +177,7 @@ struct Mode {
 
 impl ScopeArgs {
     /// TARGET, `-l` and `-A` to the pods and nodes the session watches.
-    async fn resolve(&self, cluster: &Cluster) -> anyhow::Result<target::Scope> {
+    async fn resolve(&self, cluster: &KubeClient) -> anyhow::Result<target::Scope> {
         let t = Target::parse(self.target.as_deref())?;
         let labels = self
             .selector
@@ -190,7 +190,7 @@ impl ScopeArgs {
 }
 
 pub async fn run_trace(kube: KubeFlags, args: TraceArgs) -> anyhow::Result<ExitCode> {
-    let cluster = Cluster::connect(&kube).await?;
+    let cluster = KubeClient::connect(&kube).await?;
     let scope = args.scope.resolve(&cluster).await?;
     let mode = Mode {
         lines: true,
@@ -205,11 +205,11 @@ pub async fn run_capture(kube: KubeFlags, args: CaptureArgs) -> anyhow::Result<E
     if args.session.duration.is_none() {
         return Err(CliError::new(
             "capture needs --duration",
-            "for example: kubectl fivexx capture -f out.fxcap --duration 10m (or use trace --capture, which stops on Ctrl-C)",
+            "for example: kubectl fivexx capture -f out.fxc --duration 10m (or use trace --capture, which stops on Ctrl-C)",
         )
         .into());
     }
-    let cluster = Cluster::connect(&kube).await?;
+    let cluster = KubeClient::connect(&kube).await?;
     let scope = args.scope.resolve(&cluster).await?;
     let mode = Mode {
         lines: false,
@@ -221,7 +221,7 @@ pub async fn run_capture(kube: KubeFlags, args: CaptureArgs) -> anyhow::Result<E
 }
 
 pub async fn run_node(kube: KubeFlags, args: NodeArgs) -> anyhow::Result<ExitCode> {
-    let cluster = Cluster::connect(&kube).await?;
+    let cluster = KubeClient::connect(&kube).await?;
     let nodes: Api<Node> = Api::all(cluster.client.clone());
     let node = cluster
         .get_opt("nodes", None, nodes.get(&args.node))
@@ -250,7 +250,7 @@ pub async fn run_node(kube: KubeFlags, args: NodeArgs) -> anyhow::Result<ExitCod
 }
 
 /// Cordon state, terminating pods and recent evictions of one node.
-async fn node_context(cluster: &Cluster, node: &Node) -> Result<String, CliError> {
+async fn node_context(cluster: &KubeClient, node: &Node) -> Result<String, CliError> {
     let name = node.metadata.name.clone().unwrap_or_default();
     let spec = node.spec.clone().unwrap_or_default();
     let mut out = String::new();
@@ -366,7 +366,7 @@ async fn node_context(cluster: &Cluster, node: &Node) -> Result<String, CliError
 /// session needs, so that a denial names its verb and resource before
 /// anything starts. When reviews themselves are not allowed, the calls
 /// will tell instead.
-async fn preflight(cluster: &Cluster, scope: &Scope) -> Result<(), CliError> {
+async fn preflight(cluster: &KubeClient, scope: &Scope) -> Result<(), CliError> {
     let ns = scope.namespace.clone();
     let mut wanted: Vec<(&str, &str, &str, Option<String>)> = Vec::new();
     for (group, res) in [
@@ -452,7 +452,7 @@ enum Control {
     },
     Connected {
         node: String,
-        hello: Box<agent_link::Hello>,
+        hello: Box<agent::Hello>,
     },
 }
 
@@ -495,7 +495,7 @@ fn spawn_reader(
 
 /// Opens one subscription and hands it to a reader.
 fn spawn_subscription(
-    cluster: Cluster,
+    cluster: KubeClient,
     agent: AgentPod,
     filter: StreamFilter,
     tx: mpsc::Sender<AgentInput>,
@@ -506,7 +506,7 @@ fn spawn_subscription(
         match AgentConn::open(&cluster, &agent.pod, filter).await {
             Ok(conn) => {
                 let hello = conn.hello.clone();
-                if !agent_link::compatible(&hello.agent_version) {
+                if !agent::compatible(&hello.agent_version) {
                     let _ = ctl.send(Control::Skew {
                         node: agent.node,
                         version: hello.agent_version,
@@ -727,7 +727,7 @@ struct Capture {
 }
 
 async fn run_session(
-    cluster: &Cluster,
+    cluster: &KubeClient,
     scope: Scope,
     flags: &SessionFlags,
     mode: Mode,
@@ -746,7 +746,7 @@ async fn run_session(
         .as_nanos() as i64;
     let paint = Painter::stdout();
     preflight(cluster, &scope).await?;
-    let agents = agent_link::agent_pods(cluster).await?;
+    let agents = agent::agent_pods(cluster).await?;
     if agents.is_empty() {
         return Err(CliError::new(
             "the fivexx agent is deployed but has no pods",
@@ -852,7 +852,7 @@ async fn run_session(
     }
     // Wait for the first Hellos: version skew and unreachable agents stop
     // the session before it starts.
-    let mut hellos: Vec<(String, agent_link::Hello)> = Vec::new();
+    let mut hellos: Vec<(String, agent::Hello)> = Vec::new();
     let mut lost: Vec<(String, String)> = Vec::new();
     let hello_deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while pending_hello > 0 {
@@ -868,7 +868,7 @@ async fn run_session(
         pending_hello -= 1;
         match msg {
             Control::Connected { node, hello } => hellos.push((node, *hello)),
-            Control::Skew { node, version } => return Err(agent_link::skew_error(&node, &version)),
+            Control::Skew { node, version } => return Err(agent::skew_error(&node, &version)),
             Control::Lost { node, reason } => {
                 eprintln!("warning: agent on node {node}: {reason}");
                 connected.remove(&node);
@@ -1041,7 +1041,7 @@ async fn run_session(
                     lost.push((node, reason));
                 }
                 Control::Skew { node, version } => {
-                    fatal = Some(agent_link::skew_error(&node, &version));
+                    fatal = Some(agent::skew_error(&node, &version));
                     break;
                 }
                 Control::Connected { node, hello } => {

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use clap::Args;
 use serde::Serialize;
 
-use crate::agent_link;
-use crate::cluster::{Cluster, KubeFlags};
+use crate::agent;
 use crate::cmd::status;
+use crate::kube::{KubeClient, KubeFlags};
 
 pub const EXAMPLES: &str = "Examples:
   kubectl fivexx version
@@ -57,8 +57,8 @@ pub async fn run(kube: KubeFlags, args: VersionArgs) -> anyhow::Result<ExitCode>
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let cluster = Cluster::connect(&kube).await?;
-    let agents = agent_link::agent_pods(&cluster).await?;
+    let cluster = KubeClient::connect(&kube).await?;
+    let agents = agent::agent_pods(&cluster).await?;
     let statuses = status::probe_all(&cluster, &agents).await;
     for s in &statuses {
         if !json {
@@ -78,9 +78,7 @@ pub async fn run(kube: KubeFlags, args: VersionArgs) -> anyhow::Result<ExitCode>
         println!("{}", serde_json::to_string_pretty(&v)?);
     }
     if let Some(s) = statuses.iter().find(|s| s.compatible == Some(false)) {
-        return Err(
-            agent_link::skew_error(&s.node, s.agent_version.as_deref().unwrap_or("?")).into(),
-        );
+        return Err(agent::skew_error(&s.node, s.agent_version.as_deref().unwrap_or("?")).into());
     }
     Ok(ExitCode::SUCCESS)
 }

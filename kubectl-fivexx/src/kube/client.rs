@@ -1,7 +1,7 @@
 //! Connecting to the cluster the way kubectl does: kubeconfig from
 //! `--kubeconfig`, `$KUBECONFIG` or `~/.kube/config` (in-cluster as a last
 //! resort), `--context/--cluster/--user` overrides, the context's namespace
-//! unless `-n` is given. Every API call goes through [`Cluster::call`] so
+//! unless `-n` is given. Every API call goes through [`KubeClient::call`] so
 //! that failures name the verb and resource.
 
 use std::future::Future;
@@ -38,7 +38,7 @@ pub struct KubeFlags {
 
 /// A connected client and what kubectl would show about it.
 #[derive(Clone)]
-pub struct Cluster {
+pub struct KubeClient {
     pub client: kube::Client,
     /// The namespace commands default to.
     pub namespace: String,
@@ -48,10 +48,10 @@ pub struct Cluster {
     timeout: Option<Duration>,
 }
 
-impl Cluster {
+impl KubeClient {
     /// Builds the client. No request is sent yet: an unreachable cluster
-    /// shows up on the first [`Cluster::call`].
-    pub async fn connect(flags: &KubeFlags) -> Result<Cluster, CliError> {
+    /// shows up on the first [`KubeClient::call`].
+    pub async fn connect(flags: &KubeFlags) -> Result<KubeClient, CliError> {
         let timeout = parse_timeout(&flags.request_timeout)?;
         let explicit = flags.kubeconfig.is_some() || std::env::var_os("KUBECONFIG").is_some();
         let kubeconfig = match &flags.kubeconfig {
@@ -120,7 +120,7 @@ impl Cluster {
                 "check the cluster's certificate-authority and the user's credentials in the kubeconfig",
             )
         })?;
-        Ok(Cluster {
+        Ok(KubeClient {
             client,
             namespace,
             context,
@@ -161,7 +161,7 @@ impl Cluster {
         res.map_err(|e| classify(&e, &op, &self.server))
     }
 
-    /// Like [`Cluster::call`], but a 404 is `Ok(None)`.
+    /// Like [`KubeClient::call`], but a 404 is `Ok(None)`.
     pub async fn get_opt<T>(
         &self,
         resource: &str,

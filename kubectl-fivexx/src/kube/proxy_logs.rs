@@ -19,8 +19,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams};
 use tokio::sync::mpsc;
 
-use crate::cluster::Cluster;
 use crate::error::{classify, Op};
+use crate::kube::KubeClient;
 
 /// Lines buffered between the followers and the session.
 const QUEUE: usize = 4096;
@@ -94,7 +94,7 @@ pub enum LogInput {
 /// The session's log followers: one per proxy pod, all sending to one
 /// queue. Pods can be added while the session runs (a proxy rollout).
 pub struct LogFollowers {
-    cluster: Cluster,
+    cluster: KubeClient,
     since_ns: i64,
     tx: mpsc::Sender<LogInput>,
 }
@@ -103,7 +103,7 @@ impl LogFollowers {
     /// Starts one follower per pod; lines logged before `since_ns` are
     /// skipped. The followers end when the receiver is dropped.
     pub fn start(
-        cluster: &Cluster,
+        cluster: &KubeClient,
         pods: Vec<ProxyPod>,
         since_ns: i64,
     ) -> (LogFollowers, mpsc::Receiver<LogInput>) {
@@ -132,7 +132,7 @@ impl LogFollowers {
 
 /// Follows one pod's log, reconnecting when the stream ends (the API
 /// server or kubelet closed it) until the pod is gone or access is denied.
-async fn follow_one(cluster: Cluster, pod: ProxyPod, since_ns: i64, tx: mpsc::Sender<LogInput>) {
+async fn follow_one(cluster: KubeClient, pod: ProxyPod, since_ns: i64, tx: mpsc::Sender<LogInput>) {
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &pod.namespace);
     let mut seen = Seen::since(since_ns);
     let mut backoff = Duration::from_millis(500);

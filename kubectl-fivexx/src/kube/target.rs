@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::Api;
 
-use crate::cluster::Cluster;
 use crate::error::CliError;
+use crate::kube::KubeClient;
 
 /// The TARGET argument, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +139,7 @@ fn match_labels(
 
 /// Resolves a target to a scope, reading the workload or Service.
 pub async fn resolve(
-    cluster: &Cluster,
+    cluster: &KubeClient,
     target: &Target,
     all_namespaces: bool,
     extra_labels: BTreeMap<String, String>,

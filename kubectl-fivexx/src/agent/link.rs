@@ -14,8 +14,8 @@ use fivexx_core::protocol::{
     self as wire, AgentMessage, ClientMessage, StreamFilter, PROTOCOL_VERSION,
 };
 
-use crate::cluster::Cluster;
 use crate::error::CliError;
+use crate::kube::KubeClient;
 use crate::manifests::{AGENT_NAME, AGENT_NAMESPACE, AGENT_PORT, AGENT_SELECTOR};
 
 /// How long an agent may take to say Hello.
@@ -32,7 +32,7 @@ pub struct AgentPod {
 }
 
 /// The agent pods, or "not deployed" when the DaemonSet is missing.
-pub async fn agent_pods(cluster: &Cluster) -> Result<Vec<AgentPod>, CliError> {
+pub async fn agent_pods(cluster: &KubeClient) -> Result<Vec<AgentPod>, CliError> {
     let ds: Api<k8s_openapi::api::apps::v1::DaemonSet> =
         Api::namespaced(cluster.client.clone(), AGENT_NAMESPACE);
     let found = cluster
@@ -109,7 +109,7 @@ pub enum LinkError {
 impl AgentConn {
     /// Port-forwards to `pod`, subscribes with `filter` and reads Hello.
     pub async fn open(
-        cluster: &Cluster,
+        cluster: &KubeClient,
         pod: &str,
         filter: StreamFilter,
     ) -> Result<AgentConn, LinkError> {

@@ -1,0 +1,14 @@
+//! Kubernetes access: the client ([`KubeClient`], kubectl's flags and
+//! kubeconfig rules), what a command targets, the RBAC preflight, the
+//! session's watches, the trackers that turn watched objects into the
+//! engine's Kubernetes facts, a node's context and the proxy-log
+//! followers. Every API call names its verb and resource on failure.
+
+pub mod client;
+
+pub mod proxy_logs;
+
+pub mod target;
+pub mod timeline;
+
+pub use client::{KubeClient, KubeFlags};
