@@ -15,8 +15,9 @@ use fivexx_core::capability::{BtfOffsets, CapabilityReport};
 use fivexx_core::protocol::{
     self as wire, AgentMessage, AgentStats, ClientMessage, StreamFilter, PROTOCOL_VERSION,
 };
-use fivexx_lab::apiserver::{ApiServer, ApiServerConfig};
-use fivexx_lab::cluster::{ClusterStore, Kind, ANY_POD};
+use fivexx_lab::control::apiserver::{ApiServer, ApiServerConfig};
+use fivexx_lab::control::store::{ClusterStore, Kind, ANY_POD};
+use fivexx_lab::harness::skip_unless_root;
 use futures::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -24,19 +25,6 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 const NODE: &str = "lab-node-1";
 const BIN: &str = env!("CARGO_BIN_EXE_kubectl-fivexx");
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    eprintln!("SKIP {test}: the real eBPF agent needs root (CAP_BPF, CAP_PERFMON); run as root");
-    true
-}
 
 /// The agent binary: $FIVEXX_AGENT, else the workspace's target dirs.
 fn agent_bin() -> PathBuf {

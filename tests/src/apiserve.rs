@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use fivexx_lab::apiserver::{ApiServer, ApiServerConfig};
-use fivexx_lab::cluster::{ClusterStore, ANY_POD};
+use fivexx_lab::control::apiserver::{ApiServer, ApiServerConfig};
+use fivexx_lab::control::store::{ClusterStore, ANY_POD};
 
 /// The namespace `kubectl fivexx deploy` puts the agent DaemonSet in.
 const AGENT_NAMESPACE: &str = "fivexx-system";
@@ -26,7 +26,7 @@ pub struct ApiFlags {
     #[arg(long)]
     kubeconfig: PathBuf,
     /// The lab node's name (the agent pod's node).
-    #[arg(long, default_value = fivexx_lab::scenario::NODE)]
+    #[arg(long, default_value = fivexx_lab::sim::scenario::NODE)]
     node: String,
     /// The agent pod's port that the plugin port-forwards to.
     #[arg(long, default_value_t = 7450)]

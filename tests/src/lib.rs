@@ -4,28 +4,31 @@
 //! Everything on the data path is real: network namespaces on a bridge are
 //! pods, a Debian nginx is the ingress, our own backend answers, and the
 //! kubelet simulator sends real signals with kubelet's timing. Only the
-//! control plane is simulated (see `cluster` and `apiserver`). All lab objects
-//! carry the [`naming::PREFIX`] so that [`clean::clean`] finds them after a
-//! crash.
+//! control plane is simulated (see [`control`] and [`sim`]). All lab objects
+//! carry the [`node::naming::PREFIX`] so that [`node::clean::clean`] finds
+//! them after a crash.
+//!
+//! The modules follow the planes of a real cluster:
+//! - [`node`]: what runs on the node: pods as network namespaces in kubelet's
+//!   cgroups, the backends, the proxies (one module per proxy), the load
+//!   generator, the agent beside a scenario, and the cleanup of it all;
+//! - [`control`]: the control plane: the cluster store (etcd and the
+//!   garbage/DaemonSet controllers whose effects the plugin sees), the fake
+//!   API server that serves it over real HTTP, and the kubeconfig for it;
+//! - [`sim`]: what drives the two: the kubelet simulator, the controllers a
+//!   node's pods depend on (endpoints, deployment, drain), the scenarios,
+//!   their timeline and report;
+//! - [`harness`]: what tests of the real binaries share: one binary finder,
+//!   one root check, a real agent behind the port-forward, and the
+//!   plugin-during-a-scenario runner.
+//!
+//! [`clock`] is shared by all of them.
 
-pub mod agent;
-pub mod apiserver;
-pub mod backend;
-pub mod cgroup;
-pub mod clean;
 pub mod clock;
-pub mod cluster;
+pub mod control;
 pub mod harness;
-pub mod ingress;
-pub mod k8s;
-pub mod kubeconfig;
-pub mod kubelet;
-pub mod load;
-pub mod naming;
-pub mod netns;
-pub mod report;
-pub mod scenario;
-pub mod timeline;
+pub mod node;
+pub mod sim;
 
 /// Errors of the lab library. Binaries and tests wrap them with anyhow.
 #[derive(Debug, thiserror::Error)]

@@ -3,9 +3,9 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use fivexx_lab::backend::{self, BackendConfig, Behaviour};
-use fivexx_lab::scenario::{self, RunOptions, ScenarioKind, ScenarioParams};
-use fivexx_lab::{agent, clean};
+use fivexx_lab::node::backend::{self, BackendConfig, Behaviour};
+use fivexx_lab::node::clean;
+use fivexx_lab::sim::scenario::{self, RunOptions, ScenarioKind, ScenarioParams};
 use std::path::PathBuf;
 
 mod apiserve;
@@ -238,7 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             return Ok(0);
         }
         Command::Report { dir, max_events } => {
-            print!("{}", fivexx_lab::report::render(&dir, max_events)?);
+            print!("{}", fivexx_lab::sim::report::render(&dir, max_events)?);
             return Ok(0);
         }
         Command::Api(flags) => return apiserve::run(flags),
@@ -269,7 +269,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let params = flags.params(kind);
     let agent_bin = if flags.agent {
-        let bin = flags.agent_bin.clone().or_else(agent::find_agent).context(
+        let bin = flags.agent_bin.clone().or_else(|| fivexx_lab::harness::find_binary("fivexx-agent")).context(
             "--agent: fivexx-agent not found; build it (cargo build -p tracer-user) or set FIVEXX_AGENT",
         )?;
         Some(bin)

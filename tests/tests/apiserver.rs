@@ -1,14 +1,18 @@
 //! The fake control plane against real clients: kube-rs 5 (list, watch,
 //! watcher, server-side apply, delete, errors, port-forward) and the real
 //! `kubectl` binary.
+//!
+//! Longer than the lab's ~600-line guide on purpose: it is one test binary
+//! (each file under tests/ links the lab, kube-rs and axum again, ~20 s of
+//! build apiece), and its tests share the one `Lab` fixture at the top.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use fivexx_lab::apiserver::{ApiServer, ApiServerConfig};
-use fivexx_lab::cluster::ClusterStore;
+use fivexx_lab::control::apiserver::{ApiServer, ApiServerConfig};
+use fivexx_lab::control::store::ClusterStore;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec, PodStatus};
@@ -56,7 +60,7 @@ impl Drop for TempDir {
 async fn client_for(path: &std::path::Path) -> Result<kube::Client> {
     let kubeconfig = Kubeconfig::read_from(path)?;
     let options = KubeConfigOptions {
-        context: Some(fivexx_lab::kubeconfig::CONTEXT.into()),
+        context: Some(fivexx_lab::control::kubeconfig::CONTEXT.into()),
         ..Default::default()
     };
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
@@ -218,7 +222,7 @@ async fn kube_lists_and_watches_pods() -> Result<()> {
         .await?
         .boxed();
     let mut terminating = lab.store.get_pod("default", "web-1").context("web-1")?;
-    terminating.metadata.deletion_timestamp = Some(fivexx_lab::cluster::now());
+    terminating.metadata.deletion_timestamp = Some(fivexx_lab::control::store::now());
     lab.store.apply_pod(terminating);
     lab.store.apply_pod(pod("default", "api-2", "api", None)); // filtered out
     lab.store.apply_pod(pod("default", "web-3", "web", None));
@@ -511,7 +515,7 @@ async fn errors_are_status_objects() -> Result<()> {
     // A client with the wrong token is refused.
     let dir = TempDir::new("errors-token")?;
     let path = dir.0.join("kubeconfig");
-    fivexx_lab::kubeconfig::write(&path, &lab.server.url(), Some("wrong"), None)?;
+    fivexx_lab::control::kubeconfig::write(&path, &lab.server.url(), Some("wrong"), None)?;
     let stranger: Api<Pod> = Api::namespaced(client_for(&path).await?, "default");
     let err = stranger
         .list(&ListParams::default())
@@ -1062,7 +1066,7 @@ async fn a_dying_pod_ends_its_port_forward_and_a_stopped_server_is_unreachable()
     lab.store
         .apply_pod(pod("default", "agent", "agent", Some("10.244.0.50")));
     lab.store
-        .map_port_forward("default", fivexx_lab::cluster::ANY_POD, 9000, addr);
+        .map_port_forward("default", fivexx_lab::control::store::ANY_POD, 9000, addr);
     let pods: Api<Pod> = Api::namespaced(lab.client.clone(), "default");
     let mut forwarder = pods.portforward("agent", &[9000]).await?;
     let mut stream = forwarder.take_stream(9000).context("stream")?;
@@ -1118,7 +1122,7 @@ async fn tls_with_a_token_serves_kube_rs_and_kubectl() -> Result<()> {
     // A client without the CA refuses the server's certificate.
     let dir = TempDir::new("tls-noca")?;
     let path = dir.0.join("kubeconfig");
-    fivexx_lab::kubeconfig::write(&path, &lab.server.url(), Some("lab-token"), None)?;
+    fivexx_lab::control::kubeconfig::write(&path, &lab.server.url(), Some("lab-token"), None)?;
     let untrusting: Api<Pod> = Api::namespaced(client_for(&path).await?, "default");
     let err = untrusting
         .list(&ListParams::default())
@@ -1160,8 +1164,11 @@ async fn pod_logs_follow_a_file_with_timestamps_and_since_time() -> Result<()> {
         "ingress-nginx",
         Some("10.244.0.2"),
     ));
-    lab.store
-        .map_pod_log("ingress-nginx", fivexx_lab::cluster::ANY_POD, log.clone());
+    lab.store.map_pod_log(
+        "ingress-nginx",
+        fivexx_lab::control::store::ANY_POD,
+        log.clone(),
+    );
     let pods: Api<Pod> = Api::namespaced(lab.client.clone(), "ingress-nginx");
 
     // Plain: the stamps are the runtime's business, not the content.
@@ -1251,14 +1258,19 @@ async fn pod_logs_follow_a_file_with_timestamps_and_since_time() -> Result<()> {
     let end = tokio::time::timeout(WAIT, lines.next()).await?;
     assert!(end.is_none(), "the follow ends with the pod: {end:?}");
 
-    // Errors: no such pod, a wrong container, two containers and none
-    // named, a bad sinceTime, RBAC.
+    pod_log_errors(&lab, &pods, &log).await
+}
+
+/// `pods/log` errors: no such pod, a wrong container, two containers and
+/// none named, RBAC.
+async fn pod_log_errors(lab: &Lab, pods: &Api<Pod>, log: &std::path::Path) -> Result<()> {
+    use kube::api::LogParams;
     let err = pods.logs("ctl", &LogParams::default()).await.unwrap_err();
     assert!(
         matches!(&err, kube::Error::Api(s) if s.code == 404),
         "{err}"
     );
-    std::fs::write(&log, "1732519155.000000001 second line\n")?;
+    std::fs::write(log, "1732519155.000000001 second line\n")?;
     let mut two = pod("ingress-nginx", "two", "ingress-nginx", None);
     if let Some(spec) = two.spec.as_mut() {
         spec.containers.push(Container {

@@ -5,24 +5,17 @@
 //! Not root: every test prints why it skipped.
 
 use fivexx_core::event::{KernelEvent, KernelEventKind, SignalResult, TcpState};
-use fivexx_lab::cluster::ClusterStore;
-use fivexx_lab::scenario::{self, RunOptions, ScenarioKind, ScenarioParams, ScenarioReport};
-use fivexx_lab::timeline::LabEventKind;
-use fivexx_lab::{agent, clean};
+use fivexx_lab::control::store::ClusterStore;
+use fivexx_lab::harness::{find_binary, skip_unless_root};
+use fivexx_lab::node::clean;
+use fivexx_lab::sim::scenario::{self, RunOptions, ScenarioKind, ScenarioParams, ScenarioReport};
+use fivexx_lab::sim::timeline::LabEventKind;
 use std::path::PathBuf;
-
-fn skip_unless_root(test: &str) -> bool {
-    if fivexx_lab::is_root() {
-        return false;
-    }
-    eprintln!("SKIP {test}: the node lab needs root (network namespaces, cgroups, nginx)");
-    true
-}
 
 /// The agent, when it has been built; its assertions are skipped (loudly)
 /// otherwise.
 fn agent_bin() -> Option<PathBuf> {
-    let found = agent::find_agent();
+    let found = find_binary("fivexx-agent");
     if found.is_none() {
         eprintln!("NOTE: fivexx-agent not built (cargo build -p tracer-user) and FIVEXX_AGENT unset: kernel-event assertions skipped");
     }

@@ -21,9 +21,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use fivexx_core::explain::{Cause, FailureKind, Verdict};
-use fivexx_lab::harness::{plugin_and_agent, run_plugin_during, AgentServe, PluginRun};
-use fivexx_lab::load::RequestRecord;
-use fivexx_lab::scenario::{ScenarioKind, ScenarioParams, ScenarioReport};
+use fivexx_lab::harness::{
+    plugin_and_agent, run_plugin_during, skip_unless_root, AgentServe, PluginRun,
+};
+use fivexx_lab::node::load::RequestRecord;
+use fivexx_lab::sim::scenario::{ScenarioKind, ScenarioParams, ScenarioReport};
 
 /// Writes to the process's stderr directly: the test harness captures only
 /// the print macros, and these figures are the point of the run, so they
@@ -214,11 +216,162 @@ fn fix_param(explained: &serde_json::Value, cause: Cause, param: &str) -> Option
         .and_then(|f| f["params"][param].as_f64())
 }
 
+/// The fixes quote the scenario's own numbers (the endpoint lag, the grace
+/// period): what the FIX column shows, with any mismatch in `problems`.
+fn check_fixes(
+    kind: ScenarioKind,
+    params: &ScenarioParams,
+    explained: &serde_json::Value,
+    problems: &mut Vec<String>,
+) -> String {
+    let name = kind.name();
+    let mut fix = String::from("-");
+    let lag_cause = match kind {
+        ScenarioKind::RolloutNoPrestop | ScenarioKind::Drain => Some(Cause::EndpointLagNetnsAlive),
+        ScenarioKind::IpGone => Some(Cause::EndpointLagNetnsGone),
+        _ => None,
+    };
+    if let Some(c) = lag_cause {
+        let configured = params.endpoint_lag_ms as f64 / 1000.0;
+        match fix_param(explained, c, "lag_p99_s") {
+            Some(lag) => {
+                fix = format!("lag {lag:.2} s (configured {configured} s)");
+                if (lag - configured).abs() > configured * 0.3 + 0.5 {
+                    problems.push(format!(
+                        "{name}: fix quotes lag {lag} s, configured {configured} s"
+                    ));
+                }
+            }
+            None => problems.push(format!("{name}: no lag in the {c:?} fix")),
+        }
+    }
+    if kind == ScenarioKind::IgnoreSigterm {
+        let configured = params.grace_ms as f64 / 1000.0;
+        let grace = fix_param(explained, Cause::SigkillAtGraceExpiry, "grace_s")
+            .or_else(|| fix_param(explained, Cause::SigtermIgnored, "grace_s"));
+        match grace {
+            Some(g) => {
+                fix = format!("grace {g} s (configured {configured} s)");
+                if (g - configured).abs() > 0.01 {
+                    problems.push(format!(
+                        "{name}: fix quotes grace {g} s, configured {configured} s"
+                    ));
+                }
+            }
+            None => problems.push(format!("{name}: no grace in the SIGKILL fix")),
+        }
+    }
+    fix
+}
+
+/// The table of scores per scenario and, pooled, per cause; a pooled
+/// cause's precision below 0.95 is a problem.
+fn score_table(rows: &[(&str, Score, String)], problems: &mut Vec<String>) -> String {
+    let mut table = String::new();
+    writeln!(
+        table,
+        "\n{:<20} {:>8} {:>9} {:>9} {:>9} {:>8} {:>10}  {:<}",
+        "SCENARIO", "VERDICTS", "PRECISION", "502/504", "MATCHED", "RECALL", "HTTP-REC", "FIX"
+    )
+    .unwrap();
+    for (name, s, fix) in rows {
+        let n: u64 = s.by_cause.values().map(|x| x.0).sum();
+        writeln!(
+            table,
+            "{:<20} {:>8} {:>9.3} {:>9} {:>9} {:>8.3} {:>10.3}  {}",
+            name,
+            n,
+            s.precision(),
+            s.truth_5xx,
+            s.matched_5xx,
+            s.recall(),
+            s.http_recall(),
+            fix
+        )
+        .unwrap();
+        for (c, (all, ok)) in &s.by_cause {
+            writeln!(
+                table,
+                "    {:<28} {:>6} verdicts, {:>6} of the scenario's cause",
+                c.label(),
+                all,
+                ok
+            )
+            .unwrap();
+        }
+    }
+    // Per cause over all scenarios: precision of the verdicts naming it,
+    // recall over the 502/504 of the scenarios it causes.
+    let mut pooled: BTreeMap<Cause, (u64, u64, u64, u64)> = BTreeMap::new();
+    for (name, s, _) in rows {
+        let kind = ScenarioKind::ALL
+            .into_iter()
+            .find(|k| k.name() == *name)
+            .unwrap();
+        for (c, (all, ok)) in &s.by_cause {
+            let e = pooled.entry(*c).or_default();
+            e.0 += all;
+            e.1 += ok;
+        }
+        // A scenario with two acceptable causes (ignore-sigterm: SIGTERM
+        // ignored, or the SIGKILL at grace expiry) credits its 502/504 to
+        // the one its verdicts name most, so the row shows the real recall.
+        let credited = truth(kind)
+            .iter()
+            .max_by_key(|c| (s.by_cause.get(c).map_or(0, |x| x.0), std::cmp::Reverse(**c)));
+        if let Some(c) = credited {
+            let e = pooled.entry(*c).or_default();
+            e.2 += s.truth_5xx;
+            e.3 += s.right_cause_5xx;
+        }
+    }
+    writeln!(
+        table,
+        "\n{:<28} {:>8} {:>9} {:>9} {:>8}",
+        "CAUSE", "VERDICTS", "PRECISION", "502/504", "RECALL"
+    )
+    .unwrap();
+    for (c, (all, ok, truth_n, right)) in &pooled {
+        if *c == Cause::Unexplained {
+            writeln!(
+                table,
+                "{:<28} {:>8} {:>9} {:>9} {:>8}",
+                c.label(),
+                all,
+                "-",
+                "-",
+                "-"
+            )
+            .unwrap();
+            continue;
+        }
+        if *all == 0 && *truth_n == 0 {
+            continue;
+        }
+        writeln!(
+            table,
+            "{:<28} {:>8} {:>9.3} {:>9} {:>8.3}",
+            c.label(),
+            all,
+            ratio(*ok, *all),
+            truth_n,
+            ratio(*right, *truth_n)
+        )
+        .unwrap();
+        if *c != Cause::Unexplained && *all > 0 && ratio(*ok, *all) < 0.95 {
+            problems.push(format!(
+                "{}: precision {:.3} < 0.95",
+                c.label(),
+                ratio(*ok, *all)
+            ));
+        }
+    }
+    table
+}
+
 #[test]
 fn explain_scores_against_the_lab_ground_truth() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP explain_scores_against_the_lab_ground_truth: the lab and the eBPF agent need root");
+    if skip_unless_root("explain_scores_against_the_lab_ground_truth") {
         return;
     }
     let (plugin, agent_bin) = plugin_and_agent().unwrap_or_else(|e| panic!("{e}"));
@@ -303,147 +456,11 @@ fn explain_scores_against_the_lab_ground_truth() {
                 s.http_recall()
             ));
         }
-        // The fixes quote the scenario's own numbers.
-        let mut fix = String::from("-");
-        let lag_cause = match kind {
-            ScenarioKind::RolloutNoPrestop | ScenarioKind::Drain => {
-                Some(Cause::EndpointLagNetnsAlive)
-            }
-            ScenarioKind::IpGone => Some(Cause::EndpointLagNetnsGone),
-            _ => None,
-        };
-        if let Some(c) = lag_cause {
-            let configured = params.endpoint_lag_ms as f64 / 1000.0;
-            match fix_param(&run.explained, c, "lag_p99_s") {
-                Some(lag) => {
-                    fix = format!("lag {lag:.2} s (configured {configured} s)");
-                    if (lag - configured).abs() > configured * 0.3 + 0.5 {
-                        problems.push(format!(
-                            "{name}: fix quotes lag {lag} s, configured {configured} s"
-                        ));
-                    }
-                }
-                None => problems.push(format!("{name}: no lag in the {c:?} fix")),
-            }
-        }
-        if kind == ScenarioKind::IgnoreSigterm {
-            let configured = params.grace_ms as f64 / 1000.0;
-            let grace = fix_param(&run.explained, Cause::SigkillAtGraceExpiry, "grace_s")
-                .or_else(|| fix_param(&run.explained, Cause::SigtermIgnored, "grace_s"));
-            match grace {
-                Some(g) => {
-                    fix = format!("grace {g} s (configured {configured} s)");
-                    if (g - configured).abs() > 0.01 {
-                        problems.push(format!(
-                            "{name}: fix quotes grace {g} s, configured {configured} s"
-                        ));
-                    }
-                }
-                None => problems.push(format!("{name}: no grace in the SIGKILL fix")),
-            }
-        }
+        let fix = check_fixes(kind, &params, &run.explained, &mut problems);
         rows.push((name, s, fix));
     }
     drop(agent);
-    let mut table = String::new();
-    writeln!(
-        table,
-        "\n{:<20} {:>8} {:>9} {:>9} {:>9} {:>8} {:>10}  {:<}",
-        "SCENARIO", "VERDICTS", "PRECISION", "502/504", "MATCHED", "RECALL", "HTTP-REC", "FIX"
-    )
-    .unwrap();
-    for (name, s, fix) in &rows {
-        let n: u64 = s.by_cause.values().map(|x| x.0).sum();
-        writeln!(
-            table,
-            "{:<20} {:>8} {:>9.3} {:>9} {:>9} {:>8.3} {:>10.3}  {}",
-            name,
-            n,
-            s.precision(),
-            s.truth_5xx,
-            s.matched_5xx,
-            s.recall(),
-            s.http_recall(),
-            fix
-        )
-        .unwrap();
-        for (c, (all, ok)) in &s.by_cause {
-            writeln!(
-                table,
-                "    {:<28} {:>6} verdicts, {:>6} of the scenario's cause",
-                c.label(),
-                all,
-                ok
-            )
-            .unwrap();
-        }
-    }
-    // Per cause over all scenarios: precision of the verdicts naming it,
-    // recall over the 502/504 of the scenarios it causes.
-    let mut pooled: BTreeMap<Cause, (u64, u64, u64, u64)> = BTreeMap::new();
-    for (name, s, _) in &rows {
-        let kind = ScenarioKind::ALL
-            .into_iter()
-            .find(|k| k.name() == *name)
-            .unwrap();
-        for (c, (all, ok)) in &s.by_cause {
-            let e = pooled.entry(*c).or_default();
-            e.0 += all;
-            e.1 += ok;
-        }
-        // A scenario with two acceptable causes (ignore-sigterm: SIGTERM
-        // ignored, or the SIGKILL at grace expiry) credits its 502/504 to
-        // the one its verdicts name most, so the row shows the real recall.
-        let credited = truth(kind)
-            .iter()
-            .max_by_key(|c| (s.by_cause.get(c).map_or(0, |x| x.0), std::cmp::Reverse(**c)));
-        if let Some(c) = credited {
-            let e = pooled.entry(*c).or_default();
-            e.2 += s.truth_5xx;
-            e.3 += s.right_cause_5xx;
-        }
-    }
-    writeln!(
-        table,
-        "\n{:<28} {:>8} {:>9} {:>9} {:>8}",
-        "CAUSE", "VERDICTS", "PRECISION", "502/504", "RECALL"
-    )
-    .unwrap();
-    for (c, (all, ok, truth_n, right)) in &pooled {
-        if *c == Cause::Unexplained {
-            writeln!(
-                table,
-                "{:<28} {:>8} {:>9} {:>9} {:>8}",
-                c.label(),
-                all,
-                "-",
-                "-",
-                "-"
-            )
-            .unwrap();
-            continue;
-        }
-        if *all == 0 && *truth_n == 0 {
-            continue;
-        }
-        writeln!(
-            table,
-            "{:<28} {:>8} {:>9.3} {:>9} {:>8.3}",
-            c.label(),
-            all,
-            ratio(*ok, *all),
-            truth_n,
-            ratio(*right, *truth_n)
-        )
-        .unwrap();
-        if *c != Cause::Unexplained && *all > 0 && ratio(*ok, *all) < 0.95 {
-            problems.push(format!(
-                "{}: precision {:.3} < 0.95",
-                c.label(),
-                ratio(*ok, *all)
-            ));
-        }
-    }
+    let table = score_table(&rows, &mut problems);
     show(&table);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
@@ -455,9 +472,7 @@ fn explain_scores_against_the_lab_ground_truth() {
 /// 500 (e.g. `502, 200`).
 #[test]
 fn hidden_by_retry_matches_the_proxy_ground_truth() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP hidden_by_retry_matches_the_proxy_ground_truth: the lab and the eBPF agent need root");
+    if skip_unless_root("hidden_by_retry_matches_the_proxy_ground_truth") {
         return;
     }
     let (plugin, agent_bin) = plugin_and_agent().unwrap_or_else(|e| panic!("{e}"));

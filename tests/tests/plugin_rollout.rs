@@ -6,16 +6,14 @@
 
 use std::path::Path;
 
-use fivexx_lab::harness::{plugin_and_agent, run_plugin_during, AgentServe, PluginRun};
-use fivexx_lab::scenario::{ScenarioKind, ScenarioParams};
+use fivexx_lab::harness::{
+    plugin_and_agent, run_plugin_during, skip_unless_root, AgentServe, PluginRun,
+};
+use fivexx_lab::sim::scenario::{ScenarioKind, ScenarioParams};
 
 #[test]
 fn plugin_trace_explains_rollout_no_prestop() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "SKIP plugin_trace_explains_rollout_no_prestop: the lab and the eBPF agent need root"
-        );
+    if skip_unless_root("plugin_trace_explains_rollout_no_prestop") {
         return;
     }
     let (plugin, agent_bin) = plugin_and_agent().unwrap_or_else(|e| panic!("{e}"));

@@ -11,16 +11,14 @@ use std::path::Path;
 use fivexx_core::capture::{CaptureReader, Record};
 use fivexx_core::model::{Fact, ProxyLogFact};
 use fivexx_core::proxylog::LogFormat;
-use fivexx_lab::harness::{plugin_and_agent, run_plugin_during, AgentServe, PluginRun};
-use fivexx_lab::scenario::{ScenarioKind, ScenarioParams};
+use fivexx_lab::harness::{
+    plugin_and_agent, run_plugin_during, skip_unless_root, AgentServe, PluginRun,
+};
+use fivexx_lab::sim::scenario::{ScenarioKind, ScenarioParams};
 
 #[test]
 fn capture_with_proxy_logs_records_every_502() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "SKIP capture_with_proxy_logs_records_every_502: the lab and the eBPF agent need root"
-        );
+    if skip_unless_root("capture_with_proxy_logs_records_every_502") {
         return;
     }
     let (plugin, agent_bin) = plugin_and_agent().unwrap_or_else(|e| panic!("{e}"));

@@ -1,35 +1,42 @@
-//! What the end-to-end tests of the real binaries share: finding the built
-//! `kubectl-fivexx` and `fivexx-agent`, a real `fivexx-agent serve` behind
-//! the agent pod's port-forward, and a cluster store the plugin can trace.
+//! What the tests of the lab and of the real binaries share: the one
+//! finder of built binaries ([`find_binary`]), the one root check that says
+//! why a test skips ([`skip_unless_root`]), and (in [`plugin`]) a real
+//! `fivexx-agent serve` behind the agent pod's port-forward, the cluster
+//! store the plugin can trace and the plugin-during-a-scenario runner.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+pub mod plugin;
 
-use crate::cluster::{ClusterStore, ANY_POD};
-use crate::scenario::NODE;
+pub use plugin::{plugin_store, run_plugin_during, AgentServe, PluginRun};
 
 /// A built binary of this workspace: `$FIVEXX_<NAME>` (e.g.
-/// `FIVEXX_KUBECTL_FIVEXX`), else next to the running test, else
-/// `target/debug`.
+/// `FIVEXX_KUBECTL_FIVEXX`; for the agent also `$FIVEXX_AGENT`), else next
+/// to the running executable or in a parent target directory
+/// (`target/debug`, `target/release`), else the workspace's `target/debug`.
+/// A variable that names no file finds nothing.
 pub fn find_binary(name: &str) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(format!("FIVEXX_{}", name.to_uppercase().replace('-', "_"))) {
-        return Some(PathBuf::from(p));
+    let var = format!("FIVEXX_{}", name.to_uppercase().replace('-', "_"));
+    let from_env = std::env::var_os(&var).or_else(|| {
+        (name == "fivexx-agent")
+            .then(|| std::env::var_os("FIVEXX_AGENT"))
+            .flatten()
+    });
+    if let Some(p) = from_env {
+        let p = PathBuf::from(p);
+        return p.is_file().then_some(p);
     }
-    let exe = std::env::current_exe().ok()?;
     let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()?
         .to_path_buf();
-    let mut cands: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(3)
-        .map(|d| d.join(name))
-        .collect();
+    let mut cands = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(4) {
+            cands.push(dir.join(name));
+            cands.push(dir.join("debug").join(name));
+            cands.push(dir.join("release").join(name));
+        }
+    }
     cands.push(ws.join("target/debug").join(name));
     cands.into_iter().find(|p| p.is_file())
 }
@@ -42,168 +49,16 @@ pub fn plugin_and_agent() -> Result<(PathBuf, PathBuf), String> {
     }
 }
 
-/// A running `fivexx-agent serve` on a loopback port; SIGTERM on drop.
-pub struct AgentServe {
-    child: Child,
-    pub addr: SocketAddr,
-}
-
-impl AgentServe {
-    /// Starts the agent for `NODE` and waits (up to 60 s) until its probe
-    /// answers: every hook attached.
-    pub fn start(bin: &Path) -> AgentServe {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free loopback port");
-        let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
-        let child = Command::new(bin)
-            .args(["serve", "--listen", &addr.to_string(), "--node", NODE])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn fivexx-agent serve");
-        let agent = AgentServe { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !Command::new(bin)
-            .args(["probe", "--addr", &addr.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            assert!(Instant::now() < deadline, "the agent did not start serving");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        agent
+/// True (and a printed `SKIP` line naming the test and why) when not root:
+/// the lab needs root for network namespaces, cgroups and nginx, and the
+/// real eBPF agent for CAP_BPF and CAP_PERFMON. A test that needs either
+/// returns at once when this is true, so it never passes silently.
+pub fn skip_unless_root(test: &str) -> bool {
+    if crate::is_root() {
+        return false;
     }
-}
-
-impl Drop for AgentServe {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
-
-/// A store as the plugin finds it on a cluster where `kubectl fivexx
-/// deploy` ran: the agent pod's port 7450 forwards to `agent`, agents are
-/// ready, the ingress pod's `pods/log` is nginx's access log, and the
-/// lab's Deployment `shop/web` exists (the kubelet simulator
-/// models its pods, not the Deployment object that `kubectl apply` makes).
-pub fn plugin_store(agent: SocketAddr) -> ClusterStore {
-    let store = ClusterStore::new(NODE);
-    store.apply_deployment(Deployment {
-        metadata: ObjectMeta {
-            name: Some("web".into()),
-            namespace: Some("shop".into()),
-            ..Default::default()
-        },
-        spec: DeploymentSpec {
-            selector: LabelSelector {
-                match_labels: Some([("app".to_string(), "web".to_string())].into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        ..Default::default()
-    });
-    store.map_port_forward("fivexx-system", ANY_POD, 7450, agent);
-    store.set_daemon_set_readiness(|_, _| true);
-    // The ingress pod's container log (`--proxy-logs`) is the real nginx's
-    // upstreaminfo access log.
-    store.map_pod_log(
-        "ingress-nginx",
-        ANY_POD,
-        crate::ingress::container_log_path(),
+    eprintln!(
+        "SKIP {test}: needs root (the node lab: network namespaces, cgroups, nginx; the eBPF agent: CAP_BPF, CAP_PERFMON); run as root"
     );
-    store
-}
-
-/// A run of the real plugin alongside a lab scenario.
-pub struct PluginRun {
-    pub report: crate::scenario::ScenarioReport,
-    /// The plugin command's own output.
-    pub output: std::process::Output,
-}
-
-/// Runs `params` in the lab behind the fake API server (store from
-/// [`plugin_store`]) and, once the lab's ingress pod exists (the lab runs
-/// one scenario at a time: a lock that other suites may hold),
-/// `kubectl-fivexx deploy --no-wait` and then `kubectl-fivexx ARGS` with
-/// a kubeconfig for that server, while the scenario runs. `out_dir` is
-/// created for the scenario's files and the kubeconfig; `lab_exe` is the
-/// `fivexx-lab` binary (`env!("CARGO_BIN_EXE_fivexx-lab")` in a test).
-pub fn run_plugin_during(
-    plugin: &Path,
-    agent: &AgentServe,
-    params: &crate::scenario::ScenarioParams,
-    out_dir: &Path,
-    lab_exe: &Path,
-    args: &[&str],
-) -> PluginRun {
-    use crate::apiserver::{ApiServer, ApiServerConfig};
-    let name = params.kind.name();
-    std::fs::create_dir_all(out_dir).expect("create the run's directory");
-    let store = plugin_store(agent.addr);
-    let opts = crate::scenario::RunOptions {
-        out_dir: out_dir.to_path_buf(),
-        lab_exe: lab_exe.to_path_buf(),
-        agent: None,
-        store: Some(store.clone()),
-        // Our own server on the same store: it outlives the scenario, so
-        // the plugin ends by its --duration, not by the lab shutting down.
-        api_addr: None,
-    };
-    let kubeconfig = out_dir.join("plugin-kubeconfig");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    rt.block_on(async {
-        let config = ApiServerConfig {
-            graceful_pod_delete: true,
-            ..Default::default()
-        };
-        let server = ApiServer::start(store.clone(), config)
-            .await
-            .expect("start the fake API server");
-        server
-            .write_kubeconfig(&kubeconfig)
-            .expect("write the kubeconfig");
-        let p = params.clone();
-        let run = tokio::spawn(async move { crate::scenario::run(&p, &opts).await });
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while store.list_pods(Some("ingress-nginx")).is_empty() {
-            assert!(Instant::now() < deadline, "{name}: the lab never started");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let plugin_cmd = |args: &[&str]| {
-            let mut c = tokio::process::Command::new(plugin);
-            c.args(args)
-                .env("KUBECONFIG", &kubeconfig)
-                .env("NO_COLOR", "1")
-                .kill_on_drop(true);
-            c
-        };
-        let deploy = plugin_cmd(&["deploy", "--no-wait"])
-            .output()
-            .await
-            .expect("run kubectl-fivexx deploy");
-        assert!(
-            deploy.status.success(),
-            "{name}: deploy: {}",
-            String::from_utf8_lossy(&deploy.stderr)
-        );
-        let output = plugin_cmd(args).output().await.expect("run kubectl-fivexx");
-        let report = run
-            .await
-            .expect("the scenario task")
-            .unwrap_or_else(|e| panic!("{name}: the scenario failed: {e}"));
-        server.shutdown().await;
-        PluginRun { report, output }
-    })
+    true
 }

@@ -8,28 +8,6 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
-/// Where the agent binary is: `$FIVEXX_AGENT`, else next to this executable
-/// or in a parent target directory (`target/debug`, `target/release`).
-pub fn find_agent() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("FIVEXX_AGENT") {
-        let p = PathBuf::from(p);
-        return p.is_file().then_some(p);
-    }
-    let exe = std::env::current_exe().ok()?;
-    for dir in exe.ancestors().skip(1).take(4) {
-        for cand in [
-            dir.join("fivexx-agent"),
-            dir.join("debug/fivexx-agent"),
-            dir.join("release/fivexx-agent"),
-        ] {
-            if cand.is_file() {
-                return Some(cand);
-            }
-        }
-    }
-    None
-}
-
 /// A running `fivexx-agent trace`.
 pub struct AgentRun {
     child: Child,

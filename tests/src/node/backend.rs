@@ -113,6 +113,7 @@ pub fn run(cfg: BackendConfig) -> Result<()> {
         Behaviour::IgnoreSigterm => unsafe {
             libc::signal(libc::SIGTERM, libc::SIG_IGN);
         },
+        // SAFETY: as above: no thread exists yet to race the disposition.
         Behaviour::ExitNow => unsafe {
             libc::signal(libc::SIGTERM, libc::SIG_DFL);
         },

@@ -7,7 +7,7 @@
 //! OOM scenario) goes in the v1 memory hierarchy at the same relative path,
 //! which is what kubelet does on a cgroup v1 node.
 
-use crate::naming::UID_PREFIX;
+use crate::node::naming::UID_PREFIX;
 use crate::{io_err, Error, Result};
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -6,8 +6,9 @@
 //! A lock file serialises labs on one machine: a lab holds it while it runs,
 //! so `clean` at the next start never pulls the rug from a live lab.
 
-use crate::naming::{self, BRIDGE, RUN_DIR, VETH_PREFIX};
-use crate::{cgroup, io_err, netns, Error, Result};
+use crate::node::naming::{self, BRIDGE, RUN_DIR, VETH_PREFIX};
+use crate::node::{cgroup, netns};
+use crate::{io_err, Error, Result};
 use serde::Serialize;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! scored against.
 
 use crate::clock::Stamp;
-use crate::timeline::Timeline;
+use crate::sim::timeline::Timeline;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;

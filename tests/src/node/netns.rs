@@ -4,7 +4,7 @@
 //! We drive iproute2 (`ip`) rather than netlink directly: it is the tool an
 //! operator would use to inspect the same objects, and its errors are clear.
 
-use crate::naming::{self, BRIDGE, BRIDGE_IP, POD_IP_FIRST, POD_IP_LAST, VETH_PREFIX};
+use crate::node::naming::{self, BRIDGE, BRIDGE_IP, POD_IP_FIRST, POD_IP_LAST, VETH_PREFIX};
 use crate::{io_err, Error, Result};
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;

@@ -35,7 +35,7 @@ pub struct PodFacts {
 }
 
 pub fn now() -> Time {
-    crate::cluster::now()
+    crate::control::store::now()
 }
 
 /// The Pod object for these facts.
@@ -91,7 +91,7 @@ pub fn pod(f: &PodFacts) -> Pod {
                 name: f.app.clone(),
                 image: Some("fivexx-lab/backend:latest".into()),
                 ports: Some(vec![ContainerPort {
-                    container_port: crate::naming::BACKEND_PORT as i32,
+                    container_port: crate::node::naming::BACKEND_PORT as i32,
                     protocol: Some("TCP".into()),
                     ..Default::default()
                 }]),
@@ -197,7 +197,7 @@ pub fn endpoint_slice(namespace: &str, service: &str, entries: &[EndpointEntry])
         ),
         ports: Some(vec![EndpointPort {
             name: Some("http".into()),
-            port: Some(crate::naming::BACKEND_PORT as i32),
+            port: Some(crate::node::naming::BACKEND_PORT as i32),
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),

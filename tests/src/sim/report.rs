@@ -3,9 +3,9 @@
 //! saw (the agent's events for those pods' IPs). Reads only the run's files,
 //! so it works on any saved run.
 
-use crate::agent;
-use crate::load::{LoadSummary, RequestRecord};
-use crate::timeline::{LabEvent, LabEventKind};
+use crate::node::agent;
+use crate::node::load::{LoadSummary, RequestRecord};
+use crate::sim::timeline::{LabEvent, LabEventKind};
 use crate::{io_err, Result};
 use fivexx_core::event::{errno_name, signal_name, KernelEvent, KernelEventKind};
 use std::collections::BTreeMap;
@@ -19,6 +19,38 @@ fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect())
+}
+
+/// "What Kubernetes did": the lab's timeline of deletions, signals, exits,
+/// cordons and evictions, and the ingress reloads after the steady state.
+fn write_kubernetes_section(
+    out: &mut String,
+    timeline: &[LabEvent],
+    steady: u64,
+    rel: &dyn Fn(u64) -> f64,
+) {
+    let _ = writeln!(out, "\nWhat Kubernetes did (the lab's timeline)");
+    for e in timeline.iter().filter(|e| {
+        matches!(
+            e.kind,
+            LabEventKind::DeletionRequested
+                | LabEventKind::SigtermSent
+                | LabEventKind::SigkillSent
+                | LabEventKind::ContainerExited
+                | LabEventKind::OomKilled
+                | LabEventKind::NodeCordoned
+                | LabEventKind::Evicted
+        ) || (e.kind == LabEventKind::IngressReload && e.at.mono_ns > steady)
+    }) {
+        let _ = writeln!(
+            out,
+            "  +{:.3}s {:<18} {} {}",
+            rel(e.at.mono_ns),
+            format!("{:?}", e.kind),
+            e.pod.as_deref().unwrap_or(""),
+            e.detail
+        );
+    }
 }
 
 /// Renders the report of the run in `dir`; `max_events` caps the event list.
@@ -76,28 +108,7 @@ pub fn render(dir: &Path, max_events: usize) -> Result<String> {
             rs[0].step
         );
     }
-    let _ = writeln!(out, "\nWhat Kubernetes did (the lab's timeline)");
-    for e in timeline.iter().filter(|e| {
-        matches!(
-            e.kind,
-            LabEventKind::DeletionRequested
-                | LabEventKind::SigtermSent
-                | LabEventKind::SigkillSent
-                | LabEventKind::ContainerExited
-                | LabEventKind::OomKilled
-                | LabEventKind::NodeCordoned
-                | LabEventKind::Evicted
-        ) || (e.kind == LabEventKind::IngressReload && e.at.mono_ns > steady)
-    }) {
-        let _ = writeln!(
-            out,
-            "  +{:.3}s {:<18} {} {}",
-            rel(e.at.mono_ns),
-            format!("{:?}", e.kind),
-            e.pod.as_deref().unwrap_or(""),
-            e.detail
-        );
-    }
+    write_kubernetes_section(&mut out, &timeline, steady, &rel);
     let agent_path = dir.join("agent.jsonl");
     if !agent_path.exists() {
         let _ = writeln!(

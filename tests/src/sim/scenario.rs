@@ -3,14 +3,14 @@
 //! truth (`ground-truth.jsonl`), the lab's timeline (`timeline.jsonl`), the
 //! agent's events (`agent.jsonl`, with `--agent`) and `summary.json`.
 
-use crate::agent::{self, AgentRun};
-use crate::backend::Behaviour;
-use crate::clean::{self, LabLock};
-use crate::cluster::ClusterStore;
-use crate::ingress::IngressConfig;
-use crate::kubelet::{Kubelet, KubeletConfig, PodTemplate};
-use crate::load::{self, LoadConfig, LoadSummary, RequestRecord};
-use crate::timeline::{LabEvent, LabEventKind, Timeline};
+use crate::control::store::ClusterStore;
+use crate::node::agent::{self, AgentRun};
+use crate::node::backend::Behaviour;
+use crate::node::clean::{self, LabLock};
+use crate::node::load::{self, LoadConfig, LoadSummary, RequestRecord};
+use crate::node::proxy::nginx::IngressConfig;
+use crate::sim::kubelet::{Kubelet, KubeletConfig, PodTemplate};
+use crate::sim::timeline::{LabEvent, LabEventKind, Timeline};
 use crate::{io_err, Error, Result};
 use fivexx_core::event::KernelEvent;
 use serde::{Deserialize, Serialize};
@@ -266,13 +266,13 @@ async fn start_api(
     store: &ClusterStore,
     addr: std::net::SocketAddr,
     out_dir: &Path,
-) -> Result<crate::apiserver::ApiServer> {
-    let config = crate::apiserver::ApiServerConfig {
+) -> Result<crate::control::apiserver::ApiServer> {
+    let config = crate::control::apiserver::ApiServerConfig {
         // The kubelet simulator finishes deletions, as on a real node.
         graceful_pod_delete: true,
         ..Default::default()
     };
-    let api = crate::apiserver::ApiServer::start_on(store.clone(), config, addr)
+    let api = crate::control::apiserver::ApiServer::start_on(store.clone(), config, addr)
         .await
         .map_err(|e| Error::Lab(format!("fake API server: {e}")))?;
     api.write_kubeconfig(&out_dir.join("kubeconfig"))
@@ -362,7 +362,7 @@ async fn drive(
     }
     .await;
     // nginx's own account of each failure, kept next to the ground truth.
-    let ingress_dir = Path::new(crate::naming::RUN_DIR).join("ingress");
+    let ingress_dir = Path::new(crate::node::naming::RUN_DIR).join("ingress");
     for (from, to) in [
         ("error.log", "nginx-error.log"),
         ("access.log", "nginx-access.log"),

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::view::EVENTS_GROUP;
-use crate::cluster::{Kind, LAB_KUBELET_VERSION};
+use crate::control::store::{Kind, LAB_KUBELET_VERSION};
 
 /// The Kubernetes version the fake server claims (k8s-openapi's feature).
 pub const MAJOR: &str = "1";

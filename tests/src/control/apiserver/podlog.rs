@@ -1,6 +1,6 @@
 //! `GET /api/v1/namespaces/NS/pods/NAME/log`: a container's log, read from
 //! the real file the lab routed the pod to
-//! ([`ClusterStore::map_pod_log`](crate::cluster::ClusterStore::map_pod_log)),
+//! ([`ClusterStore::map_pod_log`](crate::control::store::ClusterStore::map_pod_log)),
 //! as the kubelet serves the file the container runtime wrote.
 //!
 //! Served as the real API server does: `text/plain`, one line per log line;
@@ -30,7 +30,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, watch};
 
-use crate::cluster::{ClusterStore, Kind};
+use crate::control::store::{ClusterStore, Kind};
 
 /// How often a followed log file is polled for new lines.
 const POLL: Duration = Duration::from_millis(25);

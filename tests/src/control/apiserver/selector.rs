@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::cluster::Kind;
+use crate::control::store::Kind;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum LabelOp {

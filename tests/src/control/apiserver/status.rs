@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::cluster::{ClusterError, Kind};
+use crate::control::store::{ClusterError, Kind};
 
 /// A failed request, rendered as a `Status` object.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::cluster::Kind;
+use crate::control::store::Kind;
 
 /// True when the Accept header asks for a Table.
 pub fn wanted(accept: Option<&str>) -> bool {
@@ -37,7 +37,7 @@ fn age(object: &Value) -> String {
     else {
         return "<unknown>".into();
     };
-    let now = crate::cluster::now().0;
+    let now = crate::control::store::now().0;
     let secs = (now.as_second() - created.as_second()).max(0);
     match secs {
         0..120 => format!("{secs}s"),

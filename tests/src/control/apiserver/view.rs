@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::cluster::Kind;
+use crate::control::store::Kind;
 
 /// How a stored object is presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -15,7 +15,7 @@ use super::selector::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::table;
 use super::view::View;
-use crate::cluster::{Change, ChangeType, ClusterError, ClusterStore, Kind};
+use crate::control::store::{Change, ChangeType, ClusterError, ClusterStore, Kind};
 
 /// What one watch request asked for.
 pub struct WatchRequest {

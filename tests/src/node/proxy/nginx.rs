@@ -4,8 +4,9 @@
 //! reloads nginx (SIGHUP), the way ingress-nginx does for changes its Lua
 //! balancer cannot take. Upstream connections are kept alive.
 
-use crate::netns::PodNetwork;
-use crate::{io_err, naming, Error, Result};
+use crate::node::naming;
+use crate::node::netns::PodNetwork;
+use crate::{io_err, Error, Result};
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
@@ -19,7 +20,7 @@ pub const CONTAINER_LOG: &str = "controller.log";
 
 /// Where the lab's ingress writes its container log: route the ingress
 /// pod's `pods/log` here with
-/// [`ClusterStore::map_pod_log`](crate::cluster::ClusterStore::map_pod_log).
+/// [`ClusterStore::map_pod_log`](crate::control::store::ClusterStore::map_pod_log).
 pub fn container_log_path() -> PathBuf {
     PathBuf::from(naming::RUN_DIR)
         .join("ingress")
@@ -117,7 +118,7 @@ impl Ingress {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                crate::cgroup::join_in_child(&procs_fds)?;
+                crate::node::cgroup::join_in_child(&procs_fds)?;
                 if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -329,7 +330,7 @@ http {{
         upstream_name = if endpoints.is_empty() {
             "upstream-default-backend".to_string()
         } else {
-            format!("shop-{}-{}", crate::kubelet::SERVICE, naming::BACKEND_PORT)
+            format!("shop-{}-{}", crate::sim::kubelet::SERVICE, naming::BACKEND_PORT)
         },
     )
 }

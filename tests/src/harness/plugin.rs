@@ -1,0 +1,180 @@
+//! A real `fivexx-agent serve` behind the agent pod's port-forward, the
+//! cluster store the plugin finds after `kubectl fivexx deploy`, and the
+//! real plugin run while a lab scenario runs.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+use crate::control::store::{ClusterStore, ANY_POD};
+use crate::sim::scenario::NODE;
+
+/// A running `fivexx-agent serve` on a loopback port; SIGTERM on drop.
+pub struct AgentServe {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl AgentServe {
+    /// Starts the agent for `NODE` and waits (up to 60 s) until its probe
+    /// answers: every hook attached.
+    pub fn start(bin: &Path) -> AgentServe {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = Command::new(bin)
+            .args(["serve", "--listen", &addr.to_string(), "--node", NODE])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn fivexx-agent serve");
+        let agent = AgentServe { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !Command::new(bin)
+            .args(["probe", "--addr", &addr.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(Instant::now() < deadline, "the agent did not start serving");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        agent
+    }
+}
+
+impl Drop for AgentServe {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// A store as the plugin finds it on a cluster where `kubectl fivexx
+/// deploy` ran: the agent pod's port 7450 forwards to `agent`, agents are
+/// ready, the ingress pod's `pods/log` is nginx's access log, and the
+/// lab's Deployment `shop/web` exists (the kubelet simulator
+/// models its pods, not the Deployment object that `kubectl apply` makes).
+pub fn plugin_store(agent: SocketAddr) -> ClusterStore {
+    let store = ClusterStore::new(NODE);
+    store.apply_deployment(Deployment {
+        metadata: ObjectMeta {
+            name: Some("web".into()),
+            namespace: Some("shop".into()),
+            ..Default::default()
+        },
+        spec: DeploymentSpec {
+            selector: LabelSelector {
+                match_labels: Some([("app".to_string(), "web".to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    store.map_port_forward("fivexx-system", ANY_POD, 7450, agent);
+    store.set_daemon_set_readiness(|_, _| true);
+    // The ingress pod's container log (`--proxy-logs`) is the real nginx's
+    // upstreaminfo access log.
+    store.map_pod_log(
+        "ingress-nginx",
+        ANY_POD,
+        crate::node::proxy::nginx::container_log_path(),
+    );
+    store
+}
+
+/// A run of the real plugin alongside a lab scenario.
+pub struct PluginRun {
+    pub report: crate::sim::scenario::ScenarioReport,
+    /// The plugin command's own output.
+    pub output: std::process::Output,
+}
+
+/// Runs `params` in the lab behind the fake API server (store from
+/// [`plugin_store`]) and, once the lab's ingress pod exists (the lab runs
+/// one scenario at a time: a lock that other suites may hold),
+/// `kubectl-fivexx deploy --no-wait` and then `kubectl-fivexx ARGS` with
+/// a kubeconfig for that server, while the scenario runs. `out_dir` is
+/// created for the scenario's files and the kubeconfig; `lab_exe` is the
+/// `fivexx-lab` binary (`env!("CARGO_BIN_EXE_fivexx-lab")` in a test).
+pub fn run_plugin_during(
+    plugin: &Path,
+    agent: &AgentServe,
+    params: &crate::sim::scenario::ScenarioParams,
+    out_dir: &Path,
+    lab_exe: &Path,
+    args: &[&str],
+) -> PluginRun {
+    use crate::control::apiserver::{ApiServer, ApiServerConfig};
+    let name = params.kind.name();
+    std::fs::create_dir_all(out_dir).expect("create the run's directory");
+    let store = plugin_store(agent.addr);
+    let opts = crate::sim::scenario::RunOptions {
+        out_dir: out_dir.to_path_buf(),
+        lab_exe: lab_exe.to_path_buf(),
+        agent: None,
+        store: Some(store.clone()),
+        // Our own server on the same store: it outlives the scenario, so
+        // the plugin ends by its --duration, not by the lab shutting down.
+        api_addr: None,
+    };
+    let kubeconfig = out_dir.join("plugin-kubeconfig");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async {
+        let config = ApiServerConfig {
+            graceful_pod_delete: true,
+            ..Default::default()
+        };
+        let server = ApiServer::start(store.clone(), config)
+            .await
+            .expect("start the fake API server");
+        server
+            .write_kubeconfig(&kubeconfig)
+            .expect("write the kubeconfig");
+        let p = params.clone();
+        let run = tokio::spawn(async move { crate::sim::scenario::run(&p, &opts).await });
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while store.list_pods(Some("ingress-nginx")).is_empty() {
+            assert!(Instant::now() < deadline, "{name}: the lab never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let plugin_cmd = |args: &[&str]| {
+            let mut c = tokio::process::Command::new(plugin);
+            c.args(args)
+                .env("KUBECONFIG", &kubeconfig)
+                .env("NO_COLOR", "1")
+                .kill_on_drop(true);
+            c
+        };
+        let deploy = plugin_cmd(&["deploy", "--no-wait"])
+            .output()
+            .await
+            .expect("run kubectl-fivexx deploy");
+        assert!(
+            deploy.status.success(),
+            "{name}: deploy: {}",
+            String::from_utf8_lossy(&deploy.stderr)
+        );
+        let output = plugin_cmd(args).output().await.expect("run kubectl-fivexx");
+        let report = run
+            .await
+            .expect("the scenario task")
+            .unwrap_or_else(|e| panic!("{name}: the scenario failed: {e}"));
+        server.shutdown().await;
+        PluginRun { report, output }
+    })
+}

@@ -1,0 +1,164 @@
+//! The EndpointSlice controller (the slice written from the pods at once)
+//! and the ingress controller, itself a pod in `ingress-nginx`, that applies
+//! each endpoint set to the proxy `endpoint_lag` later, in order.
+
+use crate::clock::Stamp;
+use crate::node::cgroup::ContainerCgroup;
+use crate::node::naming;
+use crate::node::netns::PodNetwork;
+use crate::node::proxy::nginx::Ingress;
+use crate::sim::k8s::{self, EndpointEntry, PodFacts};
+use crate::sim::kubelet::{Kubelet, SERVICE};
+use crate::sim::timeline::{LabEvent, LabEventKind};
+use crate::{Error, Result};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+impl Kubelet {
+    /// The ingress controller is itself a pod (in `ingress-nginx`), so its
+    /// connections carry a kubelet-style cgroup too.
+    pub(crate) fn start_ingress(&self) -> Result<()> {
+        let ip = Ipv4Addr::from(naming::INGRESS_IP);
+        let net = PodNetwork::create(naming::INGRESS_NETNS, ip)?;
+        let uid = naming::new_pod_uid();
+        let cid = naming::new_container_id();
+        let cg = ContainerCgroup::create(&uid, &cid, None)?;
+        let fds = cg.open_procs_files()?;
+        let ingress = Ingress::start(self.inner.cfg.ingress.clone(), net, fds, &[])?;
+        let facts = PodFacts {
+            namespace: "ingress-nginx".into(),
+            name: format!("ingress-nginx-controller-{}", naming::short_suffix(5)),
+            uid,
+            app: "ingress-nginx".into(),
+            revision: "lab".into(),
+            node: self.inner.store.node_name().into(),
+            ip: Some(ip.to_string()),
+            grace_seconds: 300,
+            prestop_seconds: None,
+            memory_limit: None,
+            phase: "Running",
+            ready: true,
+            container_id: Some(cid),
+            restart_count: 0,
+            running: true,
+            last_terminated: None,
+        };
+        self.inner.store.apply_pod(k8s::pod(&facts));
+        self.inner.timeline.push(LabEvent {
+            at: Stamp::now(),
+            kind: LabEventKind::ContainerStarted,
+            pod: Some(facts.name.clone()),
+            ip: Some(ip.to_string()),
+            pid: Some(ingress.master_pid()),
+            detail: "ingress nginx".into(),
+        });
+        *self.inner.ingress.lock().unwrap_or_else(|e| e.into_inner()) = Some(ingress);
+        Ok(())
+    }
+
+    /// Applies endpoint sets to the ingress, each `endpoint_lag` after the
+    /// EndpointSlice changed, in order.
+    pub(crate) async fn ingress_controller(
+        self,
+        mut rx: mpsc::UnboundedReceiver<(Instant, Vec<Ipv4Addr>)>,
+    ) {
+        while let Some((due, ips)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            let mut guard = self.inner.ingress.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(ing) = guard.as_mut() else { return };
+            if ing.endpoints() == ips.as_slice() {
+                continue;
+            }
+            match ing.set_endpoints(&ips) {
+                Ok(()) => {
+                    let list: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
+                    self.inner
+                        .timeline
+                        .record(LabEventKind::IngressReload, None, list.join(","));
+                }
+                Err(e) => tracing::warn!("ingress reload failed: {e}"),
+            }
+            drop(guard);
+            self.inner.ingress_synced.send_replace(ips);
+        }
+    }
+
+    /// Writes the EndpointSlice from the pods now and queues the ingress
+    /// update for `endpoint_lag` later.
+    pub(crate) fn sync_endpoints(&self) {
+        let (entries, ready): (Vec<EndpointEntry>, Vec<Ipv4Addr>) = {
+            let st = self.state();
+            let mut entries = Vec::new();
+            let mut ready = Vec::new();
+            for p in st.pods.values() {
+                if p.facts.ip.is_none() {
+                    continue;
+                }
+                if p.facts.ready && !p.terminating {
+                    ready.push(p.net.ip);
+                }
+                if p.facts.ready || p.terminating {
+                    entries.push(EndpointEntry {
+                        ip: p.net.ip.to_string(),
+                        pod: p.facts.name.clone(),
+                        uid: p.facts.uid.clone(),
+                        node: p.facts.node.clone(),
+                        ready: p.facts.ready,
+                        terminating: p.terminating,
+                    });
+                }
+            }
+            (entries, ready)
+        };
+        let ns = self.namespace();
+        self.inner
+            .store
+            .apply_endpoint_slice(k8s::endpoint_slice(&ns, SERVICE, &entries));
+        let due = Instant::now() + self.inner.cfg.endpoint_lag;
+        let _ = self.inner.endpoints_tx.send((due, ready));
+    }
+
+    pub(crate) fn namespace(&self) -> String {
+        self.state()
+            .pods
+            .values()
+            .next()
+            .map(|p| p.template.namespace.clone())
+            .unwrap_or_else(|| "shop".into())
+    }
+
+    /// Waits until the ingress routes to exactly the pods that are ready now.
+    pub async fn wait_ingress_synced(&self, timeout: Duration) -> Result<()> {
+        let want = self.ready_ips();
+        let mut rx = self.inner.ingress_synced.subscribe();
+        let ok = tokio::time::timeout(
+            timeout,
+            rx.wait_for(|ips| {
+                let mut a = ips.clone();
+                a.sort();
+                a == want
+            }),
+        )
+        .await;
+        match ok {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(Error::Lab(format!(
+                "the ingress did not reach endpoints {want:?} in {timeout:?}"
+            ))),
+        }
+    }
+
+    pub(crate) fn ready_ips(&self) -> Vec<Ipv4Addr> {
+        let mut v: Vec<Ipv4Addr> = self
+            .state()
+            .pods
+            .values()
+            .filter(|p| p.facts.ready && !p.terminating)
+            .map(|p| p.net.ip)
+            .collect();
+        v.sort();
+        v
+    }
+}
