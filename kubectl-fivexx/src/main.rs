@@ -52,11 +52,11 @@ enum Command {
     #[command(after_help = cmd::trace::TRACE_EXAMPLES)]
     Trace(cmd::trace::TraceArgs),
     /// Record kernel facts and the Kubernetes timeline to a file, headless.
-    #[command(after_help = cmd::trace::CAPTURE_EXAMPLES)]
-    Capture(cmd::trace::CaptureArgs),
+    #[command(after_help = cmd::capture::CAPTURE_EXAMPLES)]
+    Capture(cmd::capture::CaptureArgs),
     /// Trace one node, with its cordon state, terminating pods and evictions.
-    #[command(after_help = cmd::trace::NODE_EXAMPLES)]
-    Node(cmd::trace::NodeArgs),
+    #[command(after_help = cmd::node::NODE_EXAMPLES)]
+    Node(cmd::node::NodeArgs),
     /// Print the plugin's version and the deployed agents' versions.
     #[command(after_help = cmd::version::EXAMPLES)]
     Version(cmd::version::VersionArgs),
@@ -106,9 +106,9 @@ fn main() -> ExitCode {
         Command::Deploy(args) => cmd::run_async(cmd::deploy::run(kube, args)),
         Command::Undeploy(args) => cmd::run_async(cmd::deploy::undeploy(kube, args)),
         Command::Status(args) => cmd::run_async(cmd::status::run(kube, args)),
-        Command::Trace(args) => cmd::run_async(cmd::trace::run_trace(kube, args)),
-        Command::Capture(args) => cmd::run_async(cmd::trace::run_capture(kube, args)),
-        Command::Node(args) => cmd::run_async(cmd::trace::run_node(kube, args)),
+        Command::Trace(args) => cmd::run_async(cmd::trace::run(kube, args)),
+        Command::Capture(args) => cmd::run_async(cmd::capture::run(kube, args)),
+        Command::Node(args) => cmd::run_async(cmd::node::run(kube, args)),
         Command::Version(args) => cmd::run_async(cmd::version::run(kube, args)),
     };
     match result {

@@ -1,6 +1,8 @@
 //! One connection to a node's agent: `pods/portforward` to the agent pod's
-//! loopback port, length-delimited JSON frames (fivexx-core's wire
-//! protocol), a `Subscribe` with the stream filter, then `Hello`.
+//! loopback port, length-delimited JSON frames (fivexx-core's protocol),
+//! a `Subscribe` with the stream filter, then `Hello`; after that the
+//! agent's messages one way and filter `Update`s the other, on the same
+//! stream (a session keeps one per node, see [`super::subscription`]).
 
 use std::time::Duration;
 
@@ -170,7 +172,21 @@ impl AgentConn {
         })
     }
 
-    /// The next message; `None` when the stream ended.
+    /// Widens (`add`) or narrows (`remove`) the stream's filter in place.
+    pub async fn update(
+        &mut self,
+        add: StreamFilter,
+        remove: StreamFilter,
+    ) -> Result<(), LinkError> {
+        let msg = ClientMessage::Update { add, remove };
+        self.framed
+            .send(bytes::Bytes::from(wire::encode(&msg)))
+            .await?;
+        Ok(())
+    }
+
+    /// The next message; `None` when the stream ended. Cancel-safe: a
+    /// partly read frame stays buffered.
     pub async fn next(&mut self) -> Option<Result<AgentMessage, LinkError>> {
         let frame = self.framed.next().await?;
         Some(

@@ -4,5 +4,6 @@
 //! ([`subscription`]) that later pods widen with `Update`.
 
 pub mod link;
+pub mod subscription;
 
-pub use link::{agent_pods, compatible, skew_error, AgentConn, AgentPod, Hello, LinkError};
+pub use link::{agent_pods, compatible, skew_error, AgentConn, AgentPod, Hello};

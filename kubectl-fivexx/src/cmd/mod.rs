@@ -1,8 +1,11 @@
 //! One module per subcommand.
 
+pub mod capture;
 pub mod completion;
 pub mod deploy;
 pub mod explain;
+pub mod node;
+pub mod session_flags;
 pub mod status;
 pub mod trace;
 pub mod version;

@@ -11,10 +11,11 @@ use std::time::Duration;
 use clap::Args;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 
+use crate::duration::FlagDuration;
 use crate::error::{classify, CliError, Op};
 
 /// The kubectl connection flags every cluster command takes.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone)]
 pub struct KubeFlags {
     /// Path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config).
     #[arg(long, global = true, value_name = "FILE")]
@@ -33,7 +34,7 @@ pub struct KubeFlags {
     pub namespace: Option<String>,
     /// How long to wait for a single API request (e.g. 10s, 1m; 0: no limit).
     #[arg(long, global = true, value_name = "DURATION", default_value = "30s")]
-    pub request_timeout: String,
+    pub request_timeout: FlagDuration,
 }
 
 /// A connected client and what kubectl would show about it.
@@ -52,7 +53,7 @@ impl KubeClient {
     /// Builds the client. No request is sent yet: an unreachable cluster
     /// shows up on the first [`KubeClient::call`].
     pub async fn connect(flags: &KubeFlags) -> Result<KubeClient, CliError> {
-        let timeout = parse_timeout(&flags.request_timeout)?;
+        let timeout = (!flags.request_timeout.0.is_zero()).then_some(flags.request_timeout.0);
         let explicit = flags.kubeconfig.is_some() || std::env::var_os("KUBECONFIG").is_some();
         let kubeconfig = match &flags.kubeconfig {
             Some(p) => Kubeconfig::read_from(p).map(Some),
@@ -181,19 +182,6 @@ impl KubeClient {
             Err(e) => Err(e),
         }
     }
-}
-
-/// `0` means no limit, as in kubectl.
-fn parse_timeout(s: &str) -> Result<Option<Duration>, CliError> {
-    if s.trim() == "0" {
-        return Ok(None);
-    }
-    crate::duration::parse(s).map(Some).map_err(|e| {
-        CliError::new(
-            format!("--request-timeout: {e}"),
-            "use a duration such as 10s or 1m",
-        )
-    })
 }
 
 fn kubeconfig_error(e: &KubeconfigError, flags: &KubeFlags) -> CliError {

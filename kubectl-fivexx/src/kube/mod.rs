@@ -5,10 +5,11 @@
 //! followers. Every API call names its verb and resource on failure.
 
 pub mod client;
-
+pub mod node_context;
 pub mod proxy_logs;
-
+pub mod rbac;
 pub mod target;
 pub mod timeline;
+pub mod watch;
 
 pub use client::{KubeClient, KubeFlags};

@@ -14,6 +14,15 @@ use fivexx_core::model::fact::{
 };
 use fivexx_core::Fact;
 
+/// The session's trackers, one per watched kind.
+#[derive(Default)]
+pub struct Timeline {
+    pub pods: PodTracker,
+    pub slices: SliceTracker,
+    pub nodes: NodeTracker,
+    pub events: EventTracker,
+}
+
 /// The workload that owns a pod, without reading ReplicaSets (the plugin
 /// needs no RBAC on them): a ReplicaSet named `<deploy>-<pod-template-hash>`
 /// belongs to Deployment `<deploy>`.

@@ -1,1 +1,227 @@
-//! The live session.
+//! The live session behind `trace`, `capture` and `node`: it finds the
+//! pods and proxies in scope, keeps one stream per node's agent (widened
+//! in place as pods appear), watches the Kubernetes side, and hands every
+//! fact and drops record to one [`Recorder`], which writes the capture
+//! and feeds the same record to the analysis. Live verdicts and the
+//! capture's replay (`explain FILE`) therefore agree by construction.
+//!
+//! Memory is bounded on both sides: the streams push into one bounded
+//! queue with `try_send` (a slow terminal drops and counts, it never
+//! stalls the port-forward nor the agent), the agents count what a slow
+//! client missed, and the engine windows its state.
+//!
+//! The session knows nothing of the command line: `cmd/` builds
+//! [`SessionOptions`].
+
+mod agents;
+mod finish;
+mod interest;
+mod lines;
+mod live;
+mod progress;
+mod proxies;
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use tokio::sync::mpsc;
+
+use fivexx_core::analysis::{AnalysisOptions, Recorder};
+use fivexx_core::capture::{CaptureHeader, EngineSettings};
+
+use crate::agent::subscription::Sinks;
+use crate::agent::{agent_pods, Hello};
+use crate::error::CliError;
+use crate::kube::proxy_logs::{LogFollowers, LogTally};
+use crate::kube::target::Scope;
+use crate::kube::{rbac, watch, KubeClient};
+use agents::{Agents, Ensured};
+use interest::Interest;
+
+pub use live::Session;
+
+/// How the summary is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SummaryFormat {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+}
+
+/// Everything a session needs, decided before it starts.
+pub struct SessionOptions {
+    pub scope: Scope,
+    /// Stop after this long; `None`: on Ctrl-C.
+    pub duration: Option<Duration>,
+    pub skew_ns: i64,
+    pub lookahead_ns: i64,
+    /// Kernel facts buffered between the agents and the session.
+    pub queue: usize,
+    /// Ask the agents to peek at the proxies' HTTP status lines.
+    pub http_peek: bool,
+    /// Follow the nginx proxies' access logs.
+    pub proxy_logs: bool,
+    /// One line per kernel fact and verdict on stdout (trace, node).
+    pub lines: bool,
+    /// A progress line on stderr (capture).
+    pub progress: bool,
+    pub summary: Option<SummaryFormat>,
+    pub capture: Option<PathBuf>,
+}
+
+impl SessionOptions {
+    /// Whether the session talks on stderr as it goes.
+    fn chatty(&self) -> bool {
+        self.lines || self.progress
+    }
+}
+
+/// Runs one session to its end (the duration, Ctrl-C, or a fatal error)
+/// and prints its summary.
+pub async fn run(client: &KubeClient, opts: SessionOptions) -> Result<ExitCode, CliError> {
+    rbac::preflight(client, &opts.scope).await?;
+    let agent_pods = agent_pods(client).await?;
+    if agent_pods.is_empty() {
+        return Err(CliError::new(
+            "the fivexx agent is deployed but has no pods",
+            "check `kubectl -n fivexx-system get daemonset fivexx-agent` (node selector, taints, image pulls)",
+        ));
+    }
+    let mut interest = Interest::new(opts.scope.node.as_deref());
+    let pods = list_scope(client, &opts.scope).await?;
+    for p in pods.iter().filter(|p| opts.scope.matches(p)) {
+        interest.add_pod(p);
+    }
+    let found = proxies::discover(client, &mut interest, opts.http_peek).await;
+
+    let (feed_tx, feed_rx) = mpsc::channel(opts.queue.max(16));
+    let (control_tx, mut control_rx) = mpsc::unbounded_channel();
+    let sinks = Sinks {
+        feed: feed_tx,
+        control: control_tx,
+    };
+    let mut agents = Agents::new(&agent_pods, sinks);
+    let mut nodes: Vec<&String> = interest.nodes.iter().collect();
+    nodes.sort();
+    for node in nodes {
+        if agents.ensure(client, node, || interest.filter()) == Ensured::NoAgent {
+            eprintln!("warning: no fivexx agent on node {node}: its kernel facts are missing (node selector or taints?)");
+        }
+    }
+    agents
+        .wait_hellos(&mut control_rx, !interest.nodes.is_empty())
+        .await?;
+    if opts.chatty() {
+        eprintln!(
+            "tracing {}: {} pod(s), {} proxy pod(s), agents on {} node(s){}",
+            opts.scope.describe,
+            interest.uids.len().saturating_sub(found.count),
+            found.count,
+            agents.hellos.len(),
+            opts.duration
+                .map(|d| format!(", for {d:?}"))
+                .unwrap_or_else(|| ", Ctrl-C for the summary".into())
+        );
+    }
+
+    let start_ns = live::now_ns();
+    let tally = LogTally::new(if opts.proxy_logs {
+        found.log_pods.len()
+    } else {
+        0
+    });
+    let (logs, log_rx) = if opts.proxy_logs {
+        if found.log_pods.is_empty() && opts.chatty() {
+            eprintln!("warning: --proxy-logs: no nginx proxy pod found (ingress-nginx or nginx-ingress labels)");
+        }
+        let (f, rx) = LogFollowers::start(client, found.log_pods.clone(), start_ns);
+        (Some(f), rx)
+    } else {
+        (None, mpsc::channel(1).1)
+    };
+    let recorder = open_recorder(client, &opts, &agents.hellos, &interest, start_ns)?;
+    let watches = watch::session_watches(client, opts.scope.namespace.as_deref(), &found.selectors);
+    let session = Session::new(
+        client,
+        &opts,
+        live::State {
+            interest,
+            agents,
+            recorder,
+            known_proxies: found.known,
+            logs,
+            tally,
+        },
+    );
+    let inputs = live::Inputs {
+        feed: feed_rx,
+        control: control_rx,
+        logs: log_rx,
+        watches,
+    };
+    session.run(inputs).await
+}
+
+/// The pods in the scope's namespace (all: every namespace) now.
+async fn list_scope(client: &KubeClient, scope: &Scope) -> Result<Vec<Pod>, CliError> {
+    let api: Api<Pod> = match &scope.namespace {
+        Some(ns) => Api::namespaced(client.client.clone(), ns),
+        None => Api::all(client.client.clone()),
+    };
+    let list = client
+        .call(
+            "list",
+            "pods",
+            scope.namespace.as_deref(),
+            api.list(&ListParams::default()),
+        )
+        .await?;
+    Ok(list.items)
+}
+
+/// The session's sink: its header records the engine settings, the
+/// nodes that answered and the proxies peeked from the start; the capture
+/// file, when asked for, is created here.
+fn open_recorder(
+    client: &KubeClient,
+    opts: &SessionOptions,
+    hellos: &[(String, Hello)],
+    interest: &Interest,
+    start_ns: i64,
+) -> Result<Recorder<BufWriter<File>>, CliError> {
+    let header = CaptureHeader {
+        tool_version: format!("kubectl-fivexx {}", env!("CARGO_PKG_VERSION")),
+        context: Some(client.context.clone()),
+        nodes: hellos.iter().map(|(n, _)| n.clone()).collect(),
+        capabilities: hellos
+            .iter()
+            .filter_map(|(_, h)| serde_json::to_value(&h.capabilities).ok())
+            .collect(),
+        start_ns,
+        end_ns: None,
+        http_peek_proxies: interest.peeked(),
+        engine: Some(EngineSettings {
+            skew_ns: opts.skew_ns,
+            lookahead_ns: opts.lookahead_ns,
+        }),
+    };
+    let file = match &opts.capture {
+        Some(path) => Some(BufWriter::new(File::create(path).map_err(|e| {
+            CliError::new(
+                format!("cannot create {}: {e}", path.display()),
+                "check the path and its directory",
+            )
+        })?)),
+        None => None,
+    };
+    Recorder::new(header, file, AnalysisOptions::default()).map_err(|e| {
+        let path = opts.capture.as_deref().unwrap_or(std::path::Path::new("-"));
+        CliError::bare(format!("writing {}: {e}", path.display()))
+    })
+}

@@ -1,0 +1,115 @@
+//! The end of a session: the last drop counters are recorded, the
+//! capture is closed (whatever happens next, it is complete), the
+//! analysis finishes through the same [`Recorder`], and its report is the
+//! summary: its settings are the session's, as the capture's replay says.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use fivexx_core::report::{render_json, render_table, render_wide, Report};
+
+use super::lines::verdict_line;
+use super::live::{now_ns, say, Session};
+use super::SummaryFormat;
+use crate::error::CliError;
+use crate::manifests::AGENT_NAMESPACE;
+
+impl Session<'_> {
+    pub(super) fn finish(self) -> Result<ExitCode, CliError> {
+        let _ = std::io::stdout().flush();
+        if let Some(p) = &self.progress {
+            p.finish();
+        }
+        let Session {
+            opts,
+            paint,
+            mut state,
+            mut counts,
+            fatal,
+            interrupted,
+            ..
+        } = self;
+        let end_ns = now_ns();
+        // What the plugin dropped since the agents' last Stats.
+        let mut nodes: Vec<&String> = state.agents.stats.keys().collect();
+        nodes.sort();
+        for node in nodes {
+            let d = state
+                .agents
+                .drop_counters(node, &state.agents.stats[node], end_ns);
+            let _ = state.recorder.drops(&d);
+        }
+        for (node, reason) in &state.agents.lost {
+            state
+                .recorder
+                .note_problem(format!("agent on node {node} lost: {reason}"));
+        }
+        let written = state.recorder.facts_written();
+        let dropped = state.agents.total_drops();
+        let (report, closed) = state.recorder.finish(end_ns, &mut |v| {
+            counts.verdicts += 1;
+            if opts.lines {
+                say(&verdict_line(v, paint));
+            }
+        });
+        let mut capture_note = None;
+        if let Some(path) = &opts.capture {
+            let flushed = closed
+                .map_err(|e| e.to_string())
+                .and_then(|w| w.map_or(Ok(()), |mut w| w.flush().map_err(|e| e.to_string())));
+            match flushed {
+                Ok(()) => {
+                    capture_note = Some(format!(
+                        "capture: {} facts written to {}",
+                        written.unwrap_or(0),
+                        path.display()
+                    ));
+                }
+                Err(e) => eprintln!("warning: closing {}: {e}", path.display()),
+            }
+        }
+        if let Some(err) = fatal {
+            return Err(err);
+        }
+        if let Some(format) = opts.summary {
+            print!("\n{}", summary(&report, format));
+        }
+        eprintln!(
+            "{} kernel facts, {} Kubernetes facts, {} failures explained, {} dropped",
+            counts.kernel, counts.k8s, counts.verdicts, dropped
+        );
+        if opts.proxy_logs {
+            for line in state.tally.report() {
+                eprintln!("{line}");
+            }
+        }
+        if let Some(n) = capture_note {
+            eprintln!("{n}");
+        }
+        if let Some((node, reason)) = state.agents.lost.first() {
+            return Err(CliError::new(
+                format!("the agent on node {node} died mid-trace ({reason}); the report covers the other nodes and everything captured before"),
+                format!("check `kubectl -n {AGENT_NAMESPACE} get pods -o wide` and the agent's logs; `kubectl fivexx status` shows its health"),
+            ));
+        }
+        if interrupted && opts.summary.is_none() {
+            return Err(CliError::interrupted(
+                "capture interrupted; the file is complete up to now",
+                "read it with `kubectl fivexx explain FILE`",
+            ));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn summary(report: &Report, format: SummaryFormat) -> String {
+    match format {
+        SummaryFormat::Table => render_table(report),
+        SummaryFormat::Wide => render_wide(report),
+        SummaryFormat::Json => render_json(report) + "\n",
+        SummaryFormat::Yaml => serde_json::from_str::<serde_json::Value>(&render_json(report))
+            .ok()
+            .and_then(|v| serde_yaml::to_string(&v).ok())
+            .unwrap_or_default(),
+    }
+}
