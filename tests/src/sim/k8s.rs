@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use std::collections::BTreeMap;
 
 /// What the lab knows about one pod, enough to write its object.
@@ -20,6 +20,10 @@ pub struct PodFacts {
     pub uid: String,
     pub app: String,
     pub revision: String,
+    /// The controlling owner (kind, name, uid): a ReplicaSet
+    /// `<deployment>-<pod-template-hash>` for a Deployment's pods, so that
+    /// clients name the Deployment as on a real cluster.
+    pub owner: Option<(String, String, String)>,
     pub node: String,
     pub ip: Option<String>,
     pub grace_seconds: i64,
@@ -82,6 +86,16 @@ pub fn pod(f: &PodFacts) -> Pod {
             uid: Some(f.uid.clone()),
             labels: Some(labels),
             generate_name: Some(format!("{}-{}-", f.app, f.revision)),
+            owner_references: f.owner.as_ref().map(|(kind, name, uid)| {
+                vec![OwnerReference {
+                    api_version: "apps/v1".into(),
+                    kind: kind.clone(),
+                    name: name.clone(),
+                    uid: uid.clone(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                }]
+            }),
             ..Default::default()
         },
         spec: Some(PodSpec {

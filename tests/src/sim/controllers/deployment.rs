@@ -2,12 +2,75 @@
 //! ReplicaSet, and rolling updates with maxSurge and maxUnavailable as the
 //! real controller computes them.
 
+use crate::control::store::Kind;
 use crate::sim::kubelet::{Kubelet, PodTemplate};
 use crate::{Error, Result};
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
 impl Kubelet {
+    /// The revision's ReplicaSet `<app>-<pod-template-hash>` with the uid
+    /// its pods' owner references carry, owned in turn by the Deployment
+    /// `<app>` when the store has one (as the Deployment controller makes
+    /// it). Written once per revision.
+    pub(crate) fn ensure_replica_set(&self, template: &PodTemplate) {
+        let store = &self.inner.store;
+        let name = template.replica_set();
+        if store
+            .get(Kind::ReplicaSet, &template.namespace, &name)
+            .is_some()
+        {
+            return;
+        }
+        let labels: BTreeMap<String, String> = [
+            ("app".to_string(), template.app.clone()),
+            ("pod-template-hash".to_string(), template.revision.clone()),
+        ]
+        .into();
+        let owner = store
+            .get(Kind::Deployment, &template.namespace, &template.app)
+            .and_then(|d| d.pointer("/metadata/uid")?.as_str().map(str::to_string))
+            .map(|uid| {
+                vec![OwnerReference {
+                    api_version: "apps/v1".into(),
+                    kind: "Deployment".into(),
+                    name: template.app.clone(),
+                    uid,
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                }]
+            });
+        store.apply_replica_set(ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(template.namespace.clone()),
+                uid: Some(template.replica_set_uid.clone()),
+                labels: Some(labels.clone()),
+                owner_references: owner,
+                ..Default::default()
+            },
+            spec: ReplicaSetSpec {
+                selector: LabelSelector {
+                    match_labels: Some(labels.clone()),
+                    ..Default::default()
+                },
+                template: Some(PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        ..Default::default()
+                    }),
+                    spec: None,
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+    }
+
     /// Starts `replicas` pods and waits until all are ready and routed.
     pub async fn create_deployment(&self, template: &PodTemplate, replicas: u32) -> Result<()> {
         self.inner.store.apply_namespace(&template.namespace);
@@ -46,6 +109,20 @@ impl Kubelet {
         max_surge: u32,
         max_unavailable: u32,
     ) -> Result<()> {
+        self.rollout_to(template, None, replicas, max_surge, max_unavailable)
+            .await
+    }
+
+    /// [`Kubelet::rollout`] with the new pods on `node` (`None`: the first
+    /// schedulable node), as a scheduler that picks another node does.
+    pub async fn rollout_to(
+        &self,
+        template: &PodTemplate,
+        node: Option<&str>,
+        replicas: u32,
+        max_surge: u32,
+        max_unavailable: u32,
+    ) -> Result<()> {
         if max_surge == 0 && max_unavailable == 0 {
             return Err(Error::Lab(
                 "maxSurge and maxUnavailable cannot both be 0".into(),
@@ -74,7 +151,10 @@ impl Kubelet {
             let mut total = (new.len() + old.len()) as u32;
             let mut new_count = new.len() as u32;
             while total < replicas + max_surge && new_count < replicas {
-                self.start_pod(template)?;
+                match node {
+                    Some(n) => self.start_pod_on(template, n)?,
+                    None => self.start_pod(template)?,
+                };
                 self.inner
                     .timeline
                     .step(format!("rollout: surge {}/{replicas}", new_count + 1));

@@ -33,6 +33,9 @@ impl Kubelet {
             uid,
             app: "ingress-nginx".into(),
             revision: "lab".into(),
+            // The lab's ingress pod stays ownerless: the plugin finds it by
+            // its namespace and labels, not by its workload.
+            owner: None,
             node: self.inner.store.node_name().into(),
             ip: Some(ip.to_string()),
             grace_seconds: 300,

@@ -34,8 +34,11 @@ use tokio::time::Instant;
 pub struct PodTemplate {
     pub app: String,
     pub namespace: String,
-    /// pod-template-hash: a rollout changes it.
+    /// pod-template-hash: a rollout changes it. The pods' ReplicaSet is
+    /// `<app>-<revision>`, as the Deployment controller names it.
     pub revision: String,
+    /// The uid of that ReplicaSet (the pods' controller owner reference).
+    pub replica_set_uid: String,
     pub behaviour: Behaviour,
     pub delay_ms: Option<u64>,
     pub drain_ms: u64,
@@ -51,11 +54,17 @@ pub struct PodTemplate {
 }
 
 impl PodTemplate {
+    /// The name of this revision's ReplicaSet: `<deployment>-<pod-template-hash>`.
+    pub fn replica_set(&self) -> String {
+        format!("{}-{}", self.app, self.revision)
+    }
+
     pub fn new(app: &str, behaviour: Behaviour) -> PodTemplate {
         PodTemplate {
             app: app.into(),
             namespace: "shop".into(),
             revision: naming::short_suffix(8),
+            replica_set_uid: uuid::Uuid::new_v4().to_string(),
             behaviour,
             delay_ms: None,
             drain_ms: 5000,
@@ -68,10 +77,12 @@ impl PodTemplate {
         }
     }
 
-    /// The same template as a new revision (what `kubectl rollout restart` does).
+    /// The same template as a new revision (what `kubectl rollout restart`
+    /// does): a new pod-template-hash, so a new ReplicaSet.
     pub fn next_revision(&self) -> PodTemplate {
         PodTemplate {
             revision: naming::short_suffix(8),
+            replica_set_uid: uuid::Uuid::new_v4().to_string(),
             ..self.clone()
         }
     }

@@ -30,6 +30,7 @@ impl Kubelet {
             template.revision,
             naming::short_suffix(5)
         );
+        self.ensure_replica_set(template);
         let ip = self.state().ips.allocate()?;
         let uid = naming::new_pod_uid();
         let facts = PodFacts {
@@ -38,6 +39,11 @@ impl Kubelet {
             uid,
             app: template.app.clone(),
             revision: template.revision.clone(),
+            owner: Some((
+                "ReplicaSet".into(),
+                template.replica_set(),
+                template.replica_set_uid.clone(),
+            )),
             node: node.into(),
             ip: None,
             grace_seconds: template.grace.as_secs_f64().ceil() as i64,
