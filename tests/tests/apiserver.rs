@@ -634,7 +634,32 @@ async fn port_forward_reaches_a_real_local_port() -> Result<()> {
         bail!("a port-forward to a missing pod must fail");
     };
     assert!(format!("{err}").contains("not found"), "{err}");
+
+    // Two connections accepted (refused and missing ones are not), read in
+    // process and from the debug endpoint.
+    let stats = lab.server.port_forwards();
+    assert_eq!(stats.total, 2, "{stats:?}");
+    assert_eq!(
+        stats.in_namespace("fivexx-system"),
+        [("fivexx-agent-lab-node".to_string(), 2)].into()
+    );
+    let served = debug_port_forwards(lab.server.addr()).await?;
+    assert_eq!(served, serde_json::to_value(&stats)?);
     Ok(())
+}
+
+/// `GET /debug/fivexx/portforwards` over plain HTTP/1.1, as a script reads it.
+async fn debug_port_forwards(addr: std::net::SocketAddr) -> Result<serde_json::Value> {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.write_all(
+        b"GET /debug/fivexx/portforwards HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n",
+    )
+    .await?;
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).await?;
+    let (head, body) = raw.split_once("\r\n\r\n").context("an HTTP response")?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+    Ok(serde_json::from_str(body)?)
 }
 
 /// The real kubectl, if installed (it is not part of the lab's setup).

@@ -74,6 +74,7 @@ fn record_and_explain(plugin: &Path, agent: &AgentServe, params: ScenarioParams)
     let PluginRun {
         report,
         output: cap,
+        ..
     } = run_plugin_during(
         plugin,
         agent,

@@ -9,7 +9,8 @@ use std::path::Path;
 use fivexx_lab::harness::{
     plugin_and_agent, run_plugin_during, skip_unless_root, AgentServe, PluginRun,
 };
-use fivexx_lab::sim::scenario::{ScenarioKind, ScenarioParams};
+use fivexx_lab::sim::scenario::{ScenarioKind, ScenarioParams, NODE_2};
+use fivexx_lab::sim::timeline::LabEventKind;
 
 #[test]
 fn plugin_trace_explains_rollout_no_prestop() {
@@ -20,10 +21,14 @@ fn plugin_trace_explains_rollout_no_prestop() {
     let agent = AgentServe::start(&agent_bin);
     let out_dir = std::env::temp_dir().join(format!("fxlab-plugin-rollout-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out_dir);
-    let params = ScenarioParams::defaults(ScenarioKind::RolloutNoPrestop);
+    let mut params = ScenarioParams::defaults(ScenarioKind::RolloutNoPrestop);
+    // The rollout's new pods start on a second node, added as the rollout
+    // starts: a node with no scoped pod when the session began.
+    params.rollout_node = Some(NODE_2.to_string());
     let PluginRun {
         report,
         output: trace,
+        port_forwards,
     } = run_plugin_during(
         &plugin,
         &agent,
@@ -89,4 +94,49 @@ fn plugin_trace_explains_rollout_no_prestop() {
             "quoted lag {lag} s, configured {configured} s: {l}"
         );
     }
+    one_stream_per_node(&report.timeline, &port_forwards);
+}
+
+/// One trace session opens ONE port-forward to the agent of each node it
+/// watches, however many scoped pods come and go there: here the node of
+/// the first pods, and the node the rollout's pods start on mid-session.
+/// Prints the counts first, so a failing run shows them.
+fn one_stream_per_node(
+    timeline: &[fivexx_lab::sim::timeline::LabEvent],
+    stats: &fivexx_lab::control::apiserver::PortForwardStats,
+) {
+    // "node lab-node-2, revision abc": the nodes that hosted the
+    // Deployment's pods during the run.
+    let nodes: std::collections::BTreeSet<&str> = timeline
+        .iter()
+        .filter(|e| e.kind == LabEventKind::PodCreated)
+        .filter_map(|e| e.detail.strip_prefix("node ")?.split(',').next())
+        .collect();
+    let agents = stats.in_namespace("fivexx-system");
+    eprintln!(
+        "port-forwards accepted: {} in total; per agent pod {agents:?}; nodes with scoped pods {nodes:?}",
+        stats.total
+    );
+    assert!(
+        nodes.contains(NODE_2),
+        "the rollout put no pod on {NODE_2}: {nodes:?}"
+    );
+    for node in &nodes {
+        let to_node: u64 = agents
+            .iter()
+            .filter(|(pod, _)| pod.ends_with(&format!("-{node}")))
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(
+            to_node, 1,
+            "port-forwards to the agent on {node}: {to_node}, want exactly 1 for the session ({agents:?})"
+        );
+    }
+    assert_eq!(
+        stats.total,
+        nodes.len() as u64,
+        "port-forwards in total: {}, want one per node ({nodes:?}): {:?}",
+        stats.total,
+        stats.per_pod
+    );
 }

@@ -32,6 +32,7 @@ fn capture_with_proxy_logs_records_every_502() {
     let PluginRun {
         report,
         output: cap,
+        ..
     } = run_plugin_during(
         &plugin,
         &agent,

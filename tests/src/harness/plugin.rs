@@ -98,6 +98,10 @@ pub struct PluginRun {
     pub report: crate::sim::scenario::ScenarioReport,
     /// The plugin command's own output.
     pub output: std::process::Output,
+    /// The port-forward connections the fake API server accepted while
+    /// `deploy --no-wait` and the plugin command ran (the scenario's own
+    /// clients open none).
+    pub port_forwards: crate::control::apiserver::PortForwardStats,
 }
 
 /// Runs `params` in the lab behind the fake API server (store from
@@ -170,11 +174,16 @@ pub fn run_plugin_during(
             String::from_utf8_lossy(&deploy.stderr)
         );
         let output = plugin_cmd(args).output().await.expect("run kubectl-fivexx");
+        let port_forwards = server.port_forwards();
         let report = run
             .await
             .expect("the scenario task")
             .unwrap_or_else(|e| panic!("{name}: the scenario failed: {e}"));
         server.shutdown().await;
-        PluginRun { report, output }
+        PluginRun {
+            report,
+            output,
+            port_forwards,
+        }
     })
 }

@@ -94,6 +94,11 @@ pub struct ScenarioParams {
     pub ingress: IngressConfig,
     pub upstream_keepalive_timeout_ms: u64,
     pub proxy_connect_timeout_ms: u64,
+    /// Rollouts: the new revision's pods start on this node, added to the
+    /// cluster with the lab's node but given none of the Deployment's pods
+    /// before the rollout, e.g. [`NODE_2`]. `None`: they start on the
+    /// lab's node.
+    pub rollout_node: Option<String>,
 }
 
 impl ScenarioParams {
@@ -123,6 +128,7 @@ impl ScenarioParams {
             ingress: IngressConfig::default(),
             upstream_keepalive_timeout_ms: 60_000,
             proxy_connect_timeout_ms: 1000,
+            rollout_node: None,
         };
         match kind {
             ScenarioKind::RolloutNoPrestop => {}
@@ -330,6 +336,12 @@ async fn drive(
         ingress,
     };
     let kubelet = Kubelet::start(cfg, store, timeline.clone()).await?;
+    if let Some(node) = &p.rollout_node {
+        // With the lab's node, before any pod of the Deployment: the
+        // node's agent pod exists from the start, its first scoped pod
+        // comes with the rollout.
+        kubelet.add_node(node);
+    }
     let outcome = async {
         let base = template(p);
         let steady = match p.kind {
@@ -382,8 +394,9 @@ async fn action(p: &ScenarioParams, kubelet: &Kubelet, current: &PodTemplate) ->
         | ScenarioKind::IpGone => {
             kubelet.timeline().step("rollout: start");
             kubelet
-                .rollout(
+                .rollout_to(
                     &current.next_revision(),
+                    p.rollout_node.as_deref(),
                     p.replicas,
                     p.max_surge,
                     p.max_unavailable,

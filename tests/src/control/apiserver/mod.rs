@@ -10,6 +10,11 @@
 //! `Status` objects. RBAC is modelled as a deny list of (verb, resource)
 //! pairs so that the plugin's permission errors can be provoked.
 //!
+//! The server counts the port-forward connections it accepts, per pod and
+//! in total: [`ApiServer::port_forwards`] in process, and
+//! `GET /debug/fivexx/portforwards` (JSON [`PortForwardStats`], no
+//! authentication) for readers in another process, such as the bench.
+//!
 //! Wiring it into the lab:
 //!
 //! ```no_run
@@ -55,7 +60,9 @@ use serde_json::{json, Value};
 use tokio::sync::watch as tokio_watch;
 
 pub use self::podlog::{render as render_log_line, split_stamp, LogRequest};
-pub use self::portforward::PROTOCOLS as PORT_FORWARD_PROTOCOLS;
+pub use self::portforward::{
+    PortForwardCounts, PortForwardStats, PROTOCOLS as PORT_FORWARD_PROTOCOLS,
+};
 use self::route::{parse_route, ObjectRoute, Query, Route};
 pub use self::selector::{FieldSelector, LabelSelector};
 pub use self::status::ApiError;
@@ -130,6 +137,7 @@ struct AppState {
     access: Access,
     shutdown: tokio_watch::Receiver<bool>,
     addr: SocketAddr,
+    port_forwards: PortForwardCounts,
 }
 
 /// A running fake API server. Dropping it stops it.
@@ -138,6 +146,7 @@ pub struct ApiServer {
     config: Arc<ApiServerConfig>,
     access: Access,
     ca_pem: Option<String>,
+    port_forwards: PortForwardCounts,
     shutdown: tokio_watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -164,12 +173,14 @@ impl ApiServer {
         let (shutdown, shutdown_rx) = tokio_watch::channel(false);
         let config = Arc::new(config);
         let access = Access::default();
+        let port_forwards = PortForwardCounts::default();
         let state = AppState {
             store,
             config: config.clone(),
             access: access.clone(),
             shutdown: shutdown_rx.clone(),
             addr,
+            port_forwards: port_forwards.clone(),
         };
         let app = Router::new().fallback(handle).with_state(state);
         let mut stop = shutdown_rx;
@@ -212,6 +223,7 @@ impl ApiServer {
             config,
             access,
             ca_pem,
+            port_forwards,
             shutdown,
             task: Some(task),
         })
@@ -229,6 +241,12 @@ impl ApiServer {
             "http"
         };
         format!("{scheme}://{}", self.addr)
+    }
+
+    /// The port-forward connections accepted so far, per pod and in total
+    /// (also served as JSON at `GET /debug/fivexx/portforwards`).
+    pub fn port_forwards(&self) -> PortForwardStats {
+        self.port_forwards.stats()
     }
 
     /// The CA certificate (PEM) clients must trust, when serving TLS.
@@ -333,7 +351,10 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
 
 async fn serve(state: AppState, request: Request) -> Result<Response, ApiError> {
     let route = parse_route(request.uri().path())?;
-    let public = matches!(route, Route::Version | Route::Health);
+    let public = matches!(
+        route,
+        Route::Version | Route::Health | Route::DebugPortForwards
+    );
     if let (Some(token), false) = (&state.config.token, public) {
         let presented = request
             .headers()
@@ -357,6 +378,10 @@ async fn serve(state: AppState, request: Request) -> Result<Response, ApiError> 
     match route {
         Route::Version => get_only(Some(discovery::version()), "version"),
         Route::Health => Ok((StatusCode::OK, "ok").into_response()),
+        Route::DebugPortForwards => get_only(
+            serde_json::to_value(state.port_forwards.stats()).ok(),
+            "debug/fivexx/portforwards",
+        ),
         Route::CoreVersions => get_only(
             Some(discovery::core_versions(&state.addr.to_string())),
             "api",

@@ -553,7 +553,11 @@ fn port_forward(
         .collect();
     let shutdown = state.shutdown.clone();
     let pod_name = format!("{namespace}/{name}");
+    let counts = state.port_forwards.clone();
     Ok(upgrade
         .protocols(portforward::PROTOCOLS)
-        .on_upgrade(move |socket| portforward::run(socket, pod_name, targets, shutdown)))
+        .on_upgrade(move |socket| {
+            counts.accepted(&pod_name);
+            portforward::run(socket, pod_name, targets, shutdown)
+        }))
 }

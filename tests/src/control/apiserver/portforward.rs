@@ -8,7 +8,9 @@
 //! address (or to the local address the lab routed it to); when every
 //! connection has ended the server closes the WebSocket, as the kubelet does.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -26,6 +28,53 @@ pub const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 const CLOSE_CHANNEL: u8 = 255;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The port-forward connections the server accepted (WebSocket upgrades
+/// completed), per pod (`namespace/name`) and in total, since it started.
+/// Read in process with [`ApiServer::port_forwards`](super::ApiServer::port_forwards)
+/// and out of process at `GET /debug/fivexx/portforwards` (see
+/// [`PortForwardStats`]).
+#[derive(Debug, Clone, Default)]
+pub struct PortForwardCounts(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl PortForwardCounts {
+    /// Counts one accepted connection to `pod` (`namespace/name`).
+    pub fn accepted(&self, pod: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(pod.to_string()).or_default() += 1;
+    }
+
+    /// The counts so far.
+    pub fn stats(&self) -> PortForwardStats {
+        let per_pod = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        PortForwardStats {
+            total: per_pod.values().sum(),
+            per_pod,
+        }
+    }
+}
+
+/// A snapshot of [`PortForwardCounts`]; its JSON is what the debug endpoint
+/// serves: `{"total": 2, "per_pod": {"fivexx-system/fivexx-agent-lab-node-1": 1, ...}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortForwardStats {
+    /// Connections accepted, all pods.
+    pub total: u64,
+    /// Connections accepted per pod, keyed `namespace/name`.
+    pub per_pod: BTreeMap<String, u64>,
+}
+
+impl PortForwardStats {
+    /// The counts for the pods of one namespace (the agent's: which nodes
+    /// the plugin connected to, and how often).
+    pub fn in_namespace(&self, namespace: &str) -> BTreeMap<String, u64> {
+        let prefix = format!("{namespace}/");
+        self.per_pod
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), *v)))
+            .collect()
+    }
+}
 
 /// One forwarded port: where it goes, or why it cannot.
 pub struct PortTarget {

@@ -21,6 +21,10 @@ pub(super) enum Route {
     /// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`.
     AccessReview,
     Health,
+    /// `GET /debug/fivexx/portforwards`: the lab's own debug endpoint, the
+    /// port-forward connections accepted so far (for out-of-process readers
+    /// such as the bench). Not authenticated, like `/version`.
+    DebugPortForwards,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +47,7 @@ pub(super) fn parse_route(path: &str) -> Result<Route, ApiError> {
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
         ["version"] => return Ok(Route::Version),
         ["healthz" | "livez" | "readyz"] => return Ok(Route::Health),
+        ["debug", "fivexx", "portforwards"] => return Ok(Route::DebugPortForwards),
         ["api"] => return Ok(Route::CoreVersions),
         ["apis", discovery::AUTHORIZATION_GROUP, "v1", "selfsubjectaccessreviews"] => {
             return Ok(Route::AccessReview)
