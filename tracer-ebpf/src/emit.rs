@@ -13,6 +13,8 @@ use aya_ebpf::{
 use tracer_ebpf::{AddrLayout, EventKind, FieldLoc, RawEvent, TracerConfig, KIND_COUNT};
 
 /// Filled in by the agent before load (`EbpfLoader::override_global`).
+// SAFETY: the agent finds the global by this exact name (CONFIG_SYMBOL),
+// and no other symbol in the object is named FIVEXX_CONFIG.
 #[unsafe(no_mangle)]
 pub static FIVEXX_CONFIG: TracerConfig = TracerConfig::EMPTY;
 
@@ -34,14 +36,21 @@ pub static STATE_COUNTS: PerCpuArray<u64> =
 /// compiler cannot fold the all-absent default into the code.
 #[inline(always)]
 pub fn config() -> &'static TracerConfig {
-    // SAFETY: a plain static; read through a volatile pointer read of its address.
+    // SAFETY: the volatile read is of a local holding the address of a
+    // static, so it is valid and aligned; the static lives for the whole
+    // program and the kernel never writes it after load (read-only data),
+    // so a shared 'static reference to it is sound.
     unsafe { &*core::ptr::read_volatile(&(&FIVEXX_CONFIG as *const TracerConfig)) }
 }
 
 #[inline(always)]
 pub fn bump(map: &PerCpuArray<u64>, index: u32) {
     if let Some(p) = map.get_ptr_mut(index) {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        // SAFETY: `p` comes from a successful map lookup, so it points to a
+        // live, aligned u64 for the rest of this program run, and the slot
+        // is this CPU's own copy. A program nested on this CPU (an interrupt
+        // running another hook) could interleave the read and the write and
+        // lose one count: a skewed counter, never an invalid access.
         unsafe { *p += 1 };
     }
 }
@@ -58,10 +67,12 @@ pub fn emit(kind: EventKind, fill: impl FnOnce(&mut RawEvent)) {
     };
     let ev = entry.write(RawEvent::zeroed());
     ev.kind = kind as u8;
+    // SAFETY: a helper that takes no arguments and touches no memory of ours.
     ev.ts_ns = unsafe { bpf_ktime_get_ns() };
     let pid_tgid = bpf_get_current_pid_tgid();
     ev.task_pid = pid_tgid as u32;
     ev.task_tgid = (pid_tgid >> 32) as u32;
+    // SAFETY: a helper that takes no arguments and touches no memory of ours.
     ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     if let Ok(comm) = bpf_get_current_comm() {
         ev.task_comm = comm;
@@ -74,7 +85,10 @@ pub fn emit(kind: EventKind, fill: impl FnOnce(&mut RawEvent)) {
 #[inline(always)]
 pub fn read_uint(ctx: &TracePointContext, f: FieldLoc) -> Option<u64> {
     let off = f.offset as usize;
-    // SAFETY: reads go through bpf_probe_read_kernel, which faults safely.
+    // SAFETY: read_at copies from the tracepoint record through
+    // bpf_probe_read_kernel into a value of the requested integer type: an
+    // offset outside the record (a wrong layout) is an error, never a fault,
+    // and every bit pattern is a valid integer.
     unsafe {
         match f.size {
             1 => ctx.read_at::<u8>(off).ok().map(|v| v as u64),
@@ -94,7 +108,8 @@ pub fn read_i32(ctx: &TracePointContext, f: FieldLoc) -> Option<i32> {
 #[inline(always)]
 pub fn read_comm(ctx: &TracePointContext, f: FieldLoc, out: &mut [u8; 16]) {
     if f.size >= 16 {
-        // SAFETY: bpf_probe_read_kernel.
+        // SAFETY: a checked kernel read (bpf_probe_read_kernel) into a byte
+        // array, for which any bit pattern is valid; a bad offset is an error.
         if let Ok(c) = unsafe { ctx.read_at::<[u8; 16]>(f.offset as usize) } {
             *out = c;
         }
@@ -107,7 +122,9 @@ pub fn read_kernel<T>(base: u64, offset: i32) -> Option<T> {
     if base == 0 || offset < 0 {
         return None;
     }
-    // SAFETY: bpf_probe_read_kernel faults safely on a bad address.
+    // SAFETY: bpf_probe_read_kernel copies through the kernel's fault-checked
+    // path, so a wrong address is an error, not a fault; callers only ask for
+    // integer and byte-array types, for which any bit pattern is valid.
     unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T).ok() }
 }
 
@@ -135,7 +152,9 @@ pub fn read_addrs(ctx: &TracePointContext, a: &AddrLayout, ev: &mut RawEvent) {
     ev.family = family;
     ev.sport = read_uint(ctx, a.sport).unwrap_or(0) as u16;
     ev.dport = read_uint(ctx, a.dport).unwrap_or(0) as u16;
-    // SAFETY (all reads): bpf_probe_read_kernel.
+    // SAFETY: every read_at is a checked kernel read (bpf_probe_read_kernel)
+    // into a byte array, for which any bit pattern is valid; a field outside
+    // the record is an error, never a fault.
     unsafe {
         if family == 2 {
             if a.saddr.size >= 4 {
@@ -177,7 +196,9 @@ fn read_sockaddr(
         return;
     }
     let base = f.offset as usize;
-    // SAFETY (all reads): bpf_probe_read_kernel.
+    // SAFETY: every read_at is a checked kernel read (bpf_probe_read_kernel)
+    // into an integer or byte array, for which any bit pattern is valid; a
+    // field outside the record is an error, never a fault.
     unsafe {
         let fam = ctx.read_at::<u16>(base).unwrap_or(0);
         *port = u16::from_be(ctx.read_at::<u16>(base + 2).unwrap_or(0));

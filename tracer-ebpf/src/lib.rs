@@ -521,6 +521,10 @@ pub const fn is_traced_signal(sig: i32) -> bool {
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: repr(C) plain integers, no padding holes that matter for reads.
+    // SAFETY: Pod needs a type that is Copy, has no padding and for which
+    // every bit pattern is valid. TracerConfig is repr(C) of repr(C) structs
+    // whose fields are all u16 pairs (FieldLoc, 4 bytes) or i32, so every
+    // field sits at a multiple of 4 with nothing between, and any bytes are
+    // valid integers.
     unsafe impl aya::Pod for super::TracerConfig {}
 }

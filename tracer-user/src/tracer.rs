@@ -444,7 +444,8 @@ fn raise_memlock_limit() {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
     };
-    // SAFETY: plain syscall with a valid pointer.
+    // SAFETY: `rlim` is a local rlimit that outlives the call, which only
+    // reads it.
     let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
     if ret != 0 {
         tracing::debug!("could not raise RLIMIT_MEMLOCK; fine on 5.11+");
@@ -459,7 +460,7 @@ pub fn wall_clock_offset_ns() -> i64 {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        // SAFETY: valid pointer.
+        // SAFETY: `ts` is a local timespec the call fills; it outlives it.
         unsafe { libc::clock_gettime(clock, &mut ts) };
         ts.tv_sec * 1_000_000_000 + ts.tv_nsec
     }
@@ -474,7 +475,7 @@ pub fn monotonic_ns() -> u64 {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: valid pointer.
+    // SAFETY: `ts` is a local timespec the call fills; it outlives it.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -56,6 +56,30 @@ fn conf(dir: &Path, port: u16, closed: u16, full: u16) -> String {
     )
 }
 
+/// Starts nginx with `dir`'s configuration, master and workers in the
+/// cgroup whose `cgroup.procs` is `procs`.
+fn start_nginx(dir: &Path, procs: PathBuf) -> std::process::Child {
+    let mut cmd = Command::new(NGINX);
+    cmd.args([
+        "-p",
+        &dir.display().to_string(),
+        "-c",
+        &dir.join("nginx.conf").display().to_string(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit());
+    // Join the peeked cgroup before exec, so master and workers are in it.
+    // SAFETY: the hook runs in the forked child between fork and exec and
+    // only writes our pid to one cgroup file. It allocates (the pid's text),
+    // which POSIX does not promise is safe after fork in a threaded
+    // process; glibc's malloc resets its locks in the child (atfork), which
+    // is what this test relies on.
+    unsafe {
+        cmd.pre_exec(move || std::fs::write(&procs, std::process::id().to_string()));
+    }
+    cmd.spawn().expect("start nginx")
+}
+
 #[test]
 fn peek_reports_exactly_the_5xx_of_a_real_nginx() {
     if let Err(why) = tracer_user::privilege::kernel_tests_possible() {
@@ -106,21 +130,7 @@ fn peek_reports_exactly_the_5xx_of_a_real_nginx() {
         SelftestTracer::with_options(&PathBuf::from(env!("CARGO_BIN_EXE_fivexx-agent")), &opts)
             .unwrap();
 
-    let procs = root.join(&rel).join("cgroup.procs");
-    let mut cmd = Command::new(NGINX);
-    cmd.args([
-        "-p",
-        &dir.display().to_string(),
-        "-c",
-        &dir.join("nginx.conf").display().to_string(),
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::inherit());
-    // Join the peeked cgroup before exec, so master and workers are in it.
-    unsafe {
-        cmd.pre_exec(move || std::fs::write(&procs, std::process::id().to_string()));
-    }
-    let mut nginx = cmd.spawn().expect("start nginx");
+    let mut nginx = start_nginx(&dir, root.join(&rel).join("cgroup.procs"));
     wait_listening(port);
 
     let answers: Vec<(String, u16)> = ["/ok", "/missing", "/bad", "/slow", "/dead", "/blackhole"]
@@ -173,6 +183,8 @@ fn peek_reports_exactly_the_5xx_of_a_real_nginx() {
         .filter_map(|e| e.task.as_ref().map(|t| t.comm.clone()))
         .collect();
 
+    // SAFETY: kill(2) takes plain integers; the pid is our own child's, not
+    // yet reaped, so it cannot name another process.
     unsafe { libc::kill(nginx.id() as i32, libc::SIGQUIT) };
     let _ = nginx.wait();
     drop(filler);

@@ -240,8 +240,11 @@ impl ProxyPod {
             "-c",
             &format!("import socket; s=socket.create_connection(('127.0.0.1',{sink_port})); s.send(b'HTTP/1.1 {status} X\\r\\n\\r\\n'); s.close()"),
         ]);
-        // SAFETY: the hook runs in the forked child before exec and only
-        // writes a file (no locks held by other threads are taken).
+        // SAFETY: the hook runs in the forked child between fork and exec and
+        // only writes our pid to one cgroup file. It allocates (the pid's text),
+        // which POSIX does not promise is safe after fork in a threaded
+        // process; glibc's malloc resets its locks in the child (atfork), which
+        // is what this test relies on.
         unsafe {
             cmd.pre_exec(move || std::fs::write(&procs, std::process::id().to_string()));
         }

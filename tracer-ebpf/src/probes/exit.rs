@@ -15,7 +15,8 @@ use crate::emit::{config, emit, read_comm, read_kernel, read_uint};
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let l = &config().exit;
     let k = &config().kernel;
-    // SAFETY: helper call; the pointer is only used through probe reads.
+    // SAFETY: a helper with no arguments; the task pointer it returns is
+    // never dereferenced, only passed to read_kernel's checked probe reads.
     let task = unsafe { bpf_get_current_task() };
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);

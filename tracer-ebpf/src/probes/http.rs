@@ -30,9 +30,10 @@ const UAPI_IOVEC_LEN: i32 = 8;
 
 #[inline(always)]
 fn in_http_cgroup() -> bool {
-    // SAFETY: helper call.
+    // SAFETY: a helper that takes no arguments and touches no memory of ours.
     let cg = unsafe { bpf_get_current_cgroup_id() };
-    // SAFETY: read-only lookup.
+    // SAFETY: `get` returns a reference into the map that userspace may
+    // change concurrently; it is only tested for presence, never read.
     unsafe { HTTP_CGROUPS.get(&cg).is_some() }
 }
 
@@ -80,7 +81,8 @@ pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
         } else {
             UAPI_MSGHDR_IOV
         };
-        // SAFETY: user pointer read through the checked helper.
+        // SAFETY: bpf_probe_read_user copies through the fault-checked user
+        // access path: a bad user pointer is an error; any u64 is valid.
         let vec = unsafe { bpf_probe_read_user((msg + off as u64) as *const u64) }.unwrap_or(0);
         peek_iovec(&ctx, l, vec);
     }
@@ -99,8 +101,10 @@ fn peek_iovec(ctx: &TracePointContext, l: &WriteLayout, vec: u64) {
     } else {
         UAPI_IOVEC_LEN
     };
-    // SAFETY: user pointer reads through the checked helper.
+    // SAFETY: bpf_probe_read_user copies through the fault-checked user
+    // access path: a bad user pointer is an error; any u64 is valid.
     let base = unsafe { bpf_probe_read_user((vec + base_off as u64) as *const u64) }.unwrap_or(0);
+    // SAFETY: as above.
     let len = unsafe { bpf_probe_read_user((vec + len_off as u64) as *const u64) }.unwrap_or(0);
     peek(ctx, l, base, len);
 }
@@ -118,7 +122,9 @@ fn peek(ctx: &TracePointContext, l: &WriteLayout, buf: u64, len: u64) {
     } else {
         HTTP_PEEK_BYTES
     };
-    // SAFETY: bounded user read through the checked helper.
+    // SAFETY: the helper copies exactly `n` (<= b.len()) bytes into `b`
+    // through the fault-checked user access path: a bad pointer is an error
+    // and the buffer is never overrun.
     if unsafe { bpf_probe_read_user_buf(buf as *const u8, &mut b[..n]) }.is_err() {
         return;
     }
@@ -161,7 +167,8 @@ fn socket_of_fd(fd: i32, ev: &mut RawEvent) {
     if fd < 0 || fd > 1 << 20 {
         return;
     }
-    // SAFETY: helper call; pointers are only followed through probe reads.
+    // SAFETY: a helper with no arguments; the task pointer it returns is
+    // never dereferenced, only passed to read_kernel's checked probe reads.
     let task = unsafe { bpf_get_current_task() };
     let Some(files) = read_kernel::<u64>(task, k.task_files) else {
         return;

@@ -18,7 +18,9 @@ pub fn mark_victim(ctx: TracePointContext) -> u32 {
         if let Some(loc) = read_uint(&ctx, l.comm_loc) {
             let off = (loc & 0xffff) as usize;
             let src = (ctx.as_ptr() as usize + off) as *const u8;
-            // SAFETY: bounded string read through the kernel helper.
+            // SAFETY: the helper copies at most `target_comm.len()` bytes into
+            // it through the kernel's fault-checked path, so a wrong offset
+            // is an error and the destination is never overrun.
             let _ = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut ev.target_comm) };
         }
     });

@@ -65,7 +65,8 @@ pub fn spawn(exe: &Path, mode: ChildMode) -> std::io::Result<Child> {
 }
 
 extern "C" fn exit_3(_sig: libc::c_int) {
-    // SAFETY: async-signal-safe.
+    // SAFETY: _exit(2) is async-signal-safe and touches no Rust state, so
+    // it may run in a signal handler.
     unsafe { libc::_exit(3) };
 }
 
@@ -85,7 +86,9 @@ pub fn run(args: &[String]) -> ! {
         }
     };
     let name = std::ffi::CString::new(mode.comm()).expect("no NUL");
-    // SAFETY: plain syscalls; the handler is async-signal-safe.
+    // SAFETY: the child is single-threaded here; `name` is a NUL-terminated
+    // CString alive across prctl; the installed handler (exit_3) only calls
+    // the async-signal-safe _exit.
     unsafe {
         libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0);
         match mode {
@@ -146,7 +149,9 @@ fn http_writer(port: u16) -> ! {
     let fd = stream.as_raw_fd();
     for (call, bytes) in HTTP_WRITES {
         let ptr = bytes.as_ptr() as *mut libc::c_void;
-        // SAFETY: buffers outlive the calls; iovecs point into them.
+        // SAFETY: the buffers are 'static; the iovecs and msghdr are locals
+        // that point into them with their true lengths and outlive the calls;
+        // an all-zero msghdr is valid (null pointers, zero lengths).
         unsafe {
             match call {
                 "writev" => {

@@ -32,7 +32,9 @@ pub struct Socket {
 
 impl Socket {
     pub fn bound() -> io::Result<Socket> {
-        // SAFETY: plain syscalls on a fd we own.
+        // SAFETY: socket(2) returns a new fd (or an error, checked) that
+        // nothing else owns, so OwnedFd may take it; setsockopt and bind get
+        // pointers to locals that live across the calls, with their sizes.
         unsafe {
             let fd = check(libc::socket(
                 libc::AF_INET,
@@ -63,7 +65,8 @@ impl Socket {
     pub fn port(&self) -> io::Result<u16> {
         let mut addr = sockaddr(0);
         let mut len = std::mem::size_of_val(&addr) as libc::socklen_t;
-        // SAFETY: valid pointers.
+        // SAFETY: `addr` and `len` are locals that outlive the call, and
+        // `len` holds the size of `addr`, so the kernel writes within it.
         check(unsafe {
             libc::getsockname(
                 self.fd.as_raw_fd(),
@@ -75,13 +78,14 @@ impl Socket {
     }
 
     pub fn listen(&self, backlog: i32) -> io::Result<()> {
-        // SAFETY: plain syscall.
+        // SAFETY: listen(2) takes integers only; the fd is ours and open.
         check(unsafe { libc::listen(self.fd.as_raw_fd(), backlog) }).map(|_| ())
     }
 
     pub fn connect(&self, port: u16) -> io::Result<()> {
         let addr = sockaddr(port);
-        // SAFETY: valid pointer and length.
+        // SAFETY: `addr` is a local sockaddr_in that outlives the call, and
+        // the length passed is its size.
         check(unsafe {
             libc::connect(
                 self.fd.as_raw_fd(),
@@ -93,7 +97,8 @@ impl Socket {
     }
 
     pub fn accept(&self) -> io::Result<Socket> {
-        // SAFETY: null address is allowed.
+        // SAFETY: accept4(2) allows a null address and length (the peer's
+        // address is not wanted); the listening fd is ours and open.
         let fd = check(unsafe {
             libc::accept4(
                 self.fd.as_raw_fd(),
@@ -102,8 +107,9 @@ impl Socket {
                 libc::SOCK_CLOEXEC,
             )
         })?;
-        // SAFETY: fresh fd from accept.
         Ok(Socket {
+            // SAFETY: accept4 just returned this fd (errors were checked);
+            // nothing else owns it, so OwnedFd may close it.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }
@@ -123,7 +129,8 @@ impl Socket {
     }
 
     fn setsockopt<T>(&self, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
-        // SAFETY: valid pointer and size.
+        // SAFETY: `v` is a reference valid for the call, and the length
+        // passed is the size of `T`, so the kernel reads only `*v`.
         check(unsafe {
             libc::setsockopt(
                 self.fd.as_raw_fd(),
@@ -138,7 +145,7 @@ impl Socket {
 
     pub fn read_byte(&self) -> io::Result<usize> {
         let mut b = [0u8; 1];
-        // SAFETY: valid buffer.
+        // SAFETY: `b` is a local 1-byte buffer and at most 1 byte is read.
         let n = unsafe { libc::read(self.fd.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 1) };
         if n < 0 {
             Err(io::Error::last_os_error())
