@@ -2,16 +2,23 @@
 //! programs read, hook by hook. A hook whose tracepoint or essential fields
 //! are missing is disabled with a reason; one that lacks only optional
 //! fields is kept and marked degraded with a note saying what is lost.
+//!
+//! This file holds the hooks and the plan; fields.rs the per-hook field
+//! tables, offsets.rs the BTF struct offsets.
+
+mod fields;
+mod offsets;
+
+use fields::{
+    error_report, exit, http, oom, receive_reset, retransmit, send_reset, set_state, signal,
+};
+use offsets::{kernel_offsets, non_negative};
 
 use std::collections::BTreeMap;
 
 use fivexx_core::capability::{BtfOffsets, HookState};
 use fivexx_core::KernelEventKind;
-use tracer_ebpf::{
-    AddrLayout, ErrorReportLayout, ExitLayout, FieldLoc, KernelOffsets, OomLayout,
-    ReceiveResetLayout, RetransmitLayout, SendResetLayout, SetStateLayout, SignalLayout,
-    TracerConfig,
-};
+use tracer_ebpf::TracerConfig;
 
 use crate::btf::KernelBtf;
 use crate::tracefs::{Tracefs, TracepointFormat};
@@ -229,258 +236,12 @@ impl KernelLayout {
     }
 }
 
-fn non_negative(v: i32) -> Option<u32> {
-    u32::try_from(v).ok()
-}
-
-fn kernel_offsets(btf: Option<&KernelBtf>) -> KernelOffsets {
-    let mut k = KernelOffsets::UNKNOWN;
-    let Some(btf) = btf else {
-        return k;
-    };
-    let off = |t: &str, m: &str| {
-        btf.member_offset(t, m)
-            .and_then(|v| i32::try_from(v).ok())
-            .unwrap_or(-1)
-    };
-    k.task_exit_code = off("task_struct", "exit_code");
-    k.task_signal = off("task_struct", "signal");
-    k.signal_live = off("signal_struct", "live");
-    // struct sock starts with its sock_common (__sk_common).
-    let common = off("sock", "__sk_common");
-    let in_sock = |m: &str| {
-        let o = off("sock_common", m);
-        if common >= 0 && o >= 0 {
-            common + o
-        } else {
-            -1
-        }
-    };
-    k.sock_state = in_sock("skc_state");
-    k.sock_family = in_sock("skc_family");
-    k.sock_daddr = in_sock("skc_daddr");
-    k.sock_rcv_saddr = in_sock("skc_rcv_saddr");
-    k.sock_dport = in_sock("skc_dport");
-    k.sock_num = in_sock("skc_num");
-    k.sock_v6_daddr = in_sock("skc_v6_daddr");
-    k.sock_v6_rcv_saddr = in_sock("skc_v6_rcv_saddr");
-    k.task_files = off("task_struct", "files");
-    k.files_fdt = off("files_struct", "fdt");
-    k.fdt_fd = off("fdtable", "fd");
-    k.file_private_data = off("file", "private_data");
-    k.socket_sk = off("socket", "sk");
-    k.msghdr_iov = off("user_msghdr", "msg_iov");
-    k.iovec_base = off("iovec", "iov_base");
-    k.iovec_len = off("iovec", "iov_len");
-    k
-}
-
-type Missing = &'static str;
-
-fn loc(fmt: &TracepointFormat, name: &'static str) -> Result<FieldLoc, Missing> {
-    fmt.field(name)
-        .map(|f| FieldLoc::new(f.offset, f.size))
-        .ok_or(name)
-}
-
-fn opt(fmt: &TracepointFormat, name: &str) -> FieldLoc {
-    fmt.field(name)
-        .map(|f| FieldLoc::new(f.offset, f.size))
-        .unwrap_or(FieldLoc::ABSENT)
-}
-
-/// Either separate family/port/address fields, or (6.10+ `tcp_send_reset`)
-/// two sockaddr blobs named saddr/daddr of at least sockaddr_in6 size.
-fn addr(fmt: &TracepointFormat) -> Result<AddrLayout, Missing> {
-    let mut a = AddrLayout::EMPTY;
-    let saddr = loc(fmt, "saddr")?;
-    let daddr = loc(fmt, "daddr")?;
-    if fmt.field("family").is_none() && saddr.size >= 24 {
-        a.sockaddr_src = saddr;
-        a.sockaddr_dst = daddr;
-        return Ok(a);
-    }
-    a.family = loc(fmt, "family")?;
-    a.sport = loc(fmt, "sport")?;
-    a.dport = loc(fmt, "dport")?;
-    a.saddr = saddr;
-    a.daddr = daddr;
-    a.saddr_v6 = opt(fmt, "saddr_v6");
-    a.daddr_v6 = opt(fmt, "daddr_v6");
-    Ok(a)
-}
-
-fn send_reset(
-    fmt: &TracepointFormat,
-    c: &mut TracerConfig,
-    plan: &mut HookPlan,
-    reasons: &mut BTreeMap<u64, String>,
-) -> Result<(), Missing> {
-    c.send_reset = SendResetLayout {
-        skaddr: opt(fmt, "skaddr"),
-        state: opt(fmt, "state"),
-        reason: opt(fmt, "reason"),
-        addr: addr(fmt)?,
-    };
-    if c.send_reset.reason.present() {
-        *reasons = fmt.symbolic_names("reason");
-    } else {
-        plan.notes.push(
-            "no `reason` field (kernel < 6.10): RST reasons unknown, and socket-less RSTs \
-             (replies from a closed port) are not traced; refusals are still seen on the \
-             client side via tcp_receive_reset in SYN_SENT and error 111"
-                .to_string(),
-        );
-    }
-    Ok(())
-}
-
-fn receive_reset(
-    fmt: &TracepointFormat,
-    c: &mut TracerConfig,
-    plan: &mut HookPlan,
-) -> Result<(), Missing> {
-    c.receive_reset = ReceiveResetLayout {
-        skaddr: loc(fmt, "skaddr")?,
-        addr: addr(fmt)?,
-    };
-    if c.kernel.sock_state < 0 {
-        plan.notes.push(
-            "sock_common.skc_state not found in BTF: the TCP state of a reset socket (and so \
-             refused vs reset) is unknown"
-                .to_string(),
-        );
-    }
-    Ok(())
-}
-
-fn error_report(fmt: &TracepointFormat, c: &mut TracerConfig) -> Result<(), Missing> {
-    c.error_report = ErrorReportLayout {
-        error: loc(fmt, "error")?,
-        protocol: loc(fmt, "protocol")?,
-        addr: addr(fmt)?,
-    };
-    Ok(())
-}
-
-fn set_state(fmt: &TracepointFormat, c: &mut TracerConfig) -> Result<(), Missing> {
-    c.set_state = SetStateLayout {
-        skaddr: opt(fmt, "skaddr"),
-        oldstate: loc(fmt, "oldstate")?,
-        newstate: loc(fmt, "newstate")?,
-        protocol: loc(fmt, "protocol")?,
-        addr: addr(fmt)?,
-    };
-    Ok(())
-}
-
-fn retransmit(fmt: &TracepointFormat, c: &mut TracerConfig) -> Result<(), Missing> {
-    c.retransmit = RetransmitLayout {
-        skaddr: opt(fmt, "skaddr"),
-        state: loc(fmt, "state")?,
-        addr: addr(fmt)?,
-    };
-    Ok(())
-}
-
-fn signal(fmt: &TracepointFormat, c: &mut TracerConfig) -> Result<(), Missing> {
-    c.signal = SignalLayout {
-        sig: loc(fmt, "sig")?,
-        code: opt(fmt, "code"),
-        comm: opt(fmt, "comm"),
-        pid: loc(fmt, "pid")?,
-        group: opt(fmt, "group"),
-        result: opt(fmt, "result"),
-    };
-    Ok(())
-}
-
-fn exit(fmt: &TracepointFormat, c: &mut TracerConfig, plan: &mut HookPlan) -> Result<(), Missing> {
-    c.exit = ExitLayout {
-        comm: opt(fmt, "comm"),
-        pid: loc(fmt, "pid")?,
-        group_dead: opt(fmt, "group_dead"),
-    };
-    let k = &c.kernel;
-    if !c.exit.group_dead.present() && (k.task_signal < 0 || k.signal_live < 0) {
-        plan.notes.push(
-            "no `group_dead` field and no signal_struct.live in BTF: a process exit is \
-             inferred from its main thread exiting"
-                .to_string(),
-        );
-    }
-    if k.task_exit_code < 0 {
-        plan.notes
-            .push("task_struct.exit_code not found in BTF: exit codes unknown".to_string());
-    }
-    Ok(())
-}
-
-/// The HTTP peek's syscalls: fd, the buffer (or iovec, or msghdr) and its length.
-fn http(
-    fmt: &TracepointFormat,
-    name: &str,
-    c: &mut TracerConfig,
-    plan: &mut HookPlan,
-) -> Result<(), Missing> {
-    let (ptr, len) = match name {
-        "sys_enter_write" => ("buf", Some("count")),
-        "sys_enter_writev" => ("vec", Some("vlen")),
-        "sys_enter_sendto" => ("buff", Some("len")),
-        _ => ("msg", None),
-    };
-    let layout = tracer_ebpf::WriteLayout {
-        fd: loc(fmt, "fd")?,
-        ptr: fmt
-            .field(ptr)
-            .map(|f| FieldLoc::new(f.offset, f.size))
-            .ok_or("buffer pointer")?,
-        len: match len {
-            Some(l) => fmt
-                .field(l)
-                .map(|f| FieldLoc::new(f.offset, f.size))
-                .ok_or("length")?,
-            None => FieldLoc::ABSENT,
-        },
-    };
-    match name {
-        "sys_enter_write" => c.http.write = layout,
-        "sys_enter_writev" => c.http.writev = layout,
-        "sys_enter_sendto" => c.http.sendto = layout,
-        _ => c.http.sendmsg = layout,
-    }
-    let k = &c.kernel;
-    if [
-        k.task_files,
-        k.files_fdt,
-        k.fdt_fd,
-        k.file_private_data,
-        k.socket_sk,
-        k.sock_family,
-    ]
-    .iter()
-    .any(|o| *o < 0)
-    {
-        plan.notes.push(
-            "fd -> socket offsets not found in BTF: 5xx responses carry no 4-tuple".to_string(),
-        );
-    }
-    Ok(())
-}
-
-fn oom(fmt: &TracepointFormat, c: &mut TracerConfig) -> Result<(), Missing> {
-    c.oom = OomLayout {
-        pid: loc(fmt, "pid")?,
-        comm_loc: opt(fmt, "comm"),
-    };
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     //! Layouts chosen for the real format files of Linux 6.1, 6.12 and 6.18.
     use super::*;
     use std::path::PathBuf;
+    use tracer_ebpf::FieldLoc;
 
     fn fixtures(version: &str) -> Option<Tracefs> {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
