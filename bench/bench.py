@@ -15,6 +15,13 @@ Parts (each can be skipped with --skip PART):
   analysis   fivexx-core's bench_explain: capture write, explain 1M and 10M facts
   footprint  agent start-up (exec -> attached), RSS idle and under load;
              the plugin's RSS during the latency part's trace
+  fanout     `kubectl fivexx trace -n NS` over 200 fake nodes (one real agent
+             behind every agent pod's port-forward) while 300 pods start
+             across them: port-forwards opened, the plugin's peak RSS and CPU,
+             start to first event
+
+Run one part with --only PART (e.g. --only fanout). Raw samples go to
+target/bench/results.json (--out), the table to stdout.
 
 Everything runs as root on loopback or inside the lab's network namespaces,
 every loop is bounded, and the lab, agents, fake API server, plugin and
@@ -43,7 +50,7 @@ TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
 AGENT = os.environ.get("FIVEXX_AGENT") or os.path.join(TARGET, "release", "fivexx-agent")
 LAB = os.environ.get("FIVEXX_LAB") or os.path.join(TARGET, "release", "fivexx-lab")
 BENCH_EXPLAIN = os.path.join(TARGET, "release", "examples", "bench_explain")
-PLUGIN = os.path.join(TARGET, "release", "kubectl-fivexx")
+PLUGIN = os.environ.get("FIVEXX_PLUGIN") or os.path.join(TARGET, "release", "kubectl-fivexx")
 WORK = "/tmp/fxbench"
 LAB_NODE = "lab-node-1"  # the node the fake API server's agent pod runs on
 INGRESS = "10.244.0.2"
@@ -991,6 +998,149 @@ def footprint(res, args):
 
 # ---------------------------------------------------------------- report
 
+# ---------------------------------------------------------------- 6. fan-out
+
+def read_lines_timed(stream, lines):
+    """Every line of a pipe with CLOCK_MONOTONIC when it was read."""
+    for line in stream:
+        lines.append((time.monotonic(), line))
+
+
+def first_line_naming(lines, needle, since=0):
+    for at, line in list(lines):
+        if at >= since and needle in line:
+            return at
+    return None
+
+
+def probe_until_line(lines, ip, port, proc, secs, since=0):
+    """Refused connects to ip:port every 50 ms until a plugin line names
+    ip:port; the CLOCK_MONOTONIC of that line, or None after `secs`."""
+    needle = f"{ip}:{port}"
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline and proc.poll() is None:
+        at = first_line_naming(lines, needle, since)
+        if at is not None:
+            return at
+        s = socket.socket()
+        s.settimeout(0.5)
+        try:
+            s.connect((ip, port))
+        except OSError:
+            pass
+        finally:
+            s.close()
+        time.sleep(0.05)
+    return first_line_naming(lines, needle, since)
+
+
+def fanout(res, args):
+    """`kubectl-fivexx trace -n shop` against a fake cluster of N nodes, each
+    with an agent pod whose port-forward reaches the one real agent, while
+    a rollout starts P pods (API objects, loopback IPs) across them."""
+    nodes, pods, ns = args.fanout_nodes, args.fanout_pods, "shop"
+    port = free_port()  # closed: connects to a pod IP on it are refused
+    listen = free_port()
+    agent_err = os.path.join(WORK, "fanout-agent.err")
+    a = spawn([AGENT, "serve", "--listen", f"127.0.0.1:{listen}", "--node", LAB_NODE],
+              stdout=subprocess.DEVNULL, stderr=open(agent_err, "w"))
+    api = t = None
+    out = {"nodes": nodes, "pods": pods, "namespace": ns,
+           "setup": f"`fivexx-lab api --nodes {nodes} --pods-namespace {ns} --initial-pods 1 --rollout-pods {pods} "
+                    f"--rollout-interval-ms {args.fanout_interval_ms}`: {nodes} nodes, each with a fivexx-system agent "
+                    "pod (after `kubectl fivexx deploy --no-wait`) whose port-forward reaches one real "
+                    "`fivexx-agent serve`; the Deployment's pods are API objects with loopback IPs (127.1.0.0/16). "
+                    f"The release `kubectl-fivexx trace -n {ns}` starts with 1 pod on lab-node-1; then SIGUSR1 makes "
+                    f"the server start {pods} pods round-robin over the {nodes} nodes. Events: refused connects "
+                    "to a pod IP on a closed port, every 50 ms until the plugin prints a line naming it. "
+                    "Peak RSS and CPU of the plugin from wait4(2) of the child; port-forwards from the fake "
+                    "server's count (GET /debug/fivexx/portforwards)."}
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", listen), timeout=1).close()
+                break
+            except OSError:
+                if a.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("agent serve never listened: " + open(agent_err).read()[-1500:])
+                time.sleep(0.05)
+        kubeconfig = os.path.join(WORK, "fanout-kubeconfig")
+        api_out = os.path.join(WORK, "fanout-api.out")
+        api = spawn([LAB, "api", "--agent-addr", f"127.0.0.1:{listen}", "--kubeconfig", kubeconfig,
+                     "--node", LAB_NODE, "--nodes", str(nodes), "--pods-namespace", ns, "--initial-pods", "1",
+                     "--rollout-pods", str(pods), "--rollout-interval-ms", str(args.fanout_interval_ms)],
+                    stdout=open(api_out, "w"), stderr=subprocess.STDOUT)
+        body = wait_file(api_out, "fivexx-lab api: serving", api, 60, "fivexx-lab api")
+        url = re.search(r"serving (http://\S+)", body).group(1)
+        d = subprocess.run([PLUGIN, "deploy", "--no-wait"], env=plugin_env(kubeconfig),
+                           capture_output=True, text=True, timeout=120)
+        if d.returncode != 0:
+            raise RuntimeError(f"kubectl-fivexx deploy failed: {(d.stdout + d.stderr)[-1500:]}")
+        err = os.path.join(WORK, "fanout-trace.err")
+        lines = []
+        t0 = time.monotonic()
+        t = spawn([PLUGIN, "trace", "-n", ns, "--duration", f"{args.fanout_secs}s"],
+                  env=plugin_env(kubeconfig), stdout=subprocess.PIPE, stderr=open(err, "w"),
+                  text=True, bufsize=1)
+        th = threading.Thread(target=read_lines_timed, args=(t.stdout, lines), daemon=True)
+        th.start()
+        first_ip = "127.1.0.1"
+        at = probe_until_line(lines, first_ip, port, t, 60)
+        if at is None:
+            raise RuntimeError("the plugin printed no line for the first pod's refused connects: "
+                               + open(err).read()[-1500:])
+        out["start_to_first_event_s"] = round(at - t0, 3)
+        log(f"fanout: first event line {at - t0:.2f} s after the plugin started")
+        os.kill(api.pid, signal.SIGUSR1)
+        t_roll = time.monotonic()
+        body = wait_file(api_out, "rollout started", api, 120, "the rollout")
+        t_rolled = time.monotonic()
+        out["rollout_s"] = round(t_rolled - t_roll, 3)
+        m = re.search(r"rollout started (\d+) pod\(s\).*last (\S+) on (\S+) at (\S+)", body)
+        last_ip = m.group(4)
+        at = probe_until_line(lines, last_ip, port, t, 60, since=t_rolled)
+        out["last_pod_to_event_s"] = None if at is None else round(at - t_rolled, 3)
+        log(f"fanout: {m.group(1)} pods in {t_rolled - t_roll:.2f} s; the last pod's event line "
+            f"{'never' if at is None else f'{at - t_rolled:.2f} s'} after")
+        time.sleep(args.fanout_settle_secs)
+        import urllib.request
+        with urllib.request.urlopen(f"{url}/debug/fivexx/portforwards", timeout=10) as r:
+            pf = json.load(r)
+        agents = {k: v for k, v in pf["per_pod"].items() if k.startswith("fivexx-system/")}
+        out["port_forwards_total"] = pf["total"]
+        out["port_forwards_agent_pods"] = len(agents)
+        out["port_forwards_max_per_agent_pod"] = max(agents.values()) if agents else 0
+        # Nodes that ran a pod of the namespace: lab-node-1 (the first pod) and
+        # the rollout's round-robin.
+        out["nodes_with_pods"] = min(nodes, max(pods, 1))
+        log(f"fanout: {pf['total']} port-forwards accepted, to {len(agents)} agent pods "
+            f"(max {out['port_forwards_max_per_agent_pod']} per pod)")
+        out["plugin_vmhwm_kib_proc"] = proc_status(t.pid).get("VmHWM")
+        t_end = time.monotonic()
+        t.send_signal(signal.SIGINT)  # Ctrl-C: the plugin prints its summary and exits
+        try:
+            _, status, ru = os.wait4(t.pid, 0)
+            t.returncode = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            ru = None
+        th.join(5)
+        if ru is not None:
+            cpu = ru.ru_utime + ru.ru_stime
+            out.update({"plugin_peak_rss_kib": ru.ru_maxrss, "plugin_cpu_s": round(cpu, 3),
+                        "plugin_wall_s": round(t_end - t0, 3),
+                        "plugin_cpu_pct": round(100 * cpu / (t_end - t0), 1)})
+        out["trace_stderr_tail"] = open(err).read()[-2000:]
+        log(f"fanout: plugin peak RSS {out.get('plugin_peak_rss_kib')} KiB, CPU {out.get('plugin_cpu_s')} s "
+            f"over {out.get('plugin_wall_s')} s")
+    finally:
+        for p in (t, api, a):
+            if p is not None:
+                stop(p)
+    res["fanout"] = out
+
+
+
 def machine():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     ver = lambda cmd: (subprocess.run(cmd, capture_output=True, text=True).stdout
@@ -1111,6 +1261,17 @@ def table(res):
                          f"{fp['plugin_vmhwm_kib'] / 1024:.1f} MiB", "", ""))
         else:
             rows.append(("plugin RSS during a trace", fp.get("plugin_note", "not measured"), "", ""))
+    fo = res.get("fanout")
+    if fo:
+        rows.append((f"fan-out: trace -n {fo['namespace']}, {fo['nodes']} nodes, {fo['pods']} pods started mid-session",
+                     f"{fo.get('port_forwards_total')} port-forwards ({fo.get('port_forwards_agent_pods')} agent pods, "
+                     f"max {fo.get('port_forwards_max_per_agent_pod')} each; {fo['nodes_with_pods']} nodes ran pods), "
+                     f"peak RSS {fmt((fo.get('plugin_peak_rss_kib') or 0) / 1024, '{:.1f}')} MiB, "
+                     f"CPU {fo.get('plugin_cpu_s')} s in {fo.get('plugin_wall_s')} s, "
+                     f"start to first event {fo.get('start_to_first_event_s')} s, "
+                     f"last new pod to its event {fo.get('last_pod_to_event_s')} s",
+                     "1 stream per node",
+                     goal(fo.get("port_forwards_total") == fo["nodes_with_pods"])))
     w = [max(len(r[i]) for r in rows) for i in range(4)] if rows else [0] * 4
     lines = [f"{'measure':<{w[0]}} | {'result':<{w[1]}} | {'goal':<{w[2]}} | verdict",
              "-" * (w[0] + w[1] + w[2] + 16)]
@@ -1118,11 +1279,16 @@ def table(res):
     return "\n".join(lines)
 
 
+PARTS = ["overhead", "capacity", "latency", "analysis", "footprint", "fanout"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results.json"))
-    ap.add_argument("--skip", action="append", default=[],
-                    choices=["overhead", "capacity", "latency", "analysis", "footprint"])
+    ap.add_argument("--out", default=os.path.join(TARGET, "bench", "results.json"),
+                    help="raw samples and the table (JSON); default target/bench/results.json")
+    ap.add_argument("--skip", action="append", default=[], choices=PARTS)
+    ap.add_argument("--only", action="append", default=[], choices=PARTS,
+                    help="run only these parts (e.g. --only fanout)")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--wrk-secs", type=int, default=5)
     ap.add_argument("--conns", type=int, default=32)
@@ -1137,7 +1303,15 @@ def main():
     ap.add_argument("--lat-secs", type=int, default=5)
     ap.add_argument("--facts", type=lambda s: [int(x) for x in s.split(",")], default=[1000000, 10000000])
     ap.add_argument("--startup-runs", type=int, default=5)
+    ap.add_argument("--fanout-nodes", type=int, default=200)
+    ap.add_argument("--fanout-pods", type=int, default=300)
+    ap.add_argument("--fanout-interval-ms", type=int, default=10,
+                    help="time between two pods of the fan-out rollout")
+    ap.add_argument("--fanout-secs", type=int, default=120, help="the fan-out trace's --duration (an upper bound)")
+    ap.add_argument("--fanout-settle-secs", type=float, default=3)
     args = ap.parse_args()
+    if args.only:
+        args.skip = [p for p in PARTS if p not in args.only]
     if os.geteuid() != 0:
         sys.exit("bench: needs root (eBPF, network namespaces)")
     for exe in (AGENT, LAB):
@@ -1169,6 +1343,8 @@ def main():
             footprint(res, args)
         if "analysis" not in args.skip:
             analysis(res, args)
+        if "fanout" not in args.skip:
+            fanout(res, args)
     finally:
         if lab:
             lab.stop()
@@ -1177,6 +1353,7 @@ def main():
             f.write(stats_before)
     res["duration_s"] = time.monotonic() - t_start
     res["table"] = table(res)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(res, f, indent=1)
     m = res["machine"]

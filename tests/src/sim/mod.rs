@@ -3,9 +3,11 @@
 //! [`controllers`] a node's pods depend on (endpoints and the ingress
 //! controller's lag, deployment rollouts, drain), the named [`scenario`]s,
 //! the lab's [`timeline`] of what it did, the Kubernetes objects they write
-//! ([`k8s`]) and the [`report`] of a run.
+//! ([`k8s`]), the [`report`] of a run, and [`fanout`]: many nodes whose
+//! pods are API objects only, for the plugin's fan-out bench.
 
 pub mod controllers;
+pub mod fanout;
 pub mod k8s;
 pub mod kubelet;
 pub mod report;
