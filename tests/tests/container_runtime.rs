@@ -242,7 +242,7 @@ fn grant_case(node: &Node, case: &str, removed: Removed) -> Result<String> {
         }
         Answer::Serving(report) => {
             let events = match removed {
-                Removed::HostPid => Some(signal_case(node, AGENT_POD_UID)),
+                Removed::HostPid => Some(signal_case(node)),
                 _ => None,
             };
             let code = node.runc.stop(&id, pid, Duration::from_secs(10))?;
@@ -283,4 +283,185 @@ fn summary(report: &CapabilityReport, events: Option<Result<String>>) -> String 
         }
     }
     s
+}
+
+/// The pod with every grant: probes, `check --load`, events seen from the
+/// pod's netns, a read-only root, the pod loopback only, SIGTERM exits 0.
+fn whole_pod(node: &Node) -> Result<()> {
+    let bundle = node.bundle("whole", Removed::Nothing)?;
+    let id = "fivexx-whole";
+    let (pid, answer) = start(node, &bundle, id)?;
+    let Answer::Serving(report) = answer else {
+        let Answer::Exited(code, stderr) = answer else {
+            unreachable!()
+        };
+        bail!("the agent exited ({code:?}) with every grant:\n{stderr}");
+    };
+    let result = whole_pod_checks(node, id, pid, &report);
+    if result.is_err() {
+        eprintln!("agent stderr:\n{}", std::fs::read_to_string(bundle.join("stderr"))?);
+        node.runc.remove(id);
+        return result;
+    }
+    let grace = node
+        .pod
+        .spec
+        .termination_grace_period_seconds
+        .unwrap_or(30);
+    let code = node
+        .runc
+        .stop(id, pid, Duration::from_secs(u64::try_from(grace)?))?;
+    ensure!(code == Some(0), "SIGTERM: the agent exited {code:?}, not 0");
+    eprintln!("SIGTERM (kubelet's stop): exit 0 within {grace} s");
+    Ok(())
+}
+
+fn whole_pod_checks(node: &Node, id: &str, pid: i32, report: &CapabilityReport) -> Result<()> {
+    for line in node.probes(id)? {
+        eprintln!("{line}");
+    }
+    let check = node
+        .runc
+        .exec(id, &["/fivexx-agent".into(), "check".into(), "--load".into(), "-o".into(), "json".into()])?;
+    ensure!(
+        check.status.success(),
+        "check --load failed: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let checked: CapabilityReport = serde_json::from_slice(&check.stdout)?;
+    for r in [&checked, report] {
+        let not: Vec<String> = r
+            .hooks
+            .iter()
+            .filter(|h| h.state != HookState::Attached && !on_demand(h.reason.as_deref()))
+            .map(|h| format!("{} {:?} {}", h.tracepoint, h.state, h.reason.as_deref().unwrap_or("")))
+            .collect();
+        ensure!(r.loaded && not.is_empty(), "hooks not attached: {not:?}");
+        ensure!(r.btf, "no BTF: {:?}", r.btf_error);
+    }
+    eprintln!(
+        "check --load in the pod: {} hooks, all attached but the on-demand HTTP peek; btf true",
+        checked.hooks.len()
+    );
+    let events = signal_case(node)?;
+    eprintln!("from the pod's netns: {events}");
+    ports_and_root(node, pid)
+}
+
+fn on_demand(reason: Option<&str>) -> bool {
+    reason.is_some_and(|r| r.starts_with("HTTP peek off"))
+}
+
+/// A client in the pod's netns gets a refused connect made on the host and
+/// the SIGTERM of a host process in a kubelet-style cgroup, with its pod UID.
+fn signal_case(node: &Node) -> Result<String> {
+    let port = node.pod.container_port()?;
+    let mut sub = Subscriber::connect(&node.netns.path, port, host::event_filter(PROBE_POD_UID))?;
+    let closed = host::refused_connect()?;
+    let refused = sub.wait_for("a refused connect", Duration::from_secs(5), |e| {
+        e.kind == KernelEventKind::SockError
+            && e.errno == Some(111)
+            && e.tuple.is_some_and(|t| t.dport == closed)
+    })?;
+    let cgroup2 = host::cgroup2_root()?;
+    let cid = format!("{:064x}", 0xa1u64);
+    let mut victim = PodProcess::spawn(&cgroup2, PROBE_POD_UID, &cid)?;
+    let vpid = i32::try_from(victim.child.id())?;
+    // SAFETY: kill on the pid of our own child, not yet reaped.
+    ensure!(unsafe { libc::kill(vpid, libc::SIGTERM) } == 0, "kill failed");
+    let _ = victim.child.wait();
+    let sig = sub.wait_for("the SIGTERM", Duration::from_secs(5), |e| {
+        e.kind == KernelEventKind::Signal
+            && e.signal == Some(15)
+            && e.target.as_ref().is_some_and(|t| t.pid == vpid)
+    })?;
+    ensure!(
+        sig.pod_uid.as_deref() == Some(PROBE_POD_UID),
+        "SIGTERM of pid {vpid} came with pod UID {:?}, not {PROBE_POD_UID}",
+        sig.pod_uid
+    );
+    Ok(format!(
+        "refused connect to 127.0.0.1:{closed} (sock_error errno 111, pid {}), SIGTERM of host pid {vpid} with pod UID {} container {}",
+        refused.task.as_ref().map_or(0, |t| t.pid),
+        PROBE_POD_UID,
+        sig.container_id.as_deref().unwrap_or("?")
+    ))
+}
+
+/// Only the pod's loopback listens; the root is mounted read-only.
+fn ports_and_root(node: &Node, pid: i32) -> Result<()> {
+    let port = node.pod.container_port()?;
+    let listeners = node.netns.listeners()?;
+    let want = format!("127.0.0.1:{port}");
+    ensure!(
+        !listeners.is_empty() && listeners.iter().all(|l| l.split(' ').any(|f| f == want)),
+        "listeners in the pod netns: {listeners:?}, want only {want}"
+    );
+    let host = runtime::run(std::process::Command::new("ss").args(["-Hltnup"]))?;
+    let host = String::from_utf8_lossy(&host.stdout);
+    let on_host: Vec<&str> = host.lines().filter(|l| l.contains(&format!("pid={pid},"))).collect();
+    ensure!(on_host.is_empty(), "the agent listens in the host netns: {on_host:?}");
+    eprintln!("listening: {listeners:?} in the pod netns, nothing in the host netns");
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+    let root = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .context("no / in the agent's mountinfo")?;
+    let opts = root.split(' ').nth(5).unwrap_or("");
+    ensure!(opts.split(',').any(|o| o == "ro"), "root mounted {opts}: {root}");
+    eprintln!("root filesystem: mounted {opts}");
+    Ok(())
+}
+
+/// Path -> (is a file, size, checksum) of every entry under the rootfs.
+fn rootfs_tree(root: &Path) -> Result<Tree> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            let rel = entry.path().strip_prefix(root)?.to_path_buf();
+            let sum = if meta.is_file() {
+                std::fs::read(entry.path())?
+                    .iter()
+                    .fold(0u64, |h, b| h.wrapping_mul(1_099_511_628_211).wrapping_add(u64::from(*b)))
+            } else {
+                0
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+            out.insert(rel, (meta.is_file(), meta.len(), sum));
+        }
+    }
+    Ok(out)
+}
+
+type Tree = BTreeMap<PathBuf, (bool, u64, u64)>;
+
+/// Nothing changed but the empty mount points runc creates (as in a
+/// snapshot's upper dir) before it makes the root read-only.
+fn rootfs_unchanged(before: &Tree, after: &Tree) -> Result<()> {
+    for (path, was) in before {
+        ensure!(
+            after.get(path) == Some(was),
+            "{} changed in the rootfs",
+            path.display()
+        );
+    }
+    let added: Vec<&PathBuf> = after.keys().filter(|p| !before.contains_key(*p)).collect();
+    for p in &added {
+        let (is_file, size, _) = after[*p];
+        ensure!(!is_file || size == 0, "/{} written ({size} bytes)", p.display());
+    }
+    eprintln!(
+        "rootfs: image files unchanged; only empty mount points added: {}",
+        added
+            .iter()
+            .map(|p| format!("/{}", p.display()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    Ok(())
 }
