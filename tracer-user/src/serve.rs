@@ -218,7 +218,7 @@ async fn serve_client(stream: TcpStream, hub: Arc<Hub>) -> Result<(), ClientErro
         }
         Err(e) => {
             let bye = AgentMessage::Goodbye {
-                reason: e.to_string(),
+                reason: crate::chain(&e),
             };
             framed.send(Bytes::from(wire::encode(&bye))).await?;
             return Err(e.into());

@@ -19,3 +19,32 @@ impl Decoder {
         ev.sock_id = self.sock_id(raw.sock);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tracer_ebpf::{EventKind, RawEvent};
+
+    use crate::decode::tests::decoder;
+
+    #[test]
+    fn status_fd_and_peeked_bytes_come_from_code_result_and_reserved() {
+        let mut raw = RawEvent::zeroed();
+        raw.kind = EventKind::HttpResponse as u8;
+        raw.code = 502;
+        raw.result = 12;
+        raw.reserved = 16;
+        raw.family = 2;
+        raw.saddr[..4].copy_from_slice(&[10, 244, 0, 5]);
+        raw.daddr[..4].copy_from_slice(&[10, 244, 0, 9]);
+        raw.sport = 80;
+        raw.dport = 51000;
+        raw.task_tgid = 31;
+        let ev = decoder().decode(&raw).unwrap();
+        assert_eq!(ev.http_status, Some(502));
+        assert_eq!(ev.fd, Some(12));
+        assert_eq!(ev.http_peek_bytes, Some(16));
+        assert_eq!(ev.tuple.map(|t| t.sport), Some(80));
+        assert_eq!(ev.task.map(|t| t.pid), Some(31), "the proxy wrote it");
+        assert_eq!(ev.sock_id, None, "no socket behind the fd was found");
+    }
+}
