@@ -12,6 +12,7 @@ PKGS=(
   nginx-light wrk bpftrace iproute2 iptables procps psmisc
   qemu-system-x86 busybox-static musl-tools
   python3 python3-venv
+  containerd runc
 )
 missing=()
 for p in "${PKGS[@]}"; do
