@@ -34,17 +34,17 @@ pub struct AgentPod {
 }
 
 /// The agent pods, or "not deployed" when the DaemonSet is missing.
-pub async fn agent_pods(cluster: &KubeClient) -> Result<Vec<AgentPod>, CliError> {
+pub async fn agent_pods(client: &KubeClient) -> Result<Vec<AgentPod>, CliError> {
     let ds: Api<k8s_openapi::api::apps::v1::DaemonSet> =
-        Api::namespaced(cluster.client.clone(), AGENT_NAMESPACE);
-    let found = cluster
+        Api::namespaced(client.kube.clone(), AGENT_NAMESPACE);
+    let found = client
         .get_opt("daemonsets", Some(AGENT_NAMESPACE), ds.get(AGENT_NAME))
         .await?;
     if found.is_none() {
         return Err(CliError::agent_not_deployed(AGENT_NAMESPACE));
     }
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), AGENT_NAMESPACE);
-    let list = cluster
+    let pods: Api<Pod> = Api::namespaced(client.kube.clone(), AGENT_NAMESPACE);
+    let list = client
         .call(
             "list",
             "pods",
@@ -111,12 +111,12 @@ pub enum LinkError {
 impl AgentConn {
     /// Port-forwards to `pod`, subscribes with `filter` and reads Hello.
     pub async fn open(
-        cluster: &KubeClient,
+        client: &KubeClient,
         pod: &str,
         filter: StreamFilter,
     ) -> Result<AgentConn, LinkError> {
-        let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), AGENT_NAMESPACE);
-        let mut forwarder = cluster
+        let pods: Api<Pod> = Api::namespaced(client.kube.clone(), AGENT_NAMESPACE);
+        let mut forwarder = client
             .call(
                 "create",
                 "pods/portforward",

@@ -104,10 +104,10 @@ pub async fn run(kube: KubeFlags, args: DeployArgs) -> anyhow::Result<ExitCode> 
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let cluster = KubeClient::connect(&kube).await?;
+    let client = KubeClient::connect(&kube).await?;
     // Older kernels need more capabilities: ask the nodes, not the user.
-    let nodes: Api<Node> = Api::all(cluster.client.clone());
-    let node_list = cluster
+    let nodes: Api<Node> = Api::all(client.kube.clone());
+    let node_list = client
         .call("list", "nodes", None, nodes.list(&ListParams::default()))
         .await?;
     for node in &node_list.items {
@@ -138,7 +138,7 @@ pub async fn run(kube: KubeFlags, args: DeployArgs) -> anyhow::Result<ExitCode> 
     let manifests = Manifests::render(&opts)?;
     let mut created = Vec::new();
     let outcome = tokio::select! {
-        r = apply_and_wait(&cluster, &manifests, &args, timeout, &mut created) => r,
+        r = apply_and_wait(&client, &manifests, &args, timeout, &mut created) => r,
         _ = tokio::signal::ctrl_c() => Err(CliError::interrupted(
             "interrupted during deploy",
             "run `kubectl fivexx deploy` again to install the agent",
@@ -147,7 +147,7 @@ pub async fn run(kube: KubeFlags, args: DeployArgs) -> anyhow::Result<ExitCode> 
     match outcome {
         Ok(code) => Ok(code),
         Err(e) => {
-            let removed = rollback(&cluster, &created).await;
+            let removed = rollback(&client, &created).await;
             let mut e = e;
             e.cause = format!(
                 "{}; removed the {removed} object(s) this deploy had created, nothing is left half-created",
@@ -159,22 +159,22 @@ pub async fn run(kube: KubeFlags, args: DeployArgs) -> anyhow::Result<ExitCode> 
 }
 
 async fn apply_and_wait(
-    cluster: &KubeClient,
+    client: &KubeClient,
     m: &Manifests,
     args: &DeployArgs,
     timeout: Duration,
     created: &mut Vec<Created>,
 ) -> Result<ExitCode, CliError> {
-    let c = &cluster.client;
+    let c = &client.kube;
     // The namespace: ours to apply (and later delete) only if it does not
     // exist or an earlier deploy created it.
     let namespaces: Api<Namespace> = Api::all(c.clone());
-    let existing = cluster
+    let existing = client
         .get_opt("namespaces", None, namespaces.get(AGENT_NAMESPACE))
         .await?;
     let ours = existing.as_ref().is_none_or(is_managed);
     if ours {
-        apply(cluster, &namespaces, "namespaces", None, &m.namespace).await?;
+        apply(client, &namespaces, "namespaces", None, &m.namespace).await?;
         if existing.is_none() {
             created.push(Created::Namespace(AGENT_NAMESPACE.into()));
         }
@@ -191,18 +191,18 @@ async fn apply_and_wait(
     }
     let ns = Some(AGENT_NAMESPACE);
     let sa: Api<ServiceAccount> = Api::namespaced(c.clone(), AGENT_NAMESPACE);
-    if apply(cluster, &sa, "serviceaccounts", ns, &m.service_account).await? {
+    if apply(client, &sa, "serviceaccounts", ns, &m.service_account).await? {
         created.push(Created::ServiceAccount);
     }
     println!("serviceaccount/{AGENT_NAME} applied");
     let cr: Api<ClusterRole> = Api::all(c.clone());
-    if apply(cluster, &cr, "clusterroles", None, &m.cluster_role).await? {
+    if apply(client, &cr, "clusterroles", None, &m.cluster_role).await? {
         created.push(Created::ClusterRole);
     }
     println!("clusterrole.rbac.authorization.k8s.io/{AGENT_NAME} applied");
     let crb: Api<ClusterRoleBinding> = Api::all(c.clone());
     if apply(
-        cluster,
+        client,
         &crb,
         "clusterrolebindings",
         None,
@@ -214,18 +214,18 @@ async fn apply_and_wait(
     }
     println!("clusterrolebinding.rbac.authorization.k8s.io/{AGENT_NAME} applied");
     let ds: Api<DaemonSet> = Api::namespaced(c.clone(), AGENT_NAMESPACE);
-    if apply(cluster, &ds, "daemonsets", ns, &m.daemon_set).await? {
+    if apply(client, &ds, "daemonsets", ns, &m.daemon_set).await? {
         created.push(Created::DaemonSet);
     }
     println!("daemonset.apps/{AGENT_NAME} applied");
     if args.no_wait {
         return Ok(ExitCode::SUCCESS);
     }
-    wait_ready(cluster, &ds, timeout).await?;
+    wait_ready(client, &ds, timeout).await?;
     // Deployed: from here on, Ctrl-C no longer undoes anything.
     created.clear();
-    let agents = agent::agent_pods(cluster).await?;
-    let statuses = status::probe_all(cluster, &agents).await;
+    let agents = agent::agent_pods(client).await?;
+    let statuses = status::probe_all(client, &agents).await;
     println!();
     print!(
         "{}",
@@ -250,7 +250,7 @@ fn is_managed<K: Resource>(obj: &K) -> bool {
 
 /// Server-side applies one object; true when it did not exist before.
 async fn apply<K>(
-    cluster: &KubeClient,
+    client: &KubeClient,
     api: &Api<K>,
     resource: &str,
     ns: Option<&str>,
@@ -260,9 +260,9 @@ where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
-    let before = cluster.get_opt(resource, ns, api.get(&name)).await?;
+    let before = client.get_opt(resource, ns, api.get(&name)).await?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    cluster
+    client
         .call(
             "patch",
             resource,
@@ -276,7 +276,7 @@ where
 /// Polls the DaemonSet's status with a progress line until every
 /// scheduled agent is ready.
 async fn wait_ready(
-    cluster: &KubeClient,
+    client: &KubeClient,
     ds: &Api<DaemonSet>,
     timeout: Duration,
 ) -> Result<(), CliError> {
@@ -288,7 +288,7 @@ async fn wait_ready(
     let start = Instant::now();
     let mut last = String::new();
     loop {
-        let d = cluster
+        let d = client
             .call(
                 "get",
                 "daemonsets",
@@ -326,8 +326,8 @@ async fn wait_ready(
 }
 
 /// Deletes what this deploy created, newest first. Returns how many.
-async fn rollback(cluster: &KubeClient, created: &[Created]) -> usize {
-    let c = &cluster.client;
+async fn rollback(client: &KubeClient, created: &[Created]) -> usize {
+    let c = &client.kube;
     let dp = DeleteParams::foreground();
     let mut n = 0;
     for obj in created.iter().rev() {
@@ -366,13 +366,13 @@ async fn rollback(cluster: &KubeClient, created: &[Created]) -> usize {
 pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> anyhow::Result<ExitCode> {
     let timeout = crate::duration::parse(&args.timeout)
         .map_err(|e| CliError::new(format!("--timeout: {e}"), "for example: --timeout 1m"))?;
-    let cluster = KubeClient::connect(&kube).await?;
-    let c = &cluster.client;
+    let client = KubeClient::connect(&kube).await?;
+    let c = &client.kube;
     let sel = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
     let mut removed = 0usize;
     let ns = Some(AGENT_NAMESPACE);
     removed += delete_labelled(
-        &cluster,
+        &client,
         Api::<DaemonSet>::namespaced(c.clone(), AGENT_NAMESPACE),
         "daemonsets",
         "daemonset.apps",
@@ -381,7 +381,7 @@ pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> anyhow::Result<Exi
     )
     .await?;
     removed += delete_labelled(
-        &cluster,
+        &client,
         Api::<ServiceAccount>::namespaced(c.clone(), AGENT_NAMESPACE),
         "serviceaccounts",
         "serviceaccount",
@@ -390,7 +390,7 @@ pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> anyhow::Result<Exi
     )
     .await?;
     removed += delete_labelled(
-        &cluster,
+        &client,
         Api::<ClusterRoleBinding>::all(c.clone()),
         "clusterrolebindings",
         "clusterrolebinding.rbac.authorization.k8s.io",
@@ -399,7 +399,7 @@ pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> anyhow::Result<Exi
     )
     .await?;
     removed += delete_labelled(
-        &cluster,
+        &client,
         Api::<ClusterRole>::all(c.clone()),
         "clusterroles",
         "clusterrole.rbac.authorization.k8s.io",
@@ -409,7 +409,7 @@ pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> anyhow::Result<Exi
     .await?;
     // Only namespaces carrying our label: deploy created them.
     let namespaces = Api::<Namespace>::all(c.clone());
-    let ours = cluster
+    let ours = client
         .call("list", "namespaces", None, namespaces.list(&sel))
         .await?;
     for n in ours.items {
@@ -417,7 +417,7 @@ pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> anyhow::Result<Exi
         if name != AGENT_NAMESPACE {
             continue;
         }
-        cluster
+        client
             .call(
                 "delete",
                 "namespaces",
@@ -431,7 +431,7 @@ pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> anyhow::Result<Exi
     // Wait until the API confirms the DaemonSet is gone (its pods follow).
     let ds = Api::<DaemonSet>::namespaced(c.clone(), AGENT_NAMESPACE);
     let start = Instant::now();
-    while cluster
+    while client
         .get_opt("daemonsets", ns, ds.get(AGENT_NAME))
         .await?
         .is_some()
@@ -455,7 +455,7 @@ pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> anyhow::Result<Exi
 }
 
 async fn delete_labelled<K>(
-    cluster: &KubeClient,
+    client: &KubeClient,
     api: Api<K>,
     resource: &str,
     shown: &str,
@@ -465,11 +465,11 @@ async fn delete_labelled<K>(
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
-    let list = cluster.call("list", resource, ns, api.list(sel)).await?;
+    let list = client.call("list", resource, ns, api.list(sel)).await?;
     let mut n = 0;
     for obj in list.items {
         let name = obj.meta().name.clone().unwrap_or_default();
-        let r = cluster
+        let r = client
             .call("delete", resource, ns, async {
                 match api.delete(&name, &DeleteParams::background()).await {
                     Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),

@@ -37,7 +37,7 @@ pub struct NodeArgs {
 
 pub async fn run(kube: KubeFlags, args: NodeArgs) -> anyhow::Result<ExitCode> {
     let client = KubeClient::connect(&kube).await?;
-    let nodes: Api<Node> = Api::all(client.client.clone());
+    let nodes: Api<Node> = Api::all(client.kube.clone());
     let node = client
         .get_opt("nodes", None, nodes.get(&args.node))
         .await?

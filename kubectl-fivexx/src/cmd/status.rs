@@ -66,7 +66,7 @@ fn nothing() -> StreamFilter {
 }
 
 /// Asks one agent for its Hello and first Stats.
-pub async fn probe(cluster: &KubeClient, agent: &AgentPod) -> AgentStatus {
+pub async fn probe(client: &KubeClient, agent: &AgentPod) -> AgentStatus {
     let mut st = AgentStatus {
         node: agent.node.clone(),
         pod: agent.pod.clone(),
@@ -83,7 +83,7 @@ pub async fn probe(cluster: &KubeClient, agent: &AgentPod) -> AgentStatus {
         error: None,
         hello: None,
     };
-    let mut conn = match AgentConn::open(cluster, &agent.pod, nothing()).await {
+    let mut conn = match AgentConn::open(client, &agent.pod, nothing()).await {
         Ok(c) => c,
         Err(e) => {
             st.error = Some(e.to_string());
@@ -138,13 +138,13 @@ fn apply_stats(st: &mut AgentStatus, s: &AgentStats) {
 }
 
 /// Probes every agent concurrently.
-pub async fn probe_all(cluster: &KubeClient, agents: &[AgentPod]) -> Vec<AgentStatus> {
-    futures::future::join_all(agents.iter().map(|a| probe(cluster, a))).await
+pub async fn probe_all(client: &KubeClient, agents: &[AgentPod]) -> Vec<AgentStatus> {
+    futures::future::join_all(agents.iter().map(|a| probe(client, a))).await
 }
 
 pub async fn run(kube: KubeFlags, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let cluster = KubeClient::connect(&kube).await?;
-    let agents = agent::agent_pods(&cluster).await?;
+    let client = KubeClient::connect(&kube).await?;
+    let agents = agent::agent_pods(&client).await?;
     if agents.is_empty() {
         return Err(CliError::new(
             "the fivexx agent DaemonSet exists but has no pods on any node",
@@ -152,7 +152,7 @@ pub async fn run(kube: KubeFlags, args: StatusArgs) -> anyhow::Result<ExitCode> 
         )
         .into());
     }
-    let statuses = probe_all(&cluster, &agents).await;
+    let statuses = probe_all(&client, &agents).await;
     let text = match args.output {
         Output::Table => render_table(&statuses, false, Painter::stdout()),
         Output::Wide => render_table(&statuses, true, Painter::stdout()),

@@ -17,7 +17,7 @@ pub const EXAMPLES: &str = "Examples:
 
 #[derive(Args, Debug)]
 pub struct VersionArgs {
-    /// Only the plugin's version; do not contact the cluster.
+    /// Only the plugin's version; do not contact the client.
     #[arg(long)]
     pub client: bool,
     /// Output format: text or json.
@@ -57,9 +57,9 @@ pub async fn run(kube: KubeFlags, args: VersionArgs) -> anyhow::Result<ExitCode>
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let cluster = KubeClient::connect(&kube).await?;
-    let agents = agent::agent_pods(&cluster).await?;
-    let statuses = status::probe_all(&cluster, &agents).await;
+    let client = KubeClient::connect(&kube).await?;
+    let agents = agent::agent_pods(&client).await?;
+    let statuses = status::probe_all(&client, &agents).await;
     for s in &statuses {
         if !json {
             match (&s.agent_version, &s.error) {

@@ -40,7 +40,7 @@ pub struct KubeFlags {
 /// A connected client and what kubectl would show about it.
 #[derive(Clone)]
 pub struct KubeClient {
-    pub client: kube::Client,
+    pub kube: kube::Client,
     /// The namespace commands default to.
     pub namespace: String,
     /// Context name (or `in-cluster`), recorded in captures.
@@ -50,7 +50,7 @@ pub struct KubeClient {
 }
 
 impl KubeClient {
-    /// Builds the client. No request is sent yet: an unreachable cluster
+    /// Builds the client. No request is sent yet: an unreachable client
     /// shows up on the first [`KubeClient::call`].
     pub async fn connect(flags: &KubeFlags) -> Result<KubeClient, CliError> {
         let timeout = (!flags.request_timeout.0.is_zero()).then_some(flags.request_timeout.0);
@@ -59,7 +59,7 @@ impl KubeClient {
             Some(p) => Kubeconfig::read_from(p).map(Some),
             None => match Kubeconfig::read() {
                 Ok(k) => Ok(Some(k)),
-                // No file at all: fall back to in-cluster, as kubectl does.
+                // No file at all: fall back to in-client, as kubectl does.
                 Err(_) if !explicit && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
                     Ok(None)
                 }
@@ -122,7 +122,7 @@ impl KubeClient {
             )
         })?;
         Ok(KubeClient {
-            client,
+            kube: client,
             namespace,
             context,
             server,

@@ -10,7 +10,7 @@ use super::KubeClient;
 use crate::error::CliError;
 
 /// Cordon state, terminating pods and recent evictions of one node.
-pub async fn node_context(cluster: &KubeClient, node: &Node) -> Result<String, CliError> {
+pub async fn node_context(client: &KubeClient, node: &Node) -> Result<String, CliError> {
     let name = node.metadata.name.clone().unwrap_or_default();
     let spec = node.spec.clone().unwrap_or_default();
     let mut out = String::new();
@@ -40,8 +40,8 @@ pub async fn node_context(cluster: &KubeClient, node: &Node) -> Result<String, C
             format!(", taints {}", taints.join(" "))
         }
     ));
-    let pods: Api<Pod> = Api::all(cluster.client.clone());
-    let on_node = cluster
+    let pods: Api<Pod> = Api::all(client.kube.clone());
+    let on_node = client
         .call(
             "list",
             "pods",
@@ -71,8 +71,8 @@ pub async fn node_context(cluster: &KubeClient, node: &Node) -> Result<String, C
             format!(": {}", terminating.join(", "))
         }
     ));
-    let events: Api<Event> = Api::all(cluster.client.clone());
-    let evs = cluster
+    let events: Api<Event> = Api::all(client.kube.clone());
+    let evs = client
         .call("list", "events", None, events.list(&ListParams::default()))
         .await?;
     let pod_names: HashSet<(String, String)> = on_node

@@ -94,7 +94,7 @@ pub enum LogInput {
 /// The session's log followers: one per proxy pod, all sending to one
 /// queue. Pods can be added while the session runs (a proxy rollout).
 pub struct LogFollowers {
-    cluster: KubeClient,
+    client: KubeClient,
     since_ns: i64,
     tx: mpsc::Sender<LogInput>,
 }
@@ -103,13 +103,13 @@ impl LogFollowers {
     /// Starts one follower per pod; lines logged before `since_ns` are
     /// skipped. The followers end when the receiver is dropped.
     pub fn start(
-        cluster: &KubeClient,
+        client: &KubeClient,
         pods: Vec<ProxyPod>,
         since_ns: i64,
     ) -> (LogFollowers, mpsc::Receiver<LogInput>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let followers = LogFollowers {
-            cluster: cluster.clone(),
+            client: client.clone(),
             since_ns,
             tx,
         };
@@ -122,7 +122,7 @@ impl LogFollowers {
     /// Follows one more pod's log.
     pub fn add(&self, pod: ProxyPod) {
         tokio::spawn(follow_one(
-            self.cluster.clone(),
+            self.client.clone(),
             pod,
             self.since_ns,
             self.tx.clone(),
@@ -132,8 +132,8 @@ impl LogFollowers {
 
 /// Follows one pod's log, reconnecting when the stream ends (the API
 /// server or kubelet closed it) until the pod is gone or access is denied.
-async fn follow_one(cluster: KubeClient, pod: ProxyPod, since_ns: i64, tx: mpsc::Sender<LogInput>) {
-    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &pod.namespace);
+async fn follow_one(client: KubeClient, pod: ProxyPod, since_ns: i64, tx: mpsc::Sender<LogInput>) {
+    let api: Api<Pod> = Api::namespaced(client.kube.clone(), &pod.namespace);
     let mut seen = Seen::since(since_ns);
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -163,7 +163,7 @@ async fn follow_one(cluster: KubeClient, pod: ProxyPod, since_ns: i64, tx: mpsc:
                 };
                 match &e {
                     kube::Error::Api(s) if s.code == 403 || s.code == 401 => {
-                        let err = classify(&e, &op, &cluster.server);
+                        let err = classify(&e, &op, &client.server);
                         let line = format!(
                             "{}; continuing without proxy logs (grant `get` on `pods/log`)",
                             err.cause
@@ -180,7 +180,7 @@ async fn follow_one(cluster: KubeClient, pod: ProxyPod, since_ns: i64, tx: mpsc:
                             .await;
                         return;
                     }
-                    _ => classify(&e, &op, &cluster.server).cause,
+                    _ => classify(&e, &op, &client.server).cause,
                 }
             }
         };

@@ -15,7 +15,7 @@ use crate::manifests::AGENT_NAMESPACE;
 /// session needs, so that a denial names its verb and resource before
 /// anything starts. When reviews themselves are not allowed, the calls
 /// will tell instead.
-pub async fn preflight(cluster: &KubeClient, scope: &Scope) -> Result<(), CliError> {
+pub async fn preflight(client: &KubeClient, scope: &Scope) -> Result<(), CliError> {
     let ns = scope.namespace.clone();
     let mut wanted: Vec<(&str, &str, &str, Option<String>)> = Vec::new();
     for (group, res) in [
@@ -36,7 +36,7 @@ pub async fn preflight(cluster: &KubeClient, scope: &Scope) -> Result<(), CliErr
         "pods/portforward",
         Some(AGENT_NAMESPACE.to_string()),
     ));
-    let api: Api<SelfSubjectAccessReview> = Api::all(cluster.client.clone());
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.kube.clone());
     let reviews = wanted.iter().map(|(verb, group, res, ns)| {
         let (resource, sub) = match res.split_once('/') {
             Some((r, s)) => (r.to_string(), Some(s.to_string())),

@@ -139,12 +139,12 @@ fn match_labels(
 
 /// Resolves a target to a scope, reading the workload or Service.
 pub async fn resolve(
-    cluster: &KubeClient,
+    client: &KubeClient,
     target: &Target,
     all_namespaces: bool,
     extra_labels: BTreeMap<String, String>,
 ) -> Result<Scope, CliError> {
-    let ns = cluster.namespace.clone();
+    let ns = client.namespace.clone();
     let mut scope = Scope {
         namespace: (!all_namespaces).then(|| ns.clone()),
         labels: extra_labels,
@@ -169,8 +169,8 @@ pub async fn resolve(
         Target::Pod(name) => {
             scope.namespace = Some(ns.clone());
             scope.pod_name = Some(name.clone());
-            let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
-            if cluster
+            let pods: Api<Pod> = Api::namespaced(client.kube.clone(), &ns);
+            if client
                 .get_opt("pods", Some(&ns), pods.get(name))
                 .await?
                 .is_none()
@@ -181,8 +181,8 @@ pub async fn resolve(
         }
         Target::Deployment(name) => {
             scope.namespace = Some(ns.clone());
-            let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
-            let d = cluster
+            let api: Api<Deployment> = Api::namespaced(client.kube.clone(), &ns);
+            let d = client
                 .get_opt("deployments", Some(&ns), api.get(name))
                 .await?
                 .ok_or_else(|| not_found("deployment", name))?;
@@ -194,8 +194,8 @@ pub async fn resolve(
         }
         Target::StatefulSet(name) => {
             scope.namespace = Some(ns.clone());
-            let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &ns);
-            let s = cluster
+            let api: Api<StatefulSet> = Api::namespaced(client.kube.clone(), &ns);
+            let s = client
                 .get_opt("statefulsets", Some(&ns), api.get(name))
                 .await?
                 .ok_or_else(|| not_found("statefulset", name))?;
@@ -207,8 +207,8 @@ pub async fn resolve(
         }
         Target::Service(name) => {
             scope.namespace = Some(ns.clone());
-            let api: Api<Service> = Api::namespaced(cluster.client.clone(), &ns);
-            let s = cluster
+            let api: Api<Service> = Api::namespaced(client.kube.clone(), &ns);
+            let s = client
                 .get_opt("services", Some(&ns), api.get(name))
                 .await?
                 .ok_or_else(|| not_found("service", name))?;

@@ -64,7 +64,7 @@ pub fn session_watches(
             None => Api::all(c.clone()),
         }
     }
-    let c = &client.client;
+    let c = &client.kube;
     let all = watcher::Config::default;
     let mut watches = SelectAll::new();
     watches.push(watch(scoped::<Pod>(c, ns), all(), KubeInput::Pod, "pods"));

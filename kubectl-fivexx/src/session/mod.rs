@@ -171,8 +171,8 @@ pub async fn run(client: &KubeClient, opts: SessionOptions) -> Result<ExitCode, 
 /// The pods in the scope's namespace (all: every namespace) now.
 async fn list_scope(client: &KubeClient, scope: &Scope) -> Result<Vec<Pod>, CliError> {
     let api: Api<Pod> = match &scope.namespace {
-        Some(ns) => Api::namespaced(client.client.clone(), ns),
-        None => Api::all(client.client.clone()),
+        Some(ns) => Api::namespaced(client.kube.clone(), ns),
+        None => Api::all(client.kube.clone()),
     };
     let list = client
         .call(

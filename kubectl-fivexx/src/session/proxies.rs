@@ -29,7 +29,7 @@ pub struct Found {
 /// Lists the proxy pods in every namespace and adds them to `interest`
 /// ("when known": a denial here only loses the proxy side).
 pub async fn discover(client: &KubeClient, interest: &mut Interest, peek: bool) -> Found {
-    let all_pods: Api<Pod> = Api::all(client.client.clone());
+    let all_pods: Api<Pod> = Api::all(client.kube.clone());
     let mut found = Found::default();
     for sel in PROXY_SELECTORS {
         let Ok(list) = all_pods.list(&ListParams::default().labels(sel)).await else {
