@@ -23,8 +23,8 @@ use fivexx_lab::harness::skip_unless_root;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use support::{
-    assert_fails, fake_agent, fake_agent_recording, kernel_release, run_with, stderr, stdout, Lab,
-    RealAgent, Running, BIN, NODE,
+    assert_fails, fake_agent, fake_agent_of_protocol, fake_agent_recording, kernel_release,
+    run_with, stderr, stdout, Lab, RealAgent, Running, BIN, NODE,
 };
 #[test]
 fn deploy_status_version_undeploy_with_the_real_agent() {
@@ -251,6 +251,12 @@ fn version_skew_is_refused() {
     lab.add_pod("web-1", "10.244.0.9");
     let out = lab.run(&["trace", "--duration", "2s"]);
     assert_fails(&out, "version skew", "redeploy the agent");
+    // An agent of the same version speaking another protocol is refused
+    // by the session's one stream just the same.
+    lab.route_agents(fake_agent_of_protocol(&lab.rt, PROTOCOL_VERSION + 1));
+    let out = lab.run(&["trace", "--duration", "2s"]);
+    let theirs = format!("on node {NODE} is protocol {}", PROTOCOL_VERSION + 1);
+    assert_fails(&out, &theirs, "redeploy the agent");
 }
 
 #[test]

@@ -231,6 +231,20 @@ pub fn fake_agent_recording(
     version: &str,
     die_after: Option<Duration>,
 ) -> (SocketAddr, Received) {
+    spawn_fake(rt, version, PROTOCOL_VERSION, die_after)
+}
+
+/// A fake agent of this plugin's version that speaks another protocol.
+pub fn fake_agent_of_protocol(rt: &tokio::runtime::Runtime, protocol: u32) -> SocketAddr {
+    spawn_fake(rt, env!("CARGO_PKG_VERSION"), protocol, None).0
+}
+
+fn spawn_fake(
+    rt: &tokio::runtime::Runtime,
+    version: &str,
+    protocol: u32,
+    die_after: Option<Duration>,
+) -> (SocketAddr, Received) {
     let received = Received::default();
     let recorded = received.clone();
     let listener = rt
@@ -244,7 +258,7 @@ pub fn fake_agent_recording(
                 return;
             };
             let conn = received.connect();
-            tokio::spawn(serve_fake(sock, version.clone(), die_after, conn));
+            tokio::spawn(serve_fake(sock, version.clone(), protocol, die_after, conn));
         }
     });
     (addr, recorded)
@@ -255,6 +269,7 @@ pub fn fake_agent_recording(
 async fn serve_fake(
     sock: tokio::net::TcpStream,
     version: String,
+    protocol: u32,
     die_after: Option<Duration>,
     conn: Messages,
 ) {
@@ -273,7 +288,7 @@ async fn serve_fake(
         }
     });
     let hello = AgentMessage::Hello {
-        protocol: PROTOCOL_VERSION,
+        protocol,
         agent_version: version.clone(),
         node: NODE.into(),
         capabilities: CapabilityReport {
