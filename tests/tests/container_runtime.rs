@@ -24,8 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use fivexx_core::capability::{CapabilityReport, HookState};
-use fivexx_core::protocol::AgentMessage;
-use fivexx_core::KernelEventKind;
+use fivexx_core::{KernelEvent, KernelEventKind};
 use serde_json::Value;
 
 use host::{PodNetns, PodProcess, Subscriber};
@@ -88,9 +87,9 @@ impl Node {
         if let Removed::Capability(c) = removed {
             caps.retain(|x| x != c);
         }
-        let mut spec = self
-            .ctd
-            .generated_spec(&self.image.rootfs, &caps, self.pod.read_only_root())?;
+        let mut spec =
+            self.ctd
+                .generated_spec(&self.image.rootfs, &caps, self.pod.read_only_root())?;
         let container_id = format!("{:064x}", 0x19u64 + case.len() as u64);
         let place = Placement {
             pod_uid: AGENT_POD_UID,
@@ -104,7 +103,10 @@ impl Node {
         spec["root"]["path"] = Value::String(self.image.rootfs.display().to_string());
         let bundle = self.dir.join(format!("bundle-{case}"));
         std::fs::create_dir_all(&bundle)?;
-        std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&spec)?)?;
+        std::fs::write(
+            bundle.join("config.json"),
+            serde_json::to_vec_pretty(&spec)?,
+        )?;
         Ok(bundle)
     }
 
@@ -182,7 +184,10 @@ fn daemonset_pod_under_containerd_and_runc() {
     if let Err(e) = run_all(Path::new(&archive)) {
         panic!("{e:#}");
     }
-    eprintln!("container runtime test: {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "container runtime test: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 fn run_all(archive: &Path) -> Result<()> {
@@ -208,7 +213,9 @@ fn run_all(archive: &Path) -> Result<()> {
     for (case, line) in &outputs {
         eprintln!("{case:>18}: {line}");
     }
-    let _ = std::fs::remove_dir_all(&node.dir);
+    if std::env::var_os("FIVEXX_CT_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&node.dir);
+    }
     Ok(())
 }
 
@@ -242,7 +249,7 @@ fn grant_case(node: &Node, case: &str, removed: Removed) -> Result<String> {
         }
         Answer::Serving(report) => {
             let events = match removed {
-                Removed::HostPid => Some(signal_case(node)),
+                Removed::HostPid => Some(signal_case(node, false).map(|e| e.to_string())),
                 _ => None,
             };
             let code = node.runc.stop(&id, pid, Duration::from_secs(10))?;
@@ -268,12 +275,23 @@ fn summary(report: &CapabilityReport, events: Option<Result<String>>) -> String 
     if let Some(e) = &report.btf_error {
         s.push_str(&format!(" (btf_error \"{e}\")"));
     }
-    for h in report.hooks.iter().filter(|h| h.state != HookState::Attached) {
+    let off = report
+        .hooks
+        .iter()
+        .filter(|h| on_demand(h.reason.as_deref()))
+        .count();
+    s.push_str(&format!(", {off} HTTP peek hooks off (on demand)"));
+    let others = report
+        .hooks
+        .iter()
+        .filter(|h| h.state != HookState::Attached && !on_demand(h.reason.as_deref()));
+    for h in others {
         s.push_str(&format!(
-            "; {} {:?}: {}",
+            "; {} {:?}: {}{}",
             h.tracepoint,
             h.state,
-            h.reason.as_deref().unwrap_or("")
+            h.reason.as_deref().unwrap_or(""),
+            h.notes.join("; ")
         ));
     }
     if let Some(e) = events {
@@ -299,15 +317,14 @@ fn whole_pod(node: &Node) -> Result<()> {
     };
     let result = whole_pod_checks(node, id, pid, &report);
     if result.is_err() {
-        eprintln!("agent stderr:\n{}", std::fs::read_to_string(bundle.join("stderr"))?);
+        eprintln!(
+            "agent stderr:\n{}",
+            std::fs::read_to_string(bundle.join("stderr"))?
+        );
         node.runc.remove(id);
         return result;
     }
-    let grace = node
-        .pod
-        .spec
-        .termination_grace_period_seconds
-        .unwrap_or(30);
+    let grace = node.pod.spec.termination_grace_period_seconds.unwrap_or(30);
     let code = node
         .runc
         .stop(id, pid, Duration::from_secs(u64::try_from(grace)?))?;
@@ -320,9 +337,16 @@ fn whole_pod_checks(node: &Node, id: &str, pid: i32, report: &CapabilityReport) 
     for line in node.probes(id)? {
         eprintln!("{line}");
     }
-    let check = node
-        .runc
-        .exec(id, &["/fivexx-agent".into(), "check".into(), "--load".into(), "-o".into(), "json".into()])?;
+    let check = node.runc.exec(
+        id,
+        &[
+            "/fivexx-agent".into(),
+            "check".into(),
+            "--load".into(),
+            "-o".into(),
+            "json".into(),
+        ],
+    )?;
     ensure!(
         check.status.success(),
         "check --load failed: {}",
@@ -334,7 +358,14 @@ fn whole_pod_checks(node: &Node, id: &str, pid: i32, report: &CapabilityReport) 
             .hooks
             .iter()
             .filter(|h| h.state != HookState::Attached && !on_demand(h.reason.as_deref()))
-            .map(|h| format!("{} {:?} {}", h.tracepoint, h.state, h.reason.as_deref().unwrap_or("")))
+            .map(|h| {
+                format!(
+                    "{} {:?} {}",
+                    h.tracepoint,
+                    h.state,
+                    h.reason.as_deref().unwrap_or("")
+                )
+            })
             .collect();
         ensure!(r.loaded && not.is_empty(), "hooks not attached: {not:?}");
         ensure!(r.btf, "no BTF: {:?}", r.btf_error);
@@ -343,8 +374,14 @@ fn whole_pod_checks(node: &Node, id: &str, pid: i32, report: &CapabilityReport) 
         "check --load in the pod: {} hooks, all attached but the on-demand HTTP peek; btf true",
         checked.hooks.len()
     );
-    let events = signal_case(node)?;
-    eprintln!("from the pod's netns: {events}");
+    let events = signal_case(node, true)?;
+    ensure!(
+        events.signal.pod_uid.as_deref() == Some(PROBE_POD_UID),
+        "SIGTERM of pid {} came with pod UID {:?}, not {PROBE_POD_UID}",
+        events.victim,
+        events.signal.pod_uid
+    );
+    eprintln!("from the pod's netns (subscribed by pod UID): {events}");
     ports_and_root(node, pid)
 }
 
@@ -353,10 +390,17 @@ fn on_demand(reason: Option<&str>) -> bool {
 }
 
 /// A client in the pod's netns gets a refused connect made on the host and
-/// the SIGTERM of a host process in a kubelet-style cgroup, with its pod UID.
-fn signal_case(node: &Node) -> Result<String> {
+/// the SIGTERM of a host process in a kubelet-style cgroup, with its pod UID
+/// (subscribed by that UID, as the plugin subscribes). With `by_pod` false
+/// the client takes every signal, to see what the agent made of it.
+fn signal_case(node: &Node, by_pod: bool) -> Result<HostEvents> {
     let port = node.pod.container_port()?;
-    let mut sub = Subscriber::connect(&node.netns.path, port, host::event_filter(PROBE_POD_UID))?;
+    let mut filter = host::event_filter(PROBE_POD_UID);
+    if !by_pod {
+        filter.pod_uids.clear();
+        filter.ips.clear();
+    }
+    let mut sub = Subscriber::connect(&node.netns.path, port, filter)?;
     let closed = host::refused_connect()?;
     let refused = sub.wait_for("a refused connect", Duration::from_secs(5), |e| {
         e.kind == KernelEventKind::SockError
@@ -368,24 +412,47 @@ fn signal_case(node: &Node) -> Result<String> {
     let mut victim = PodProcess::spawn(&cgroup2, PROBE_POD_UID, &cid)?;
     let vpid = i32::try_from(victim.child.id())?;
     // SAFETY: kill on the pid of our own child, not yet reaped.
-    ensure!(unsafe { libc::kill(vpid, libc::SIGTERM) } == 0, "kill failed");
+    let killed = unsafe { libc::kill(vpid, libc::SIGTERM) };
+    ensure!(killed == 0, "kill: {}", std::io::Error::last_os_error());
     let _ = victim.child.wait();
-    let sig = sub.wait_for("the SIGTERM", Duration::from_secs(5), |e| {
+    let signal = sub.wait_for("the SIGTERM", Duration::from_secs(5), |e| {
         e.kind == KernelEventKind::Signal
             && e.signal == Some(15)
             && e.target.as_ref().is_some_and(|t| t.pid == vpid)
     })?;
-    ensure!(
-        sig.pod_uid.as_deref() == Some(PROBE_POD_UID),
-        "SIGTERM of pid {vpid} came with pod UID {:?}, not {PROBE_POD_UID}",
-        sig.pod_uid
-    );
-    Ok(format!(
-        "refused connect to 127.0.0.1:{closed} (sock_error errno 111, pid {}), SIGTERM of host pid {vpid} with pod UID {} container {}",
-        refused.task.as_ref().map_or(0, |t| t.pid),
-        PROBE_POD_UID,
-        sig.container_id.as_deref().unwrap_or("?")
-    ))
+    Ok(HostEvents {
+        closed,
+        refused,
+        signal,
+        victim: vpid,
+    })
+}
+
+struct HostEvents {
+    closed: u16,
+    refused: KernelEvent,
+    signal: KernelEvent,
+    victim: i32,
+}
+
+impl std::fmt::Display for HostEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let target = self.signal.target.as_ref();
+        write!(
+            f,
+            "refused connect to 127.0.0.1:{} (sock_error errno 111); SIGTERM of host pid {} ({}) with pod UID {:?}, container {:?}",
+            self.closed,
+            target.map_or(0, |t| t.pid),
+            target.map_or("", |t| t.comm.as_str()),
+            self.signal.pod_uid,
+            self.signal.container_id,
+        )?;
+        write!(
+            f,
+            " (the connect's sock_error: errno {:?})",
+            self.refused.errno
+        )
+    }
 }
 
 /// Only the pod's loopback listens; the root is mounted read-only.
@@ -399,8 +466,14 @@ fn ports_and_root(node: &Node, pid: i32) -> Result<()> {
     );
     let host = runtime::run(std::process::Command::new("ss").args(["-Hltnup"]))?;
     let host = String::from_utf8_lossy(&host.stdout);
-    let on_host: Vec<&str> = host.lines().filter(|l| l.contains(&format!("pid={pid},"))).collect();
-    ensure!(on_host.is_empty(), "the agent listens in the host netns: {on_host:?}");
+    let on_host: Vec<&str> = host
+        .lines()
+        .filter(|l| l.contains(&format!("pid={pid},")))
+        .collect();
+    ensure!(
+        on_host.is_empty(),
+        "the agent listens in the host netns: {on_host:?}"
+    );
     eprintln!("listening: {listeners:?} in the pod netns, nothing in the host netns");
     let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
     let root = mountinfo
@@ -408,7 +481,10 @@ fn ports_and_root(node: &Node, pid: i32) -> Result<()> {
         .find(|l| l.split(' ').nth(4) == Some("/"))
         .context("no / in the agent's mountinfo")?;
     let opts = root.split(' ').nth(5).unwrap_or("");
-    ensure!(opts.split(',').any(|o| o == "ro"), "root mounted {opts}: {root}");
+    ensure!(
+        opts.split(',').any(|o| o == "ro"),
+        "root mounted {opts}: {root}"
+    );
     eprintln!("root filesystem: mounted {opts}");
     Ok(())
 }
@@ -423,9 +499,10 @@ fn rootfs_tree(root: &Path) -> Result<Tree> {
             let meta = entry.metadata()?;
             let rel = entry.path().strip_prefix(root)?.to_path_buf();
             let sum = if meta.is_file() {
-                std::fs::read(entry.path())?
-                    .iter()
-                    .fold(0u64, |h, b| h.wrapping_mul(1_099_511_628_211).wrapping_add(u64::from(*b)))
+                std::fs::read(entry.path())?.iter().fold(0u64, |h, b| {
+                    h.wrapping_mul(1_099_511_628_211)
+                        .wrapping_add(u64::from(*b))
+                })
             } else {
                 0
             };
@@ -453,7 +530,11 @@ fn rootfs_unchanged(before: &Tree, after: &Tree) -> Result<()> {
     let added: Vec<&PathBuf> = after.keys().filter(|p| !before.contains_key(*p)).collect();
     for p in &added {
         let (is_file, size, _) = after[*p];
-        ensure!(!is_file || size == 0, "/{} written ({size} bytes)", p.display());
+        ensure!(
+            !is_file || size == 0,
+            "/{} written ({size} bytes)",
+            p.display()
+        );
     }
     eprintln!(
         "rootfs: image files unchanged; only empty mount points added: {}",

@@ -30,7 +30,9 @@ impl PodNetns {
         let name = format!("fivexx-ct-{tag}");
         let host_veth = format!("fxct{tag}");
         let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        let _ = Command::new("ip").args(["link", "del", &host_veth]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &host_veth])
+            .status();
         run(Command::new("ip").args(["netns", "add", &name]))?;
         let ns = PodNetns {
             path: PathBuf::from("/var/run/netns").join(&name),
@@ -40,7 +42,9 @@ impl PodNetns {
         let n = ns.name.as_str();
         let v = ns.host_veth.as_str();
         run(Command::new("ip").args(["-n", n, "link", "set", "lo", "up"]))?;
-        run(Command::new("ip").args(["link", "add", v, "type", "veth", "peer", "name", "eth0", "netns", n]))?;
+        run(Command::new("ip").args([
+            "link", "add", v, "type", "veth", "peer", "name", "eth0", "netns", n,
+        ]))?;
         run(Command::new("ip").args(["-n", n, "addr", "add", "10.250.19.2/30", "dev", "eth0"]))?;
         run(Command::new("ip").args(["-n", n, "link", "set", "eth0", "up"]))?;
         run(Command::new("ip").args(["addr", "add", "10.250.19.1/30", "dev", v]))?;
@@ -60,8 +64,12 @@ impl PodNetns {
 
 impl Drop for PodNetns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.host_veth]).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_veth])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 

@@ -37,13 +37,14 @@ pub struct PodTemplate {
 
 impl PodTemplate {
     pub fn from_manifest(path: &Path) -> Result<PodTemplate> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let ds: DaemonSet = serde_yaml::from_str(&text)
             .with_context(|| format!("parsing {} as a DaemonSet", path.display()))?;
         let spec = ds
             .spec
-            .and_then(|s| s.template.spec)
+            .template
+            .spec
             .context("the DaemonSet has no pod template spec")?;
         ensure!(
             spec.containers.len() == 1 && spec.init_containers.is_none(),
@@ -87,13 +88,16 @@ impl PodTemplate {
     /// The probe commands kubelet execs (liveness, readiness).
     pub fn probe_commands(&self) -> Vec<(&'static str, Vec<String>)> {
         let c = &self.container;
-        [("liveness", &c.liveness_probe), ("readiness", &c.readiness_probe)]
-            .into_iter()
-            .filter_map(|(n, p)| {
-                let cmd = p.as_ref()?.exec.as_ref()?.command.clone()?;
-                Some((n, cmd))
-            })
-            .collect()
+        [
+            ("liveness", &c.liveness_probe),
+            ("readiness", &c.readiness_probe),
+        ]
+        .into_iter()
+        .filter_map(|(n, p)| {
+            let cmd = p.as_ref()?.exec.as_ref()?.command.clone()?;
+            Some((n, cmd))
+        })
+        .collect()
     }
 
     /// The port the container declares (the agent's listener).
@@ -120,7 +124,10 @@ impl PodTemplate {
             .security_context
             .as_ref()
             .and_then(|s| s.seccomp_profile.as_ref());
-        pod.into_iter().chain(ctr).map(|p| p.type_.clone()).collect()
+        pod.into_iter()
+            .chain(ctr)
+            .map(|p| p.type_.clone())
+            .collect()
     }
 
     /// (volume name, host path, mount path, read only) for each volumeMount,
@@ -172,7 +179,8 @@ pub fn apply(
         .clone()
         .unwrap_or_else(|| place.entrypoint.to_vec());
     args.extend(c.args.clone().unwrap_or_default());
-    let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+    let mut env =
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
     for e in c.env.clone().unwrap_or_default() {
         let value = match (&e.value, &e.value_from) {
             (Some(v), _) => v.clone(),
@@ -218,7 +226,10 @@ pub fn apply(
             .context("no maskedPaths")?
             .push(json!("/sys/kernel/btf"));
     }
+    apply_resources(linux, &pod.container)?;
     let mounts = base["mounts"].as_array_mut().context("no mounts")?;
+    // The CRI plugin drops the default /run tmpfs (oci.WithoutRunMount).
+    mounts.retain(|m| m["destination"] != "/run");
     mounts.extend(pod_mounts(pod, place, removed)?);
     Ok(())
 }
@@ -253,4 +264,44 @@ fn pod_mounts(pod: &PodTemplate, place: &Placement<'_>, removed: Removed) -> Res
         out.push(bind(&host, &dst, read_only));
     }
     Ok(out)
+}
+
+/// CPU and memory as kubelet turns requests and limits into cgroup values.
+fn apply_resources(linux: &mut Value, c: &Container) -> Result<()> {
+    let Some(res) = &c.resources else {
+        return Ok(());
+    };
+    let get = |m: &Option<
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >,
+               k: &str| { m.as_ref().and_then(|m| m.get(k)).map(|q| q.0.clone()) };
+    let r = &mut linux["resources"];
+    if let Some(cpu) = get(&res.limits, "cpu") {
+        let milli = milli_cpu(&cpu)?;
+        r["cpu"]["quota"] = json!(milli * 100);
+        r["cpu"]["period"] = json!(100_000);
+    }
+    if let Some(cpu) = get(&res.requests, "cpu") {
+        r["cpu"]["shares"] = json!((milli_cpu(&cpu)? * 1024 / 1000).max(2));
+    }
+    if let Some(mem) = get(&res.limits, "memory") {
+        r["memory"]["limit"] = json!(bytes(&mem)?);
+    }
+    Ok(())
+}
+
+fn milli_cpu(q: &str) -> Result<u64> {
+    Ok(match q.strip_suffix('m') {
+        Some(m) => m.parse()?,
+        None => q.parse::<u64>()? * 1000,
+    })
+}
+
+fn bytes(q: &str) -> Result<u64> {
+    for (suffix, mult) in [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)] {
+        if let Some(n) = q.strip_suffix(suffix) {
+            return Ok(n.parse::<u64>()? * mult);
+        }
+    }
+    Ok(q.parse()?)
 }

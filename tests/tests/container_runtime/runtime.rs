@@ -87,7 +87,10 @@ impl Containerd {
         let ctd = Containerd { child, socket };
         let deadline = Instant::now() + Duration::from_secs(10);
         while ctd.ctr(&["version"]).is_err() {
-            ensure!(Instant::now() < deadline, "containerd did not answer in 10 s");
+            ensure!(
+                Instant::now() < deadline,
+                "containerd did not answer in 10 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(ctd)
@@ -179,7 +182,9 @@ impl Image {
             .arg("-C")
             .arg(&layout))?;
         let read_json = |digest: &str| -> Result<Value> {
-            let hex = digest.strip_prefix("sha256:").context("not a sha256 digest")?;
+            let hex = digest
+                .strip_prefix("sha256:")
+                .context("not a sha256 digest")?;
             let path = layout.join("blobs/sha256").join(hex);
             Ok(serde_json::from_slice(&std::fs::read(&path)?)?)
         };
@@ -191,7 +196,10 @@ impl Image {
         let manifest = read_json(&digest)?;
         let config = read_json(manifest["config"]["digest"].as_str().unwrap_or(""))?;
         for layer in manifest["layers"].as_array().context("no layers")? {
-            let hex = layer["digest"].as_str().unwrap_or("").trim_start_matches("sha256:");
+            let hex = layer["digest"]
+                .as_str()
+                .unwrap_or("")
+                .trim_start_matches("sha256:");
             run(Command::new("tar")
                 .arg("-xzf")
                 .arg(layout.join("blobs/sha256").join(hex))
@@ -213,55 +221,11 @@ pub struct Runc {
     pub root: PathBuf,
 }
 
-/// What a container printed and how it ended.
-pub struct Ended {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-    /// Still running at the deadline (then killed).
-    pub timed_out: bool,
-}
-
 impl Runc {
     fn cmd(&self) -> Command {
         let mut c = Command::new("runc");
         c.arg("--root").arg(&self.root);
         c
-    }
-
-    /// `runc run` in the foreground until the container exits or `limit`.
-    pub fn run_to_end(&self, bundle: &Path, id: &str, limit: Duration) -> Result<Ended> {
-        let out_path = bundle.join("stdout");
-        let err_path = bundle.join("stderr");
-        let mut child = self
-            .cmd()
-            .args(["run", "--bundle"])
-            .arg(bundle)
-            .arg(id)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out_path)?)
-            .stderr(std::fs::File::create(&err_path)?)
-            .spawn()?;
-        let deadline = Instant::now() + limit;
-        let mut timed_out = false;
-        let status = loop {
-            if let Some(s) = child.try_wait()? {
-                break s;
-            }
-            if Instant::now() > deadline {
-                timed_out = true;
-                let _ = self.cmd().args(["kill", id, "KILL"]).status();
-                break child.wait()?;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let _ = self.cmd().args(["delete", "--force", id]).output();
-        Ok(Ended {
-            code: status.code(),
-            stdout: std::fs::read_to_string(out_path)?,
-            stderr: std::fs::read_to_string(err_path)?,
-            timed_out,
-        })
     }
 
     /// `runc run --detach`: the container keeps the files as its stdio.
@@ -303,7 +267,11 @@ impl Runc {
             if r == pid {
                 break libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
             }
-            ensure!(r == 0, "waitpid({pid}): {}", std::io::Error::last_os_error());
+            ensure!(
+                r == 0,
+                "waitpid({pid}): {}",
+                std::io::Error::last_os_error()
+            );
             if Instant::now() > deadline {
                 let _ = self.cmd().args(["kill", id, "KILL"]).status();
                 bail!("{id} did not stop within {grace:?} of SIGTERM");
@@ -325,6 +293,10 @@ impl Runc {
 pub fn become_subreaper() -> Result<()> {
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes no pointers.
     let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    ensure!(r == 0, "PR_SET_CHILD_SUBREAPER: {}", std::io::Error::last_os_error());
+    ensure!(
+        r == 0,
+        "PR_SET_CHILD_SUBREAPER: {}",
+        std::io::Error::last_os_error()
+    );
     Ok(())
 }
