@@ -87,7 +87,7 @@ pub struct AgentConn {
     pub hello: Hello,
     framed: Stream,
     // Keeps the port-forward's WebSocket alive as long as the stream.
-    _forwarder: kube::api::Portforwarder,
+    _forwarder: Option<kube::api::Portforwarder>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +127,16 @@ impl AgentConn {
         let stream = forwarder
             .take_stream(AGENT_PORT)
             .ok_or_else(|| LinkError::Refused("no stream for the agent port".into()))?;
+        Self::handshake(stream, filter, Some(forwarder)).await
+    }
+
+    /// Subscribes with `filter` on an open byte stream to an agent and
+    /// reads its Hello.
+    pub async fn handshake(
+        stream: tokio::io::DuplexStream,
+        filter: StreamFilter,
+        forwarder: Option<kube::api::Portforwarder>,
+    ) -> Result<AgentConn, LinkError> {
         let codec = LengthDelimitedCodec::builder()
             .max_frame_length(wire::MAX_FRAME)
             .new_codec();

@@ -10,6 +10,7 @@
 //! made while the stream is still opening wait in the task's queue and go
 //! out right after `Hello`, so none is lost.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -57,16 +58,21 @@ impl Subscription {
         filter: StreamFilter,
         sinks: Sinks,
     ) -> Subscription {
+        let client = client.clone();
+        let node = agent.node.clone();
+        let open = async move { AgentConn::open(&client, &agent.pod, filter).await };
+        Subscription::start(node, open, sinks)
+    }
+
+    /// Runs `node`'s stream once `open` connected it.
+    fn start(
+        node: String,
+        open: impl Future<Output = Result<AgentConn, LinkError>> + Send + 'static,
+        sinks: Sinks,
+    ) -> Subscription {
         let (updates, rx) = mpsc::unbounded_channel();
         let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(
-            client.clone(),
-            agent,
-            filter,
-            rx,
-            sinks,
-            dropped.clone(),
-        ));
+        tokio::spawn(run(node, open, rx, sinks, dropped.clone()));
         Subscription { updates, dropped }
     }
 
@@ -85,15 +91,13 @@ impl Subscription {
 }
 
 async fn run(
-    client: KubeClient,
-    agent: AgentPod,
-    filter: StreamFilter,
+    node: String,
+    open: impl Future<Output = Result<AgentConn, LinkError>>,
     updates: mpsc::UnboundedReceiver<StreamFilter>,
     sinks: Sinks,
     dropped: Arc<AtomicU64>,
 ) {
-    let node = agent.node.clone();
-    let conn = match AgentConn::open(&client, &agent.pod, filter).await {
+    let conn = match open.await {
         Ok(conn) => conn,
         Err(LinkError::Protocol { theirs, .. }) => {
             let version = format!("protocol {theirs}");
@@ -167,5 +171,94 @@ async fn pump(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fivexx_core::capability::CapabilityReport;
+    use fivexx_core::protocol::{self as wire, ClientMessage, PROTOCOL_VERSION};
+    use futures::{SinkExt, StreamExt};
+    use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+    fn uids(u: &[&str]) -> StreamFilter {
+        StreamFilter {
+            pod_uids: u.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Widenings made while the stream is still opening go out after the
+    /// `Subscribe`, on the same stream, the queued ones as one `Update`;
+    /// the agent's events reach the session's queue.
+    #[tokio::test]
+    async fn one_stream_subscribes_then_widens_in_place() {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (feed, mut feed_rx) = mpsc::channel(16);
+        let (control, mut control_rx) = mpsc::unbounded_channel();
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let open = async move {
+            let _ = wait.await; // the stream is "opening" until then
+            AgentConn::handshake(ours, uids(&["a"]), None).await
+        };
+        let sub = Subscription::start("n1".into(), open, Sinks { feed, control });
+        sub.widen(uids(&["b"]));
+        sub.widen(uids(&["c"]));
+        sub.widen(StreamFilter::default()); // nothing: not sent
+        let _ = go.send(());
+
+        let mut agent = Framed::new(theirs, LengthDelimitedCodec::new());
+        let first = wire::decode_client(&agent.next().await.unwrap().unwrap()).unwrap();
+        assert!(
+            matches!(&first, ClientMessage::Subscribe { filter, .. } if filter.pod_uids == ["a"]),
+            "{first:?}"
+        );
+        let hello = wire::AgentMessage::Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            node: "n1".into(),
+            capabilities: CapabilityReport {
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+                node: "n1".into(),
+                kernel_release: "6.1.0-fake".into(),
+                tracefs: None,
+                btf: true,
+                btf_error: None,
+                btf_offsets: fivexx_core::capability::BtfOffsets::default(),
+                ring_buffer_bytes: 1 << 20,
+                loaded: true,
+                hooks: Vec::new(),
+            },
+        };
+        agent
+            .send(bytes::Bytes::from(wire::encode(&hello)))
+            .await
+            .unwrap();
+        let second = wire::decode_client(&agent.next().await.unwrap().unwrap()).unwrap();
+        assert_eq!(
+            second,
+            ClientMessage::Update {
+                add: uids(&["b", "c"]),
+                remove: StreamFilter::default()
+            }
+        );
+        assert!(matches!(
+            control_rx.recv().await,
+            Some(Control::Connected { .. })
+        ));
+        let ev = wire::AgentMessage::Event {
+            event: KernelEvent::new(fivexx_core::KernelEventKind::ReceiveReset, 1, 1),
+        };
+        agent
+            .send(bytes::Bytes::from(wire::encode(&ev)))
+            .await
+            .unwrap();
+        assert!(matches!(feed_rx.recv().await, Some(Feed::Event(_))));
+        drop(agent);
+        assert!(matches!(
+            control_rx.recv().await,
+            Some(Control::Lost { .. })
+        ));
     }
 }
