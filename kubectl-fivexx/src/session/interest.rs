@@ -2,6 +2,10 @@
 //! agents about. It gives the full filter a node's first (and only)
 //! stream opens with, and the deltas that widen the open streams when a
 //! pod or a proxy appears.
+//!
+//! It only grows: a deleted pod is never narrowed out, since failures
+//! towards its old address (a late reset, a proxy still routing to it)
+//! are what a session is for. One session's pods are few enough to keep.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
