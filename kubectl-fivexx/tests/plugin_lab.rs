@@ -566,6 +566,43 @@ fn a_proxy_pod_started_mid_trace_is_peeked_and_log_followed() {
     assert_peeked_from_before(&capture, now);
 }
 
+/// A pod scheduled mid-trace on a node the session had no stream to
+/// gives that node its first and only stream, subscribed with the whole
+/// filter (the pods known before and the new one); the first node's
+/// stream is widened in place.
+#[test]
+fn a_node_new_to_the_session_gets_its_one_stream_then() {
+    let lab = Lab::new("second-node");
+    let mut second = lab.store.get_node(NODE).unwrap();
+    second.metadata.name = Some("lab-node-2".into());
+    second.metadata.uid = None;
+    second.metadata.resource_version = None;
+    lab.store.apply_node(second);
+    let (addr, received) = fake_agent_recording(&lab.rt, env!("CARGO_PKG_VERSION"), None);
+    lab.route_agents(addr);
+    assert!(lab.run(&["deploy", "--no-wait"]).status.success());
+    let web1 = lab.add_pod("web-1", "10.244.0.9");
+    let trace = Running::start(&lab, &["trace", "-l", "app=web", "--duration", "4s"]);
+    trace.wait_for("tracing ");
+    let web3 = lab.add_pod_on("lab-node-2", "web-3", "10.244.1.3");
+    let (ok, _, _) = trace.finish();
+    assert!(ok);
+    let conns = received.connections();
+    assert_eq!(conns.len(), 2, "one stream per node: {conns:?}");
+    let uid = |p: &Pod| p.metadata.uid.clone().unwrap();
+    let widened = one_stream_widened(&conns[..1]);
+    assert_eq!(widened.pod_uids, vec![uid(&web3)], "{conns:?}");
+    let Some(ClientMessage::Subscribe { filter, .. }) = conns[1].first() else {
+        panic!("the new node's stream did not subscribe: {conns:?}");
+    };
+    let mut want = vec![uid(&web1), uid(&web3)];
+    let mut got = filter.pod_uids.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "the new node's filter lacks a pod: {filter:?}");
+    assert_eq!(conns[1].len(), 1, "nothing new after it: {conns:?}");
+}
+
 /// The late ingress-nginx controller pod of the mid-trace proxy test.
 fn late_proxy_pod() -> Pod {
     Pod {

@@ -128,6 +128,11 @@ impl Lab {
 
     /// A running pod of namespace `default` on the lab node.
     pub fn add_pod(&self, name: &str, ip: &str) -> Pod {
+        self.add_pod_on(NODE, name, ip)
+    }
+
+    /// A running pod of namespace `default` (label `app=web`) on `node`.
+    pub fn add_pod_on(&self, node: &str, name: &str, ip: &str) -> Pod {
         self.store.apply_pod(Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
@@ -136,7 +141,7 @@ impl Lab {
                 ..Default::default()
             },
             spec: Some(PodSpec {
-                node_name: Some(NODE.into()),
+                node_name: Some(node.into()),
                 ..Default::default()
             }),
             status: Some(PodStatus {
