@@ -11,6 +11,8 @@
 //! Needs root, containerd, runc and FIVEXX_AGENT_IMAGE (an OCI archive);
 //! `make test-image-runtime` builds the image and sets it. Otherwise SKIP.
 
+#[path = "container_runtime/grants.rs"]
+mod grants;
 #[path = "container_runtime/host.rs"]
 mod host;
 #[path = "container_runtime/pod.rs"]
@@ -32,11 +34,11 @@ use pod::{Placement, PodTemplate, Removed};
 use runtime::{Containerd, Image, Runc};
 
 const AGENT_POD_UID: &str = "5c0b1d1e-0019-4f00-8a00-000000000019";
-const PROBE_POD_UID: &str = "7a11ce00-0019-4f00-8a00-0000000000a1";
+pub(crate) const PROBE_POD_UID: &str = "7a11ce00-0019-4f00-8a00-0000000000a1";
 /// How long the agent gets to load and answer its probe.
 const START_LIMIT: Duration = Duration::from_secs(20);
 
-struct Node {
+pub(crate) struct Node {
     dir: PathBuf,
     ctd: Containerd,
     runc: Runc,
@@ -82,7 +84,7 @@ impl Node {
     }
 
     /// Writes the bundle for the pod with `removed` taken away.
-    fn bundle(&self, case: &str, removed: Removed) -> Result<PathBuf> {
+    pub(crate) fn bundle(&self, case: &str, removed: &Removed) -> Result<PathBuf> {
         let mut caps = self.pod.added_capabilities()?;
         if let Removed::Capability(c) = removed {
             caps.retain(|x| x != c);
@@ -129,7 +131,7 @@ impl Node {
 }
 
 /// How a container with one grant removed answered.
-enum Answer {
+pub(crate) enum Answer {
     /// The agent exited: code and its stderr.
     Exited(Option<i32>, String),
     /// The agent serves: its capability report, as `status` shows it.
@@ -137,7 +139,7 @@ enum Answer {
 }
 
 /// Starts the pod detached and waits until its probe passes, or it exits.
-fn start(node: &Node, bundle: &Path, id: &str) -> Result<(i32, Answer)> {
+pub(crate) fn start(node: &Node, bundle: &Path, id: &str) -> Result<(i32, Answer)> {
     let pid = node.runc.start(bundle, id)?;
     let deadline = Instant::now() + START_LIMIT;
     loop {
@@ -195,6 +197,20 @@ fn run_all(archive: &Path) -> Result<()> {
     let node = Node::set_up(archive)?;
     eprintln!("runtimes: {}", node.ctd.versions()?);
     eprintln!("image: {} {}", archive.display(), node.image.digest);
+    // containerd takes the archive as it is (what `ctr images import` on a
+    // node would do) and names the same manifest digest.
+    let imported = node
+        .ctd
+        .ctr(&["images", "import", &archive.display().to_string()])?;
+    let listed = node.ctd.ctr(&["images", "ls", "--quiet"])?;
+    let names = String::from_utf8_lossy(&listed.stdout).to_string();
+    let ls = node.ctd.ctr(&["images", "ls"])?;
+    ensure!(
+        String::from_utf8_lossy(&ls.stdout).contains(&node.image.digest),
+        "containerd imported {} as {names}",
+        String::from_utf8_lossy(&imported.stdout).trim()
+    );
+    eprintln!("containerd imported it as {}", names.trim());
     let types = node.pod.seccomp_types();
     ensure!(
         types.iter().all(|t| t == "RuntimeDefault"),
@@ -203,8 +219,8 @@ fn run_all(archive: &Path) -> Result<()> {
     let before = rootfs_tree(&node.image.rootfs)?;
     whole_pod(&node)?;
     let mut outputs = BTreeMap::new();
-    for (case, removed) in GRANTS {
-        let answer = grant_case(&node, case, removed)?;
+    for (case, removed) in grants::of(&node.pod)? {
+        let answer = grants::case(&node, &case, &removed)?;
         outputs.insert(case, answer);
     }
     let after = rootfs_tree(&node.image.rootfs)?;
@@ -219,94 +235,10 @@ fn run_all(archive: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Each grant of the DaemonSet, and how to take it away.
-const GRANTS: [(&str, Removed); 8] = [
-    ("no-cap-perfmon", Removed::Capability("CAP_PERFMON")),
-    ("no-cap-bpf", Removed::Capability("CAP_BPF")),
-    ("no-hostpid", Removed::HostPid),
-    ("no-tracefs-mount", Removed::Volume("tracefs")),
-    ("no-btf-mount", Removed::Volume("btf")),
-    ("no-kernel-btf", Removed::KernelBtf),
-    ("no-cgroup-mount", Removed::Volume("cgroup")),
-    ("no-host-proc", Removed::Volume("host-proc")),
-];
-
-/// Runs the pod without one grant; returns the answer as one line.
-fn grant_case(node: &Node, case: &str, removed: Removed) -> Result<String> {
-    let bundle = node.bundle(case, removed)?;
-    let id = format!("fivexx-{case}");
-    let (pid, answer) = start(node, &bundle, &id)?;
-    let line = match answer {
-        Answer::Exited(code, stderr) => {
-            let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-            ensure!(
-                lines.len() == 1,
-                "{case}: exit {code:?} with {} lines of stderr, not one:\n{stderr}",
-                lines.len()
-            );
-            ensure!(code.is_some_and(|c| c != 0), "{case}: exit {code:?}");
-            format!("exit {} \"{}\"", code.unwrap_or(-1), lines[0])
-        }
-        Answer::Serving(report) => {
-            let events = match removed {
-                Removed::HostPid => Some(signal_case(node, false).map(|e| e.to_string())),
-                _ => None,
-            };
-            let code = node.runc.stop(&id, pid, Duration::from_secs(10))?;
-            ensure!(code == Some(0), "{case}: SIGTERM gave exit {code:?}");
-            summary(&report, events)
-        }
-    };
-    Ok(line)
-}
-
-/// The report's own words about what is missing.
-fn summary(report: &CapabilityReport, events: Option<Result<String>>) -> String {
-    let attached = report
-        .hooks
-        .iter()
-        .filter(|h| h.state == HookState::Attached)
-        .count();
-    let mut s = format!(
-        "serving, {attached}/{} hooks attached, btf {}",
-        report.hooks.len(),
-        report.btf
-    );
-    if let Some(e) = &report.btf_error {
-        s.push_str(&format!(" (btf_error \"{e}\")"));
-    }
-    let off = report
-        .hooks
-        .iter()
-        .filter(|h| on_demand(h.reason.as_deref()))
-        .count();
-    s.push_str(&format!(", {off} HTTP peek hooks off (on demand)"));
-    let others = report
-        .hooks
-        .iter()
-        .filter(|h| h.state != HookState::Attached && !on_demand(h.reason.as_deref()));
-    for h in others {
-        s.push_str(&format!(
-            "; {} {:?}: {}{}",
-            h.tracepoint,
-            h.state,
-            h.reason.as_deref().unwrap_or(""),
-            h.notes.join("; ")
-        ));
-    }
-    if let Some(e) = events {
-        match e {
-            Ok(ev) => s.push_str(&format!("; host SIGTERM: {ev}")),
-            Err(e) => s.push_str(&format!("; host SIGTERM: {e:#}")),
-        }
-    }
-    s
-}
-
 /// The pod with every grant: probes, `check --load`, events seen from the
 /// pod's netns, a read-only root, the pod loopback only, SIGTERM exits 0.
 fn whole_pod(node: &Node) -> Result<()> {
-    let bundle = node.bundle("whole", Removed::Nothing)?;
+    let bundle = node.bundle("whole", &Removed::Nothing)?;
     let id = "fivexx-whole";
     let (pid, answer) = start(node, &bundle, id)?;
     let Answer::Serving(report) = answer else {
@@ -382,10 +314,19 @@ fn whole_pod_checks(node: &Node, id: &str, pid: i32, report: &CapabilityReport) 
         events.signal.pod_uid
     );
     eprintln!("from the pod's netns (subscribed by pod UID): {events}");
+    let http = grants::http_case(node)?.context("the HTTP peek saw no 503 of the proxy pod")?;
+    ensure!(
+        http.pod_uid.as_deref() == Some(PROBE_POD_UID),
+        "HTTP 503 with pod UID {:?}",
+        http.pod_uid
+    );
+    eprintln!(
+        "HTTP peek on a client's request: a 503 status line written by a host process in pod {PROBE_POD_UID}"
+    );
     ports_and_root(node, pid)
 }
 
-fn on_demand(reason: Option<&str>) -> bool {
+pub(crate) fn on_demand(reason: Option<&str>) -> bool {
     reason.is_some_and(|r| r.starts_with("HTTP peek off"))
 }
 
@@ -393,7 +334,7 @@ fn on_demand(reason: Option<&str>) -> bool {
 /// the SIGTERM of a host process in a kubelet-style cgroup, with its pod UID
 /// (subscribed by that UID, as the plugin subscribes). With `by_pod` false
 /// the client takes every signal, to see what the agent made of it.
-fn signal_case(node: &Node, by_pod: bool) -> Result<HostEvents> {
+pub(crate) fn signal_case(node: &Node, by_pod: bool) -> Result<HostEvents> {
     let port = node.pod.container_port()?;
     let mut filter = host::event_filter(PROBE_POD_UID);
     if !by_pod {
@@ -402,24 +343,35 @@ fn signal_case(node: &Node, by_pod: bool) -> Result<HostEvents> {
     }
     let mut sub = Subscriber::connect(&node.netns.path, port, filter)?;
     let closed = host::refused_connect()?;
-    let refused = sub.wait_for("a refused connect", Duration::from_secs(5), |e| {
+    // Without hostPID the agent can lag by seconds (see the report).
+    let limit = Duration::from_secs(if by_pod { 5 } else { 30 });
+    let connected_at = Instant::now();
+    let refused = sub.wait_for("a refused connect", limit, |e| {
         e.kind == KernelEventKind::SockError
             && e.errno == Some(111)
             && e.tuple.is_some_and(|t| t.dport == closed)
     })?;
     let cgroup2 = host::cgroup2_root()?;
     let cid = format!("{:064x}", 0xa1u64);
-    let mut victim = PodProcess::spawn(&cgroup2, PROBE_POD_UID, &cid)?;
+    let mut sleep = std::process::Command::new("sleep");
+    let victim = PodProcess::spawn(&cgroup2, PROBE_POD_UID, &cid, sleep.arg("60"))?;
     let vpid = i32::try_from(victim.child.id())?;
     // SAFETY: kill on the pid of our own child, not yet reaped.
     let killed = unsafe { libc::kill(vpid, libc::SIGTERM) };
     ensure!(killed == 0, "kill: {}", std::io::Error::last_os_error());
-    let _ = victim.child.wait();
-    let signal = sub.wait_for("the SIGTERM", Duration::from_secs(5), |e| {
+    // Not reaped until the event is in: a zombie keeps its cgroup, as a
+    // pod's process does while kubelet's runtime has not reaped it.
+    let killed_at = Instant::now();
+    let refused_after = connected_at.elapsed();
+    let signal = sub.wait_for("the SIGTERM", limit, |e| {
         e.kind == KernelEventKind::Signal
             && e.signal == Some(15)
             && e.target.as_ref().is_some_and(|t| t.pid == vpid)
     })?;
+    eprintln!(
+        "  (events after {refused_after:.1?} and {:.1?})",
+        killed_at.elapsed()
+    );
     Ok(HostEvents {
         closed,
         refused,
@@ -428,7 +380,7 @@ fn signal_case(node: &Node, by_pod: bool) -> Result<HostEvents> {
     })
 }
 
-struct HostEvents {
+pub(crate) struct HostEvents {
     closed: u16,
     refused: KernelEvent,
     signal: KernelEvent,

@@ -80,14 +80,20 @@ pub struct PodProcess {
 }
 
 impl PodProcess {
-    pub fn spawn(cgroup2_root: &Path, pod_uid: &str, container_id: &str) -> Result<PodProcess> {
+    /// Starts `cmd` and moves it into the container cgroup of `pod_uid`.
+    pub fn spawn(
+        cgroup2_root: &Path,
+        pod_uid: &str,
+        container_id: &str,
+        cmd: &mut Command,
+    ) -> Result<PodProcess> {
         let cgroup = cgroup2_root
             .join("kubepods/besteffort")
             .join(format!("pod{pod_uid}"))
             .join(container_id);
         std::fs::create_dir_all(&cgroup)
             .with_context(|| format!("creating {}", cgroup.display()))?;
-        let child = Command::new("sleep").arg("60").spawn()?;
+        let child = cmd.spawn()?;
         std::fs::write(cgroup.join("cgroup.procs"), child.id().to_string())?;
         Ok(PodProcess { child, cgroup })
     }
@@ -160,7 +166,8 @@ impl Subscriber {
         read_frame(&mut self.stream, limit)
     }
 
-    /// Waits for an event matching `want`, up to `limit`.
+    /// Waits for an event matching `want`, up to `limit`; on failure the
+    /// error lists the last events that did not match.
     pub fn wait_for(
         &mut self,
         what: &str,
@@ -168,13 +175,30 @@ impl Subscriber {
         want: impl Fn(&KernelEvent) -> bool,
     ) -> Result<KernelEvent> {
         let deadline = Instant::now() + limit;
+        let mut seen: Vec<String> = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            ensure!(!left.is_zero(), "no {what} within {limit:?}");
-            match self.next(left) {
+            let msg = if left.is_zero() {
+                Err(anyhow::anyhow!("timed out"))
+            } else {
+                self.next(left)
+            };
+            match msg {
                 Ok(AgentMessage::Event { event }) if want(&event) => return Ok(event),
+                Ok(AgentMessage::Event { event }) => {
+                    seen.push(format!(
+                        "{:?} sig {:?} target {:?} pod {:?}",
+                        event.kind, event.signal, event.target, event.pod_uid
+                    ));
+                }
                 Ok(_) => {}
-                Err(e) => bail!("waiting for {what}: {e:#}"),
+                Err(e) => {
+                    let last = &seen[seen.len().saturating_sub(5)..];
+                    bail!(
+                        "no {what} within {limit:?} ({e:#}); {} other events, the last: {last:?}",
+                        seen.len()
+                    )
+                }
             }
         }
     }

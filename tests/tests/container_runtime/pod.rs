@@ -17,13 +17,14 @@ use k8s_openapi::api::core::v1::{Container, PodSpec};
 use serde_json::{json, Value};
 
 /// One grant of the DaemonSet taken away, or none.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Removed {
     Nothing,
-    Capability(&'static str),
+    /// An added capability, as CAP_NAME.
+    Capability(String),
     HostPid,
-    /// A volume mount, by the volume's name.
-    Volume(&'static str),
+    /// A volume mount: the volume's name and its mountPath.
+    Volume(String, String),
     /// Not a grant: BTF hidden as on a kernel built without it (the
     /// container's own sysfs shows the host's BTF whatever the mounts).
     KernelBtf,
@@ -171,7 +172,7 @@ pub fn apply(
     base: &mut Value,
     pod: &PodTemplate,
     place: &Placement<'_>,
-    removed: Removed,
+    removed: &Removed,
 ) -> Result<()> {
     let c = &pod.container;
     let mut args: Vec<String> = c
@@ -203,7 +204,7 @@ pub fn apply(
     process["noNewPrivileges"] = json!(!sc.allow_privilege_escalation.unwrap_or(true));
     process["terminal"] = json!(false);
 
-    let host_pid = pod.host_pid() && removed != Removed::HostPid;
+    let host_pid = pod.host_pid() && *removed != Removed::HostPid;
     let linux = &mut base["linux"];
     let mut namespaces = Vec::new();
     for ns in linux["namespaces"].as_array().cloned().unwrap_or_default() {
@@ -220,7 +221,7 @@ pub fn apply(
         "/kubepods/burstable/pod{}/{}",
         place.pod_uid, place.container_id
     ));
-    if removed == Removed::KernelBtf {
+    if *removed == Removed::KernelBtf {
         linux["maskedPaths"]
             .as_array_mut()
             .context("no maskedPaths")?
@@ -235,7 +236,7 @@ pub fn apply(
 }
 
 /// The mounts CRI and kubelet add after containerd's defaults, in order.
-fn pod_mounts(pod: &PodTemplate, place: &Placement<'_>, removed: Removed) -> Result<Vec<Value>> {
+fn pod_mounts(pod: &PodTemplate, place: &Placement<'_>, removed: &Removed) -> Result<Vec<Value>> {
     let ro = pod.read_only_root();
     let bind = |src: &Path, dst: &str, read_only: bool| {
         let mut opts = vec!["rbind", "rprivate"];
@@ -258,7 +259,7 @@ fn pod_mounts(pod: &PodTemplate, place: &Placement<'_>, removed: Removed) -> Res
         false,
     ));
     for (name, host, dst, read_only) in pod.host_mounts()? {
-        if matches!(removed, Removed::Volume(v) if v == name) {
+        if matches!(removed, Removed::Volume(v, _) if *v == name) {
             continue;
         }
         out.push(bind(&host, &dst, read_only));
