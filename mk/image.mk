@@ -71,6 +71,8 @@ image-twice: image
 dist: image
 
 # Not root, or no runc/containerd: the test prints SKIP with the reason.
+# Built first, so that the lab lock (eBPF, netns) is held only while it runs.
 test-image-runtime: image
+	$(CARGO) test -q --no-run -p fivexx-lab --test container_runtime
 	flock /tmp/fivexx-lab.lock env FIVEXX_AGENT_IMAGE=$(IMAGE_ARCHIVE) \
 	  $(CARGO) test -q -p fivexx-lab --test container_runtime -- --nocapture --test-threads=1
