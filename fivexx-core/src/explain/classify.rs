@@ -4,11 +4,12 @@
 //! (or Service) behind the address at the right time. Without one the
 //! failure is `Unexplained`, with a note saying what was looked for.
 
-use super::verdict::{Cause, Confidence, Evidence, FailedConnection, FailureKind, Said};
+use super::verdict::{Cause, Confidence, FailedConnection, FailureKind};
 use super::ExplainConfig;
 use crate::event::SignalResult;
 use crate::model::timeline::ClusterTimeline;
 use crate::model::FactSource;
+use crate::model::{Evidence, Observation};
 use std::sync::Arc;
 
 /// The cause of one failure, before episode and fix are attached.
@@ -40,7 +41,7 @@ fn secs(ns: i64) -> f64 {
     ns as f64 / 1e9
 }
 
-fn api(at_ns: i64, fact: Said) -> Evidence {
+fn api(at_ns: i64, fact: Observation) -> Evidence {
     Evidence {
         at_ns,
         source: FactSource::Api,
@@ -83,7 +84,7 @@ pub(crate) fn classify(
         .map_or(pod.created_ns.unwrap_or(t), |(at, _)| *at);
     ev.push(api(
         ip_since,
-        Said::Owns {
+        Observation::Owns {
             addr,
             pod: pod.display.clone(),
         },
@@ -104,7 +105,7 @@ pub(crate) fn classify(
                     } else {
                         FactSource::Api
                     },
-                    fact: Said::text(format!("OOM kill of{who} in {}", pod.display)),
+                    fact: Observation::text(format!("OOM kill of{who} in {}", pod.display)),
                 });
                 return Classification {
                     cause: Cause::OomKill,
@@ -137,7 +138,7 @@ pub(crate) fn classify(
     if let Some(node) = &pod.node {
         if let Some(term) = term {
             if let Some(c) = tl.cordoned_at(node, term, skew) {
-                ev.push(api(c, Said::Cordoned(Arc::from(node.as_str()))));
+                ev.push(api(c, Observation::Cordoned(Arc::from(node.as_str()))));
             }
         }
     }
@@ -206,7 +207,7 @@ pub(crate) fn classify(
                             )),
                         ),
                         Some(r) => {
-                            ev.push(api(r, Said::LeftEndpoints(addr)));
+                            ev.push(api(r, Observation::LeftEndpoints(addr)));
                             (Confidence::High, None)
                         }
                         None => (
@@ -244,7 +245,7 @@ pub(crate) fn classify(
                     if let Some(g) = gone {
                         ev.push(api(
                             g,
-                            Said::text(format!("{} gone from the API", pod.display)),
+                            Observation::text(format!("{} gone from the API", pod.display)),
                         ));
                     } else if let Some(x) = exited {
                         ev.push(Evidence {
@@ -252,7 +253,10 @@ pub(crate) fn classify(
                             source: FactSource::Node(Arc::from(
                                 pod.node.clone().unwrap_or_default(),
                             )),
-                            fact: Said::text(format!("the processes of {} exited", pod.display)),
+                            fact: Observation::text(format!(
+                                "the processes of {} exited",
+                                pod.display
+                            )),
                         });
                     }
                     if gone.is_some() || exited.is_some() {
@@ -314,12 +318,15 @@ pub(crate) fn classify(
             .min();
         if let Some(start) = start {
             if attempt >= start - skew && attempt <= start + cfg.startup_window_ns {
-                ev.push(api(start, Said::text(format!("{} started", pod.display))));
+                ev.push(api(
+                    start,
+                    Observation::text(format!("{} started", pod.display)),
+                ));
                 let ready = pod.first_ready_ns().filter(|r| *r <= attempt + skew);
                 if let Some(r) = ready {
                     ev.push(api(
                         r,
-                        Said::text(format!("{} reported Ready", pod.display)),
+                        Observation::text(format!("{} reported Ready", pod.display)),
                     ));
                 }
                 return Classification {
@@ -376,7 +383,7 @@ fn classify_service(
                     confidence: Confidence::High,
                     evidence: vec![api(
                         left,
-                        Said::text(format!(
+                        Observation::text(format!(
                             "the last ready endpoint of {name} left; none remained"
                         )),
                     )],

@@ -7,10 +7,11 @@
 //! joined by the connection's endpoints (both directions), and a connection
 //! is final once nothing joined it for `join_ns` of event time.
 
-use super::verdict::{Evidence, FailedConnection, FailureKind, Said};
+use super::verdict::{FailedConnection, FailureKind};
 use crate::event::{FourTuple, KernelEvent, KernelEventKind, TcpState};
 use crate::model::fact::NodeNames;
 use crate::model::FactSource;
+use crate::model::{Evidence, Observation};
 use foldhash::HashMap;
 use std::collections::hash_map::Entry;
 use std::net::IpAddr;
@@ -259,7 +260,7 @@ impl FailureJoiner {
                 } else {
                     s.rst_established = true;
                 }
-                Said::Conn {
+                Observation::Conn {
                     kind: e.kind,
                     state: e.tcp_state,
                     errno: None,
@@ -273,7 +274,7 @@ impl FailureJoiner {
                     Some(old) if old == 111 || old == 110 => old,
                     _ => n,
                 });
-                Said::Conn {
+                Observation::Conn {
                     kind: e.kind,
                     state: None,
                     errno: Some(n),
@@ -282,7 +283,7 @@ impl FailureJoiner {
             }
             KernelEventKind::StateChange => {
                 s.syn_close = true;
-                Said::Conn {
+                Observation::Conn {
                     kind: e.kind,
                     state: None,
                     errno: None,
@@ -291,14 +292,14 @@ impl FailureJoiner {
             }
             KernelEventKind::SynRetransmit => {
                 s.syn_retransmits += 1;
-                Said::Conn {
+                Observation::Conn {
                     kind: e.kind,
                     state: None,
                     errno: None,
                     tuple,
                 }
             }
-            KernelEventKind::SendReset => Said::RstSent {
+            KernelEventKind::SendReset => Observation::RstSent {
                 reason: e.reset_reason.as_deref().map(Arc::from),
                 tuple,
             },

@@ -5,22 +5,11 @@
 
 use super::verdict::{Cause, Fix};
 use crate::model::timeline::{ClusterTimeline, PodTimeline};
-use crate::model::WorkloadRef;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Samples kept per list: percentiles over 10k terminations are plenty.
 const MAX_SAMPLES: usize = 10_000;
-
-/// `namespace/kind/name` of the workload a pod belongs to (or
-/// `namespace/pod/name` for a bare pod).
-pub fn workload_key(namespace: &str, workload: Option<&WorkloadRef>, pod_name: &str) -> String {
-    match workload {
-        Some(w) => format!("{namespace}/{w}"),
-        None if !pod_name.is_empty() => format!("{namespace}/pod/{pod_name}"),
-        None => "-".to_string(),
-    }
-}
 
 /// What one pod's life measured.
 #[derive(Clone, Debug, Default)]

@@ -14,11 +14,12 @@ mod failure;
 pub mod measure;
 pub mod verdict;
 
+pub use crate::model::{workload_key, Evidence, Observation};
 pub use failure::FailureJoiner;
-pub use measure::{fix_for, percentile, prestop_for_lag, workload_key, WorkloadStats};
+pub use measure::{fix_for, percentile, prestop_for_lag, WorkloadStats};
 pub use verdict::{
-    Cause, Confidence, EpisodeKind, EpisodeRef, Evidence, FailedConnection, FailureKind, Fix,
-    ProxyRef, Said, Verdict,
+    Cause, Confidence, EpisodeKind, EpisodeRef, FailedConnection, FailureKind, Fix, ProxyRef,
+    Verdict,
 };
 
 use crate::model::Fact;
@@ -1065,7 +1066,7 @@ fn logged_failure(
         evidence: vec![Evidence {
             at_ns: l.at_ns,
             source: crate::model::FactSource::Api,
-            fact: Said::text(format!(
+            fact: Observation::text(format!(
                 "access log of {}/{}: {} to {}, upstream {}",
                 l.namespace,
                 l.pod,
@@ -1103,7 +1104,7 @@ fn http_failure(e: &crate::KernelEvent, status: u16, tuple: crate::FourTuple) ->
         evidence: vec![Evidence {
             at_ns: e.wall_ns,
             source: crate::model::FactSource::Node(Arc::from(e.node.as_str())),
-            fact: Said::text(format!("HTTP {status} written{who} on {tuple}")),
+            fact: Observation::text(format!("HTTP {status} written{who} on {tuple}")),
         }],
     }
 }

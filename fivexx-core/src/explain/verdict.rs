@@ -1,7 +1,7 @@
 //! What the engine says about one failed connection.
 
-use crate::event::{errno_name, FourTuple, KernelEventKind, TcpState};
-use crate::model::{FactSource, WorkloadRef};
+use crate::event::FourTuple;
+use crate::model::{Evidence, WorkloadRef};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -178,104 +178,6 @@ pub struct FailedConnection {
     /// the verdict's own evidence chain includes them.
     #[serde(skip_serializing, default)]
     pub evidence: Vec<Evidence>,
-}
-
-/// One fact cited by a verdict.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Evidence {
-    pub at_ns: i64,
-    pub source: FactSource,
-    pub fact: Said,
-}
-
-/// What a piece of evidence says: one sentence for humans and in JSON.
-/// Kept structured (and shared) so that the engine formats no text for the
-/// millions of verdicts that are only counted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Said {
-    Text(Arc<str>),
-    /// A kernel event of the failed connection, seen by the client.
-    Conn {
-        kind: KernelEventKind,
-        state: Option<TcpState>,
-        errno: Option<i32>,
-        tuple: FourTuple,
-    },
-    /// The server's kernel sent a RST (with the kernel's reason, 6.10+).
-    RstSent {
-        reason: Option<Arc<str>>,
-        tuple: FourTuple,
-    },
-    Owns {
-        addr: IpAddr,
-        pod: Arc<str>,
-    },
-    LeftEndpoints(IpAddr),
-    Cordoned(Arc<str>),
-}
-
-impl Said {
-    pub fn text(s: impl Into<String>) -> Said {
-        Said::Text(Arc::from(s.into()))
-    }
-
-    /// Whether the sentence contains `needle` (handy in tests).
-    pub fn contains(&self, needle: &str) -> bool {
-        self.to_string().contains(needle)
-    }
-
-    pub fn starts_with(&self, needle: &str) -> bool {
-        self.to_string().starts_with(needle)
-    }
-}
-
-impl fmt::Display for Said {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Said::Text(t) => f.write_str(t),
-            Said::Conn {
-                kind,
-                state,
-                errno,
-                tuple,
-            } => match kind {
-                KernelEventKind::ReceiveReset => write!(
-                    f,
-                    "RST received in {} on {tuple}",
-                    state.map_or("?", |s| s.name())
-                ),
-                KernelEventKind::SockError => {
-                    let n = errno.unwrap_or(0);
-                    write!(f, "socket error {n} {} on {tuple}", errno_name(n))
-                }
-                KernelEventKind::StateChange => {
-                    write!(f, "SYN_SENT -> CLOSE without ESTABLISHED on {tuple}")
-                }
-                KernelEventKind::SynRetransmit => write!(f, "SYN retransmitted on {tuple}"),
-                other => write!(f, "{other} on {tuple}"),
-            },
-            Said::RstSent { reason, tuple } => write!(
-                f,
-                "RST sent ({}) on {tuple}",
-                reason.as_deref().unwrap_or("reason unknown")
-            ),
-            Said::Owns { addr, pod } => write!(f, "{addr} belongs to {pod}"),
-            Said::LeftEndpoints(addr) => write!(f, "{addr} left the ready endpoints"),
-            Said::Cordoned(node) => write!(f, "node {node} cordoned"),
-        }
-    }
-}
-
-impl Serialize for Said {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Said {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Said, D::Error> {
-        String::deserialize(d).map(Said::text)
-    }
 }
 
 /// The proxy (client) side of the failed connection.

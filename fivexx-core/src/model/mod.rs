@@ -1,8 +1,10 @@
 //! The facts the engine reasons over and the timelines built from them.
 
+pub mod evidence;
 pub mod fact;
 pub mod timeline;
 
+pub use evidence::{workload_key, Evidence, Observation};
 pub use fact::{
     ClusterEvent, EndpointFact, Fact, FactSource, HttpPeekFact, NodeChange, NodeFact, PodChange,
     PodFact, ProxyLogFact, ServiceFact, WorkloadRef,

@@ -7,12 +7,12 @@
 //! arrived in. State of pods that are long gone is pruned so memory stays
 //! flat over a long capture.
 
+use super::evidence::{workload_key, Evidence, Observation};
 use super::fact::{
     ClusterEvent, EndpointFact, NodeChange, NodeFact, PodChange, PodFact, ServiceFact, WorkloadRef,
 };
 use super::fact::{FactSource, NodeNames};
 use crate::event::{signal_name, ExitStatus, KernelEvent, KernelEventKind, SignalResult, TaskRef};
-use crate::explain::{Evidence, Said};
 use foldhash::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -88,7 +88,7 @@ fn signal_evidence(pod: &str, e: &KernelEvent, node: Arc<str>) -> Evidence {
     Evidence {
         at_ns: e.wall_ns,
         source: FactSource::Node(node),
-        fact: Said::text(format!(
+        fact: Observation::text(format!(
             "{} to {target} of {pod} from {sender}{result}",
             signal_name(e.signal.unwrap_or(0))
         )),
@@ -150,7 +150,7 @@ impl PodTimeline {
         } else {
             Arc::from(format!("{}/{}", self.namespace, self.name))
         };
-        self.key = Arc::from(crate::explain::workload_key(
+        self.key = Arc::from(workload_key(
             &self.namespace,
             self.workload.as_ref(),
             &self.name,
@@ -309,7 +309,7 @@ impl ClusterTimeline {
                     p.deleting_evidence = Some(Evidence {
                         at_ns: f.at_ns,
                         source: FactSource::Api,
-                        fact: Said::text(format!(
+                        fact: Observation::text(format!(
                             "{} deleted (deletionTimestamp set, grace {grace_period_s} s)",
                             p.display
                         )),

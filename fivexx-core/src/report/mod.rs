@@ -7,10 +7,12 @@
 
 mod lines;
 mod render;
+mod settings;
 mod time;
 
 pub use lines::{clock, event_detail, event_line, is_failure, LineLayout, NODE_TABLE_HEADER};
 pub use render::{render_json, render_table, render_wide};
+pub use settings::{Overrides, SettingSource, SettingsUsed};
 pub use time::{format_duration, format_time, parse_time};
 
 use crate::explain::{fix_for, Cause, EngineStats, EpisodeKind, Measurements, Verdict};
@@ -167,7 +169,7 @@ pub struct Report {
     /// The engine settings the verdicts were made with, and where each
     /// came from (recorded, a flag, or the default).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub settings: Option<crate::analysis::SettingsUsed>,
+    pub settings: Option<SettingsUsed>,
 }
 
 #[derive(Debug)]

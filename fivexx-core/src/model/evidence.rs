@@ -1,0 +1,120 @@
+//! What a verdict cites: observations, each with its time and source.
+//!
+//! These live with the model (not the engine): the timelines record the
+//! evidence of what they saw (a SIGTERM, a deletion) as they build, and the
+//! engine only assembles it into verdicts.
+
+use super::fact::{FactSource, WorkloadRef};
+use crate::event::{errno_name, FourTuple, KernelEventKind, TcpState};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// One fact cited by a verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub at_ns: i64,
+    pub source: FactSource,
+    pub fact: Observation,
+}
+
+/// What a piece of evidence says: one sentence for humans and in JSON.
+/// Kept structured (and shared) so that the engine formats no text for the
+/// millions of verdicts that are only counted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    Text(Arc<str>),
+    /// A kernel event of the failed connection, seen by the client.
+    Conn {
+        kind: KernelEventKind,
+        state: Option<TcpState>,
+        errno: Option<i32>,
+        tuple: FourTuple,
+    },
+    /// The server's kernel sent a RST (with the kernel's reason, 6.10+).
+    RstSent {
+        reason: Option<Arc<str>>,
+        tuple: FourTuple,
+    },
+    Owns {
+        addr: IpAddr,
+        pod: Arc<str>,
+    },
+    LeftEndpoints(IpAddr),
+    Cordoned(Arc<str>),
+}
+
+impl Observation {
+    pub fn text(s: impl Into<String>) -> Observation {
+        Observation::Text(Arc::from(s.into()))
+    }
+
+    /// Whether the sentence contains `needle` (handy in tests).
+    pub fn contains(&self, needle: &str) -> bool {
+        self.to_string().contains(needle)
+    }
+
+    pub fn starts_with(&self, needle: &str) -> bool {
+        self.to_string().starts_with(needle)
+    }
+}
+
+impl fmt::Display for Observation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Observation::Text(t) => f.write_str(t),
+            Observation::Conn {
+                kind,
+                state,
+                errno,
+                tuple,
+            } => match kind {
+                KernelEventKind::ReceiveReset => write!(
+                    f,
+                    "RST received in {} on {tuple}",
+                    state.map_or("?", |s| s.name())
+                ),
+                KernelEventKind::SockError => {
+                    let n = errno.unwrap_or(0);
+                    write!(f, "socket error {n} {} on {tuple}", errno_name(n))
+                }
+                KernelEventKind::StateChange => {
+                    write!(f, "SYN_SENT -> CLOSE without ESTABLISHED on {tuple}")
+                }
+                KernelEventKind::SynRetransmit => write!(f, "SYN retransmitted on {tuple}"),
+                other => write!(f, "{other} on {tuple}"),
+            },
+            Observation::RstSent { reason, tuple } => write!(
+                f,
+                "RST sent ({}) on {tuple}",
+                reason.as_deref().unwrap_or("reason unknown")
+            ),
+            Observation::Owns { addr, pod } => write!(f, "{addr} belongs to {pod}"),
+            Observation::LeftEndpoints(addr) => write!(f, "{addr} left the ready endpoints"),
+            Observation::Cordoned(node) => write!(f, "node {node} cordoned"),
+        }
+    }
+}
+
+impl Serialize for Observation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Observation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Observation, D::Error> {
+        String::deserialize(d).map(Observation::text)
+    }
+}
+
+/// `namespace/kind/name` of the workload a pod belongs to (or
+/// `namespace/pod/name` for a bare pod).
+pub fn workload_key(namespace: &str, workload: Option<&WorkloadRef>, pod_name: &str) -> String {
+    match workload {
+        Some(w) => format!("{namespace}/{w}"),
+        None if !pod_name.is_empty() => format!("{namespace}/pod/{pod_name}"),
+        None => "-".to_string(),
+    }
+}
