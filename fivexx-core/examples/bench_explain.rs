@@ -10,9 +10,9 @@
 //! explain phase is its own. `make -f mk/core.mk bench-explain` runs them
 //! for 1 M and 10 M facts and prints facts/s and peak memory side by side.
 
+use fivexx_core::analysis::{Analysis, AnalysisOptions, ReadSummary};
 use fivexx_core::capture::{CaptureHeader, CaptureReader, CaptureWriter, RecordRef, WriteOptions};
 use fivexx_core::explain::{ExplainConfig, Explainer};
-use fivexx_core::report::{ReportBuilder, ReportFilter};
 use fivexx_core::synth::{bench_stream, T0};
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
@@ -82,22 +82,17 @@ fn explain(path: &str) -> Result<(), String> {
     let cpu0 = cpu_secs().unwrap_or(0.0);
     let mut reader =
         CaptureReader::new(BufReader::with_capacity(1 << 20, f)).map_err(|e| e.to_string())?;
-    let mut engine = Explainer::new(ExplainConfig::default());
-    let mut report = ReportBuilder::new(ReportFilter::default(), 1000);
+    // The path `kubectl fivexx explain` runs: the one analysis type.
+    let mut analysis = Analysis::new(AnalysisOptions::default());
     let mut verdicts = 0u64;
     while let Some(rec) = reader.next_ref().map_err(|e| e.to_string())? {
-        if let RecordRef::Fact(fact) = rec {
-            engine.push(fact, &mut |v| {
-                verdicts += 1;
-                report.add(v);
-            });
+        match rec {
+            RecordRef::Fact(fact) => analysis.push_fact(fact, &mut |_| verdicts += 1),
+            RecordRef::Other(r) => analysis.push_record(&r, &mut |_| verdicts += 1),
         }
+        .map_err(|e| e.to_string())?;
     }
-    let m = engine.finish(&mut |v| {
-        verdicts += 1;
-        report.add(v);
-    });
-    let r = report.finish(&m, None);
+    let r = analysis.finish(ReadSummary::default(), &mut |_| verdicts += 1);
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_secs().unwrap_or(0.0) - cpu0;
     let facts = reader.stats().facts;

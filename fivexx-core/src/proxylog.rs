@@ -2,6 +2,10 @@
 //! ingress-nginx's default `upstreaminfo` format, parsed into the few fields
 //! the explain engine joins with kernel facts.
 //!
+//! This file is longer than 600 lines because it holds both formats' parsers
+//! with their tests on real lines; a parser per proxy format lands in its
+//! own module as formats are added.
+//!
 //! Why: the kernel peek sees the status line of plain HTTP/1.x only. A TLS
 //! or HTTP/2 client connection cannot be peeked, but the proxy still logs
 //! every answer with its status and the upstream(s) it tried, and the

@@ -4,12 +4,13 @@
 //! (or Service) behind the address at the right time. Without one the
 //! failure is `Unexplained`, with a note saying what was looked for.
 
+use super::config::ExplainConfig;
 use super::verdict::{Cause, Confidence, FailedConnection, FailureKind};
-use super::ExplainConfig;
 use crate::event::SignalResult;
-use crate::model::timeline::ClusterTimeline;
+use crate::model::timeline::{ClusterTimeline, PodTimeline, SignalSeen};
 use crate::model::FactSource;
 use crate::model::{Evidence, Observation};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// The cause of one failure, before episode and fix are attached.
@@ -49,6 +50,344 @@ fn api(at_ns: i64, fact: Observation) -> Evidence {
     }
 }
 
+/// When the proxy chose the address: when it sent the SYN. A timed-out
+/// connect's first event is its first SYN retransmit, 1 s after the SYN.
+fn attempt_start(f: &FailedConnection) -> i64 {
+    if f.kind == FailureKind::TimedOut {
+        f.first_ns.saturating_sub(1_000_000_000).min(f.at_ns)
+    } else {
+        f.first_ns.min(f.at_ns)
+    }
+}
+
+/// What the rules look at: the pod that owned the address when the
+/// attempt started, and the evidence gathered about it so far.
+struct PodCase<'a> {
+    pod: &'a PodTimeline,
+    addr: IpAddr,
+    /// The failure, and when its attempt started.
+    t: i64,
+    attempt: i64,
+    tl: &'a ClusterTimeline,
+    cfg: &'a ExplainConfig,
+    horizon: i64,
+    ev: Vec<Evidence>,
+}
+
+impl<'a> PodCase<'a> {
+    fn new(
+        pod: &'a PodTimeline,
+        addr: IpAddr,
+        t: i64,
+        attempt: i64,
+        tl: &'a ClusterTimeline,
+        cfg: &'a ExplainConfig,
+        horizon: i64,
+    ) -> PodCase<'a> {
+        let mut ev: Vec<Evidence> = Vec::with_capacity(6);
+        let ip_since = pod
+            .ips
+            .iter()
+            .find(|(_, ip)| *ip == addr)
+            .map_or(pod.created_ns.unwrap_or(t), |(at, _)| *at);
+        ev.push(api(
+            ip_since,
+            Observation::Owns {
+                addr,
+                pod: pod.display.clone(),
+            },
+        ));
+        PodCase {
+            pod,
+            addr,
+            t,
+            attempt,
+            tl,
+            cfg,
+            horizon,
+            ev,
+        }
+    }
+
+    fn uid(&self) -> Option<String> {
+        Some(self.pod.uid.clone())
+    }
+
+    fn verdict(self, cause: Cause, confidence: Confidence, note: Option<String>) -> Classification {
+        Classification {
+            cause,
+            confidence,
+            pod_uid: self.uid(),
+            evidence: self.ev,
+            service: None,
+            note,
+        }
+    }
+
+    fn term(&self) -> Option<i64> {
+        self.pod.termination_ns().filter(|x| *x <= self.horizon)
+    }
+
+    fn sigterm(&self) -> Option<&'a SignalSeen> {
+        self.pod
+            .sigterm
+            .as_ref()
+            .filter(|s| s.at_ns <= self.horizon)
+    }
+
+    fn sigterm_ignored(&self) -> bool {
+        self.sigterm()
+            .is_some_and(|s| s.result == Some(SignalResult::Ignored))
+    }
+
+    /// Rule 1: an OOM kill of the pod around the failure.
+    fn oom(&mut self) -> Option<Confidence> {
+        let (oom_at, victim) = self.pod.oom.as_ref()?;
+        let (t, skew) = (self.t, self.cfg.skew_ns);
+        if *oom_at > self.horizon || t < oom_at - skew || t > oom_at + self.cfg.oom_window_ns {
+            return None;
+        }
+        let who = victim
+            .as_ref()
+            .map_or(String::new(), |v| format!(" pid {} ({})", v.pid, v.comm));
+        let from_kernel = victim.is_some();
+        self.ev.push(Evidence {
+            at_ns: *oom_at,
+            source: if from_kernel {
+                FactSource::Node(Arc::from(self.pod.node.clone().unwrap_or_default()))
+            } else {
+                FactSource::Api
+            },
+            fact: Observation::text(format!("OOM kill of{who} in {}", self.pod.display)),
+        });
+        Some(if from_kernel {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        })
+    }
+
+    /// The SIGTERM, the deletion, and a cordon of the pod's node.
+    fn lifecycle_evidence(&mut self) {
+        if let Some(s) = self.sigterm() {
+            self.ev.push(s.evidence.clone());
+        }
+        if let Some(d) = self
+            .pod
+            .deleting_evidence
+            .as_ref()
+            .filter(|d| d.at_ns <= self.horizon)
+        {
+            self.ev.push(d.clone());
+        }
+        if let (Some(node), Some(term)) = (&self.pod.node, self.term()) {
+            if let Some(c) = self.tl.cordoned_at(node, term, self.cfg.skew_ns) {
+                self.ev
+                    .push(api(c, Observation::Cordoned(Arc::from(node.as_str()))));
+            }
+        }
+    }
+
+    /// Rule 2: resets at a lifecycle SIGKILL: the grace period expired (or
+    /// SIGTERM had been ignored until then).
+    fn killed(mut self) -> Result<Classification, Self> {
+        let (t, skew) = (self.t, self.cfg.skew_ns);
+        let kill = self
+            .pod
+            .sigkill_between(
+                t - self.cfg.kill_window_ns - skew,
+                (t + skew).min(self.horizon),
+            )
+            .filter(|k| k.from_lifecycle());
+        let (Some(kill), Some(term)) = (kill, self.term()) else {
+            return Err(self);
+        };
+        self.ev.push(kill.evidence.clone());
+        let after = kill.at_ns - term;
+        if self.sigterm_ignored() {
+            let note = format!(
+                "SIGTERM was ignored; SIGKILL came {:.1} s later",
+                secs(after)
+            );
+            return Ok(self.verdict(Cause::SigtermIgnored, Confidence::High, Some(note)));
+        }
+        let confidence = match self.pod.grace_period_s() {
+            Some(g) => {
+                let expected = i64::from(g) * 1_000_000_000;
+                if (after - expected).abs() <= self.cfg.grace_tolerance_ns + skew {
+                    Confidence::High
+                } else {
+                    Confidence::Low
+                }
+            }
+            None => Confidence::Medium,
+        };
+        let note = format!("SIGKILL {:.1} s after termination began", secs(after));
+        Ok(self.verdict(Cause::SigkillAtGraceExpiry, confidence, Some(note)))
+    }
+
+    /// Rule 3a: refused after termination began: the proxy still routed here.
+    fn refused_while_terminating(mut self, term: i64) -> Classification {
+        let (attempt, skew) = (self.attempt, self.cfg.skew_ns);
+        let removal = self
+            .tl
+            .unroutable_since(self.addr, term - skew)
+            .filter(|r| *r <= self.horizon);
+        let (confidence, note) = match removal {
+            Some(r) if attempt > r + self.cfg.proxy_propagation_ns => (
+                Confidence::Low,
+                Some(format!(
+                    "the proxy still routed here {:.1} s after the address left the endpoints",
+                    secs(attempt - r)
+                )),
+            ),
+            Some(r) => {
+                self.ev.push(api(r, Observation::LeftEndpoints(self.addr)));
+                (Confidence::High, None)
+            }
+            None => (
+                if self.tl.routable_at(self.addr, attempt) == Some(true) {
+                    Confidence::High
+                } else {
+                    Confidence::Medium
+                },
+                None,
+            ),
+        };
+        self.verdict(Cause::EndpointLagNetnsAlive, confidence, note)
+    }
+
+    /// Rule 3b: no answer from a terminating pod: its netns is gone (or its
+    /// processes exited). A connect the proxy itself gave up on in
+    /// SYN_SENT (its own connect timeout, shorter than the kernel's first
+    /// SYN retransmit) counts too: to a pod whose netns is gone no RST can
+    /// come back, so silence is all the kernel sees.
+    fn silent_while_terminating(mut self, f: &FailedConnection, term: i64) -> Classification {
+        let (attempt, skew, horizon) = (self.attempt, self.cfg.skew_ns, self.horizon);
+        let pod = self.pod;
+        let gone = pod
+            .gone_ns
+            .filter(|g| *g <= attempt + skew && *g <= horizon);
+        let exited = pod
+            .exits
+            .iter()
+            .filter(|x| x.at_ns >= term - skew && x.at_ns <= attempt + skew)
+            .map(|x| x.at_ns)
+            .max();
+        if let Some(g) = gone {
+            self.ev.push(api(
+                g,
+                Observation::text(format!("{} gone from the API", pod.display)),
+            ));
+        } else if let Some(x) = exited {
+            self.ev.push(Evidence {
+                at_ns: x,
+                source: FactSource::Node(Arc::from(pod.node.clone().unwrap_or_default())),
+                fact: Observation::text(format!("the processes of {} exited", pod.display)),
+            });
+        }
+        if gone.is_none() && exited.is_none() {
+            return Classification::unexplained(
+                "connect timed out to a terminating pod whose processes were still running",
+                self.uid(),
+            );
+        }
+        let silent_close = f.kind == FailureKind::ConnectFailed && f.syn_retransmits == 0;
+        let confidence = if gone.is_some() && !silent_close {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        };
+        self.verdict(Cause::EndpointLagNetnsGone, confidence, None)
+    }
+
+    /// Rule 3c: a pooled connection reset by a pod shutting down (one that
+    /// ignored SIGTERM is not shutting down yet).
+    fn reset_while_terminating(
+        self,
+        f: &FailedConnection,
+        term: i64,
+    ) -> Result<Classification, Self> {
+        if self.sigterm_ignored() {
+            return Err(self);
+        }
+        let end = self
+            .pod
+            .last_exit()
+            .map(|x| x.at_ns)
+            .filter(|x| *x >= term)
+            .unwrap_or(i64::MAX);
+        if self.t > end.saturating_add(self.cfg.kill_window_ns + self.cfg.skew_ns) {
+            return Err(self);
+        }
+        let confidence = if f.server_reset_reason.is_some() || self.sigterm().is_some() {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        };
+        Ok(self.verdict(Cause::KeepAliveRace, confidence, None))
+    }
+
+    /// Rule 4: refused by a pod that had just started (and was not terminating).
+    fn starting(mut self) -> Result<Classification, Self> {
+        let (attempt, skew, pod) = (self.attempt, self.cfg.skew_ns, self.pod);
+        let start = [pod.started_ns, pod.created_ns, pod.first_ready_ns()]
+            .into_iter()
+            .flatten()
+            .filter(|s| *s <= self.horizon)
+            .min();
+        let Some(start) =
+            start.filter(|s| attempt >= s - skew && attempt <= s + self.cfg.startup_window_ns)
+        else {
+            return Err(self);
+        };
+        self.ev.push(api(
+            start,
+            Observation::text(format!("{} started", pod.display)),
+        ));
+        let ready = pod.first_ready_ns().filter(|r| *r <= attempt + skew);
+        if let Some(r) = ready {
+            self.ev.push(api(
+                r,
+                Observation::text(format!("{} reported Ready", pod.display)),
+            ));
+        }
+        let confidence = if ready.is_some() || self.tl.routable_at(self.addr, attempt) == Some(true)
+        {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        };
+        let note = format!(
+            "refused {:.1} s after the pod started",
+            secs(attempt - start)
+        );
+        Ok(self.verdict(Cause::NotReadyAtStart, confidence, Some(note)))
+    }
+
+    /// No rule matched: say what was looked for.
+    fn unexplained(self, f: &FailedConnection) -> Classification {
+        let (attempt, skew, pod) = (self.attempt, self.cfg.skew_ns, self.pod);
+        let note = match self.term() {
+            Some(term) if attempt < term - skew => format!(
+                "{} was not terminating yet ({:.1} s before termination began)",
+                pod.display_name(),
+                secs(term - attempt)
+            ),
+            Some(_) => format!(
+                "{} was terminating, but a {} failure has no rule here",
+                pod.display_name(),
+                f.kind.name()
+            ),
+            None => format!(
+                "{} was not terminating, starting, or OOM-killed",
+                pod.display_name()
+            ),
+        };
+        Classification::unexplained(note, self.uid())
+    }
+}
+
 /// Classifies `f` using only facts at or before `horizon`.
 pub(crate) fn classify(
     f: &FailedConnection,
@@ -56,315 +395,77 @@ pub(crate) fn classify(
     cfg: &ExplainConfig,
     horizon: i64,
 ) -> Classification {
-    let skew = cfg.skew_ns;
     let addr = f.tuple.daddr;
-    let t = f.at_ns;
-    // The proxy chose this address when it sent the SYN.
-    let attempt = if f.kind == FailureKind::TimedOut {
-        f.first_ns.saturating_sub(1_000_000_000).min(t)
-    } else {
-        f.first_ns.min(t)
-    };
-
+    let attempt = attempt_start(f);
     if let Some(svc) = tl.service_of_ip(addr) {
-        return classify_service(f, tl, svc.clone(), t);
+        return classify_service(f, tl, svc.clone(), f.at_ns);
     }
-    let Some(pod) = tl.owner_at(addr, attempt, skew) else {
+    let Some(pod) = tl.owner_at(addr, attempt, cfg.skew_ns) else {
         return Classification::unexplained(
             format!("no pod is known to have owned {addr} at that time"),
             None,
         );
     };
-    let uid = Some(pod.uid.clone());
-    let mut ev: Vec<Evidence> = Vec::with_capacity(6);
-    let ip_since = pod
-        .ips
-        .iter()
-        .find(|(_, ip)| *ip == addr)
-        .map_or(pod.created_ns.unwrap_or(t), |(at, _)| *at);
-    ev.push(api(
-        ip_since,
-        Observation::Owns {
-            addr,
-            pod: pod.display.clone(),
-        },
-    ));
-
-    // 1. OOM kill of the pod around the failure.
+    let mut case = PodCase::new(pod, addr, f.at_ns, attempt, tl, cfg, horizon);
     if matches!(f.kind, FailureKind::Refused | FailureKind::Reset) {
-        if let Some((oom_at, victim)) = &pod.oom {
-            if *oom_at <= horizon && t >= oom_at - skew && t <= oom_at + cfg.oom_window_ns {
-                let who = victim
-                    .as_ref()
-                    .map_or(String::new(), |v| format!(" pid {} ({})", v.pid, v.comm));
-                let from_kernel = victim.is_some();
-                ev.push(Evidence {
-                    at_ns: *oom_at,
-                    source: if from_kernel {
-                        FactSource::Node(Arc::from(pod.node.clone().unwrap_or_default()))
-                    } else {
-                        FactSource::Api
-                    },
-                    fact: Observation::text(format!("OOM kill of{who} in {}", pod.display)),
-                });
-                return Classification {
-                    cause: Cause::OomKill,
-                    confidence: if from_kernel {
-                        Confidence::High
-                    } else {
-                        Confidence::Medium
-                    },
-                    evidence: ev,
-                    pod_uid: uid,
-                    service: None,
-                    note: None,
-                };
-            }
+        if let Some(confidence) = case.oom() {
+            return case.verdict(Cause::OomKill, confidence, None);
         }
     }
-
-    let term = pod.termination_ns().filter(|x| *x <= horizon);
-    let sigterm = pod.sigterm.as_ref().filter(|s| s.at_ns <= horizon);
-    if let Some(s) = sigterm {
-        ev.push(s.evidence.clone());
-    }
-    if let Some(d) = pod
-        .deleting_evidence
-        .as_ref()
-        .filter(|d| d.at_ns <= horizon)
-    {
-        ev.push(d.clone());
-    }
-    if let Some(node) = &pod.node {
-        if let Some(term) = term {
-            if let Some(c) = tl.cordoned_at(node, term, skew) {
-                ev.push(api(c, Observation::Cordoned(Arc::from(node.as_str()))));
-            }
-        }
-    }
-
-    // 2. Resets at a lifecycle SIGKILL.
+    case.lifecycle_evidence();
     if matches!(f.kind, FailureKind::Reset | FailureKind::Refused) && f.rst {
-        let kill = pod
-            .sigkill_between(t - cfg.kill_window_ns - skew, (t + skew).min(horizon))
-            .filter(|k| k.from_lifecycle());
-        if let (Some(kill), Some(term)) = (kill, term) {
-            ev.push(kill.evidence.clone());
-            let after = kill.at_ns - term;
-            let ignored = sigterm.is_some_and(|s| s.result == Some(SignalResult::Ignored));
-            if ignored {
-                return Classification {
-                    cause: Cause::SigtermIgnored,
-                    confidence: Confidence::High,
-                    evidence: ev,
-                    pod_uid: uid,
-                    service: None,
-                    note: Some(format!(
-                        "SIGTERM was ignored; SIGKILL came {:.1} s later",
-                        secs(after)
-                    )),
+        case = match case.killed() {
+            Ok(c) => return c,
+            Err(case) => case,
+        };
+    }
+    if let Some(term) = case.term().filter(|term| attempt >= term - cfg.skew_ns) {
+        match f.kind {
+            FailureKind::Refused if f.rst || f.errno == Some(111) => {
+                return case.refused_while_terminating(term);
+            }
+            FailureKind::TimedOut | FailureKind::Unreachable | FailureKind::ConnectFailed => {
+                return case.silent_while_terminating(f, term);
+            }
+            FailureKind::Reset => {
+                case = match case.reset_while_terminating(f, term) {
+                    Ok(c) => return c,
+                    Err(case) => case,
                 };
             }
-            let confidence = match pod.grace_period_s() {
-                Some(g) => {
-                    let expected = i64::from(g) * 1_000_000_000;
-                    if (after - expected).abs() <= cfg.grace_tolerance_ns + skew {
-                        Confidence::High
-                    } else {
-                        Confidence::Low
-                    }
-                }
-                None => Confidence::Medium,
-            };
-            return Classification {
-                cause: Cause::SigkillAtGraceExpiry,
-                confidence,
-                evidence: ev,
-                pod_uid: uid,
-                service: None,
-                note: Some(format!(
-                    "SIGKILL {:.1} s after termination began",
-                    secs(after)
-                )),
-            };
+            _ => {}
         }
     }
-
-    // 3. After termination began.
-    if let Some(term) = term {
-        if attempt >= term - skew {
-            match f.kind {
-                FailureKind::Refused if f.rst || f.errno == Some(111) => {
-                    let removal = tl
-                        .unroutable_since(addr, term - skew)
-                        .filter(|r| *r <= horizon);
-                    let (confidence, note) = match removal {
-                        Some(r) if attempt > r + cfg.proxy_propagation_ns => (
-                            Confidence::Low,
-                            Some(format!(
-                                "the proxy still routed here {:.1} s after the address left the endpoints",
-                                secs(attempt - r)
-                            )),
-                        ),
-                        Some(r) => {
-                            ev.push(api(r, Observation::LeftEndpoints(addr)));
-                            (Confidence::High, None)
-                        }
-                        None => (
-                            if tl.routable_at(addr, attempt) == Some(true) {
-                                Confidence::High
-                            } else {
-                                Confidence::Medium
-                            },
-                            None,
-                        ),
-                    };
-                    return Classification {
-                        cause: Cause::EndpointLagNetnsAlive,
-                        confidence,
-                        evidence: ev,
-                        pod_uid: uid,
-                        service: None,
-                        note,
-                    };
-                }
-                // A connect the proxy itself gave up on in SYN_SENT (its own
-                // connect timeout, shorter than the kernel's first SYN
-                // retransmit) counts too: to a pod whose netns is gone no
-                // RST can come back, so silence is all the kernel sees.
-                FailureKind::TimedOut | FailureKind::Unreachable | FailureKind::ConnectFailed => {
-                    let gone = pod
-                        .gone_ns
-                        .filter(|g| *g <= attempt + skew && *g <= horizon);
-                    let exited = pod
-                        .exits
-                        .iter()
-                        .filter(|x| x.at_ns >= term - skew && x.at_ns <= attempt + skew)
-                        .map(|x| x.at_ns)
-                        .max();
-                    if let Some(g) = gone {
-                        ev.push(api(
-                            g,
-                            Observation::text(format!("{} gone from the API", pod.display)),
-                        ));
-                    } else if let Some(x) = exited {
-                        ev.push(Evidence {
-                            at_ns: x,
-                            source: FactSource::Node(Arc::from(
-                                pod.node.clone().unwrap_or_default(),
-                            )),
-                            fact: Observation::text(format!(
-                                "the processes of {} exited",
-                                pod.display
-                            )),
-                        });
-                    }
-                    if gone.is_some() || exited.is_some() {
-                        let silent_close =
-                            f.kind == FailureKind::ConnectFailed && f.syn_retransmits == 0;
-                        return Classification {
-                            cause: Cause::EndpointLagNetnsGone,
-                            confidence: if gone.is_some() && !silent_close {
-                                Confidence::High
-                            } else {
-                                Confidence::Medium
-                            },
-                            evidence: ev,
-                            pod_uid: uid,
-                            service: None,
-                            note: None,
-                        };
-                    }
-                    return Classification::unexplained(
-                        "connect timed out to a terminating pod whose processes were still running",
-                        uid,
-                    );
-                }
-                // A pod that ignored SIGTERM is not shutting down yet.
-                FailureKind::Reset
-                    if !sigterm.is_some_and(|s| s.result == Some(SignalResult::Ignored)) =>
-                {
-                    let end = pod
-                        .last_exit()
-                        .map(|x| x.at_ns)
-                        .filter(|x| *x >= term)
-                        .unwrap_or(i64::MAX);
-                    if t <= end.saturating_add(cfg.kill_window_ns + skew) {
-                        return Classification {
-                            cause: Cause::KeepAliveRace,
-                            confidence: if f.server_reset_reason.is_some() || sigterm.is_some() {
-                                Confidence::High
-                            } else {
-                                Confidence::Medium
-                            },
-                            evidence: ev,
-                            pod_uid: uid,
-                            service: None,
-                            note: None,
-                        };
-                    }
-                }
-                _ => {}
-            }
-        }
+    if f.kind == FailureKind::Refused && case.term().is_none_or(|x| x > attempt + cfg.skew_ns) {
+        case = match case.starting() {
+            Ok(c) => return c,
+            Err(case) => case,
+        };
     }
+    case.unexplained(f)
+}
 
-    // 4. Refused by a pod that had just started (and was not terminating).
-    if f.kind == FailureKind::Refused && term.is_none_or(|x| x > attempt + skew) {
-        let start = [pod.started_ns, pod.created_ns, pod.first_ready_ns()]
-            .into_iter()
-            .flatten()
-            .filter(|s| *s <= horizon)
-            .min();
-        if let Some(start) = start {
-            if attempt >= start - skew && attempt <= start + cfg.startup_window_ns {
-                ev.push(api(
-                    start,
-                    Observation::text(format!("{} started", pod.display)),
-                ));
-                let ready = pod.first_ready_ns().filter(|r| *r <= attempt + skew);
-                if let Some(r) = ready {
-                    ev.push(api(
-                        r,
-                        Observation::text(format!("{} reported Ready", pod.display)),
-                    ));
-                }
-                return Classification {
-                    cause: Cause::NotReadyAtStart,
-                    confidence: if ready.is_some() || tl.routable_at(addr, attempt) == Some(true) {
-                        Confidence::High
-                    } else {
-                        Confidence::Medium
-                    },
-                    evidence: ev,
-                    pod_uid: uid,
-                    service: None,
-                    note: Some(format!(
-                        "refused {:.1} s after the pod started",
-                        secs(attempt - start)
-                    )),
-                };
-            }
-        }
+/// A proxy's 502/504 whose upstream (named by the access log) closed the
+/// connection without a reset: its process died mid-request. Only the
+/// kill rules apply (an OOM kill, a lifecycle SIGKILL); anything else is
+/// `None`, and the answer stays unexplained.
+pub(crate) fn classify_closed_by_death(
+    addr: IpAddr,
+    at_ns: i64,
+    tl: &ClusterTimeline,
+    cfg: &ExplainConfig,
+    horizon: i64,
+) -> Option<Classification> {
+    if tl.service_of_ip(addr).is_some() {
+        return None;
     }
-
-    let note = match term {
-        Some(term) if attempt < term - skew => format!(
-            "{} was not terminating yet ({:.1} s before termination began)",
-            pod.display_name(),
-            secs(term - attempt)
-        ),
-        Some(_) => format!(
-            "{} was terminating, but a {} failure has no rule here",
-            pod.display_name(),
-            f.kind.name()
-        ),
-        None => format!(
-            "{} was not terminating, starting, or OOM-killed",
-            pod.display_name()
-        ),
-    };
-    Classification::unexplained(note, uid)
+    let pod = tl.owner_at(addr, at_ns, cfg.skew_ns)?;
+    let mut case = PodCase::new(pod, addr, at_ns, at_ns, tl, cfg, horizon);
+    if let Some(confidence) = case.oom() {
+        return Some(case.verdict(Cause::OomKill, confidence, None));
+    }
+    case.lifecycle_evidence();
+    case.killed().ok()
 }
 
 fn classify_service(

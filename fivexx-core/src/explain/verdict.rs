@@ -1,4 +1,5 @@
-//! What the engine says about one failed connection.
+//! What the engine says about one failure: a failed connection or a
+//! proxy's 5xx.
 
 use crate::event::FourTuple;
 use crate::model::{Evidence, WorkloadRef};
@@ -167,24 +168,134 @@ pub struct FailedConnection {
     pub syn_retransmits: u32,
     /// The server side's `send_reset` (reason), when its node is traced.
     pub server_reset_reason: Option<String>,
-    /// For `http_5xx`: the status the proxy answered. `tuple` is then the
-    /// proxy's socket to its client (saddr = proxy, daddr = client).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http_status: Option<u16>,
-    /// For `http_5xx`: the failed upstream connection it was joined to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<FourTuple>,
     /// The kernel facts joined into this failure (first few). Not in JSON:
     /// the verdict's own evidence chain includes them.
     #[serde(skip_serializing, default)]
     pub evidence: Vec<Evidence>,
 }
 
-/// The proxy (client) side of the failed connection.
+/// A 5xx a proxy answered its client: seen by the kernel (`http_5xx`, the
+/// HTTP peek) or in the proxy's access log (`http_5xx_logged`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpAnswer {
+    /// When it was written (peek), or the end of the logged time's slack
+    /// (log: it sorts after the kernel's view of the same answer).
+    pub at_ns: i64,
+    /// The written or logged time.
+    pub first_ns: i64,
+    pub kind: FailureKind,
+    pub http_status: u16,
+    /// The proxy's client.
+    pub client: IpAddr,
+    /// The proxy's socket to its client (saddr = proxy, daddr = client),
+    /// when the kernel saw the answer; a log line has no socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuple: Option<FourTuple>,
+    /// The proxy's node ("" when unknown).
+    pub node: String,
+    /// The proxy worker that wrote it, when the kernel said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_pid: Option<i32>,
+    /// `namespace/name` of the proxy pod whose access log had it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_pod: Option<String>,
+    /// The failed upstream connection it was joined to (peek), or the
+    /// upstream the log line names as failed (log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<FourTuple>,
+    #[serde(skip_serializing, default)]
+    pub evidence: Vec<Evidence>,
+}
+
+/// What failed: a connection the kernel saw fail, or a proxy's 5xx.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Failure {
+    Connection(FailedConnection),
+    Answer(HttpAnswer),
+}
+
+impl Failure {
+    pub fn at_ns(&self) -> i64 {
+        match self {
+            Failure::Connection(c) => c.at_ns,
+            Failure::Answer(a) => a.at_ns,
+        }
+    }
+
+    pub fn first_ns(&self) -> i64 {
+        match self {
+            Failure::Connection(c) => c.first_ns,
+            Failure::Answer(a) => a.first_ns,
+        }
+    }
+
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Failure::Connection(c) => c.kind,
+            Failure::Answer(a) => a.kind,
+        }
+    }
+
+    /// The status a proxy answered, for answers.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Failure::Connection(_) => None,
+            Failure::Answer(a) => Some(a.http_status),
+        }
+    }
+
+    /// The node whose agent saw the client side (the proxy's node).
+    pub fn node(&self) -> &str {
+        match self {
+            Failure::Connection(c) => &c.client_node,
+            Failure::Answer(a) => &a.node,
+        }
+    }
+
+    pub fn evidence(&self) -> &[Evidence] {
+        match self {
+            Failure::Connection(c) => &c.evidence,
+            Failure::Answer(a) => &a.evidence,
+        }
+    }
+
+    pub fn connection(&self) -> Option<&FailedConnection> {
+        match self {
+            Failure::Connection(c) => Some(c),
+            Failure::Answer(_) => None,
+        }
+    }
+
+    pub fn answer(&self) -> Option<&HttpAnswer> {
+        match self {
+            Failure::Connection(_) => None,
+            Failure::Answer(a) => Some(a),
+        }
+    }
+
+    /// Where it happened, for a line: the connection's 4-tuple, the
+    /// proxy's socket to its client, or (a log line) the client alone.
+    pub fn endpoints(&self) -> String {
+        match self {
+            Failure::Connection(c) => c.tuple.to_string(),
+            Failure::Answer(HttpAnswer { tuple: Some(t), .. }) => t.to_string(),
+            Failure::Answer(a) => format!("client {}", a.client),
+        }
+    }
+}
+
+/// The proxy (client) side of the failure.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ProxyRef {
     pub node: String,
-    pub address: IpAddr,
+    /// The proxy's address, when the kernel saw its socket (an access-log
+    /// line names the proxy pod, not its address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    /// `namespace/name` of the proxy pod, when an access log named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 /// A group of failures with one trigger: a drain, a rollout, an OOM kill.
@@ -220,14 +331,11 @@ pub struct Fix {
     pub params: BTreeMap<String, f64>,
 }
 
-/// The engine's answer for one failed connection.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
-    pub failure: FailedConnection,
-    pub cause: Cause,
-    pub confidence: Confidence,
-    /// Why: the facts, in time order, each with its time and source.
-    pub evidence: Vec<Evidence>,
+/// Who a verdict is about: the workload and pod behind the failure, and
+/// the proxy that saw it. One struct, so that a verdict built from another
+/// (a 5xx from its upstream failure) copies it whole.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Involved {
     pub namespace: Option<String>,
     pub workload: Option<WorkloadRef>,
     /// `namespace/kind/name` of the workload (or `namespace/pod/name`,
@@ -237,6 +345,18 @@ pub struct Verdict {
     pub pod: Option<String>,
     pub pod_uid: Option<String>,
     pub proxy: Option<ProxyRef>,
+}
+
+/// The engine's answer for one failure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub failure: Failure,
+    pub cause: Cause,
+    pub confidence: Confidence,
+    /// Why: the facts, in time order, each with its time and source.
+    pub evidence: Vec<Evidence>,
+    #[serde(flatten)]
+    pub involved: Involved,
     pub episode: Option<EpisodeRef>,
     /// Shared between the verdicts of one pod while its numbers stay the same.
     pub fix: Option<Arc<Fix>>,
@@ -246,6 +366,6 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn at_ns(&self) -> i64 {
-        self.failure.at_ns
+        self.failure.at_ns()
     }
 }

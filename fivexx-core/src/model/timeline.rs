@@ -6,6 +6,10 @@
 //! 10.0.0.7 at 10:04:12.3?") has the same answer whatever order the facts
 //! arrived in. State of pods that are long gone is pruned so memory stays
 //! flat over a long capture.
+//!
+//! This file is longer than 600 lines because pod lifecycles, IP ownership
+//! and endpoint routability are answered from one index and must change
+//! together; its tests sit with it.
 
 use super::evidence::{workload_key, Evidence, Observation};
 use super::fact::{

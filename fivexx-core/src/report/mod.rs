@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 /// Version of the JSON report schema. Bumped on incompatible changes only;
 /// fields may be added without a bump.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Which verdicts the report covers. Lifecycle facts outside the window
 /// still inform the verdicts; only failures are filtered.
@@ -42,7 +42,7 @@ impl ReportFilter {
             return false;
         }
         if let Some(w) = &self.workload {
-            let Some(key) = &v.workload_key else {
+            let Some(key) = &v.involved.workload_key else {
                 return false;
             };
             if !workload_matches(key, w) {
@@ -50,7 +50,9 @@ impl ReportFilter {
             }
         }
         if let Some(p) = &self.pod {
-            let Some(pod) = &v.pod else { return false };
+            let Some(pod) = &v.involved.pod else {
+                return false;
+            };
             let name = pod.rsplit('/').next().unwrap_or(pod);
             if pod != p && name != p {
                 return false;
@@ -243,7 +245,7 @@ impl ReportBuilder {
             self.totals.explained += 1;
         }
         *self.totals.by_cause.entry(v.cause).or_default() += 1;
-        let kind = v.failure.kind.name();
+        let kind = v.failure.kind().name();
         match self.totals.by_kind.get_mut(kind) {
             Some(n) => *n += 1,
             None => {
@@ -265,17 +267,17 @@ impl ReportBuilder {
             s.last_failure_ns = s.last_failure_ns.max(t);
             s.failures += 1;
             *s.by_cause.entry(v.cause).or_default() += 1;
-            if let Some(uid) = &v.pod_uid {
+            if let Some(uid) = &v.involved.pod_uid {
                 // Runs of verdicts cite the same pod: skip the set then.
                 if acc.last_pod.as_deref() != Some(uid.as_str()) {
                     if acc.pods.len() < MAX_EPISODE_PODS && !acc.pods.contains(uid) {
                         acc.pods.insert(uid.clone());
                     }
-                    acc.last_pod.clone_from(&v.pod_uid);
+                    acc.last_pod.clone_from(&v.involved.pod_uid);
                 }
             }
         }
-        let key = v.workload_key.as_deref().unwrap_or("-");
+        let key = v.involved.workload_key.as_deref().unwrap_or("-");
         if !self.workloads.contains_key(key) {
             self.workloads.insert(
                 key.to_string(),

@@ -38,12 +38,12 @@ pub fn render_wide(r: &Report) -> String {
             o,
             "  {:<24} {:<45} {:<11} {:<28} {:<6} {:<24} {:<10} {}",
             format_time(v.at_ns()),
-            v.failure.tuple.to_string(),
-            v.failure.kind.name(),
+            v.failure.endpoints(),
+            v.failure.kind().name(),
             v.cause.label(),
             format!("{:?}", v.confidence).to_lowercase(),
-            v.pod.as_deref().unwrap_or("-"),
-            v.proxy.as_ref().map_or("-", |p| p.node.as_str()),
+            v.involved.pod.as_deref().unwrap_or("-"),
+            v.involved.proxy.as_ref().map_or("-", |p| p.node.as_str()),
             v.episode.as_ref().map_or("-", |e| e.id.as_str()),
         );
     }
@@ -230,10 +230,10 @@ fn example(o: &mut String, v: &Verdict) {
         o,
         "  {}  {}  {}: {}, pod {}{}",
         format_time(v.at_ns()),
-        v.failure.tuple,
-        v.failure.kind.name(),
+        v.failure.endpoints(),
+        v.failure.kind().name(),
         v.cause.label(),
-        v.pod.as_deref().unwrap_or("?"),
+        v.involved.pod.as_deref().unwrap_or("?"),
         v.note.as_ref().map_or(String::new(), |n| format!(" ({n})"))
     );
     for e in &v.evidence {

@@ -47,7 +47,7 @@ enum Role {
 }
 
 #[derive(Debug, Default)]
-struct Session {
+struct OpenConnection {
     first_ns: i64,
     last_ns: i64,
     terminal_ns: Option<i64>,
@@ -68,159 +68,18 @@ struct Session {
     evidence: Vec<Evidence>,
 }
 
-impl Session {
-    fn kind(&self) -> Option<FailureKind> {
-        let errno = self.errno;
-        if self.rst_in_syn_sent || errno == Some(111) {
-            return Some(FailureKind::Refused);
-        }
-        if errno == Some(110) {
-            return Some(FailureKind::TimedOut);
-        }
-        if matches!(errno, Some(113) | Some(101)) {
-            return Some(FailureKind::Unreachable);
-        }
-        if self.rst_established || matches!(errno, Some(104) | Some(32)) {
-            return Some(FailureKind::Reset);
-        }
-        if self.server_reset_reason.as_deref() == Some("NO_SOCKET") {
-            return Some(FailureKind::Refused);
-        }
-        if self.server_reset_reason.is_some() {
-            return Some(FailureKind::Reset);
-        }
-        if self.syn_close {
-            return Some(if self.syn_retransmits > 0 {
-                FailureKind::TimedOut
-            } else {
-                FailureKind::ConnectFailed
-            });
-        }
-        None
-    }
-
-    fn into_failure(self) -> Option<FailedConnection> {
-        let kind = self.kind()?;
-        let tuple = match (self.client_tuple, self.server_tuple) {
-            (Some(c), _) => c,
-            (None, Some(s)) => FourTuple {
-                saddr: s.daddr,
-                sport: s.dport,
-                daddr: s.saddr,
-                dport: s.sport,
-            },
-            (None, None) => return None,
-        };
-        Some(FailedConnection {
-            at_ns: self.terminal_ns.unwrap_or(self.last_ns),
-            first_ns: self.first_ns,
-            kind,
-            tuple,
-            client_node: self.client_node,
-            proxy_pid: self.proxy_pid,
-            rst: self.rst_in_syn_sent || self.rst_established || self.server_reset_reason.is_some(),
-            errno: self.errno,
-            syn_retransmits: self.syn_retransmits,
-            server_reset_reason: self.server_reset_reason,
-            http_status: None,
-            upstream: None,
-            evidence: self.evidence,
-        })
-    }
-}
-
-/// Bit per terminal event kind.
-const T_RECV_RST: u16 = 1;
-const T_ERR: u16 = 2;
-const T_SYN_CLOSE: u16 = 4;
-const T_SEND_RST: u16 = 8;
-
-/// Open connections, keyed by endpoints.
-#[derive(Debug, Default)]
-pub struct FailureJoiner {
-    open: HashMap<ConnKey, Session>,
-    nodes: NodeNames,
-    /// Recently closed connections (first, last event time, kinds seen),
-    /// so that a late half of one (a node's stream delivered late) is not
-    /// taken for a new failure. `closed_order` ages them out.
-    closed: HashMap<ConnKey, (i64, i64, u16)>,
-    closed_order: std::collections::VecDeque<(i64, ConnKey)>,
-    /// Late events dropped as halves of connections already closed out.
-    pub stragglers: u64,
-    /// Scratch list of `expire`, kept to spare an allocation per call.
-    ripe: Vec<ConnKey>,
-}
-
-/// A late event within this of a closed connection's events belongs to it.
-const STRAGGLER_NS: i64 = 2_000_000_000;
-/// Closed connections are remembered this long (event time).
-const CLOSED_MEMORY_NS: i64 = 120_000_000_000;
-
-impl FailureJoiner {
-    pub fn open_count(&self) -> usize {
-        self.open.len()
-    }
-
-    /// Feeds one network event; a connection it closes out (a reused port)
-    /// is pushed to `done`.
-    pub fn push(&mut self, e: &KernelEvent, done: &mut Vec<FailedConnection>) {
-        let Some(tuple) = e.tuple else { return };
-        let (role, terminal) = match e.kind {
-            KernelEventKind::ReceiveReset => (Role::Client, T_RECV_RST),
-            KernelEventKind::SockError => {
-                if e.errno.is_none_or(|x| x == 0) {
-                    return;
-                }
-                (Role::Client, T_ERR)
-            }
-            KernelEventKind::StateChange
-                if e.tcp_state == Some(TcpState::SynSent)
-                    && e.new_state == Some(TcpState::Close) =>
-            {
-                (Role::Client, T_SYN_CLOSE)
-            }
-            KernelEventKind::SynRetransmit => {
-                // Only a SYN (SYN_SENT) retransmit is a connect in trouble.
-                if e.tcp_state.is_some_and(|s| s != TcpState::SynSent) {
-                    return;
-                }
-                (Role::Client, 0)
-            }
-            KernelEventKind::SendReset => (Role::Server, T_SEND_RST),
-            _ => return,
-        };
-        let key = ConnKey::of(&tuple);
+impl OpenConnection {
+    /// Takes in one event of this connection.
+    fn absorb(
+        &mut self,
+        e: &KernelEvent,
+        tuple: FourTuple,
+        role: Role,
+        terminal: u16,
+        source: FactSource,
+    ) {
+        let s = self;
         let t = e.wall_ns;
-        let source = FactSource::Node(self.nodes.get(&e.node));
-        let fresh = || Session {
-            first_ns: t,
-            last_ns: t,
-            evidence: Vec::with_capacity(4),
-            ..Session::default()
-        };
-        let s = match self.open.entry(key) {
-            Entry::Occupied(o) => {
-                let s = o.into_mut();
-                // The same terminal kind twice: the port was reused by a
-                // new connection. Close the old one out.
-                if terminal != 0 && s.seen & terminal != 0 {
-                    if let Some(old) = std::mem::replace(s, fresh()).into_failure() {
-                        done.push(old);
-                    }
-                }
-                s
-            }
-            Entry::Vacant(v) => {
-                if let Some((first, last, seen)) = self.closed.get(&key) {
-                    let near = t >= first - STRAGGLER_NS && t <= last + STRAGGLER_NS;
-                    if near && (terminal == 0 || seen & terminal == 0) {
-                        self.stragglers += 1;
-                        return;
-                    }
-                }
-                v.insert(fresh())
-            }
-        };
         s.first_ns = s.first_ns.min(t);
         s.last_ns = s.last_ns.max(t);
         s.seen |= terminal;
@@ -312,6 +171,159 @@ impl FailureJoiner {
                 fact: said,
             });
         }
+    }
+
+    fn kind(&self) -> Option<FailureKind> {
+        let errno = self.errno;
+        if self.rst_in_syn_sent || errno == Some(111) {
+            return Some(FailureKind::Refused);
+        }
+        if errno == Some(110) {
+            return Some(FailureKind::TimedOut);
+        }
+        if matches!(errno, Some(113) | Some(101)) {
+            return Some(FailureKind::Unreachable);
+        }
+        if self.rst_established || matches!(errno, Some(104) | Some(32)) {
+            return Some(FailureKind::Reset);
+        }
+        if self.server_reset_reason.as_deref() == Some("NO_SOCKET") {
+            return Some(FailureKind::Refused);
+        }
+        if self.server_reset_reason.is_some() {
+            return Some(FailureKind::Reset);
+        }
+        if self.syn_close {
+            return Some(if self.syn_retransmits > 0 {
+                FailureKind::TimedOut
+            } else {
+                FailureKind::ConnectFailed
+            });
+        }
+        None
+    }
+
+    fn into_failure(self) -> Option<FailedConnection> {
+        let kind = self.kind()?;
+        let tuple = match (self.client_tuple, self.server_tuple) {
+            (Some(c), _) => c,
+            (None, Some(s)) => FourTuple {
+                saddr: s.daddr,
+                sport: s.dport,
+                daddr: s.saddr,
+                dport: s.sport,
+            },
+            (None, None) => return None,
+        };
+        Some(FailedConnection {
+            at_ns: self.terminal_ns.unwrap_or(self.last_ns),
+            first_ns: self.first_ns,
+            kind,
+            tuple,
+            client_node: self.client_node,
+            proxy_pid: self.proxy_pid,
+            rst: self.rst_in_syn_sent || self.rst_established || self.server_reset_reason.is_some(),
+            errno: self.errno,
+            syn_retransmits: self.syn_retransmits,
+            server_reset_reason: self.server_reset_reason,
+            evidence: self.evidence,
+        })
+    }
+}
+
+/// Bit per terminal event kind.
+const T_RECV_RST: u16 = 1;
+const T_ERR: u16 = 2;
+const T_SYN_CLOSE: u16 = 4;
+const T_SEND_RST: u16 = 8;
+
+/// Open connections, keyed by endpoints.
+#[derive(Debug, Default)]
+pub struct FailureJoiner {
+    open: HashMap<ConnKey, OpenConnection>,
+    nodes: NodeNames,
+    /// Recently closed connections (first, last event time, kinds seen),
+    /// so that a late half of one (a node's stream delivered late) is not
+    /// taken for a new failure. `closed_order` ages them out.
+    closed: HashMap<ConnKey, (i64, i64, u16)>,
+    closed_order: std::collections::VecDeque<(i64, ConnKey)>,
+    /// Late events dropped as halves of connections already closed out.
+    pub stragglers: u64,
+    /// Scratch list of `expire`, kept to spare an allocation per call.
+    ripe: Vec<ConnKey>,
+}
+
+/// A late event within this of a closed connection's events belongs to it.
+const STRAGGLER_NS: i64 = 2_000_000_000;
+/// Closed connections are remembered this long (event time).
+const CLOSED_MEMORY_NS: i64 = 120_000_000_000;
+
+impl FailureJoiner {
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Feeds one network event; a connection it closes out (a reused port)
+    /// is pushed to `done`.
+    pub fn push(&mut self, e: &KernelEvent, done: &mut Vec<FailedConnection>) {
+        let Some(tuple) = e.tuple else { return };
+        let (role, terminal) = match e.kind {
+            KernelEventKind::ReceiveReset => (Role::Client, T_RECV_RST),
+            KernelEventKind::SockError => {
+                if e.errno.is_none_or(|x| x == 0) {
+                    return;
+                }
+                (Role::Client, T_ERR)
+            }
+            KernelEventKind::StateChange
+                if e.tcp_state == Some(TcpState::SynSent)
+                    && e.new_state == Some(TcpState::Close) =>
+            {
+                (Role::Client, T_SYN_CLOSE)
+            }
+            KernelEventKind::SynRetransmit => {
+                // Only a SYN (SYN_SENT) retransmit is a connect in trouble.
+                if e.tcp_state.is_some_and(|s| s != TcpState::SynSent) {
+                    return;
+                }
+                (Role::Client, 0)
+            }
+            KernelEventKind::SendReset => (Role::Server, T_SEND_RST),
+            _ => return,
+        };
+        let key = ConnKey::of(&tuple);
+        let t = e.wall_ns;
+        let source = FactSource::Node(self.nodes.get(&e.node));
+        let fresh = || OpenConnection {
+            first_ns: t,
+            last_ns: t,
+            evidence: Vec::with_capacity(4),
+            ..OpenConnection::default()
+        };
+        let s = match self.open.entry(key) {
+            Entry::Occupied(o) => {
+                let s = o.into_mut();
+                // The same terminal kind twice: the port was reused by a
+                // new connection. Close the old one out.
+                if terminal != 0 && s.seen & terminal != 0 {
+                    if let Some(old) = std::mem::replace(s, fresh()).into_failure() {
+                        done.push(old);
+                    }
+                }
+                s
+            }
+            Entry::Vacant(v) => {
+                if let Some((first, last, seen)) = self.closed.get(&key) {
+                    let near = t >= first - STRAGGLER_NS && t <= last + STRAGGLER_NS;
+                    if near && (terminal == 0 || seen & terminal == 0) {
+                        self.stragglers += 1;
+                        return;
+                    }
+                }
+                v.insert(fresh())
+            }
+        };
+        s.absorb(e, tuple, role, terminal, source);
     }
 
     /// Closes out every connection quiet since before `cutoff`.

@@ -1,0 +1,587 @@
+//! The HTTP-answer join: a proxy's 5xx (peeked in the kernel or read from
+//! its access log) takes the cause of the failed upstream connection
+//! behind it; upstream failures no 5xx claimed were retried by the proxy.
+//!
+//! It owns its state: the recent upstream verdicts per proxy node (and
+//! whether an answer claimed each), the proxies whose answers are seen and
+//! since when, and the recent answers and log lines that let one answer
+//! seen both ways count once.
+
+use super::assemble::{sort_evidence, Assembler};
+use super::classify::classify_closed_by_death;
+use super::config::{ExplainConfig, SECOND};
+use super::stats::HttpTotals;
+use super::verdict::{
+    Cause, Confidence, Failure, FailureKind, HttpAnswer, Involved, ProxyRef, Verdict,
+};
+use crate::event::{FourTuple, KernelEvent};
+use crate::model::timeline::ClusterTimeline;
+use crate::model::{Evidence, FactSource, HttpPeekFact, Observation, ProxyLogFact};
+use foldhash::HashMap;
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// A 5xx the peek saw, kept briefly so that the same answer in the access
+/// log is recognised.
+#[derive(Debug)]
+struct SeenAnswer {
+    client: IpAddr,
+    status: u16,
+    at_ns: i64,
+    logged: bool,
+}
+
+/// A proxy's logged 5xx, kept so that a peeked 5xx with no failed upstream
+/// connection can learn which upstream its answer came from (see
+/// [`AnswerJoin::closed_by_death`]).
+struct LoggedTwin {
+    client: IpAddr,
+    status: u16,
+    /// The logged time, and the end of its slack.
+    from_ns: i64,
+    to_ns: i64,
+    upstream: SocketAddr,
+    upstream_status: Option<u16>,
+    evidence: Evidence,
+}
+
+/// What the join needs of the rest of the engine to explain an answer.
+pub(crate) struct Context<'a> {
+    pub tl: &'a ClusterTimeline,
+    pub cfg: &'a ExplainConfig,
+    pub assembler: &'a mut Assembler,
+    pub http: &'a mut HttpTotals,
+}
+
+/// See the module's doc.
+pub(crate) struct AnswerJoin {
+    /// Whether the stream has HTTP answers (then recent upstream verdicts
+    /// are kept per proxy node to explain them).
+    saw_http: bool,
+    /// Per proxy node: recent upstream verdicts, and whether a 5xx has
+    /// claimed each one yet.
+    recent_upstream: HashMap<String, VecDeque<(Verdict, bool)>>,
+    /// Proxy addresses whose answers are peeked, and since when (`i64::MIN`:
+    /// from the start, or proven by a 5xx): an upstream failure of theirs
+    /// after that time that no 5xx followed was retried.
+    peeked_proxies: HashMap<IpAddr, i64>,
+    recent_answers: VecDeque<SeenAnswer>,
+    logged_twins: VecDeque<LoggedTwin>,
+}
+
+impl AnswerJoin {
+    pub fn new(peeked_from_start: &[IpAddr]) -> AnswerJoin {
+        let peeked: HashMap<_, _> = peeked_from_start.iter().map(|ip| (*ip, i64::MIN)).collect();
+        AnswerJoin {
+            // Peeked from the start: failures long before the first 5xx
+            // must be kept too, to count the retried ones.
+            saw_http: !peeked.is_empty(),
+            recent_upstream: HashMap::default(),
+            peeked_proxies: peeked,
+            recent_answers: VecDeque::new(),
+            logged_twins: VecDeque::new(),
+        }
+    }
+
+    /// A proxy is peeked from `p.at_ns` on.
+    pub fn peeked(&mut self, p: &HttpPeekFact) {
+        self.saw_http = true;
+        let since = self.peeked_proxies.entry(p.proxy_ip).or_insert(p.at_ns);
+        *since = (*since).min(p.at_ns);
+    }
+
+    /// A status line the peek saw: a 5xx becomes an answer to explain.
+    pub fn kernel_answer(&mut self, e: &KernelEvent) -> Option<HttpAnswer> {
+        let (status, tuple) = (e.http_status?, e.tuple?);
+        if status < 500 {
+            return None;
+        }
+        self.saw_http = true;
+        Some(peeked_answer(e, status, tuple))
+    }
+
+    /// An access-log line: a 5xx becomes an answer to explain (and is kept
+    /// as the twin of a peeked one); the failed tries of an answered
+    /// request count as retried, by the proxy's own account.
+    pub fn log_line(&mut self, l: &ProxyLogFact, http: &mut HttpTotals) -> Option<HttpAnswer> {
+        if l.status < 500 {
+            let failed_tries = l
+                .upstream_statuses
+                .iter()
+                .filter(|s| s.is_none_or(|s| s >= 500))
+                .count();
+            http.retried_in_log += failed_tries as u64;
+            return None;
+        }
+        self.saw_http = true;
+        let last = last_failed_upstream(l);
+        let a = logged_answer(l, last.map(|(a, _)| a));
+        if let (Some((upstream, upstream_status)), Some(evidence)) = (last, a.evidence.first()) {
+            if self.logged_twins.len() >= 8192 {
+                self.logged_twins.pop_front();
+            }
+            self.logged_twins.push_back(LoggedTwin {
+                client: l.client,
+                status: l.status,
+                from_ns: a.first_ns,
+                to_ns: a.at_ns,
+                upstream,
+                upstream_status,
+                evidence: evidence.clone(),
+            });
+        }
+        Some(a)
+    }
+
+    /// Keeps a connection's verdict, in case an answer claims it.
+    /// Verdicts come out in time order, so one older than the window can no
+    /// longer be claimed by a 5xx: if none claimed it, it was retried.
+    pub fn upstream_verdict(&mut self, v: &Verdict, window: i64, http: &mut HttpTotals) {
+        if !self.saw_http {
+            return;
+        }
+        let q = self
+            .recent_upstream
+            .entry(v.failure.node().to_string())
+            .or_default();
+        while q
+            .front()
+            .is_some_and(|(o, _)| o.at_ns() < v.at_ns() - window || q.len() >= 512)
+        {
+            if let Some((old, claimed)) = q.pop_front() {
+                count_hidden(&self.peeked_proxies, http, &old, claimed);
+            }
+        }
+        q.push_back((v.clone(), false));
+    }
+
+    /// The verdict of an answer whose lookahead has passed; `None` for a
+    /// logged answer the peek already explained (counted once).
+    pub fn verdict(&mut self, a: HttpAnswer, cx: &mut Context, horizon: i64) -> Option<Verdict> {
+        let v = match a.kind {
+            FailureKind::Http5xxLogged => self.logged_verdict(a, cx)?,
+            _ => self.peeked_verdict(a, cx, horizon),
+        };
+        *cx.http.sent_5xx.entry(v.cause).or_default() += 1;
+        Some(v)
+    }
+
+    /// A proxy's 5xx (peeked in the kernel) takes the cause of the failed
+    /// upstream connection behind it; without one it stays unexplained.
+    fn peeked_verdict(&mut self, a: HttpAnswer, cx: &mut Context, horizon: i64) -> Verdict {
+        let t = a.at_ns;
+        let proxy_ip = a.tuple.map(|t| t.saddr);
+        // A 5xx proves the proxy's answers are seen, but not since when:
+        // its recent failures count (as before any peek fact).
+        if let Some(ip) = proxy_ip {
+            self.peeked_proxies.insert(ip, i64::MIN);
+        }
+        let q = &mut self.recent_answers;
+        while q
+            .front()
+            .is_some_and(|x| x.at_ns < t - 2 * SECOND || q.len() >= 4096)
+        {
+            q.pop_front();
+        }
+        q.push_back(SeenAnswer {
+            client: a.client,
+            status: a.http_status,
+            at_ns: t,
+            logged: false,
+        });
+        // The failure behind a 5xx is the latest one of the same proxy
+        // (its address made the upstream connection) that no other 5xx
+        // claimed; failing that, the latest of the proxy's node.
+        let node = a.node.clone();
+        let from = t - cx.cfg.http_match_ns;
+        let v = self.join(a, &node, from, t + 1_000_000, cx.cfg, &|u| {
+            u.failure
+                .connection()
+                .is_some_and(|c| Some(c.tuple.saddr) == proxy_ip)
+        });
+        if v.cause != Cause::Unexplained {
+            return v;
+        }
+        self.closed_by_death(&v, cx, horizon).unwrap_or(v)
+    }
+
+    /// A 502/504 with no failed upstream connection behind it: the
+    /// upstream may have closed the connection with a FIN, not a RST,
+    /// because its process was killed after reading the whole request (an
+    /// OOM kill, a SIGKILL at grace expiry). The kernel then sees no failed
+    /// connection, but the proxy's access log names the upstream. When it
+    /// does, and that upstream's pod was OOM-killed or SIGKILLed right then,
+    /// the 5xx takes that cause at medium confidence; otherwise it stays
+    /// unexplained (an app's own 5xx is never blamed on a later kill).
+    fn closed_by_death(&mut self, v: &Verdict, cx: &mut Context, horizon: i64) -> Option<Verdict> {
+        let a = v.failure.answer()?;
+        let (t, status) = (a.at_ns, a.http_status);
+        if !matches!(status, 502 | 504) {
+            return None;
+        }
+        let window = cx.cfg.http_match_ns;
+        while self
+            .logged_twins
+            .front()
+            .is_some_and(|l| l.to_ns < t - 10 * SECOND)
+        {
+            self.logged_twins.pop_front();
+        }
+        let peeked = SeenAnswer {
+            client: a.client,
+            status,
+            at_ns: t,
+            logged: false,
+        };
+        let twin = self.logged_twins.iter().find(|l| {
+            same_answer(&peeked, l.client, l.status, l.from_ns - window, l.to_ns)
+                && l.upstream_status.is_none_or(|s| s == 502 || s == 504)
+        })?;
+        let up = twin.upstream;
+        let mut c = classify_closed_by_death(up.ip(), t, cx.tl, cx.cfg, horizon)?;
+        c.evidence.push(twin.evidence.clone());
+        let placed = cx
+            .assembler
+            .place(&c, t, a.first_ns, cx.tl, cx.cfg, horizon);
+        let mut evidence = c.evidence;
+        evidence.extend_from_slice(&a.evidence);
+        sort_evidence(&mut evidence);
+        evidence.dedup();
+        Some(Verdict {
+            cause: c.cause,
+            confidence: c.confidence.min(Confidence::Medium),
+            evidence,
+            involved: Involved {
+                proxy: v.involved.proxy.clone(),
+                ..placed.involved
+            },
+            episode: placed.episode,
+            fix: placed.fix,
+            note: Some(format!(
+                "no failed connection seen: the access log names upstream {up}, whose process died then; it closed the connection without a reset, mid-request"
+            )),
+            failure: v.failure.clone(),
+        })
+    }
+
+    /// A 5xx from a proxy's access log. One the kernel also saw (same
+    /// client, status and second) is already explained and only counted;
+    /// otherwise (TLS, HTTP/2, no peek) it takes the cause of the failed
+    /// connection to the upstream the log names.
+    fn logged_verdict(&mut self, a: HttpAnswer, cx: &mut Context) -> Option<Verdict> {
+        // The logged time (first_ns) up to its slack (at_ns), plus a margin
+        // for a log stamp taken after the write.
+        let (lo, hi) = (a.first_ns - cx.cfg.http_match_ns, a.at_ns);
+        if let Some(x) = self
+            .recent_answers
+            .iter_mut()
+            .find(|x| !x.logged && same_answer(x, a.client, a.http_status, lo, hi))
+        {
+            x.logged = true;
+            cx.http.confirmed_by_log += 1;
+            return None;
+        }
+        let upstream = a.upstream;
+        let node = a.node.clone();
+        Some(self.join(a, &node, lo, hi, cx.cfg, &|u| {
+            upstream.is_some_and(|x| {
+                u.failure
+                    .connection()
+                    .is_some_and(|c| x.daddr == c.tuple.daddr && x.dport == c.tuple.dport)
+            })
+        }))
+    }
+
+    /// Joins a proxy's answer to the upstream failure behind it: among the
+    /// recent upstream verdicts on `node` ("": any node) within
+    /// `from..=to`, the latest unclaimed one that is `mine`, else the
+    /// latest that is `mine`, else (lower confidence) the latest on the node.
+    fn join(
+        &mut self,
+        mut a: HttpAnswer,
+        node: &str,
+        from: i64,
+        to: i64,
+        cfg: &ExplainConfig,
+        mine: &dyn Fn(&Verdict) -> bool,
+    ) -> Verdict {
+        let proxy = Some(ProxyRef {
+            node: a.node.clone(),
+            address: a.tuple.map(|t| t.saddr),
+            pod: a.proxy_pod.clone(),
+        });
+        let Some((qn, qi, own)) = self.find_upstream(node, from, to, mine) else {
+            return unanswered(a, node, proxy, cfg.http_match_ns);
+        };
+        let q = self.recent_upstream.get_mut(&qn).expect("found above");
+        q[qi].1 = true;
+        if own {
+            claim_retry_chain(q, qi);
+        }
+        let u = &q[qi].0;
+        let gap = a.at_ns - u.at_ns();
+        let up_tuple = u.failure.connection().map(|c| c.tuple);
+        a.upstream = up_tuple;
+        let mut evidence = Vec::with_capacity(u.evidence.len() + a.evidence.len());
+        evidence.extend_from_slice(&u.evidence);
+        evidence.extend_from_slice(&a.evidence);
+        sort_evidence(&mut evidence);
+        let confidence = if gap <= 100_000_000 && own {
+            u.confidence
+        } else {
+            u.confidence.min(Confidence::Medium)
+        };
+        Verdict {
+            cause: u.cause,
+            confidence,
+            evidence,
+            involved: Involved {
+                proxy,
+                ..u.involved.clone()
+            },
+            episode: u.episode.clone(),
+            fix: u.fix.clone(),
+            note: Some(format!(
+                "upstream connection {} failed {:.1} ms before",
+                up_tuple.map_or("?".to_string(), |t| t.to_string()),
+                gap as f64 / 1e6
+            )),
+            failure: Failure::Answer(a),
+        }
+    }
+
+    /// (node, index in its queue, whether it is the proxy's own) of the
+    /// upstream verdict an answer joins; see [`AnswerJoin::join`].
+    fn find_upstream(
+        &self,
+        node: &str,
+        from: i64,
+        to: i64,
+        mine: &dyn Fn(&Verdict) -> bool,
+    ) -> Option<(String, usize, bool)> {
+        let mut found: Option<(String, usize, bool)> = None;
+        for (n, q) in self.recent_upstream.iter() {
+            if !node.is_empty() && n != node {
+                continue;
+            }
+            for pass in 0..4 {
+                let (own, unclaimed) = (pass < 2, pass % 2 == 0);
+                let pos = q.iter().rposition(|(u, claimed)| {
+                    u.at_ns() >= from
+                        && u.at_ns() <= to
+                        && (!own || mine(u))
+                        && (!unclaimed || !*claimed)
+                });
+                if let Some(i) = pos {
+                    let better = found.as_ref().is_none_or(|(bn, bi, b_own)| {
+                        let b_at = self.recent_upstream[bn][*bi].0.at_ns();
+                        (own && !*b_own) || (own == *b_own && q[i].0.at_ns() > b_at)
+                    });
+                    if better {
+                        found = Some((n.clone(), i, own));
+                    }
+                    break;
+                }
+            }
+        }
+        found
+    }
+
+    /// The end of the stream: upstream verdicts no answer claimed were
+    /// retried.
+    pub fn finish(&mut self, http: &mut HttpTotals) {
+        for q in std::mem::take(&mut self.recent_upstream).into_values() {
+            for (v, claimed) in q {
+                count_hidden(&self.peeked_proxies, http, &v, claimed);
+            }
+        }
+    }
+}
+
+/// An answer with no failed upstream connection behind it.
+fn unanswered(a: HttpAnswer, node: &str, proxy: Option<ProxyRef>, window: i64) -> Verdict {
+    let evidence = a.evidence.clone();
+    let note = format!(
+        "no failed upstream connection on {} within {} ms before this {} (the upstream's own answer, or an untraced node)",
+        if node.is_empty() { "any node" } else { node },
+        window / 1_000_000,
+        a.http_status
+    );
+    Verdict {
+        cause: Cause::Unexplained,
+        confidence: Confidence::High,
+        evidence,
+        involved: Involved {
+            proxy,
+            ..Involved::default()
+        },
+        episode: None,
+        fix: None,
+        note: Some(note),
+        failure: Failure::Answer(a),
+    }
+}
+
+/// Before answering 5xx, a proxy that retries (`proxy_next_upstream`)
+/// tried other upstreams, each failing at once: the 5xx claims those too,
+/// or they would be counted as hidden by retry. A try belongs to the chain
+/// when the same proxy (and worker, when the kernel named it) failed it to
+/// another upstream within `CHAIN_GAP_NS` before the next try began. Only
+/// immediate failures chain: a timed-out try's start is not known.
+fn claim_retry_chain(q: &mut VecDeque<(Verdict, bool)>, last: usize) {
+    const CHAIN_GAP_NS: i64 = 20_000_000;
+    fn immediate(v: &Verdict) -> Option<&super::verdict::FailedConnection> {
+        v.failure.connection().filter(|c| {
+            matches!(
+                c.kind,
+                FailureKind::Refused | FailureKind::Reset | FailureKind::Unreachable
+            )
+        })
+    }
+    let Some(lastc) = immediate(&q[last].0) else {
+        return;
+    };
+    let proxy = lastc.tuple.saddr;
+    let pid = lastc.proxy_pid;
+    let mut next_start = lastc.first_ns;
+    let mut tried = vec![lastc.tuple.daddr];
+    for j in (0..last).rev() {
+        let (u, claimed) = &q[j];
+        let gap = next_start - u.at_ns();
+        if gap > CHAIN_GAP_NS {
+            break;
+        }
+        let Some(f) = immediate(u) else { continue };
+        let same_worker = match (pid, f.proxy_pid) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        if *claimed
+            || gap < -1_000_000
+            || f.tuple.saddr != proxy
+            || !same_worker
+            || tried.contains(&f.tuple.daddr)
+        {
+            continue;
+        }
+        tried.push(f.tuple.daddr);
+        next_start = f.first_ns;
+        q[j].1 = true;
+    }
+}
+
+/// Whether a logged answer (to `client`, with `status`, logged between
+/// `from` and `to`) is the peeked answer `a`: the one rule that joins the
+/// two views of a 5xx, both to count it once and to learn its upstream.
+fn same_answer(a: &SeenAnswer, client: IpAddr, status: u16, from: i64, to: i64) -> bool {
+    a.client == client && a.status == status && a.at_ns >= from && a.at_ns <= to
+}
+
+/// An upstream failure of a peeked proxy that no 5xx claimed was retried.
+fn count_hidden(peeked: &HashMap<IpAddr, i64>, http: &mut HttpTotals, v: &Verdict, claimed: bool) {
+    let Some(c) = v.failure.connection() else {
+        return;
+    };
+    let seen = peeked
+        .get(&c.tuple.saddr)
+        .is_some_and(|since| c.at_ns >= *since);
+    if !claimed && seen {
+        *http.hidden_by_retry.entry(v.cause).or_default() += 1;
+    }
+}
+
+/// How much later than its logged time a proxy's answer may really have
+/// happened. nginx stamps `$msec` from the time it cached at the start of
+/// its event-loop turn, a few ms before the kernel sees the same turn's
+/// failed connect and 5xx write; `$time_local` is whole seconds.
+fn log_slack(precise: bool) -> i64 {
+    if precise {
+        50_000_000
+    } else {
+        SECOND - 1
+    }
+}
+
+/// The upstream a logged answer tried last among those that failed (status
+/// `-` or 5xx), with that status.
+fn last_failed_upstream(l: &ProxyLogFact) -> Option<(SocketAddr, Option<u16>)> {
+    l.upstream_addrs
+        .iter()
+        .zip(l.upstream_statuses.iter().chain(std::iter::repeat(&None)))
+        .filter(|(_, s)| s.is_none_or(|s| s >= 500))
+        .map(|(a, s)| (*a, *s))
+        .last()
+}
+
+/// A proxy's logged 5xx (`upstream`: the address of
+/// [`last_failed_upstream`]). It is placed at the end of its slack
+/// (`first_ns` keeps the logged time), so that it sorts after the kernel's
+/// view of the same answer and of its upstream.
+fn logged_answer(l: &ProxyLogFact, upstream: Option<SocketAddr>) -> HttpAnswer {
+    let upstream = upstream.map(|a| FourTuple {
+        saddr: IpAddr::from([0u8, 0, 0, 0]),
+        sport: 0,
+        daddr: a.ip(),
+        dport: a.port(),
+    });
+    let tried: Vec<String> = l
+        .upstream_addrs
+        .iter()
+        .zip(l.upstream_statuses.iter().chain(std::iter::repeat(&None)))
+        .map(|(a, s)| format!("{a} ({})", s.map_or("-".to_string(), |s| s.to_string())))
+        .collect();
+    HttpAnswer {
+        at_ns: l.at_ns.saturating_add(log_slack(l.precise_time)),
+        first_ns: l.at_ns,
+        kind: FailureKind::Http5xxLogged,
+        http_status: l.status,
+        client: l.client,
+        tuple: None,
+        node: l.node.clone().unwrap_or_default(),
+        proxy_pid: None,
+        proxy_pod: Some(format!("{}/{}", l.namespace, l.pod)),
+        upstream,
+        evidence: vec![Evidence {
+            at_ns: l.at_ns,
+            source: FactSource::Api,
+            fact: Observation::text(format!(
+                "access log of {}/{}: {} to {}, upstream {}",
+                l.namespace,
+                l.pod,
+                l.status,
+                l.client,
+                if tried.is_empty() {
+                    "-".to_string()
+                } else {
+                    tried.join(", ")
+                }
+            )),
+        }],
+    }
+}
+
+/// A proxy's 5xx the peek saw.
+fn peeked_answer(e: &KernelEvent, status: u16, tuple: FourTuple) -> HttpAnswer {
+    let who = e
+        .task
+        .as_ref()
+        .map_or(String::new(), |t| format!(" by {} (pid {})", t.comm, t.pid));
+    HttpAnswer {
+        at_ns: e.wall_ns,
+        first_ns: e.wall_ns,
+        kind: FailureKind::Http5xx,
+        http_status: status,
+        client: tuple.daddr,
+        tuple: Some(tuple),
+        node: e.node.clone(),
+        proxy_pid: e.task.as_ref().map(|t| t.pid),
+        proxy_pod: None,
+        upstream: None,
+        evidence: vec![Evidence {
+            at_ns: e.wall_ns,
+            source: FactSource::Node(Arc::from(e.node.as_str())),
+            fact: Observation::text(format!("HTTP {status} written{who} on {tuple}")),
+        }],
+    }
+}

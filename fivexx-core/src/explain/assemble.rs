@@ -1,0 +1,288 @@
+//! Verdict assembly: a classification placed in its workload, pod and
+//! episode, with the measurements the failure gives and the fix they
+//! support. The fix of one pod is shared by its verdicts while the numbers
+//! behind it are unchanged (the fix cache).
+
+use super::classify::{classify, Classification};
+use super::config::ExplainConfig;
+use super::episode::EpisodeTracker;
+use super::measure::{self, PodMeasure, WorkloadStats};
+use super::verdict::{
+    Cause, EpisodeRef, FailedConnection, Failure, Fix, Involved, ProxyRef, Verdict,
+};
+use crate::model::timeline::ClusterTimeline;
+use crate::model::Evidence;
+use foldhash::HashMap;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The numbers a per-verdict fix depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FixKey {
+    cause: Cause,
+    endpoint_lag: Option<i64>,
+    proxy_lag: Option<i64>,
+    exit_after_term: Option<i64>,
+    killed: u32,
+    grace: Option<u32>,
+    ignored_by: bool,
+    oom: u32,
+    startup: i64,
+    no_endpoints: i64,
+}
+
+impl FixKey {
+    fn of(cause: Cause, local: &WorkloadStats) -> FixKey {
+        FixKey {
+            cause,
+            endpoint_lag: local.endpoint_lags_ns.first().copied(),
+            proxy_lag: local.proxy_lags_ns.first().copied(),
+            exit_after_term: local.exit_after_term_ns.first().copied(),
+            killed: local.killed,
+            grace: local.grace_s,
+            ignored_by: local.sigterm_ignored_by.is_some(),
+            oom: local.oom_kills,
+            startup: local.startup_refusal_ns,
+            no_endpoints: local.no_endpoints_ns,
+        }
+    }
+}
+
+/// Where a classified failure belongs: who it is about (without the
+/// proxy, which the failure itself names), its episode and its fix.
+pub(crate) struct Placed {
+    pub involved: Involved,
+    pub episode: Option<EpisodeRef>,
+    pub fix: Option<Arc<Fix>>,
+}
+
+/// The state verdict assembly keeps across failures.
+#[derive(Default)]
+pub(crate) struct Assembler {
+    episodes: EpisodeTracker,
+    /// Measurements of pods already forgotten, by workload key.
+    pub workloads: BTreeMap<String, WorkloadStats>,
+    /// Per pod: latest endpoint-lag failure after termination began.
+    proxy_lag: HashMap<String, i64>,
+    /// Per address: the latest failed new connection to it seen so far. A
+    /// verdict is final only `lookahead` after its failure, so this already
+    /// knows how long proxies went on routing to a terminating pod when the
+    /// first of its failures is explained, not just that first failure.
+    last_connect_failure: HashMap<IpAddr, i64>,
+    /// Per pod (or service): the last fix and the numbers it came from.
+    fix_cache: HashMap<String, (FixKey, Option<Arc<Fix>>)>,
+}
+
+impl Assembler {
+    /// Learns from a failure as soon as it is final, before its verdict.
+    pub fn note(&mut self, f: &FailedConnection) {
+        if f.kind.is_new_connection() {
+            let t = f.first_ns.min(f.at_ns);
+            let e = self.last_connect_failure.entry(f.tuple.daddr).or_insert(t);
+            *e = (*e).max(t);
+        }
+    }
+
+    /// Classifies a failed connection and assembles its verdict.
+    pub fn connection_verdict(
+        &mut self,
+        f: FailedConnection,
+        tl: &ClusterTimeline,
+        cfg: &ExplainConfig,
+        horizon: i64,
+    ) -> Verdict {
+        let c = classify(&f, tl, cfg, horizon);
+        let placed = self.place(&c, f.at_ns, f.first_ns.min(f.at_ns), tl, cfg, horizon);
+        let mut evidence = Vec::with_capacity(f.evidence.len() + c.evidence.len());
+        evidence.extend_from_slice(&f.evidence);
+        evidence.extend(c.evidence);
+        sort_evidence(&mut evidence);
+        evidence.dedup();
+        let mut involved = placed.involved;
+        involved.proxy = (!f.client_node.is_empty()).then(|| ProxyRef {
+            node: f.client_node.clone(),
+            address: Some(f.tuple.saddr),
+            pod: None,
+        });
+        Verdict {
+            cause: c.cause,
+            confidence: c.confidence,
+            evidence,
+            involved,
+            episode: placed.episode,
+            fix: placed.fix,
+            note: c.note,
+            failure: Failure::Connection(f),
+        }
+    }
+
+    /// Places classification `c` of a failure at `at_ns` (its attempt
+    /// started at `attempt_ns`): workload, episode, measurements, fix.
+    pub fn place(
+        &mut self,
+        c: &Classification,
+        at_ns: i64,
+        attempt_ns: i64,
+        tl: &ClusterTimeline,
+        cfg: &ExplainConfig,
+        horizon: i64,
+    ) -> Placed {
+        let pod = c.pod_uid.as_deref().and_then(|u| tl.pod(u));
+        let (namespace, workload, pod_name) = match (pod, &c.service) {
+            (Some(p), _) => (
+                Some(p.namespace.clone()).filter(|n| !n.is_empty()),
+                p.workload.clone(),
+                Some(p.display.to_string()),
+            ),
+            (None, Some((ns, _))) => (Some(ns.clone()), None, None),
+            _ => (None, None, None),
+        };
+        let key: String = match (pod, &c.service) {
+            (Some(p), _) => p.key.to_string(),
+            (None, Some((ns, name))) => format!("{ns}/service/{name}"),
+            _ => "-".to_string(),
+        };
+        let service_since = c.evidence.first().map_or(at_ns, |e| e.at_ns);
+        let episode = self.episodes.episode_for(
+            c.cause,
+            pod,
+            &key,
+            c.service.as_ref(),
+            service_since,
+            tl,
+            cfg.skew_ns,
+            cfg.rollout_gap_ns,
+        );
+        let local = self.measure(c, pod, &key, at_ns, attempt_ns, service_since, tl, horizon);
+        let fix = self.fix(c.cause, c.pod_uid.as_deref().unwrap_or(&key), &local);
+        Placed {
+            involved: Involved {
+                namespace,
+                workload,
+                workload_key: (key != "-").then_some(key),
+                pod: pod_name,
+                pod_uid: c.pod_uid.clone(),
+                proxy: None,
+            },
+            episode,
+            fix,
+        }
+    }
+
+    /// The measurements one failure gives (endpoint lag, start-up refusal,
+    /// time without endpoints), recorded for its workload too.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site, in place(); each argument is a distinct input"
+    )]
+    fn measure(
+        &mut self,
+        c: &Classification,
+        pod: Option<&crate::model::PodTimeline>,
+        key: &str,
+        at_ns: i64,
+        attempt: i64,
+        service_since: i64,
+        tl: &ClusterTimeline,
+        horizon: i64,
+    ) -> WorkloadStats {
+        let mut local = WorkloadStats::default();
+        if let Some(p) = pod {
+            local.add_pod(&PodMeasure::of(tl, p, horizon), None);
+            match c.cause {
+                Cause::EndpointLagNetnsAlive | Cause::EndpointLagNetnsGone => {
+                    if let Some(term) = p.termination_ns() {
+                        let last = p
+                            .ips
+                            .iter()
+                            .filter_map(|(_, ip)| {
+                                let t = (*self.last_connect_failure.get(ip)?).min(horizon);
+                                let owner = tl.owner_at(*ip, t, 0)?;
+                                (owner.uid == p.uid).then_some(t)
+                            })
+                            .max()
+                            .unwrap_or(attempt);
+                        let lag = (attempt.max(last) - term).max(0);
+                        let lag = match self.proxy_lag.get_mut(p.uid.as_str()) {
+                            Some(e) => {
+                                *e = (*e).max(lag);
+                                *e
+                            }
+                            None => {
+                                self.proxy_lag.insert(p.uid.clone(), lag);
+                                lag
+                            }
+                        };
+                        // The API's endpoint-removal lag is a lower bound:
+                        // proxies apply it later still (kube-proxy, ingress
+                        // reloads). The fix takes the larger of the two.
+                        local.proxy_lags_ns.push(lag);
+                    }
+                }
+                Cause::NotReadyAtStart => {
+                    let start = [p.started_ns, p.created_ns, p.first_ready_ns()]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .unwrap_or(attempt);
+                    local.startup_refusal_ns = (attempt - start).max(0);
+                }
+                _ => {}
+            }
+        }
+        if c.cause == Cause::NoEndpoints {
+            local.no_endpoints_ns = (at_ns - service_since).max(0);
+        }
+        if local.startup_refusal_ns > 0 || local.no_endpoints_ns > 0 {
+            let w = self.workloads.entry(key.to_string()).or_default();
+            w.startup_refusal_ns = w.startup_refusal_ns.max(local.startup_refusal_ns);
+            w.no_endpoints_ns = w.no_endpoints_ns.max(local.no_endpoints_ns);
+        }
+        local
+    }
+
+    /// The fix for one verdict, shared with the previous verdicts of the
+    /// same pod while the numbers behind it are unchanged.
+    fn fix(&mut self, cause: Cause, subject: &str, local: &WorkloadStats) -> Option<Arc<Fix>> {
+        let key = FixKey::of(cause, local);
+        if let Some((k, fix)) = self.fix_cache.get(subject) {
+            if *k == key {
+                return fix.clone();
+            }
+        }
+        let fix = measure::fix_for(cause, local).map(Arc::new);
+        if self.fix_cache.len() > 100_000 {
+            self.fix_cache.clear();
+        }
+        self.fix_cache
+            .insert(subject.to_string(), (key, fix.clone()));
+        fix
+    }
+
+    /// Forgets addresses whose last failure is older than `before`.
+    pub fn forget_before(&mut self, before: i64) {
+        self.last_connect_failure.retain(|_, t| *t >= before);
+    }
+
+    /// Records the measurements of a pod about to be forgotten.
+    pub fn retire(&mut self, tl: &ClusterTimeline, uid: &str, horizon: i64) {
+        let Some(p) = tl.pod(uid) else { return };
+        let m = PodMeasure::of(tl, p, horizon);
+        let key = p.key.to_string();
+        let lag = self.proxy_lag.remove(uid);
+        self.workloads.entry(key).or_default().add_pod(&m, lag);
+        self.episodes.forget(uid);
+        self.fix_cache.remove(uid);
+    }
+}
+
+/// Puts evidence in time order (then by source), keeping the order of
+/// equals; most chains arrive in order already.
+pub(crate) fn sort_evidence(evidence: &mut [Evidence]) {
+    let key =
+        |a: &Evidence, b: &Evidence| a.at_ns.cmp(&b.at_ns).then_with(|| a.source.cmp(&b.source));
+    if !evidence.is_sorted_by(|a, b| key(a, b).is_le()) {
+        evidence.sort_by(key);
+    }
+}
