@@ -17,7 +17,7 @@ import os
 import re
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.environ.get("LAYOUT_ROOT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE = os.path.join(ROOT, "fivexx-core", "src")
 MAX_LINES = 600
 REASON = re.compile(r"longer than 600 lines", re.I)

@@ -15,8 +15,7 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "NOTE: not root: the kernel tests (real eBPF) and the node lab will be SKIPPED, each saying why."
 fi
 
-step "format" cargo fmt --all -- --check
-step "clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "lint" make --no-print-directory lint
 # One test thread: kernel tests share the kernel's tracepoints and the lab's
 # network namespaces; each test asserts on its own processes and sockets.
 step "cargo test" cargo test --workspace --no-fail-fast -- --test-threads=1
