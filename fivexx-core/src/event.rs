@@ -289,6 +289,12 @@ pub struct KernelEvent {
     /// status line only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_peek_bytes: Option<u8>,
+    /// For a connect that failed in SYN_SENT (`state_change` SYN_SENT ->
+    /// CLOSE): when the socket entered SYN_SENT, i.e. when its SYN left
+    /// (wall clock). That is when the proxy chose the address; the rest of
+    /// the wait was its connect timeout. `None` on agents without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syn_sent_ns: Option<i64>,
 }
 
 impl KernelEvent {
@@ -315,6 +321,7 @@ impl KernelEvent {
             http_status: None,
             fd: None,
             http_peek_bytes: None,
+            syn_sent_ns: None,
         }
     }
 }

@@ -372,6 +372,8 @@ impl Synth {
         );
         e.tcp_state = Some(TcpState::SynSent);
         e.new_state = Some(TcpState::Close);
+        // The agent says when the socket entered SYN_SENT.
+        e.syn_sent_ns = Some(at);
         self.facts.push(Fact::Kernel(e));
         t
     }

@@ -231,6 +231,60 @@ fn proxy_connect_timeout_before_any_retransmit() {
     assert_eq!(n.cause, Cause::Unexplained, "{n:#?}");
 }
 
+/// The lag a fix quotes runs to the proxy's last SYN to the pod, not to
+/// the end of its connect timeout: the proxy chose the address when the
+/// SYN left. Here the last SYN leaves 3 s after SIGTERM and the proxy gives
+/// up 0.9 s later; an agent without the SYN's time falls back to one
+/// initial RTO before the first retransmit.
+#[test]
+fn the_lag_of_a_timed_out_connect_ends_at_its_syn() {
+    for syn_known in [true, false] {
+        let mut s = Synth::new();
+        let p = old_pod(&mut s, 5);
+        s.delete(&p, T0, 30);
+        s.sigterm(&p, T0, false);
+        s.exit(
+            &p,
+            T0 + 100 * MS,
+            ExitStatus {
+                code: Some(0),
+                signal: None,
+                core_dumped: false,
+            },
+        );
+        s.gone(&p, T0 + 200 * MS);
+        let mut last = None;
+        for k in 1..=3 {
+            // Without the SYN's time, a retransmit tells it (5 s connects).
+            let after = if syn_known { 900 * MS } else { 5 * SECOND };
+            last = Some(s.timed_out("node-1", proxy(), p.ip, T0 + k * SECOND, after, !syn_known));
+        }
+        s.endpoint_not_ready(&p, T0 + 2 * SECOND);
+        let mut facts = s.sorted();
+        if !syn_known {
+            for f in &mut facts {
+                if let Fact::Kernel(e) = f {
+                    e.syn_sent_ns = None;
+                }
+            }
+        }
+        let (vs, _) = explain_all(&facts, ExplainConfig::default());
+        let v = verdict_for(&vs, &last.unwrap());
+        assert_eq!(v.cause, Cause::EndpointLagNetnsGone, "{v:#?}");
+        assert_eq!(conn(v).attempt_ns(), T0 + 3 * SECOND, "{v:#?}");
+        let lag = v.fix.as_ref().unwrap().params["lag_p99_s"];
+        assert!((lag - 3.0).abs() < 0.01, "syn known {syn_known}: lag {lag}");
+        if syn_known {
+            assert!(
+                v.evidence.iter().any(|e| e
+                    .fact
+                    .contains("no answer for 0.90 s, then the proxy gave up")),
+                "{v:#?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn near_miss_timeout_to_an_unknown_or_live_pod() {
     let mut s = Synth::new();

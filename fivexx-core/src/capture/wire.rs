@@ -66,6 +66,26 @@ struct KernelWire {
     http_status: Option<u16>,
     fd: Option<i32>,
     http_peek_bytes: Option<u8>,
+    /// Format 1.3: at the end, absent in older records.
+    syn_sent_ns: Tail<i64>,
+}
+
+/// An optional field at the end of a record, added by a later minor
+/// version: an older record ends before it, which reads as `None`. Frames
+/// carry their own CRC, so an end here is the format's, not damage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tail<T>(Option<T>);
+
+impl<T: Serialize> Serialize for Tail<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Tail<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Tail(Option::<T>::deserialize(d).unwrap_or(None)))
+    }
 }
 
 impl From<&KernelEvent> for KernelWire {
@@ -96,6 +116,7 @@ impl From<&KernelEvent> for KernelWire {
             http_status: e.http_status,
             fd: e.fd,
             http_peek_bytes: e.http_peek_bytes,
+            syn_sent_ns: Tail(e.syn_sent_ns),
         }
     }
 }
@@ -128,6 +149,7 @@ impl From<KernelWire> for KernelEvent {
             http_status: w.http_status,
             fd: w.fd,
             http_peek_bytes: w.http_peek_bytes,
+            syn_sent_ns: w.syn_sent_ns.0,
         }
     }
 }
@@ -321,6 +343,7 @@ struct KernelWireRef<'a> {
     http_status: Option<u16>,
     fd: Option<i32>,
     http_peek_bytes: Option<u8>,
+    syn_sent_ns: Tail<i64>,
 }
 
 fn set_str(dst: &mut String, src: &str) {
@@ -380,6 +403,7 @@ impl KernelWireRef<'_> {
         e.http_status = self.http_status;
         e.fd = self.fd;
         e.http_peek_bytes = self.http_peek_bytes;
+        e.syn_sent_ns = self.syn_sent_ns.0;
     }
 }
 
@@ -579,6 +603,12 @@ impl<'a> Cursor<'a> {
         e.http_status = self.opt(Self::u16)?;
         e.fd = self.opt(Self::i32)?;
         e.http_peek_bytes = self.opt(Self::byte)?;
+        // 1.3's trailing field; a 1.2 record ends here.
+        e.syn_sent_ns = if self.0.is_empty() {
+            None
+        } else {
+            self.opt(Self::i64)?
+        };
         Some(())
     }
 }
@@ -699,6 +729,7 @@ mod tests {
             e.http_status = Some(if i % 2 == 0 { 502 } else { u16::MAX });
             e.fd = Some(-1);
             e.http_peek_bytes = Some(255 - i as u8);
+            e.syn_sent_ns = (i % 3 != 1).then_some(i64::MIN + i as i64);
             out.push(e);
         }
         out.extend(crate::synth::bench_stream(400).filter_map(|f| match f {
@@ -721,6 +752,24 @@ mod tests {
                 .is_some());
             assert_eq!(decode_fact(&bytes).unwrap(), fact);
             assert_eq!(decode_fact_serde(&bytes).unwrap(), fact);
+            decode_fact_into(&bytes, &mut slot, &mut spare).unwrap();
+            assert_eq!(slot.as_ref(), Some(&fact));
+        }
+    }
+
+    #[test]
+    fn a_record_of_format_1_2_reads_with_no_syn_time() {
+        // 1.2 wrote the same layout without the trailing field: drop it.
+        for e in events() {
+            let mut e = e;
+            e.syn_sent_ns = None;
+            let fact = Fact::Kernel(e);
+            let mut bytes = Vec::new();
+            encode_fact(&fact, &mut bytes).unwrap();
+            assert_eq!(bytes.pop(), Some(0), "None is one 0 byte");
+            assert_eq!(decode_fact(&bytes).unwrap(), fact);
+            assert_eq!(decode_fact_serde(&bytes).unwrap(), fact);
+            let (mut slot, mut spare) = (None, None);
             decode_fact_into(&bytes, &mut slot, &mut spare).unwrap();
             assert_eq!(slot.as_ref(), Some(&fact));
         }

@@ -78,7 +78,7 @@ impl Assembler {
     /// Learns from a failure as soon as it is final, before its verdict.
     pub fn note(&mut self, f: &FailedConnection) {
         if f.kind.is_new_connection() {
-            let t = f.first_ns.min(f.at_ns);
+            let t = f.attempt_ns();
             let e = self.last_connect_failure.entry(f.tuple.daddr).or_insert(t);
             *e = (*e).max(t);
         }
@@ -93,7 +93,7 @@ impl Assembler {
         horizon: i64,
     ) -> Verdict {
         let c = classify(&f, tl, cfg, horizon);
-        let placed = self.place(&c, f.at_ns, f.first_ns.min(f.at_ns), tl, cfg, horizon);
+        let placed = self.place(&c, f.at_ns, f.attempt_ns(), tl, cfg, horizon);
         let mut evidence = Vec::with_capacity(f.evidence.len() + c.evidence.len());
         evidence.extend_from_slice(&f.evidence);
         evidence.extend(c.evidence);

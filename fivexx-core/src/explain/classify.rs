@@ -50,16 +50,6 @@ fn api(at_ns: i64, fact: Observation) -> Evidence {
     }
 }
 
-/// When the proxy chose the address: when it sent the SYN. A timed-out
-/// connect's first event is its first SYN retransmit, 1 s after the SYN.
-fn attempt_start(f: &FailedConnection) -> i64 {
-    if f.kind == FailureKind::TimedOut {
-        f.first_ns.saturating_sub(1_000_000_000).min(f.at_ns)
-    } else {
-        f.first_ns.min(f.at_ns)
-    }
-}
-
 /// What the rules look at: the pod that owned the address when the
 /// attempt started, and the evidence gathered about it so far.
 struct PodCase<'a> {
@@ -396,7 +386,7 @@ pub(crate) fn classify(
     horizon: i64,
 ) -> Classification {
     let addr = f.tuple.daddr;
-    let attempt = attempt_start(f);
+    let attempt = f.attempt_ns();
     if let Some(svc) = tl.service_of_ip(addr) {
         return classify_service(f, tl, svc.clone(), f.at_ns);
     }

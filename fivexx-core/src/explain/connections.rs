@@ -63,6 +63,8 @@ struct OpenConnection {
     errno: Option<i32>,
     syn_close: bool,
     syn_retransmits: u32,
+    /// When the SYN left (the agent's `syn_sent_ns` on SYN_SENT -> CLOSE).
+    syn_sent_ns: Option<i64>,
     /// Kinds of terminal events seen, to tell a reused port from a straggler.
     seen: u16,
     evidence: Vec<Evidence>,
@@ -142,6 +144,9 @@ impl OpenConnection {
             }
             KernelEventKind::StateChange => {
                 s.syn_close = true;
+                if let Some(syn) = e.syn_sent_ns {
+                    s.syn_sent_ns = Some(s.syn_sent_ns.map_or(syn, |x| x.min(syn)));
+                }
                 Observation::Conn {
                     kind: e.kind,
                     state: None,
@@ -215,8 +220,19 @@ impl OpenConnection {
             },
             (None, None) => return None,
         };
+        let at_ns = self.terminal_ns.unwrap_or(self.last_ns);
+        let mut evidence = self.evidence;
+        if let Some(syn) = self.syn_sent_ns.filter(|s| *s <= at_ns) {
+            evidence.push(Evidence {
+                at_ns: syn,
+                source: evidence
+                    .first()
+                    .map_or(FactSource::Api, |e| e.source.clone()),
+                fact: Observation::text(syn_wait(syn, at_ns, self.errno, &tuple)),
+            });
+        }
         Some(FailedConnection {
-            at_ns: self.terminal_ns.unwrap_or(self.last_ns),
+            at_ns,
             first_ns: self.first_ns,
             kind,
             tuple,
@@ -226,9 +242,24 @@ impl OpenConnection {
             errno: self.errno,
             syn_retransmits: self.syn_retransmits,
             server_reset_reason: self.server_reset_reason,
-            evidence: self.evidence,
+            syn_sent_ns: self.syn_sent_ns,
+            evidence,
         })
     }
+}
+
+/// Which part of a failed connect's duration was waiting: the SYN left at
+/// `syn`, the connect ended at `end`. Without ETIMEDOUT the client closed
+/// the socket itself, at its own connect timeout (nginx's
+/// `proxy_connect_timeout`, Envoy's `connect_timeout`).
+fn syn_wait(syn: i64, end: i64, errno: Option<i32>, tuple: &FourTuple) -> String {
+    let waited = (end - syn) as f64 / 1e9;
+    let who = if errno == Some(110) {
+        "the kernel's SYN retries ran out (ETIMEDOUT)"
+    } else {
+        "the proxy gave up: its connect timeout"
+    };
+    format!("SYN sent on {tuple}; no answer for {waited:.2} s, then {who}")
 }
 
 /// Bit per terminal event kind.

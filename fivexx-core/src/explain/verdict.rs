@@ -130,7 +130,10 @@ impl FailureKind {
     pub fn is_new_connection(self) -> bool {
         matches!(
             self,
-            FailureKind::Refused | FailureKind::TimedOut | FailureKind::Unreachable
+            FailureKind::Refused
+                | FailureKind::TimedOut
+                | FailureKind::Unreachable
+                | FailureKind::ConnectFailed
         )
     }
 
@@ -168,10 +171,31 @@ pub struct FailedConnection {
     pub syn_retransmits: u32,
     /// The server side's `send_reset` (reason), when its node is traced.
     pub server_reset_reason: Option<String>,
+    /// When the SYN left, for a connect that failed in SYN_SENT (agents
+    /// that report it): the time the proxy chose this address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syn_sent_ns: Option<i64>,
     /// The kernel facts joined into this failure (first few). Not in JSON:
     /// the verdict's own evidence chain includes them.
     #[serde(skip_serializing, default)]
     pub evidence: Vec<Evidence>,
+}
+
+impl FailedConnection {
+    /// When the attempt began: when the proxy chose the address. For a new
+    /// connection that is its SYN, never the end of the proxy's connect
+    /// timeout; for a pooled one, the write the RST answered.
+    pub fn attempt_ns(&self) -> i64 {
+        if let Some(syn) = self.syn_sent_ns {
+            return syn.min(self.at_ns);
+        }
+        // Without the SYN's time: the first event of a timed-out connect
+        // is its first SYN retransmit, one initial RTO (1 s) after the SYN.
+        if self.kind == FailureKind::TimedOut {
+            return self.first_ns.saturating_sub(1_000_000_000).min(self.at_ns);
+        }
+        self.first_ns.min(self.at_ns)
+    }
 }
 
 /// A 5xx a proxy answered its client: seen by the kernel (`http_5xx`, the
