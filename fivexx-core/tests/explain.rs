@@ -1200,3 +1200,64 @@ fn a_502_from_a_connection_closed_by_an_oom_kill_is_explained_through_the_access
         assert_eq!(v.cause, Cause::Unexplained, "{what}: {v:#?}");
     }
 }
+
+/// Hidden-by-retry follows what the proxy did, whatever its tries,
+/// upstreams and rate: with its access log, each 5xx claims exactly the
+/// failed tries its line lists, and every other failed try was retried.
+/// Requests overlap (one every 2 ms, each try 1 ms apart), so a 5xx's
+/// neighbours in time are other requests' failures to other upstreams: a
+/// heuristic chain would claim them too.
+#[test]
+fn hidden_by_retry_follows_the_logged_tries_for_any_tries_and_replicas() {
+    for (tries, replicas) in [(2usize, 6u32), (3, 3), (2, 12), (4, 8)] {
+        let mut s = Synth::new();
+        let pods: Vec<SynthPod> = (0..replicas).map(|i| old_pod(&mut s, 100 + i)).collect();
+        for p in &pods {
+            graceful_termination(&mut s, p);
+        }
+        let client = ip4(192, 168, 0, 9);
+        let (mut truth, mut fivexx) = (0u64, 0u64);
+        for r in 0..300u32 {
+            let start = T0 + 100 * MS + i64::from(r) * 2 * MS;
+            // Request r fails on its first `fails` tries (1..=tries).
+            let fails = 1 + (r as usize * 7 + r as usize / 3) % tries;
+            let mut tried = Vec::new();
+            for k in 0..fails {
+                let p = &pods[(r as usize + k * 5) % pods.len()];
+                s.refused(
+                    "node-1",
+                    proxy(),
+                    p.ip,
+                    start + k as i64 * MS,
+                    Some("node-2"),
+                );
+                tried.push((p.ip, Some(502)));
+            }
+            let end = start + fails as i64 * MS;
+            if fails == tries {
+                fivexx += 1;
+                s.http_5xx("node-1", proxy(), client, 40000 + r as u16, end, 502);
+                s.proxy_log("node-1", client, end, 502, &tried);
+            } else {
+                truth += fails as u64;
+                tried.push((pods[(r as usize + 3) % pods.len()].ip, Some(200)));
+                s.proxy_log("node-1", client, end, 200, &tried);
+            }
+        }
+        s.cordon("node-3", T0 + 60 * SECOND);
+        let cfg = ExplainConfig {
+            peeked_proxies: vec![proxy()],
+            ..ExplainConfig::default()
+        };
+        let (_, m) = explain_all(&s.sorted(), cfg);
+        let http = &m.stats.http;
+        let hidden = http.hidden_by_retry.values().sum::<u64>();
+        let sent = http.sent_5xx.values().sum::<u64>();
+        assert_eq!(sent, fivexx, "tries {tries}, replicas {replicas}: {http:?}");
+        assert_eq!(
+            hidden, truth,
+            "tries {tries}, replicas {replicas}: hidden {hidden}, truth {truth}"
+        );
+        assert_eq!(http.retried_in_log, truth);
+    }
+}

@@ -43,6 +43,8 @@ struct LoggedTwin {
     to_ns: i64,
     upstream: SocketAddr,
     upstream_status: Option<u16>,
+    /// Every try the line lists as failed, in order.
+    failed_tries: Vec<SocketAddr>,
     evidence: Evidence,
 }
 
@@ -128,6 +130,7 @@ impl AnswerJoin {
                 to_ns: a.at_ns,
                 upstream,
                 upstream_status,
+                failed_tries: a.failed_tries.clone(),
                 evidence: evidence.clone(),
             });
         }
@@ -190,15 +193,24 @@ impl AnswerJoin {
             at_ns: t,
             logged: false,
         });
+        // The proxy's own account of the request's tries, when its access
+        // log is followed: the 5xx joins the failure of its last failed try
+        // and claims the failures of the others, nothing else.
+        let mut a = a;
+        if let Some(tries) = self.take_twin_tries(&a, cx.cfg.http_match_ns) {
+            a.failed_tries = tries;
+        }
+        let last_try = a.failed_tries.last().copied();
         // The failure behind a 5xx is the latest one of the same proxy
         // (its address made the upstream connection) that no other 5xx
         // claimed; failing that, the latest of the proxy's node.
         let node = a.node.clone();
         let from = t - cx.cfg.http_match_ns;
         let v = self.join(a, &node, from, t + 1_000_000, cx.cfg, &|u| {
-            u.failure
-                .connection()
-                .is_some_and(|c| Some(c.tuple.saddr) == proxy_ip)
+            u.failure.connection().is_some_and(|c| {
+                Some(c.tuple.saddr) == proxy_ip
+                    && last_try.is_none_or(|l| l.ip() == c.tuple.daddr && l.port() == c.tuple.dport)
+            })
         });
         if v.cause != Cause::Unexplained {
             return v;
@@ -221,23 +233,9 @@ impl AnswerJoin {
             return None;
         }
         let window = cx.cfg.http_match_ns;
-        while self
-            .logged_twins
-            .front()
-            .is_some_and(|l| l.to_ns < t - 10 * SECOND)
-        {
-            self.logged_twins.pop_front();
-        }
-        let peeked = SeenAnswer {
-            client: a.client,
-            status,
-            at_ns: t,
-            logged: false,
-        };
-        let twin = self.logged_twins.iter().find(|l| {
-            same_answer(&peeked, l.client, l.status, l.from_ns - window, l.to_ns)
-                && l.upstream_status.is_none_or(|s| s == 502 || s == 504)
-        })?;
+        let twin = self
+            .twin_of(a.client, status, t, window)
+            .filter(|l| l.upstream_status.is_none_or(|s| s == 502 || s == 504))?;
         let up = twin.upstream;
         let mut c = classify_closed_by_death(up.ip(), t, cx.tl, cx.cfg, horizon)?;
         c.evidence.push(twin.evidence.clone());
@@ -263,6 +261,52 @@ impl AnswerJoin {
             )),
             failure: v.failure.clone(),
         })
+    }
+
+    /// The access-log line of the peeked answer (`client`, `status`, at
+    /// `t`), if one came; older lines are forgotten.
+    fn twin_of(&mut self, client: IpAddr, status: u16, t: i64, window: i64) -> Option<&LoggedTwin> {
+        while self
+            .logged_twins
+            .front()
+            .is_some_and(|l| l.to_ns < t - 10 * SECOND)
+        {
+            self.logged_twins.pop_front();
+        }
+        let peeked = SeenAnswer {
+            client,
+            status,
+            at_ns: t,
+            logged: false,
+        };
+        self.logged_twins
+            .iter()
+            .find(|l| same_answer(&peeked, l.client, l.status, l.from_ns - window, l.to_ns))
+    }
+
+    /// The failed tries of the access-log line of peeked answer `a`: the
+    /// nearest line in time to the same client with the same status (a
+    /// load balancer in front makes the client address alone ambiguous).
+    /// The line is used up.
+    fn take_twin_tries(&mut self, a: &HttpAnswer, window: i64) -> Option<Vec<SocketAddr>> {
+        let peeked = SeenAnswer {
+            client: a.client,
+            status: a.http_status,
+            at_ns: a.at_ns,
+            logged: false,
+        };
+        let best = self
+            .logged_twins
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                !l.failed_tries.is_empty()
+                    && same_answer(&peeked, l.client, l.status, l.from_ns - window, l.to_ns)
+            })
+            .min_by_key(|(_, l)| (l.from_ns - a.at_ns).abs())
+            .map(|(i, _)| i)?;
+        let twin = &mut self.logged_twins[best];
+        Some(std::mem::take(&mut twin.failed_tries))
     }
 
     /// A 5xx from a proxy's access log. One the kernel also saw (same
@@ -316,7 +360,9 @@ impl AnswerJoin {
         };
         let q = self.recent_upstream.get_mut(&qn).expect("found above");
         q[qi].1 = true;
-        if own {
+        if !a.failed_tries.is_empty() {
+            claim_logged_tries(q, qi, &a.failed_tries, from - RETRY_SPAN_NS);
+        } else if own {
             claim_retry_chain(q, qi);
         }
         let u = &q[qi].0;
@@ -423,6 +469,45 @@ fn unanswered(a: HttpAnswer, node: &str, proxy: Option<ProxyRef>, window: i64) -
     }
 }
 
+/// How long before its answer a request's earlier tries may have failed
+/// (a timed-out try takes the proxy's connect or read timeout each).
+const RETRY_SPAN_NS: i64 = 60 * SECOND;
+
+/// The proxy logged which tries of this request failed (`$upstream_addr`,
+/// `$upstream_status`): the answer claims, besides the failure it joined
+/// (`last`), the latest unclaimed failure to each other failed address,
+/// and nothing else, whatever the number of tries and upstreams.
+fn claim_logged_tries(
+    q: &mut VecDeque<(Verdict, bool)>,
+    last: usize,
+    tries: &[SocketAddr],
+    since: i64,
+) {
+    let mut rest: Vec<SocketAddr> = tries.to_vec();
+    let joined = q[last].0.failure.connection().map(|c| c.tuple);
+    if let Some(pos) = joined.and_then(|t| {
+        rest.iter()
+            .rposition(|a| a.ip() == t.daddr && a.port() == t.dport)
+    }) {
+        rest.remove(pos);
+    }
+    let proxy = joined.map(|t| t.saddr);
+    for addr in rest {
+        let pos = q.range(..last).rposition(|(u, claimed)| {
+            !*claimed
+                && u.at_ns() >= since
+                && u.failure.connection().is_some_and(|c| {
+                    c.tuple.daddr == addr.ip()
+                        && c.tuple.dport == addr.port()
+                        && proxy.is_none_or(|p| p == c.tuple.saddr)
+                })
+        });
+        if let Some(j) = pos {
+            q[j].1 = true;
+        }
+    }
+}
+
 /// Before answering 5xx, a proxy that retries (`proxy_next_upstream`)
 /// tried other upstreams, each failing at once: the 5xx claims those too,
 /// or they would be counted as hidden by retry. A try belongs to the chain
@@ -444,7 +529,7 @@ fn claim_retry_chain(q: &mut VecDeque<(Verdict, bool)>, last: usize) {
     };
     let proxy = lastc.tuple.saddr;
     let pid = lastc.proxy_pid;
-    let mut next_start = lastc.first_ns;
+    let mut next_start = lastc.attempt_ns();
     let mut tried = vec![lastc.tuple.daddr];
     for j in (0..last).rev() {
         let (u, claimed) = &q[j];
@@ -466,7 +551,7 @@ fn claim_retry_chain(q: &mut VecDeque<(Verdict, bool)>, last: usize) {
             continue;
         }
         tried.push(f.tuple.daddr);
-        next_start = f.first_ns;
+        next_start = f.attempt_ns();
         q[j].1 = true;
     }
 }
@@ -542,6 +627,13 @@ fn logged_answer(l: &ProxyLogFact, upstream: Option<SocketAddr>) -> HttpAnswer {
         proxy_pid: None,
         proxy_pod: Some(format!("{}/{}", l.namespace, l.pod)),
         upstream,
+        failed_tries: l
+            .upstream_addrs
+            .iter()
+            .zip(l.upstream_statuses.iter().chain(std::iter::repeat(&None)))
+            .filter(|(_, s)| s.is_none_or(|s| s >= 500))
+            .map(|(a, _)| *a)
+            .collect(),
         evidence: vec![Evidence {
             at_ns: l.at_ns,
             source: FactSource::Api,
@@ -578,6 +670,7 @@ fn peeked_answer(e: &KernelEvent, status: u16, tuple: FourTuple) -> HttpAnswer {
         proxy_pid: e.task.as_ref().map(|t| t.pid),
         proxy_pod: None,
         upstream: None,
+        failed_tries: Vec::new(),
         evidence: vec![Evidence {
             at_ns: e.wall_ns,
             source: FactSource::Node(Arc::from(e.node.as_str())),

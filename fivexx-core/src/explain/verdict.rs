@@ -227,6 +227,10 @@ pub struct HttpAnswer {
     /// upstream the log line names as failed (log).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<FourTuple>,
+    /// The tries the proxy logged as failed for this request, in order
+    /// (from the line itself, or a peeked answer's log twin).
+    #[serde(skip)]
+    pub failed_tries: Vec<std::net::SocketAddr>,
     #[serde(skip_serializing, default)]
     pub evidence: Vec<Evidence>,
 }
