@@ -610,11 +610,24 @@ fn logged_answer(l: &ProxyLogFact, upstream: Option<SocketAddr>) -> HttpAnswer {
         daddr: a.ip(),
         dport: a.port(),
     });
+    // Each try with its status and, when logged, how long the proxy
+    // waited on it: a 504's wait is the proxy's connect or read timeout.
     let tried: Vec<String> = l
         .upstream_addrs
         .iter()
-        .zip(l.upstream_statuses.iter().chain(std::iter::repeat(&None)))
-        .map(|(a, s)| format!("{a} ({})", s.map_or("-".to_string(), |s| s.to_string())))
+        .enumerate()
+        .map(|(i, a)| {
+            let status = l
+                .upstream_statuses
+                .get(i)
+                .copied()
+                .flatten()
+                .map_or("-".to_string(), |s| s.to_string());
+            match l.upstream_response_times_ms.get(i).copied().flatten() {
+                Some(ms) => format!("{a} ({status} after {:.3} s)", ms as f64 / 1e3),
+                None => format!("{a} ({status})"),
+            }
+        })
         .collect();
     HttpAnswer {
         at_ns: l.at_ns.saturating_add(log_slack(l.precise_time)),
