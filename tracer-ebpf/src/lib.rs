@@ -89,12 +89,12 @@ pub mod flags {
 /// whoever was interrupted, and the agent drops it) and `cgroup_id` (the
 /// current task's). The rest, by kind (blank: left as `zeroed()` sets it):
 ///
-/// | kind | `sock` | `family`, ports, addrs | `state` / `new_state` | `reason` | `errno` | `target_*` | `sig` | `result` | `code` | `flags` | `reserved` |
-/// |---|---|---|---|---|---|---|---|---|---|---|---|
+/// | kind | `sock` | `family`, ports, addrs | `state` / `new_state` | `reason` | `errno` | `target_*` | `sig` | `result` | `code` | `flags` | `reserved` | `syn_ns` |
+/// |---|---|---|---|---|---|---|---|---|---|---|---|---|
 /// | `SendReset` | socket, 0 if socket-less (then †) | 4-tuple, sender first | state (6.10+) | `sk_rst_reason` (6.10+) | | | | | | | |
 /// | `ReceiveReset` † | socket | 4-tuple, ours first | state read from the socket | | | | | | | `STATE_FROM_SOCK` | |
 /// | `SockError` | | 4-tuple | | | positive errno | | | | | | |
-/// | `StateChange` | socket | 4-tuple | old / new state | | | | | | | | |
+/// | `StateChange` | socket | 4-tuple | old / new state | | | | | | | | | SYN_SENT -> CLOSE: `ts_ns` of its CLOSE -> SYN_SENT (the SYN), 0 if unseen |
 /// | `SynRetransmit` † | socket | 4-tuple | `SYN_SENT` | | | | | | | | |
 /// | `Signal` (task = sender) | | | | | | target pid and comm | signal | 0 delivered .. 4 lose info | `si_code` | `SIGNAL_GROUP` | |
 /// | `Exit` (task = the exiting thread) | | | | | | exiting tgid and comm | | | wait status if `EXIT_CODE_KNOWN` | `EXIT_CODE_KNOWN`, `GROUP_DEAD`, `GROUP_DEAD_GUESSED` | |
@@ -146,6 +146,10 @@ pub struct RawEvent {
     pub task_comm: [u8; 16],
     /// `comm` of the target (signal target, exiting task, OOM victim).
     pub target_comm: [u8; 16],
+    /// `bpf_ktime_get_ns()` when the socket entered SYN_SENT, on a
+    /// SYN_SENT -> CLOSE record: when the proxy chose the address. 0 when
+    /// the program did not see the SYN (attached later, map evicted).
+    pub syn_ns: u64,
 }
 
 impl RawEvent {
@@ -187,6 +191,7 @@ impl RawEvent {
             daddr: [0; 16],
             task_comm: [0; 16],
             target_comm: [0; 16],
+            syn_ns: 0,
         }
     }
 }

@@ -1,11 +1,25 @@
 //! `sock:inet_sk_error_report` and `sock:inet_sock_set_state`.
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use tracer_ebpf::{is_abnormal_transition, EventKind};
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::{map, tracepoint},
+    maps::LruHashMap,
+    programs::TracePointContext,
+};
+use tracer_ebpf::{is_abnormal_transition, tcp_state, EventKind};
 
 use crate::emit::{bump, config, emit, read_addrs, read_i32, read_uint, STATE_COUNTS};
 
 const IPPROTO_TCP: u64 = 6;
+
+/// When each connecting socket sent its SYN (CLOSE -> SYN_SENT), by socket
+/// address, so that a connect that fails in SYN_SENT says when it began:
+/// the time the proxy chose the address, not the end of its connect
+/// timeout. One update per connect and no delete (a new connect on a
+/// reused socket overwrites; LRU evicts the rest), so the normal path pays
+/// one map write.
+#[map(name = "SYN_SENT_AT")]
+static SYN_SENT_AT: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65_536, 0);
 
 /// Every error a TCP socket reports is a failure worth a record.
 #[tracepoint]
@@ -41,13 +55,33 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         &STATE_COUNTS,
         ((old as u32 & 0xf) << 4) | (new as u32 & 0xf),
     );
+    if new == tcp_state::SYN_SENT {
+        if let Some(sk) = read_uint(&ctx, l.skaddr) {
+            // SAFETY: bpf_ktime_get_ns has no preconditions.
+            let now = unsafe { bpf_ktime_get_ns() };
+            // A failed insert (map full of pinned entries) only loses this
+            // connect's SYN time; the engine then estimates it.
+            let _ = SYN_SENT_AT.insert(&sk, &now, 0);
+        }
+        return 0;
+    }
     if !is_abnormal_transition(old, new) {
         return 0;
     }
+    let sock = read_uint(&ctx, l.skaddr).unwrap_or(0);
+    let syn_ns = if old == tcp_state::SYN_SENT {
+        // SAFETY: the pointer from a successful lookup is valid for this
+        // program run; the value is a plain u64 another CPU may overwrite
+        // (a torn read is impossible for an aligned u64).
+        unsafe { SYN_SENT_AT.get(&sock) }.copied().unwrap_or(0)
+    } else {
+        0
+    };
     emit(EventKind::StateChange, |ev| {
-        ev.sock = read_uint(&ctx, l.skaddr).unwrap_or(0);
+        ev.sock = sock;
         ev.state = old;
         ev.new_state = new;
+        ev.syn_ns = syn_ns;
         read_addrs(&ctx, &l.addr, ev);
     });
     0

@@ -13,9 +13,13 @@ impl Decoder {
         ev.errno = Some(raw.errno.abs());
     }
 
-    /// An abnormal transition: `state` is the old state, `new_state` the new.
+    /// An abnormal transition: `state` is the old state, `new_state` the
+    /// new; a failed connect says when its SYN left.
     pub(super) fn state_change(&self, raw: &RawEvent, ev: &mut KernelEvent) {
         self.network(raw, ev);
         ev.new_state = TcpState::from_kernel(raw.new_state);
+        if raw.syn_ns != 0 && raw.syn_ns <= raw.ts_ns {
+            ev.syn_sent_ns = Some((raw.syn_ns as i64).saturating_add(self.wall_offset_ns));
+        }
     }
 }

@@ -186,6 +186,17 @@ pub(super) fn connect_timeout(s: &mut SelftestTracer) -> Outcome {
     ensure(sc.tcp_state == Some(TcpState::SynSent), || {
         format!("state change from {:?}", sc.tcp_state)
     })?;
+    // The record says when the SYN left: the whole wait lies between it
+    // and the close (connect() returned `took` after it began).
+    let waited = sc.syn_sent_ns.map(|syn| sc.wall_ns - syn);
+    ensure(
+        waited.is_some_and(|w| (w - took.as_nanos() as i64).abs() < 300_000_000),
+        || {
+            format!(
+                "SYN_SENT->CLOSE: SYN time {waited:?} ns before the close, connect took {took:?}"
+            )
+        },
+    )?;
     let retransmits = s
         .seen
         .iter()
@@ -195,8 +206,9 @@ pub(super) fn connect_timeout(s: &mut SelftestTracer) -> Outcome {
     Ok((
         Status::Pass,
         format!(
-            "{retransmits} SYN retransmit(s), ETIMEDOUT after {:.1} s, SYN_SENT->CLOSE",
-            took.as_secs_f64()
+            "{retransmits} SYN retransmit(s), ETIMEDOUT after {:.1} s, SYN_SENT->CLOSE {:.1} s after its SYN",
+            took.as_secs_f64(),
+            waited.unwrap_or(0) as f64 / 1e9
         ),
     ))
 }
