@@ -174,15 +174,11 @@ fn score(kind: ScenarioKind, records: &[RequestRecord], verdicts: &[Verdict]) ->
     }
     // Kernel-seen 5xx by the client port nginx answered on.
     let mut answers: HashMap<(u16, u16), Vec<&Verdict>> = HashMap::new();
-    for v in verdicts
-        .iter()
-        .filter(|v| v.failure.kind == FailureKind::Http5xx)
-    {
-        if let Some(st) = v.failure.http_status {
-            answers
-                .entry((v.failure.tuple.dport, st))
-                .or_default()
-                .push(v);
+    for v in verdicts {
+        if let Some(a) = v.failure.answer() {
+            if let (FailureKind::Http5xx, Some(t)) = (a.kind, a.tuple) {
+                answers.entry((t.dport, a.http_status)).or_default().push(v);
+            }
         }
     }
     for r in records {
@@ -407,8 +403,8 @@ fn explain_scores_against_the_lab_ground_truth() {
         {
             eprintln!(
                 "  {name}: {} {} {:?}: {}",
-                v.failure.kind.name(),
-                v.failure.tuple,
+                v.failure.kind().name(),
+                v.failure.endpoints(),
                 v.cause,
                 v.note.as_deref().unwrap_or("-")
             );
@@ -435,7 +431,7 @@ fn explain_scores_against_the_lab_ground_truth() {
         let logged_only = run
             .verdicts
             .iter()
-            .filter(|v| v.failure.kind == FailureKind::Http5xxLogged)
+            .filter(|v| v.failure.kind() == FailureKind::Http5xxLogged)
             .count() as u64;
         let confirmed = run.explained["engine"]["http"]["confirmed_by_log"]
             .as_u64()

@@ -3,6 +3,7 @@
 //! here, so a fact reads the same on a node and on a laptop.
 
 use crate::event::{errno_name, signal_name, KernelEvent, KernelEventKind as K, SignalResult};
+use crate::explain::{Failure, FailureKind, Verdict};
 use std::fmt::Write;
 
 /// Where a line is printed decides its columns.
@@ -114,6 +115,63 @@ pub fn event_detail(ev: &KernelEvent) -> String {
         }
     }
     d.trim().to_string()
+}
+
+/// The inline explanation of one verdict: what failed, the cause, and
+/// the fix (or, unexplained, what was looked for).
+pub fn verdict_line(v: &Verdict) -> String {
+    let inv = &v.involved;
+    let mut s = match &v.failure {
+        Failure::Answer(a) => {
+            // A proxy's answer: client, proxy, status, upstream pod, cause.
+            let upstream = a.upstream.map_or("no failed upstream".to_string(), |u| {
+                match inv.pod.as_ref().or(inv.workload_key.as_ref()) {
+                    Some(w) => format!("upstream {}:{} ({w})", u.daddr, u.dport),
+                    None => format!("upstream {}:{}", u.daddr, u.dport),
+                }
+            });
+            let (client, proxy) = match (a.kind, a.tuple) {
+                (FailureKind::Http5xx, Some(t)) => (
+                    format!("{}:{}", t.daddr, t.dport),
+                    format!("proxy {}:{}", t.saddr, t.sport),
+                ),
+                _ => (
+                    a.client.to_string(),
+                    match &a.proxy_pod {
+                        Some(p) => format!("proxy {p} (access log)"),
+                        None => format!("proxy on {} (access log)", a.node),
+                    },
+                ),
+            };
+            format!(
+                "  => HTTP {} to client {client} from {proxy}: {upstream}: {}, {:?} confidence",
+                a.http_status,
+                v.cause.label(),
+                v.confidence
+            )
+        }
+        Failure::Connection(c) => {
+            let who = inv
+                .pod
+                .clone()
+                .or_else(|| inv.workload_key.clone())
+                .unwrap_or_else(|| c.tuple.daddr.to_string());
+            format!(
+                "  => {} {} to {} ({who}): {}, {:?} confidence",
+                v.cause.typical_http(),
+                c.kind.name(),
+                c.tuple.daddr,
+                v.cause.label(),
+                v.confidence
+            )
+        }
+    };
+    if let Some(fix) = &v.fix {
+        let _ = write!(s, "; fix: {} ({})", fix.action, fix.because);
+    } else if let Some(n) = &v.note {
+        let _ = write!(s, "; {n}");
+    }
+    s
 }
 
 fn signal_detail(ev: &KernelEvent, d: &mut String) {

@@ -10,7 +10,9 @@ mod render;
 mod settings;
 mod time;
 
-pub use lines::{clock, event_detail, event_line, is_failure, LineLayout, NODE_TABLE_HEADER};
+pub use lines::{
+    clock, event_detail, event_line, is_failure, verdict_line, LineLayout, NODE_TABLE_HEADER,
+};
 pub use render::{render_json, render_table, render_wide};
 pub use settings::{Overrides, SettingSource, SettingsUsed};
 pub use time::{format_duration, format_time, parse_time};
