@@ -8,7 +8,7 @@
    engine, the capture format on the report), which is what made two files
    grow past a thousand lines.
 2. No Rust source file over 600 lines unless its header comment (the first
-   30 lines) says why, in a line containing "longer than 600 lines".
+   30 lines) says why, in a line like "longer than 600 lines because".
 
 Exits 1 with one line per violation; prints a one-line summary otherwise.
 """
@@ -20,7 +20,8 @@ import sys
 ROOT = os.environ.get("LAYOUT_ROOT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE = os.path.join(ROOT, "fivexx-core", "src")
 MAX_LINES = 600
-REASON = re.compile(r"longer than 600 lines", re.I)
+# "longer than 600 lines because ...", "Longer than our ~600-line guide: ..."
+REASON = re.compile(r"longer than\b.{0,25}\b600", re.I)
 SOURCE_DIRS = ["fivexx-core", "kubectl-fivexx", "tracer-user", "tracer-ebpf", "tests"]
 
 

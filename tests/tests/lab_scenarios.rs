@@ -3,6 +3,10 @@
 //! events for the affected pod IPs), and leave nothing behind.
 //!
 //! Not root: every test prints why it skipped.
+//!
+//! Longer than 600 lines because each scenario's test sits with the one
+//! signature check it shares with the others; one test binary links the
+//! lab once.
 
 use fivexx_core::event::{KernelEvent, KernelEventKind, SignalResult, TcpState};
 use fivexx_lab::control::store::ClusterStore;

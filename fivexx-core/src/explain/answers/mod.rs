@@ -7,6 +7,9 @@
 //! since when, and the recent answers and log lines that let one answer
 //! seen both ways count once.
 
+mod claims;
+mod make;
+
 use super::assemble::{sort_evidence, Assembler};
 use super::classify::classify_closed_by_death;
 use super::config::{ExplainConfig, SECOND};
@@ -14,13 +17,14 @@ use super::stats::HttpTotals;
 use super::verdict::{
     Cause, Confidence, Failure, FailureKind, HttpAnswer, Involved, ProxyRef, Verdict,
 };
-use crate::event::{FourTuple, KernelEvent};
+use crate::event::KernelEvent;
 use crate::model::timeline::ClusterTimeline;
-use crate::model::{Evidence, FactSource, HttpPeekFact, Observation, ProxyLogFact};
+use crate::model::{Evidence, HttpPeekFact, ProxyLogFact};
+use claims::{claim_logged_tries, claim_retry_chain, count_hidden, same_answer, RETRY_SPAN_NS};
 use foldhash::HashMap;
+use make::{last_failed_upstream, logged_answer, peeked_answer};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 /// A 5xx the peek saw, kept briefly so that the same answer in the access
 /// log is recognised.
@@ -466,228 +470,5 @@ fn unanswered(a: HttpAnswer, node: &str, proxy: Option<ProxyRef>, window: i64) -
         fix: None,
         note: Some(note),
         failure: Failure::Answer(a),
-    }
-}
-
-/// How long before its answer a request's earlier tries may have failed
-/// (a timed-out try takes the proxy's connect or read timeout each).
-const RETRY_SPAN_NS: i64 = 60 * SECOND;
-
-/// The proxy logged which tries of this request failed (`$upstream_addr`,
-/// `$upstream_status`): the answer claims, besides the failure it joined
-/// (`last`), the latest unclaimed failure to each other failed address,
-/// and nothing else, whatever the number of tries and upstreams.
-fn claim_logged_tries(
-    q: &mut VecDeque<(Verdict, bool)>,
-    last: usize,
-    tries: &[SocketAddr],
-    since: i64,
-) {
-    let mut rest: Vec<SocketAddr> = tries.to_vec();
-    let joined = q[last].0.failure.connection().map(|c| c.tuple);
-    if let Some(pos) = joined.and_then(|t| {
-        rest.iter()
-            .rposition(|a| a.ip() == t.daddr && a.port() == t.dport)
-    }) {
-        rest.remove(pos);
-    }
-    let proxy = joined.map(|t| t.saddr);
-    for addr in rest {
-        let pos = q.range(..last).rposition(|(u, claimed)| {
-            !*claimed
-                && u.at_ns() >= since
-                && u.failure.connection().is_some_and(|c| {
-                    c.tuple.daddr == addr.ip()
-                        && c.tuple.dport == addr.port()
-                        && proxy.is_none_or(|p| p == c.tuple.saddr)
-                })
-        });
-        if let Some(j) = pos {
-            q[j].1 = true;
-        }
-    }
-}
-
-/// Before answering 5xx, a proxy that retries (`proxy_next_upstream`)
-/// tried other upstreams, each failing at once: the 5xx claims those too,
-/// or they would be counted as hidden by retry. A try belongs to the chain
-/// when the same proxy (and worker, when the kernel named it) failed it to
-/// another upstream within `CHAIN_GAP_NS` before the next try began. Only
-/// immediate failures chain: a timed-out try's start is not known.
-fn claim_retry_chain(q: &mut VecDeque<(Verdict, bool)>, last: usize) {
-    const CHAIN_GAP_NS: i64 = 20_000_000;
-    fn immediate(v: &Verdict) -> Option<&super::verdict::FailedConnection> {
-        v.failure.connection().filter(|c| {
-            matches!(
-                c.kind,
-                FailureKind::Refused | FailureKind::Reset | FailureKind::Unreachable
-            )
-        })
-    }
-    let Some(lastc) = immediate(&q[last].0) else {
-        return;
-    };
-    let proxy = lastc.tuple.saddr;
-    let pid = lastc.proxy_pid;
-    let mut next_start = lastc.attempt_ns();
-    let mut tried = vec![lastc.tuple.daddr];
-    for j in (0..last).rev() {
-        let (u, claimed) = &q[j];
-        let gap = next_start - u.at_ns();
-        if gap > CHAIN_GAP_NS {
-            break;
-        }
-        let Some(f) = immediate(u) else { continue };
-        let same_worker = match (pid, f.proxy_pid) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        };
-        if *claimed
-            || gap < -1_000_000
-            || f.tuple.saddr != proxy
-            || !same_worker
-            || tried.contains(&f.tuple.daddr)
-        {
-            continue;
-        }
-        tried.push(f.tuple.daddr);
-        next_start = f.attempt_ns();
-        q[j].1 = true;
-    }
-}
-
-/// Whether a logged answer (to `client`, with `status`, logged between
-/// `from` and `to`) is the peeked answer `a`: the one rule that joins the
-/// two views of a 5xx, both to count it once and to learn its upstream.
-fn same_answer(a: &SeenAnswer, client: IpAddr, status: u16, from: i64, to: i64) -> bool {
-    a.client == client && a.status == status && a.at_ns >= from && a.at_ns <= to
-}
-
-/// An upstream failure of a peeked proxy that no 5xx claimed was retried.
-fn count_hidden(peeked: &HashMap<IpAddr, i64>, http: &mut HttpTotals, v: &Verdict, claimed: bool) {
-    let Some(c) = v.failure.connection() else {
-        return;
-    };
-    let seen = peeked
-        .get(&c.tuple.saddr)
-        .is_some_and(|since| c.at_ns >= *since);
-    if !claimed && seen {
-        *http.hidden_by_retry.entry(v.cause).or_default() += 1;
-    }
-}
-
-/// How much later than its logged time a proxy's answer may really have
-/// happened. nginx stamps `$msec` from the time it cached at the start of
-/// its event-loop turn, a few ms before the kernel sees the same turn's
-/// failed connect and 5xx write; `$time_local` is whole seconds.
-fn log_slack(precise: bool) -> i64 {
-    if precise {
-        50_000_000
-    } else {
-        SECOND - 1
-    }
-}
-
-/// The upstream a logged answer tried last among those that failed (status
-/// `-` or 5xx), with that status.
-fn last_failed_upstream(l: &ProxyLogFact) -> Option<(SocketAddr, Option<u16>)> {
-    l.upstream_addrs
-        .iter()
-        .zip(l.upstream_statuses.iter().chain(std::iter::repeat(&None)))
-        .filter(|(_, s)| s.is_none_or(|s| s >= 500))
-        .map(|(a, s)| (*a, *s))
-        .last()
-}
-
-/// A proxy's logged 5xx (`upstream`: the address of
-/// [`last_failed_upstream`]). It is placed at the end of its slack
-/// (`first_ns` keeps the logged time), so that it sorts after the kernel's
-/// view of the same answer and of its upstream.
-fn logged_answer(l: &ProxyLogFact, upstream: Option<SocketAddr>) -> HttpAnswer {
-    let upstream = upstream.map(|a| FourTuple {
-        saddr: IpAddr::from([0u8, 0, 0, 0]),
-        sport: 0,
-        daddr: a.ip(),
-        dport: a.port(),
-    });
-    // Each try with its status and, when logged, how long the proxy
-    // waited on it: a 504's wait is the proxy's connect or read timeout.
-    let tried: Vec<String> = l
-        .upstream_addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let status = l
-                .upstream_statuses
-                .get(i)
-                .copied()
-                .flatten()
-                .map_or("-".to_string(), |s| s.to_string());
-            match l.upstream_response_times_ms.get(i).copied().flatten() {
-                Some(ms) => format!("{a} ({status} after {:.3} s)", ms as f64 / 1e3),
-                None => format!("{a} ({status})"),
-            }
-        })
-        .collect();
-    HttpAnswer {
-        at_ns: l.at_ns.saturating_add(log_slack(l.precise_time)),
-        first_ns: l.at_ns,
-        kind: FailureKind::Http5xxLogged,
-        http_status: l.status,
-        client: l.client,
-        tuple: None,
-        node: l.node.clone().unwrap_or_default(),
-        proxy_pid: None,
-        proxy_pod: Some(format!("{}/{}", l.namespace, l.pod)),
-        upstream,
-        failed_tries: l
-            .upstream_addrs
-            .iter()
-            .zip(l.upstream_statuses.iter().chain(std::iter::repeat(&None)))
-            .filter(|(_, s)| s.is_none_or(|s| s >= 500))
-            .map(|(a, _)| *a)
-            .collect(),
-        evidence: vec![Evidence {
-            at_ns: l.at_ns,
-            source: FactSource::Api,
-            fact: Observation::text(format!(
-                "access log of {}/{}: {} to {}, upstream {}",
-                l.namespace,
-                l.pod,
-                l.status,
-                l.client,
-                if tried.is_empty() {
-                    "-".to_string()
-                } else {
-                    tried.join(", ")
-                }
-            )),
-        }],
-    }
-}
-
-/// A proxy's 5xx the peek saw.
-fn peeked_answer(e: &KernelEvent, status: u16, tuple: FourTuple) -> HttpAnswer {
-    let who = e
-        .task
-        .as_ref()
-        .map_or(String::new(), |t| format!(" by {} (pid {})", t.comm, t.pid));
-    HttpAnswer {
-        at_ns: e.wall_ns,
-        first_ns: e.wall_ns,
-        kind: FailureKind::Http5xx,
-        http_status: status,
-        client: tuple.daddr,
-        tuple: Some(tuple),
-        node: e.node.clone(),
-        proxy_pid: e.task.as_ref().map(|t| t.pid),
-        proxy_pod: None,
-        upstream: None,
-        failed_tries: Vec::new(),
-        evidence: vec![Evidence {
-            at_ns: e.wall_ns,
-            source: FactSource::Node(Arc::from(e.node.as_str())),
-            fact: Observation::text(format!("HTTP {status} written{who} on {tuple}")),
-        }],
     }
 }

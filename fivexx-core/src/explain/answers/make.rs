@@ -1,0 +1,125 @@
+//! Answers as the join sees them, made from a peeked status line or an
+//! access-log line.
+
+use crate::event::{FourTuple, KernelEvent};
+use crate::explain::config::SECOND;
+use crate::explain::verdict::{FailureKind, HttpAnswer};
+use crate::model::{Evidence, FactSource, Observation, ProxyLogFact};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// How much later than its logged time a proxy's answer may really have
+/// happened. nginx stamps `$msec` from the time it cached at the start of
+/// its event-loop turn, a few ms before the kernel sees the same turn's
+/// failed connect and 5xx write; `$time_local` is whole seconds.
+fn log_slack(precise: bool) -> i64 {
+    if precise {
+        50_000_000
+    } else {
+        SECOND - 1
+    }
+}
+
+/// The upstream a logged answer tried last among those that failed (status
+/// `-` or 5xx), with that status.
+pub(super) fn last_failed_upstream(l: &ProxyLogFact) -> Option<(SocketAddr, Option<u16>)> {
+    l.upstream_addrs
+        .iter()
+        .zip(l.upstream_statuses.iter().chain(std::iter::repeat(&None)))
+        .filter(|(_, s)| s.is_none_or(|s| s >= 500))
+        .map(|(a, s)| (*a, *s))
+        .last()
+}
+
+/// A proxy's logged 5xx (`upstream`: the address of
+/// [`last_failed_upstream`]). It is placed at the end of its slack
+/// (`first_ns` keeps the logged time), so that it sorts after the kernel's
+/// view of the same answer and of its upstream.
+pub(super) fn logged_answer(l: &ProxyLogFact, upstream: Option<SocketAddr>) -> HttpAnswer {
+    let upstream = upstream.map(|a| FourTuple {
+        saddr: IpAddr::from([0u8, 0, 0, 0]),
+        sport: 0,
+        daddr: a.ip(),
+        dport: a.port(),
+    });
+    // Each try with its status and, when logged, how long the proxy
+    // waited on it: a 504's wait is the proxy's connect or read timeout.
+    let tried: Vec<String> = l
+        .upstream_addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let status = l
+                .upstream_statuses
+                .get(i)
+                .copied()
+                .flatten()
+                .map_or("-".to_string(), |s| s.to_string());
+            match l.upstream_response_times_ms.get(i).copied().flatten() {
+                Some(ms) => format!("{a} ({status} after {:.3} s)", ms as f64 / 1e3),
+                None => format!("{a} ({status})"),
+            }
+        })
+        .collect();
+    HttpAnswer {
+        at_ns: l.at_ns.saturating_add(log_slack(l.precise_time)),
+        first_ns: l.at_ns,
+        kind: FailureKind::Http5xxLogged,
+        http_status: l.status,
+        client: l.client,
+        tuple: None,
+        node: l.node.clone().unwrap_or_default(),
+        proxy_pid: None,
+        proxy_pod: Some(format!("{}/{}", l.namespace, l.pod)),
+        upstream,
+        failed_tries: l
+            .upstream_addrs
+            .iter()
+            .zip(l.upstream_statuses.iter().chain(std::iter::repeat(&None)))
+            .filter(|(_, s)| s.is_none_or(|s| s >= 500))
+            .map(|(a, _)| *a)
+            .collect(),
+        evidence: vec![Evidence {
+            at_ns: l.at_ns,
+            source: FactSource::Api,
+            fact: Observation::text(format!(
+                "access log of {}/{}: {} to {}, upstream {}",
+                l.namespace,
+                l.pod,
+                l.status,
+                l.client,
+                if tried.is_empty() {
+                    "-".to_string()
+                } else {
+                    tried.join(", ")
+                }
+            )),
+        }],
+    }
+}
+
+/// A proxy's 5xx the peek saw.
+pub(super) fn peeked_answer(e: &KernelEvent, status: u16, tuple: FourTuple) -> HttpAnswer {
+    let who = e
+        .task
+        .as_ref()
+        .map_or(String::new(), |t| format!(" by {} (pid {})", t.comm, t.pid));
+    HttpAnswer {
+        at_ns: e.wall_ns,
+        first_ns: e.wall_ns,
+        kind: FailureKind::Http5xx,
+        http_status: status,
+        client: tuple.daddr,
+        tuple: Some(tuple),
+        node: e.node.clone(),
+        proxy_pid: e.task.as_ref().map(|t| t.pid),
+        proxy_pod: None,
+        upstream: None,
+        failed_tries: Vec::new(),
+        evidence: vec![Evidence {
+            at_ns: e.wall_ns,
+            source: FactSource::Node(Arc::from(e.node.as_str())),
+            fact: Observation::text(format!("HTTP {status} written{who} on {tuple}")),
+        }],
+    }
+}
