@@ -25,3 +25,10 @@ lab-leftovers: lab-build
 	else $(LAB_BIN) leftovers && echo "lab: no namespace, link, cgroup or process left behind"; fi
 
 TEST_EXTRA += lab-leftovers
+
+# The parameter sweep of issue 13 over its full grid (lag-type scenarios at
+# 0.5..5 s, retries over tries x replicas x rates; about 25 minutes as
+# root). `make test` runs a few points of it in cargo test (lab_sweep).
+.PHONY: lab-sweep
+lab-sweep:
+	FIVEXX_SWEEP=full $(CARGO) test -p fivexx-lab --test lab_sweep -- --nocapture --test-threads=1

@@ -16,108 +16,16 @@
 //! The tables are written straight to stderr (see [`show`]), so they are in
 //! every `make test` log, not only under `--nocapture`.
 
+mod scoring;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::Path;
 
 use fivexx_core::explain::{Cause, FailureKind, Verdict};
-use fivexx_lab::harness::{
-    plugin_and_agent, run_plugin_during, skip_unless_root, AgentServe, PluginRun,
-};
+use fivexx_lab::harness::{plugin_and_agent, skip_unless_root, AgentServe};
 use fivexx_lab::node::load::RequestRecord;
-use fivexx_lab::sim::scenario::{ScenarioKind, ScenarioParams, ScenarioReport};
-
-/// Writes to the process's stderr directly: the test harness captures only
-/// the print macros, and these figures are the point of the run, so they
-/// belong in the CI log even when every assertion holds.
-fn show(text: &str) {
-    use std::io::Write as _;
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{text}");
-}
-
-/// What a scenario's failures are caused by, by construction.
-fn truth(kind: ScenarioKind) -> &'static [Cause] {
-    match kind {
-        ScenarioKind::RolloutNoPrestop | ScenarioKind::Drain => &[Cause::EndpointLagNetnsAlive],
-        ScenarioKind::IgnoreSigterm => &[Cause::SigkillAtGraceExpiry, Cause::SigtermIgnored],
-        ScenarioKind::KeepaliveRace => &[Cause::KeepAliveRace],
-        ScenarioKind::PrestopFixed => &[],
-        // Between the process's exit and the netns teardown the pod's
-        // kernel still answers RST: those refusals are endpoint lag with
-        // the netns alive, and the kernel facts prove it.
-        ScenarioKind::IpGone => &[Cause::EndpointLagNetnsGone, Cause::EndpointLagNetnsAlive],
-        ScenarioKind::Oom => &[Cause::OomKill],
-    }
-}
-
-/// One scenario recorded and explained.
-struct Run {
-    report: ScenarioReport,
-    explained: serde_json::Value,
-    verdicts: Vec<Verdict>,
-}
-
-fn record_and_explain(plugin: &Path, agent: &AgentServe, params: ScenarioParams) -> Run {
-    let name = params.kind.name();
-    let out_dir = std::env::temp_dir().join(format!("fxlab-score-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out_dir);
-    let capture = out_dir.join("capture.fxc");
-    // The capture outlasts the load: warm-up, load, the lookahead the
-    // engine needs for the last failures, and the lab's own set-up.
-    let secs = (params.warmup_ms + params.load_ms) / 1000 + 20;
-    // As a user would: the workload's namespace. The plugin adds the
-    // ingress pods sending to it, and the agents pass only their events
-    // (the host's own traffic stays out). The ingress's access log too:
-    // each 5xx it logs must be the same answer the peek saw (counted
-    // once, no second verdict).
-    let PluginRun {
-        report,
-        output: cap,
-        ..
-    } = run_plugin_during(
-        plugin,
-        agent,
-        &params,
-        &out_dir,
-        Path::new(env!("CARGO_BIN_EXE_fivexx-lab")),
-        &[
-            "capture",
-            "-n",
-            "shop",
-            "-f",
-            &capture.display().to_string(),
-            "--duration",
-            &format!("{secs}s"),
-            "--proxy-logs",
-        ],
-    );
-    assert!(
-        cap.status.success(),
-        "{name}: capture failed: {}",
-        String::from_utf8_lossy(&cap.stderr)
-    );
-    let out = std::process::Command::new(plugin)
-        .args(["explain", &capture.display().to_string(), "-o", "json"])
-        .args(["--max-verdicts", "1000000"])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{name}: explain failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let explained: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let verdicts: Vec<Verdict> =
-        serde_json::from_value(explained["verdicts"].clone()).expect("verdicts parse");
-    let _ = std::fs::remove_dir_all(&out_dir);
-    Run {
-        report,
-        explained,
-        verdicts,
-    }
-}
+use fivexx_lab::sim::scenario::{ScenarioKind, ScenarioParams};
+use scoring::{fix_param, http_total, lag_cause, record_and_explain, retried_tries, show, truth};
 
 /// Scores of one scenario.
 #[derive(Debug, Default)]
@@ -202,17 +110,6 @@ fn score(kind: ScenarioKind, records: &[RequestRecord], verdicts: &[Verdict]) ->
     s
 }
 
-/// The fix parameter `param` for `cause`, from the report's workloads.
-fn fix_param(explained: &serde_json::Value, cause: Cause, param: &str) -> Option<f64> {
-    let cause = serde_json::to_value(cause).ok()?;
-    explained["workloads"]
-        .as_array()?
-        .iter()
-        .flat_map(|w| w["fixes"].as_array().into_iter().flatten())
-        .find(|f| f["cause"] == cause)
-        .and_then(|f| f["params"][param].as_f64())
-}
-
 /// The fixes quote the scenario's own numbers (the endpoint lag, the grace
 /// period): what the FIX column shows, with any mismatch in `problems`.
 fn check_fixes(
@@ -223,12 +120,7 @@ fn check_fixes(
 ) -> String {
     let name = kind.name();
     let mut fix = String::from("-");
-    let lag_cause = match kind {
-        ScenarioKind::RolloutNoPrestop | ScenarioKind::Drain => Some(Cause::EndpointLagNetnsAlive),
-        ScenarioKind::IpGone => Some(Cause::EndpointLagNetnsGone),
-        _ => None,
-    };
-    if let Some(c) = lag_cause {
+    if let Some(c) = lag_cause(kind) {
         let configured = params.endpoint_lag_ms as f64 / 1000.0;
         match fix_param(explained, c, "lag_p99_s") {
             Some(lag) => {
@@ -478,24 +370,9 @@ fn hidden_by_retry_matches_the_proxy_ground_truth() {
     params.ingress.next_upstream_tries = 3;
     let run = record_and_explain(&plugin, &agent, params);
     drop(agent);
-    let failed_try = |s: &str| s.trim().parse::<u16>().map_or(true, |c| c >= 500);
-    let truth: u64 = run
-        .report
-        .records
-        .iter()
-        .filter(|r| r.status.is_some_and(|s| s < 500))
-        .filter_map(|r| r.upstream_status.as_deref())
-        .map(|s| s.split([',', ':']).filter(|x| failed_try(x)).count() as u64)
-        .sum();
-    let http = &run.explained["engine"]["http"];
-    let hidden: u64 = http["hidden_by_retry"]
-        .as_object()
-        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
-        .unwrap_or(0);
-    let sent: u64 = http["sent_5xx"]
-        .as_object()
-        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
-        .unwrap_or(0);
+    let truth = retried_tries(&run.report.records);
+    let hidden = http_total(&run.explained, "hidden_by_retry");
+    let sent = http_total(&run.explained, "sent_5xx");
     let load_5xx = run.report.summary.total_5xx();
     show(&format!(
         "retries on: load generator {} requests, {load_5xx} 5xx; failed tries retried (ground truth) {truth}; engine: hidden by retry {hidden}, 5xx sent {sent}",

@@ -178,9 +178,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_failed_connect_says_when_its_syn_left() {
+        let mut raw = RawEvent::zeroed();
+        raw.kind = EventKind::StateChange as u8;
+        raw.family = 2;
+        raw.state = tracer_ebpf::tcp_state::SYN_SENT;
+        raw.new_state = tracer_ebpf::tcp_state::CLOSE;
+        raw.ts_ns = 5_000_000_000;
+        raw.syn_ns = 4_000_000_000;
+        let ev = decoder().decode(&raw).unwrap();
+        // The wall offset (1000 ns) applies to both times.
+        assert_eq!(ev.syn_sent_ns, Some(4_000_001_000));
+        assert_eq!(ev.wall_ns - ev.syn_sent_ns.unwrap(), 1_000_000_000);
+        // Unseen (0) or after the close (a reused socket's): none.
+        for syn in [0, 6_000_000_000] {
+            raw.syn_ns = syn;
+            assert_eq!(decoder().decode(&raw).unwrap().syn_sent_ns, None);
+        }
+    }
+
+    #[test]
     fn abi_has_no_padding_surprises() {
-        // 3 u64, 4 u8, 9 u32-sized, 2 u16, a reserved u32, 4 x 16 bytes.
-        assert_eq!(RawEvent::SIZE, 24 + 4 + 36 + 4 + 4 + 64);
+        // 3 u64, 4 u8, 9 u32-sized, 2 u16, a reserved u32, 4 x 16 bytes,
+        // then the u64 SYN time.
+        assert_eq!(RawEvent::SIZE, 24 + 4 + 36 + 4 + 4 + 64 + 8);
         assert_eq!(std::mem::align_of::<RawEvent>(), 8);
     }
 
