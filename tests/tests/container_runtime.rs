@@ -401,7 +401,7 @@ impl std::fmt::Display for HostEvents {
         )?;
         write!(
             f,
-            " (the connect's sock_error: errno {:?})",
+            "; the connect's sock_error: errno {:?}",
             self.refused.errno
         )
     }
@@ -438,6 +438,41 @@ fn ports_and_root(node: &Node, pid: i32) -> Result<()> {
         "root mounted {opts}: {root}"
     );
     eprintln!("root filesystem: mounted {opts}");
+    read_only_mounts(&node.pod, &mountinfo)
+}
+
+/// Every mount at or below a readOnly volume's mountPath is read-only in
+/// the container: runc's plain "ro" on an rbind leaves submounts (the
+/// cgroup hierarchies below /sys/fs/cgroup) writable.
+fn read_only_mounts(pod: &PodTemplate, mountinfo: &str) -> Result<()> {
+    // The last mount on a path is the visible one: the runtime's own
+    // cgroup tmpfs lies under the hostPath bind of /sys/fs/cgroup.
+    let mut top: BTreeMap<&str, &str> = BTreeMap::new();
+    for l in mountinfo.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        if let (Some(path), Some(opts)) = (f.get(4), f.get(5)) {
+            top.insert(path, opts);
+        }
+    }
+    let mut checked = 0;
+    for m in pod.host_mounts()?.iter().filter(|m| m.read_only) {
+        let below = |p: &str| p == m.dst || p.starts_with(&format!("{}/", m.dst));
+        let rw: Vec<String> = top
+            .iter()
+            .filter(|(p, _)| below(p))
+            .filter(|(_, o)| {
+                checked += 1;
+                !o.split(',').any(|o| o == "ro")
+            })
+            .map(|(p, o)| format!("{p} {o}"))
+            .collect();
+        ensure!(
+            rw.is_empty(),
+            "volume {} is readOnly but these mounts are writable in the container (recursiveReadOnly?): {rw:?}",
+            m.name
+        );
+    }
+    eprintln!("readOnly volumes: all {checked} mounts at or below them read-only");
     Ok(())
 }
 

@@ -31,8 +31,11 @@ pub fn of(pod: &PodTemplate) -> Result<Vec<(String, Removed)>> {
     if pod.host_pid() {
         out.push(("no-hostpid".into(), Removed::HostPid));
     }
-    for (name, _, dst, _) in pod.host_mounts()? {
-        out.push((format!("no-{name}-mount"), Removed::Volume(name, dst)));
+    for m in pod.host_mounts()? {
+        out.push((
+            format!("no-{}-mount", m.name),
+            Removed::Volume(m.name, m.dst),
+        ));
     }
     out.push(("no-kernel-btf".into(), Removed::KernelBtf));
     Ok(out)

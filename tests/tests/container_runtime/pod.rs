@@ -131,9 +131,8 @@ impl PodTemplate {
             .collect()
     }
 
-    /// (volume name, host path, mount path, read only) for each volumeMount,
-    /// after kubelet's hostPath `type: Directory` check.
-    pub fn host_mounts(&self) -> Result<Vec<(String, PathBuf, String, bool)>> {
+    /// Each volumeMount, after kubelet's hostPath `type: Directory` check.
+    pub fn host_mounts(&self) -> Result<Vec<HostMount>> {
         let volumes = self.spec.volumes.clone().unwrap_or_default();
         let mut out = Vec::new();
         for m in self.container.volume_mounts.clone().unwrap_or_default() {
@@ -144,14 +143,32 @@ impl PodTemplate {
             let Some(hp) = &v.host_path else {
                 bail!("volume {} is not a hostPath", v.name);
             };
-            let path = PathBuf::from(&hp.path);
-            if hp.type_.as_deref() == Some("Directory") && !path.is_dir() {
+            let host = PathBuf::from(&hp.path);
+            if hp.type_.as_deref() == Some("Directory") && !host.is_dir() {
                 bail!("hostPath {} (type Directory) is not a directory", hp.path);
             }
-            out.push((m.name, path, m.mount_path, m.read_only.unwrap_or(false)));
+            let read_only = m.read_only.unwrap_or(false);
+            let rro = m.recursive_read_only.as_deref();
+            out.push(HostMount {
+                name: m.name,
+                host,
+                dst: m.mount_path,
+                read_only,
+                recursive: read_only && matches!(rro, Some("Enabled" | "IfPossible")),
+            });
         }
         Ok(out)
     }
+}
+
+/// A hostPath volumeMount of the container.
+pub struct HostMount {
+    pub name: String,
+    pub host: PathBuf,
+    pub dst: String,
+    pub read_only: bool,
+    /// `recursiveReadOnly: Enabled` or `IfPossible` (Kubernetes >= 1.30).
+    pub recursive: bool,
 }
 
 /// What the kubelet and the CRI plugin decide outside the template.
@@ -258,11 +275,22 @@ fn pod_mounts(pod: &PodTemplate, place: &Placement<'_>, removed: &Removed) -> Re
         "/dev/termination-log",
         false,
     ));
-    for (name, host, dst, read_only) in pod.host_mounts()? {
-        if matches!(removed, Removed::Volume(v, _) if *v == name) {
+    for m in pod.host_mounts()? {
+        if matches!(removed, Removed::Volume(v, _) if *v == m.name) {
             continue;
         }
-        out.push(bind(&host, &dst, read_only));
+        let mut mount = bind(&m.host, &m.dst, m.read_only);
+        if m.recursive {
+            // What containerd >= 2.0's CRI plugin passes for recursive
+            // read-only (runc >= 1.1 applies it with mount_setattr). With
+            // `IfPossible`, containerd 1.6 (no such support) gets plain
+            // "ro", which leaves submounts writable.
+            mount["options"]
+                .as_array_mut()
+                .context("bind options")?
+                .push(json!("rro"));
+        }
+        out.push(mount);
     }
     Ok(out)
 }
