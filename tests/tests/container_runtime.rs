@@ -472,7 +472,10 @@ fn read_only_mounts(pod: &PodTemplate, mountinfo: &str) -> Result<()> {
             m.name
         );
     }
-    eprintln!("readOnly volumes: all {checked} mounts at or below them read-only");
+    eprintln!(
+        "readOnly volumes: all {checked} mounts at or below them read-only (recursiveReadOnly as \
+         containerd >= 2.0 applies it; Debian's containerd 1.6 falls back to a top-only ro)"
+    );
     Ok(())
 }
 
