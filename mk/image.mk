@@ -4,7 +4,9 @@
 #                            image: $(IMAGE_ARCHIVE), its digest in
 #                            $(IMAGE_DIR)/fivexx-agent.digest. Reproducible:
 #                            fixed timestamps (SOURCE_DATE_EPOCH = the commit
-#                            time), sorted entries, uid/gid 0, no host names.
+#                            time), sorted entries, uid/gid 0, no host names;
+#                            same digest for the same commit built in the
+#                            same directory (the eBPF BTF keeps source paths)
 #   make image-twice         builds the image twice and fails unless both
 #                            digests agree
 #   make test-image-runtime  the DaemonSet's pod template run for real under
