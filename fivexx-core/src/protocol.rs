@@ -153,7 +153,7 @@ pub enum AgentMessage {
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     #[error("malformed frame: {0}")]
-    Malformed(String),
+    Malformed(#[from] serde_json::Error),
     #[error("protocol version {theirs} is not supported (this side speaks {ours})")]
     Version { ours: u32, theirs: u32 },
 }
@@ -163,12 +163,11 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 }
 
 pub fn decode_agent(frame: &[u8]) -> Result<AgentMessage, WireError> {
-    serde_json::from_slice(frame).map_err(|e| WireError::Malformed(e.to_string()))
+    Ok(serde_json::from_slice(frame)?)
 }
 
 pub fn decode_client(frame: &[u8]) -> Result<ClientMessage, WireError> {
-    let msg: ClientMessage =
-        serde_json::from_slice(frame).map_err(|e| WireError::Malformed(e.to_string()))?;
+    let msg: ClientMessage = serde_json::from_slice(frame)?;
     if let ClientMessage::Subscribe { protocol, .. } = &msg {
         if *protocol != PROTOCOL_VERSION {
             return Err(WireError::Version {

@@ -2,7 +2,9 @@
 //! `rollout-no-prestop`: the lab serves the running scenario through its
 //! fake API server, the agent DaemonSet pod's port-forward reaches a real
 //! `fivexx-agent serve` (eBPF, root), and the plugin must print the kernel
-//! facts and the endpoint-lag verdicts for the pods that served 502s.
+//! facts and the endpoint-lag verdicts for the pods that served 502s. The
+//! session records a capture with non-default engine settings, and
+//! `explain` of that capture, with no flags, must give the same verdicts.
 
 use std::path::Path;
 
@@ -21,6 +23,9 @@ fn plugin_trace_explains_rollout_no_prestop() {
     let agent = AgentServe::start(&agent_bin);
     let out_dir = std::env::temp_dir().join(format!("fxlab-plugin-rollout-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let capture = std::env::temp_dir().join(format!("fxlab-rollout-{}.fxc", std::process::id()));
+    let capture_arg = capture.display().to_string();
     let mut params = ScenarioParams::defaults(ScenarioKind::RolloutNoPrestop);
     // The rollout's new pods start on a second node, added as the rollout
     // starts: a node with no scoped pod when the session began.
@@ -43,7 +48,13 @@ fn plugin_trace_explains_rollout_no_prestop() {
             "--duration",
             "14s",
             "--lookahead",
-            "3s",
+            "5s",
+            "--skew",
+            "1s",
+            "--capture",
+            &capture_arg,
+            "-o",
+            "json",
         ],
     );
     let stdout = String::from_utf8_lossy(&trace.stdout);
@@ -95,6 +106,55 @@ fn plugin_trace_explains_rollout_no_prestop() {
         );
     }
     one_stream_per_node(&report.timeline, &port_forwards);
+    the_capture_explains_to_the_same_verdicts(&plugin, &capture, &stdout);
+    let _ = std::fs::remove_file(&capture);
+}
+
+/// `explain FILE` with no flags replays the capture with the settings the
+/// session recorded (lookahead 5 s, skew 1 s, not the defaults of 30 s and
+/// 2 s), so its report has the session's verdicts, to the byte.
+fn the_capture_explains_to_the_same_verdicts(plugin: &Path, capture: &Path, trace_stdout: &str) {
+    let json_start = trace_stdout
+        .find("\n{\n")
+        .map(|i| i + 1)
+        .expect("the trace's JSON summary");
+    let live: serde_json::Value =
+        serde_json::from_str(&trace_stdout[json_start..]).expect("the trace's JSON summary parses");
+    let explain = |format: &str| {
+        let o = std::process::Command::new(plugin)
+            .args(["explain", &capture.display().to_string(), "-o", format])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "explain failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let replay: serde_json::Value = serde_json::from_str(&explain("json")).unwrap();
+    let verdicts = live["verdicts"].as_array().map_or(0, Vec::len);
+    eprintln!(
+        "trace --lookahead 5s --skew 1s: {verdicts} verdicts; explain of its capture: {}",
+        replay["verdicts"].as_array().map_or(0, Vec::len)
+    );
+    assert!(verdicts > 0, "the session gave no verdict");
+    for part in ["verdicts", "totals", "episodes", "workloads"] {
+        assert_eq!(
+            live[part], replay[part],
+            "{part} differ between trace and explain"
+        );
+    }
+    for (setting, ns) in [("lookahead", 5_000_000_000u64), ("skew", 1_000_000_000)] {
+        assert_eq!(replay["settings"][format!("{setting}_ns")], ns, "{setting}");
+        assert_eq!(replay["settings"][format!("{setting}_from")], "recorded");
+    }
+    let table = explain("table");
+    assert!(
+        table.contains("SETTINGS  lookahead 5.0s (recorded), skew 1.0s (recorded)"),
+        "{table}"
+    );
 }
 
 /// One trace session opens ONE port-forward to the agent of each node it
