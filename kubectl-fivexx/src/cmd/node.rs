@@ -1,14 +1,13 @@
 //! `kubectl fivexx node NODE`: the node's context (cordon state,
 //! terminating pods, evictions), then a session over every pod on it.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 
-use super::session_flags::{Output, SessionFlags, Show};
+use super::session_flags::{LiveOutputArgs, SessionFlags};
 use crate::error::CliError;
 use crate::kube::node_context::node_context;
 use crate::kube::target::{self, Target};
@@ -25,12 +24,8 @@ pub struct NodeArgs {
     /// The node's name.
     #[arg(value_name = "NODE")]
     pub node: String,
-    /// Also record everything to this capture file.
-    #[arg(long, value_name = "FILE")]
-    pub capture: Option<PathBuf>,
-    /// Summary format.
-    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
-    pub output: Output,
+    #[command(flatten)]
+    pub out: LiveOutputArgs,
     #[command(flatten)]
     pub session: SessionFlags,
 }
@@ -50,11 +45,5 @@ pub async fn run(kube: KubeFlags, args: NodeArgs) -> anyhow::Result<ExitCode> {
     print!("{}", node_context(&client, &node).await?);
     let target = Target::Node(args.node.clone());
     let scope = target::resolve(&client, &target, true, Default::default()).await?;
-    let show = Show {
-        lines: true,
-        progress: false,
-        summary: Some(args.output),
-        capture: args.capture,
-    };
-    Ok(session::run(&client, args.session.options(scope, show)).await?)
+    Ok(session::run(&client, args.session.options(scope, args.out.show())).await?)
 }

@@ -19,6 +19,30 @@ pub enum Output {
     Yaml,
 }
 
+/// What an interactive session (trace, node) writes besides its lines:
+/// an optional capture and the summary's format.
+#[derive(Args, Debug)]
+pub struct LiveOutputArgs {
+    /// Also record everything to this capture file.
+    #[arg(long, value_name = "FILE")]
+    pub capture: Option<PathBuf>,
+    /// Summary format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+impl LiveOutputArgs {
+    /// Lines on stdout, the summary at the end, the capture if asked.
+    pub fn show(self) -> Show {
+        Show {
+            lines: true,
+            progress: false,
+            summary: Some(self.output),
+            capture: self.capture,
+        }
+    }
+}
+
 impl From<Output> for SummaryFormat {
     fn from(o: Output) -> SummaryFormat {
         match o {

@@ -1,12 +1,11 @@
 //! `kubectl fivexx trace [TARGET]`: a live session that prints each
 //! kernel fact and verdict as it comes, then the summary.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 
-use super::session_flags::{Output, ScopeArgs, SessionFlags, Show};
+use super::session_flags::{LiveOutputArgs, ScopeArgs, SessionFlags};
 use crate::kube::{KubeClient, KubeFlags};
 use crate::session;
 
@@ -27,12 +26,8 @@ pub const TRACE_EXAMPLES: &str = "Examples:
 pub struct TraceArgs {
     #[command(flatten)]
     pub scope: ScopeArgs,
-    /// Also record everything to this capture file.
-    #[arg(long, value_name = "FILE")]
-    pub capture: Option<PathBuf>,
-    /// Summary format.
-    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
-    pub output: Output,
+    #[command(flatten)]
+    pub out: LiveOutputArgs,
     #[command(flatten)]
     pub session: SessionFlags,
 }
@@ -40,11 +35,5 @@ pub struct TraceArgs {
 pub async fn run(kube: KubeFlags, args: TraceArgs) -> anyhow::Result<ExitCode> {
     let client = KubeClient::connect(&kube).await?;
     let scope = args.scope.resolve(&client).await?;
-    let show = Show {
-        lines: true,
-        progress: false,
-        summary: Some(args.output),
-        capture: args.capture,
-    };
-    Ok(session::run(&client, args.session.options(scope, show)).await?)
+    Ok(session::run(&client, args.session.options(scope, args.out.show())).await?)
 }
