@@ -54,6 +54,23 @@ fn old_pod(s: &mut Synth, n: u32) -> SynthPod {
 }
 
 /// Graceful termination at T0 with a 3 s endpoint lag.
+/// Deleted at T0, SIGTERM, exits at once, gone from the API 200 ms later:
+/// its netns is gone while proxies may still route to it.
+fn exits_and_goes(s: &mut Synth, p: &SynthPod) {
+    s.delete(p, T0, 30);
+    s.sigterm(p, T0, false);
+    s.exit(
+        p,
+        T0 + 100 * MS,
+        ExitStatus {
+            code: Some(0),
+            signal: None,
+            core_dumped: false,
+        },
+    );
+    s.gone(p, T0 + 200 * MS);
+}
+
 fn graceful_termination(s: &mut Synth, p: &SynthPod) {
     s.delete(p, T0, 30);
     s.sigterm(p, T0 + 10 * MS, false);
@@ -207,18 +224,7 @@ fn proxy_connect_timeout_before_any_retransmit() {
     let mut s = Synth::new();
     let p = old_pod(&mut s, 3);
     let live = old_pod(&mut s, 4);
-    s.delete(&p, T0, 30);
-    s.sigterm(&p, T0, false);
-    s.exit(
-        &p,
-        T0 + 100 * MS,
-        ExitStatus {
-            code: Some(0),
-            signal: None,
-            core_dumped: false,
-        },
-    );
-    s.gone(&p, T0 + 200 * MS);
+    exits_and_goes(&mut s, &p);
     let t = s.timed_out("node-1", proxy(), p.ip, T0 + SECOND, 900 * MS, false);
     let near = s.timed_out("node-1", proxy(), live.ip, T0 + SECOND, 900 * MS, false);
     s.endpoint_not_ready(&p, T0 + 3 * SECOND);
@@ -241,18 +247,7 @@ fn the_lag_of_a_timed_out_connect_ends_at_its_syn() {
     for syn_known in [true, false] {
         let mut s = Synth::new();
         let p = old_pod(&mut s, 5);
-        s.delete(&p, T0, 30);
-        s.sigterm(&p, T0, false);
-        s.exit(
-            &p,
-            T0 + 100 * MS,
-            ExitStatus {
-                code: Some(0),
-                signal: None,
-                core_dumped: false,
-            },
-        );
-        s.gone(&p, T0 + 200 * MS);
+        exits_and_goes(&mut s, &p);
         let mut last = None;
         for k in 1..=3 {
             // Without the SYN's time, a retransmit tells it (5 s connects).
