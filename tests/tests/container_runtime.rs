@@ -232,6 +232,7 @@ fn run_all(archive: &Path) -> Result<()> {
     if std::env::var_os("FIVEXX_CT_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&node.dir);
     }
+    remove_pod_cgroups();
     Ok(())
 }
 
@@ -477,6 +478,25 @@ fn read_only_mounts(pod: &PodTemplate, mountinfo: &str) -> Result<()> {
          containerd >= 2.0 applies it; Debian's containerd 1.6 falls back to a top-only ro)"
     );
     Ok(())
+}
+
+/// runc removes the container's cgroups, not the kubelet-style parents it
+/// created in every hierarchy; empty ones go (rmdir fails on the others).
+fn remove_pod_cgroups() {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for h in hierarchies.flatten() {
+        let kubepods = h.path().join("kubepods");
+        for dir in [
+            kubepods.join(format!("burstable/pod{AGENT_POD_UID}")),
+            kubepods.join("burstable"),
+            kubepods.join("besteffort"),
+            kubepods,
+        ] {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 /// Path -> (is a file, size, checksum) of every entry under the rootfs.
