@@ -6,6 +6,7 @@ pub mod decode;
 pub mod enrich;
 pub mod layout;
 pub mod output;
+pub mod pidns;
 pub mod privilege;
 pub mod pump;
 pub mod selftest;

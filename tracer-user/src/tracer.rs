@@ -99,7 +99,20 @@ impl KernelFacts {
             Ok(b) => (Some(b), None),
             Err(e) => (None, Some(crate::chain(&e))),
         };
-        let layout = KernelLayout::discover(&tracefs, btf.as_ref())?;
+        let mut layout = KernelLayout::discover(&tracefs, btf.as_ref())?;
+        if let Some(note) = crate::pidns::outside_host_note() {
+            for plan in layout.plans.iter_mut().filter(|p| {
+                matches!(
+                    p.hook.kind,
+                    KernelEventKind::Signal | KernelEventKind::Exit | KernelEventKind::OomVictim
+                )
+            }) {
+                if plan.enabled() {
+                    plan.state = HookState::Degraded;
+                }
+                plan.notes.push(note.clone());
+            }
+        }
         Ok(KernelFacts {
             release: kernel_release(),
             tracefs,

@@ -95,15 +95,17 @@ fn serving_case(
             let said = report
                 .hooks
                 .iter()
-                .flat_map(|h| h.notes.iter().chain(h.reason.as_ref()))
-                .any(|n| n.contains("PID namespace"));
+                .filter(|h| h.kind == KernelEventKind::Signal)
+                .any(|h| {
+                    h.state == HookState::Degraded
+                        && h.notes.iter().any(|n| n.contains("host PID namespace"))
+                });
+            ensure!(
+                said,
+                "{case}: the report does not say the signal hook lost the host PID namespace"
+            );
             Ok(format!(
-                "LOST: {ev}; the report {} (see the closing note of issue 19)",
-                if said {
-                    "names the PID namespace"
-                } else {
-                    "does not say so: an agent gap"
-                }
+                "LOST: {ev}; the report marks signal, exit and OOM degraded: not in the host PID namespace"
             ))
         }
         Removed::KernelBtf => {
