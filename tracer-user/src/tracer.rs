@@ -100,18 +100,18 @@ impl KernelFacts {
             Err(e) => (None, Some(crate::chain(&e))),
         };
         let mut layout = KernelLayout::discover(&tracefs, btf.as_ref())?;
+        // What the container took away shows in the report, not as a
+        // silent half-working agent.
         if let Some(note) = crate::pidns::outside_host_note() {
-            for plan in layout.plans.iter_mut().filter(|p| {
-                matches!(
-                    p.hook.kind,
-                    KernelEventKind::Signal | KernelEventKind::Exit | KernelEventKind::OomVictim
-                )
-            }) {
-                if plan.enabled() {
-                    plan.state = HookState::Degraded;
-                }
-                plan.notes.push(note.clone());
-            }
+            use KernelEventKind::{Exit, OomVictim, Signal};
+            layout.degrade(&[Signal, Exit, OomVictim], &note);
+        }
+        if crate::enrich::cgroup2_root().is_none() {
+            layout.degrade(
+                &[KernelEventKind::HttpResponse],
+                "no cgroup v2 hierarchy is mounted here (the DaemonSet mounts the host's \
+                 /sys/fs/cgroup): the peek cannot find the proxy pods' cgroups",
+            );
         }
         Ok(KernelFacts {
             release: kernel_release(),

@@ -231,6 +231,21 @@ impl KernelLayout {
         }
     }
 
+    /// Marks the hooks of `kinds` degraded, with `note` saying what they
+    /// lack (a namespace, a mount): they load, but their records are poorer.
+    pub fn degrade(&mut self, kinds: &[KernelEventKind], note: &str) {
+        for plan in self
+            .plans
+            .iter_mut()
+            .filter(|p| kinds.contains(&p.hook.kind))
+        {
+            if plan.enabled() {
+                plan.state = HookState::Degraded;
+            }
+            plan.notes.push(note.to_string());
+        }
+    }
+
     pub fn plan(&self, kind: KernelEventKind) -> Option<&HookPlan> {
         self.plans.iter().find(|p| p.hook.kind == kind)
     }
