@@ -59,7 +59,10 @@ fn plugin_trace_explains_rollout_no_prestop() {
     );
     let stdout = String::from_utf8_lossy(&trace.stdout);
     let stderr = String::from_utf8_lossy(&trace.stderr);
-    eprintln!("--- trace stdout\n{stdout}\n--- trace stderr\n{stderr}");
+    // The live lines, without the JSON summary (the table of the same
+    // report comes from `explain` of the capture, below).
+    let lines = stdout.find("\n{\n").map_or(&stdout[..], |i| &stdout[..i]);
+    eprintln!("--- trace stdout\n{lines}\n--- trace stderr\n{stderr}");
     assert!(trace.status.success(), "trace failed");
     assert!(
         report.summary.total_5xx() > 0,
@@ -151,6 +154,7 @@ fn the_capture_explains_to_the_same_verdicts(plugin: &Path, capture: &Path, trac
         assert_eq!(replay["settings"][format!("{setting}_from")], "recorded");
     }
     let table = explain("table");
+    eprintln!("--- kubectl fivexx explain of the session's capture (the same verdicts)\n{table}");
     assert!(
         table.contains("SETTINGS  lookahead 5.0s (recorded), skew 1.0s (recorded)"),
         "{table}"
