@@ -21,6 +21,7 @@ use fivexx_core::model::HttpPeekFact;
 use fivexx_core::Fact;
 
 use super::agents::{Agents, Ensured};
+use super::dedup::Dedup;
 use super::interest::{pod_node, Interest};
 use super::lines::{kernel_line, verdict_line};
 use super::progress::{Counts, Progress};
@@ -68,6 +69,8 @@ pub struct Session<'a> {
     pub(super) interrupted: bool,
     /// The facts learnt in this turn of the loop.
     facts: Vec<Fact>,
+    /// Kernel events seen already (through another stream).
+    dedup: Dedup,
 }
 
 impl<'a> Session<'a> {
@@ -83,6 +86,7 @@ impl<'a> Session<'a> {
             fatal: None,
             interrupted: false,
             facts: Vec::new(),
+            dedup: Dedup::default(),
         }
     }
 
@@ -140,6 +144,9 @@ impl<'a> Session<'a> {
     fn on_feed(&mut self, input: Feed) {
         match input {
             Feed::Event(ev) => {
+                if !self.dedup.first(&ev) {
+                    return;
+                }
                 self.counts.kernel += 1;
                 if self.opts.lines {
                     say(&kernel_line(&ev, self.paint));

@@ -14,6 +14,7 @@
 //! [`SessionOptions`].
 
 mod agents;
+mod dedup;
 mod finish;
 mod interest;
 mod lines;
