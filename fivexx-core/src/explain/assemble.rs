@@ -7,6 +7,7 @@ use super::classify::{classify, Classification};
 use super::config::ExplainConfig;
 use super::episode::EpisodeTracker;
 use super::measure::{self, PodMeasure, WorkloadStats};
+use super::track::PodTrack;
 use super::verdict::{
     Cause, EpisodeRef, FailedConnection, Failure, Fix, Involved, ProxyRef, Verdict,
 };
@@ -113,6 +114,8 @@ impl Assembler {
             episode: placed.episode,
             fix: placed.fix,
             note: c.note,
+            next: None,
+            burst: None,
             failure: Failure::Connection(f),
         }
     }
@@ -156,8 +159,21 @@ impl Assembler {
         );
         let local = self.measure(c, pod, &key, at_ns, attempt_ns, service_since, tl, horizon);
         let fix = self.fix(c.cause, c.pod_uid.as_deref().unwrap_or(&key), &local);
+        let service = c
+            .service
+            .as_ref()
+            .or_else(|| {
+                pod.and_then(|p| {
+                    p.ips
+                        .iter()
+                        .rev()
+                        .find_map(|(_, ip)| tl.service_of_endpoint(*ip))
+                })
+            })
+            .map(|(ns, name)| format!("{ns}/{name}"));
         Placed {
             involved: Involved {
+                service,
                 namespace,
                 workload,
                 workload_key: (key != "-").then_some(key),
@@ -265,15 +281,17 @@ impl Assembler {
         self.last_connect_failure.retain(|_, t| *t >= before);
     }
 
-    /// Records the measurements of a pod about to be forgotten.
-    pub fn retire(&mut self, tl: &ClusterTimeline, uid: &str, horizon: i64) {
-        let Some(p) = tl.pod(uid) else { return };
+    /// Records the measurements of a pod about to be forgotten; its track
+    /// for the report's timeline.
+    pub fn retire(&mut self, tl: &ClusterTimeline, uid: &str, horizon: i64) -> Option<PodTrack> {
+        let p = tl.pod(uid)?;
         let m = PodMeasure::of(tl, p, horizon);
         let key = p.key.to_string();
         let lag = self.proxy_lag.remove(uid);
         self.workloads.entry(key).or_default().add_pod(&m, lag);
         self.episodes.forget(uid);
         self.fix_cache.remove(uid);
+        Some(PodTrack::of(tl, p, lag))
     }
 }
 

@@ -4,9 +4,12 @@
 
 use super::answers::{AnswerJoin, Context};
 use super::assemble::Assembler;
+use super::burst::BurstTracker;
 use super::config::{ExplainConfig, MAX_SANE_NS, SECOND};
 use super::connections::FailureJoiner;
+use super::next::next_step;
 use super::stats::{EngineStats, Measurements};
+use super::track::{PodTrack, MAX_TRACKS};
 use super::verdict::{FailedConnection, Failure, FailureKind, HttpAnswer, Verdict};
 use crate::event::{FourTuple, KernelEventKind};
 use crate::model::{ClusterTimeline, Fact};
@@ -79,6 +82,8 @@ pub struct Explainer {
     last_expire: i64,
     last_prune: i64,
     stats: EngineStats,
+    tracks: Vec<PodTrack>,
+    bursts: BurstTracker,
 }
 
 impl Explainer {
@@ -97,6 +102,8 @@ impl Explainer {
             last_expire: i64::MIN,
             last_prune: i64::MIN,
             stats: EngineStats::default(),
+            tracks: Vec::new(),
+            bursts: BurstTracker::default(),
         }
     }
 
@@ -211,18 +218,61 @@ impl Explainer {
                         http: &mut self.stats.http,
                     };
                     if let Some(v) = self.answers.verdict(a, &mut cx, horizon) {
-                        out(v);
+                        Self::finalise(v, &mut self.bursts, &self.tl, &self.cfg, out);
                     }
                 }
                 Failure::Connection(f) => {
                     let v = self
                         .assembler
                         .connection_verdict(f, &self.tl, &self.cfg, horizon);
-                    self.answers
-                        .upstream_verdict(&v, self.cfg.http_match_ns, &mut self.stats.http);
-                    out(v);
+                    if let Some(v) = self.answers.upstream_verdict(v, &mut self.stats.http) {
+                        Self::finalise(v, &mut self.bursts, &self.tl, &self.cfg, out);
+                    }
                 }
             }
+        }
+        // Upstream failures no answer can claim any more: each one no 5xx
+        // claimed is a failed request of its own, or a retried try.
+        let claimable_until = if before == i64::MAX {
+            i64::MAX
+        } else {
+            before.saturating_sub(self.answers.claim_window(&self.cfg))
+        };
+        let (bursts, tl, cfg) = (&mut self.bursts, &self.tl, &self.cfg);
+        self.answers
+            .release(claimable_until, &mut self.stats.http, &mut |v| {
+                Self::finalise(v, bursts, tl, cfg, out)
+            });
+    }
+
+    /// The last touches of a verdict on its way out: its burst, the proxy
+    /// pod behind the proxy's address, and the next command.
+    fn finalise(
+        mut v: Verdict,
+        bursts: &mut BurstTracker,
+        tl: &ClusterTimeline,
+        cfg: &ExplainConfig,
+        out: &mut impl FnMut(Verdict),
+    ) {
+        if let Some(p) = v.involved.proxy.as_mut() {
+            if p.pod.is_none() {
+                if let Some(ip) = p.address {
+                    p.pod = tl
+                        .owner_at(ip, v.failure.at_ns(), cfg.skew_ns)
+                        .map(|o| o.display.to_string());
+                }
+            }
+        }
+        bursts.assign(&mut v);
+        v.next = next_step(&v, tl, cfg.skew_ns);
+        out(v);
+    }
+
+    /// Records a pod's measurements and its track, before it is forgotten.
+    fn retire(&mut self, uid: &str) {
+        let track = self.assembler.retire(&self.tl, uid, i64::MAX);
+        if let Some(t) = track.filter(|_| self.tracks.len() < MAX_TRACKS) {
+            self.tracks.push(t);
         }
     }
 
@@ -231,7 +281,7 @@ impl Explainer {
         let now = wm.saturating_sub(self.cfg.lookahead_ns);
         let old = self.tl.retire_candidates(now, self.cfg.prune_horizon_ns);
         for uid in &old {
-            self.assembler.retire(&self.tl, uid, i64::MAX);
+            self.retire(uid);
         }
         self.stats.pods_forgotten += old.len() as u64;
         self.assembler
@@ -246,15 +296,17 @@ impl Explainer {
         self.stats.late_events = self.joiner.stragglers;
         self.enqueue_done();
         self.emit_ripe(i64::MAX, out);
-        self.answers.finish(&mut self.stats.http);
         let mut uids: Vec<String> = self.tl.pods().map(|p| p.uid.clone()).collect();
         uids.sort();
         for uid in &uids {
-            self.assembler.retire(&self.tl, uid, i64::MAX);
+            self.retire(uid);
         }
+        self.tracks
+            .sort_by(|a, b| a.pod.cmp(&b.pod).then(a.uid.cmp(&b.uid)));
         Measurements {
             workloads: self.assembler.workloads,
             stats: self.stats,
+            tracks: self.tracks,
         }
     }
 }

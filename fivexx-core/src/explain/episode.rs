@@ -8,8 +8,9 @@ use foldhash::HashMap;
 #[derive(Debug, Default)]
 pub(crate) struct EpisodeTracker {
     by_pod: HashMap<String, EpisodeRef>,
-    /// Per workload key: the open rollout episode and its latest event.
-    rollouts: HashMap<String, (EpisodeRef, i64)>,
+    /// Per kind (rollout, OOM kills) and workload key: the open episode
+    /// and its latest event.
+    grouped: HashMap<(EpisodeKind, String), (EpisodeRef, i64)>,
 }
 
 impl EpisodeTracker {
@@ -44,12 +45,9 @@ impl EpisodeTracker {
         }
         let e = if cause == Cause::OomKill {
             let at = pod.oom.as_ref().map_or(0, |o| o.0);
-            EpisodeRef {
-                id: format!("oom:{}@{at}", pod.uid),
-                kind: EpisodeKind::Oom,
-                subject: pod.display_name(),
-                start_ns: at,
-            }
+            // One workload's OOM kills close together are one episode, as
+            // its terminations are one rollout.
+            self.grouped(EpisodeKind::Oom, workload_key, at, rollout_gap)
         } else {
             let (when, starting) = match pod.termination_ns() {
                 Some(t) if cause != Cause::NotReadyAtStart => (t, false),
@@ -77,24 +75,7 @@ impl EpisodeTracker {
                     start_ns: since,
                 }
             } else if pod.workload.is_some() {
-                match self.rollouts.get_mut(workload_key) {
-                    Some((e, last)) if (when - *last).abs() <= rollout_gap => {
-                        *last = (*last).max(when);
-                        e.start_ns = e.start_ns.min(when);
-                        e.clone()
-                    }
-                    _ => {
-                        let e = EpisodeRef {
-                            id: format!("rollout:{workload_key}@{when}"),
-                            kind: EpisodeKind::Rollout,
-                            subject: workload_key.to_string(),
-                            start_ns: when,
-                        };
-                        self.rollouts
-                            .insert(workload_key.to_string(), (e.clone(), when));
-                        e
-                    }
-                }
+                self.grouped(EpisodeKind::Rollout, workload_key, when, rollout_gap)
             } else {
                 EpisodeRef {
                     id: format!(
@@ -114,6 +95,39 @@ impl EpisodeTracker {
         };
         self.by_pod.insert(pod.uid.clone(), e.clone());
         Some(e)
+    }
+
+    /// The open episode of `kind` for a workload, if its latest event is
+    /// within `gap` of `when`; else a new one.
+    fn grouped(
+        &mut self,
+        kind: EpisodeKind,
+        workload_key: &str,
+        when: i64,
+        gap: i64,
+    ) -> EpisodeRef {
+        let key = (kind, workload_key.to_string());
+        match self.grouped.get_mut(&key) {
+            Some((e, last)) if (when - *last).abs() <= gap => {
+                *last = (*last).max(when);
+                e.start_ns = e.start_ns.min(when);
+                e.clone()
+            }
+            _ => {
+                let prefix = match kind {
+                    EpisodeKind::Oom => "oom",
+                    _ => "rollout",
+                };
+                let e = EpisodeRef {
+                    id: format!("{prefix}:{workload_key}@{when}"),
+                    kind,
+                    subject: workload_key.to_string(),
+                    start_ns: when,
+                };
+                self.grouped.insert(key, (e.clone(), when));
+                e
+            }
+        }
     }
 
     /// Forgets pods that the timeline forgot.

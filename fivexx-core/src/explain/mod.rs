@@ -17,24 +17,28 @@
 
 mod answers;
 mod assemble;
+pub mod burst;
 mod classify;
 mod config;
 mod connections;
 mod engine;
 mod episode;
 pub mod measure;
+mod next;
 mod stats;
+pub mod track;
 pub mod verdict;
 
-pub use crate::model::{workload_key, Evidence, Observation};
+pub use crate::model::{workload_key, workload_label, Evidence, Observation};
 pub use config::ExplainConfig;
 pub use connections::FailureJoiner;
 pub use engine::Explainer;
 pub use measure::{fix_for, percentile, prestop_for_lag, WorkloadStats};
 pub use stats::{EngineStats, HttpTotals, Measurements};
+pub use track::{Mark, MarkKind, PodTrack, Span};
 pub use verdict::{
     Cause, Confidence, EpisodeKind, EpisodeRef, FailedConnection, Failure, FailureKind, Fix,
-    HttpAnswer, Involved, ProxyRef, Verdict,
+    HttpAnswer, Involved, NextStep, ProxyRef, Verdict,
 };
 
 use crate::model::Fact;

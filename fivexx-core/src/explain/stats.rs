@@ -44,4 +44,7 @@ pub struct HttpTotals {
 pub struct Measurements {
     pub workloads: BTreeMap<String, WorkloadStats>,
     pub stats: EngineStats,
+    /// The pods' timelines, for the report's picture (at most
+    /// [`MAX_TRACKS`](super::track::MAX_TRACKS)).
+    pub tracks: Vec<super::track::PodTrack>,
 }

@@ -231,8 +231,20 @@ pub struct HttpAnswer {
     /// (from the line itself, or a peeked answer's log twin).
     #[serde(skip)]
     pub failed_tries: Vec<std::net::SocketAddr>,
+    /// How the joined upstream connection failed (refused, reset, timed
+    /// out): the second piece of evidence of this one failed request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_kind: Option<FailureKind>,
+    /// Failed upstream connections this one answer stands for: the joined
+    /// one and the earlier tries of the same request (0: none was seen).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub upstream_failures: u32,
     #[serde(skip_serializing, default)]
     pub evidence: Vec<Evidence>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What failed: a connection the kernel saw fail, or a proxy's 5xx.
@@ -372,7 +384,19 @@ pub struct Involved {
     /// `namespace/name` of the pod behind the server address.
     pub pod: Option<String>,
     pub pod_uid: Option<String>,
+    /// `namespace/name` of the Service whose endpoints held the pod's
+    /// address, when the facts said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub proxy: Option<ProxyRef>,
+}
+
+/// The command that narrows a verdict down further, filled in with the
+/// names the facts gave, and why to run it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextStep {
+    pub command: String,
+    pub why: String,
 }
 
 /// The engine's answer for one failure.
@@ -390,6 +414,13 @@ pub struct Verdict {
     pub fix: Option<Arc<Fix>>,
     /// For unexplained failures: what was looked for and not found.
     pub note: Option<String>,
+    /// The command to run next (see `explain::next`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<NextStep>,
+    /// The burst it belongs to: failures of one workload, pod, cause and
+    /// proxy closer than the burst gap (see `explain::burst`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u64>,
 }
 
 impl Verdict {

@@ -118,3 +118,13 @@ pub fn workload_key(namespace: &str, workload: Option<&WorkloadRef>, pod_name: &
         None => "-".to_string(),
     }
 }
+
+/// A workload key for a person: `shop/deployment/web` reads
+/// `deployment shop/web`, `shop/pod/x` reads `pod shop/x`.
+pub fn workload_label(key: &str) -> String {
+    let mut parts = key.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(ns), Some(kind), Some(name)) => format!("{kind} {ns}/{name}"),
+        _ => key.to_string(),
+    }
+}

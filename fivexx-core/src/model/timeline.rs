@@ -539,6 +539,42 @@ impl ClusterTimeline {
             .min()
     }
 
+    /// When `ip` was in a ready endpoint: spans (from, to), `to` `None`
+    /// while it still is. For the report's timeline.
+    pub fn routable_spans(&self, ip: IpAddr) -> Vec<(i64, Option<i64>)> {
+        let Some(a) = self.addresses.get(&ip) else {
+            return Vec::new();
+        };
+        let mut times: Vec<i64> = a.membership.iter().map(|m| m.at_ns).collect();
+        times.sort_unstable();
+        times.dedup();
+        let mut spans = Vec::new();
+        let mut open: Option<i64> = None;
+        for t in times {
+            match (routable(&a.membership, t), open) {
+                (true, None) => open = Some(t),
+                (false, Some(from)) => {
+                    spans.push((from, Some(t)));
+                    open = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(from) = open {
+            spans.push((from, None));
+        }
+        spans
+    }
+
+    /// `namespace/name` of the Service whose endpoints last listed `ip`.
+    pub fn service_of_endpoint(&self, ip: IpAddr) -> Option<&(String, String)> {
+        let a = self.addresses.get(&ip)?;
+        a.membership
+            .iter()
+            .max_by_key(|m| m.at_ns)
+            .map(|m| &m.service)
+    }
+
     /// The service whose cluster IP this is.
     pub fn service_of_ip(&self, ip: IpAddr) -> Option<&(String, String)> {
         self.services.get(&ip)

@@ -17,7 +17,7 @@ pub use render::{render_json, render_table, render_wide};
 pub use settings::{Overrides, SettingSource, SettingsUsed};
 pub use time::{format_duration, format_time, parse_time};
 
-use crate::explain::{fix_for, Cause, EngineStats, EpisodeKind, Measurements, Verdict};
+use crate::explain::{fix_for, Cause, EngineStats, EpisodeKind, Measurements, PodTrack, Verdict};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -61,6 +61,22 @@ impl ReportFilter {
             }
         }
         true
+    }
+}
+
+impl ReportFilter {
+    /// Whether a pod's track belongs in the report (its workload and pod;
+    /// the time window cuts no pod in half).
+    pub fn matches_track(&self, t: &PodTrack) -> bool {
+        let workload = self
+            .workload
+            .as_ref()
+            .is_none_or(|w| workload_matches(&t.workload_key, w));
+        let pod = self.pod.as_ref().is_none_or(|p| {
+            let name = t.pod.rsplit('/').next().unwrap_or(&t.pod);
+            &t.pod == p || name == p
+        });
+        workload && pod
     }
 }
 
@@ -110,9 +126,17 @@ pub struct CaptureInfo {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
-    /// All verdicts: failed connections plus proxies' 5xx answers (a
-    /// refused connect and the 502 it caused are two).
+    /// Failed requests: one per verdict. A proxy's 5xx and the failed
+    /// upstream connection behind it are one failure with two pieces of
+    /// evidence; a failed connection whose answer was not seen (no peek,
+    /// TLS, an external load balancer) is one too. Upstream failures the
+    /// proxies retried are not failures: `engine.http.hidden_by_retry`.
     pub failures: u64,
+    /// The failed upstream connections behind them (a request the proxy
+    /// retried before it gave up stands for several).
+    pub upstream_failures: u64,
+    /// HTTP status the client got, for the failures whose answer was seen.
+    pub by_status: BTreeMap<u16, u64>,
     /// By failure kind: `refused`, `reset`, `timed_out`, ..., `http_5xx`.
     pub by_kind: BTreeMap<String, u64>,
     pub explained: u64,
@@ -134,7 +158,11 @@ pub struct EpisodeSummary {
     /// All failures in the report, for "caused 37 of 41".
     pub of_total: u64,
     pub pods: u64,
+    /// The pods behind its failures (`namespace/name`, first few): the
+    /// evidence, where the label names the workload.
+    pub pod_names: Vec<String>,
     pub by_cause: BTreeMap<Cause, u64>,
+    pub by_status: BTreeMap<u16, u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -145,12 +173,25 @@ pub struct FixSummary {
     pub params: BTreeMap<String, f64>,
 }
 
+/// The next command for one cause of a workload's failures.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CauseStep {
+    pub cause: Cause,
+    pub command: String,
+    pub why: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WorkloadSummary {
     /// `namespace/kind/name`, or `-` for failures no workload could be found for.
     pub workload: String,
+    /// For a person: `deployment shop/web`.
+    pub label: String,
     pub failures: u64,
     pub by_cause: BTreeMap<Cause, u64>,
+    pub by_status: BTreeMap<u16, u64>,
+    /// Per cause: the command to run next (that of its first verdict).
+    pub next: Vec<CauseStep>,
     pub first_failure_ns: i64,
     pub last_failure_ns: i64,
     pub fixes: Vec<FixSummary>,
@@ -168,6 +209,9 @@ pub struct Report {
     pub workloads: Vec<WorkloadSummary>,
     /// Verdicts in time order (at most `max_verdicts`).
     pub verdicts: Vec<Verdict>,
+    /// Each pod's lifecycle, readiness and endpoint membership, for the
+    /// timeline (`-o html`); by pod name.
+    pub pods: Vec<PodTrack>,
     pub verdicts_omitted: u64,
     pub engine: EngineStats,
     /// The engine settings the verdicts were made with, and where each
@@ -198,7 +242,9 @@ impl EpisodeAcc {
                 failures: 0,
                 of_total: 0,
                 pods: 0,
+                pod_names: Vec::new(),
                 by_cause: BTreeMap::new(),
+                by_status: BTreeMap::new(),
             },
             pods: Default::default(),
             last_pod: None,
@@ -222,6 +268,9 @@ pub struct ReportBuilder {
 /// here so that memory stays flat over very long captures.
 const MAX_EPISODE_PODS: usize = 10_000;
 
+/// Pod names an episode lists as its evidence.
+const MAX_POD_NAMES: usize = 20;
+
 impl ReportBuilder {
     pub fn new(filter: ReportFilter, max_verdicts: usize) -> ReportBuilder {
         ReportBuilder {
@@ -240,7 +289,15 @@ impl ReportBuilder {
             return;
         }
         let t = v.at_ns();
+        let status = v.failure.http_status();
         self.totals.failures += 1;
+        self.totals.upstream_failures += match &v.failure {
+            crate::explain::Failure::Connection(_) => 1,
+            crate::explain::Failure::Answer(a) => u64::from(a.upstream_failures),
+        };
+        if let Some(st) = status {
+            *self.totals.by_status.entry(st).or_default() += 1;
+        }
         if v.cause == Cause::Unexplained {
             self.totals.unexplained += 1;
         } else {
@@ -269,11 +326,19 @@ impl ReportBuilder {
             s.last_failure_ns = s.last_failure_ns.max(t);
             s.failures += 1;
             *s.by_cause.entry(v.cause).or_default() += 1;
+            if let Some(st) = status {
+                *s.by_status.entry(st).or_default() += 1;
+            }
             if let Some(uid) = &v.involved.pod_uid {
                 // Runs of verdicts cite the same pod: skip the set then.
                 if acc.last_pod.as_deref() != Some(uid.as_str()) {
                     if acc.pods.len() < MAX_EPISODE_PODS && !acc.pods.contains(uid) {
                         acc.pods.insert(uid.clone());
+                        if let Some(name) = &v.involved.pod {
+                            if s.pod_names.len() < MAX_POD_NAMES {
+                                s.pod_names.push(name.clone());
+                            }
+                        }
                     }
                     acc.last_pod.clone_from(&v.involved.pod_uid);
                 }
@@ -285,8 +350,11 @@ impl ReportBuilder {
                 key.to_string(),
                 WorkloadSummary {
                     workload: key.to_string(),
+                    label: crate::model::workload_label(key),
                     failures: 0,
                     by_cause: BTreeMap::new(),
+                    by_status: BTreeMap::new(),
+                    next: Vec::new(),
                     first_failure_ns: t,
                     last_failure_ns: t,
                     fixes: Vec::new(),
@@ -300,6 +368,18 @@ impl ReportBuilder {
         w.first_failure_ns = w.first_failure_ns.min(t);
         w.last_failure_ns = w.last_failure_ns.max(t);
         *w.by_cause.entry(v.cause).or_default() += 1;
+        if let Some(st) = status {
+            *w.by_status.entry(st).or_default() += 1;
+        }
+        if let Some(n) = &v.next {
+            if !w.next.iter().any(|s| s.cause == v.cause) {
+                w.next.push(CauseStep {
+                    cause: v.cause,
+                    command: n.command.clone(),
+                    why: n.why.clone(),
+                });
+            }
+        }
         if self.verdicts.len() < self.max_verdicts {
             self.verdicts.push(v);
         } else {
@@ -353,26 +433,35 @@ impl ReportBuilder {
         Report {
             schema_version: SCHEMA_VERSION,
             capture,
-            filter: self.filter,
             totals: self.totals,
             episodes,
             workloads,
             verdicts,
+            pods: m
+                .tracks
+                .iter()
+                .filter(|t| self.filter.matches_track(t))
+                .cloned()
+                .collect(),
             verdicts_omitted: self.omitted,
             engine: m.stats.clone(),
             settings: None,
+            filter: self.filter,
         }
     }
 }
 
+/// What happened, named for a person: "rollout of deployment shop/web",
+/// "drain of node lab-node-2", "OOM kills in deployment shop/api".
 fn episode_label(kind: EpisodeKind, subject: &str) -> String {
+    let w = crate::model::workload_label(subject);
     match kind {
-        EpisodeKind::Drain => format!("drain of {subject}"),
-        EpisodeKind::Rollout => format!("rollout of {subject}"),
-        EpisodeKind::Oom => format!("OOM kill in {subject}"),
-        EpisodeKind::Startup => format!("start of {subject}"),
-        EpisodeKind::Termination => format!("termination of {subject}"),
-        EpisodeKind::NoEndpoints => format!("no endpoints for {subject}"),
+        EpisodeKind::Drain => format!("drain of node {subject}"),
+        EpisodeKind::Rollout => format!("rollout of {w}"),
+        EpisodeKind::Oom => format!("OOM kills in {w}"),
+        EpisodeKind::Startup => format!("start of pod {subject}"),
+        EpisodeKind::Termination => format!("termination of pod {subject}"),
+        EpisodeKind::NoEndpoints => format!("no endpoints for {w}"),
     }
 }
 

@@ -20,6 +20,7 @@ pub fn render_table(r: &Report) -> String {
     workloads(&mut o, r);
     http_answers(&mut o, r);
     fixes(&mut o, r);
+    next_steps(&mut o, r);
     examples(&mut o, r);
     o
 }
@@ -30,21 +31,25 @@ pub fn render_wide(r: &Report) -> String {
     let _ = writeln!(o, "\nFAILURES");
     let _ = writeln!(
         o,
-        "  {:<24} {:<45} {:<11} {:<28} {:<6} {:<24} {:<10} EPISODE",
-        "TIME", "CONNECTION", "KIND", "CAUSE", "CONF", "POD", "PROXY"
+        "  {:<24} {:<45} {:<11} {:<6} {:<28} {:<6} {:<24} {:<10} {:<6} NEXT",
+        "TIME", "CONNECTION", "KIND", "STATUS", "CAUSE", "CONF", "POD", "PROXY", "BURST"
     );
     for v in &r.verdicts {
         let _ = writeln!(
             o,
-            "  {:<24} {:<45} {:<11} {:<28} {:<6} {:<24} {:<10} {}",
+            "  {:<24} {:<45} {:<11} {:<6} {:<28} {:<6} {:<24} {:<10} {:<6} {}",
             format_time(v.at_ns()),
             v.failure.endpoints(),
             v.failure.kind().name(),
+            v.failure
+                .http_status()
+                .map_or("-".to_string(), |s| s.to_string()),
             v.cause.label(),
             format!("{:?}", v.confidence).to_lowercase(),
             v.involved.pod.as_deref().unwrap_or("-"),
             v.involved.proxy.as_ref().map_or("-", |p| p.node.as_str()),
-            v.episode.as_ref().map_or("-", |e| e.id.as_str()),
+            v.burst.map_or("-".to_string(), |b| b.to_string()),
+            v.next.as_ref().map_or("-", |n| n.command.as_str()),
         );
     }
     if r.verdicts_omitted > 0 {
@@ -100,21 +105,43 @@ fn header(o: &mut String, r: &Report) {
         }
     }
     let t = &r.totals;
-    let http = t.by_kind.get("http_5xx").copied().unwrap_or(0)
-        + t.by_kind.get("http_5xx_logged").copied().unwrap_or(0);
-    let conns = t.failures - http;
-    let what = if http > 0 {
-        format!("{conns} failed connections and {http} HTTP 5xx answered by proxies")
-    } else {
-        format!("{conns} failed connections")
-    };
+    let statuses: Vec<String> = t
+        .by_status
+        .iter()
+        .map(|(s, n)| format!("{n} × {s}"))
+        .collect();
+    let unseen = t.failures - t.by_status.values().sum::<u64>();
+    let mut what = Vec::new();
+    if !statuses.is_empty() {
+        what.push(statuses.join(", "));
+    }
+    if unseen > 0 {
+        what.push(format!(
+            "{unseen} failed connection(s) whose answer was not seen"
+        ));
+    }
     let _ = writeln!(
         o,
-        "FAILURES  {what}: {} explained, {} unexplained",
-        t.explained, t.unexplained
+        "FAILURES  {} failed request(s){}: {} explained, {} unexplained",
+        t.failures,
+        if what.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", what.join("; "))
+        },
+        t.explained,
+        t.unexplained
     );
+    if t.upstream_failures > 0 {
+        let hidden: u64 = r.engine.http.hidden_by_retry.values().sum();
+        let _ = writeln!(
+            o,
+            "          behind them {} failed upstream connection(s); {hidden} more the proxies retried, unseen by clients",
+            t.upstream_failures
+        );
+    }
     if t.failures == 0 {
-        let _ = writeln!(o, "          no failed connection was seen in this window");
+        let _ = writeln!(o, "          no failed request was seen in this window");
     }
 }
 
@@ -168,15 +195,28 @@ fn episodes(o: &mut String, r: &Report) {
     for e in &r.episodes {
         let _ = writeln!(
             o,
-            "  {} at {} caused {} of {} failures ({} pod(s), over {}): {}",
+            "  {} at {} caused {} of {} failed requests (over {}): {}",
             e.label,
             format_time(e.start_ns),
             e.failures,
             e.of_total,
-            e.pods,
             format_duration(e.last_failure_ns - e.first_failure_ns),
             causes_line(&e.by_cause)
         );
+        if !e.pod_names.is_empty() {
+            let more = e.pods.saturating_sub(e.pod_names.len() as u64);
+            let _ = writeln!(
+                o,
+                "    {} pod(s): {}{}",
+                e.pods,
+                e.pod_names.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+        }
     }
 }
 
@@ -194,7 +234,7 @@ fn workloads(o: &mut String, r: &Report) {
         by.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         for (i, (c, n)) in by.iter().enumerate() {
             let (name, total) = if i == 0 {
-                (w.workload.as_str(), w.failures.to_string())
+                (w.label.as_str(), w.failures.to_string())
             } else {
                 ("", String::new())
             };
@@ -217,10 +257,25 @@ fn fixes(o: &mut String, r: &Report) {
     }
     let _ = writeln!(o, "\nFIXES");
     for w in r.workloads.iter().filter(|w| !w.fixes.is_empty()) {
-        let _ = writeln!(o, "  {}", w.workload);
+        let _ = writeln!(o, "  {}", w.label);
         for f in &w.fixes {
             let _ = writeln!(o, "    {}: {}", f.cause.label(), f.action);
             let _ = writeln!(o, "      because {}", f.because);
+        }
+    }
+}
+
+/// Per workload and cause, the command to run next.
+fn next_steps(o: &mut String, r: &Report) {
+    if r.workloads.iter().all(|w| w.next.is_empty()) {
+        return;
+    }
+    let _ = writeln!(o, "\nNEXT");
+    for w in r.workloads.iter().filter(|w| !w.next.is_empty()) {
+        let _ = writeln!(o, "  {}", w.label);
+        for n in &w.next {
+            let _ = writeln!(o, "    {}: {}", n.cause.label(), n.command);
+            let _ = writeln!(o, "      {}", n.why);
         }
     }
 }
@@ -236,6 +291,9 @@ fn example(o: &mut String, v: &Verdict) {
         v.involved.pod.as_deref().unwrap_or("?"),
         v.note.as_ref().map_or(String::new(), |n| format!(" ({n})"))
     );
+    if let Some(n) = &v.next {
+        let _ = writeln!(o, "      next: {}", n.command);
+    }
     for e in &v.evidence {
         let _ = writeln!(
             o,

@@ -23,7 +23,7 @@ pub(super) fn claim_logged_tries(
     last: usize,
     tries: &[SocketAddr],
     since: i64,
-) {
+) -> u32 {
     let mut rest: Vec<SocketAddr> = tries.to_vec();
     let joined = q[last].0.failure.connection().map(|c| c.tuple);
     if let Some(pos) = joined.and_then(|t| {
@@ -33,6 +33,7 @@ pub(super) fn claim_logged_tries(
         rest.remove(pos);
     }
     let proxy = joined.map(|t| t.saddr);
+    let mut claimed = 0;
     for addr in rest {
         let pos = q.range(..last).rposition(|(u, claimed)| {
             !*claimed
@@ -45,8 +46,10 @@ pub(super) fn claim_logged_tries(
         });
         if let Some(j) = pos {
             q[j].1 = true;
+            claimed += 1;
         }
     }
+    claimed
 }
 
 /// Before answering 5xx, a proxy that retries (`proxy_next_upstream`)
@@ -55,7 +58,7 @@ pub(super) fn claim_logged_tries(
 /// when the same proxy (and worker, when the kernel named it) failed it to
 /// another upstream within `CHAIN_GAP_NS` before the next try began. Only
 /// immediate failures chain: a timed-out try's start is not known.
-pub(super) fn claim_retry_chain(q: &mut VecDeque<(Verdict, bool)>, last: usize) {
+pub(super) fn claim_retry_chain(q: &mut VecDeque<(Verdict, bool)>, last: usize) -> u32 {
     const CHAIN_GAP_NS: i64 = 20_000_000;
     fn immediate(v: &Verdict) -> Option<&FailedConnection> {
         v.failure.connection().filter(|c| {
@@ -66,8 +69,9 @@ pub(super) fn claim_retry_chain(q: &mut VecDeque<(Verdict, bool)>, last: usize) 
         })
     }
     let Some(lastc) = immediate(&q[last].0) else {
-        return;
+        return 0;
     };
+    let mut chained = 0;
     let proxy = lastc.tuple.saddr;
     let pid = lastc.proxy_pid;
     let mut next_start = lastc.attempt_ns();
@@ -94,7 +98,9 @@ pub(super) fn claim_retry_chain(q: &mut VecDeque<(Verdict, bool)>, last: usize) 
         tried.push(f.tuple.daddr);
         next_start = f.attempt_ns();
         q[j].1 = true;
+        chained += 1;
     }
+    chained
 }
 
 /// Whether a logged answer (to `client`, with `status`, logged between
@@ -104,20 +110,21 @@ pub(super) fn same_answer(a: &SeenAnswer, client: IpAddr, status: u16, from: i64
     a.client == client && a.status == status && a.at_ns >= from && a.at_ns <= to
 }
 
-/// An upstream failure of a peeked proxy that no 5xx claimed was retried.
+/// An unclaimed upstream failure of a peeked proxy was retried: no 5xx
+/// followed it. Counts it, and says whether it was.
 pub(super) fn count_hidden(
     peeked: &HashMap<IpAddr, i64>,
     http: &mut HttpTotals,
     v: &Verdict,
-    claimed: bool,
-) {
+) -> bool {
     let Some(c) = v.failure.connection() else {
-        return;
+        return false;
     };
     let seen = peeked
         .get(&c.tuple.saddr)
         .is_some_and(|since| c.at_ns >= *since);
-    if !claimed && seen {
+    if seen {
         *http.hidden_by_retry.entry(v.cause).or_default() += 1;
     }
+    seen
 }

@@ -79,6 +79,8 @@ pub(super) fn logged_answer(l: &ProxyLogFact, upstream: Option<SocketAddr>) -> H
             .filter(|(_, s)| s.is_none_or(|s| s >= 500))
             .map(|(a, _)| *a)
             .collect(),
+        upstream_kind: None,
+        upstream_failures: 0,
         evidence: vec![Evidence {
             at_ns: l.at_ns,
             source: FactSource::Api,
@@ -116,6 +118,8 @@ pub(super) fn peeked_answer(e: &KernelEvent, status: u16, tuple: FourTuple) -> H
         proxy_pod: None,
         upstream: None,
         failed_tries: Vec::new(),
+        upstream_kind: None,
+        upstream_failures: 0,
         evidence: vec![Evidence {
             at_ns: e.wall_ns,
             source: FactSource::Node(Arc::from(e.node.as_str())),

@@ -74,6 +74,19 @@ pub(crate) struct AnswerJoin {
     peeked_proxies: HashMap<IpAddr, i64>,
     recent_answers: VecDeque<SeenAnswer>,
     logged_twins: VecDeque<LoggedTwin>,
+    /// Failed tries of requests answered below 500, from access logs.
+    retry_notes: VecDeque<RetryNote>,
+}
+
+/// Upstream verdicts held per node at most: beyond it the oldest are
+/// released early (their answers, if any, come as unexplained).
+const MAX_HELD: usize = 16_384;
+
+/// A request's failed tries that the proxy retried into a non-5xx answer.
+struct RetryNote {
+    /// The logged time plus its widest slack: its tries failed before.
+    to_ns: i64,
+    tries: Vec<SocketAddr>,
 }
 
 impl AnswerJoin {
@@ -87,7 +100,27 @@ impl AnswerJoin {
             peeked_proxies: peeked,
             recent_answers: VecDeque::new(),
             logged_twins: VecDeque::new(),
+            retry_notes: VecDeque::new(),
         }
+    }
+
+    /// The failed tries of a request a proxy answered below 500, kept
+    /// until the upstream failures they name are released.
+    fn note_retried(&mut self, l: &ProxyLogFact) {
+        let tries: Vec<SocketAddr> = l
+            .upstream_addrs
+            .iter()
+            .zip(l.upstream_statuses.iter().chain(std::iter::repeat(&None)))
+            .filter(|(_, s)| s.is_none_or(|s| s >= 500))
+            .map(|(a, _)| *a)
+            .collect();
+        if self.retry_notes.len() >= 8192 {
+            self.retry_notes.pop_front();
+        }
+        self.retry_notes.push_back(RetryNote {
+            to_ns: l.at_ns.saturating_add(SECOND),
+            tries,
+        });
     }
 
     /// A proxy is peeked from `p.at_ns` on.
@@ -118,6 +151,9 @@ impl AnswerJoin {
                 .filter(|s| s.is_none_or(|s| s >= 500))
                 .count();
             http.retried_in_log += failed_tries as u64;
+            if failed_tries > 0 {
+                self.note_retried(l);
+            }
             return None;
         }
         self.saw_http = true;
@@ -141,26 +177,96 @@ impl AnswerJoin {
         Some(a)
     }
 
-    /// Keeps a connection's verdict, in case an answer claims it.
-    /// Verdicts come out in time order, so one older than the window can no
-    /// longer be claimed by a 5xx: if none claimed it, it was retried.
-    pub fn upstream_verdict(&mut self, v: &Verdict, window: i64, http: &mut HttpTotals) {
+    /// Holds a connection's verdict while an answer may still claim it
+    /// (see [`AnswerJoin::release`]); with no HTTP answer in the stream
+    /// at all it is a failure of its own at once.
+    pub fn upstream_verdict(&mut self, v: Verdict, _http: &mut HttpTotals) -> Option<Verdict> {
         if !self.saw_http {
-            return;
+            return Some(v);
         }
-        let q = self
-            .recent_upstream
+        self.recent_upstream
             .entry(v.failure.node().to_string())
-            .or_default();
-        while q
-            .front()
-            .is_some_and(|(o, _)| o.at_ns() < v.at_ns() - window || q.len() >= 512)
-        {
-            if let Some((old, claimed)) = q.pop_front() {
-                count_hidden(&self.peeked_proxies, http, &old, claimed);
+            .or_default()
+            .push_back((v, false));
+        None
+    }
+
+    /// How long after an upstream failure an answer may still claim it:
+    /// the join's window, the widest access-log slack, and the 1 ms an
+    /// answer may precede its upstream's last event.
+    pub fn claim_window(&self, cfg: &ExplainConfig) -> i64 {
+        cfg.http_match_ns + SECOND + 1_000_000
+    }
+
+    /// The held upstream verdicts older than `until` (or beyond the
+    /// memory bound), which no answer can claim any more. One an answer
+    /// claimed is part of that answer's failed request, already out; one
+    /// no answer claimed was retried (a peeked proxy would have shown its
+    /// 5xx; or the proxy's access log lists it as a failed try of a
+    /// request it answered), or else it is a failed request of its own
+    /// whose answer was not seen (no peek, TLS, an external load balancer)
+    /// and goes to `out`, in time order across nodes.
+    pub fn release(&mut self, until: i64, http: &mut HttpTotals, out: &mut dyn FnMut(Verdict)) {
+        let mut ripe: Vec<(Verdict, bool)> = Vec::new();
+        for q in self.recent_upstream.values_mut() {
+            while q
+                .front()
+                .is_some_and(|(o, _)| o.at_ns() < until || q.len() > MAX_HELD)
+            {
+                ripe.extend(q.pop_front());
             }
         }
-        q.push_back((v.clone(), false));
+        if ripe.is_empty() {
+            return;
+        }
+        ripe.sort_by_key(|(v, _)| {
+            let c = v.failure.connection().map(|c| c.tuple);
+            (v.at_ns(), c.map(|t| (t.saddr, t.sport, t.daddr, t.dport)))
+        });
+        for (v, claimed) in ripe {
+            if claimed {
+                continue;
+            }
+            if count_hidden(&self.peeked_proxies, http, &v) {
+                continue;
+            }
+            if self.retried_in_log(&v) {
+                *http.hidden_by_retry.entry(v.cause).or_default() += 1;
+                continue;
+            }
+            out(v);
+        }
+    }
+
+    /// Whether an access log listed this failed connection as a failed
+    /// try of a request the proxy then answered below 500 (the try is used
+    /// up: one try, one connection).
+    fn retried_in_log(&mut self, v: &Verdict) -> bool {
+        let Some(c) = v.failure.connection() else {
+            return false;
+        };
+        let at = c.at_ns;
+        while self
+            .retry_notes
+            .front()
+            .is_some_and(|n| n.to_ns < at - RETRY_SPAN_NS)
+        {
+            self.retry_notes.pop_front();
+        }
+        for n in self.retry_notes.iter_mut() {
+            if at < n.to_ns - RETRY_SPAN_NS || at > n.to_ns {
+                continue;
+            }
+            if let Some(i) = n
+                .tries
+                .iter()
+                .position(|a| a.ip() == c.tuple.daddr && a.port() == c.tuple.dport)
+            {
+                n.tries.swap_remove(i);
+                return true;
+            }
+        }
+        false
     }
 
     /// The verdict of an answer whose lookahead has passed; `None` for a
@@ -263,6 +369,8 @@ impl AnswerJoin {
             note: Some(format!(
                 "no failed connection seen: the access log names upstream {up}, whose process died then; it closed the connection without a reset, mid-request"
             )),
+            next: None,
+            burst: None,
             failure: v.failure.clone(),
         })
     }
@@ -363,16 +471,21 @@ impl AnswerJoin {
             return unanswered(a, node, proxy, cfg.http_match_ns);
         };
         let q = self.recent_upstream.get_mut(&qn).expect("found above");
+        let first_claim = !q[qi].1;
         q[qi].1 = true;
-        if !a.failed_tries.is_empty() {
-            claim_logged_tries(q, qi, &a.failed_tries, from - RETRY_SPAN_NS);
+        let earlier = if !a.failed_tries.is_empty() {
+            claim_logged_tries(q, qi, &a.failed_tries, from - RETRY_SPAN_NS)
         } else if own {
-            claim_retry_chain(q, qi);
-        }
+            claim_retry_chain(q, qi)
+        } else {
+            0
+        };
         let u = &q[qi].0;
         let gap = a.at_ns - u.at_ns();
         let up_tuple = u.failure.connection().map(|c| c.tuple);
         a.upstream = up_tuple;
+        a.upstream_kind = Some(u.failure.kind());
+        a.upstream_failures = u32::from(first_claim) + earlier;
         let mut evidence = Vec::with_capacity(u.evidence.len() + a.evidence.len());
         evidence.extend_from_slice(&u.evidence);
         evidence.extend_from_slice(&a.evidence);
@@ -397,6 +510,8 @@ impl AnswerJoin {
                 up_tuple.map_or("?".to_string(), |t| t.to_string()),
                 gap as f64 / 1e6
             )),
+            next: None,
+            burst: None,
             failure: Failure::Answer(a),
         }
     }
@@ -437,16 +552,6 @@ impl AnswerJoin {
         }
         found
     }
-
-    /// The end of the stream: upstream verdicts no answer claimed were
-    /// retried.
-    pub fn finish(&mut self, http: &mut HttpTotals) {
-        for q in std::mem::take(&mut self.recent_upstream).into_values() {
-            for (v, claimed) in q {
-                count_hidden(&self.peeked_proxies, http, &v, claimed);
-            }
-        }
-    }
 }
 
 /// An answer with no failed upstream connection behind it.
@@ -469,6 +574,8 @@ fn unanswered(a: HttpAnswer, node: &str, proxy: Option<ProxyRef>, window: i64) -
         episode: None,
         fix: None,
         note: Some(note),
+        next: None,
+        burst: None,
         failure: Failure::Answer(a),
     }
 }
