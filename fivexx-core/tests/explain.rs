@@ -569,11 +569,21 @@ fn http_5xx_takes_the_cause_of_its_upstream_failure() {
     let up = s.refused("node-1", proxy(), p.ip, T0 + 500 * MS, Some("node-2"));
     let resp = s.http_5xx("node-1", proxy(), client, 51000, T0 + 501 * MS, 502);
     let vs = run(s);
-    assert_eq!(vs.len(), 2, "{vs:#?}");
+    // One failed request: the 502 and the refused connect behind it are
+    // one verdict with both pieces of evidence.
+    assert_eq!(vs.len(), 1, "{vs:#?}");
     let v = verdict_for(&vs, &resp);
     assert_eq!(v.failure.kind(), FailureKind::Http5xx);
     assert_eq!(v.failure.http_status(), Some(502));
     assert_eq!(ans(v).upstream, Some(up));
+    assert_eq!(ans(v).upstream_kind, Some(FailureKind::Refused));
+    assert_eq!(ans(v).upstream_failures, 1);
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.fact.to_string().contains("RST received in SYN_SENT")),
+        "{v:#?}"
+    );
     assert_eq!(ans(v).client, client);
     assert_eq!(v.cause, Cause::EndpointLagNetnsAlive);
     assert_eq!(v.confidence, Confidence::High);
@@ -593,34 +603,29 @@ fn failures_no_5xx_followed_are_hidden_by_retry() {
     let p = old_pod(&mut s, 61);
     graceful_termination(&mut s, &p);
     let client = ip4(192, 168, 0, 7);
-    for k in 0..4 {
-        s.refused(
-            "node-1",
-            proxy(),
-            p.ip,
-            T0 + 300 * MS + k * 200 * MS,
-            Some("node-2"),
-        );
-    }
+    let tries: Vec<_> = (0..4)
+        .map(|k| {
+            s.refused(
+                "node-1",
+                proxy(),
+                p.ip,
+                T0 + 300 * MS + k * 200 * MS,
+                Some("node-2"),
+            )
+        })
+        .collect();
     // Only the third refusal reached a client, as a 502.
     let resp = s.http_5xx("node-1", proxy(), client, 51000, T0 + 701 * MS, 502);
-    // An unrelated proxy on the same node, never peeked: not counted.
+    // An unrelated proxy on the same node, never peeked: its failure is a
+    // failed request whose answer was not seen, not a retried one.
     let other = ip4(10, 1, 0, 99);
-    s.refused("node-1", other, p.ip, T0 + 900 * MS, Some("node-2"));
+    let lone = s.refused("node-1", other, p.ip, T0 + 900 * MS, Some("node-2"));
     let (vs, m) = explain_all(&s.sorted(), ExplainConfig::default());
+    assert_eq!(vs.len(), 2, "{vs:#?}");
     let v = verdict_for(&vs, &resp);
     assert_eq!(v.cause, Cause::EndpointLagNetnsAlive, "{v:#?}");
-    assert_eq!(
-        ans(v).upstream.unwrap().sport,
-        vs.iter()
-            .find(|u| u.failure.kind() == FailureKind::Refused
-                && u.at_ns() > T0 + 690 * MS
-                && u.at_ns() < T0 + 710 * MS)
-            .map(conn)
-            .unwrap()
-            .tuple
-            .sport
-    );
+    assert_eq!(ans(v).upstream, Some(tries[2]));
+    assert_eq!(verdict_for(&vs, &lone).cause, Cause::EndpointLagNetnsAlive);
     let http = &m.stats.http;
     assert_eq!(
         http.sent_5xx.get(&Cause::EndpointLagNetnsAlive),
@@ -718,11 +723,28 @@ fn a_5xx_claims_its_whole_retry_chain() {
     let http = &m.stats.http;
     assert_eq!(http.sent_5xx.values().sum::<u64>(), 1, "{http:?}");
     assert_eq!(http.hidden_by_retry.values().sum::<u64>(), 1, "{http:?}");
-    // Without being told the proxy is peeked, a failure more than the
-    // match window before its first 5xx is not counted: the engine cannot
-    // know its answers were seen.
-    let (_, m) = explain_all(&facts, ExplainConfig::default());
+    // Without being told the proxy is peeked, its first 5xx proves it is:
+    // a failure it may still claim (within the claim window) is hidden...
+    let (vs, m) = explain_all(&facts, ExplainConfig::default());
+    assert_eq!(m.stats.http.hidden_by_retry.values().sum::<u64>(), 1);
+    assert_eq!(vs.len(), 1, "{vs:#?}");
+    // ...but one long before it is a failed request of its own: the engine
+    // could not know its answer was seen.
+    let mut s = Synth::new();
+    graceful_termination(&mut s, &a);
+    let early = s.refused("node-1", proxy(), a.ip, T0 + 200 * MS, Some("node-2"));
+    s.refused("node-1", proxy(), a.ip, T0 + 20 * SECOND, Some("node-2"));
+    s.http_5xx("node-1", proxy(), client, 51000, T0 + 20 * SECOND + MS, 502);
+    let short = ExplainConfig {
+        lookahead_ns: 2 * SECOND,
+        ..ExplainConfig::default()
+    };
+    let (vs, m) = explain_all(&s.sorted(), short);
     assert_eq!(m.stats.http.hidden_by_retry.values().sum::<u64>(), 0);
+    assert_eq!(vs.len(), 2, "{vs:#?}");
+    assert!(vs
+        .iter()
+        .any(|v| v.failure.connection().is_some_and(|c| c.tuple == early)));
 }
 
 #[test]
@@ -828,9 +850,10 @@ fn mixed_scenario(seed: u64) -> Vec<Fact> {
             T0 + 101 * MS + k * 400 * MS,
             502,
         );
+        // Another proxy (not peeked): each reset is a failed request.
         s.reset(
             "node-1",
-            proxy(),
+            ip4(10, 1, 0, 12),
             b.ip,
             T0 + 31 * SECOND + k * MS,
             Some("node-3"),
@@ -877,8 +900,9 @@ fn canonical(vs: &[Verdict]) -> Vec<String> {
 fn mixed_scenario_explains_every_failure_with_the_right_cause() {
     let vs = explain_all(&mixed_scenario(1), ExplainConfig::default()).0;
     let count = |c: Cause| vs.iter().filter(|v| v.cause == c).count();
-    // 6 refused connections and the 6 502s the proxy answered for them.
-    assert_eq!(count(Cause::EndpointLagNetnsAlive), 12);
+    // 6 refused connections and the 6 502s the proxy answered for them:
+    // 6 failed requests.
+    assert_eq!(count(Cause::EndpointLagNetnsAlive), 6);
     assert_eq!(
         vs.iter()
             .filter(|v| v.failure.kind() == FailureKind::Http5xx)

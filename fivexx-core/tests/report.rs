@@ -66,14 +66,15 @@ fn drain_episode_counts_its_share_of_failures() {
     assert_eq!(r.totals.failures, lag_failures + 3);
     assert_eq!(r.episodes.len(), 1);
     let e = &r.episodes[0];
-    assert_eq!(e.label, "drain of node-2");
+    assert_eq!(e.label, "drain of node node-2");
+    assert_eq!(e.pod_names.len(), 4, "{e:?}");
     assert_eq!(
         (e.failures, e.of_total, e.pods),
         (lag_failures, lag_failures + 3, 4)
     );
     let table = render_table(&r);
     let line = format!(
-        "drain of node-2 at 2023-11-14T22:13:19.000Z caused {lag_failures} of {} failures",
+        "drain of node node-2 at 2023-11-14T22:13:19.000Z caused {lag_failures} of {} failed requests",
         lag_failures + 3
     );
     assert!(table.contains(&line), "{table}");
@@ -96,6 +97,27 @@ fn drain_episode_counts_its_share_of_failures() {
         "{fix:?}"
     );
     assert!(table.contains("preStop sleep >= 4.5 s"), "{table}");
+    // Workloads first, with the next command filled in with real names.
+    assert_eq!(w.label, "deployment shop/api");
+    let next = w
+        .next
+        .iter()
+        .find(|n| n.cause == Cause::EndpointLagNetnsAlive)
+        .unwrap();
+    assert!(
+        next.command
+            .starts_with("kubectl get endpointslices -n shop "),
+        "{next:?}"
+    );
+    assert!(table.contains(&next.command), "{table}");
+    assert!(
+        r.workloads
+            .iter()
+            .flat_map(|w| &w.next)
+            .all(|n| !n.command.contains('<')),
+        "placeholders in {:?}",
+        r.workloads
+    );
 }
 
 #[test]
@@ -181,4 +203,41 @@ fn wide_lists_every_verdict() {
     let wide = render_wide(&r);
     let rows = wide.lines().filter(|l| l.contains(" -> 10.244.")).count();
     assert!(rows as u64 >= r.totals.failures, "{wide}");
+}
+
+/// A burst is one workload, pod, cause and proxy: the drain's four pods
+/// are four bursts, the unexplained resets to another pod a fifth; every
+/// verdict carries its burst and a next command.
+#[test]
+fn bursts_group_failures_by_pod_and_cause() {
+    let facts = drain();
+    let r = build_report(
+        &facts,
+        ExplainConfig::default(),
+        ReportFilter::default(),
+        1000,
+    );
+    let mut bursts: std::collections::BTreeMap<u64, Vec<&fivexx_core::explain::Verdict>> =
+        Default::default();
+    for v in &r.verdicts {
+        bursts.entry(v.burst.expect("a burst")).or_default().push(v);
+        assert!(v.next.is_some(), "no next command: {v:#?}");
+    }
+    assert_eq!(bursts.len(), 5, "{:?}", bursts.keys());
+    for vs in bursts.values() {
+        assert!(vs
+            .iter()
+            .all(|v| v.involved.pod == vs[0].involved.pod && v.cause == vs[0].cause));
+    }
+    // The unexplained resets name the command that finds their address.
+    let u = r
+        .verdicts
+        .iter()
+        .find(|v| v.cause == Cause::Unexplained)
+        .unwrap();
+    let next = u.next.as_ref().unwrap();
+    assert!(
+        next.command.contains("status.podIP=") || next.command.starts_with("kubectl logs"),
+        "{next:?}"
+    );
 }

@@ -126,7 +126,10 @@ fn json_and_wide_and_filters() {
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["schema_version"], fivexx_core::report::SCHEMA_VERSION);
-    assert_eq!(v["schema_version"], 2, "answers are typed since schema 2");
+    assert_eq!(
+        v["schema_version"], 3,
+        "one verdict per failed request since schema 3"
+    );
     assert_eq!(v["totals"]["failures"], 20);
     assert_eq!(v["capture"]["context"], "lab");
     assert_eq!(v["capture"]["complete"], true);

@@ -130,7 +130,15 @@ fn unexplained(v: &Verdict, n: &Names, tl: &ClusterTimeline, skew: i64) -> Optio
             ))
         }
         Failure::Connection(c) => {
-            let _ = n;
+            if let (Some(ns), Some(target)) = (n.ns, &n.target) {
+                return Some(NextStep {
+                    command: format!("kubectl logs -n {ns} {target} --since=15m"),
+                    why: format!(
+                        "{} failed a connection with no termination, kill or endpoint change around it: the app's own log may say why",
+                        n.pod.unwrap_or("the pod")
+                    ),
+                });
+            }
             Some(who_owns(
                 c.tuple.daddr,
                 format!(

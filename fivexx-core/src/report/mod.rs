@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 /// Version of the JSON report schema. Bumped on incompatible changes only;
 /// fields may be added without a bump.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Which verdicts the report covers. Lifecycle facts outside the window
 /// still inform the verdicts; only failures are filtered.
