@@ -110,6 +110,89 @@ fn score(kind: ScenarioKind, records: &[RequestRecord], verdicts: &[Verdict]) ->
     s
 }
 
+/// One failed request, one count: the report's failures, per cause,
+/// are the failed requests the load generator saw (its 5xx; the proxy's
+/// retried tries are counted apart, as hidden by retry). A scenario with
+/// two acceptable causes is checked over both together, and a verdict of
+/// another cause is a miscount.
+fn check_counts(kind: ScenarioKind, run: &scoring::Run, problems: &mut Vec<String>) {
+    let name = kind.name();
+    let load = run.report.summary.total_5xx();
+    let totals = &run.explained["totals"];
+    let failures = totals["failures"].as_u64().unwrap_or(0);
+    let count = |c: &Cause| {
+        let key = serde_json::to_value(c).unwrap();
+        totals["by_cause"][key.as_str().unwrap()]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let of_scenario: u64 = truth(kind).iter().map(count).sum();
+    show(&format!(
+        "  {name}: load generator {load} failed requests; report {failures} failed requests, {of_scenario} of the scenario's cause(s) {:?}; by status {}",
+        truth(kind),
+        totals["by_status"]
+    ));
+    if failures != load {
+        problems.push(format!(
+            "{name}: the report counts {failures} failed requests, the load generator saw {load}"
+        ));
+    }
+    if of_scenario != load {
+        problems.push(format!(
+            "{name}: {of_scenario} failures of the scenario's cause(s), the load generator saw {load} failed requests"
+        ));
+    }
+}
+
+/// Workloads first: the rollout and drain reports name the Deployment,
+/// give one fix per workload and cause, and a next command with the
+/// lab's real names (namespace shop, Service web).
+fn check_names(kind: ScenarioKind, explained: &serde_json::Value, problems: &mut Vec<String>) {
+    if !matches!(kind, ScenarioKind::RolloutNoPrestop | ScenarioKind::Drain) {
+        return;
+    }
+    let name = kind.name();
+    let episode = explained["episodes"][0]["label"].as_str().unwrap_or("");
+    let want = match kind {
+        ScenarioKind::Drain => "drain of node lab-node",
+        _ => "rollout of deployment shop/web",
+    };
+    let w = &explained["workloads"][0];
+    let label = w["label"].as_str().unwrap_or("");
+    let fixes: Vec<&serde_json::Value> = w["fixes"].as_array().into_iter().flatten().collect();
+    let causes: std::collections::BTreeSet<String> =
+        fixes.iter().map(|f| f["cause"].to_string()).collect();
+    let next: Vec<&str> = w["next"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["command"].as_str())
+        .collect();
+    show(&format!(
+        "  {name}: episode \"{episode}\"; workload \"{label}\"; {} fix(es); next: {next:?}",
+        fixes.len()
+    ));
+    if !episode.starts_with(want) {
+        problems.push(format!(
+            "{name}: first episode \"{episode}\", want \"{want}...\""
+        ));
+    }
+    if label != "deployment shop/web" {
+        problems.push(format!(
+            "{name}: first workload \"{label}\", want deployment shop/web"
+        ));
+    }
+    if fixes.is_empty() || causes.len() != fixes.len() {
+        problems.push(format!("{name}: fixes {fixes:?}, want one per cause"));
+    }
+    let lag_next = "kubectl get endpointslices -n shop -l kubernetes.io/service-name=web -w";
+    if !next.contains(&lag_next) {
+        problems.push(format!(
+            "{name}: next commands {next:?}, want \"{lag_next}\""
+        ));
+    }
+}
+
 /// The fixes quote the scenario's own numbers (the endpoint lag, the grace
 /// period): what the FIX column shows, with any mismatch in `problems`.
 fn check_fixes(
@@ -345,6 +428,8 @@ fn explain_scores_against_the_lab_ground_truth() {
                 s.http_recall()
             ));
         }
+        check_counts(kind, &run, &mut problems);
+        check_names(kind, &run.explained, &mut problems);
         let fix = check_fixes(kind, &params, &run.explained, &mut problems);
         rows.push((name, s, fix));
     }
@@ -380,6 +465,11 @@ fn hidden_by_retry_matches_the_proxy_ground_truth() {
     ));
     assert!(truth > 20, "the scenario retried only {truth} tries");
     assert_eq!(sent, load_5xx, "5xx sent vs the load generator's");
+    assert_eq!(
+        run.explained["totals"]["failures"].as_u64().unwrap_or(0),
+        load_5xx,
+        "failed requests in the report vs the load generator's (retried tries apart)"
+    );
     let tolerance = truth / 10 + 3;
     assert!(
         hidden.abs_diff(truth) <= tolerance,
