@@ -24,9 +24,17 @@ pub struct Painter {
 }
 
 impl Painter {
+    /// For lines on stdout.
     pub fn stdout() -> Painter {
         Painter {
             enabled: stdout_colour(),
+        }
+    }
+
+    /// For what is drawn on stderr (the live bursts, warnings).
+    pub fn stderr() -> Painter {
+        Painter {
+            enabled: stderr_colour(),
         }
     }
 
@@ -48,6 +56,14 @@ impl Painter {
 
     pub fn green(self, s: &str) -> String {
         self.paint("32", s)
+    }
+
+    pub fn bold(self, s: &str) -> String {
+        self.paint("1", s)
+    }
+
+    pub fn dim(self, s: &str) -> String {
+        self.paint("2", s)
     }
 }
 

@@ -369,7 +369,14 @@ fn cli_conventions_help_completion_and_bad_targets() {
         }
     }
     let trace = stdout(&run_with(&["trace", "--help"], &[]));
-    for flag in ["-A", "--selector", "--output", "--duration", "--capture"] {
+    for flag in [
+        "-A",
+        "--selector",
+        "--output",
+        "--duration",
+        "--capture",
+        "--events",
+    ] {
         assert!(trace.contains(flag), "trace lacks {flag}");
     }
     for shell in ["bash", "zsh", "fish"] {
@@ -509,6 +516,7 @@ fn a_proxy_pod_started_mid_trace_is_peeked_and_log_followed() {
             "--duration",
             "6s",
             "--proxy-logs",
+            "--events",
             "--capture",
             capture_arg,
         ],
@@ -558,6 +566,11 @@ fn a_proxy_pod_started_mid_trace_is_peeked_and_log_followed() {
     assert!(
         text.contains("proxy_log       ingress-nginx/ingress-nginx-controller-late http=502 client 10.1.0.7 upstream 10.244.0.9:8080"),
         "the new proxy's 502 is not shown: {text}"
+    );
+    // Its failed request is one burst, printed once the session ends.
+    assert!(
+        text.lines().any(|l| l.contains("1 failed  502×1")),
+        "no burst line for the new proxy's 502: {text}"
     );
     assert!(
         err.contains("proxy logs: 1 line(s) from 1 pod(s), 1 with a 5xx"),

@@ -45,5 +45,5 @@ pub async fn run(kube: KubeFlags, args: NodeArgs) -> anyhow::Result<ExitCode> {
     print!("{}", node_context(&client, &node).await?);
     let target = Target::Node(args.node.clone());
     let scope = target::resolve(&client, &target, true, Default::default()).await?;
-    Ok(session::run(&client, args.session.options(scope, args.out.show())).await?)
+    Ok(session::run(&client, args.out.options(&args.session, scope)).await?)
 }

@@ -19,10 +19,14 @@ pub enum Output {
     Yaml,
 }
 
-/// What an interactive session (trace, node) writes besides its lines:
-/// an optional capture and the summary's format.
+/// What an interactive session (trace, node) writes besides its bursts:
+/// the raw events if asked, an optional capture and the summary's format.
 #[derive(Args, Debug)]
 pub struct LiveOutputArgs {
+    /// Also print every kernel fact and 5xx proxy-log line as it comes
+    /// (by default only one line per burst of failed requests).
+    #[arg(long)]
+    pub events: bool,
     /// Also record everything to this capture file.
     #[arg(long, value_name = "FILE")]
     pub capture: Option<PathBuf>,
@@ -32,13 +36,20 @@ pub struct LiveOutputArgs {
 }
 
 impl LiveOutputArgs {
-    /// Lines on stdout, the summary at the end, the capture if asked.
-    pub fn show(self) -> Show {
-        Show {
+    /// The session these flags and `session`'s ask for, over `scope`:
+    /// bursts (and events, if asked) on stdout, the summary at the end,
+    /// the capture if asked.
+    pub fn options(self, session: &SessionFlags, scope: Scope) -> SessionOptions {
+        let events = self.events;
+        let show = Show {
             lines: true,
             progress: false,
             summary: Some(self.output),
             capture: self.capture,
+        };
+        SessionOptions {
+            events,
+            ..session.options(scope, show)
         }
     }
 }
@@ -88,7 +99,7 @@ pub struct SessionFlags {
 
 /// How a command shows its session.
 pub struct Show {
-    /// One line per kernel fact and verdict (trace, node).
+    /// One line per burst of failed requests (trace, node).
     pub lines: bool,
     /// A progress line on stderr (capture).
     pub progress: bool,
@@ -108,6 +119,7 @@ impl SessionFlags {
             http_peek: !self.no_http_peek,
             proxy_logs: self.proxy_logs,
             lines: show.lines,
+            events: false,
             progress: show.progress,
             summary: show.summary.map(SummaryFormat::from),
             capture: show.capture,

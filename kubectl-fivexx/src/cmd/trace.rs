@@ -1,5 +1,6 @@
-//! `kubectl fivexx trace [TARGET]`: a live session that prints each
-//! kernel fact and verdict as it comes, then the summary.
+//! `kubectl fivexx trace [TARGET]`: a live session that prints one line
+//! per burst of failed requests (with `--events`, every kernel fact too),
+//! then the summary.
 
 use std::process::ExitCode;
 
@@ -14,6 +15,8 @@ pub const TRACE_EXAMPLES: &str = "Examples:
   kubectl fivexx trace deploy/web -n shop
   # a Service's backends for two minutes, recorded for later
   kubectl fivexx trace svc/web --duration 2m --capture web.fxc
+  # every kernel fact and proxy-log 5xx as well as the bursts
+  kubectl fivexx trace deploy/web -n shop --events
   # one pod, a StatefulSet, or every pod with a label
   kubectl fivexx trace pod/web-7d9f-x2x9q
   kubectl fivexx trace sts/db
@@ -35,5 +38,5 @@ pub struct TraceArgs {
 pub async fn run(kube: KubeFlags, args: TraceArgs) -> anyhow::Result<ExitCode> {
     let client = KubeClient::connect(&kube).await?;
     let scope = args.scope.resolve(&client).await?;
-    Ok(session::run(&client, args.session.options(scope, args.out.show())).await?)
+    Ok(session::run(&client, args.out.options(&args.session, scope)).await?)
 }

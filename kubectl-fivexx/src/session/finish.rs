@@ -8,8 +8,7 @@ use std::process::ExitCode;
 
 use fivexx_core::report::{render_json, render_table, render_wide, Report};
 
-use super::lines::verdict_line;
-use super::live::{now_ns, say, Session};
+use super::live::{now_ns, Session};
 use super::SummaryFormat;
 use crate::error::CliError;
 use crate::manifests::AGENT_NAMESPACE;
@@ -22,11 +21,11 @@ impl Session<'_> {
         }
         let Session {
             opts,
-            paint,
             mut state,
             mut counts,
             fatal,
             interrupted,
+            mut view,
             ..
         } = self;
         let end_ns = now_ns();
@@ -48,10 +47,14 @@ impl Session<'_> {
         let dropped = state.agents.total_drops();
         let (report, closed) = state.recorder.finish(end_ns, &mut |v| {
             counts.verdicts += 1;
-            if opts.lines {
-                say(&verdict_line(v, paint));
+            if let Some(view) = view.as_mut() {
+                view.verdict(v);
             }
         });
+        // Every burst is over: each is printed before the summary.
+        if let Some(view) = view.as_mut() {
+            view.close_all();
+        }
         let mut capture_note = None;
         if let Some(path) = &opts.capture {
             let flushed = closed
@@ -75,8 +78,8 @@ impl Session<'_> {
             print!("\n{}", summary(&report, format));
         }
         eprintln!(
-            "{} kernel facts, {} Kubernetes facts, {} failures explained, {} dropped",
-            counts.kernel, counts.k8s, counts.verdicts, dropped
+            "{} kernel facts, {} Kubernetes facts, {} failed requests, {} dropped",
+            counts.kernel, counts.k8s, report.totals.failures, dropped
         );
         if opts.proxy_logs {
             for line in state.tally.report() {

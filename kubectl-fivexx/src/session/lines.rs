@@ -1,8 +1,8 @@
-//! What a live session prints on stdout: one line per kernel fact and an
-//! inline explanation per verdict, both rendered by fivexx-core (the agent
-//! prints the same event lines), coloured here.
+//! What `--events` prints on stdout: one line per kernel fact, rendered
+//! by fivexx-core (the agent prints the same event lines), coloured here.
+//! The verdicts are not printed one by one: the incident view folds them
+//! into bursts (`incident.rs`).
 
-use fivexx_core::explain::Verdict;
 use fivexx_core::report::{event_line, is_failure, LineLayout};
 use fivexx_core::KernelEvent;
 
@@ -16,9 +16,4 @@ pub fn kernel_line(ev: &KernelEvent, p: Painter) -> String {
     } else {
         s
     }
-}
-
-/// The inline explanation of one verdict, in red on a terminal.
-pub fn verdict_line(v: &Verdict, p: Painter) -> String {
-    p.red(&fivexx_core::report::verdict_line(v))
 }

@@ -1,8 +1,8 @@
 //! The live loop: one `select!` over the agents' streams, their control
 //! messages, the proxy logs, the watches and a one-second tick. Each turn
 //! collects the facts it learnt and records them through the
-//! [`Recorder`]; the verdicts that become final on the way are printed
-//! as they come.
+//! [`Recorder`]; the verdicts that become final on the way are folded
+//! into their bursts, which the incident view shows.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -22,8 +22,9 @@ use fivexx_core::Fact;
 
 use super::agents::{Agents, Ensured};
 use super::dedup::Dedup;
+use super::incident::IncidentView;
 use super::interest::{pod_node, Interest};
-use super::lines::{kernel_line, verdict_line};
+use super::lines::kernel_line;
 use super::progress::{Counts, Progress};
 use super::proxies::{adopted_line, new_proxy};
 use super::SessionOptions;
@@ -63,6 +64,8 @@ pub struct Session<'a> {
     pub(super) timeline: Timeline,
     pub(super) counts: Counts,
     pub(super) progress: Option<Progress>,
+    /// The bursts (trace, node).
+    pub(super) view: Option<IncidentView>,
     /// What ends the session with an error (after the summary's capture
     /// is closed).
     pub(super) fatal: Option<CliError>,
@@ -83,6 +86,7 @@ impl<'a> Session<'a> {
             timeline: Timeline::default(),
             counts: Counts::default(),
             progress: opts.progress.then(Progress::start),
+            view: opts.lines.then(IncidentView::new),
             fatal: None,
             interrupted: false,
             facts: Vec::new(),
@@ -124,12 +128,10 @@ impl<'a> Session<'a> {
                     format!("warning: the agent on node {node} stopped mid-trace: {reason}");
                 if self.state.agents.lose(&node, reason) {
                     let others = self.state.agents.open_count();
-                    eprintln!(
-                        "{}",
-                        self.paint.red(&format!(
-                            "{warning}; continuing with {others} other node(s), facts so far are kept"
-                        ))
+                    let line = format!(
+                        "{warning}; continuing with {others} other node(s), facts so far are kept"
                     );
+                    self.note(&Painter::stderr().red(&line));
                 }
             }
             Control::Skew { node, version } => {
@@ -148,8 +150,8 @@ impl<'a> Session<'a> {
                     return;
                 }
                 self.counts.kernel += 1;
-                if self.opts.lines {
-                    say(&kernel_line(&ev, self.paint));
+                if self.opts.events {
+                    self.say_event(&kernel_line(&ev, self.paint));
                 }
                 self.facts.push(Fact::Kernel(*ev));
             }
@@ -164,8 +166,8 @@ impl<'a> Session<'a> {
 
     fn on_log(&mut self, input: LogInput) {
         if let Some(Fact::ProxyLog(f)) = self.state.tally.take(input) {
-            if self.opts.lines && f.status >= 500 {
-                say(&self.paint.yellow(&proxy_logs::fact_line(&f)));
+            if self.opts.events && f.status >= 500 {
+                self.say_event(&self.paint.yellow(&proxy_logs::fact_line(&f)));
             }
             self.facts.push(Fact::ProxyLog(f));
         }
@@ -260,7 +262,7 @@ impl<'a> Session<'a> {
             _ => false,
         };
         if self.opts.chatty() {
-            eprintln!("{}", adopted_line(p, &node, peek, logged));
+            self.note(&adopted_line(p, &node, peek, logged));
         }
     }
 
@@ -272,7 +274,9 @@ impl<'a> Session<'a> {
             .agents
             .ensure(self.client, node, || interest.filter());
         if opened == Ensured::NoAgent {
-            eprintln!("warning: no fivexx agent on node {node}: its kernel facts are missing");
+            self.note(&format!(
+                "warning: no fivexx agent on node {node}: its kernel facts are missing"
+            ));
         }
     }
 
@@ -282,17 +286,41 @@ impl<'a> Session<'a> {
         if let Some(p) = &self.progress {
             p.tick(self.counts, self.state.agents.total_drops());
         }
+        // Verdicts come out a lookahead (and the skew) after their
+        // failure: a burst quiet for that long plus its gap is over even
+        // when no verdict came out since.
+        let explained = now_ns() - self.opts.lookahead_ns - self.opts.skew_ns;
+        if let Some(view) = &mut self.view {
+            view.advance(explained.max(view.latest_ns()));
+        }
+    }
+
+    /// An `--events` line on stdout, clear of the bursts' bars.
+    fn say_event(&self, line: &str) {
+        match &self.view {
+            Some(v) => v.say(line),
+            None => say(line),
+        }
+    }
+
+    /// A line on stderr, clear of the bursts' bars.
+    pub(super) fn note(&self, line: &str) {
+        match &self.view {
+            Some(v) => v.note(line),
+            None => eprintln!("{line}"),
+        }
     }
 
     /// Records this turn's facts: the capture and the analysis get each
-    /// one, and the verdicts it makes final are printed.
+    /// one, and the verdicts it makes final go to their bursts; the
+    /// bursts they leave behind are over.
     fn record(&mut self) {
-        let (lines, paint) = (self.opts.lines, self.paint);
         let verdicts = &mut self.counts.verdicts;
+        let view = &mut self.view;
         let mut seen = |v: &fivexx_core::explain::Verdict| {
             *verdicts += 1;
-            if lines {
-                say(&verdict_line(v, paint));
+            if let Some(view) = view.as_mut() {
+                view.verdict(v);
             }
         };
         for f in self.facts.drain(..) {
@@ -304,6 +332,9 @@ impl<'a> Session<'a> {
                     .unwrap_or(std::path::Path::new("-"));
                 self.fatal = Some(CliError::bare(format!("writing {}: {e}", path.display())));
             }
+        }
+        if let Some(view) = &mut self.view {
+            view.advance(view.latest_ns());
         }
     }
 }

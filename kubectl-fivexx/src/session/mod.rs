@@ -14,8 +14,10 @@
 //! [`SessionOptions`].
 
 mod agents;
+mod bursts;
 mod dedup;
 mod finish;
+mod incident;
 mod interest;
 mod lines;
 mod live;
@@ -68,8 +70,12 @@ pub struct SessionOptions {
     pub http_peek: bool,
     /// Follow the nginx proxies' access logs.
     pub proxy_logs: bool,
-    /// One line per kernel fact and verdict on stdout (trace, node).
+    /// The live incident view (trace, node): one line per burst of
+    /// failed requests on stdout, the open ones in place on a terminal.
     pub lines: bool,
+    /// Also one line per kernel fact and 5xx proxy-log line on stdout
+    /// (`--events`).
+    pub events: bool,
     /// A progress line on stderr (capture).
     pub progress: bool,
     pub summary: Option<SummaryFormat>,
