@@ -147,6 +147,16 @@ fn judge(p: Point, run: &Run) -> (String, Option<String>) {
     }
 }
 
+/// At every point, one failed request is one failure: the report's
+/// count is the load generator's (retried tries apart).
+fn judge_counts(p: Point, run: &Run) -> Option<String> {
+    let failures = run.explained["totals"]["failures"].as_u64().unwrap_or(0);
+    let load = run.report.summary.total_5xx();
+    (failures != load).then(|| {
+        format!("{p:?}: the report counts {failures} failed requests, the load generator {load}")
+    })
+}
+
 #[test]
 fn fix_numbers_and_retry_counts_hold_across_the_parameter_sweep() {
     if skip_unless_root("fix_numbers_and_retry_counts_hold_across_the_parameter_sweep") {
@@ -166,6 +176,7 @@ fn fix_numbers_and_retry_counts_hold_across_the_parameter_sweep() {
         show(&row);
         rows.push(row);
         problems.extend(bad);
+        problems.extend(judge_counts(p, &run));
     }
     drop(agent);
     show(&rows.join("\n"));
