@@ -6,12 +6,14 @@ set -euo pipefail
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
-# Debian packages: the eBPF toolchain, the node lab, the kernel matrix, benchmarks.
+# Debian packages: the eBPF toolchain, the node lab, the kernel matrix, benchmarks,
+# chromium (headless, for the HTML report's browser test).
 PKGS=(
   llvm-22-dev libpolly-22-dev zlib1g-dev libzstd-dev build-essential pkg-config binutils util-linux
   nginx-light wrk bpftrace iproute2 iptables procps psmisc
   qemu-system-x86 busybox-static musl-tools
   python3 python3-venv
+  chromium
   containerd runc
 )
 missing=()

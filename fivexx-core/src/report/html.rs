@@ -8,8 +8,12 @@
 //!
 //! Size: a dot is one `<circle>` with a short `<title>`; a verdict's
 //! details are one JSON object with at most [`MAX_EVIDENCE`] evidence
-//! lines, and fixes and next commands (shared by many verdicts) are listed
-//! once and referenced by index.
+//! lines, and the text many verdicts share (fixes, next commands, the
+//! pod's lifecycle evidence, times) is listed once and referenced by index.
+//!
+//! This file is longer than 600 lines because the page must load nothing:
+//! its style and script are inline here, beside the small functions that
+//! draw one section each.
 
 use super::time::{format_duration, format_time};
 use super::{render_table, Report};
@@ -59,19 +63,19 @@ padding:8px 12px;border-left:1px solid #ccc;background:#fcfcfc}
 /// Fills the side panel from the embedded JSON with `textContent` only
 /// (never markup), on hover, or pinned by a click.
 const SCRIPT: &str = r#"(function(){
-var d=JSON.parse(document.getElementById('verdicts').textContent);
+var d=JSON.parse(document.getElementById('verdicts').textContent),S=function(i){return i==null?null:d.s[i];};
 var p=document.getElementById('panel'),svg=document.getElementById('timeline'),pin=null;
 function el(t,x,c){var e=document.createElement(t);if(x!=null)e.textContent=String(x);if(c)e.className=c;return e;}
 function kv(dl,k,v){if(v==null||v==='')return;dl.appendChild(el('dt',k));dl.appendChild(el('dd',v));}
-function show(i){var v=d.v[i];if(!v)return;p.textContent='';p.appendChild(el('h3',v.cause));
+function show(i){var v=d.v[i];if(!v)return;p.textContent='';p.appendChild(el('h3',S(v.cause)));
 var dl=el('dl');kv(dl,'time',v.t);kv(dl,'status',v.status==null?'answer not seen':v.status);
-kv(dl,'failure',v.kind+' '+v.at);kv(dl,'confidence',v.conf);kv(dl,'pod',v.pod);kv(dl,'workload',v.workload);
-kv(dl,'service',v.svc);kv(dl,'proxy',v.proxy);kv(dl,'episode',v.ep);kv(dl,'burst',v.burst);kv(dl,'note',v.note);
+kv(dl,'failure',v.kind+' '+v.at);kv(dl,'confidence',v.conf);kv(dl,'pod',S(v.pod));kv(dl,'workload',S(v.workload));
+kv(dl,'service',S(v.svc));kv(dl,'proxy',S(v.proxy));kv(dl,'episode',S(v.ep));kv(dl,'burst',v.burst);kv(dl,'note',S(v.note));
 p.appendChild(dl);
-if(v.f!=null){var f=d.fixes[v.f];p.appendChild(el('h4','fix'));p.appendChild(el('p',f[0]));p.appendChild(el('p','because '+f[1],'dim'));}
-if(v.n!=null){var n=d.next[v.n];p.appendChild(el('h4','next'));p.appendChild(el('code',n[0]));p.appendChild(el('p',n[1],'dim'));}
+if(v.fix){p.appendChild(el('h4','fix'));p.appendChild(el('p',S(v.fix[0])));p.appendChild(el('p','because '+S(v.fix[1]),'dim'));}
+if(v.next){p.appendChild(el('h4','next'));p.appendChild(el('code',S(v.next[0])));p.appendChild(el('p',S(v.next[1]),'dim'));}
 if(v.ev.length){p.appendChild(el('h4','evidence'));var ul=el('ul');
-v.ev.forEach(function(e){var li=el('li');li.appendChild(el('span',e[0]+' '+e[1],'dim'));li.appendChild(document.createTextNode(' '+e[2]));ul.appendChild(li);});
+v.ev.forEach(function(k){var e=d.lines[k],li=el('li');li.appendChild(el('span',S(e[0])+' '+S(e[1]),'dim'));li.appendChild(document.createTextNode(' '+S(e[2])));ul.appendChild(li);});
 if(v.more)ul.appendChild(el('li','... '+v.more+' more','dim'));p.appendChild(ul);}}
 function at(e){var t=e.target;return t&&t.getAttribute?t.getAttribute('data-i'):null;}
 svg.addEventListener('mouseover',function(e){var i=at(e);if(i!=null&&pin==null)show(+i);});
@@ -96,7 +100,10 @@ fn esc(s: &str) -> String {
 }
 
 fn cause_index(c: Cause) -> usize {
-    Cause::ALL.iter().position(|x| *x == c).unwrap_or(Cause::ALL.len() - 1)
+    Cause::ALL
+        .iter()
+        .position(|x| *x == c)
+        .unwrap_or(Cause::ALL.len() - 1)
 }
 
 fn confidence_name(c: Confidence) -> &'static str {
@@ -163,7 +170,12 @@ impl Scale {
         times.extend(r.verdicts.iter().map(Verdict::at_ns));
         for p in &r.pods {
             times.extend(p.marks.iter().map(|m| m.at_ns));
-            for s in p.ready.iter().chain(&p.in_endpoints).chain(&p.proxies_routed) {
+            for s in p
+                .ready
+                .iter()
+                .chain(&p.in_endpoints)
+                .chain(&p.proxies_routed)
+            {
                 times.push(s.from_ns);
                 times.extend(s.to_ns);
             }
@@ -184,8 +196,8 @@ impl Scale {
     /// At most about ten ticks, at a round step.
     fn ticks(&self) -> (i64, Vec<i64>) {
         const STEPS_MS: [i64; 19] = [
-            100, 200, 500, 1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000,
-            300_000, 600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000, 86_400_000,
+            100, 200, 500, 1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000,
+            600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000, 86_400_000,
         ];
         let span = self.t1 - self.t0;
         let step = STEPS_MS
@@ -194,7 +206,13 @@ impl Scale {
             .find(|s| span / s <= 10)
             .unwrap_or(span / 10 + 1);
         let first = self.t0.div_euclid(step) * step + if self.t0 % step == 0 { 0 } else { step };
-        (step, (0..).map(|k| first + k * step).take_while(|t| *t <= self.t1).collect())
+        (
+            step,
+            (0..)
+                .map(|k| first + k * step)
+                .take_while(|t| *t <= self.t1)
+                .collect(),
+        )
     }
 }
 
@@ -228,7 +246,9 @@ fn rows(r: &Report) -> Vec<Row<'_>> {
                 "{} ({}){}",
                 t.pod,
                 crate::model::workload_label(&t.workload_key),
-                t.node.as_ref().map_or(String::new(), |n| format!(" on {n}"))
+                t.node
+                    .as_ref()
+                    .map_or(String::new(), |n| format!(" on {n}"))
             ),
             track: Some(t),
             dots: Vec::new(),
@@ -359,7 +379,10 @@ fn timeline_svg(o: &mut String, r: &Report) {
         let y = AXIS_H + ROW_H * k as f64;
         let _ = write!(o, "<g transform=\"translate(0,{y})\">");
         if k % 2 == 1 {
-            let _ = write!(o, "<rect class=\"stripe\" x=\"0\" y=\"0\" width=\"{width}\" height=\"{ROW_H}\"/>");
+            let _ = write!(
+                o,
+                "<rect class=\"stripe\" x=\"0\" y=\"0\" width=\"{width}\" height=\"{ROW_H}\"/>"
+            );
         }
         let label: String = if row.label.chars().count() > 46 {
             row.label.chars().take(45).chain(['…']).collect()
@@ -380,4 +403,406 @@ fn timeline_svg(o: &mut String, r: &Report) {
     }
     axis_svg(o, &s, height - 8.0, height - AXIS_H);
     o.push_str("</svg>");
+}
+
+/// The side panel's data: one entry per dot (`data-i` indexes `v`). The
+/// text a page of thousands of verdicts repeats (pod, workload, cause,
+/// fix, the pod's lifecycle evidence, times, sources) is in `s` once, and
+/// referenced by index; so is each evidence line, in `lines`.
+#[derive(Serialize, Default)]
+struct PanelData {
+    s: Vec<String>,
+    /// `[time, source, fact]`, indexes into `s`.
+    lines: Vec<[usize; 3]>,
+    v: Vec<DotInfo>,
+}
+
+/// One verdict; `usize` fields index `PanelData::s`.
+#[derive(Serialize)]
+struct DotInfo {
+    t: String,
+    status: Option<u16>,
+    kind: &'static str,
+    /// The connection's 4-tuple, or the proxy's socket to its client.
+    at: String,
+    cause: usize,
+    conf: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workload: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    svc: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proxy: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ep: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    burst: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<usize>,
+    /// Indexes into `PanelData::lines`, at most [`MAX_EVIDENCE`].
+    ev: Vec<usize>,
+    #[serde(skip_serializing_if = "is_zero")]
+    more: usize,
+    /// `[action, because]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<[usize; 2]>,
+    /// `[command, why]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<[usize; 2]>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Builds [`PanelData`], each string and evidence line stored once.
+#[derive(Default)]
+struct Interner {
+    d: PanelData,
+    strings: HashMap<String, usize>,
+    lines: HashMap<[usize; 3], usize>,
+}
+
+impl Interner {
+    fn s(&mut self, text: &str) -> usize {
+        if let Some(i) = self.strings.get(text) {
+            return *i;
+        }
+        self.d.s.push(text.to_string());
+        self.strings.insert(text.to_string(), self.d.s.len() - 1);
+        self.d.s.len() - 1
+    }
+
+    fn line(&mut self, e: &crate::model::Evidence) -> usize {
+        let key = [
+            self.s(&format_time(e.at_ns)),
+            self.s(&e.source.to_string()),
+            self.s(&e.fact.to_string()),
+        ];
+        *self.lines.entry(key).or_insert_with(|| {
+            self.d.lines.push(key);
+            self.d.lines.len() - 1
+        })
+    }
+
+    fn verdict(&mut self, v: &Verdict, episodes: &HashMap<&str, &str>) -> DotInfo {
+        let proxy = v.involved.proxy.as_ref().map(|p| {
+            let mut s = p.node.clone();
+            if let Some(a) = p.address {
+                let _ = write!(s, " {a}");
+            }
+            if let Some(pod) = &p.pod {
+                let _ = write!(s, " ({pod})");
+            }
+            self.s(&s)
+        });
+        let episode = v.episode.as_ref().map(|e| {
+            let label = episodes.get(e.id.as_str()).copied().unwrap_or(&e.id);
+            self.s(label)
+        });
+        DotInfo {
+            t: format_time(v.at_ns()),
+            status: v.failure.http_status(),
+            kind: v.failure.kind().name(),
+            at: v.failure.endpoints(),
+            cause: self.s(v.cause.label()),
+            conf: confidence_name(v.confidence),
+            pod: v.involved.pod.as_deref().map(|p| self.s(p)),
+            workload: v
+                .involved
+                .workload_key
+                .as_deref()
+                .map(|w| self.s(&crate::model::workload_label(w))),
+            svc: v.involved.service.as_deref().map(|s| self.s(s)),
+            proxy,
+            ep: episode,
+            burst: v.burst,
+            note: v.note.as_deref().map(|n| self.s(n)),
+            ev: v
+                .evidence
+                .iter()
+                .take(MAX_EVIDENCE)
+                .map(|e| self.line(e))
+                .collect(),
+            more: v.evidence.len().saturating_sub(MAX_EVIDENCE),
+            fix: v
+                .fix
+                .as_ref()
+                .map(|f| [self.s(&f.action), self.s(&f.because)]),
+            next: v
+                .next
+                .as_ref()
+                .map(|n| [self.s(&n.command), self.s(&n.why)]),
+        }
+    }
+}
+
+/// The panel's JSON, safe inside `<script>`: every `<` is `\u003c`, so
+/// no `</script>` or `<!--` can appear.
+fn panel_json(r: &Report) -> String {
+    let episodes: HashMap<&str, &str> = r
+        .episodes
+        .iter()
+        .map(|e| (e.id.as_str(), e.label.as_str()))
+        .collect();
+    let mut b = Interner::default();
+    b.d.v.reserve(r.verdicts.len());
+    for v in &r.verdicts {
+        let info = b.verdict(v, &episodes);
+        b.d.v.push(info);
+    }
+    // Plain data with string keys: serialising cannot fail.
+    serde_json::to_string(&b.d)
+        .unwrap_or_else(|_| "{\"s\":[],\"lines\":[],\"v\":[]}".into())
+        .replace('<', "\\u003c")
+}
+
+fn header_html(o: &mut String, r: &Report) {
+    o.push_str("<h1>kubectl fivexx explain</h1>");
+    if let Some(c) = &r.capture {
+        let span = match (c.start_ns, c.end_ns) {
+            (Some(s), Some(e)) => format!(
+                "{} .. {} ({})",
+                format_time(s),
+                format_time(e),
+                format_duration(e - s)
+            ),
+            (Some(s), None) => format!("from {}", format_time(s)),
+            _ => "-".into(),
+        };
+        let _ = write!(
+            o,
+            "<p>Capture <b>{}</b>, {} node(s): {}; {}; format {}{}</p>",
+            esc(c.context.as_deref().unwrap_or("(no context)")),
+            c.nodes.len(),
+            esc(&c.nodes.join(", ")),
+            esc(&span),
+            esc(&c.format_version),
+            if c.complete {
+                ""
+            } else {
+                " <b class=\"warn\">INCOMPLETE</b>"
+            }
+        );
+        let mut warnings: Vec<String> = c.problems.clone();
+        if c.problem_count > c.problems.len() as u64 {
+            warnings.push(format!("... {} problems in all", c.problem_count));
+        }
+        for (node, kinds) in &c.drops {
+            let total: u64 = kinds.values().sum();
+            if total > 0 {
+                warnings.push(format!(
+                    "agent on {node} dropped {total} events: some failures may be missing"
+                ));
+            }
+        }
+        for w in warnings {
+            let _ = write!(o, "<p class=\"warn\">warning: {}</p>", esc(&w));
+        }
+    }
+    if let Some(st) = &r.settings {
+        let _ = write!(o, "<p class=\"dim\">settings: {}</p>", esc(&st.describe()));
+    }
+    let t = &r.totals;
+    let statuses: Vec<String> = t
+        .by_status
+        .iter()
+        .map(|(s, n)| format!("{n} × {s}"))
+        .collect();
+    let _ = write!(
+        o,
+        "<p><b>{} failed request(s)</b>{}: {} explained, {} unexplained; {} failed upstream connection(s) behind them.</p>",
+        t.failures,
+        if statuses.is_empty() { String::new() } else { format!(" ({})", statuses.join(", ")) },
+        t.explained,
+        t.unexplained,
+        t.upstream_failures
+    );
+}
+
+fn causes_text(by: &BTreeMap<Cause, u64>) -> String {
+    let mut v: Vec<(&Cause, &u64)> = by.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    v.iter()
+        .map(|(c, n)| format!("{} {n}", c.label()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn episodes_html(o: &mut String, r: &Report) {
+    if r.episodes.is_empty() {
+        return;
+    }
+    o.push_str("<h2>Episodes</h2><table><tr><th>episode</th><th>start</th><th>failures</th><th>over</th><th>causes</th><th>pods</th></tr>");
+    for e in &r.episodes {
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{} of {}</td><td>{}</td><td>{}</td><td>{} {}</td></tr>",
+            esc(&e.label),
+            format_time(e.start_ns),
+            e.failures,
+            e.of_total,
+            format_duration(e.last_failure_ns - e.first_failure_ns),
+            esc(&causes_text(&e.by_cause)),
+            e.pods,
+            esc(&e.pod_names.join(", "))
+        );
+    }
+    o.push_str("</table>");
+}
+
+fn workloads_html(o: &mut String, r: &Report) {
+    if r.workloads.is_empty() {
+        return;
+    }
+    o.push_str("<h2>Failures by workload</h2><table><tr><th>workload</th><th>failures</th><th>cause</th><th>count</th><th>HTTP</th></tr>");
+    for w in &r.workloads {
+        let mut by: Vec<(&Cause, &u64)> = w.by_cause.iter().collect();
+        by.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (i, (c, n)) in by.iter().enumerate() {
+            let (name, total) = if i == 0 {
+                (esc(&w.label), w.failures.to_string())
+            } else {
+                (String::new(), String::new())
+            };
+            let _ = write!(
+                o,
+                "<tr><td>{name}</td><td class=\"n\">{total}</td><td><span class=\"sw\" style=\"background:{}\"></span>{}</td><td class=\"n\">{n}</td><td>{}</td></tr>",
+                CAUSE_COLOURS[cause_index(**c)],
+                c.label(),
+                c.typical_http()
+            );
+        }
+    }
+    o.push_str("</table>");
+}
+
+fn fixes_next_html(o: &mut String, r: &Report) {
+    if r.workloads.iter().any(|w| !w.fixes.is_empty()) {
+        o.push_str("<h2>Fixes</h2>");
+        for w in r.workloads.iter().filter(|w| !w.fixes.is_empty()) {
+            let _ = write!(o, "<h3>{}</h3><ul>", esc(&w.label));
+            for f in &w.fixes {
+                let _ = write!(
+                    o,
+                    "<li><b>{}</b>: {}<br><span class=\"dim\">because {}</span></li>",
+                    f.cause.label(),
+                    esc(&f.action),
+                    esc(&f.because)
+                );
+            }
+            o.push_str("</ul>");
+        }
+    }
+    if r.workloads.iter().any(|w| !w.next.is_empty()) {
+        o.push_str("<h2>Next</h2>");
+        for w in r.workloads.iter().filter(|w| !w.next.is_empty()) {
+            let _ = write!(o, "<h3>{}</h3><ul>", esc(&w.label));
+            for n in &w.next {
+                let _ = write!(
+                    o,
+                    "<li><b>{}</b>: <code>{}</code><br><span class=\"dim\">{}</span></li>",
+                    n.cause.label(),
+                    esc(&n.command),
+                    esc(&n.why)
+                );
+            }
+            o.push_str("</ul>");
+        }
+    }
+}
+
+fn legend_html(o: &mut String, r: &Report) {
+    o.push_str("<p class=\"legend\">");
+    for c in r.totals.by_cause.keys() {
+        let _ = write!(
+            o,
+            "<span><span class=\"sw\" style=\"background:{}\"></span>{}</span>",
+            CAUSE_COLOURS[cause_index(*c)],
+            c.label()
+        );
+    }
+    o.push_str("</p><p class=\"legend\">");
+    for k in [
+        MarkKind::Created,
+        MarkKind::Deleted,
+        MarkKind::Sigterm,
+        MarkKind::Sigkill,
+        MarkKind::Exit,
+        MarkKind::OomKill,
+        MarkKind::Gone,
+    ] {
+        let _ = write!(
+            o,
+            "<span><svg width=\"12\" height=\"18\" viewBox=\"0 0 12 18\"><path class=\"lgm {}\" d=\"{}\"/></svg> {}</span>",
+            mark_class(k),
+            mark_path(k, 6.0),
+            mark_label(k)
+        );
+    }
+    for (class, what) in [
+        ("ready", "ready"),
+        ("endpoints", "in endpoints"),
+        ("routed", "proxies still routing after termination"),
+    ] {
+        let _ = write!(
+            o,
+            "<span><svg width=\"20\" height=\"6\"><rect class=\"bar {class}\" width=\"20\" height=\"6\"/></svg> {what}</span>"
+        );
+    }
+    o.push_str("</p>");
+}
+
+fn style_html(o: &mut String) {
+    o.push_str("<style>");
+    o.push_str(STYLE);
+    for (i, c) in CAUSE_COLOURS.iter().enumerate() {
+        let _ = write!(o, ".c{i} .dot{{fill:{c}}}");
+    }
+    o.push_str("</style>");
+}
+
+/// The page: summary, episodes, workloads, fixes, next commands, the
+/// timeline and its side panel, and the terminal table for reference.
+pub fn render_html(r: &Report) -> String {
+    let mut o = String::with_capacity(4096 + r.verdicts.len() * 600 + r.pods.len() * 1000);
+    let _ = write!(
+        o,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"Content-Security-Policy\" content=\"{}\"><title>kubectl fivexx: {} failed request(s)</title>",
+        esc(CSP),
+        r.totals.failures
+    );
+    style_html(&mut o);
+    o.push_str("</head><body>");
+    header_html(&mut o, r);
+    episodes_html(&mut o, r);
+    workloads_html(&mut o, r);
+    fixes_next_html(&mut o, r);
+    let _ = write!(
+        o,
+        "<h2>Timeline</h2><p class=\"dim\">One row per pod ({}), one dot per failed request ({}); times UTC. Hover or click a dot for its verdict.{}</p>",
+        r.pods.len(),
+        r.verdicts.len(),
+        if r.verdicts_omitted > 0 {
+            format!(" {} more failures are not drawn (raise --max-verdicts).", r.verdicts_omitted)
+        } else {
+            String::new()
+        }
+    );
+    legend_html(&mut o, r);
+    timeline_svg(&mut o, r);
+    let _ = write!(
+        o,
+        "<h2>As the terminal shows it</h2><details><summary>table</summary><pre>{}</pre></details>",
+        esc(&render_table(r))
+    );
+    o.push_str("<div id=\"panel\"><h3>Verdict</h3><p class=\"dim\">Hover over or click a dot on the timeline (needs JavaScript; without it each dot's tooltip gives its time, status and cause).</p></div>");
+    let _ = writeln!(
+        o,
+        "<script type=\"application/json\" id=\"verdicts\">{}</script><script>{SCRIPT}</script></body></html>",
+        panel_json(r)
+    );
+    o
 }

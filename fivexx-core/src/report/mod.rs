@@ -5,11 +5,13 @@
 //! full), then rendered by pure functions: [`render_table`],
 //! [`render_wide`] and [`render_json`] (schema: `docs/explain-json.md`).
 
+mod html;
 mod lines;
 mod render;
 mod settings;
 mod time;
 
+pub use html::render_html;
 pub use lines::{
     clock, event_detail, event_line, is_failure, verdict_line, LineLayout, NODE_TABLE_HEADER,
 };

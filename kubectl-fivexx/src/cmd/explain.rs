@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use fivexx_core::analysis::{Analysis, AnalysisOptions, FilterSpec, Overrides, ReadSummary, When};
 use fivexx_core::capture::{CaptureReader, RecordRef};
-use fivexx_core::report::{parse_time, render_json, render_table, render_wide};
+use fivexx_core::report::{parse_time, render_html, render_json, render_table, render_wide};
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::path::PathBuf;
@@ -21,6 +21,9 @@ pub enum Output {
     Table,
     Wide,
     Json,
+    /// One self-contained page: the summary and a timeline of the pods
+    /// with a dot per failed request (redirect to a file).
+    Html,
 }
 
 #[derive(Args, Debug)]
@@ -54,8 +57,22 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "DURATION")]
     pub lookahead: Option<FlagDuration>,
     /// Verdicts listed in full (json, wide); the rest are only counted.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub max_verdicts: usize,
+    /// Default 1000; for html all of them (one dot per failed request).
+    #[arg(long, value_name = "N")]
+    pub max_verdicts: Option<usize>,
+}
+
+/// Verdicts kept in full when `--max-verdicts` is not given.
+const DEFAULT_MAX_VERDICTS: usize = 1000;
+
+impl ExplainArgs {
+    fn max_verdicts(&self) -> usize {
+        match (self.max_verdicts, self.output) {
+            (Some(n), _) => n,
+            (None, Output::Html) => usize::MAX,
+            (None, _) => DEFAULT_MAX_VERDICTS,
+        }
+    }
 }
 
 /// `--since`/`--until`: RFC 3339, Unix seconds, or `+DURATION` from the
@@ -89,7 +106,7 @@ fn options(args: &ExplainArgs) -> Result<AnalysisOptions> {
             workload: args.workload.clone(),
             pod: args.pod.clone(),
         },
-        max_verdicts: args.max_verdicts,
+        max_verdicts: args.max_verdicts(),
     })
 }
 
@@ -145,6 +162,7 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode> {
         Output::Table => render_table(&report),
         Output::Wide => render_wide(&report),
         Output::Json => render_json(&report) + "\n",
+        Output::Html => render_html(&report),
     };
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
@@ -171,5 +189,24 @@ mod tests {
         );
         assert!(parse_when("noon", "since").is_err());
         assert!(parse_when("+soon", "until").is_err());
+    }
+
+    #[test]
+    fn html_keeps_every_verdict_unless_told() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ExplainArgs,
+        }
+        let max = |argv: &[&str]| {
+            let cli: Cli =
+                clap::Parser::try_parse_from(["explain", "capture.fxc"].iter().chain(argv))
+                    .unwrap();
+            cli.args.max_verdicts()
+        };
+        assert_eq!(max(&[]), DEFAULT_MAX_VERDICTS);
+        assert_eq!(max(&["-o", "json"]), DEFAULT_MAX_VERDICTS);
+        assert_eq!(max(&["-o", "html"]), usize::MAX);
+        assert_eq!(max(&["-o", "html", "--max-verdicts", "7"]), 7);
     }
 }
