@@ -74,7 +74,7 @@ fn drain_episode_counts_its_share_of_failures() {
     );
     let table = render_table(&r);
     let line = format!(
-        "drain of node node-2 at 2023-11-14T22:13:19.000Z caused {lag_failures} of {} failed requests",
+        "drain of node node-2 (deployment shop/api) at 2023-11-14T22:13:19.000Z caused {lag_failures} of {} failed requests",
         lag_failures + 3
     );
     assert!(table.contains(&line), "{table}");

@@ -109,7 +109,9 @@ fn explains_a_capture_as_a_table() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(
-        out.contains("drain of node-2 at 2023-11-14T22:13:19.000Z caused 20 of 20 failures"),
+        out.contains(
+            "drain of node node-2 (deployment shop/api) at 2023-11-14T22:13:19.000Z caused 20 of 20 failed requests"
+        ),
         "{out}"
     );
     assert!(out.contains("preStop sleep >= 4 s"), "{out}");

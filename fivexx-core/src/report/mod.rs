@@ -163,6 +163,9 @@ pub struct EpisodeSummary {
     /// The pods behind its failures (`namespace/name`, first few): the
     /// evidence, where the label names the workload.
     pub pod_names: Vec<String>,
+    /// The workloads behind its failures (`deployment shop/web`, first
+    /// few): a drain names its node, and these say whose pods it moved.
+    pub workloads: Vec<String>,
     pub by_cause: BTreeMap<Cause, u64>,
     pub by_status: BTreeMap<u16, u64>,
 }
@@ -245,6 +248,7 @@ impl EpisodeAcc {
                 of_total: 0,
                 pods: 0,
                 pod_names: Vec::new(),
+                workloads: Vec::new(),
                 by_cause: BTreeMap::new(),
                 by_status: BTreeMap::new(),
             },
@@ -339,6 +343,12 @@ impl ReportBuilder {
                         if let Some(name) = &v.involved.pod {
                             if s.pod_names.len() < MAX_POD_NAMES {
                                 s.pod_names.push(name.clone());
+                            }
+                        }
+                        if let Some(key) = &v.involved.workload_key {
+                            let label = crate::model::workload_label(key);
+                            if s.workloads.len() < MAX_POD_NAMES && !s.workloads.contains(&label) {
+                                s.workloads.push(label);
                             }
                         }
                     }

@@ -132,7 +132,7 @@ fn header(o: &mut String, r: &Report) {
         t.explained,
         t.unexplained
     );
-    if t.upstream_failures > 0 {
+    if !t.by_status.is_empty() {
         let hidden: u64 = r.engine.http.hidden_by_retry.values().sum();
         let _ = writeln!(
             o,
@@ -195,8 +195,13 @@ fn episodes(o: &mut String, r: &Report) {
     for e in &r.episodes {
         let _ = writeln!(
             o,
-            "  {} at {} caused {} of {} failed requests (over {}): {}",
+            "  {}{} at {} caused {} of {} failed requests (over {}): {}",
             e.label,
+            if e.kind == crate::explain::EpisodeKind::Drain && !e.workloads.is_empty() {
+                format!(" ({})", e.workloads.join(", "))
+            } else {
+                String::new()
+            },
             format_time(e.start_ns),
             e.failures,
             e.of_total,
