@@ -9,7 +9,10 @@
 #   make plugin-demo       the real `kubectl fivexx trace deploy/web` explaining
 #                          the lab's rollout-no-prestop 502s (root): the lab's
 #                          fake API server, a real `fivexx-agent serve` behind
-#                          the agent pod's port-forward
+#                          the agent pod's port-forward; shows the trace's
+#                          burst lines, the explain table of its capture and
+#                          the failed requests the load generator and the
+#                          plugin counted
 #   make dist              the release archives deploy/krew/fivexx.yaml names,
 #                          with their sha256 (DIST_TARGETS)
 .PHONY: test-manifests plugin-portable plugin-demo dist

@@ -2,9 +2,11 @@
 //! `rollout-no-prestop`: the lab serves the running scenario through its
 //! fake API server, the agent DaemonSet pod's port-forward reaches a real
 //! `fivexx-agent serve` (eBPF, root), and the plugin must print the kernel
-//! facts and the endpoint-lag verdicts for the pods that served 502s. The
-//! session records a capture with non-default engine settings, and
-//! `explain` of that capture, with no flags, must give the same verdicts.
+//! facts (`--events`) and a few burst lines naming endpoint lag for the
+//! pods that served 502s, whose counts add up to the failed requests of
+//! its report and of the load generator. The session records a capture
+//! with non-default engine settings, and `explain` of that capture, with
+//! no flags, must give the same verdicts.
 
 use std::path::Path;
 
@@ -53,6 +55,7 @@ fn plugin_trace_explains_rollout_no_prestop() {
             "1s",
             "--capture",
             &capture_arg,
+            "--events",
             "-o",
             "json",
         ],
@@ -62,7 +65,16 @@ fn plugin_trace_explains_rollout_no_prestop() {
     // The live lines, without the JSON summary (the table of the same
     // report comes from `explain` of the capture, below).
     let lines = stdout.find("\n{\n").map_or(&stdout[..], |i| &stdout[..i]);
-    eprintln!("--- trace stdout\n{lines}\n--- trace stderr\n{stderr}");
+    let bursts = burst_lines(lines);
+    // The incident view: the bursts, without the --events lines.
+    let view: Vec<&str> = lines
+        .lines()
+        .filter(|l| bursts.iter().any(|b| b.line == *l) || l.starts_with("    "))
+        .collect();
+    eprintln!(
+        "--- trace stdout (bursts; --events lines left out)\n{}\n--- trace stderr\n{stderr}",
+        view.join("\n")
+    );
     assert!(trace.status.success(), "trace failed");
     assert!(
         report.summary.total_5xx() > 0,
@@ -70,46 +82,16 @@ fn plugin_trace_explains_rollout_no_prestop() {
     );
     let affected = report.affected_ips();
     assert!(!affected.is_empty());
-    // Kernel facts about the affected pods, one per line.
-    let kernel_lines: Vec<&str> = stdout
+    // Kernel facts about the affected pods, one per line (--events).
+    let kernel_lines = lines
         .lines()
-        .filter(|l| {
-            affected.iter().any(|ip| l.contains(&format!("{ip}:")))
-                && !l.trim_start().starts_with("=>")
-        })
-        .collect();
-    assert!(
-        !kernel_lines.is_empty(),
-        "no kernel fact about {affected:?}"
-    );
-    // Endpoint-lag verdicts for an affected pod, inline.
-    let verdicts: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.trim_start().starts_with("=>") && l.contains("endpoint lag"))
-        .filter(|l| affected.iter().any(|ip| l.contains(&format!("to {ip} "))))
-        .collect();
-    assert!(
-        !verdicts.is_empty(),
-        "no endpoint-lag verdict for {affected:?}"
-    );
-    // Their fix quotes the lag this lab was configured with (1 s), within
-    // 30% + 0.5 s: "... routing to terminating pods for p99 1.1 s over ...".
-    let configured =
-        ScenarioParams::defaults(ScenarioKind::RolloutNoPrestop).endpoint_lag_ms as f64 / 1000.0;
-    for l in &verdicts {
-        let lag: f64 = l
-            .split(" p99 ")
-            .nth(1)
-            .and_then(|r| r.split(" s").next())
-            .and_then(|x| x.parse().ok())
-            .unwrap_or_else(|| panic!("no measured lag in {l}"));
-        assert!(
-            (lag - configured).abs() <= configured * 0.3 + 0.5,
-            "quoted lag {lag} s, configured {configured} s: {l}"
-        );
-    }
+        .filter(|l| affected.iter().any(|ip| l.contains(&format!("{ip}:"))))
+        .count();
+    assert!(kernel_lines > 0, "no kernel fact about {affected:?}");
+    burst_lines_explain_the_rollout(&bursts, &affected);
     one_stream_per_node(&report.timeline, &port_forwards);
     let live = the_capture_explains_to_the_same_verdicts(&plugin, &capture, &stdout);
+    bursts_are_few_and_add_up(&bursts, &live, &report);
     // Both nodes' agent pods reach the one agent of this machine: each
     // kernel event arrives on two streams, and must count once. The 5xx
     // the trace saw are the 5xx the load generator got, no more.
@@ -119,6 +101,115 @@ fn plugin_trace_explains_rollout_no_prestop() {
         "HTTP 5xx in the trace's report vs the load generator's"
     );
     let _ = std::fs::remove_file(&capture);
+}
+
+/// One closed burst line and the lines indented under it.
+struct BurstLine<'a> {
+    line: &'a str,
+    count: u64,
+    fix: Option<&'a str>,
+}
+
+/// The burst lines of the trace's stdout: `HH:MM:SS.mmm[–HH:MM:SS.mmm
+/// (1.2s)]  74 failed  502×74  cause  workload  pod ... 10.244.0.5  via
+/// ...`, each followed by its `    fix:` and `    next:` lines. The
+/// `--events` lines start with a full date instead.
+fn burst_lines(stdout: &str) -> Vec<BurstLine<'_>> {
+    let mut out: Vec<BurstLine> = Vec::new();
+    for l in stdout.lines() {
+        if let Some(fix) = l.strip_prefix("    fix: ") {
+            if let Some(b) = out.last_mut() {
+                b.fix = Some(fix);
+            }
+            continue;
+        }
+        let b = l.as_bytes();
+        let clock = b.len() > 12 && b[2] == b':' && b[5] == b':' && b[8] == b'.';
+        let count = l
+            .split("  ")
+            .find_map(|part| part.strip_suffix(" failed")?.parse().ok());
+        if let (true, Some(count)) = (clock, count) {
+            out.push(BurstLine {
+                line: l,
+                count,
+                fix: None,
+            });
+        }
+    }
+    out
+}
+
+/// A closed burst names endpoint lag and an affected pod's address, and
+/// its fix quotes the lag this lab was configured with (1 s), within 30%
+/// + 0.5 s: "... because endpoint-removal lag p99 1.1 s over 3 ...".
+fn burst_lines_explain_the_rollout(bursts: &[BurstLine], affected: &[String]) {
+    let names_ip = |l: &str, ip: &str| l.split([' ', ',']).any(|w| w == ip);
+    let lag_bursts: Vec<&BurstLine> = bursts
+        .iter()
+        .filter(|b| b.line.contains("endpoint lag"))
+        .filter(|b| affected.iter().any(|ip| names_ip(b.line, ip)))
+        .collect();
+    assert!(
+        !lag_bursts.is_empty(),
+        "no endpoint-lag burst for {affected:?}"
+    );
+    let configured =
+        ScenarioParams::defaults(ScenarioKind::RolloutNoPrestop).endpoint_lag_ms as f64 / 1000.0;
+    for b in &lag_bursts {
+        let fix = b
+            .fix
+            .unwrap_or_else(|| panic!("no fix under the burst {}", b.line));
+        let lag: f64 = fix
+            .split(" p99 ")
+            .nth(1)
+            .and_then(|r| r.split(" s").next())
+            .and_then(|x| x.parse().ok())
+            .unwrap_or_else(|| panic!("no measured lag in {fix}"));
+        assert!(
+            (lag - configured).abs() <= configured * 0.3 + 0.5,
+            "quoted lag {lag} s, configured {configured} s: {fix}"
+        );
+    }
+}
+
+/// A rollout is a few bursts, at most one per terminated pod and proxy
+/// (and a few more), far fewer than its failed requests; and the bursts
+/// count every failed request once: their sum is the report's
+/// `totals.failures` and the load generator's 5xx.
+fn bursts_are_few_and_add_up(
+    bursts: &[BurstLine],
+    live: &serde_json::Value,
+    report: &fivexx_lab::sim::scenario::ScenarioReport,
+) {
+    let terminated = report
+        .timeline
+        .iter()
+        .filter(|e| e.kind == LabEventKind::SigtermSent)
+        .count();
+    let verdicts = live["verdicts"].as_array().cloned().unwrap_or_default();
+    let proxies: std::collections::BTreeSet<String> =
+        verdicts.iter().map(|v| v["proxy"].to_string()).collect();
+    let counted: u64 = bursts.iter().map(|b| b.count).sum();
+    let failures = live["totals"]["failures"].as_u64().unwrap_or(0);
+    let generator = report.summary.total_5xx();
+    println!("load generator: {generator} failed requests; kubectl fivexx: {counted} failed requests in {} burst line(s)", bursts.len());
+    let most = terminated.max(1) * proxies.len().max(1) + 3;
+    assert!(
+        bursts.len() <= most,
+        "{} burst lines, want at most {most} ({terminated} terminated pods × {} proxies + 3)",
+        bursts.len(),
+        proxies.len()
+    );
+    assert!(
+        (bursts.len() as u64) < counted,
+        "{} burst lines for {counted} failed requests",
+        bursts.len()
+    );
+    assert_eq!(counted, failures, "the bursts' counts vs totals.failures");
+    assert_eq!(
+        counted, generator,
+        "the bursts' counts vs the load generator's 5xx"
+    );
 }
 
 /// `explain FILE` with no flags replays the capture with the settings the

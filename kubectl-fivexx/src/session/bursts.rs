@@ -5,7 +5,7 @@
 //! up to well past its last failure, and is then printed once, with its
 //! fix and its next command. Pure: no terminal, no clock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -223,16 +223,23 @@ impl Burst {
         join(self.parts().into_iter().map(|(_, s)| s))
     }
 
-    /// The fix and the next command, each on its own line (unindented).
-    pub fn detail_lines(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if let Some(f) = &self.fix {
-            out.push(format!("fix: {} — because {}", f.action, f.because));
+    /// `fix: preStop sleep >= 2 s — because ...`.
+    pub fn fix_line(&self) -> Option<String> {
+        let f = self.fix.as_ref()?;
+        Some(format!("fix: {} — because {}", f.action, f.because))
+    }
+
+    /// `next: kubectl get endpointslices ...` (the why is the summary's).
+    pub fn next_line(&self) -> Option<String> {
+        Some(format!("next: {}", self.next.as_ref()?.command))
+    }
+
+    /// Names the proxy from `names` when the verdicts gave only its
+    /// address (a proxy outside the traced namespace).
+    pub fn name_proxy(&mut self, names: &HashMap<IpAddr, String>) {
+        if let Some(p) = self.proxy.as_mut().filter(|p| p.pod.is_none()) {
+            p.pod = p.address.and_then(|a| names.get(&a).cloned());
         }
-        if let Some(n) = &self.next {
-            out.push(format!("next: {}  # {}", n.command, n.why));
-        }
-        out
     }
 }
 
@@ -264,8 +271,13 @@ impl Bursts {
         id
     }
 
+    #[cfg(test)]
     pub fn get(&self, id: u64) -> Option<&Burst> {
         self.open.get(&id)
+    }
+
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut Burst> {
+        self.open.get_mut(&id)
     }
 
     /// The latest failure time seen: verdicts come out nearly in time
@@ -303,16 +315,16 @@ fn by_time(mut v: Vec<Burst>) -> Vec<Burst> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use fivexx_core::event::FourTuple;
     use fivexx_core::explain::{
         Confidence, FailedConnection, FailureKind, HttpAnswer, Involved, Verdict,
     };
 
-    const S: i64 = 1_000_000_000;
+    pub(crate) const S: i64 = 1_000_000_000;
     /// 2026-12-02T10:04:12Z.
-    const T0: i64 = 1_796_205_852 * S;
+    pub(crate) const T0: i64 = 1_796_205_852 * S;
 
     fn tuple() -> FourTuple {
         FourTuple {
@@ -352,7 +364,7 @@ mod tests {
         }
     }
 
-    fn answer(burst: u64, at_ns: i64, status: u16) -> Verdict {
+    pub(crate) fn answer(burst: u64, at_ns: i64, status: u16) -> Verdict {
         verdict(
             Some(burst),
             Failure::Answer(HttpAnswer {
@@ -394,7 +406,7 @@ mod tests {
         )
     }
 
-    fn fix(action: &str) -> Option<Arc<Fix>> {
+    pub(crate) fn fix(action: &str) -> Option<Arc<Fix>> {
         Some(Arc::new(Fix {
             action: action.into(),
             because: "endpoint-removal lag p99 1.1 s over 3 terminations".into(),
@@ -424,11 +436,12 @@ mod tests {
             "10:04:12.301–10:04:13.512 (1.2s)  4 failed  502×2 504×1 refused×1  endpoint lag (pod still up)  deployment shop/web  pod shop/web-29qx 10.244.1.5  via ingress-nginx/ingress-nginx-controller-abc (lab-node-1)"
         );
         assert_eq!(
-            b.detail_lines(),
-            [
-                "fix: preStop sleep >= 2 s — because endpoint-removal lag p99 1.1 s over 3 terminations",
-                "next: kubectl get endpointslices -n shop -l kubernetes.io/service-name=web -w  # watch the endpoint removal lag",
-            ]
+            b.fix_line().unwrap(),
+            "fix: preStop sleep >= 2 s — because endpoint-removal lag p99 1.1 s over 3 terminations"
+        );
+        assert_eq!(
+            b.next_line().unwrap(),
+            "next: kubectl get endpointslices -n shop -l kubernetes.io/service-name=web -w"
         );
     }
 
@@ -490,6 +503,19 @@ mod tests {
             b.line(),
             "10:04:12.000  1 failed  refused×1  endpoint lag (pod still up)  to 10.244.1.5"
         );
-        assert!(b.detail_lines().is_empty());
+        assert_eq!((b.fix_line(), b.next_line()), (None, None));
+    }
+
+    #[test]
+    fn a_proxy_known_by_address_only_is_named_from_the_session() {
+        let mut v = answer(1, T0, 502);
+        v.involved.proxy.as_mut().unwrap().pod = None;
+        let mut bs = Bursts::default();
+        bs.add(&v);
+        let b = bs.get_mut(1).unwrap();
+        assert_eq!(b.via_text().unwrap(), "via 10.0.0.9 (lab-node-1)");
+        let names = [("10.0.0.9".parse().unwrap(), "ingress-nginx/c-1".to_string())].into();
+        b.name_proxy(&names);
+        assert_eq!(b.via_text().unwrap(), "via ingress-nginx/c-1 (lab-node-1)");
     }
 }

@@ -7,16 +7,21 @@
 //! it closes. stdout holds only the requested output (closed bursts,
 //! `--events` lines, the summary), so `trace | tee` stays readable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use fivexx_core::explain::Verdict;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+#[cfg(test)]
+use super::bursts::CLOSE_MARGIN_NS;
 use super::bursts::{join, Burst, Bursts, Part};
 use super::live::say;
 use crate::style::Painter;
+#[cfg(test)]
+use fivexx_core::explain::burst::BURST_GAP_NS;
 
 /// The session's bursts and how they are shown.
 pub struct IncidentView {
@@ -27,25 +32,41 @@ pub struct IncidentView {
     out: Painter,
     /// Colours of what is drawn on stderr.
     err: Painter,
-    /// Closed bursts printed so far.
-    pub printed: u64,
+    /// The proxies' names by address.
+    proxy_names: HashMap<IpAddr, String>,
+    /// The next commands printed already: each is printed once.
+    next_shown: HashSet<String>,
 }
 
 impl IncidentView {
-    pub fn new() -> IncidentView {
+    /// The view of a session whose proxies are `proxy_names`.
+    pub fn new(proxy_names: HashMap<IpAddr, String>) -> IncidentView {
+        let bars = std::io::stderr()
+            .is_terminal()
+            .then(|| Bars::new(ProgressDrawTarget::stderr()));
         IncidentView {
             bursts: Bursts::default(),
-            bars: std::io::stderr().is_terminal().then(Bars::new),
+            bars,
             out: Painter::stdout(),
             err: Painter::stderr(),
-            printed: 0,
+            proxy_names,
+            next_shown: HashSet::new(),
         }
+    }
+
+    /// A proxy adopted during the session.
+    pub fn name_proxy(&mut self, ip: IpAddr, name: String) {
+        self.proxy_names.insert(ip, name);
     }
 
     /// A verdict that came out: folded into its burst, whose bar grows.
     pub fn verdict(&mut self, v: &Verdict) {
         let id = self.bursts.add(v);
-        if let (Some(bars), Some(b)) = (&mut self.bars, self.bursts.get(id)) {
+        let Some(b) = self.bursts.get_mut(id) else {
+            return;
+        };
+        b.name_proxy(&self.proxy_names);
+        if let Some(bars) = &mut self.bars {
             bars.show(b, self.err);
         }
     }
@@ -76,8 +97,12 @@ impl IncidentView {
             if let Some(bars) = &mut self.bars {
                 bars.remove(b.id);
             }
-            self.say(&closed_lines(&b, self.out));
-            self.printed += 1;
+            // A next command the session printed already is not repeated.
+            let next = b
+                .next
+                .as_ref()
+                .is_some_and(|n| self.next_shown.insert(n.command.clone()));
+            self.say(&closed_lines(&b, self.out, next));
         }
     }
 
@@ -98,10 +123,12 @@ impl IncidentView {
     }
 }
 
-/// A closed burst: its line, then its fix and next command, indented.
-pub fn closed_lines(b: &Burst, p: Painter) -> String {
+/// A closed burst: its line, then its fix and (if `next`) its next
+/// command, indented.
+pub fn closed_lines(b: &Burst, p: Painter, next: bool) -> String {
     let mut s = painted_line(b, p);
-    for d in b.detail_lines() {
+    let details = [b.fix_line(), b.next_line().filter(|_| next)];
+    for d in details.into_iter().flatten() {
         s.push_str("\n    ");
         s.push_str(&p.dim(&d));
     }
@@ -126,11 +153,11 @@ struct Bars {
 }
 
 impl Bars {
-    fn new() -> Bars {
+    fn new(target: ProgressDrawTarget) -> Bars {
         let style = ProgressStyle::with_template("{spinner} {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         Bars {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            multi: MultiProgress::with_draw_target(target),
             open: HashMap::new(),
             style,
         }
@@ -157,34 +184,72 @@ impl Bars {
 
 #[cfg(test)]
 mod tests {
+    use super::super::bursts::tests::{answer, fix, S, T0};
     use super::*;
+    use fivexx_core::explain::NextStep;
+
+    fn plain() -> Painter {
+        Painter { enabled: false }
+    }
 
     #[test]
-    fn a_plain_closed_burst_has_no_escape_codes() {
-        let b = Burst {
-            id: 1,
-            count: 2,
-            first_ns: 0,
-            last_ns: 1_000_000,
-            outcomes: [("502".to_string(), 2)].into(),
-            cause: fivexx_core::explain::Cause::KeepAliveRace,
-            workload_key: None,
-            pod: Some("shop/web-1".into()),
-            addresses: Default::default(),
-            proxy: None,
-            fix: Some(std::sync::Arc::new(fivexx_core::explain::Fix {
-                action: "a".into(),
-                because: "b".into(),
-                params: Default::default(),
-            })),
-            next: None,
-        };
-        let plain = closed_lines(&b, Painter { enabled: false });
+    fn a_closed_burst_is_its_line_then_its_fix_and_next() {
+        let mut v = answer(1, T0, 502);
+        v.fix = fix("preStop sleep >= 2 s");
+        v.next = Some(NextStep {
+            command: "kubectl get endpointslices -n shop -w".into(),
+            why: "w".into(),
+        });
+        let mut bs = Bursts::default();
+        bs.add(&v);
+        let b = bs.get(1).unwrap();
+        let text = closed_lines(b, plain(), true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], b.line());
         assert_eq!(
-            plain,
-            "00:00:00.000–00:00:00.001 (1ms)  2 failed  502×2  keep-alive race  pod shop/web-1\n    fix: a — because b"
+            &lines[1..],
+            [
+                "    fix: preStop sleep >= 2 s — because endpoint-removal lag p99 1.1 s over 3 terminations",
+                "    next: kubectl get endpointslices -n shop -w",
+            ]
         );
-        let coloured = closed_lines(&b, Painter { enabled: true });
-        assert!(coloured.contains("\x1b[31m2 failed\x1b[0m"), "{coloured}");
+        assert_eq!(closed_lines(b, plain(), false).lines().count(), 2);
+        let coloured = closed_lines(b, Painter { enabled: true }, true);
+        assert!(coloured.contains("\x1b[31m1 failed\x1b[0m"), "{coloured}");
+        assert!(!text.contains('\x1b'));
+    }
+
+    /// The terminal path, drawn nowhere: bars come and go with their
+    /// bursts, and the next command is printed once.
+    #[test]
+    fn bars_follow_the_open_bursts() {
+        let mut view = IncidentView {
+            bursts: Bursts::default(),
+            bars: Some(Bars::new(ProgressDrawTarget::hidden())),
+            out: plain(),
+            err: plain(),
+            proxy_names: HashMap::new(),
+            next_shown: HashSet::new(),
+        };
+        view.name_proxy("10.0.0.9".parse().unwrap(), "ingress-nginx/c-1".into());
+        for (id, t) in [(1, 0), (1, 1), (2, 2)] {
+            let mut v = answer(id, T0 + t * S, 502);
+            v.involved.proxy.as_mut().unwrap().pod = None;
+            v.next = Some(NextStep {
+                command: "kubectl get endpointslices -n shop -w".into(),
+                why: "w".into(),
+            });
+            view.verdict(&v);
+        }
+        let bars = view.bars.as_ref().unwrap();
+        assert_eq!(bars.open.len(), 2);
+        assert!(bars.open[&1].message().contains("2 failed"));
+        assert!(bars.open[&1].message().contains("via ingress-nginx/c-1"));
+        view.advance(T0 + S + BURST_GAP_NS + CLOSE_MARGIN_NS + 1);
+        assert_eq!(view.bars.as_ref().unwrap().open.len(), 1);
+        assert_eq!(view.next_shown.len(), 1);
+        view.close_all();
+        assert!(view.bars.as_ref().unwrap().open.is_empty());
+        assert_eq!(view.bursts.latest_ns(), T0 + 2 * S);
     }
 }

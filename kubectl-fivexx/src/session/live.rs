@@ -4,9 +4,10 @@
 //! [`Recorder`]; the verdicts that become final on the way are folded
 //! into their bursts, which the incident view shows.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use super::incident::IncidentView;
 use super::interest::{pod_node, Interest};
 use super::lines::kernel_line;
 use super::progress::{Counts, Progress};
-use super::proxies::{adopted_line, new_proxy};
+use super::proxies::{adopted_line, new_proxy, pod_name};
 use super::SessionOptions;
 use crate::agent::skew_error;
 use crate::agent::subscription::{Control, Feed};
@@ -43,6 +44,9 @@ pub struct State {
     pub agents: Agents,
     pub recorder: Recorder<BufWriter<File>>,
     pub known_proxies: HashSet<String>,
+    /// The proxies' names by address, for the burst lines (the view
+    /// takes them).
+    pub proxy_names: HashMap<IpAddr, String>,
     pub logs: Option<LogFollowers>,
     pub tally: LogTally,
 }
@@ -77,7 +81,8 @@ pub struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    pub fn new(client: &'a KubeClient, opts: &'a SessionOptions, state: State) -> Session<'a> {
+    pub fn new(client: &'a KubeClient, opts: &'a SessionOptions, mut state: State) -> Session<'a> {
+        let names = std::mem::take(&mut state.proxy_names);
         Session {
             client,
             opts,
@@ -86,7 +91,7 @@ impl<'a> Session<'a> {
             timeline: Timeline::default(),
             counts: Counts::default(),
             progress: opts.progress.then(Progress::start),
-            view: opts.lines.then(IncidentView::new),
+            view: opts.lines.then(|| IncidentView::new(names)),
             fatal: None,
             interrupted: false,
             facts: Vec::new(),
@@ -236,6 +241,9 @@ impl<'a> Session<'a> {
             return;
         };
         self.state.known_proxies.insert(uid.clone());
+        if let Some(view) = &mut self.view {
+            view.name_proxy(ip, pod_name(p));
+        }
         let peek = self.opts.http_peek;
         let delta = self.state.interest.add_proxy(p, &uid, ip, peek);
         self.state.agents.widen(&delta);

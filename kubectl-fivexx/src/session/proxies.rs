@@ -3,7 +3,7 @@
 //! proxy rollout or scale-up), which are peeked at, subscribed to and
 //! log-followed like the first ones.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -24,6 +24,8 @@ pub struct Found {
     pub log_pods: Vec<ProxyPod>,
     /// The selectors whose list was allowed: watched for new proxies.
     pub selectors: Vec<&'static str>,
+    /// `namespace/name` by address: the burst lines name the proxy.
+    pub names: HashMap<IpAddr, String>,
 }
 
 /// Lists the proxy pods in every namespace and adds them to `interest`
@@ -38,6 +40,9 @@ pub async fn discover(client: &KubeClient, interest: &mut Interest, peek: bool) 
         found.selectors.push(sel);
         for p in &list.items {
             found.known.extend(p.metadata.uid.clone());
+            if let Some(ip) = pod_ip(p) {
+                found.names.insert(ip, pod_name(p));
+            }
             let log = ProxyPod::nginx(p).filter(|q| !found.log_pods.contains(q));
             found.log_pods.extend(log);
             interest.add_pod(p);
@@ -61,12 +66,20 @@ pub fn new_proxy(p: &Pod, known: &HashSet<String>) -> Option<(String, IpAddr, St
     Some((uid, pod_ip(p)?, pod_node(p)?))
 }
 
+/// `namespace/name` of a pod.
+pub fn pod_name(p: &Pod) -> String {
+    format!(
+        "{}/{}",
+        p.metadata.namespace.as_deref().unwrap_or("?"),
+        p.metadata.name.as_deref().unwrap_or("?")
+    )
+}
+
 /// What the session says about an adopted proxy.
 pub fn adopted_line(p: &Pod, node: &str, peek: bool, logged: bool) -> String {
     format!(
-        "proxy pod {}/{} started on {node}: {}",
-        p.metadata.namespace.as_deref().unwrap_or("?"),
-        p.metadata.name.as_deref().unwrap_or("?"),
+        "proxy pod {} started on {node}: {}",
+        pod_name(p),
         match (peek, logged) {
             (true, true) => "peeking at its HTTP status lines, following its log",
             (true, false) => "peeking at its HTTP status lines",
