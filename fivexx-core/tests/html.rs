@@ -2,7 +2,7 @@
 //! everything escaped, nothing loaded from anywhere, and a size that holds
 //! up for a busy namespace.
 
-use fivexx_core::explain::{ExplainConfig, MarkKind, Observation};
+use fivexx_core::explain::{Cause, ExplainConfig, MarkKind, Observation};
 use fivexx_core::model::{Evidence, Fact, FactSource};
 use fivexx_core::report::{build_report, render_html, Report, ReportFilter};
 use fivexx_core::synth::{ip4, Synth, MS, SECOND, T0};
@@ -208,6 +208,25 @@ fn the_evidence_per_dot_is_capped() {
     let p = panel(&render_html(&r));
     assert_eq!(p["v"][0]["ev"].as_array().unwrap().len(), 12);
     assert_eq!(p["v"][0]["more"], 28);
+}
+
+#[test]
+fn every_cause_has_a_colour_and_a_legend_entry() {
+    let mut r = report(2, 2);
+    let n = r.verdicts.len();
+    for (i, c) in Cause::ALL.iter().enumerate() {
+        r.totals.by_cause.insert(*c, 1);
+        r.verdicts[i % n].cause = *c;
+    }
+    let html = render_html(&r);
+    for (i, c) in Cause::ALL.iter().enumerate() {
+        assert!(html.contains(&format!(".c{i} .dot{{fill:#")), "{c:?}");
+        assert!(
+            html.contains(&format!("</span>{}</span>", c.label())),
+            "{c:?}"
+        );
+    }
+    assert_eq!(count(&html, "<circle class=\"dot\""), r.verdicts.len());
 }
 
 #[test]

@@ -29,35 +29,43 @@ const CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:";
 
 /// The drawing's geometry, in SVG user units.
-const LABEL_W: f64 = 300.0;
-const PLOT_W: f64 = 1200.0;
+const LABEL_W: f64 = 250.0;
+const PLOT_W: f64 = 1000.0;
 const ROW_H: f64 = 18.0;
 const AXIS_H: f64 = 28.0;
 
-/// One colour per cause, in [`Cause::ALL`] order.
-const CAUSE_COLOURS: [&str; 9] = [
+/// Colours for the causes, in [`Cause::ALL`] order (repeating if causes
+/// outnumber them); unexplained failures are grey.
+const CAUSE_COLOURS: [&str; 10] = [
     "#e6550d", "#d62728", "#9467bd", "#8c1d1d", "#bcbd22", "#e377c2", "#17becf", "#1f77b4",
-    "#7f7f7f",
+    "#2ca02c", "#8c564b",
 ];
 
+fn cause_colour(c: Cause) -> &'static str {
+    if c == Cause::Unexplained {
+        return "#7f7f7f";
+    }
+    CAUSE_COLOURS[cause_index(c) % CAUSE_COLOURS.len()]
+}
+
 const STYLE: &str = "
-body{font:13px/1.4 system-ui,sans-serif;margin:0 400px 2em 1em;color:#222}
+body{font:13px/1.4 system-ui,sans-serif;margin:0 360px 2em 1em;color:#222}
 h1{font-size:18px}h2{font-size:15px;margin-top:1.4em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left;vertical-align:top}
 th{background:#eee}tr:nth-child(even) td{background:#f7f7f7}td.n{text-align:right}
 code,pre{font:12px ui-monospace,monospace}pre{background:#f4f4f4;padding:8px;overflow:auto}
 .warn{color:#a40}.dim{color:#666}.legend span{margin-right:14px;white-space:nowrap}
 .sw{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:4px}
-#panel{position:fixed;top:0;right:0;width:370px;height:100vh;overflow:auto;box-sizing:border-box;
+#panel{position:fixed;top:0;right:0;width:340px;height:100vh;overflow:auto;box-sizing:border-box;
 padding:8px 12px;border-left:1px solid #ccc;background:#fcfcfc}
 #panel dt{font-weight:600;float:left;clear:left;width:84px}#panel dd{margin-left:90px}
 #panel li{margin-bottom:3px}svg text{font:11px system-ui,sans-serif;fill:#333}
 .grid{stroke:#ddd}.axis text{fill:#555}.stripe{fill:#f3f3f3}
-.bar{stroke:none}.ready{fill:#9bd39b}.endpoints{fill:#7fb2e5}.routed{fill:#f5b971}
+.bar{stroke:none}.ready{fill:#9bd39b}.endpoints{fill:#7fb2e5}.routed{fill:#e9d36b}
 .mark,.lgm{fill:none;stroke-width:1.5}.created{stroke:#2ca02c}.deleted{stroke:#000;stroke-dasharray:2 2}
 .sigterm{stroke:#ff7f0e;stroke-width:2}.sigkill{stroke:#d00;stroke-width:2.5}
 .exit{stroke:#555;stroke-dasharray:3 2}.oom_kill{stroke:#a0a;stroke-width:2.5}.gone{stroke:#aaa}
-.dot{stroke:#fff;stroke-width:.7;cursor:pointer}.dot:hover,.dot[data-sel]{stroke:#000;stroke-width:1.5}
+.dot{stroke:#fff;stroke-width:.6;fill-opacity:.9;cursor:pointer}.dot:hover,.dot[data-sel]{stroke:#000;stroke-width:1.5}
 ";
 
 /// Fills the side panel from the embedded JSON with `textContent` only
@@ -236,22 +244,36 @@ struct Row<'a> {
     dots: Vec<(usize, usize)>,
 }
 
+/// A track's row label: its name, or what is known of a pod the API never
+/// named (kernel facts of processes no pod could be found for).
+fn track_label(t: &PodTrack) -> String {
+    match (t.pod.is_empty(), t.uid.is_empty()) {
+        (false, _) => t.pod.clone(),
+        (true, false) => format!("pod uid {}", t.uid),
+        (true, true) => "(processes of no known pod)".to_string(),
+    }
+}
+
 fn rows(r: &Report) -> Vec<Row<'_>> {
     let mut out: Vec<Row> = r
         .pods
         .iter()
-        .map(|t| Row {
-            label: t.pod.clone(),
-            title: format!(
-                "{} ({}){}",
-                t.pod,
-                crate::model::workload_label(&t.workload_key),
-                t.node
-                    .as_ref()
-                    .map_or(String::new(), |n| format!(" on {n}"))
-            ),
-            track: Some(t),
-            dots: Vec::new(),
+        .map(|t| {
+            let label = track_label(t);
+            let workload = match t.workload_key.as_str() {
+                "" => String::new(),
+                k => format!(" ({})", crate::model::workload_label(k)),
+            };
+            let node = t
+                .node
+                .as_ref()
+                .map_or(String::new(), |n| format!(" on {n}"));
+            Row {
+                title: format!("{label}{workload}{node}"),
+                label,
+                track: Some(t),
+                dots: Vec::new(),
+            }
         })
         .collect();
     let by_uid: HashMap<&str, usize> = r
@@ -338,8 +360,10 @@ fn dots_svg(o: &mut String, s: &Scale, r: &Report, dots: &[(usize, usize)]) {
         let t = format_time(v.at_ns());
         let _ = write!(
             o,
-            "<circle class=\"dot\" data-i=\"{i}\" cx=\"{:.1}\" cy=\"9\" r=\"3.2\"><title>{} {} {}</title></circle>",
+            "<circle class=\"dot\" data-i=\"{i}\" cx=\"{:.1}\" cy=\"{}\" r=\"3\"><title>{} {} {}</title></circle>",
             s.x(v.at_ns()),
+            // Three lanes, so that a burst of failures reads as many dots.
+            5 + (i % 3) * 4,
             t.get(11..).unwrap_or(&t),
             v.failure.http_status().map_or("-".to_string(), |st| st.to_string()),
             v.cause.label()
@@ -384,8 +408,8 @@ fn timeline_svg(o: &mut String, r: &Report) {
                 "<rect class=\"stripe\" x=\"0\" y=\"0\" width=\"{width}\" height=\"{ROW_H}\"/>"
             );
         }
-        let label: String = if row.label.chars().count() > 46 {
-            row.label.chars().take(45).chain(['…']).collect()
+        let label: String = if row.label.chars().count() > 40 {
+            row.label.chars().take(39).chain(['…']).collect()
         } else {
             row.label.clone()
         };
@@ -670,7 +694,7 @@ fn workloads_html(o: &mut String, r: &Report) {
             let _ = write!(
                 o,
                 "<tr><td>{name}</td><td class=\"n\">{total}</td><td><span class=\"sw\" style=\"background:{}\"></span>{}</td><td class=\"n\">{n}</td><td>{}</td></tr>",
-                CAUSE_COLOURS[cause_index(**c)],
+                cause_colour(**c),
                 c.label(),
                 c.typical_http()
             );
@@ -720,7 +744,7 @@ fn legend_html(o: &mut String, r: &Report) {
         let _ = write!(
             o,
             "<span><span class=\"sw\" style=\"background:{}\"></span>{}</span>",
-            CAUSE_COLOURS[cause_index(*c)],
+            cause_colour(*c),
             c.label()
         );
     }
@@ -758,8 +782,8 @@ fn legend_html(o: &mut String, r: &Report) {
 fn style_html(o: &mut String) {
     o.push_str("<style>");
     o.push_str(STYLE);
-    for (i, c) in CAUSE_COLOURS.iter().enumerate() {
-        let _ = write!(o, ".c{i} .dot{{fill:{c}}}");
+    for (i, c) in Cause::ALL.iter().enumerate() {
+        let _ = write!(o, ".c{i} .dot{{fill:{}}}", cause_colour(*c));
     }
     o.push_str("</style>");
 }
