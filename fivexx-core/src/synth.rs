@@ -233,11 +233,16 @@ impl Synth {
     }
 
     pub fn k8s_event(&mut self, p: &SynthPod, at: i64, reason: &str) {
+        self.k8s_event_says(p, at, reason, "");
+    }
+
+    /// A Kubernetes Event about `p` with its message.
+    pub fn k8s_event_says(&mut self, p: &SynthPod, at: i64, reason: &str, message: &str) {
         self.facts.push(Fact::Event(ClusterEvent {
             at_ns: at,
             namespace: p.namespace.clone(),
             reason: reason.into(),
-            message: String::new(),
+            message: message.into(),
             object_kind: "Pod".into(),
             object_name: p.name.clone(),
             object_uid: Some(p.uid.clone()),

@@ -1280,3 +1280,71 @@ fn hidden_by_retry_follows_the_logged_tries_for_any_tries_and_replicas() {
         assert_eq!(http.retried_in_log, truth);
     }
 }
+
+/// The kubelet's message when an exec preStop's binary is missing (a
+/// distroless image with no `sleep`).
+fn failed_hook_message(p: &fivexx_core::synth::SynthPod) -> String {
+    format!(
+        "Exec lifecycle hook ([sleep 5]) for Container \"api\" in Pod \"{}_{}({})\" failed - error: command 'sleep 5' exited with 126: , message: \"OCI runtime exec failed: exec failed: unable to start container process: exec: \\\"sleep\\\": executable file not found in $PATH: unknown\\r\\n\"",
+        p.name, p.namespace, p.uid
+    )
+}
+
+/// A preStop hook that failed: SIGTERM came at once, the proxy still
+/// routed to the pod, and the cause is the hook (with the endpoint lag in
+/// the evidence); the fix is the native sleep sized from the measured lag.
+/// Near-misses: the same refusals with no hook event stay endpoint lag; a
+/// hook that failed on another pod changes nothing here.
+#[test]
+fn a_failed_prestop_hook_is_the_cause_of_the_endpoint_lag() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 80);
+    let q = old_pod(&mut s, 81);
+    let r = old_pod(&mut s, 82);
+    s.delete(&p, T0, 30);
+    s.k8s_event_says(
+        &p,
+        T0 + 2 * MS,
+        "FailedPreStopHook",
+        &failed_hook_message(&p),
+    );
+    s.sigterm(&p, T0 + 3 * MS, false);
+    s.endpoint_not_ready(&p, T0 + 2 * SECOND);
+    let failed = s.refused("node-1", proxy(), p.ip, T0 + 1500 * MS, Some("node-2"));
+    // Another pod's hook failed; q itself has no hook event.
+    graceful_termination(&mut s, &q);
+    s.k8s_event_says(&r, T0, "FailedPreStopHook", &failed_hook_message(&r));
+    let plain = s.refused("node-1", proxy(), q.ip, T0 + 1500 * MS, Some("node-2"));
+    let (vs, m) = explain_all(&s.sorted(), ExplainConfig::default());
+    let v = verdict_for(&vs, &failed);
+    assert_eq!(v.cause, Cause::PrestopFailed, "{v:#?}");
+    let note = v.note.as_deref().unwrap_or("");
+    assert!(note.contains("exec [sleep 5] failed"), "{note}");
+    assert!(note.contains("executable file not found"), "{note}");
+    assert!(note.contains("SIGTERM came 0.0 s after deletion"), "{note}");
+    assert!(
+        v.evidence.iter().any(|e| e
+            .fact
+            .to_string()
+            .starts_with("FailedPreStopHook for shop/api-80")),
+        "{v:#?}"
+    );
+    let fix = v.fix.as_ref().expect("a fix");
+    assert!(
+        fix.action.starts_with("lifecycle.preStop.sleep.seconds: "),
+        "{fix:?}"
+    );
+    assert_eq!(fix.params["declared_sleep_s"], 5.0, "{fix:?}");
+    assert!(
+        v.next
+            .as_ref()
+            .unwrap()
+            .command
+            .contains("reason=FailedPreStopHook"),
+        "{:?}",
+        v.next
+    );
+    assert_eq!(verdict_for(&vs, &plain).cause, Cause::EndpointLagNetnsAlive);
+    let w = &m.workloads["shop/deployment/api"];
+    assert_eq!(w.prestop_failures, 1, "{w:?}");
+}

@@ -31,6 +31,7 @@ struct FixKey {
     oom: u32,
     startup: i64,
     no_endpoints: i64,
+    prestop_failures: u32,
 }
 
 impl FixKey {
@@ -46,6 +47,7 @@ impl FixKey {
             oom: local.oom_kills,
             startup: local.startup_refusal_ns,
             no_endpoints: local.no_endpoints_ns,
+            prestop_failures: local.prestop_failures,
         }
     }
 }
@@ -207,7 +209,9 @@ impl Assembler {
         if let Some(p) = pod {
             local.add_pod(&PodMeasure::of(tl, p, horizon), None);
             match c.cause {
-                Cause::EndpointLagNetnsAlive | Cause::EndpointLagNetnsGone => {
+                Cause::EndpointLagNetnsAlive
+                | Cause::EndpointLagNetnsGone
+                | Cause::PrestopFailed => {
                     if let Some(term) = p.termination_ns() {
                         let last = p
                             .ips

@@ -4,7 +4,8 @@
 //! (or Service) behind the address at the right time. Without one the
 //! failure is `Unexplained`, with a note saying what was looked for.
 
-use super::config::ExplainConfig;
+use super::config::{ExplainConfig, SECOND};
+use super::hook::{FailedHook, FAILED_PRESTOP_HOOK};
 use super::verdict::{Cause, Confidence, FailedConnection, FailureKind};
 use crate::event::SignalResult;
 use crate::model::timeline::{ClusterTimeline, PodTimeline, SignalSeen};
@@ -380,6 +381,68 @@ impl<'a> PodCase<'a> {
 
 /// Classifies `f` using only facts at or before `horizon`.
 pub(crate) fn classify(
+    f: &FailedConnection,
+    tl: &ClusterTimeline,
+    cfg: &ExplainConfig,
+    horizon: i64,
+) -> Classification {
+    let c = classify_mechanism(f, tl, cfg, horizon);
+    failed_prestop(c, tl, cfg, horizon)
+}
+
+/// Rule 5: endpoint lag, or a keep-alive race at shutdown, in a pod whose
+/// preStop hook failed (the kubelet's `FailedPreStopHook` Event between its
+/// deletion and its SIGTERM): the hook that should have covered the lag
+/// never ran, and SIGTERM came at once. The mechanism stays in the
+/// evidence; the cause is the hook, because that is what to fix.
+fn failed_prestop(
+    mut c: Classification,
+    tl: &ClusterTimeline,
+    cfg: &ExplainConfig,
+    horizon: i64,
+) -> Classification {
+    if !matches!(
+        c.cause,
+        Cause::EndpointLagNetnsAlive | Cause::EndpointLagNetnsGone | Cause::KeepAliveRace
+    ) {
+        return c;
+    }
+    let Some(pod) = c.pod_uid.as_deref().and_then(|u| tl.pod(u)) else {
+        return c;
+    };
+    let (Some((deleted, _)), Some(term)) = (pod.deleting, pod.termination_ns()) else {
+        return c;
+    };
+    let sigterm = pod.sigterm.as_ref().map_or(term, |s| s.at_ns);
+    let skew = cfg.skew_ns;
+    let to = (sigterm.max(deleted) + skew + SECOND).min(horizon);
+    let Some((at, message)) = pod.event_between(FAILED_PRESTOP_HOOK, deleted - skew, to) else {
+        return c;
+    };
+    let hook = FailedHook::parse(message);
+    c.evidence.push(api(
+        at,
+        Observation::text(format!(
+            "{FAILED_PRESTOP_HOOK} for {}: preStop {} failed ({})",
+            pod.display, hook.hook, hook.error
+        )),
+    ));
+    let held = hook.sleep_s.map_or(String::new(), |s| {
+        format!(", where the hook should have held it {s} s")
+    });
+    c.note = Some(format!(
+        "the preStop hook {} failed ({}): SIGTERM came {:.1} s after deletion{held}; {}",
+        hook.hook,
+        hook.error,
+        secs((sigterm - deleted).max(0)),
+        c.cause.label()
+    ));
+    c.cause = Cause::PrestopFailed;
+    c
+}
+
+/// The mechanism of `f`: which lifecycle fact its failure follows.
+fn classify_mechanism(
     f: &FailedConnection,
     tl: &ClusterTimeline,
     cfg: &ExplainConfig,

@@ -3,6 +3,7 @@
 //! Fixes quote what was measured on this cluster ("endpoint-removal lag p99
 //! 3.1 s over 12 terminations"), never a generic best practice alone.
 
+use super::hook::{FailedHook, FAILED_PRESTOP_HOOK};
 use super::verdict::{Cause, Fix};
 use crate::model::timeline::{ClusterTimeline, PodTimeline};
 use serde::Serialize;
@@ -23,6 +24,8 @@ pub(crate) struct PodMeasure {
     pub killed: Option<(i64, Option<u32>)>,
     pub sigterm_ignored_by: Option<String>,
     pub oom_killed: bool,
+    /// Its preStop hook failed (the kubelet's `FailedPreStopHook`).
+    pub prestop_failed: Option<FailedHook>,
 }
 
 impl PodMeasure {
@@ -35,6 +38,10 @@ impl PodMeasure {
             return m;
         };
         m.terminated = true;
+        m.prestop_failed = pod
+            .deleting
+            .and_then(|(d, _)| pod.event_between(FAILED_PRESTOP_HOOK, d - 2_000_000_000, horizon))
+            .map(|(_, msg)| FailedHook::parse(msg));
         m.endpoint_lag_ns = pod
             .ips
             .iter()
@@ -82,6 +89,9 @@ pub struct WorkloadStats {
     pub startup_refusal_ns: i64,
     /// Longest time a Service had no ready endpoint while refusing.
     pub no_endpoints_ns: i64,
+    /// Terminations whose preStop hook failed, and the last such hook.
+    pub prestop_failures: u32,
+    pub prestop_failed: Option<FailedHook>,
 }
 
 fn push_sample(v: &mut Vec<i64>, x: i64) {
@@ -116,6 +126,10 @@ impl WorkloadStats {
         if m.oom_killed {
             self.oom_kills += 1;
         }
+        if m.prestop_failed.is_some() {
+            self.prestop_failures += 1;
+            self.prestop_failed.clone_from(&m.prestop_failed);
+        }
     }
 
     /// Adds another run's measurements (e.g. several captures).
@@ -138,6 +152,10 @@ impl WorkloadStats {
         self.oom_kills += o.oom_kills;
         self.startup_refusal_ns = self.startup_refusal_ns.max(o.startup_refusal_ns);
         self.no_endpoints_ns = self.no_endpoints_ns.max(o.no_endpoints_ns);
+        self.prestop_failures += o.prestop_failures;
+        if self.prestop_failed.is_none() {
+            self.prestop_failed.clone_from(&o.prestop_failed);
+        }
     }
 }
 
@@ -173,24 +191,77 @@ pub fn prestop_for_lag(lag_s: f64) -> f64 {
     half_up(lag_s + (lag_s * 0.2).max(0.5))
 }
 
+/// The endpoint lag a preStop sleep must cover: the larger p99 of the
+/// API's endpoint removal and of the proxies' own routing, what it is, and
+/// over how many samples.
+fn lag_of(st: &WorkloadStats) -> Option<(i64, &'static str, usize)> {
+    let ep = percentile(&st.endpoint_lags_ns, 99.0);
+    let px = percentile(&st.proxy_lags_ns, 99.0);
+    const ROUTING: &str = "proxies kept routing to terminating pods for";
+    match (ep, px) {
+        (Some(e), Some(p)) if p > e => Some((p, ROUTING, st.proxy_lags_ns.len())),
+        (Some(e), _) => Some((
+            e,
+            "measured endpoint-removal lag",
+            st.endpoint_lags_ns.len(),
+        )),
+        (None, Some(p)) => Some((p, ROUTING, st.proxy_lags_ns.len())),
+        (None, None) => None,
+    }
+}
+
+/// A failed preStop hook: the native sleep needs no binary in the image,
+/// and its length comes from the measured lag (not the hook's own number,
+/// which may have been a guess).
+fn prestop_failed_fix(st: &WorkloadStats) -> Fix {
+    let hook = st.prestop_failed.as_ref();
+    let (hook_s, error) = hook.map_or(("the preStop hook".to_string(), "?".to_string()), |h| {
+        (h.hook.clone(), h.error.clone())
+    });
+    let mut p = vec![
+        ("failed_hooks", f64::from(st.prestop_failures)),
+        ("terminations", f64::from(st.terminations)),
+    ];
+    if let Some(d) = hook.and_then(|h| h.sleep_s) {
+        p.push(("declared_sleep_s", d));
+    }
+    let (action, lag_text) = match lag_of(st) {
+        Some((lag, what, count)) => {
+            let rec = prestop_for_lag(s(lag));
+            p.extend([("prestop_sleep_s", rec), ("lag_p99_s", s(lag)), ("samples", count as f64)]);
+            (
+                format!("lifecycle.preStop.sleep.seconds: {rec} (native, needs no binary in the image) in place of {hook_s}"),
+                format!("; {what} p99 {:.1} s over {count} terminations", s(lag)),
+            )
+        }
+        None => (
+            format!("lifecycle.preStop.sleep (native, needs no binary in the image) in place of {hook_s}"),
+            String::new(),
+        ),
+    };
+    Fix {
+        action,
+        because: format!(
+            "the preStop hook {hook_s} failed in {} of {} terminations ({error}), so SIGTERM came at once{lag_text}",
+            st.prestop_failures.max(1),
+            st.terminations.max(1)
+        ),
+        params: params(&p),
+    }
+}
+
 /// The fix for `cause` in a workload with these measurements.
 pub fn fix_for(cause: Cause, st: &WorkloadStats) -> Option<Fix> {
     let n = st.terminations;
     match cause {
+        Cause::PrestopFailed => Some(prestop_failed_fix(st)),
         Cause::EndpointLagNetnsAlive | Cause::EndpointLagNetnsGone => {
-            let ep = percentile(&st.endpoint_lags_ns, 99.0);
-            let px = percentile(&st.proxy_lags_ns, 99.0);
-            let (lag, what, count) = match (ep, px) {
-                (Some(e), Some(p)) if p > e => (p, "proxies kept routing to terminating pods for", st.proxy_lags_ns.len()),
-                (Some(e), _) => (e, "measured endpoint-removal lag", st.endpoint_lags_ns.len()),
-                (None, Some(p)) => (p, "proxies kept routing to terminating pods for", st.proxy_lags_ns.len()),
-                (None, None) => {
-                    return Some(Fix {
-                        action: "add a preStop sleep longer than the endpoint-removal lag".into(),
-                        because: "the address was still routed after SIGTERM (removal not observed)".into(),
-                        params: BTreeMap::new(),
-                    })
-                }
+            let Some((lag, what, count)) = lag_of(st) else {
+                return Some(Fix {
+                    action: "add a preStop sleep longer than the endpoint-removal lag".into(),
+                    because: "the address was still routed after SIGTERM (removal not observed)".into(),
+                    params: BTreeMap::new(),
+                });
             };
             let rec = prestop_for_lag(s(lag));
             let mut action = format!("preStop sleep >= {rec} s; keep listening while draining");

@@ -23,6 +23,7 @@ mod config;
 mod connections;
 mod engine;
 mod episode;
+pub mod hook;
 pub mod measure;
 mod next;
 mod stats;

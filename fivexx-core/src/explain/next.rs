@@ -82,6 +82,13 @@ pub(crate) fn next_step(v: &Verdict, tl: &ClusterTimeline, skew: i64) -> Option<
                 format!("Service {ns}/{svc} had no ready address: see which pods are not ready, and why"),
             )
         }
+        Cause::PrestopFailed => step(
+            format!(
+                "kubectl get events -n {} --field-selector reason=FailedPreStopHook",
+                n.ns?
+            ),
+            "the kubelet's message names the hook and why it failed; lifecycle.preStop.sleep needs no binary in the image".into(),
+        ),
         Cause::Unexplained => unexplained(v, &n, tl, skew),
     }
 }

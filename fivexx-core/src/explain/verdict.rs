@@ -29,11 +29,14 @@ pub enum Cause {
     NotReadyAtStart,
     /// Refused without RST by a Service IP that had no ready endpoint.
     NoEndpoints,
+    /// Endpoint lag (or a keep-alive race) in a pod whose preStop hook
+    /// failed, so SIGTERM came at once instead of after the hook's sleep.
+    PrestopFailed,
     Unexplained,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 9] = [
+    pub const ALL: [Cause; 10] = [
         Cause::EndpointLagNetnsAlive,
         Cause::EndpointLagNetnsGone,
         Cause::KeepAliveRace,
@@ -42,6 +45,7 @@ impl Cause {
         Cause::OomKill,
         Cause::NotReadyAtStart,
         Cause::NoEndpoints,
+        Cause::PrestopFailed,
         Cause::Unexplained,
     ];
 
@@ -55,6 +59,7 @@ impl Cause {
             Cause::OomKill => "oom_kill",
             Cause::NotReadyAtStart => "not_ready_at_start",
             Cause::NoEndpoints => "no_endpoints",
+            Cause::PrestopFailed => "prestop_failed",
             Cause::Unexplained => "unexplained",
         }
     }
@@ -70,6 +75,7 @@ impl Cause {
             Cause::OomKill => "OOM kill",
             Cause::NotReadyAtStart => "not ready at start",
             Cause::NoEndpoints => "no endpoints",
+            Cause::PrestopFailed => "preStop hook failed",
             Cause::Unexplained => "unexplained",
         }
     }

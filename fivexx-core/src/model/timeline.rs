@@ -202,6 +202,16 @@ impl PodTimeline {
             .min_by_key(|k| k.at_ns)
     }
 
+    /// The first Kubernetes Event with `reason` in `[from, to]`: (time,
+    /// message).
+    pub fn event_between(&self, reason: &str, from: i64, to: i64) -> Option<(i64, &str)> {
+        self.events
+            .iter()
+            .filter(|(at, r, _)| r == reason && *at >= from && *at <= to)
+            .min_by_key(|(at, _, _)| *at)
+            .map(|(at, _, m)| (*at, m.as_str()))
+    }
+
     /// The last exit seen (the container's end), if any.
     pub fn last_exit(&self) -> Option<&ExitSeen> {
         self.exits.iter().max_by_key(|e| e.at_ns)
