@@ -470,10 +470,34 @@ fn capture_and_node_sessions_with_a_quiet_agent() {
     let v: serde_json::Value = serde_json::from_slice(&explained.stdout).unwrap();
     assert_eq!(v["capture"]["nodes"][0], NODE, "{v}");
 
-    let out = lab.run(&["trace", "-l", "app=web", "--duration", "1s", "-o", "yaml"]);
+    let html = lab.dir.join("quiet.html");
+    let out = lab.run(&[
+        "trace",
+        "-l",
+        "app=web",
+        "--duration",
+        "1s",
+        "-o",
+        "yaml",
+        "--html",
+        html.to_str().unwrap(),
+    ]);
     assert!(out.status.success());
     let y: serde_yaml::Value = serde_yaml::from_str(stdout(&out).trim_start()).unwrap();
     assert!(y.is_mapping(), "the summary is not a YAML mapping");
+    let page = std::fs::read_to_string(&html).expect("the --html page");
+    assert!(page.contains("<html"), "not an HTML page: {page:.200}");
+    let nowhere = lab.dir.join("no-such-dir").join("r.html");
+    let out = lab.run(&[
+        "trace",
+        "-l",
+        "app=web",
+        "--duration",
+        "1s",
+        "--html",
+        nowhere.to_str().unwrap(),
+    ]);
+    assert_fails(&out, "cannot write", "check the path");
 
     // Cordon the node: `node` shows it, and the session still runs.
     let mut node = lab.store.get_node(NODE).unwrap();

@@ -30,6 +30,10 @@ pub struct LiveOutputArgs {
     /// Also record everything to this capture file.
     #[arg(long, value_name = "FILE")]
     pub capture: Option<PathBuf>,
+    /// At the end, also write the report as one self-contained HTML page
+    /// (a pod timeline, the failures, fixes and next steps) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Summary format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     pub output: Output,
@@ -40,7 +44,7 @@ impl LiveOutputArgs {
     /// bursts (and events, if asked) on stdout, the summary at the end,
     /// the capture if asked.
     pub fn options(self, session: &SessionFlags, scope: Scope) -> SessionOptions {
-        let events = self.events;
+        let (events, html) = (self.events, self.html);
         let show = Show {
             lines: true,
             progress: false,
@@ -49,6 +53,7 @@ impl LiveOutputArgs {
         };
         SessionOptions {
             events,
+            html,
             ..session.options(scope, show)
         }
     }
@@ -123,6 +128,7 @@ impl SessionFlags {
             progress: show.progress,
             summary: show.summary.map(SummaryFormat::from),
             capture: show.capture,
+            html: None,
         }
     }
 }

@@ -17,6 +17,8 @@ pub const TRACE_EXAMPLES: &str = "Examples:
   kubectl fivexx trace svc/web --duration 2m --capture web.fxc
   # every kernel fact and proxy-log 5xx as well as the bursts
   kubectl fivexx trace deploy/web -n shop --events
+  # a page to share: the report as HTML when the trace ends
+  kubectl fivexx trace deploy/web -n shop --duration 5m --html rollout.html
   # one pod, a StatefulSet, or every pod with a label
   kubectl fivexx trace pod/web-7d9f-x2x9q
   kubectl fivexx trace sts/db

@@ -4,9 +4,10 @@
 //! summary: its settings are the session's, as the capture's replay says.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
-use fivexx_core::report::{render_json, render_table, render_wide, Report};
+use fivexx_core::report::{render_html, render_json, render_table, render_wide, Report};
 
 use super::live::{now_ns, Session};
 use super::SummaryFormat;
@@ -77,6 +78,7 @@ impl Session<'_> {
         if let Some(format) = opts.summary {
             print!("\n{}", summary(&report, format));
         }
+        let html = opts.html.as_deref().map(|p| write_html(&report, p));
         eprintln!(
             "{} kernel facts, {} Kubernetes facts, {} failed requests, {} dropped",
             counts.kernel, counts.k8s, report.totals.failures, dropped
@@ -88,6 +90,11 @@ impl Session<'_> {
         }
         if let Some(n) = capture_note {
             eprintln!("{n}");
+        }
+        match html {
+            Some(Err(e)) => return Err(e),
+            Some(Ok(note)) => eprintln!("{note}"),
+            None => {}
         }
         if let Some((node, reason)) = state.agents.lost.first() {
             return Err(CliError::new(
@@ -103,6 +110,17 @@ impl Session<'_> {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `--html FILE`: the report as one self-contained page.
+fn write_html(report: &Report, path: &Path) -> Result<String, CliError> {
+    std::fs::write(path, render_html(report)).map_err(|e| {
+        CliError::new(
+            format!("cannot write {}: {e}", path.display()),
+            "check the path and its directory; the summary above is complete",
+        )
+    })?;
+    Ok(format!("html: the report written to {}", path.display()))
 }
 
 fn summary(report: &Report, format: SummaryFormat) -> String {

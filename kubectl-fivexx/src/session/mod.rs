@@ -80,6 +80,8 @@ pub struct SessionOptions {
     pub progress: bool,
     pub summary: Option<SummaryFormat>,
     pub capture: Option<PathBuf>,
+    /// At the end, the report as one HTML page in this file (`--html`).
+    pub html: Option<PathBuf>,
 }
 
 impl SessionOptions {
