@@ -20,6 +20,15 @@ pub enum HookState {
     NotLoaded,
 }
 
+/// How a hook's program is attached: the BTF form (`tp_btf`, the kernel's
+/// own arguments, no trace record built) or the classic tracepoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookForm {
+    TpBtf,
+    Tracepoint,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookStatus {
     /// `category:name`, e.g. `tcp:tcp_send_reset`.
@@ -32,6 +41,9 @@ pub struct HookStatus {
     /// What this kernel's version of the hook cannot tell us.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The form it is (or would be) attached in; None from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form: Option<HookForm>,
 }
 
 /// Kernel struct members found in BTF (offsets in bytes), or why not.

@@ -148,7 +148,11 @@ pub fn read_addrs(ctx: &TracePointContext, a: &AddrLayout, ev: &mut RawEvent) {
         );
         return;
     }
-    let family = read_uint(ctx, a.family).unwrap_or(0) as u8;
+    let family = if a.family.present() {
+        read_uint(ctx, a.family).unwrap_or(0) as u8
+    } else {
+        family_from_v6(ctx, a.saddr_v6)
+    };
     ev.family = family;
     ev.sport = read_uint(ctx, a.sport).unwrap_or(0) as u16;
     ev.dport = read_uint(ctx, a.dport).unwrap_or(0) as u16;
@@ -178,6 +182,60 @@ pub fn read_addrs(ctx: &TracePointContext, a: &AddrLayout, ev: &mut RawEvent) {
                     ev.daddr = v;
                 }
             }
+        }
+    }
+}
+
+/// Before 5.12 the tcp tracepoints carry no `family`: they store every
+/// address as IPv6, an IPv4 one as v4-mapped (`::ffff:a.b.c.d`), beside
+/// the 4-byte fields. The mapping says which family it was.
+#[inline(always)]
+fn family_from_v6(ctx: &TracePointContext, f: FieldLoc) -> u8 {
+    if f.size < 16 {
+        return 0;
+    }
+    // SAFETY: a checked kernel read (bpf_probe_read_kernel) into a byte
+    // array, for which any bit pattern is valid; a bad offset is an error.
+    let Ok(v) = (unsafe { ctx.read_at::<[u8; 16]>(f.offset as usize) }) else {
+        return 0;
+    };
+    let head = u64::from_ne_bytes([v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]]);
+    if head == 0 && v[8] == 0 && v[9] == 0 && v[10] == 0xff && v[11] == 0xff {
+        2
+    } else {
+        10
+    }
+}
+
+/// The 4-tuple of a socket through BTF-discovered `sock_common` offsets,
+/// ours first; left empty where an offset is unknown.
+#[inline(always)]
+pub fn read_sock_addrs(sk: u64, ev: &mut RawEvent) {
+    let k = &config().kernel;
+    let family = read_kernel::<u16>(sk, k.sock_family).unwrap_or(0);
+    // tcp_set_state(CLOSE) releases the port (skc_num = 0) before the
+    // state change is traced; inet_sport keeps it.
+    ev.sport = if k.inet_sport >= 0 {
+        u16::from_be(read_kernel::<u16>(sk, k.inet_sport).unwrap_or(0))
+    } else {
+        read_kernel::<u16>(sk, k.sock_num).unwrap_or(0)
+    };
+    ev.dport = u16::from_be(read_kernel::<u16>(sk, k.sock_dport).unwrap_or(0));
+    if family == 2 {
+        ev.family = 2;
+        if let Some(a) = read_kernel::<[u8; 4]>(sk, k.sock_rcv_saddr) {
+            ev.saddr[..4].copy_from_slice(&a);
+        }
+        if let Some(a) = read_kernel::<[u8; 4]>(sk, k.sock_daddr) {
+            ev.daddr[..4].copy_from_slice(&a);
+        }
+    } else if family == 10 {
+        ev.family = 10;
+        if let Some(a) = read_kernel::<[u8; 16]>(sk, k.sock_v6_rcv_saddr) {
+            ev.saddr = a;
+        }
+        if let Some(a) = read_kernel::<[u8; 16]>(sk, k.sock_v6_daddr) {
+            ev.daddr = a;
         }
     }
 }

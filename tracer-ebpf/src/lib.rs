@@ -79,6 +79,11 @@ pub mod flags {
     pub const STATE_FROM_SOCK: u32 = 1 << 3;
     /// Signal: sent to the whole thread group (`group` field).
     pub const SIGNAL_GROUP: u32 = 1 << 4;
+    /// SendReset: seen as `skb:kfree_skb` dropping a SYN with reason
+    /// NO_SOCKET (kernels 5.17 to 6.9, where `tcp_send_reset` is silent for
+    /// it); the 4-tuple was read from the packet, and `reason` holds the
+    /// drop reason, not an `sk_rst_reason`.
+    pub const FROM_SKB_DROP: u32 = 1 << 5;
 }
 
 /// One record in the ring buffer. Fixed size, no padding holes (asserted in tests).
@@ -92,6 +97,7 @@ pub mod flags {
 /// | kind | `sock` | `family`, ports, addrs | `state` / `new_state` | `reason` | `errno` | `target_*` | `sig` | `result` | `code` | `flags` | `reserved` | `syn_ns` |
 /// |---|---|---|---|---|---|---|---|---|---|---|---|---|
 /// | `SendReset` | socket, 0 if socket-less (then †) | 4-tuple, sender first | state (6.10+) | `sk_rst_reason` (6.10+) | | | | | | | |
+/// | `SendReset` from `kfree_skb` † (`FROM_SKB_DROP`) | 0 | 4-tuple of the RST it answers with: the closed port first | | `skb_drop_reason` (NO_SOCKET) | | | | | | `FROM_SKB_DROP` | |
 /// | `ReceiveReset` † | socket | 4-tuple, ours first | state read from the socket | | | | | | | `STATE_FROM_SOCK` | |
 /// | `SockError` | | 4-tuple | | | positive errno | | | | | | |
 /// | `StateChange` | socket | 4-tuple | old / new state | | | | | | | | | SYN_SENT -> CLOSE: `ts_ns` of its CLOSE -> SYN_SENT (the SYN), 0 if unseen |
@@ -346,6 +352,91 @@ pub struct HttpLayout {
     pub sendmsg: WriteLayout,
 }
 
+/// `skb:kfree_skb`. The classic record gives the skb and the drop reason
+/// at tracefs offsets. The BTF form takes them as arguments 0 and 2, and
+/// is attached only where the kernel's `btf_trace_kfree_skb` prototype
+/// says so (a BPF program cannot index its context by a variable).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KfreeSkbLayout {
+    pub skbaddr: FieldLoc,
+    pub reason: FieldLoc,
+    /// The value of `SKB_DROP_REASON_NO_SOCKET` on this kernel; -1: do not
+    /// report socket-less drops (unknown, or `tcp_send_reset` reports them).
+    pub no_socket: i32,
+}
+
+/// Packet and socket offsets for reading a 4-tuple out of an `sk_buff`
+/// (BTF, never compiled in); -1 unknown. Header offsets are within their
+/// header; `tcp_*_mask` are the flag bits within the byte `tcp_flags`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SkbOffsets {
+    pub skb_head: i32,
+    pub skb_network_header: i32,
+    pub skb_transport_header: i32,
+    pub skb_protocol: i32,
+    pub ip_protocol: i32,
+    pub ip_saddr: i32,
+    pub ip_daddr: i32,
+    pub ip6_nexthdr: i32,
+    pub ip6_saddr: i32,
+    pub ip6_daddr: i32,
+    pub tcp_source: i32,
+    pub tcp_dest: i32,
+    pub tcp_flags: i32,
+    pub tcp_syn_mask: i32,
+    pub tcp_ack_mask: i32,
+    /// `sock::sk_protocol` (a whole u16 since 5.6; -1 where a bitfield).
+    pub sock_protocol: i32,
+}
+
+impl SkbOffsets {
+    pub const UNKNOWN: SkbOffsets = SkbOffsets {
+        skb_head: -1,
+        skb_network_header: -1,
+        skb_transport_header: -1,
+        skb_protocol: -1,
+        ip_protocol: -1,
+        ip_saddr: -1,
+        ip_daddr: -1,
+        ip6_nexthdr: -1,
+        ip6_saddr: -1,
+        ip6_daddr: -1,
+        tcp_source: -1,
+        tcp_dest: -1,
+        tcp_flags: -1,
+        tcp_syn_mask: -1,
+        tcp_ack_mask: -1,
+        sock_protocol: -1,
+    };
+
+    /// Everything needed to read a SYN's 4-tuple from an skb.
+    pub const fn packet_known(&self) -> bool {
+        self.skb_head >= 0
+            && self.skb_network_header >= 0
+            && self.skb_transport_header >= 0
+            && self.skb_protocol >= 0
+            && self.ip_protocol >= 0
+            && self.ip_saddr >= 0
+            && self.ip_daddr >= 0
+            && self.ip6_nexthdr >= 0
+            && self.ip6_saddr >= 0
+            && self.ip6_daddr >= 0
+            && self.tcp_source >= 0
+            && self.tcp_dest >= 0
+            && self.tcp_flags >= 0
+            && self.tcp_syn_mask > 0
+            && self.tcp_ack_mask > 0
+    }
+}
+
+impl Default for SkbOffsets {
+    fn default() -> Self {
+        Self::UNKNOWN
+    }
+}
+
 /// Offsets of kernel struct members, discovered from BTF at start-up.
 /// `-1` means unknown on this kernel.
 #[repr(C)]
@@ -371,6 +462,9 @@ pub struct KernelOffsets {
     pub sock_num: i32,
     pub sock_v6_daddr: i32,
     pub sock_v6_rcv_saddr: i32,
+    /// `inet_sock::inet_sport` (big-endian): unlike `skc_num` it survives
+    /// the port's release when a socket closes.
+    pub inet_sport: i32,
     /// User ABI structs, from BTF where present: user_msghdr.msg_iov,
     /// iovec.iov_base, iovec.iov_len.
     pub msghdr_iov: i32,
@@ -396,6 +490,7 @@ impl KernelOffsets {
         sock_num: -1,
         sock_v6_daddr: -1,
         sock_v6_rcv_saddr: -1,
+        inet_sport: -1,
         msghdr_iov: -1,
         iovec_base: -1,
         iovec_len: -1,
@@ -424,6 +519,8 @@ pub struct TracerConfig {
     pub oom: OomLayout,
     pub http: HttpLayout,
     pub kernel: KernelOffsets,
+    pub kfree_skb: KfreeSkbLayout,
+    pub skb: SkbOffsets,
 }
 
 impl TracerConfig {
@@ -480,6 +577,12 @@ impl TracerConfig {
             sendmsg: WriteLayout::EMPTY,
         },
         kernel: KernelOffsets::UNKNOWN,
+        kfree_skb: KfreeSkbLayout {
+            skbaddr: FieldLoc::ABSENT,
+            reason: FieldLoc::ABSENT,
+            no_socket: -1,
+        },
+        skb: SkbOffsets::UNKNOWN,
     };
 }
 

@@ -38,6 +38,19 @@ struct Member {
     name: String,
     type_id: u32,
     bit_offset: u32,
+    /// Bits of a bitfield member, 0 for a whole member.
+    bitfield_size: u32,
+}
+
+/// What a non-struct type is, for describing tracepoint prototypes.
+#[derive(Clone, Debug)]
+enum Named {
+    /// INT, STRUCT, UNION, ENUM, ENUM64, FWD, TYPEDEF: `kind` and name.
+    Leaf(&'static str, String),
+    /// PTR to the type.
+    Ptr(u32),
+    /// FUNC_PROTO: parameter type ids.
+    Proto(Vec<u32>),
 }
 
 #[derive(Clone, Debug)]
@@ -53,6 +66,10 @@ pub struct KernelBtf {
     /// id -> referenced type id for typedef/volatile/const/restrict/type_tag,
     /// so member types can be resolved to the struct they name.
     aliases: HashMap<u32, u32>,
+    /// Types needed to describe `btf_trace_<tracepoint>` prototypes.
+    named: HashMap<u32, Named>,
+    /// `btf_trace_<tracepoint>` typedef ids, by tracepoint name.
+    trace_typedefs: HashMap<String, u32>,
 }
 
 struct Cursor<'a> {
@@ -130,32 +147,71 @@ impl KernelBtf {
                         let m_name = t.u32().ok_or(truncated)?;
                         let m_type = t.u32().ok_or(truncated)?;
                         let m_off = t.u32().ok_or(truncated)?;
-                        let bit_offset = if kind_flag {
-                            m_off & 0x00ff_ffff
+                        let (bit_offset, bitfield_size) = if kind_flag {
+                            (m_off & 0x00ff_ffff, m_off >> 24)
                         } else {
-                            m_off
+                            (m_off, 0)
                         };
                         members.push(Member {
                             name: name_at(m_name),
                             type_id: m_type,
                             bit_offset,
+                            bitfield_size,
                         });
                     }
                     let name = name_at(name_off);
+                    let what = if kind == KIND_STRUCT {
+                        "struct"
+                    } else {
+                        "union"
+                    };
+                    out.named.insert(id, Named::Leaf(what, name.clone()));
                     if !name.is_empty() {
                         out.by_name.entry(name).or_insert(id);
                     }
                     out.composites.insert(id, Composite { members });
                 }
-                1 | 14 | 17 => t.skip(4).ok_or(truncated)?, // INT, VAR, DECL_TAG
-                3 => t.skip(12).ok_or(truncated)?,          // ARRAY
-                6 | 13 => t.skip(8 * vlen).ok_or(truncated)?, // ENUM, FUNC_PROTO
-                15 | 19 => t.skip(12 * vlen).ok_or(truncated)?, // DATASEC, ENUM64
-                8..=11 | 18 => {
-                    // TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG
+                1 => {
+                    t.skip(4).ok_or(truncated)?;
+                    out.named.insert(id, Named::Leaf("int", name_at(name_off)));
+                }
+                14 | 17 => t.skip(4).ok_or(truncated)?, // VAR, DECL_TAG
+                3 => t.skip(12).ok_or(truncated)?,      // ARRAY
+                6 | 19 => {
+                    // ENUM (8 bytes a value), ENUM64 (12)
+                    t.skip(if kind == 6 { 8 } else { 12 } * vlen)
+                        .ok_or(truncated)?;
+                    out.named.insert(id, Named::Leaf("enum", name_at(name_off)));
+                }
+                13 => {
+                    let mut params = Vec::with_capacity(vlen);
+                    for _ in 0..vlen {
+                        t.u32().ok_or(truncated)?;
+                        params.push(t.u32().ok_or(truncated)?);
+                    }
+                    out.named.insert(id, Named::Proto(params));
+                }
+                15 => t.skip(12 * vlen).ok_or(truncated)?, // DATASEC
+                8 => {
+                    let name = name_at(name_off);
+                    if let Some(tp) = name.strip_prefix("btf_trace_") {
+                        out.trace_typedefs.insert(tp.to_string(), id);
+                    }
+                    out.named.insert(id, Named::Leaf("typedef", name));
                     out.aliases.insert(id, size_or_type);
                 }
-                2 | 7 | 12 | 16 => {} // PTR, FWD, FUNC, FLOAT
+                9..=11 | 18 => {
+                    // VOLATILE, CONST, RESTRICT, TYPE_TAG
+                    out.aliases.insert(id, size_or_type);
+                }
+                2 => {
+                    out.named.insert(id, Named::Ptr(size_or_type));
+                }
+                7 => {
+                    out.named
+                        .insert(id, Named::Leaf("struct", name_at(name_off)));
+                }
+                12 | 16 => {} // FUNC, FLOAT
                 other => return Err(BtfError::UnknownKind(other)),
             }
         }
@@ -175,26 +231,89 @@ impl KernelBtf {
     /// Byte offset of `member` in struct `type_name`, looking through
     /// anonymous struct and union members as C does.
     pub fn member_offset(&self, type_name: &str, member: &str) -> Option<u32> {
-        let id = *self.by_name.get(type_name)?;
-        self.find_in(id, member, 0).map(|bits| bits / 8)
+        self.member_bits(type_name, member)
+            .map(|(bits, _)| bits / 8)
     }
 
-    fn find_in(&self, id: u32, member: &str, depth: u32) -> Option<u32> {
+    /// Byte offset of a whole (not bitfield, byte-aligned) member.
+    pub fn whole_member_offset(&self, type_name: &str, member: &str) -> Option<u32> {
+        match self.member_bits(type_name, member)? {
+            (bits, 0) if bits % 8 == 0 => Some(bits / 8),
+            _ => None,
+        }
+    }
+
+    /// Bit offset of `member` in struct `type_name` and its bitfield size
+    /// (0 for a whole member).
+    pub fn member_bits(&self, type_name: &str, member: &str) -> Option<(u32, u32)> {
+        let id = *self.by_name.get(type_name)?;
+        self.find_in(id, member, 0)
+    }
+
+    fn find_in(&self, id: u32, member: &str, depth: u32) -> Option<(u32, u32)> {
         if depth > 8 {
             return None;
         }
         let comp = self.composites.get(&self.resolve(id))?;
         for m in &comp.members {
             if m.name == member {
-                return Some(m.bit_offset);
+                return Some((m.bit_offset, m.bitfield_size));
             }
         }
         for m in comp.members.iter().filter(|m| m.name.is_empty()) {
-            if let Some(inner) = self.find_in(m.type_id, member, depth + 1) {
-                return Some(m.bit_offset + inner);
+            if let Some((inner, size)) = self.find_in(m.type_id, member, depth + 1) {
+                return Some((m.bit_offset + inner, size));
             }
         }
         None
+    }
+
+    /// The argument types of a tracepoint as the BTF form hands them to a
+    /// program: the `btf_trace_<name>` prototype without its leading
+    /// `void *__data`, each as C spells it without qualifiers
+    /// (`struct sock *`, `int`, `enum skb_drop_reason`). None when the
+    /// kernel's BTF has no such typedef (no tp_btf for it).
+    pub fn tracepoint_args(&self, tracepoint: &str) -> Option<Vec<String>> {
+        let typedef = *self.trace_typedefs.get(tracepoint)?;
+        let Some(Named::Ptr(proto)) = self.named.get(&self.resolve(typedef)) else {
+            return None;
+        };
+        let Some(Named::Proto(params)) = self.named.get(&self.resolve(*proto)) else {
+            return None;
+        };
+        Some(
+            params
+                .iter()
+                .skip(1)
+                .map(|&p| self.describe(p, 0))
+                .collect(),
+        )
+    }
+
+    /// A type as C spells it, qualifiers dropped, typedefs kept by name.
+    fn describe(&self, id: u32, depth: u32) -> String {
+        if id == 0 {
+            return "void".to_string();
+        }
+        if depth > 8 {
+            return "?".to_string();
+        }
+        let mut cur = id;
+        // Strip CONST/VOLATILE/RESTRICT/TYPE_TAG but stop at a typedef.
+        for _ in 0..8 {
+            match (self.named.get(&cur), self.aliases.get(&cur)) {
+                (None, Some(&next)) => cur = next,
+                _ => break,
+            }
+        }
+        match self.named.get(&cur) {
+            _ if cur == 0 => "void".to_string(),
+            Some(Named::Ptr(to)) => format!("{} *", self.describe(*to, depth + 1)),
+            Some(Named::Leaf("int" | "typedef", name)) => name.clone(),
+            Some(Named::Leaf(kind, name)) => format!("{kind} {name}"),
+            Some(Named::Proto(_)) => "fn".to_string(),
+            None => "?".to_string(),
+        }
     }
 }
 
@@ -277,5 +396,25 @@ mod tests {
         );
         assert!(btf.member_offset("signal_struct", "live").is_some());
         assert!(btf.member_offset("sock_common", "skc_state").is_some());
+    }
+
+    #[test]
+    fn describes_tracepoint_prototypes_of_the_running_kernel() {
+        let Ok(btf) = KernelBtf::from_sys_fs() else {
+            eprintln!("SKIP: /sys/kernel/btf/vmlinux not readable on this machine");
+            return;
+        };
+        assert_eq!(
+            btf.tracepoint_args("inet_sock_set_state").unwrap(),
+            ["struct sock *", "int", "int"]
+        );
+        let kfree = btf.tracepoint_args("kfree_skb").unwrap();
+        assert_eq!(
+            kfree[..3],
+            ["struct sk_buff *", "void *", "enum skb_drop_reason"]
+        );
+        assert!(btf.tracepoint_args("no_such_tracepoint").is_none());
+        let (syn, size) = btf.member_bits("tcphdr", "syn").unwrap();
+        assert_eq!((syn / 8, size), (13, 1));
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use fivexx_core::capability::{CapabilityReport, HookState};
+use fivexx_core::capability::{CapabilityReport, HookForm, HookState};
 use fivexx_core::report::{event_line, LineLayout};
 use fivexx_core::KernelEvent;
 
@@ -55,7 +55,10 @@ pub fn report_text(r: &CapabilityReport) -> String {
         r.ring_buffer_bytes / 1024,
         if r.loaded { "" } else { " (not loaded)" }
     );
-    let _ = writeln!(out, "HOOK                        STATE       NOTES");
+    let _ = writeln!(
+        out,
+        "HOOK                        STATE       FORM        NOTES"
+    );
     for h in &r.hooks {
         let state = match h.state {
             HookState::Attached => "attached",
@@ -66,11 +69,17 @@ pub fn report_text(r: &CapabilityReport) -> String {
         };
         let mut notes: Vec<&str> = h.reason.iter().map(String::as_str).collect();
         notes.extend(h.notes.iter().map(String::as_str));
+        let form = match h.form {
+            Some(HookForm::TpBtf) => "tp_btf",
+            Some(HookForm::Tracepoint) => "tracepoint",
+            None => "-",
+        };
         let _ = writeln!(
             out,
-            "{:<27} {:<11} {}",
+            "{:<27} {:<11} {:<11} {}",
             h.tracepoint,
             state,
+            form,
             notes.join("; ")
         );
     }

@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::TracePoint;
+use aya::programs::{BtfTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
-use fivexx_core::capability::{CapabilityReport, HookState, HookStatus};
+use fivexx_core::capability::{CapabilityReport, HookForm, HookState, HookStatus};
 use fivexx_core::KernelEventKind;
 use tracer_ebpf::{
     CONFIG_SYMBOL, DROPPED_MAP, EVENTS_MAP, GENERATED_MAP, HTTP_CGROUPS_MAP, HTTP_COUNTS_MAP,
@@ -15,7 +15,7 @@ use tracer_ebpf::{
 
 use crate::btf::KernelBtf;
 use crate::decode::kind_for_index;
-use crate::layout::{Hook, KernelLayout};
+use crate::layout::{Hook, HookPlan, KernelLayout};
 use crate::tracefs::Tracefs;
 use crate::Error;
 
@@ -37,6 +37,8 @@ pub struct TracerOptions {
     /// cgroups (paths under the cgroup v2 mount) whose writes the HTTP peek
     /// reads. Empty: the peek is not attached at all.
     pub http_cgroups: Vec<String>,
+    /// Attach every hook as a classic tracepoint, even where tp_btf works.
+    pub classic_tracepoints: bool,
 }
 
 impl Default for TracerOptions {
@@ -46,6 +48,7 @@ impl Default for TracerOptions {
             kinds: None,
             node: String::new(),
             http_cgroups: Vec::new(),
+            classic_tracepoints: false,
         }
     }
 }
@@ -147,6 +150,7 @@ impl KernelFacts {
                     },
                     reason: p.reason.clone(),
                     notes: p.notes.clone(),
+                    form: Some(p.form),
                 })
                 .collect(),
         }
@@ -191,8 +195,25 @@ impl Tracer {
     pub fn load(opts: &TracerOptions) -> Result<Tracer, Error> {
         crate::privilege::check_can_trace()?;
         let http_cgroups = resolve_cgroups(&opts.http_cgroups)?;
-        let facts = KernelFacts::discover(true)?;
+        let mut facts = KernelFacts::discover(true)?;
+        if opts.classic_tracepoints {
+            facts.layout.force_classic();
+        }
         raise_memlock_limit();
+        // aya resolves a tp_btf program's target in its own parse of the
+        // kernel's BTF; without it every hook takes its classic form.
+        let aya_btf = if facts.layout.plans.iter().any(|p| p.form == HookForm::TpBtf) {
+            match aya::Btf::from_sys_fs() {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::warn!("kernel BTF unreadable for tp_btf ({e}); classic tracepoints");
+                    facts.layout.force_classic();
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let config = facts.layout.config;
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_SYMBOL, &config, true)
@@ -229,7 +250,7 @@ impl Tracer {
                 status.reason = Some("not requested (--kinds)".to_string());
                 continue;
             }
-            attach_hook(&mut ebpf, &plan.hook, plan.state, status);
+            attach_hook(&mut ebpf, plan, aya_btf.as_ref(), status);
         }
         let http_attached = !http_cgroups.is_empty();
         Ok(Tracer {
@@ -283,15 +304,16 @@ impl Tracer {
             .iter()
             .enumerate()
             .filter(|(_, p)| p.hook.kind == KernelEventKind::HttpResponse && p.enabled())
-            .map(|(i, p)| (i, p.hook, p.state))
+            .map(|(i, p)| (i, p.clone()))
             .collect();
-        for (i, hook, state) in plans {
+        for (i, plan) in plans {
             let status = &mut self.report.hooks[i];
             if want {
                 status.reason = None;
-                attach_hook(&mut self.ebpf, &hook, state, status);
+                // The peek's hooks are classic tracepoints: no BTF needed.
+                attach_hook(&mut self.ebpf, &plan, None, status);
             } else {
-                detach_hook(&mut self.ebpf, &hook);
+                detach_hook(&mut self.ebpf, &plan.hook);
                 status.state = HookState::NotLoaded;
                 status.reason = Some(HTTP_ON_DEMAND.to_string());
             }
@@ -379,10 +401,35 @@ impl HookError {
 }
 
 /// Attaches one planned hook and records the outcome in its status: the
-/// planned state (attached or degraded), or failed with the reason.
-fn attach_hook(ebpf: &mut Ebpf, hook: &Hook, state: HookState, status: &mut HookStatus) {
+/// planned state (attached or degraded), or failed with the reason. A
+/// tp_btf program the kernel refuses falls back to the classic
+/// tracepoint, and the status says so.
+fn attach_hook(ebpf: &mut Ebpf, plan: &HookPlan, btf: Option<&aya::Btf>, status: &mut HookStatus) {
+    let hook = &plan.hook;
+    if let (HookForm::TpBtf, Some(prog), Some(btf)) = (plan.form, hook.btf, btf) {
+        match attach_btf(ebpf, prog.program, hook.name, btf) {
+            Ok(()) => {
+                status.state = plan.state;
+                status.form = Some(HookForm::TpBtf);
+                return;
+            }
+            Err(e) => {
+                let reason = e.reason();
+                tracing::warn!(
+                    "{} as tp_btf: {reason}; trying the classic tracepoint",
+                    hook.tracepoint()
+                );
+                status
+                    .notes
+                    .push(format!("tp_btf refused ({reason}): classic tracepoint"));
+            }
+        }
+    } else if let Some(why) = &plan.classic_because {
+        tracing::debug!("{}: classic tracepoint ({why})", hook.tracepoint());
+    }
+    status.form = Some(HookForm::Tracepoint);
     match attach(ebpf, hook.program, hook.category, hook.name) {
-        Ok(()) => status.state = state,
+        Ok(()) => status.state = plan.state,
         Err(e) => {
             let reason = e.reason();
             tracing::warn!("{}: {reason}", hook.tracepoint());
@@ -392,7 +439,8 @@ fn attach_hook(ebpf: &mut Ebpf, hook: &Hook, state: HookState, status: &mut Hook
     }
 }
 
-/// Detaches and unloads one hook's program (a no-op if it is not loaded).
+/// Detaches and unloads one hook's programs, both forms (a no-op for
+/// what is not loaded).
 fn detach_hook(ebpf: &mut Ebpf, hook: &Hook) {
     if let Some(tp) = ebpf
         .program_mut(hook.program)
@@ -400,6 +448,35 @@ fn detach_hook(ebpf: &mut Ebpf, hook: &Hook) {
     {
         let _ = tp.unload();
     }
+    if let Some(tp) = hook.btf.and_then(|b| {
+        ebpf.program_mut(b.program)
+            .and_then(|p| <&mut BtfTracePoint>::try_from(p).ok())
+    }) {
+        let _ = tp.unload();
+    }
+}
+
+fn attach_btf(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    tracepoint: &str,
+    btf: &aya::Btf,
+) -> Result<(), HookError> {
+    let prog = ebpf
+        .program_mut(program)
+        .ok_or(HookError::MissingProgram(program))?;
+    let tp: &mut BtfTracePoint = prog
+        .try_into()
+        .map_err(|source| HookError::NotATracepoint { program, source })?;
+    tp.load(tracepoint, btf).map_err(|source| HookError::Load {
+        summary: summarize_verifier(&format!("{source:#}")),
+        source,
+    })?;
+    if let Err(e) = tp.attach() {
+        let _ = tp.unload();
+        return Err(HookError::Attach(e));
+    }
+    Ok(())
 }
 
 fn attach(

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use tracer_ebpf::{EventKind, KernelOffsets, RawEvent, WriteLayout, HTTP_PEEK_BYTES};
 
-use crate::emit::{bump, config, emit, read_kernel, read_uint};
+use crate::emit::{bump, config, emit, read_kernel, read_sock_addrs, read_uint};
 
 #[map(name = "HTTP_CGROUPS")]
 static HTTP_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
@@ -189,24 +189,5 @@ fn socket_of_fd(fd: i32, ev: &mut RawEvent) {
         return;
     };
     ev.sock = sk;
-    let family = read_kernel::<u16>(sk, k.sock_family).unwrap_or(0);
-    ev.sport = read_kernel::<u16>(sk, k.sock_num).unwrap_or(0);
-    ev.dport = u16::from_be(read_kernel::<u16>(sk, k.sock_dport).unwrap_or(0));
-    if family == 2 {
-        ev.family = 2;
-        if let Some(a) = read_kernel::<[u8; 4]>(sk, k.sock_rcv_saddr) {
-            ev.saddr[..4].copy_from_slice(&a);
-        }
-        if let Some(a) = read_kernel::<[u8; 4]>(sk, k.sock_daddr) {
-            ev.daddr[..4].copy_from_slice(&a);
-        }
-    } else if family == 10 {
-        ev.family = 10;
-        if let Some(a) = read_kernel::<[u8; 16]>(sk, k.sock_v6_rcv_saddr) {
-            ev.saddr = a;
-        }
-        if let Some(a) = read_kernel::<[u8; 16]>(sk, k.sock_v6_daddr) {
-            ev.daddr = a;
-        }
-    }
+    read_sock_addrs(sk, ev);
 }

@@ -7,4 +7,5 @@ mod oom;
 mod reset;
 mod retransmit;
 mod signal;
+mod skb;
 mod sock;

@@ -2,13 +2,15 @@
 
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
-    macros::{map, tracepoint},
+    macros::{btf_tracepoint, map, tracepoint},
     maps::LruHashMap,
-    programs::TracePointContext,
+    programs::{BtfTracePointContext, TracePointContext},
 };
-use tracer_ebpf::{is_abnormal_transition, tcp_state, EventKind};
+use tracer_ebpf::{is_abnormal_transition, tcp_state, EventKind, RawEvent};
 
-use crate::emit::{bump, config, emit, read_addrs, read_i32, read_uint, STATE_COUNTS};
+use crate::emit::{
+    bump, config, emit, read_addrs, read_i32, read_kernel, read_sock_addrs, read_uint, STATE_COUNTS,
+};
 
 const IPPROTO_TCP: u64 = 6;
 
@@ -42,7 +44,9 @@ pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
 }
 
 /// Hundreds of thousands of transitions a second on a busy node: count them
-/// all in a per-CPU array and emit only the abnormal ones.
+/// all in a per-CPU array and emit only the abnormal ones. The classic
+/// form: the kernel first builds the trace record (4-tuple included), and
+/// every field costs a probe read.
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let l = &config().set_state;
@@ -51,38 +55,68 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     }
     let old = read_uint(&ctx, l.oldstate).unwrap_or(0) as u8;
     let new = read_uint(&ctx, l.newstate).unwrap_or(0) as u8;
+    on_set_state(
+        old,
+        new,
+        || read_uint(&ctx, l.skaddr).unwrap_or(0),
+        |ev| read_addrs(&ctx, &l.addr, ev),
+    );
+    0
+}
+
+/// The BTF form (tp_btf): the kernel hands over its own arguments
+/// `(const struct sock *sk, int oldstate, int newstate)` without building
+/// a record; the agent attaches it only where the kernel's
+/// `btf_trace_inet_sock_set_state` prototype is exactly that. One probe
+/// read (the protocol) on the common path; the 4-tuple is read from the
+/// socket only for the rare abnormal transition.
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn inet_sock_set_state_btf(ctx: BtfTracePointContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    let s = &config().skb;
+    if read_kernel::<u16>(sk, s.sock_protocol) != Some(IPPROTO_TCP as u16) {
+        return 0;
+    }
+    let old: u64 = ctx.arg(1);
+    let new: u64 = ctx.arg(2);
+    on_set_state(old as u8, new as u8, || sk, |ev| read_sock_addrs(sk, ev));
+    0
+}
+
+#[inline(always)]
+fn on_set_state(old: u8, new: u8, sk: impl Fn() -> u64, addrs: impl FnOnce(&mut RawEvent)) {
     bump(
         &STATE_COUNTS,
         ((old as u32 & 0xf) << 4) | (new as u32 & 0xf),
     );
     if new == tcp_state::SYN_SENT {
-        if let Some(sk) = read_uint(&ctx, l.skaddr) {
+        let sk = sk();
+        if sk != 0 {
             // SAFETY: bpf_ktime_get_ns has no preconditions.
             let now = unsafe { bpf_ktime_get_ns() };
             // A failed insert (map full of pinned entries) only loses this
             // connect's SYN time; the engine then estimates it.
             let _ = SYN_SENT_AT.insert(&sk, &now, 0);
         }
-        return 0;
+        return;
     }
     if !is_abnormal_transition(old, new) {
-        return 0;
+        return;
     }
-    let sock = read_uint(&ctx, l.skaddr).unwrap_or(0);
+    let sk = sk();
     let syn_ns = if old == tcp_state::SYN_SENT {
         // SAFETY: the pointer from a successful lookup is valid for this
         // program run; the value is a plain u64 another CPU may overwrite
         // (a torn read is impossible for an aligned u64).
-        unsafe { SYN_SENT_AT.get(&sock) }.copied().unwrap_or(0)
+        unsafe { SYN_SENT_AT.get(&sk) }.copied().unwrap_or(0)
     } else {
         0
     };
     emit(EventKind::StateChange, |ev| {
-        ev.sock = sock;
+        ev.sock = sk;
         ev.state = old;
         ev.new_state = new;
         ev.syn_ns = syn_ns;
-        read_addrs(&ctx, &l.addr, ev);
+        addrs(ev);
     });
-    0
 }

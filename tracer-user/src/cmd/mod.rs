@@ -30,6 +30,10 @@ pub struct TracerArgs {
     /// proxy pod; repeatable). Reads at most 16 bytes of each write.
     #[arg(long)]
     pub http_cgroup: Vec<String>,
+    /// Attach every hook as a classic tracepoint, even where the kernel
+    /// offers the cheaper BTF form (tp_btf); for comparing the two.
+    #[arg(long)]
+    pub classic_tracepoints: bool,
 }
 
 impl TracerArgs {
@@ -47,6 +51,7 @@ impl TracerArgs {
             kinds,
             node: self.node.clone(),
             http_cgroups: self.http_cgroup.clone(),
+            classic_tracepoints: self.classic_tracepoints,
         })
     }
 }

@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use fivexx_core::capability::HookState;
 use tracer_ebpf::{
-    AddrLayout, ErrorReportLayout, ExitLayout, FieldLoc, OomLayout, ReceiveResetLayout,
-    RetransmitLayout, SendResetLayout, SetStateLayout, SignalLayout, TracerConfig,
+    AddrLayout, ErrorReportLayout, ExitLayout, FieldLoc, KfreeSkbLayout, OomLayout,
+    ReceiveResetLayout, RetransmitLayout, SendResetLayout, SetStateLayout, SignalLayout,
+    TracerConfig,
 };
 
 use super::HookPlan;
@@ -37,14 +39,64 @@ pub(super) fn addr(fmt: &TracepointFormat) -> Result<AddrLayout, Missing> {
         a.sockaddr_dst = daddr;
         return Ok(a);
     }
-    a.family = loc(fmt, "family")?;
     a.sport = loc(fmt, "sport")?;
     a.dport = loc(fmt, "dport")?;
     a.saddr = saddr;
     a.daddr = daddr;
     a.saddr_v6 = opt(fmt, "saddr_v6");
     a.daddr_v6 = opt(fmt, "daddr_v6");
+    // Before 5.12 the tcp tracepoints have no `family`; the programs then
+    // tell IPv4 from IPv6 by the v4-mapped form of `saddr_v6`.
+    a.family = opt(fmt, "family");
+    if !a.family.present() && a.saddr_v6.size < 16 {
+        return Err("family");
+    }
     Ok(a)
+}
+
+/// `skb:kfree_skb`: the drop reason (5.17+) and the value of NO_SOCKET
+/// from the format's own symbol table. `send_reset_has_reason`: 6.10+,
+/// where `tcp_send_reset` reports NO_SOCKET itself, so this hook would
+/// only duplicate it.
+pub(super) fn kfree_skb(
+    fmt: &TracepointFormat,
+    c: &mut TracerConfig,
+    plan: &mut HookPlan,
+    send_reset_has_reason: bool,
+) -> Result<(), Missing> {
+    c.kfree_skb = KfreeSkbLayout {
+        skbaddr: loc(fmt, "skbaddr")?,
+        reason: loc(fmt, "reason")?,
+        no_socket: -1,
+    };
+    let no_socket = fmt
+        .symbolic_names("reason")
+        .into_iter()
+        .find(|(_, name)| name == "NO_SOCKET")
+        .and_then(|(v, _)| i32::try_from(v).ok());
+    let Some(no_socket) = no_socket else {
+        return Err("reason NO_SOCKET");
+    };
+    if !c.skb.packet_known() {
+        plan.state = HookState::Missing;
+        plan.reason = Some(
+            "sk_buff/iphdr/ipv6hdr/tcphdr offsets not all found in BTF: a dropped SYN's \
+             4-tuple cannot be read"
+                .to_string(),
+        );
+        return Ok(());
+    }
+    if send_reset_has_reason {
+        plan.state = HookState::NotLoaded;
+        plan.reason = Some(
+            "not needed: tcp_send_reset reports NO_SOCKET itself on this kernel (6.10+), \
+             so a refused SYN stays one fact"
+                .to_string(),
+        );
+        return Ok(());
+    }
+    c.kfree_skb.no_socket = no_socket;
+    Ok(())
 }
 
 pub(super) fn send_reset(
@@ -64,8 +116,9 @@ pub(super) fn send_reset(
     } else {
         plan.notes.push(
             "no `reason` field (kernel < 6.10): RST reasons unknown, and socket-less RSTs \
-             (replies from a closed port) are not traced; refusals are still seen on the \
-             client side via tcp_receive_reset in SYN_SENT and error 111"
+             (replies from a closed port) are not traced here; skb:kfree_skb (5.17+) sees \
+             the refused SYN on the pod side, and the client side sees tcp_receive_reset \
+             in SYN_SENT and error 111"
                 .to_string(),
         );
     }
