@@ -145,6 +145,26 @@ fn painted_line(b: &Burst, p: Painter) -> String {
     }))
 }
 
+/// An open burst's bar: what grows and who first, so that a narrow
+/// terminal, which cuts the line, still shows the pod; then the cause,
+/// the times and the proxy.
+fn bar_message(b: &Burst, p: Painter) -> String {
+    const ORDER: [Part; 6] = [
+        Part::Count,
+        Part::Outcomes,
+        Part::Who,
+        Part::Cause,
+        Part::Span,
+        Part::Via,
+    ];
+    let mut parts = b.parts();
+    parts.sort_by_key(|(part, _)| ORDER.iter().position(|o| o == part));
+    join(parts.into_iter().map(|(part, s)| match part {
+        Part::Count | Part::Outcomes => p.yellow(&s),
+        _ => s,
+    }))
+}
+
 /// One spinner per open burst, on stderr.
 struct Bars {
     multi: MultiProgress,
@@ -171,7 +191,7 @@ impl Bars {
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        bar.set_message(format!("{}  {}", p.yellow("open"), painted_line(b, p)));
+        bar.set_message(bar_message(b, p));
     }
 
     fn remove(&mut self, id: u64) {
@@ -243,8 +263,15 @@ mod tests {
         }
         let bars = view.bars.as_ref().unwrap();
         assert_eq!(bars.open.len(), 2);
-        assert!(bars.open[&1].message().contains("2 failed"));
-        assert!(bars.open[&1].message().contains("via ingress-nginx/c-1"));
+        let message = bars.open[&1].message();
+        assert!(
+            message.starts_with("2 failed  502×2  deployment shop/web  pod shop/web-29qx"),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("via ingress-nginx/c-1 (lab-node-1)"),
+            "{message}"
+        );
         view.advance(T0 + S + BURST_GAP_NS + CLOSE_MARGIN_NS + 1);
         assert_eq!(view.bars.as_ref().unwrap().open.len(), 1);
         assert_eq!(view.next_shown.len(), 1);
