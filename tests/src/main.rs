@@ -98,6 +98,12 @@ struct ScenarioFlags {
     /// preStop sleep (0: none).
     #[arg(long)]
     prestop_ms: Option<u64>,
+    /// An exec preStop hook, e.g. "sleep 5" (run with the container's PATH).
+    #[arg(long, value_name = "COMMAND")]
+    prestop_exec: Option<String>,
+    /// The image has no coreutils: exec hooks find no `sleep`.
+    #[arg(long)]
+    distroless: bool,
     /// Time from container exit to netns removal.
     #[arg(long)]
     sandbox_teardown_ms: Option<u64>,
@@ -179,6 +185,13 @@ impl ScenarioFlags {
         }
         if let Some(v) = self.prestop_ms {
             p.prestop_ms = (v > 0).then_some(v);
+        }
+        if let Some(c) = &self.prestop_exec {
+            let argv: Vec<String> = c.split_whitespace().map(str::to_string).collect();
+            p.prestop_exec = (!argv.is_empty()).then_some(argv);
+        }
+        if self.distroless {
+            p.distroless = true;
         }
         if self.delay_ms.is_some() {
             p.delay_ms = self.delay_ms;

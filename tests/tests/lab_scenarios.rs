@@ -13,7 +13,7 @@ use fivexx_lab::control::store::ClusterStore;
 use fivexx_lab::harness::{find_binary, skip_unless_root};
 use fivexx_lab::node::clean;
 use fivexx_lab::sim::scenario::{self, RunOptions, ScenarioKind, ScenarioParams, ScenarioReport};
-use fivexx_lab::sim::timeline::LabEventKind;
+use fivexx_lab::sim::timeline::{LabEvent, LabEventKind};
 use std::path::PathBuf;
 
 /// The agent, when it has been built; its assertions are skipped (loudly)
@@ -624,4 +624,53 @@ fn api_server_serves_the_running_lab() {
         assert!(saw_terminating, "the API never showed a terminating pod");
         assert_eq!(report.summary.total_5xx(), 0);
     });
+}
+
+/// An exec preStop `[sleep 5]` in a distroless image: the runtime finds
+/// no `sleep`, the kubelet records FailedPreStopHook with its own message
+/// and sends SIGTERM at once (not 5 s later), and the endpoint lag gives
+/// 502s as if there were no hook.
+#[test]
+fn prestop_failed_sends_sigterm_at_once() {
+    if skip_unless_root("prestop_failed") {
+        return;
+    }
+    let (r, store) = run_with_store(ScenarioKind::PrestopFailed, |_| {});
+    let failed = events_with_reason(&store, "FailedPreStopHook");
+    let messages: Vec<String> = store
+        .list_events(None)
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("FailedPreStopHook"))
+        .filter_map(|e| e.message)
+        .collect();
+    let terminated: Vec<&LabEvent> = r
+        .timeline
+        .iter()
+        .filter(|e| e.kind == LabEventKind::SigtermSent)
+        .collect();
+    assert_eq!(terminated.len(), r.params.replicas as usize);
+    for t in &terminated {
+        let pod = t.pod.as_deref().unwrap();
+        assert!(
+            failed.iter().any(|f| f == pod),
+            "no FailedPreStopHook for {pod}"
+        );
+        let deleted = r
+            .timeline
+            .iter()
+            .find(|e| e.kind == LabEventKind::DeletionRequested && e.pod.as_deref() == Some(pod))
+            .expect("deletion");
+        let after_ms = (t.at.wall_ns - deleted.at.wall_ns) / 1_000_000;
+        assert!(
+            after_ms < 1000,
+            "{pod}: SIGTERM {after_ms} ms after deletion; a failed hook holds nothing"
+        );
+    }
+    assert!(
+        messages.iter().all(|m| m
+            .starts_with("Exec lifecycle hook ([sleep 5]) for Container \"web\"")
+            && m.contains("executable file not found in $PATH")),
+        "{messages:?}"
+    );
+    assert!(r.summary.s502 > 0, "no 502: {:?}", r.summary);
 }

@@ -271,7 +271,10 @@ impl Explainer {
     /// Records a pod's measurements and its track, before it is forgotten.
     fn retire(&mut self, uid: &str) {
         let track = self.assembler.retire(&self.tl, uid, i64::MAX);
-        if let Some(t) = track.filter(|_| self.tracks.len() < MAX_TRACKS) {
+        // A pod the API never named (only kernel facts about it, outside
+        // the session's scope) has no row a person could read.
+        let named = |t: &PodTrack| !t.workload_key.is_empty() && t.workload_key != "-";
+        if let Some(t) = track.filter(|t| named(t) && self.tracks.len() < MAX_TRACKS) {
             self.tracks.push(t);
         }
     }

@@ -135,6 +135,12 @@ impl PodTrack {
                 (false, _) => {}
             }
         }
+        // Readiness is not reported once a pod is gone: it ends there.
+        if let (Some(gone), Some(last)) = (p.gone_ns, ready.last_mut()) {
+            if last.to_ns.is_none() {
+                last.to_ns = Some(gone.max(last.from_ns));
+            }
+        }
         let mut in_endpoints: Vec<Span> = p
             .ips
             .iter()

@@ -145,6 +145,7 @@ impl Revision {
             ip: Some(ip.to_string()),
             grace_seconds: 30,
             prestop_seconds: None,
+            prestop_exec: None,
             memory_limit: None,
             phase: "Running",
             ready: true,

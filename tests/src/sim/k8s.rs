@@ -28,6 +28,8 @@ pub struct PodFacts {
     pub ip: Option<String>,
     pub grace_seconds: i64,
     pub prestop_seconds: Option<i64>,
+    /// An exec preStop hook's command (rendered when no sleep is set).
+    pub prestop_exec: Option<Vec<String>>,
     pub memory_limit: Option<u64>,
     pub phase: &'static str,
     pub ready: bool,
@@ -109,11 +111,8 @@ pub fn pod(f: &PodFacts) -> Pod {
                     protocol: Some("TCP".into()),
                     ..Default::default()
                 }]),
-                lifecycle: f.prestop_seconds.map(|s| Lifecycle {
-                    pre_stop: Some(LifecycleHandler {
-                        sleep: Some(SleepAction { seconds: s }),
-                        ..Default::default()
-                    }),
+                lifecycle: prestop_handler(f).map(|h| Lifecycle {
+                    pre_stop: Some(h),
                     ..Default::default()
                 }),
                 resources: f.memory_limit.map(|m| ResourceRequirements {
@@ -235,6 +234,23 @@ pub struct Reporter<'a> {
 }
 
 /// A core/v1 Event (`type_` is Normal or Warning).
+/// The preStop handler: the native sleep, or an exec hook.
+fn prestop_handler(f: &PodFacts) -> Option<LifecycleHandler> {
+    if let Some(s) = f.prestop_seconds {
+        return Some(LifecycleHandler {
+            sleep: Some(SleepAction { seconds: s }),
+            ..Default::default()
+        });
+    }
+    let command = f.prestop_exec.clone()?;
+    Some(LifecycleHandler {
+        exec: Some(k8s_openapi::api::core::v1::ExecAction {
+            command: Some(command),
+        }),
+        ..Default::default()
+    })
+}
+
 pub fn event(
     about: Involved<'_>,
     reason: &str,

@@ -39,10 +39,13 @@ pub enum ScenarioKind {
     IpGone,
     /// An OOM kill mid-request.
     Oom,
+    /// The rollout with an exec preStop `[sleep 5]` in a distroless image
+    /// that has no `sleep`: the hook fails, SIGTERM comes at once, 502.
+    PrestopFailed,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 7] = [
+    pub const ALL: [ScenarioKind; 8] = [
         ScenarioKind::RolloutNoPrestop,
         ScenarioKind::IgnoreSigterm,
         ScenarioKind::KeepaliveRace,
@@ -50,6 +53,7 @@ impl ScenarioKind {
         ScenarioKind::Drain,
         ScenarioKind::IpGone,
         ScenarioKind::Oom,
+        ScenarioKind::PrestopFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +65,7 @@ impl ScenarioKind {
             ScenarioKind::Drain => "drain",
             ScenarioKind::IpGone => "ip-gone",
             ScenarioKind::Oom => "oom",
+            ScenarioKind::PrestopFailed => "prestop-failed",
         }
     }
 }
@@ -78,6 +83,10 @@ pub struct ScenarioParams {
     pub grace_ms: u64,
     pub endpoint_lag_ms: u64,
     pub prestop_ms: Option<u64>,
+    /// An exec preStop hook (`sleep 5`), run with the container's `PATH`.
+    pub prestop_exec: Option<Vec<String>>,
+    /// The image has no coreutils: exec hooks find no `sleep`.
+    pub distroless: bool,
     pub sandbox_teardown_delay_ms: u64,
     pub readiness_delay_ms: u64,
     pub behaviour: Behaviour,
@@ -113,6 +122,8 @@ impl ScenarioParams {
             grace_ms: 30_000,
             endpoint_lag_ms: 1000,
             prestop_ms: None,
+            prestop_exec: None,
+            distroless: false,
             sandbox_teardown_delay_ms: 2000,
             readiness_delay_ms: 300,
             behaviour: Behaviour::Graceful,
@@ -133,6 +144,10 @@ impl ScenarioParams {
         match kind {
             ScenarioKind::RolloutNoPrestop => {}
             ScenarioKind::PrestopFixed => p.prestop_ms = Some(2500),
+            ScenarioKind::PrestopFailed => {
+                p.prestop_exec = Some(vec!["sleep".into(), "5".into()]);
+                p.distroless = true;
+            }
             ScenarioKind::IgnoreSigterm => {
                 p.behaviour = Behaviour::IgnoreSigterm;
                 p.grace_ms = 2000;
@@ -311,6 +326,11 @@ fn template(p: &ScenarioParams) -> PodTemplate {
     let mut t = PodTemplate::new("web", p.behaviour);
     t.grace = Duration::from_millis(p.grace_ms);
     t.prestop = p.prestop_ms.map(Duration::from_millis);
+    t.prestop_exec.clone_from(&p.prestop_exec);
+    // A distroless image's PATH names directories with nothing in them.
+    t.exec_path = p
+        .distroless
+        .then(|| "/fivexx-lab/distroless/usr/local/bin:/fivexx-lab/distroless/usr/bin".into());
     t.readiness_delay = Duration::from_millis(p.readiness_delay_ms);
     t.delay_ms = p.delay_ms;
     t.drain_ms = p.drain_ms;
@@ -391,7 +411,8 @@ async fn action(p: &ScenarioParams, kubelet: &Kubelet, current: &PodTemplate) ->
         | ScenarioKind::PrestopFixed
         | ScenarioKind::IgnoreSigterm
         | ScenarioKind::KeepaliveRace
-        | ScenarioKind::IpGone => {
+        | ScenarioKind::IpGone
+        | ScenarioKind::PrestopFailed => {
             kubelet.timeline().step("rollout: start");
             kubelet
                 .rollout_to(

@@ -24,6 +24,8 @@ pub enum LabEventKind {
     /// The ingress reloaded with a new upstream set (`detail` lists it).
     IngressReload,
     PreStopStarted,
+    /// An exec preStop hook failed (the kubelet's `FailedPreStopHook`).
+    PreStopFailed,
     SigtermSent,
     SigkillSent,
     /// The container's main process ended (`detail`: how).

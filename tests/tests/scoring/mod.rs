@@ -32,6 +32,7 @@ pub fn truth(kind: ScenarioKind) -> &'static [Cause] {
         // the netns alive, and the kernel facts prove it.
         ScenarioKind::IpGone => &[Cause::EndpointLagNetnsGone, Cause::EndpointLagNetnsAlive],
         ScenarioKind::Oom => &[Cause::OomKill],
+        ScenarioKind::PrestopFailed => &[Cause::PrestopFailed],
     }
 }
 
@@ -119,6 +120,7 @@ pub fn lag_cause(kind: ScenarioKind) -> Option<Cause> {
     match kind {
         ScenarioKind::RolloutNoPrestop | ScenarioKind::Drain => Some(Cause::EndpointLagNetnsAlive),
         ScenarioKind::IpGone => Some(Cause::EndpointLagNetnsGone),
+        ScenarioKind::PrestopFailed => Some(Cause::PrestopFailed),
         _ => None,
     }
 }

@@ -40,6 +40,7 @@ impl Kubelet {
             ip: Some(ip.to_string()),
             grace_seconds: 300,
             prestop_seconds: None,
+            prestop_exec: None,
             memory_limit: None,
             phase: "Running",
             ready: true,

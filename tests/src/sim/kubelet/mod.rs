@@ -47,6 +47,12 @@ pub struct PodTemplate {
     /// terminationGracePeriodSeconds (sub-second values are kept for tests).
     pub grace: Duration,
     pub prestop: Option<Duration>,
+    /// An exec preStop hook (`[sleep, 5]`), run as the runtime would, with
+    /// the container's `PATH`.
+    pub prestop_exec: Option<Vec<String>>,
+    /// The container's `PATH` for exec hooks: a distroless image has no
+    /// `sleep` on it (`None`: the node's own, which has one).
+    pub exec_path: Option<String>,
     /// Time after container start before the readiness probe first runs.
     pub readiness_delay: Duration,
     /// Container memory limit, bytes.
@@ -72,6 +78,8 @@ impl PodTemplate {
             oom_after_ms: 3000,
             grace: Duration::from_secs(30),
             prestop: None,
+            prestop_exec: None,
+            exec_path: None,
             readiness_delay: Duration::from_millis(300),
             memory_limit: None,
         }

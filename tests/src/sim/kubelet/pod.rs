@@ -48,6 +48,7 @@ impl Kubelet {
             ip: None,
             grace_seconds: template.grace.as_secs_f64().ceil() as i64,
             prestop_seconds: template.prestop.map(|d| d.as_secs_f64().ceil() as i64),
+            prestop_exec: template.prestop_exec.clone(),
             memory_limit: template.memory_limit,
             phase: "Pending",
             ready: false,

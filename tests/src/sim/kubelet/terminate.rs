@@ -88,6 +88,10 @@ impl Kubelet {
             );
             tokio::time::sleep_until((start + pre).min(deadline)).await;
         }
+        if let Some(cmd) = &template.prestop_exec {
+            self.exec_prestop(name, &ns, &uid, &template, cmd, deadline)
+                .await;
+        }
         let alive = exit_rx.borrow().is_none();
         if let (Some(pid), true) = (pid, alive) {
             signal(pid, libc::SIGTERM);
@@ -131,6 +135,76 @@ impl Kubelet {
         self.inner
             .timeline
             .record(LabEventKind::PodDeleted, Some(name), "");
+    }
+
+    /// Runs an exec preStop hook as the runtime would (the container's
+    /// `PATH`, bounded by the grace period). When it cannot start or fails,
+    /// the kubelet records `FailedPreStopHook` with its own message and
+    /// goes on to SIGTERM at once.
+    async fn exec_prestop(
+        &self,
+        name: &str,
+        ns: &str,
+        uid: &str,
+        template: &crate::sim::kubelet::PodTemplate,
+        cmd: &[String],
+        deadline: Instant,
+    ) {
+        self.inner.timeline.record(
+            LabEventKind::PreStopStarted,
+            Some(name),
+            format!("exec {cmd:?}"),
+        );
+        let Some((program, args)) = cmd.split_first() else {
+            return;
+        };
+        let mut c = tokio::process::Command::new(program);
+        c.args(args).kill_on_drop(true);
+        if let Some(path) = &template.exec_path {
+            c.env_clear().env("PATH", path);
+        }
+        let failure = match c.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
+                "command '{}' exited with 126: , message: \"OCI runtime exec failed: exec failed: unable to start container process: exec: \\\"{program}\\\": executable file not found in $PATH: unknown\\r\\n\"",
+                cmd.join(" ")
+            )),
+            Err(e) => Some(format!("command '{}' failed to start: {e}", cmd.join(" "))),
+            Ok(mut child) => match tokio::time::timeout_at(deadline, child.wait()).await {
+                Ok(Ok(st)) if st.success() => None,
+                Ok(Ok(st)) => Some(format!(
+                    "command '{}' exited with {}: , message: \"\"",
+                    cmd.join(" "),
+                    st.code().unwrap_or(-1)
+                )),
+                Ok(Err(e)) => Some(format!("command '{}': {e}", cmd.join(" "))),
+                Err(_) => None,
+            },
+        };
+        let Some(error) = failure else { return };
+        let message = format!(
+            "Exec lifecycle hook ([{}]) for Container {:?} in Pod \"{name}_{ns}({uid})\" failed - error: {error}",
+            cmd.join(" "),
+            template.app
+        );
+        let node = self.inner.store.node_name().to_string();
+        self.inner.store.record_event(k8s::event(
+            k8s::Involved {
+                namespace: ns,
+                kind: "Pod",
+                name,
+                uid: Some(uid),
+            },
+            "FailedPreStopHook",
+            &message,
+            "Warning",
+            k8s::Reporter {
+                component: "kubelet",
+                host: &node,
+            },
+        ));
+        self.inner
+            .timeline
+            .record(LabEventKind::PreStopFailed, Some(name), message);
     }
 
     pub(crate) fn push_signal(&self, kind: LabEventKind, pod: &str, pid: i32) {
