@@ -142,6 +142,17 @@ impl SelftestTracer {
         }
     }
 
+    /// How many events match `pred` once `window` has passed.
+    pub(super) fn count_after(
+        &mut self,
+        window: Duration,
+        pred: impl Fn(&KernelEvent) -> bool,
+    ) -> usize {
+        std::thread::sleep(window);
+        self.drain();
+        self.seen.iter().filter(|e| pred(e)).count()
+    }
+
     pub(super) fn hook_state(&self, kind: K) -> Option<HookState> {
         self.tracer
             .report
@@ -149,6 +160,14 @@ impl SelftestTracer {
             .iter()
             .find(|h| h.kind == kind)
             .map(|h| h.state)
+    }
+
+    /// Whether the hook of `tracepoint` (`category:name`) is attached.
+    pub(super) fn attached(&self, tracepoint: &str) -> bool {
+        self.tracer
+            .report
+            .hook(tracepoint)
+            .is_some_and(|h| matches!(h.state, HookState::Attached | HookState::Degraded))
     }
 
     pub(super) fn require_attached(&self, kinds: &[K]) -> Result<(), CaseError> {

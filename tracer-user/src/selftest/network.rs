@@ -12,9 +12,11 @@ use super::net::Socket;
 use super::Status;
 
 /// A connect to a closed port: the client sees a RST in SYN_SENT and error
-/// 111; 6.10+ also reports the RST sent with reason NO_SOCKET.
+/// 111. The pod side sees the RST sent with reason NO_SOCKET, from
+/// `tcp_send_reset` on 6.10+ and from `kfree_skb`'s NO_SOCKET drop of the
+/// SYN on 5.17 to 6.9: exactly one such fact per refused SYN either way.
 pub(super) fn refused_connect(s: &mut SelftestTracer) -> Outcome {
-    s.require_attached(&[K::ReceiveReset, K::SockError, K::StateChange])?;
+    s.require_attached(&[K::ReceiveReset, K::StateChange])?;
     let closed = Socket::bound()?;
     let server_port = closed.port()?;
     drop(closed); // nothing listens there now
@@ -26,7 +28,42 @@ pub(super) fn refused_connect(s: &mut SelftestTracer) -> Outcome {
     ensure(err.raw_os_error() == Some(libc::ECONNREFUSED), || {
         format!("connect failed with {err}, not ECONNREFUSED")
     })?;
+    let mut missing = client_side(s, client_port, server_port)?;
+    let pod_side = pod_side(s, client_port, server_port)?;
+    let status = match pod_side {
+        Some(_) if missing.is_empty() => Status::Pass,
+        Some(_) => Status::Degraded,
+        None => {
+            missing.push(
+                "the pod side (no socket-less RST or NO_SOCKET drop on this kernel; reported)",
+            );
+            Status::Degraded
+        }
+    };
+    let seen = match pod_side {
+        Some(via) => format!("RST sent NO_SOCKET once (via {via}), "),
+        None => String::new(),
+    };
+    let lacks = if missing.is_empty() {
+        String::new()
+    } else {
+        format!("; not seen here: {}", missing.join(", "))
+    };
+    Ok((
+        status,
+        format!("127.0.0.1:{client_port} -> :{server_port}: {seen}RST received in SYN_SENT, SYN_SENT->CLOSE{lacks}"),
+    ))
+}
 
+/// The client's side of a refusal: the RST in SYN_SENT, error 111 (where
+/// `inet_sk_error_report` exists, 5.13+), SYN_SENT -> CLOSE. Returns what
+/// this kernel cannot show.
+fn client_side(
+    s: &mut SelftestTracer,
+    client_port: u16,
+    server_port: u16,
+) -> Result<Vec<&'static str>, CaseError> {
+    let mut missing = Vec::new();
     let rr = s.wait_for("tcp_receive_reset", |e| {
         e.kind == K::ReceiveReset && tuple_is(e, client_port, server_port)
     })?;
@@ -36,12 +73,16 @@ pub(super) fn refused_connect(s: &mut SelftestTracer) -> Outcome {
     ensure(rr.errno == Some(111), || {
         format!("receive_reset errno {:?}, want 111", rr.errno)
     })?;
-    let se = s.wait_for("inet_sk_error_report 111", |e| {
-        e.kind == K::SockError && tuple_is(e, client_port, server_port)
-    })?;
-    ensure(se.errno == Some(111), || {
-        format!("sock_error errno {:?}, want 111", se.errno)
-    })?;
+    if s.attached("sock:inet_sk_error_report") {
+        let se = s.wait_for("inet_sk_error_report 111", |e| {
+            e.kind == K::SockError && tuple_is(e, client_port, server_port)
+        })?;
+        ensure(se.errno == Some(111), || {
+            format!("sock_error errno {:?}, want 111", se.errno)
+        })?;
+    } else {
+        missing.push("error 111 (no sock:inet_sk_error_report)");
+    }
     let sc = s.wait_for("SYN_SENT->CLOSE", |e| {
         e.kind == K::StateChange && tuple_is(e, client_port, server_port)
     })?;
@@ -49,26 +90,25 @@ pub(super) fn refused_connect(s: &mut SelftestTracer) -> Outcome {
         sc.tcp_state == Some(TcpState::SynSent) && sc.new_state == Some(TcpState::Close),
         || format!("state change {:?}->{:?}", sc.tcp_state, sc.new_state),
     )?;
+    Ok(missing)
+}
 
-    let socketless = s.tracer.facts.layout.config.send_reset.reason.present();
-    if socketless && s.hook_state(K::SendReset) == Some(HookState::Attached) {
-        // The reply comes from the server side: source is the closed port.
-        let sr = s.wait_for("tcp_send_reset NO_SOCKET", |e| {
-            e.kind == K::SendReset && tuple_is(e, server_port, client_port)
-        })?;
-        ensure(sr.reset_reason.as_deref() == Some("NO_SOCKET"), || {
-            format!("reset reason {:?}, want NO_SOCKET", sr.reset_reason)
-        })?;
-        Ok((Status::Pass, format!("127.0.0.1:{client_port} -> :{server_port}: RST sent NO_SOCKET, RST received in SYN_SENT, errno 111, SYN_SENT->CLOSE")))
+/// The pod's side: one NO_SOCKET RST from the closed port, and no second
+/// fact for the same SYN. None where the kernel shows neither (then the
+/// report must say so, and nothing may claim it).
+fn pod_side(
+    s: &mut SelftestTracer,
+    client_port: u16,
+    server_port: u16,
+) -> Result<Option<&'static str>, CaseError> {
+    let socketless = s.tracer.facts.layout.config.send_reset.reason.present()
+        && s.hook_state(K::SendReset) == Some(HookState::Attached);
+    let via = if socketless {
+        "tcp_send_reset"
+    } else if s.attached("skb:kfree_skb") {
+        "kfree_skb"
     } else {
-        // Degraded kernel (< 6.10): the socket-less RST is invisible; assert
-        // that the report says so and that the client side still saw it.
-        let hook = s
-            .tracer
-            .report
-            .hooks
-            .iter()
-            .find(|h| h.kind == K::SendReset);
+        let hook = s.tracer.report.hook("tcp:tcp_send_reset");
         ensure(
             hook.is_some_and(|h| {
                 h.notes.iter().any(|n| n.contains("socket-less")) || h.state == HookState::Missing
@@ -82,13 +122,29 @@ pub(super) fn refused_connect(s: &mut SelftestTracer) -> Outcome {
             Duration::from_millis(200),
             |e| e.kind == K::SendReset && tuple_is(e, server_port, client_port),
         )?;
-        Ok((Status::Degraded, "no socket-less tcp_send_reset on this kernel (reported); refusal seen via tcp_receive_reset in SYN_SENT and errno 111".to_string()))
-    }
+        return Ok(None);
+    };
+    // The reply comes from the server side: source is the closed port.
+    let sr = s.wait_for("RST sent NO_SOCKET", |e| {
+        e.kind == K::SendReset && tuple_is(e, server_port, client_port)
+    })?;
+    ensure(sr.reset_reason.as_deref() == Some("NO_SOCKET"), || {
+        format!("reset reason {:?}, want NO_SOCKET", sr.reset_reason)
+    })?;
+    // Exactly one: neither the other hook nor a retransmitted SYN may
+    // add a second refusal fact for this connect.
+    let n = s.count_after(Duration::from_millis(300), |e| {
+        e.kind == K::SendReset && tuple_is(e, server_port, client_port)
+    });
+    ensure(n == 1, || {
+        format!("{n} NO_SOCKET RST facts for one refused SYN, want exactly 1")
+    })?;
+    Ok(Some(via))
 }
 
 /// An established connection aborted by the peer with SO_LINGER 0.
 pub(super) fn peer_reset(s: &mut SelftestTracer) -> Outcome {
-    s.require_attached(&[K::SendReset, K::ReceiveReset, K::SockError])?;
+    s.require_attached(&[K::SendReset, K::ReceiveReset])?;
     let listener = Socket::bound()?;
     let server_port = listener.port()?;
     listener.listen(16)?;
@@ -116,12 +172,7 @@ pub(super) fn peer_reset(s: &mut SelftestTracer) -> Outcome {
     ensure(rr.errno == Some(104), || {
         format!("receive_reset errno {:?}, want 104", rr.errno)
     })?;
-    let se = s.wait_for("inet_sk_error_report 104", |e| {
-        e.kind == K::SockError && tuple_is(e, client_port, server_port)
-    })?;
-    ensure(se.errno == Some(104), || {
-        format!("sock_error errno {:?}, want 104", se.errno)
-    })?;
+    let errors = sock_error(s, client_port, server_port, 104)?;
     ensure(
         sr.task
             .as_ref()
@@ -134,10 +185,11 @@ pub(super) fn peer_reset(s: &mut SelftestTracer) -> Outcome {
         },
     )?;
     Ok((
-        Status::Pass,
+        errors.status(),
         format!(
-            "RST sent (reason {}), received in ESTABLISHED, errno 104",
-            sr.reset_reason.as_deref().unwrap_or("n/a on this kernel")
+            "RST sent (reason {}), received in ESTABLISHED, {}",
+            sr.reset_reason.as_deref().unwrap_or("n/a on this kernel"),
+            errors.said(104)
         ),
     ))
 }
@@ -145,7 +197,7 @@ pub(super) fn peer_reset(s: &mut SelftestTracer) -> Outcome {
 /// A connect whose SYNs are silently dropped (the listener's accept queue is
 /// full): SYN retransmits, then ETIMEDOUT and SYN_SENT->CLOSE.
 pub(super) fn connect_timeout(s: &mut SelftestTracer) -> Outcome {
-    s.require_attached(&[K::SynRetransmit, K::SockError, K::StateChange])?;
+    s.require_attached(&[K::SynRetransmit, K::StateChange])?;
     let listener = Socket::bound()?;
     let server_port = listener.port()?;
     listener.listen(0)?;
@@ -174,12 +226,7 @@ pub(super) fn connect_timeout(s: &mut SelftestTracer) -> Outcome {
     ensure(rt.tcp_state == Some(TcpState::SynSent), || {
         format!("retransmit state {:?}", rt.tcp_state)
     })?;
-    let se = s.wait_for("inet_sk_error_report 110", |e| {
-        e.kind == K::SockError && tuple_is(e, client_port, server_port)
-    })?;
-    ensure(se.errno == Some(110), || {
-        format!("sock_error errno {:?}, want 110", se.errno)
-    })?;
+    let errors = sock_error(s, client_port, server_port, 110)?;
     let sc = s.wait_for("SYN_SENT->CLOSE", |e| {
         e.kind == K::StateChange && tuple_is(e, client_port, server_port)
     })?;
@@ -204,11 +251,57 @@ pub(super) fn connect_timeout(s: &mut SelftestTracer) -> Outcome {
         .count();
     drop(filler);
     Ok((
-        Status::Pass,
+        errors.status(),
         format!(
-            "{retransmits} SYN retransmit(s), ETIMEDOUT after {:.1} s, SYN_SENT->CLOSE {:.1} s after its SYN",
+            "{retransmits} SYN retransmit(s), ETIMEDOUT after {:.1} s, SYN_SENT->CLOSE {:.1} s after its SYN, {}",
             took.as_secs_f64(),
-            waited.unwrap_or(0) as f64 / 1e9
+            waited.unwrap_or(0) as f64 / 1e9,
+            errors.said(110)
         ),
     ))
+}
+
+/// Whether the socket error was seen, or cannot be on this kernel.
+enum SockErrorSeen {
+    Seen,
+    /// No `sock:inet_sk_error_report` (before 5.13).
+    NoHook,
+}
+
+impl SockErrorSeen {
+    fn status(&self) -> Status {
+        match self {
+            SockErrorSeen::Seen => Status::Pass,
+            SockErrorSeen::NoHook => Status::Degraded,
+        }
+    }
+
+    fn said(&self, errno: i32) -> String {
+        match self {
+            SockErrorSeen::Seen => format!("errno {errno}"),
+            SockErrorSeen::NoHook => {
+                format!("errno {errno} not seen here (no sock:inet_sk_error_report)")
+            }
+        }
+    }
+}
+
+/// The socket error `errno` on the client's socket, where the kernel has
+/// the tracepoint for it.
+fn sock_error(
+    s: &mut SelftestTracer,
+    client_port: u16,
+    server_port: u16,
+    errno: i32,
+) -> Result<SockErrorSeen, CaseError> {
+    if !s.attached("sock:inet_sk_error_report") {
+        return Ok(SockErrorSeen::NoHook);
+    }
+    let se = s.wait_for(&format!("inet_sk_error_report {errno}"), |e| {
+        e.kind == K::SockError && tuple_is(e, client_port, server_port)
+    })?;
+    ensure(se.errno == Some(errno), || {
+        format!("sock_error errno {:?}, want {errno}", se.errno)
+    })?;
+    Ok(SockErrorSeen::Seen)
 }
