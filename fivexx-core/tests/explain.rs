@@ -1348,3 +1348,78 @@ fn a_failed_prestop_hook_is_the_cause_of_the_endpoint_lag() {
     let w = &m.workloads["shop/deployment/api"];
     assert_eq!(w.prestop_failures, 1, "{w:?}");
 }
+
+/// A Recreate rollout: every old pod leaves the endpoints before a new one
+/// is ready, and the proxy answers 503 itself (no upstream connection
+/// fails). Each 503 in the stretch with no ready endpoint is no_endpoints,
+/// with the reason (2 terminating, 2 not yet ready) and the fix that
+/// follows from it. Near-misses: a 503 while endpoints were ready stays
+/// unexplained and says so; a 502 in the stretch is not a 503's business.
+#[test]
+fn a_503_while_the_service_had_no_endpoints_is_no_endpoints() {
+    let mut s = Synth::new();
+    let (a, b) = (old_pod(&mut s, 90), old_pod(&mut s, 91));
+    for p in [&a, &b] {
+        s.delete(p, T0, 30);
+        s.sigterm(p, T0 + 5 * MS, false);
+        s.endpoint_not_ready(p, T0 + 500 * MS);
+    }
+    let (c, d) = (
+        Synth::pod_spec("api", 92, "node-2"),
+        Synth::pod_spec("api", 93, "node-2"),
+    );
+    for p in [&c, &d] {
+        s.start_pod(p, T0 + 2 * SECOND, 3 * SECOND);
+    }
+    let client = ip4(192, 168, 0, 7);
+    let own = s.http_5xx("node-1", proxy(), client, 51000, T0 - 20 * SECOND, 503);
+    let during: Vec<_> = (0..5)
+        .map(|k| {
+            s.http_5xx(
+                "node-1",
+                proxy(),
+                client,
+                51001 + k,
+                T0 + (1 + i64::from(k)) * SECOND,
+                503,
+            )
+        })
+        .collect();
+    let other = s.http_5xx("node-1", proxy(), client, 51010, T0 + 2 * SECOND, 502);
+    let (vs, _) = explain_all(&s.sorted(), ExplainConfig::default());
+    for t in &during {
+        let v = verdict_for(&vs, t);
+        assert_eq!(v.cause, Cause::NoEndpoints, "{v:#?}");
+        assert_eq!(
+            v.involved.workload_key.as_deref(),
+            Some("shop/deployment/api")
+        );
+        assert!(
+            v.evidence.iter().any(|e| e.fact.to_string().starts_with(
+                "shop/api had 0 ready endpoints for 4.5 s (2 pods terminating, 2 not yet ready)"
+            )),
+            "{v:#?}"
+        );
+        let fix = v.fix.as_ref().unwrap();
+        assert!(fix.action.contains("maxUnavailable: 0"), "{fix:?}");
+        assert!(
+            v.next
+                .as_ref()
+                .unwrap()
+                .command
+                .contains("kubernetes.io/service-name=api"),
+            "{:?}",
+            v.next
+        );
+    }
+    let v = verdict_for(&vs, &own);
+    assert_eq!(v.cause, Cause::Unexplained, "{v:#?}");
+    assert!(
+        v.note
+            .as_deref()
+            .unwrap()
+            .contains("no Service in the capture was without ready endpoints"),
+        "{v:#?}"
+    );
+    assert_eq!(verdict_for(&vs, &other).cause, Cause::Unexplained);
+}

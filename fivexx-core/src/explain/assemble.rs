@@ -31,6 +31,7 @@ struct FixKey {
     oom: u32,
     startup: i64,
     no_endpoints: i64,
+    no_endpoints_why: (u32, u32),
     prestop_failures: u32,
 }
 
@@ -47,6 +48,7 @@ impl FixKey {
             oom: local.oom_kills,
             startup: local.startup_refusal_ns,
             no_endpoints: local.no_endpoints_ns,
+            no_endpoints_why: (local.no_endpoints_terminating, local.no_endpoints_starting),
             prestop_failures: local.prestop_failures,
         }
     }
@@ -143,12 +145,25 @@ impl Assembler {
             (None, Some((ns, _))) => (Some(ns.clone()), None, None),
             _ => (None, None, None),
         };
-        let key: String = match (pod, &c.service) {
-            (Some(p), _) => p.key.to_string(),
-            (None, Some((ns, name))) => format!("{ns}/service/{name}"),
+        let service_since = c.evidence.first().map_or(at_ns, |e| e.at_ns);
+        let behind = c
+            .service
+            .as_ref()
+            .map(|svc| tl.service_pods_at(svc, service_since));
+        let key: String = match (pod, &c.service, &behind) {
+            (Some(p), _, _) => p.key.to_string(),
+            // Workloads first: the one workload whose pods back the
+            // Service, else the Service itself.
+            (None, _, Some((_, _, keys))) if keys.len() == 1 => keys[0].to_string(),
+            (None, Some((ns, name)), _) => format!("{ns}/service/{name}"),
             _ => "-".to_string(),
         };
-        let service_since = c.evidence.first().map_or(at_ns, |e| e.at_ns);
+        let workload = workload.or_else(|| {
+            let key = behind.as_ref().filter(|b| b.2.len() == 1)?.2[0].clone();
+            tl.pods()
+                .find(|p| p.key == key)
+                .and_then(|p| p.workload.clone())
+        });
         let episode = self.episodes.episode_for(
             c.cause,
             pod,
@@ -253,11 +268,19 @@ impl Assembler {
         }
         if c.cause == Cause::NoEndpoints {
             local.no_endpoints_ns = (at_ns - service_since).max(0);
+            if let Some((terminating, starting)) = c.no_endpoints_why {
+                local.no_endpoints_terminating = terminating;
+                local.no_endpoints_starting = starting;
+            }
         }
         if local.startup_refusal_ns > 0 || local.no_endpoints_ns > 0 {
             let w = self.workloads.entry(key.to_string()).or_default();
             w.startup_refusal_ns = w.startup_refusal_ns.max(local.startup_refusal_ns);
             w.no_endpoints_ns = w.no_endpoints_ns.max(local.no_endpoints_ns);
+            w.no_endpoints_terminating = w
+                .no_endpoints_terminating
+                .max(local.no_endpoints_terminating);
+            w.no_endpoints_starting = w.no_endpoints_starting.max(local.no_endpoints_starting);
         }
         local
     }

@@ -89,6 +89,10 @@ pub struct WorkloadStats {
     pub startup_refusal_ns: i64,
     /// Longest time a Service had no ready endpoint while refusing.
     pub no_endpoints_ns: i64,
+    /// Pods behind such a Service when it lost its last endpoint: those
+    /// terminating and those not yet ready (most seen), the reason.
+    pub no_endpoints_terminating: u32,
+    pub no_endpoints_starting: u32,
     /// Terminations whose preStop hook failed, and the last such hook.
     pub prestop_failures: u32,
     pub prestop_failed: Option<FailedHook>,
@@ -152,6 +156,10 @@ impl WorkloadStats {
         self.oom_kills += o.oom_kills;
         self.startup_refusal_ns = self.startup_refusal_ns.max(o.startup_refusal_ns);
         self.no_endpoints_ns = self.no_endpoints_ns.max(o.no_endpoints_ns);
+        self.no_endpoints_terminating = self
+            .no_endpoints_terminating
+            .max(o.no_endpoints_terminating);
+        self.no_endpoints_starting = self.no_endpoints_starting.max(o.no_endpoints_starting);
         self.prestop_failures += o.prestop_failures;
         if self.prestop_failed.is_none() {
             self.prestop_failed.clone_from(&o.prestop_failed);
@@ -172,6 +180,15 @@ pub fn percentile(samples: &[i64], p: f64) -> Option<i64> {
 
 fn s(ns: i64) -> f64 {
     ns as f64 / 1e9
+}
+
+/// "1 termination", "3 terminations".
+fn terminations(n: usize) -> String {
+    if n == 1 {
+        "1 termination".into()
+    } else {
+        format!("{n} terminations")
+    }
 }
 
 /// Rounds up to the next half second.
@@ -231,7 +248,7 @@ fn prestop_failed_fix(st: &WorkloadStats) -> Fix {
             p.extend([("prestop_sleep_s", rec), ("lag_p99_s", s(lag)), ("samples", count as f64)]);
             (
                 format!("lifecycle.preStop.sleep.seconds: {rec} (native, needs no binary in the image) in place of {hook_s}"),
-                format!("; {what} p99 {:.1} s over {count} terminations", s(lag)),
+                format!("; {what} p99 {:.1} s over {}", s(lag), terminations(count)),
             )
         }
         None => (
@@ -247,6 +264,30 @@ fn prestop_failed_fix(st: &WorkloadStats) -> Fix {
             st.terminations.max(1)
         ),
         params: params(&p),
+    }
+}
+
+/// No ready endpoint: the fix follows what the pods behind the Service
+/// were doing when the last one left.
+fn no_endpoints_fix(st: &WorkloadStats) -> Fix {
+    let d = s(st.no_endpoints_ns);
+    let (t, n) = (st.no_endpoints_terminating, st.no_endpoints_starting);
+    let action = match (t > 0, n > 0) {
+        (true, true) => "strategy RollingUpdate with maxUnavailable: 0 and maxSurge >= 1: every old pod went before a new one was ready (Recreate, or maxUnavailable 100%)",
+        (true, false) => "more replicas, or a PodDisruptionBudget with minAvailable >= 1: every pod was terminating and none was starting",
+        (false, true) => "the pods never became ready: fix the readiness probe or what it checks",
+        (false, false) => "the Service selected no running pod: replicas 0, or a selector that matches nothing",
+    };
+    Fix {
+        action: action.into(),
+        because: format!(
+            "the Service had no ready endpoint for {d:.1} s ({t} pods terminating, {n} not yet ready)"
+        ),
+        params: params(&[
+            ("no_endpoints_s", d),
+            ("terminating", f64::from(t)),
+            ("not_ready", f64::from(n)),
+        ]),
     }
 }
 
@@ -281,7 +322,7 @@ pub fn fix_for(cause: Cause, st: &WorkloadStats) -> Option<Fix> {
             }
             Some(Fix {
                 action,
-                because: format!("{what} p99 {:.1} s over {count} terminations", s(lag)),
+                because: format!("{what} p99 {:.1} s over {}", s(lag), terminations(count)),
                 params: params(&p),
             })
         }
@@ -352,14 +393,7 @@ pub fn fix_for(cause: Cause, st: &WorkloadStats) -> Option<Fix> {
                 params: params(&[("refused_after_start_s", r)]),
             })
         }
-        Cause::NoEndpoints => {
-            let d = s(st.no_endpoints_ns);
-            Some(Fix {
-                action: "maxUnavailable 0 (with surge), more replicas, or a PodDisruptionBudget".into(),
-                because: format!("the Service had no ready endpoint for at least {d:.1} s"),
-                params: params(&[("no_endpoints_s", d)]),
-            })
-        }
+        Cause::NoEndpoints => Some(no_endpoints_fix(st)),
         Cause::Unexplained => None,
     }
 }

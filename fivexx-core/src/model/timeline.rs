@@ -614,6 +614,111 @@ impl ClusterTimeline {
         (count, if count == 0 { last_left } else { None })
     }
 
+    /// Each Service whose endpoints had no routable address at some time
+    /// in `[from, to]` after having had one: (service, the stretch with
+    /// none: when the last one left, and when one was routable again).
+    pub fn services_without_endpoints(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Vec<((String, String), i64, Option<i64>)> {
+        let mut services: Vec<&(String, String)> = self
+            .addresses
+            .values()
+            .flat_map(|a| a.membership.iter().map(|m| &m.service))
+            .collect();
+        services.sort();
+        services.dedup();
+        let mut out = Vec::new();
+        for svc in services {
+            // The service's changes in time order: a zero stretch starts
+            // at a change that leaves none routable.
+            let mut times: Vec<i64> = self
+                .addresses
+                .values()
+                .flat_map(|a| a.membership.iter().filter(|m| &m.service == svc))
+                .map(|m| m.at_ns)
+                .filter(|t| *t <= to)
+                .collect();
+            times.sort_unstable();
+            times.dedup();
+            let count = |t: i64| self.service_ready_count(svc, t).0;
+            let mut zero_since: Option<i64> = None;
+            let mut had_one = false;
+            for t in times.iter().copied() {
+                let n = count(t);
+                if n > 0 {
+                    if let Some(since) = zero_since.take() {
+                        if t >= from {
+                            out.push((svc.clone(), since, Some(t)));
+                        }
+                    }
+                    had_one = true;
+                } else if had_one && zero_since.is_none() {
+                    zero_since = Some(t);
+                }
+            }
+            if let Some(since) = zero_since {
+                let again = self.first_ready_after(svc, since);
+                out.push((svc.clone(), since, again));
+            }
+        }
+        out
+    }
+
+    /// The first change after `t` that made one of `svc`'s addresses
+    /// routable.
+    fn first_ready_after(&self, svc: &(String, String), t: i64) -> Option<i64> {
+        self.addresses
+            .values()
+            .flat_map(|a| a.membership.iter().filter(|m| &m.service == svc))
+            .filter(|m| m.routable && m.at_ns > t)
+            .map(|m| m.at_ns)
+            .filter(|at| self.service_ready_count(svc, *at).0 > 0)
+            .min()
+    }
+
+    /// The pods behind `svc`'s addresses at `t`: (terminating, not yet
+    /// ready), and their workload keys.
+    pub fn service_pods_at(&self, svc: &(String, String), t: i64) -> (u32, u32, Vec<Arc<str>>) {
+        let (mut terminating, mut starting, mut keys) = (0, 0, Vec::new());
+        for (ip, a) in &self.addresses {
+            if !a.membership.iter().any(|m| &m.service == svc) {
+                continue;
+            }
+            let Some(p) = self.owner_at(*ip, t, 0) else {
+                continue;
+            };
+            if p.gone_ns.is_some_and(|g| g <= t) {
+                continue;
+            }
+            if p.termination_ns().is_some_and(|x| x <= t) {
+                terminating += 1;
+            } else if p.ready_at(t) != Some(true) {
+                starting += 1;
+            }
+            if !keys.contains(&p.key) {
+                keys.push(p.key.clone());
+            }
+        }
+        // New pods of the same workloads that no slice lists yet (no IP,
+        // or not published) are starting too.
+        for p in self.pods.values() {
+            let listed = p.ips.iter().any(|(_, ip)| {
+                self.addresses
+                    .get(ip)
+                    .is_some_and(|a| a.membership.iter().any(|m| &m.service == svc))
+            });
+            let alive = p.created_ns.is_some_and(|c| c <= t)
+                && p.gone_ns.is_none_or(|g| g > t)
+                && p.termination_ns().is_none_or(|x| x > t);
+            if !listed && alive && keys.contains(&p.key) && p.ready_at(t) != Some(true) {
+                starting += 1;
+            }
+        }
+        (terminating, starting, keys)
+    }
+
     /// The cordon interval of `node` containing `t`, if it was cordoned.
     pub fn cordoned_at(&self, node: &str, t: i64, skew: i64) -> Option<i64> {
         self.cordons.get(node)?.iter().find_map(|(from, to)| {

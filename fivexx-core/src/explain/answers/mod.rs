@@ -11,7 +11,7 @@ mod claims;
 mod make;
 
 use super::assemble::{sort_evidence, Assembler};
-use super::classify::classify_closed_by_death;
+use super::classify::{classify_closed_by_death, classify_no_endpoints};
 use super::config::{ExplainConfig, SECOND};
 use super::stats::HttpTotals;
 use super::verdict::{
@@ -325,7 +325,9 @@ impl AnswerJoin {
         if v.cause != Cause::Unexplained {
             return v;
         }
-        self.closed_by_death(&v, cx, horizon).unwrap_or(v)
+        self.closed_by_death(&v, cx, horizon)
+            .or_else(|| no_endpoints(&v, cx, horizon))
+            .unwrap_or(v)
     }
 
     /// A 502/504 with no failed upstream connection behind it: the
@@ -440,13 +442,19 @@ impl AnswerJoin {
         }
         let upstream = a.upstream;
         let node = a.node.clone();
-        Some(self.join(a, &node, lo, hi, cx.cfg, &|u| {
+        let v = self.join(a, &node, lo, hi, cx.cfg, &|u| {
             upstream.is_some_and(|x| {
                 u.failure
                     .connection()
                     .is_some_and(|c| x.daddr == c.tuple.daddr && x.dport == c.tuple.dport)
             })
-        }))
+        });
+        if v.cause != Cause::Unexplained {
+            return Some(v);
+        }
+        // A logged answer is explained once its lookahead passed too.
+        let horizon = v.at_ns().saturating_add(cx.cfg.lookahead_ns);
+        Some(no_endpoints(&v, cx, horizon).unwrap_or(v))
     }
 
     /// Joins a proxy's answer to the upstream failure behind it: among the
@@ -554,14 +562,47 @@ impl AnswerJoin {
     }
 }
 
+/// A 503 with no failed upstream connection behind it, while a Service
+/// had no ready endpoint: the proxy's own "no healthy upstream".
+fn no_endpoints(v: &Verdict, cx: &mut Context, horizon: i64) -> Option<Verdict> {
+    let a = v.failure.answer()?;
+    let c = classify_no_endpoints(a.http_status, a.at_ns, cx.tl, cx.cfg, horizon)?;
+    let placed = cx
+        .assembler
+        .place(&c, a.at_ns, a.first_ns, cx.tl, cx.cfg, horizon);
+    let mut evidence = c.evidence;
+    evidence.extend_from_slice(&a.evidence);
+    sort_evidence(&mut evidence);
+    Some(Verdict {
+        cause: c.cause,
+        confidence: c.confidence,
+        evidence,
+        involved: Involved {
+            proxy: v.involved.proxy.clone(),
+            ..placed.involved
+        },
+        episode: placed.episode,
+        fix: placed.fix,
+        note: c.note,
+        next: None,
+        burst: None,
+        failure: v.failure.clone(),
+    })
+}
+
 /// An answer with no failed upstream connection behind it.
 fn unanswered(a: HttpAnswer, node: &str, proxy: Option<ProxyRef>, window: i64) -> Verdict {
     let evidence = a.evidence.clone();
     let note = format!(
-        "no failed upstream connection on {} within {} ms before this {} (the upstream's own answer, or an untraced node)",
+        "no failed upstream connection on {} within {} ms before this {} (the upstream's own answer, or an untraced node){}",
         if node.is_empty() { "any node" } else { node },
         window / 1_000_000,
-        a.http_status
+        a.http_status,
+        if a.http_status == 503 {
+            "; no Service in the capture was without ready endpoints then"
+        } else {
+            ""
+        }
     );
     Verdict {
         cause: Cause::Unexplained,
