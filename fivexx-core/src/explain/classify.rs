@@ -4,8 +4,11 @@
 //! (or Service) behind the address at the right time. Without one the
 //! failure is `Unexplained`, with a note saying what was looked for.
 
+use super::classification::api;
+pub(crate) use super::classification::Classification;
 use super::config::{ExplainConfig, SECOND};
 use super::hook::{FailedHook, FAILED_PRESTOP_HOOK};
+use super::services::classify_service;
 use super::verdict::{Cause, Confidence, FailedConnection, FailureKind};
 use crate::event::SignalResult;
 use crate::model::timeline::{ClusterTimeline, PodTimeline, SignalSeen};
@@ -14,45 +17,8 @@ use crate::model::{Evidence, Observation};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// The cause of one failure, before episode and fix are attached.
-#[derive(Debug)]
-pub(crate) struct Classification {
-    pub cause: Cause,
-    pub confidence: Confidence,
-    pub evidence: Vec<Evidence>,
-    pub pod_uid: Option<String>,
-    /// Service (namespace, name) for `NoEndpoints`.
-    pub service: Option<(String, String)>,
-    /// For `NoEndpoints`: pods terminating when the last endpoint left,
-    /// and pods not yet ready when one came back (the reason, for the fix).
-    pub no_endpoints_why: Option<(u32, u32)>,
-    pub note: Option<String>,
-}
-
-impl Classification {
-    fn unexplained(note: impl Into<String>, pod_uid: Option<String>) -> Classification {
-        Classification {
-            cause: Cause::Unexplained,
-            confidence: Confidence::High,
-            evidence: Vec::new(),
-            pod_uid,
-            service: None,
-            no_endpoints_why: None,
-            note: Some(note.into()),
-        }
-    }
-}
-
 fn secs(ns: i64) -> f64 {
     ns as f64 / 1e9
-}
-
-fn api(at_ns: i64, fact: Observation) -> Evidence {
-    Evidence {
-        at_ns,
-        source: FactSource::Api,
-        fact,
-    }
 }
 
 /// What the rules look at: the pod that owned the address when the
@@ -524,114 +490,4 @@ pub(crate) fn classify_closed_by_death(
     }
     case.lifecycle_evidence();
     case.killed().ok()
-}
-
-/// A proxy's 503 with no failed upstream connection behind it: a proxy
-/// answers 503 itself when the Service it routes to has no ready endpoint
-/// (ingress-nginx, Envoy's UH, HAProxy's `<NOSRV>`). It is `no_endpoints`
-/// when a Service of the capture had none then, as the proxy saw it: from
-/// the API's last removal to its first new ready endpoint plus the
-/// proxies' propagation allowance. Otherwise `None`: the upstream's own
-/// 503 stays unexplained.
-pub(crate) fn classify_no_endpoints(
-    status: u16,
-    t: i64,
-    tl: &ClusterTimeline,
-    cfg: &ExplainConfig,
-    horizon: i64,
-) -> Option<Classification> {
-    if status != 503 {
-        return None;
-    }
-    let slack = cfg.proxy_propagation_ns + cfg.skew_ns;
-    let zero: Vec<_> = tl
-        .services_without_endpoints(t - slack, t.min(horizon))
-        .into_iter()
-        .filter(|(_, since, until)| {
-            *since <= t + cfg.skew_ns && until.is_none_or(|u| t <= u + slack)
-        })
-        .collect();
-    let ((svc, since, until), others) = zero.split_first()?;
-    // Those going when the last endpoint left; those coming, not yet
-    // ready, just before one was ready again (or now).
-    let (terminating, _, _) = tl.service_pods_at(svc, *since);
-    let back = until.filter(|u| *u <= horizon).unwrap_or(t.min(horizon));
-    let (_, starting, _) = tl.service_pods_at(svc, back - 1);
-    let name = format!("{}/{}", svc.0, svc.1);
-    let how_long = match until.filter(|u| *u <= horizon) {
-        Some(u) => format!("for {:.1} s", secs(u - since)),
-        None => format!("for at least {:.1} s", secs(t.min(horizon) - since)),
-    };
-    let evidence = vec![api(
-        *since,
-        Observation::text(format!(
-            "{name} had 0 ready endpoints {how_long} ({terminating} pods terminating, {starting} not yet ready)"
-        )),
-    )];
-    let note = (!others.is_empty()).then(|| {
-        format!(
-            "{} other Service(s) had no ready endpoint then too: {}",
-            others.len(),
-            others
-                .iter()
-                .map(|(s, _, _)| format!("{}/{}", s.0, s.1))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    });
-    Some(Classification {
-        cause: Cause::NoEndpoints,
-        confidence: if others.is_empty() {
-            Confidence::High
-        } else {
-            Confidence::Low
-        },
-        evidence,
-        pod_uid: None,
-        service: Some(svc.clone()),
-        no_endpoints_why: Some((terminating, starting)),
-        note,
-    })
-}
-
-fn classify_service(
-    f: &FailedConnection,
-    tl: &ClusterTimeline,
-    svc: (String, String),
-    t: i64,
-) -> Classification {
-    let name = format!("service {}/{}", svc.0, svc.1);
-    if f.kind == FailureKind::Refused && !f.rst {
-        let (ready, last_left) = tl.service_ready_count(&svc, t);
-        if ready == 0 {
-            if let Some(left) = last_left {
-                let why = (
-                    tl.service_pods_at(&svc, left).0,
-                    tl.service_pods_at(&svc, t).1,
-                );
-                return Classification {
-                    cause: Cause::NoEndpoints,
-                    confidence: Confidence::High,
-                    evidence: vec![api(
-                        left,
-                        Observation::text(format!(
-                            "the last ready endpoint of {name} left; none remained"
-                        )),
-                    )],
-                    pod_uid: None,
-                    service: Some(svc),
-                    no_endpoints_why: Some(why),
-                    note: None,
-                };
-            }
-        }
-        return Classification::unexplained(
-            format!("refused by {name}, which had {ready} ready endpoints"),
-            None,
-        );
-    }
-    Classification::unexplained(
-        format!("{} failure to {name} (virtual IP): no rule", f.kind.name()),
-        None,
-    )
 }

@@ -18,6 +18,7 @@
 mod answers;
 mod assemble;
 pub mod burst;
+mod classification;
 mod classify;
 mod config;
 mod connections;
@@ -26,6 +27,7 @@ mod episode;
 pub mod hook;
 pub mod measure;
 mod next;
+mod services;
 mod stats;
 pub mod track;
 pub mod verdict;

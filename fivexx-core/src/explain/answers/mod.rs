@@ -8,10 +8,11 @@
 //! seen both ways count once.
 
 mod claims;
+mod fallback;
 mod make;
 
 use super::assemble::{sort_evidence, Assembler};
-use super::classify::{classify_closed_by_death, classify_no_endpoints};
+use super::classify::classify_closed_by_death;
 use super::config::{ExplainConfig, SECOND};
 use super::stats::HttpTotals;
 use super::verdict::{
@@ -21,6 +22,7 @@ use crate::event::KernelEvent;
 use crate::model::timeline::ClusterTimeline;
 use crate::model::{Evidence, HttpPeekFact, ProxyLogFact};
 use claims::{claim_logged_tries, claim_retry_chain, count_hidden, same_answer, RETRY_SPAN_NS};
+use fallback::{no_endpoints, unanswered};
 use foldhash::HashMap;
 use make::{last_failed_upstream, logged_answer, peeked_answer};
 use std::collections::VecDeque;
@@ -559,64 +561,5 @@ impl AnswerJoin {
             }
         }
         found
-    }
-}
-
-/// A 503 with no failed upstream connection behind it, while a Service
-/// had no ready endpoint: the proxy's own "no healthy upstream".
-fn no_endpoints(v: &Verdict, cx: &mut Context, horizon: i64) -> Option<Verdict> {
-    let a = v.failure.answer()?;
-    let c = classify_no_endpoints(a.http_status, a.at_ns, cx.tl, cx.cfg, horizon)?;
-    let placed = cx
-        .assembler
-        .place(&c, a.at_ns, a.first_ns, cx.tl, cx.cfg, horizon);
-    let mut evidence = c.evidence;
-    evidence.extend_from_slice(&a.evidence);
-    sort_evidence(&mut evidence);
-    Some(Verdict {
-        cause: c.cause,
-        confidence: c.confidence,
-        evidence,
-        involved: Involved {
-            proxy: v.involved.proxy.clone(),
-            ..placed.involved
-        },
-        episode: placed.episode,
-        fix: placed.fix,
-        note: c.note,
-        next: None,
-        burst: None,
-        failure: v.failure.clone(),
-    })
-}
-
-/// An answer with no failed upstream connection behind it.
-fn unanswered(a: HttpAnswer, node: &str, proxy: Option<ProxyRef>, window: i64) -> Verdict {
-    let evidence = a.evidence.clone();
-    let note = format!(
-        "no failed upstream connection on {} within {} ms before this {} (the upstream's own answer, or an untraced node){}",
-        if node.is_empty() { "any node" } else { node },
-        window / 1_000_000,
-        a.http_status,
-        if a.http_status == 503 {
-            "; no Service in the capture was without ready endpoints then"
-        } else {
-            ""
-        }
-    );
-    Verdict {
-        cause: Cause::Unexplained,
-        confidence: Confidence::High,
-        evidence,
-        involved: Involved {
-            proxy,
-            ..Involved::default()
-        },
-        episode: None,
-        fix: None,
-        note: Some(note),
-        next: None,
-        burst: None,
-        failure: Failure::Answer(a),
     }
 }
