@@ -4,7 +4,14 @@ bpftrace, measured in one run (issue 7). Standard library only.
 
 Parts (each can be skipped with --skip PART):
   overhead   nginx (the lab's ingress) proxying to a backend pod, wrk keep-alive
-             and `Connection: close`, conditions a..e interleaved in rounds
+             and `Connection: close`, conditions a..f interleaved in rounds
+             ((b) the agent's default hooks, tp_btf where the kernel offers
+             it; (f) the same agent with classic tracepoints only)
+  forms      connection-per-request without a proxy (connloop.c): CPU per
+             connection with no agent, tp_btf hooks and classic tracepoints,
+             interleaved: all the kernel's tracing work, dispatch included
+  drops      skb:kfree_skb under a flood of unrelated drops (udpflood.c, UDP
+             to a closed port), forced on, in both forms: eBPF ns per drop
   capacity   refused connects as fast as possible from 1..N processes: events/s
              the agent ingests, drops (from its own counters), CPU per 10k ev/s,
              and an overload (agent stopped mid-run) to show drops are counted
@@ -240,6 +247,7 @@ CONDITIONS = {
     "c": "fivexx-agent + HTTP peek on the ingress cgroup",
     "d": "bpftrace printing every event",
     "e": "bpftrace counting in maps",
+    "f": "fivexx-agent, classic tracepoints only (--classic-tracepoints)",
 }
 
 
@@ -261,10 +269,12 @@ class Tracer:
         for f in (self.out, self.err):
             if os.path.exists(f):
                 os.unlink(f)
-        if self.cond in "bc":
+        if self.cond in "bcf":
             args = [AGENT, "trace", "-o", "json"]
             if self.cond == "c":
                 args += ["--http-cgroup", self.ingress_cgroup]
+            if self.cond == "f":
+                args += ["--classic-tracepoints"]
         else:
             script = os.path.join(WORK, f"bpftrace-{self.cond}.bt")
             with open(script, "w") as f:
@@ -278,7 +288,7 @@ class Tracer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{args[0]} exited: {open(self.err).read()[-2000:]}")
-            if self.cond in "bc":
+            if self.cond in "bcf":
                 refused_probe(self.probe_port)
             if os.path.getsize(self.out) > 0:
                 self.startup_s = time.monotonic() - t0
@@ -291,7 +301,7 @@ class Tracer:
             return {}
         stop(self.proc, signal.SIGINT if self.cond in "de" else signal.SIGTERM, 20)
         info = {"startup_s": self.startup_s, "output_bytes": os.path.getsize(self.out)}
-        if self.cond in "bc":
+        if self.cond in "bcf":
             _, tot = parse_counters(open(self.err).read())
             info["agent_counters"] = tot
         os.unlink(self.out)
@@ -404,7 +414,7 @@ def wrk_run(load, secs, conns, threads):
 
 
 def overhead(res, args, lab):
-    conds = [c for c in "abcde" if c in args.conditions]
+    conds = [c for c in "abcdef" if c in args.conditions]
     loads = ["keepalive", "close"]
     probe_port = free_port()
     samples = []
@@ -473,6 +483,154 @@ def overhead(res, args, lab):
                  f"'Connection: close'; {args.rounds} rounds, condition order shuffled per round",
         "summary": summary, "samples": samples,
     }
+
+
+# ---------------------------------------------------------------- 1b. hook forms
+
+def agent_with(extra, stderr_path):
+    """`fivexx-agent trace -o json > /dev/null` with `extra` flags, returned
+    once every hook is attached."""
+    a = spawn([AGENT, "trace", "-o", "json"] + extra, stdout=subprocess.DEVNULL,
+              stderr=open(stderr_path, "w"))
+    deadline = time.monotonic() + 30
+    while "HTTP peek off" not in open(stderr_path).read():
+        if a.poll() is not None or time.monotonic() > deadline:
+            stop(a)
+            raise RuntimeError("agent did not start: " + open(stderr_path).read()[-2000:])
+        time.sleep(0.02)
+    time.sleep(0.3)
+    return a
+
+
+def agent_forms(pid):
+    """How many programs the agent holds of each type (tracepoint or
+    tp_btf), from its program fds' fdinfo: which forms it really attached."""
+    types = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-prog":
+                continue
+            info = dict(l.split(":", 1) for l in open(f"/proc/{pid}/fdinfo/{fd}") if ":" in l)
+            t = {"5": "tracepoint", "26": "tp_btf"}.get(info["prog_type"].strip(), info["prog_type"].strip())
+            types[t] = types.get(t, 0) + 1
+        except OSError:
+            continue
+    return types
+
+
+def set_bpf_stats(on):
+    with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+        f.write("1" if on else "0")
+
+
+def run_kv(argv, secs):
+    """Runs a generator and parses its `key=value ...` line."""
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 30, check=True).stdout
+    return dict(kv.split("=") for kv in out.split())
+
+
+FORMS = {"none": None, "tp_btf": [], "classic": ["--classic-tracepoints"]}
+
+
+def hook_forms(res, args, connloop):
+    """Connection-per-request without a proxy (connloop.c: connect, accept,
+    close both ends on loopback; 9 TCP state changes per connection) under
+    no agent, the agent's tp_btf hooks and its classic tracepoints,
+    interleaved in rounds. The loop's own CPU per connection includes every
+    kernel cost of tracing (the tracepoint's record building and dispatch as
+    well as the programs); the programs' run time comes from bpf_stats."""
+    samples = []
+    rng = random.Random(11)
+    for r in range(args.rounds):
+        order = list(FORMS)
+        rng.shuffle(order)
+        log(f"hook forms round {r + 1}/{args.rounds}: {' '.join(order)}")
+        for form in order:
+            a = agent_with(FORMS[form], os.path.join(WORK, f"agent-{form}.err")) if FORMS[form] is not None else None
+            try:
+                # The CPU measure runs with bpf_stats off: its two clock reads
+                # per program run cost about as much as the programs here.
+                set_bpf_stats(False)
+                tr0 = cpu_ticks(a.pid) if a else None
+                m = run_kv([connloop, str(args.form_secs)], args.form_secs)
+                n = int(m["connects"])
+                smp = {"round": r, "form": form, "connects": n, "cpu_us_per_conn": float(m["cpu_us_per_conn"]),
+                       "conns_per_s": n / float(m["secs"])}
+                if a:
+                    smp["tracer_us_per_conn"] = 1e6 * (cpu_ticks(a.pid) - tr0) / n
+                    # A second, shorter run with bpf_stats on: the programs' own time.
+                    set_bpf_stats(True)
+                    bpf0 = bpf_prog_stats(a.pid)
+                    m2 = run_kv([connloop, "1"], 1)
+                    bpf1, n2 = bpf_prog_stats(a.pid), int(m2["connects"])
+                    smp["bpf_ns_per_conn"] = (bpf1["run_time_ns"] - bpf0["run_time_ns"]) / n2
+                    smp["bpf_runs_per_conn"] = (bpf1["run_cnt"] - bpf0["run_cnt"]) / n2
+                    smp["prog_types"] = agent_forms(a.pid)
+                samples.append(smp)
+            finally:
+                set_bpf_stats(True)
+                if a:
+                    stop(a, signal.SIGTERM, 20)
+            time.sleep(0.3)
+    summary = {}
+    base = median([x["cpu_us_per_conn"] for x in samples if x["form"] == "none"])
+    for form in FORMS:
+        ss = [x for x in samples if x["form"] == form]
+        paired = []
+        for x in ss:
+            b = [y for y in samples if y["form"] == "none" and y["round"] == x["round"]]
+            if b:
+                paired.append(x["cpu_us_per_conn"] - b[0]["cpu_us_per_conn"])
+        summary[form] = {
+            "n": len(ss), "median_cpu_us_per_conn": median([x["cpu_us_per_conn"] for x in ss]),
+            "median_added_us_per_conn_paired": median(paired) if form != "none" else 0.0,
+            "added_us_per_conn": (median([x["cpu_us_per_conn"] for x in ss]) - base) if base else None,
+            "median_bpf_ns_per_conn": median([x.get("bpf_ns_per_conn") for x in ss]) if form != "none" else 0.0,
+            "median_bpf_runs_per_conn": median([x.get("bpf_runs_per_conn") for x in ss]) if form != "none" else 0.0,
+            "median_tracer_us_per_conn": median([x.get("tracer_us_per_conn") for x in ss]) if form != "none" else 0.0,
+            "prog_types": ss[-1].get("prog_types") if ss else None,
+        }
+    res["hook_forms"] = {
+        "setup": f"connloop {args.form_secs}s on loopback, {args.rounds} rounds, order shuffled per round; "
+                 "CPU with bpf_stats off, eBPF run time from a 1 s run with it on",
+        "summary": summary, "samples": samples,
+    }
+
+
+def drop_flood(res, args, udpflood):
+    """skb:kfree_skb's cost under a flood of drops that are not refused
+    SYNs: UDP to a closed port (reason NO_SOCKET, like a refused SYN, so the
+    program's reason filter passes and its protocol check rejects them),
+    with the hook forced on (--force-kfree-skb) where the kernel would not
+    need it (6.10+), in both forms."""
+    port = free_port()
+    out = {}
+    for form, extra in (("none", None), ("tp_btf", ["--force-kfree-skb"]),
+                        ("classic", ["--force-kfree-skb", "--classic-tracepoints"])):
+        runs = []
+        for _ in range(args.drop_rounds):
+            a = agent_with(extra, os.path.join(WORK, f"agent-drop-{form}.err")) if extra is not None else None
+            try:
+                bpf0 = bpf_prog_stats(a.pid) if a else None
+                g = subprocess.run([udpflood, str(args.drop_secs), str(port)], capture_output=True, text=True,
+                                   timeout=args.drop_secs + 30, check=True).stdout
+                m = dict(kv.split("=") for kv in g.split())
+                n = int(m["datagrams"])
+                run = {"datagrams": n, "per_s": n / float(m["secs"])}
+                if a:
+                    bpf1 = bpf_prog_stats(a.pid)
+                    run["bpf_ns_per_drop"] = (bpf1["run_time_ns"] - bpf0["run_time_ns"]) / n
+                    run["bpf_runs_per_drop"] = (bpf1["run_cnt"] - bpf0["run_cnt"]) / n
+                runs.append(run)
+            finally:
+                if a:
+                    stop(a, signal.SIGTERM, 20)
+        out[form] = {
+            "runs": runs, "median_per_s": median([r["per_s"] for r in runs]),
+            "median_bpf_ns_per_drop": median([r.get("bpf_ns_per_drop") for r in runs]) if extra is not None else 0.0,
+            "median_bpf_runs_per_drop": median([r.get("bpf_runs_per_drop") for r in runs]) if extra is not None else 0.0,
+        }
+    res["drop_flood"] = out
 
 
 # ---------------------------------------------------------------- 2. capacity
@@ -971,6 +1129,41 @@ def footprint(res, args):
         "startup_how": "exec of `fivexx-agent trace` to its table header on stdout (printed after load + attach of every hook)",
         "idle_vmrss_kib": idle.get("VmRSS"), "idle_vmhwm_kib": idle.get("VmHWM"),
     }
+    hb, hc = ov.get("close/b"), ov.get("close/f")
+    if hb and hc:
+        tb = (hb["median_bpf_ns_per_req"] or 0) / 1000 + hb["median_tracer_cpu_us_per_req"]
+        tc = (hc["median_bpf_ns_per_req"] or 0) / 1000 + hc["median_tracer_cpu_us_per_req"]
+        rows.append(("tracing CPU/req, close: (b) tp_btf hooks vs (f) classic tracepoints",
+                     f"{tb:.2f} us vs {tc:.2f} us (x{tb / tc if tc else float('nan'):.2f}; eBPF "
+                     f"{fmt(hb['median_bpf_ns_per_req'])} vs {fmt(hc['median_bpf_ns_per_req'])} ns)",
+                     "<= 0.8 us (half of 1.6)", goal(tb <= 0.8)))
+    hf = res.get("hook_forms", {}).get("summary")
+    if hf:
+        n = hf["none"]
+        rows.append(("connloop (loopback connect/accept/close): CPU per connection, no agent",
+                     f"{n['median_cpu_us_per_conn']:.2f} us ({hf['none']['n']} rounds)", "", ""))
+        for form in ("tp_btf", "classic"):
+            f = hf[form]
+            rows.append((f"connloop, agent {form}: CPU/conn, added over none (paired), eBPF (stats on)",
+                         f"{f['median_cpu_us_per_conn']:.2f} us, +{f['median_added_us_per_conn_paired']:.2f} us, "
+                         f"eBPF {f['median_bpf_ns_per_conn']:.0f} ns in {f['median_bpf_runs_per_conn']:.1f} runs, "
+                         f"programs {f['prog_types']}", "", ""))
+        t, c = hf["tp_btf"], hf["classic"]
+        if c["median_added_us_per_conn_paired"]:
+            rows.append(("connloop: tracing CPU/conn, tp_btf vs classic (all kernel work)",
+                         f"{t['median_added_us_per_conn_paired']:.2f} vs {c['median_added_us_per_conn_paired']:.2f} us "
+                         f"(x{t['median_added_us_per_conn_paired'] / c['median_added_us_per_conn_paired']:.2f}); "
+                         f"eBPF alone {t['median_bpf_ns_per_conn']:.0f} vs {c['median_bpf_ns_per_conn']:.0f} ns "
+                         f"(x{t['median_bpf_ns_per_conn'] / c['median_bpf_ns_per_conn']:.2f})",
+                         "<= x0.5", goal(t["median_added_us_per_conn_paired"] <= 0.5 * c["median_added_us_per_conn_paired"])))
+    df = res.get("drop_flood")
+    if df:
+        for form in ("tp_btf", "classic"):
+            d = df[form]
+            rows.append((f"kfree_skb under a UDP closed-port flood ({form}, forced on)",
+                         f"{d['median_bpf_ns_per_drop']:.0f} ns eBPF per drop ({d['median_bpf_runs_per_drop']:.2f} runs), "
+                         f"{d['median_per_s'] / 1e3:.0f}k drops/s vs {df['none']['median_per_s'] / 1e3:.0f}k without agent",
+                         "", ""))
     cap = res.get("capacity")
     if cap:
         r = max(cap["runs"], key=lambda r: r["events_per_s"])
@@ -1180,7 +1373,7 @@ def table(res):
     goal = lambda ok: "" if ok is None else ("met" if ok else "MISSED")
     ov = res.get("overhead", {}).get("summary", {})
     for load, lim in (("keepalive", 1.0), ("close", 3.0)):
-        for c in "abcde":
+        for c in "abcdef":
             s = ov.get(f"{load}/{c}")
             if not s:
                 continue
@@ -1193,6 +1386,41 @@ def table(res):
                          f"(eBPF {fmt(s['median_bpf_ns_per_req'])} ns, tracer process {s['median_tracer_cpu_us_per_req']:.2f} us "
                          f"= {s['est_cost_pct']:.2f}% of (a))",
                          f"(b) <= {lim:g}%" if c == "b" else "", g))
+    hb, hc = ov.get("close/b"), ov.get("close/f")
+    if hb and hc:
+        tb = (hb["median_bpf_ns_per_req"] or 0) / 1000 + hb["median_tracer_cpu_us_per_req"]
+        tc = (hc["median_bpf_ns_per_req"] or 0) / 1000 + hc["median_tracer_cpu_us_per_req"]
+        rows.append(("tracing CPU/req, close: (b) tp_btf hooks vs (f) classic tracepoints",
+                     f"{tb:.2f} us vs {tc:.2f} us (x{tb / tc if tc else float('nan'):.2f}; eBPF "
+                     f"{fmt(hb['median_bpf_ns_per_req'])} vs {fmt(hc['median_bpf_ns_per_req'])} ns)",
+                     "<= 0.8 us (half of 1.6)", goal(tb <= 0.8)))
+    hf = res.get("hook_forms", {}).get("summary")
+    if hf:
+        n = hf["none"]
+        rows.append(("connloop (loopback connect/accept/close): CPU per connection, no agent",
+                     f"{n['median_cpu_us_per_conn']:.2f} us ({hf['none']['n']} rounds)", "", ""))
+        for form in ("tp_btf", "classic"):
+            f = hf[form]
+            rows.append((f"connloop, agent {form}: CPU/conn, added over none (paired), eBPF (stats on)",
+                         f"{f['median_cpu_us_per_conn']:.2f} us, +{f['median_added_us_per_conn_paired']:.2f} us, "
+                         f"eBPF {f['median_bpf_ns_per_conn']:.0f} ns in {f['median_bpf_runs_per_conn']:.1f} runs, "
+                         f"programs {f['prog_types']}", "", ""))
+        t, c = hf["tp_btf"], hf["classic"]
+        if c["median_added_us_per_conn_paired"]:
+            rows.append(("connloop: tracing CPU/conn, tp_btf vs classic (all kernel work)",
+                         f"{t['median_added_us_per_conn_paired']:.2f} vs {c['median_added_us_per_conn_paired']:.2f} us "
+                         f"(x{t['median_added_us_per_conn_paired'] / c['median_added_us_per_conn_paired']:.2f}); "
+                         f"eBPF alone {t['median_bpf_ns_per_conn']:.0f} vs {c['median_bpf_ns_per_conn']:.0f} ns "
+                         f"(x{t['median_bpf_ns_per_conn'] / c['median_bpf_ns_per_conn']:.2f})",
+                         "<= x0.5", goal(t["median_added_us_per_conn_paired"] <= 0.5 * c["median_added_us_per_conn_paired"])))
+    df = res.get("drop_flood")
+    if df:
+        for form in ("tp_btf", "classic"):
+            d = df[form]
+            rows.append((f"kfree_skb under a UDP closed-port flood ({form}, forced on)",
+                         f"{d['median_bpf_ns_per_drop']:.0f} ns eBPF per drop ({d['median_bpf_runs_per_drop']:.2f} runs), "
+                         f"{d['median_per_s'] / 1e3:.0f}k drops/s vs {df['none']['median_per_s'] / 1e3:.0f}k without agent",
+                         "", ""))
     cap = res.get("capacity")
     if cap:
         v = cap["max_zero_drop_events_per_s"]
@@ -1288,7 +1516,7 @@ def table(res):
     return "\n".join(lines)
 
 
-PARTS = ["overhead", "capacity", "latency", "analysis", "footprint", "fanout"]
+PARTS = ["overhead", "forms", "drops", "capacity", "latency", "analysis", "footprint", "fanout"]
 
 
 def main():
@@ -1300,9 +1528,12 @@ def main():
                     help="run only these parts (e.g. --only fanout)")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--wrk-secs", type=int, default=5)
+    ap.add_argument("--form-secs", type=float, default=3, help="connloop seconds per condition (forms part)")
+    ap.add_argument("--drop-secs", type=float, default=2, help="UDP flood seconds per run (drops part)")
+    ap.add_argument("--drop-rounds", type=int, default=3)
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--conditions", default="abcde")
+    ap.add_argument("--conditions", default="abcdef")
     ap.add_argument("--cap-procs", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4])
     ap.add_argument("--cap-secs", type=int, default=5)
     ap.add_argument("--sig-rates", type=lambda s: [int(x) for x in s.split(",")],
@@ -1344,6 +1575,10 @@ def main():
             overhead(res, args, lab)
             lab.stop()
             lab = None
+        if "forms" not in args.skip:
+            hook_forms(res, args, compile_generator("connloop"))
+        if "drops" not in args.skip:
+            drop_flood(res, args, compile_generator("udpflood"))
         if "capacity" not in args.skip:
             capacity(res, args, gen)
         if "latency" not in args.skip:

@@ -100,7 +100,7 @@ pub mod flags {
 /// | `SendReset` from `kfree_skb` † (`FROM_SKB_DROP`) | 0 | 4-tuple of the RST it answers with: the closed port first | | `skb_drop_reason` (NO_SOCKET) | | | | | | `FROM_SKB_DROP` | |
 /// | `ReceiveReset` † | socket | 4-tuple, ours first | state read from the socket | | | | | | | `STATE_FROM_SOCK` | |
 /// | `SockError` | | 4-tuple | | | positive errno | | | | | | |
-/// | `StateChange` | socket | 4-tuple | old / new state | | | | | | | | | SYN_SENT -> CLOSE: `ts_ns` of its CLOSE -> SYN_SENT (the SYN), 0 if unseen |
+/// | `StateChange` | socket | 4-tuple | old / new state | | | | | | | | | SYN_SENT -> CLOSE: `ts_ns` of its CLOSE -> SYN_SENT (the SYN; from `tcp_sock::retrans_stamp`, to the ms, in the tp_btf form), 0 if unseen |
 /// | `SynRetransmit` † | socket | 4-tuple | `SYN_SENT` | | | | | | | | |
 /// | `Signal` (task = sender) | | | | | | target pid and comm | signal | 0 delivered .. 4 lose info | `si_code` | `SIGNAL_GROUP` | |
 /// | `Exit` (task = the exiting thread) | | | | | | exiting tgid and comm | | | wait status if `EXIT_CODE_KNOWN` | `EXIT_CODE_KNOWN`, `GROUP_DEAD`, `GROUP_DEAD_GUESSED` | |
@@ -465,6 +465,9 @@ pub struct KernelOffsets {
     /// `inet_sock::inet_sport` (big-endian): unlike `skc_num` it survives
     /// the port's release when a socket closes.
     pub inet_sport: i32,
+    /// `tcp_sock::retrans_stamp`: when a connecting socket sent its first
+    /// SYN, in ms of the TCP clock (CLOCK_MONOTONIC).
+    pub tcp_retrans_stamp: i32,
     /// User ABI structs, from BTF where present: user_msghdr.msg_iov,
     /// iovec.iov_base, iovec.iov_len.
     pub msghdr_iov: i32,
@@ -491,6 +494,7 @@ impl KernelOffsets {
         sock_v6_daddr: -1,
         sock_v6_rcv_saddr: -1,
         inet_sport: -1,
+        tcp_retrans_stamp: -1,
         msghdr_iov: -1,
         iovec_base: -1,
         iovec_len: -1,

@@ -39,6 +39,8 @@ pub struct TracerOptions {
     pub http_cgroups: Vec<String>,
     /// Attach every hook as a classic tracepoint, even where tp_btf works.
     pub classic_tracepoints: bool,
+    /// Attach kfree_skb where it only duplicates tcp_send_reset (bench).
+    pub force_kfree_skb: bool,
 }
 
 impl Default for TracerOptions {
@@ -49,6 +51,7 @@ impl Default for TracerOptions {
             node: String::new(),
             http_cgroups: Vec::new(),
             classic_tracepoints: false,
+            force_kfree_skb: false,
         }
     }
 }
@@ -198,6 +201,9 @@ impl Tracer {
         let mut facts = KernelFacts::discover(true)?;
         if opts.classic_tracepoints {
             facts.layout.force_classic();
+        }
+        if opts.force_kfree_skb {
+            facts.layout.force_kfree_skb();
         }
         raise_memlock_limit();
         // aya resolves a tp_btf program's target in its own parse of the

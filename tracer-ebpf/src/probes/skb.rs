@@ -76,7 +76,9 @@ fn on_no_socket(skb: u64, reason: u32) {
 }
 
 /// Reads the packet's family, addresses and ports into `t` (as the SYN
-/// carries them); false unless it is a TCP SYN without ACK.
+/// carries them); false unless it is a TCP SYN without ACK. The protocol
+/// is checked before the flags: a flood of UDP to closed ports (also
+/// NO_SOCKET) stops there.
 #[inline(always)]
 fn read_syn(skb: u64, s: &SkbOffsets, t: &mut RawEvent) -> bool {
     let Some(head) = read_kernel::<u64>(skb, s.skb_head) else {
@@ -88,10 +90,6 @@ fn read_syn(skb: u64, s: &SkbOffsets, t: &mut RawEvent) -> bool {
         return false;
     }
     let (ip, tcp) = (head + nh as u64, head + th as u64);
-    let flags = read_kernel::<u8>(tcp, s.tcp_flags).unwrap_or(0) as i32;
-    if flags & s.tcp_syn_mask == 0 || flags & s.tcp_ack_mask != 0 {
-        return false;
-    }
     match u16::from_be(read_kernel::<u16>(skb, s.skb_protocol).unwrap_or(0)) {
         ETH_P_IP => {
             if read_kernel::<u8>(ip, s.ip_protocol) != Some(IPPROTO_TCP) {
@@ -120,6 +118,10 @@ fn read_syn(skb: u64, s: &SkbOffsets, t: &mut RawEvent) -> bool {
             }
         }
         _ => return false,
+    }
+    let flags = read_kernel::<u8>(tcp, s.tcp_flags).unwrap_or(0) as i32;
+    if flags & s.tcp_syn_mask == 0 || flags & s.tcp_ack_mask != 0 {
+        return false;
     }
     t.sport = u16::from_be(read_kernel::<u16>(tcp, s.tcp_source).unwrap_or(0));
     t.dport = u16::from_be(read_kernel::<u16>(tcp, s.tcp_dest).unwrap_or(0));

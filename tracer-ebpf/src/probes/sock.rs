@@ -59,6 +59,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         old,
         new,
         || read_uint(&ctx, l.skaddr).unwrap_or(0),
+        false,
         |ev| read_addrs(&ctx, &l.addr, ev),
     );
     0
@@ -67,29 +68,62 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
 /// The BTF form (tp_btf): the kernel hands over its own arguments
 /// `(const struct sock *sk, int oldstate, int newstate)` without building
 /// a record; the agent attaches it only where the kernel's
-/// `btf_trace_inet_sock_set_state` prototype is exactly that. One probe
-/// read (the protocol) on the common path; the 4-tuple is read from the
+/// `btf_trace_inet_sock_set_state` prototype is exactly that. No helper
+/// call on the common path but the counter; the 4-tuple is read from the
 /// socket only for the rare abnormal transition.
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn inet_sock_set_state_btf(ctx: BtfTracePointContext) -> u32 {
     let sk: u64 = ctx.arg(0);
-    let s = &config().skb;
-    if read_kernel::<u16>(sk, s.sock_protocol) != Some(IPPROTO_TCP as u16) {
+    let off = config().skb.sock_protocol;
+    if off < 0 {
+        return 0;
+    }
+    // A direct load, not a probe read (a helper call, on every state
+    // change of the node): `sk` is the kernel's own BTF-typed pointer, and
+    // `off` comes from read-only data the verifier sees as a constant, so
+    // it checks this load against `struct sock`'s BTF (a 2-byte member at
+    // that offset) and the JIT guards it against faults. A kernel whose
+    // verifier refuses it refuses the program, and the agent falls back to
+    // the classic tracepoint.
+    // SAFETY: see above; the verifier proves the access, and any bit
+    // pattern is a valid u16.
+    let protocol = unsafe { core::ptr::read((sk as *const u8).add(off as usize) as *const u16) };
+    if protocol != IPPROTO_TCP as u16 {
         return 0;
     }
     let old: u64 = ctx.arg(1);
     let new: u64 = ctx.arg(2);
-    on_set_state(old as u8, new as u8, || sk, |ev| read_sock_addrs(sk, ev));
+    let from_sock = config().kernel.tcp_retrans_stamp >= 0;
+    on_set_state(
+        old as u8,
+        new as u8,
+        || sk,
+        from_sock,
+        |ev| read_sock_addrs(sk, ev),
+    );
     0
 }
 
+/// `syn_from_sock`: the SYN's time is read from the socket when the
+/// connect fails (tcp_sock::retrans_stamp, tp_btf form), so a connect
+/// costs no map update; otherwise (the classic form, kept as it was) it is
+/// kept in SYN_SENT_AT.
 #[inline(always)]
-fn on_set_state(old: u8, new: u8, sk: impl Fn() -> u64, addrs: impl FnOnce(&mut RawEvent)) {
+fn on_set_state(
+    old: u8,
+    new: u8,
+    sk: impl Fn() -> u64,
+    syn_from_sock: bool,
+    addrs: impl FnOnce(&mut RawEvent),
+) {
     bump(
         &STATE_COUNTS,
         ((old as u32 & 0xf) << 4) | (new as u32 & 0xf),
     );
     if new == tcp_state::SYN_SENT {
+        if syn_from_sock {
+            return;
+        }
         let sk = sk();
         if sk != 0 {
             // SAFETY: bpf_ktime_get_ns has no preconditions.
@@ -104,7 +138,9 @@ fn on_set_state(old: u8, new: u8, sk: impl Fn() -> u64, addrs: impl FnOnce(&mut 
         return;
     }
     let sk = sk();
-    let syn_ns = if old == tcp_state::SYN_SENT {
+    let syn_ns = if old == tcp_state::SYN_SENT && syn_from_sock {
+        syn_time_from_sock(sk)
+    } else if old == tcp_state::SYN_SENT {
         // SAFETY: the pointer from a successful lookup is valid for this
         // program run; the value is a plain u64 another CPU may overwrite
         // (a torn read is impossible for an aligned u64).
@@ -119,4 +155,23 @@ fn on_set_state(old: u8, new: u8, sk: impl Fn() -> u64, addrs: impl FnOnce(&mut 
         ev.syn_ns = syn_ns;
         addrs(ev);
     });
+}
+
+/// When a failing connect sent its first SYN: `tcp_connect()` stamps
+/// `retrans_stamp` with the TCP clock in ms (CLOCK_MONOTONIC, as
+/// bpf_ktime_get_ns), and SYN retransmits keep it. 0 (unknown) when unset
+/// or implausible (more than 10 minutes ago, or a kernel stamping in us).
+#[inline(always)]
+fn syn_time_from_sock(sk: u64) -> u64 {
+    let stamp = read_kernel::<u32>(sk, config().kernel.tcp_retrans_stamp).unwrap_or(0);
+    if stamp == 0 {
+        return 0;
+    }
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let elapsed_ms = ((now / 1_000_000) as u32).wrapping_sub(stamp) as u64;
+    if elapsed_ms > 600_000 || elapsed_ms * 1_000_000 > now {
+        return 0;
+    }
+    now - elapsed_ms * 1_000_000
 }

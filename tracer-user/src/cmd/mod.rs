@@ -34,6 +34,10 @@ pub struct TracerArgs {
     /// offers the cheaper BTF form (tp_btf); for comparing the two.
     #[arg(long)]
     pub classic_tracepoints: bool,
+    /// Attach skb:kfree_skb even where tcp_send_reset already reports
+    /// NO_SOCKET (6.10+), duplicating refusals: for measuring its cost.
+    #[arg(long, hide = true)]
+    pub force_kfree_skb: bool,
 }
 
 impl TracerArgs {
@@ -52,6 +56,7 @@ impl TracerArgs {
             node: self.node.clone(),
             http_cgroups: self.http_cgroup.clone(),
             classic_tracepoints: self.classic_tracepoints,
+            force_kfree_skb: self.force_kfree_skb,
         })
     }
 }

@@ -77,6 +77,7 @@ pub(super) fn kfree_skb(
     let Some(no_socket) = no_socket else {
         return Err("reason NO_SOCKET");
     };
+    plan.kfree_no_socket = Some(no_socket);
     if !c.skb.packet_known() {
         plan.state = HookState::Missing;
         plan.reason = Some(

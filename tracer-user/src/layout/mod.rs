@@ -165,6 +165,9 @@ pub struct HookPlan {
     pub form: HookForm,
     /// Why a hook with a tp_btf program uses the classic form.
     pub classic_because: Option<String>,
+    /// kfree_skb: this kernel's NO_SOCKET drop reason, also where the hook
+    /// is left unattached (for `force_kfree_skb`).
+    pub kfree_no_socket: Option<i32>,
 }
 
 impl HookPlan {
@@ -288,6 +291,7 @@ impl KernelLayout {
                 notes: Vec::new(),
                 form,
                 classic_because,
+                kfree_no_socket: None,
             };
             let Some(Some(fmt)) = formats.get(hook.name) else {
                 plan.state = HookState::Missing;
@@ -360,6 +364,22 @@ impl KernelLayout {
 
     pub fn plan_of(&self, tracepoint_name: &str) -> Option<&HookPlan> {
         self.plans.iter().find(|p| p.hook.name == tracepoint_name)
+    }
+
+    /// Attaches kfree_skb even where tcp_send_reset reports NO_SOCKET
+    /// itself (6.10+), which duplicates every refusal fact: only for
+    /// measuring the hook's cost on such a kernel (`--force-kfree-skb`).
+    pub fn force_kfree_skb(&mut self) {
+        let Some(plan) = self.plans.iter_mut().find(|p| p.hook.name == "kfree_skb") else {
+            return;
+        };
+        if let (HookState::NotLoaded, Some(v)) = (plan.state, plan.kfree_no_socket) {
+            plan.reason = None;
+            plan.notes
+                .push("forced (--force-kfree-skb): refusals are reported twice".to_string());
+            plan.state = HookState::Degraded;
+            self.config.kfree_skb.no_socket = v;
+        }
     }
 
     /// Every hook in its classic tracepoint form (`--classic-tracepoints`:

@@ -41,6 +41,7 @@ pub(super) fn kernel_offsets(btf: Option<&KernelBtf>) -> KernelOffsets {
     k.sock_v6_daddr = in_sock("skc_v6_daddr");
     k.sock_v6_rcv_saddr = in_sock("skc_v6_rcv_saddr");
     k.inet_sport = off("inet_sock", "inet_sport");
+    k.tcp_retrans_stamp = off("tcp_sock", "retrans_stamp");
     k.task_files = off("task_struct", "files");
     k.files_fdt = off("files_struct", "fdt");
     k.fdt_fd = off("fdtable", "fd");
