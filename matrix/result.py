@@ -325,6 +325,8 @@ def table(dirs):
                 cells.append("not listed")
                 continue
             cell = h.get("state", "?")
+            if h.get("form") and h.get("state") in ("attached", "degraded"):
+                cell += f" ({h['form']})"
             extra = [h["reason"]] if h.get("reason") else []
             extra += h.get("notes") or []
             if extra:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The kernel matrix: run fivexx-agent's capability check and kernel
-# self-tests on Debian's 6.1 and 6.12 cloud kernels (qemu) and on the host
+# self-tests on Debian's 5.10, 6.1 and 6.12 cloud kernels (qemu) and on the host
 # kernel, one summary line per kernel. See matrix/README.md.
 #
 #   matrix/run.sh                 build the static agent, run every kernel

@@ -1,6 +1,7 @@
 # Kernel matrix (issue 8, matrix/README.md): fivexx-agent's capability check
-# and kernel self-tests on Debian's 6.1 and 6.12 cloud kernels under qemu and
-# on the host kernel. One summary line per kernel; artifacts in artifacts/kernels/.
+# and kernel self-tests on Debian's 5.10 (bullseye, via a private apt
+# config), 6.1 and 6.12 cloud kernels under qemu and on the host kernel.
+# One summary line per kernel; artifacts in artifacts/kernels/.
 .PHONY: kernels test-kernels test-kernels-standin test-matrix
 
 # Fetch and cache the guest kernels (.cache/kernels/); a no-op once cached.
@@ -29,7 +30,8 @@ test-matrix:
 
 TEST_EXTRA += test-matrix
 
-# Part of `make test`: the agent's 9 self-tests on 6.1 (1 degraded, as
-# matrix/expectations says), 6.12 and the host. Cost: 45-60 s for the
-# matrix, plus the static agent's release build (shared with make image).
+# Part of `make test`: the agent's 9 self-tests on 5.10 (3 degraded, as
+# matrix/expectations says), 6.1, 6.12 and the host. Cost: about a minute
+# for the matrix, plus the static agent's release build (shared with make
+# image).
 TEST_EXTRA += test-kernels
