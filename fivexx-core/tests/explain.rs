@@ -1402,6 +1402,8 @@ fn a_503_while_the_service_had_no_endpoints_is_no_endpoints() {
         );
         let fix = v.fix.as_ref().unwrap();
         assert!(fix.action.contains("maxUnavailable: 0"), "{fix:?}");
+        // The API's stretch: the last removal at +0.5 s, ready at +5 s.
+        assert_eq!(fix.params["no_endpoints_s"], 4.5, "{fix:?}");
         assert!(
             v.next
                 .as_ref()

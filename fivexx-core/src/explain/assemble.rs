@@ -268,9 +268,14 @@ impl Assembler {
         }
         if c.cause == Cause::NoEndpoints {
             local.no_endpoints_ns = (at_ns - service_since).max(0);
-            if let Some((terminating, starting)) = c.no_endpoints_why {
-                local.no_endpoints_terminating = terminating;
-                local.no_endpoints_starting = starting;
+            if let Some(z) = c.no_endpoints_why {
+                local.no_endpoints_terminating = z.terminating;
+                local.no_endpoints_starting = z.starting;
+                // The API's stretch when known: the failures come a
+                // propagation delay late at both ends.
+                if let Some(d) = z.for_ns {
+                    local.no_endpoints_ns = d.max(0);
+                }
             }
         }
         if local.startup_refusal_ns > 0 || local.no_endpoints_ns > 0 {

@@ -5,6 +5,18 @@
 use super::verdict::{Cause, Confidence};
 use crate::model::{Evidence, FactSource, Observation};
 
+/// A Service's stretch with no ready endpoint, as the fix needs it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ZeroEndpoints {
+    /// Pods terminating when the last endpoint left.
+    pub terminating: u32,
+    /// Pods not yet ready just before one was ready again.
+    pub starting: u32,
+    /// From the last removal to the first new ready endpoint (the API's
+    /// view), when that came within the horizon.
+    pub for_ns: Option<i64>,
+}
+
 /// The cause of one failure, before episode and fix are attached.
 #[derive(Debug)]
 pub(crate) struct Classification {
@@ -14,9 +26,8 @@ pub(crate) struct Classification {
     pub pod_uid: Option<String>,
     /// Service (namespace, name) for `NoEndpoints`.
     pub service: Option<(String, String)>,
-    /// For `NoEndpoints`: pods terminating when the last endpoint left,
-    /// and pods not yet ready when one came back (the reason, for the fix).
-    pub no_endpoints_why: Option<(u32, u32)>,
+    /// For `NoEndpoints`: how long and why.
+    pub no_endpoints_why: Option<ZeroEndpoints>,
     pub note: Option<String>,
 }
 

@@ -2,7 +2,7 @@
 //! Service IP with no ready endpoint, and a proxy's own 503 while the
 //! Service it routes to had none.
 
-use super::classification::{api, Classification};
+use super::classification::{api, Classification, ZeroEndpoints};
 use super::config::ExplainConfig;
 use super::verdict::{Cause, Confidence, FailedConnection, FailureKind};
 use crate::model::timeline::ClusterTimeline;
@@ -75,7 +75,11 @@ pub(crate) fn classify_no_endpoints(
         evidence,
         pod_uid: None,
         service: Some(svc.clone()),
-        no_endpoints_why: Some((terminating, starting)),
+        no_endpoints_why: Some(ZeroEndpoints {
+            terminating,
+            starting,
+            for_ns: until.filter(|u| *u <= horizon).map(|u| u - since),
+        }),
         note,
     })
 }
@@ -91,10 +95,11 @@ pub(crate) fn classify_service(
         let (ready, last_left) = tl.service_ready_count(&svc, t);
         if ready == 0 {
             if let Some(left) = last_left {
-                let why = (
-                    tl.service_pods_at(&svc, left).0,
-                    tl.service_pods_at(&svc, t).1,
-                );
+                let why = ZeroEndpoints {
+                    terminating: tl.service_pods_at(&svc, left).0,
+                    starting: tl.service_pods_at(&svc, t).1,
+                    for_ns: None,
+                };
                 return Classification {
                     cause: Cause::NoEndpoints,
                     confidence: Confidence::High,

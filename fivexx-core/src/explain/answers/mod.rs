@@ -461,8 +461,8 @@ impl AnswerJoin {
 
     /// Joins a proxy's answer to the upstream failure behind it: among the
     /// recent upstream verdicts on `node` ("": any node) within
-    /// `from..=to`, the latest unclaimed one that is `mine`, else the
-    /// latest that is `mine`, else (lower confidence) the latest on the node.
+    /// `from..=to`, the latest unclaimed one that is `mine`, else (lower
+    /// confidence) the latest unclaimed one on the node.
     fn join(
         &mut self,
         mut a: HttpAnswer,
@@ -540,13 +540,12 @@ impl AnswerJoin {
             if !node.is_empty() && n != node {
                 continue;
             }
-            for pass in 0..4 {
-                let (own, unclaimed) = (pass < 2, pass % 2 == 0);
+            // One failed try fails one request: an upstream failure
+            // another answer claimed is not this answer's (a proxy's own
+            // 503 right after a burst of refusals would take their cause).
+            for own in [true, false] {
                 let pos = q.iter().rposition(|(u, claimed)| {
-                    u.at_ns() >= from
-                        && u.at_ns() <= to
-                        && (!own || mine(u))
-                        && (!unclaimed || !*claimed)
+                    u.at_ns() >= from && u.at_ns() <= to && (!own || mine(u)) && !*claimed
                 });
                 if let Some(i) = pos {
                     let better = found.as_ref().is_none_or(|(bn, bi, b_own)| {
