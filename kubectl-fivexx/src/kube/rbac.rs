@@ -22,6 +22,7 @@ pub async fn preflight(client: &KubeClient, scope: &Scope) -> Result<(), CliErro
         ("", "pods"),
         ("discovery.k8s.io", "endpointslices"),
         ("", "events"),
+        ("", "services"),
     ] {
         for verb in ["list", "watch"] {
             wanted.push((verb, group, res, ns.clone()));

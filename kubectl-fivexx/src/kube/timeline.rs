@@ -6,11 +6,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use fivexx_core::model::fact::{
-    ClusterEvent, EndpointFact, NodeChange, NodeFact, PodChange, PodFact, WorkloadRef,
+    ClusterEvent, EndpointFact, NodeChange, NodeFact, PodChange, PodFact, ServiceFact, WorkloadRef,
 };
 use fivexx_core::Fact;
 
@@ -21,6 +21,56 @@ pub struct Timeline {
     pub slices: SliceTracker,
     pub nodes: NodeTracker,
     pub events: EventTracker,
+    pub services: ServiceTracker,
+}
+
+/// The Services of the scope, by cluster IP: a connect refused without a
+/// reset by a Service IP is a Service with no ready endpoint, and the
+/// engine must know whose IP it was.
+#[derive(Default, Debug)]
+pub struct ServiceTracker {
+    /// (namespace, name) -> cluster IP last reported.
+    seen: HashMap<(String, String), Option<IpAddr>>,
+}
+
+impl ServiceTracker {
+    /// A fact when the Service is new or its cluster IP changed.
+    pub fn observe(&mut self, s: &Service, at_ns: i64) -> Option<Fact> {
+        let key = service_key(s);
+        let ip = s
+            .spec
+            .as_ref()
+            .and_then(|sp| sp.cluster_ip.as_deref())
+            .and_then(|ip| ip.parse::<IpAddr>().ok());
+        if self.seen.get(&key) == Some(&ip) {
+            return None;
+        }
+        self.seen.insert(key.clone(), ip);
+        Some(service_fact(key, ip, true, at_ns))
+    }
+
+    pub fn gone(&mut self, s: &Service, at_ns: i64) -> Option<Fact> {
+        let key = service_key(s);
+        let ip = self.seen.remove(&key)?;
+        Some(service_fact(key, ip, false, at_ns))
+    }
+}
+
+fn service_key(s: &Service) -> (String, String) {
+    (
+        s.metadata.namespace.clone().unwrap_or_default(),
+        s.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+fn service_fact(key: (String, String), ip: Option<IpAddr>, present: bool, at_ns: i64) -> Fact {
+    Fact::Service(ServiceFact {
+        at_ns,
+        namespace: key.0,
+        name: key.1,
+        cluster_ip: ip,
+        present,
+    })
 }
 
 /// The workload that owns a pod, without reading ReplicaSets (the plugin

@@ -5,7 +5,7 @@
 
 use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::{watcher, WatchStreamExt};
@@ -19,6 +19,7 @@ pub enum KubeInput {
     Slice(watcher::Event<EndpointSlice>),
     Node(watcher::Event<Node>),
     Event(watcher::Event<Event>),
+    Service(watcher::Event<Service>),
     /// Proxy pods in any namespace, by the proxy labels.
     Proxy(watcher::Event<Pod>),
     Failed(&'static str, watcher::Error),
@@ -85,6 +86,12 @@ pub fn session_watches(
         all(),
         KubeInput::Event,
         "events",
+    ));
+    watches.push(watch(
+        scoped::<Service>(c, ns),
+        all(),
+        KubeInput::Service,
+        "services",
     ));
     // Proxy pods started during the session (a proxy rollout or scale-up)
     // are peeked at and log-followed too.

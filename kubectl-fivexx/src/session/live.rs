@@ -195,6 +195,12 @@ impl<'a> Session<'a> {
             KubeInput::Node(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => {
                 self.facts.extend(t.nodes.observe(&n, at));
             }
+            KubeInput::Service(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                self.facts.extend(t.services.observe(&s, at));
+            }
+            KubeInput::Service(watcher::Event::Delete(s)) => {
+                self.facts.extend(t.services.gone(&s, at));
+            }
             KubeInput::Event(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => {
                 self.facts.extend(t.events.observe(&e, at));
             }
