@@ -25,6 +25,7 @@ use fivexx_core::explain::{Cause, FailureKind, Verdict};
 use fivexx_lab::harness::{plugin_and_agent, skip_unless_root, AgentServe};
 use fivexx_lab::node::load::RequestRecord;
 use fivexx_lab::sim::scenario::{ScenarioKind, ScenarioParams};
+use fivexx_lab::sim::timeline::LabEventKind;
 use scoring::{fix_param, http_total, lag_cause, record_and_explain, retried_tries, show, truth};
 
 /// Scores of one scenario.
@@ -137,6 +138,15 @@ fn check_counts(kind: ScenarioKind, run: &scoring::Run, problems: &mut Vec<Strin
             "{name}: the report counts {failures} failed requests, the load generator saw {load}"
         ));
     }
+    // Recreate: the ingress's own 503s are the stretch with no endpoint,
+    // its 502s the refusals before it; neither may take the other's cause.
+    if kind == ScenarioKind::Recreate && count(&Cause::NoEndpoints) != run.report.summary.s503 {
+        problems.push(format!(
+            "{name}: {} no-endpoints failures, the load generator got {} 503s",
+            count(&Cause::NoEndpoints),
+            run.report.summary.s503
+        ));
+    }
     if of_scenario != load {
         problems.push(format!(
             "{name}: {of_scenario} failures of the scenario's cause(s), the load generator saw {load} failed requests"
@@ -198,9 +208,10 @@ fn check_names(kind: ScenarioKind, explained: &serde_json::Value, problems: &mut
 fn check_fixes(
     kind: ScenarioKind,
     params: &ScenarioParams,
-    explained: &serde_json::Value,
+    run: &scoring::Run,
     problems: &mut Vec<String>,
 ) -> String {
+    let explained = &run.explained;
     let name = kind.name();
     let mut fix = String::from("-");
     if let Some(c) = lag_cause(kind) {
@@ -215,6 +226,31 @@ fn check_fixes(
                 }
             }
             None => problems.push(format!("{name}: no lag in the {c:?} fix")),
+        }
+    }
+    if kind == ScenarioKind::Recreate {
+        // The lab's own account: from the last old pod leaving the
+        // endpoints to the first new pod ready.
+        let tl = &run.report.timeline;
+        let at = |k: LabEventKind| tl.iter().filter(move |e| e.kind == k).map(|e| e.at.wall_ns);
+        let removed = at(LabEventKind::EndpointRemoved).max();
+        let ready = removed.and_then(|r| at(LabEventKind::PodReady).filter(|t| *t > r).min());
+        match (
+            removed.zip(ready),
+            fix_param(explained, Cause::NoEndpoints, "no_endpoints_s"),
+        ) {
+            (Some((r, t)), Some(q)) => {
+                let truth = (t - r) as f64 / 1e9;
+                fix = format!("no endpoints {q:.2} s (lab {truth:.2} s)");
+                if (q - truth).abs() > truth * 0.3 + 0.5 {
+                    problems.push(format!(
+                        "{name}: fix quotes {q} s without endpoints, the lab had {truth:.2} s"
+                    ));
+                }
+            }
+            (truth, quoted) => problems.push(format!(
+                "{name}: no-endpoints stretch: lab {truth:?}, quoted {quoted:?}"
+            )),
         }
     }
     if kind == ScenarioKind::IgnoreSigterm {
@@ -430,7 +466,7 @@ fn explain_scores_against_the_lab_ground_truth() {
         }
         check_counts(kind, &run, &mut problems);
         check_names(kind, &run.explained, &mut problems);
-        let fix = check_fixes(kind, &params, &run.explained, &mut problems);
+        let fix = check_fixes(kind, &params, &run, &mut problems);
         rows.push((name, s, fix));
     }
     drop(agent);

@@ -165,6 +165,43 @@ pub struct EndpointEntry {
 }
 
 /// The Service's EndpointSlice, as the EndpointSlice controller writes it.
+/// The Service the Deployment's pods back, selecting them by `app`. The
+/// lab's ingress routes to the pods directly, as ingress-nginx does; the
+/// cluster IP is what a client inside the cluster would connect to.
+pub fn service(
+    namespace: &str,
+    name: &str,
+    app: &str,
+    cluster_ip: &str,
+) -> k8s_openapi::api::core::v1::Service {
+    use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+    Service {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            cluster_ip: Some(cluster_ip.into()),
+            cluster_ips: Some(vec![cluster_ip.into()]),
+            selector: Some([("app".to_string(), app.to_string())].into()),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                target_port: Some(
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(
+                        crate::node::naming::BACKEND_PORT as i32,
+                    ),
+                ),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            type_: Some("ClusterIP".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 pub fn endpoint_slice(namespace: &str, service: &str, entries: &[EndpointEntry]) -> EndpointSlice {
     EndpointSlice {
         metadata: ObjectMeta {

@@ -42,10 +42,14 @@ pub enum ScenarioKind {
     /// The rollout with an exec preStop `[sleep 5]` in a distroless image
     /// that has no `sleep`: the hook fails, SIGTERM comes at once, 502.
     PrestopFailed,
+    /// A rollout that takes every old pod before a new one is ready
+    /// (maxUnavailable 100%, as Recreate does): the ingress answers 503
+    /// while the Service has no ready endpoint.
+    Recreate,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 8] = [
+    pub const ALL: [ScenarioKind; 9] = [
         ScenarioKind::RolloutNoPrestop,
         ScenarioKind::IgnoreSigterm,
         ScenarioKind::KeepaliveRace,
@@ -54,6 +58,7 @@ impl ScenarioKind {
         ScenarioKind::IpGone,
         ScenarioKind::Oom,
         ScenarioKind::PrestopFailed,
+        ScenarioKind::Recreate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +71,7 @@ impl ScenarioKind {
             ScenarioKind::IpGone => "ip-gone",
             ScenarioKind::Oom => "oom",
             ScenarioKind::PrestopFailed => "prestop-failed",
+            ScenarioKind::Recreate => "recreate",
         }
     }
 }
@@ -147,6 +153,13 @@ impl ScenarioParams {
             ScenarioKind::PrestopFailed => {
                 p.prestop_exec = Some(vec!["sleep".into(), "5".into()]);
                 p.distroless = true;
+            }
+            ScenarioKind::Recreate => {
+                p.max_surge = 0;
+                p.max_unavailable = p.replicas;
+                // The new pods take a while to be ready: the stretch with
+                // no endpoint.
+                p.readiness_delay_ms = 3000;
             }
             ScenarioKind::IgnoreSigterm => {
                 p.behaviour = Behaviour::IgnoreSigterm;
@@ -412,7 +425,8 @@ async fn action(p: &ScenarioParams, kubelet: &Kubelet, current: &PodTemplate) ->
         | ScenarioKind::IgnoreSigterm
         | ScenarioKind::KeepaliveRace
         | ScenarioKind::IpGone
-        | ScenarioKind::PrestopFailed => {
+        | ScenarioKind::PrestopFailed
+        | ScenarioKind::Recreate => {
             kubelet.timeline().step("rollout: start");
             kubelet
                 .rollout_to(

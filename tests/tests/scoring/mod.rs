@@ -33,6 +33,9 @@ pub fn truth(kind: ScenarioKind) -> &'static [Cause] {
         ScenarioKind::IpGone => &[Cause::EndpointLagNetnsGone, Cause::EndpointLagNetnsAlive],
         ScenarioKind::Oom => &[Cause::OomKill],
         ScenarioKind::PrestopFailed => &[Cause::PrestopFailed],
+        // The old pods' refusals while the ingress still routes to them,
+        // then the ingress's own 503 while the Service has none.
+        ScenarioKind::Recreate => &[Cause::NoEndpoints, Cause::EndpointLagNetnsAlive],
     }
 }
 

@@ -328,6 +328,10 @@ impl ClusterStore {
         self.put_typed(Kind::Service, service)
     }
 
+    pub fn get_service(&self, namespace: &str, name: &str) -> Option<Service> {
+        self.get_typed(Kind::Service, namespace, name)
+    }
+
     pub fn apply_deployment(&self, deployment: Deployment) -> Deployment {
         self.put_typed(Kind::Deployment, deployment)
     }

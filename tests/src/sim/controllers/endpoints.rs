@@ -9,6 +9,10 @@ use crate::node::netns::PodNetwork;
 use crate::node::proxy::nginx::Ingress;
 use crate::sim::k8s::{self, EndpointEntry, PodFacts};
 use crate::sim::kubelet::{Kubelet, SERVICE};
+
+/// The cluster IP of the lab's Service (the Service CIDR of a kind
+/// cluster; nothing routes it here).
+pub const SERVICE_CLUSTER_IP: &str = "10.96.0.80";
 use crate::sim::timeline::{LabEvent, LabEventKind};
 use crate::{Error, Result};
 use std::net::Ipv4Addr;
@@ -117,6 +121,11 @@ impl Kubelet {
             (entries, ready)
         };
         let ns = self.namespace();
+        if self.inner.store.get_service(&ns, SERVICE).is_none() {
+            self.inner
+                .store
+                .apply_service(k8s::service(&ns, SERVICE, SERVICE, SERVICE_CLUSTER_IP));
+        }
         self.inner
             .store
             .apply_endpoint_slice(k8s::endpoint_slice(&ns, SERVICE, &entries));
