@@ -230,7 +230,17 @@ fn open_recorder(
         })?)),
         None => None,
     };
-    Recorder::new(header, file, AnalysisOptions::default()).map_err(|e| {
+    // A page with a dot per failed request keeps every verdict; the
+    // terminal's summary and JSON keep the first 1000, as `explain` does.
+    let analysis = AnalysisOptions {
+        max_verdicts: if opts.html.is_some() {
+            usize::MAX
+        } else {
+            AnalysisOptions::default().max_verdicts
+        },
+        ..AnalysisOptions::default()
+    };
+    Recorder::new(header, file, analysis).map_err(|e| {
         let path = opts.capture.as_deref().unwrap_or(std::path::Path::new("-"));
         CliError::bare(format!("writing {}: {e}", path.display()))
     })
