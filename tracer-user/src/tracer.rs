@@ -534,18 +534,59 @@ fn sum_into(ebpf: &Ebpf, name: &'static str, out: &mut [u64]) -> Result<(), Erro
     Ok(())
 }
 
-/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
+/// Kernels before 5.11 charge BPF maps and programs to RLIMIT_MEMLOCK
+/// (later ones to the memory cgroup), whose default (64 KiB or 8 MiB) is
+/// far below one 8 MiB ring. Raise it to infinity, or at least to the
+/// hard limit; without CAP_SYS_RESOURCE only the latter can work, and on
+/// such a kernel the load then fails with EPERM, so say why beforehand.
 fn raise_memlock_limit() {
-    let rlim = libc::rlimit {
+    let infinite = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
     };
-    // SAFETY: `rlim` is a local rlimit that outlives the call, which only
-    // reads it.
-    let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
-    if ret != 0 {
+    // SAFETY: `infinite` is a local rlimit that outlives the call, which
+    // only reads it.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &infinite) } == 0 {
+        return;
+    }
+    let mut cur = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `cur` is a local rlimit the call fills; it outlives it.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut cur) } == 0
+        && cur.rlim_cur < cur.rlim_max
+    {
+        let to_hard = libc::rlimit {
+            rlim_cur: cur.rlim_max,
+            rlim_max: cur.rlim_max,
+        };
+        // SAFETY: as above; raising the soft limit to the hard one needs
+        // no privilege.
+        unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &to_hard) };
+        cur.rlim_cur = cur.rlim_max;
+    }
+    if charges_memlock(&kernel_release()) && cur.rlim_cur != libc::RLIM_INFINITY {
+        tracing::warn!(
+            "kernel {} charges BPF memory to RLIMIT_MEMLOCK (before 5.11) and the limit stays at \
+             {} KiB: loading may fail with EPERM; grant CAP_SYS_RESOURCE (kubectl fivexx deploy \
+             adds it for nodes with such kernels)",
+            kernel_release(),
+            cur.rlim_cur / 1024
+        );
+    } else {
         tracing::debug!("could not raise RLIMIT_MEMLOCK; fine on 5.11+");
     }
+}
+
+/// Whether a kernel release charges BPF memory to RLIMIT_MEMLOCK (< 5.11).
+pub fn charges_memlock(release: &str) -> bool {
+    let mut nums = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u32>().unwrap_or(0));
+    let version = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    version < (5, 11)
 }
 
 /// Unix-epoch ns minus CLOCK_MONOTONIC ns, measured now: added to the
@@ -574,4 +615,18 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: `ts` is a local timespec the call fills; it outlives it.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::charges_memlock;
+
+    #[test]
+    fn only_kernels_before_5_11_charge_memlock() {
+        assert!(charges_memlock("5.10.0-46-cloud-amd64"));
+        assert!(charges_memlock("4.19.0"));
+        assert!(!charges_memlock("5.11.0"));
+        assert!(!charges_memlock("6.1.0-57-cloud-amd64"));
+        assert!(!charges_memlock("6.18.44-fc-v1045"));
+    }
 }
