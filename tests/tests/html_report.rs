@@ -14,8 +14,8 @@ use std::process::Command;
 
 use fivexx_core::explain::Cause;
 use fivexx_core::report::format_time;
-use fivexx_lab::harness::{plugin_and_agent, run_plugin_during, skip_unless_root, AgentServe};
-use fivexx_lab::sim::scenario::{ScenarioKind, ScenarioParams, ScenarioReport};
+use fivexx_lab::harness::{plugin_and_agent, skip_unless_root, AgentServe};
+use fivexx_lab::sim::scenario::{ScenarioKind, ScenarioParams};
 use scoring::show;
 
 /// `$CARGO_TARGET_DIR`, or the workspace's `target`.
@@ -32,39 +32,6 @@ fn chromium() -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|d| d.join("chromium"))
         .find(|p| p.is_file())
-}
-
-/// Records `rollout-no-prestop` as `record_and_explain` does (scoring), but
-/// keeps the capture: `(load generator's report, capture, its directory)`.
-fn record(plugin: &Path, agent: &AgentServe) -> (ScenarioReport, PathBuf, PathBuf) {
-    let params = ScenarioParams::defaults(ScenarioKind::RolloutNoPrestop);
-    let out_dir = std::env::temp_dir().join(format!("fxlab-html-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out_dir);
-    let capture = out_dir.join("capture.fxc");
-    let secs = (params.warmup_ms + params.load_ms) / 1000 + 20;
-    let run = run_plugin_during(
-        plugin,
-        agent,
-        &params,
-        &out_dir,
-        Path::new(env!("CARGO_BIN_EXE_fivexx-lab")),
-        &[
-            "capture",
-            "-n",
-            "shop",
-            "-f",
-            &capture.display().to_string(),
-            "--duration",
-            &format!("{secs}s"),
-            "--proxy-logs",
-        ],
-    );
-    assert!(
-        run.output.status.success(),
-        "capture failed: {}",
-        String::from_utf8_lossy(&run.output.stderr)
-    );
-    (run.report, capture, out_dir)
 }
 
 /// `kubectl-fivexx explain CAPTURE -o FORMAT`'s stdout.
@@ -172,7 +139,8 @@ fn html_report_of_rollout_no_prestop_in_a_browser() {
     };
     let (plugin, agent_bin) = plugin_and_agent().unwrap_or_else(|e| panic!("{e}"));
     let agent = AgentServe::start(&agent_bin);
-    let (lab, capture, run_dir) = record(&plugin, &agent);
+    let params = ScenarioParams::defaults(ScenarioKind::RolloutNoPrestop);
+    let (lab, capture, run_dir) = scoring::record(&plugin, &agent, params, "html");
     drop(agent);
     let html = String::from_utf8(explain(&plugin, &capture, "html")).expect("UTF-8");
     let json: serde_json::Value =

@@ -586,16 +586,7 @@ fn panel_json(r: &Report) -> String {
 fn header_html(o: &mut String, r: &Report) {
     o.push_str("<h1>kubectl fivexx explain</h1>");
     if let Some(c) = &r.capture {
-        let span = match (c.start_ns, c.end_ns) {
-            (Some(s), Some(e)) => format!(
-                "{} .. {} ({})",
-                format_time(s),
-                format_time(e),
-                format_duration(e - s)
-            ),
-            (Some(s), None) => format!("from {}", format_time(s)),
-            _ => "-".into(),
-        };
+        let span = super::render::capture_span(c);
         let _ = write!(
             o,
             "<p>Capture <b>{}</b>, {} node(s): {}; {}; format {}{}</p>",

@@ -62,18 +62,23 @@ pub fn render_wide(r: &Report) -> String {
     o
 }
 
+/// "START .. END (DURATION)" of a capture, for its header.
+pub(super) fn capture_span(c: &super::CaptureInfo) -> String {
+    match (c.start_ns, c.end_ns) {
+        (Some(s), Some(e)) => format!(
+            "{} .. {} ({})",
+            format_time(s),
+            format_time(e),
+            format_duration(e - s)
+        ),
+        (Some(s), None) => format!("from {}", format_time(s)),
+        _ => "-".into(),
+    }
+}
+
 fn header(o: &mut String, r: &Report) {
     if let Some(c) = &r.capture {
-        let span = match (c.start_ns, c.end_ns) {
-            (Some(s), Some(e)) => format!(
-                "{} .. {} ({})",
-                format_time(s),
-                format_time(e),
-                format_duration(e - s)
-            ),
-            (Some(s), None) => format!("from {}", format_time(s)),
-            _ => "-".into(),
-        };
+        let span = capture_span(c);
         let _ = writeln!(
             o,
             "CAPTURE   {}  {} node(s)  {}  format {}{}",

@@ -48,7 +48,40 @@ pub struct Run {
 
 pub fn record_and_explain(plugin: &Path, agent: &AgentServe, params: ScenarioParams) -> Run {
     let name = params.kind.name();
-    let out_dir = std::env::temp_dir().join(format!("fxlab-score-{name}-{}", std::process::id()));
+    let (report, capture, out_dir) = record(plugin, agent, params, "score");
+    let out = std::process::Command::new(plugin)
+        .args(["explain", &capture.display().to_string(), "-o", "json"])
+        .args(["--max-verdicts", "1000000"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: explain failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let explained: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let verdicts: Vec<Verdict> =
+        serde_json::from_value(explained["verdicts"].clone()).expect("verdicts parse");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    Run {
+        report,
+        explained,
+        verdicts,
+    }
+}
+
+/// Records a scenario with the real `kubectl-fivexx capture -n shop
+/// --proxy-logs`: (the load generator's report, the capture, the run's
+/// directory, which the caller removes).
+pub fn record(
+    plugin: &Path,
+    agent: &AgentServe,
+    params: ScenarioParams,
+    tag: &str,
+) -> (ScenarioReport, std::path::PathBuf, std::path::PathBuf) {
+    let name = params.kind.name();
+    let out_dir = std::env::temp_dir().join(format!("fxlab-{tag}-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out_dir);
     let capture = out_dir.join("capture.fxc");
     // The capture outlasts the load: warm-up, load, the lookahead the
@@ -85,26 +118,7 @@ pub fn record_and_explain(plugin: &Path, agent: &AgentServe, params: ScenarioPar
         "{name}: capture failed: {}",
         String::from_utf8_lossy(&cap.stderr)
     );
-    let out = std::process::Command::new(plugin)
-        .args(["explain", &capture.display().to_string(), "-o", "json"])
-        .args(["--max-verdicts", "1000000"])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{name}: explain failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let explained: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let verdicts: Vec<Verdict> =
-        serde_json::from_value(explained["verdicts"].clone()).expect("verdicts parse");
-    let _ = std::fs::remove_dir_all(&out_dir);
-    Run {
-        report,
-        explained,
-        verdicts,
-    }
+    (report, capture, out_dir)
 }
 
 /// The fix parameter `param` for `cause`, from the report's workloads.

@@ -4,6 +4,7 @@
 
 use super::Context;
 use crate::explain::assemble::sort_evidence;
+use crate::explain::classification::Classification;
 use crate::explain::services::classify_no_endpoints;
 use crate::explain::verdict::{
     Cause, Confidence, Failure, HttpAnswer, Involved, ProxyRef, Verdict,
@@ -14,15 +15,32 @@ use crate::explain::verdict::{
 pub(super) fn no_endpoints(v: &Verdict, cx: &mut Context, horizon: i64) -> Option<Verdict> {
     let a = v.failure.answer()?;
     let c = classify_no_endpoints(a.http_status, a.at_ns, cx.tl, cx.cfg, horizon)?;
+    let (confidence, note) = (c.confidence, c.note.clone());
+    Some(placed_answer(v, c, confidence, note, cx, horizon))
+}
+
+/// The verdict of answer verdict `v` under a classification made without
+/// an upstream failure (a death, no endpoints): placed in its workload and
+/// episode, the answer's own evidence kept, the proxy kept.
+pub(super) fn placed_answer(
+    v: &Verdict,
+    c: Classification,
+    confidence: Confidence,
+    note: Option<String>,
+    cx: &mut Context,
+    horizon: i64,
+) -> Verdict {
+    let a = v.failure.answer().expect("an answer's verdict");
     let placed = cx
         .assembler
         .place(&c, a.at_ns, a.first_ns, cx.tl, cx.cfg, horizon);
     let mut evidence = c.evidence;
     evidence.extend_from_slice(&a.evidence);
     sort_evidence(&mut evidence);
-    Some(Verdict {
+    evidence.dedup();
+    Verdict {
         cause: c.cause,
-        confidence: c.confidence,
+        confidence,
         evidence,
         involved: Involved {
             proxy: v.involved.proxy.clone(),
@@ -30,11 +48,11 @@ pub(super) fn no_endpoints(v: &Verdict, cx: &mut Context, horizon: i64) -> Optio
         },
         episode: placed.episode,
         fix: placed.fix,
-        note: c.note,
+        note,
         next: None,
         burst: None,
         failure: v.failure.clone(),
-    })
+    }
 }
 
 /// An answer with no failed upstream connection behind it.

@@ -22,7 +22,7 @@ use crate::event::KernelEvent;
 use crate::model::timeline::ClusterTimeline;
 use crate::model::{Evidence, HttpPeekFact, ProxyLogFact};
 use claims::{claim_logged_tries, claim_retry_chain, count_hidden, same_answer, RETRY_SPAN_NS};
-use fallback::{no_endpoints, unanswered};
+use fallback::{no_endpoints, placed_answer, unanswered};
 use foldhash::HashMap;
 use make::{last_failed_upstream, logged_answer, peeked_answer};
 use std::collections::VecDeque;
@@ -353,30 +353,11 @@ impl AnswerJoin {
         let up = twin.upstream;
         let mut c = classify_closed_by_death(up.ip(), t, cx.tl, cx.cfg, horizon)?;
         c.evidence.push(twin.evidence.clone());
-        let placed = cx
-            .assembler
-            .place(&c, t, a.first_ns, cx.tl, cx.cfg, horizon);
-        let mut evidence = c.evidence;
-        evidence.extend_from_slice(&a.evidence);
-        sort_evidence(&mut evidence);
-        evidence.dedup();
-        Some(Verdict {
-            cause: c.cause,
-            confidence: c.confidence.min(Confidence::Medium),
-            evidence,
-            involved: Involved {
-                proxy: v.involved.proxy.clone(),
-                ..placed.involved
-            },
-            episode: placed.episode,
-            fix: placed.fix,
-            note: Some(format!(
-                "no failed connection seen: the access log names upstream {up}, whose process died then; it closed the connection without a reset, mid-request"
-            )),
-            next: None,
-            burst: None,
-            failure: v.failure.clone(),
-        })
+        let confidence = c.confidence.min(Confidence::Medium);
+        let note = Some(format!(
+            "no failed connection seen: the access log names upstream {up}, whose process died then; it closed the connection without a reset, mid-request"
+        ));
+        Some(placed_answer(v, c, confidence, note, cx, horizon))
     }
 
     /// The access-log line of the peeked answer (`client`, `status`, at
