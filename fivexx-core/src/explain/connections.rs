@@ -228,7 +228,7 @@ impl OpenConnection {
                 source: evidence
                     .first()
                     .map_or(FactSource::Api, |e| e.source.clone()),
-                fact: Observation::text(syn_wait(syn, at_ns, self.errno, &tuple)),
+                fact: Observation::text(syn_wait(syn, at_ns, kind, self.errno, &tuple)),
             });
         }
         Some(FailedConnection {
@@ -252,8 +252,26 @@ impl OpenConnection {
 /// `syn`, the connect ended at `end`. Without ETIMEDOUT the client closed
 /// the socket itself, at its own connect timeout (nginx's
 /// `proxy_connect_timeout`, Envoy's `connect_timeout`).
-fn syn_wait(syn: i64, end: i64, errno: Option<i32>, tuple: &FourTuple) -> String {
+fn syn_wait(
+    syn: i64,
+    end: i64,
+    kind: FailureKind,
+    errno: Option<i32>,
+    tuple: &FourTuple,
+) -> String {
     let waited = (end - syn) as f64 / 1e9;
+    match kind {
+        FailureKind::Refused => {
+            return format!("SYN sent on {tuple}; refused {:.1} ms later", waited * 1e3)
+        }
+        FailureKind::Unreachable => {
+            return format!(
+                "SYN sent on {tuple}; unreachable {:.1} ms later",
+                waited * 1e3
+            )
+        }
+        _ => {}
+    }
     let who = if errno == Some(110) {
         "the kernel's SYN retries ran out (ETIMEDOUT)"
     } else {
