@@ -1,7 +1,7 @@
 //! `tcp:tcp_send_reset` and `tcp:tcp_receive_reset` (probes/reset.rs).
 
 use fivexx_core::{KernelEvent, TcpState};
-use tracer_ebpf::{RawEvent, REASON_UNKNOWN};
+use tracer_ebpf::{flags, RawEvent, REASON_UNKNOWN};
 
 use super::{not_the_owner, Decoder};
 
@@ -9,7 +9,13 @@ impl Decoder {
     /// A RST this host sent; `reason` is the kernel's `sk_rst_reason` (6.10+).
     pub(super) fn send_reset(&self, raw: &RawEvent, ev: &mut KernelEvent) {
         self.network(raw, ev);
-        if raw.reason != REASON_UNKNOWN {
+        if raw.flags & flags::FROM_SKB_DROP != 0 {
+            // kfree_skb's record: the program emits only SYNs dropped with
+            // reason NO_SOCKET, which the kernel answers with a NO_SOCKET
+            // RST; `reason` holds the drop reason's value, not an
+            // sk_rst_reason, so it is not looked up.
+            ev.reset_reason = Some("NO_SOCKET".to_string());
+        } else if raw.reason != REASON_UNKNOWN {
             ev.reset_reason = Some(
                 self.reset_reasons
                     .get(&u64::from(raw.reason))
@@ -78,5 +84,24 @@ mod tests {
             decoder().decode(&raw).unwrap().reset_reason.as_deref(),
             Some("REASON_77")
         );
+    }
+
+    #[test]
+    fn a_no_socket_drop_is_a_no_socket_reset_from_the_closed_port() {
+        let mut raw = RawEvent::zeroed();
+        raw.kind = EventKind::SendReset as u8;
+        raw.flags = tracer_ebpf::flags::FROM_SKB_DROP;
+        // A drop reason value that means something else as an sk_rst_reason.
+        raw.reason = 2;
+        raw.family = 2;
+        raw.saddr[..4].copy_from_slice(&[10, 244, 0, 7]);
+        raw.daddr[..4].copy_from_slice(&[10, 0, 0, 9]);
+        raw.sport = 8080;
+        raw.dport = 41000;
+        let ev = decoder().decode(&raw).unwrap();
+        assert_eq!(ev.reset_reason.as_deref(), Some("NO_SOCKET"));
+        let t = ev.tuple.unwrap();
+        assert_eq!((t.sport, t.dport), (8080, 41000));
+        assert!(ev.task.is_none());
     }
 }

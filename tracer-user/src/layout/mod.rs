@@ -330,11 +330,6 @@ impl KernelLayout {
             }
             plans.push(plan);
         }
-        // Before 6.10 the only SendReset records with a reason are the
-        // kfree_skb ones, whose reason is the drop reason: name it.
-        if reset_reasons.is_empty() && config.kfree_skb.no_socket >= 0 {
-            reset_reasons.insert(config.kfree_skb.no_socket as u64, "NO_SOCKET".to_string());
-        }
         KernelLayout {
             config,
             plans,
@@ -605,8 +600,6 @@ mod tests {
             (false, true) => {
                 assert!(kfree.enabled(), "{kfree:?}");
                 assert!(l.config.kfree_skb.no_socket > 0);
-                let name = l.reset_reasons.get(&(l.config.kfree_skb.no_socket as u64));
-                assert_eq!(name.map(String::as_str), Some("NO_SOCKET"));
             }
             (false, false) => assert_eq!(kfree.state, HookState::Missing),
         }

@@ -41,7 +41,10 @@ pub(super) fn refused_connect(s: &mut SelftestTracer) -> Outcome {
         }
     };
     let seen = match pod_side {
-        Some(via) => format!("RST sent NO_SOCKET once (via {via}), "),
+        Some(via) => {
+            let v6 = pod_side_v6(s)?;
+            format!("RST sent NO_SOCKET once (via {via}; {v6}), ")
+        }
         None => String::new(),
     };
     let lacks = if missing.is_empty() {
@@ -140,6 +143,40 @@ fn pod_side(
         format!("{n} NO_SOCKET RST facts for one refused SYN, want exactly 1")
     })?;
     Ok(Some(via))
+}
+
+/// The pod side over IPv6 (the packet parse differs): a connect to a
+/// closed port on ::1 gives exactly one NO_SOCKET RST from that port.
+fn pod_side_v6(s: &mut SelftestTracer) -> Result<String, CaseError> {
+    let v6_lo = std::net::Ipv6Addr::LOCALHOST;
+    let Ok(closed) = std::net::TcpListener::bind((v6_lo, 0)) else {
+        return Ok("no IPv6 loopback here, IPv6 not checked".to_string());
+    };
+    let port = closed
+        .local_addr()
+        .map_err(CaseError::step("IPv6 port"))?
+        .port();
+    drop(closed);
+    let err = std::net::TcpStream::connect((v6_lo, port))
+        .expect_err("connect to a closed IPv6 port succeeded");
+    ensure(err.raw_os_error() == Some(libc::ECONNREFUSED), || {
+        format!("IPv6 connect failed with {err}, not ECONNREFUSED")
+    })?;
+    let from_port = |e: &fivexx_core::KernelEvent| {
+        e.kind == K::SendReset
+            && e.tuple
+                .is_some_and(|t| t.saddr == std::net::IpAddr::V6(v6_lo) && t.sport == port)
+    };
+    let sr = s.wait_for("IPv6 RST sent NO_SOCKET", from_port)?;
+    ensure(sr.reset_reason.as_deref() == Some("NO_SOCKET"), || {
+        format!("IPv6 reset reason {:?}, want NO_SOCKET", sr.reset_reason)
+    })?;
+    let n = s.count_after(Duration::from_millis(200), from_port);
+    ensure(n == 1, || {
+        format!("{n} IPv6 NO_SOCKET facts for one refused SYN, want 1")
+    })?;
+    let client = sr.tuple.map_or(0, |t| t.dport);
+    Ok(format!("IPv6 [::1]:{client} -> :{port} too"))
 }
 
 /// An established connection aborted by the peer with SO_LINGER 0.
