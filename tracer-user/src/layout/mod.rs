@@ -100,7 +100,10 @@ pub const HOOKS: [Hook; 13] = [
         name: "tcp_retransmit_skb",
         program: "tcp_retransmit_skb",
         kind: KernelEventKind::SynRetransmit,
-        btf: None,
+        btf: Some(BtfProgram {
+            program: "tcp_retransmit_skb_btf",
+            args: &["struct sock *", "struct sk_buff *"],
+        }),
     },
     Hook {
         category: "signal",
@@ -216,8 +219,12 @@ fn choose_form(
         );
     }
     let k = &c.kernel;
-    let needs_sock = hook.kind == KernelEventKind::StateChange
-        && (c.skb.sock_protocol < 0 || k.sock_family < 0 || k.sock_num < 0 || k.sock_dport < 0);
+    let tuple_unknown = k.sock_family < 0 || k.sock_num < 0 || k.sock_dport < 0;
+    let needs_sock = match hook.kind {
+        KernelEventKind::StateChange => c.skb.sock_protocol < 0 || tuple_unknown,
+        KernelEventKind::SynRetransmit => k.sock_state < 0 || tuple_unknown,
+        _ => false,
+    };
     if needs_sock {
         return (
             HookForm::Tracepoint,
