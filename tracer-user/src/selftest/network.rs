@@ -142,6 +142,21 @@ fn pod_side(
     ensure(n == 1, || {
         format!("{n} NO_SOCKET RST facts for one refused SYN, want exactly 1")
     })?;
+    // A UDP datagram to the same closed port is dropped with the same
+    // reason (NO_SOCKET): it is no refused connect, and must stay silent.
+    let lo4 = std::net::Ipv4Addr::LOCALHOST;
+    let udp = std::net::UdpSocket::bind((lo4, 0)).map_err(CaseError::step("UDP socket"))?;
+    let udp_port = udp
+        .local_addr()
+        .map_err(CaseError::step("UDP port"))?
+        .port();
+    udp.send_to(b"fivexx", (lo4, server_port))
+        .map_err(CaseError::step("UDP send"))?;
+    s.expect_none(
+        "a refusal fact for a UDP datagram to a closed port",
+        Duration::from_millis(200),
+        |e| e.kind == K::SendReset && tuple_is(e, server_port, udp_port),
+    )?;
     Ok(Some(via))
 }
 
