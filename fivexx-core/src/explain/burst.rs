@@ -6,46 +6,54 @@
 //! way. Ids are assigned in the order verdicts come out, which is the same
 //! for a live session and the replay of its capture.
 
-use super::verdict::{Cause, Verdict};
+use super::verdict::{Cause, NextStep, Verdict};
 use foldhash::HashMap;
+use std::sync::Arc;
 
 /// Failures of one key further apart than this are two bursts.
 pub const BURST_GAP_NS: i64 = 5_000_000_000;
 
-/// What makes two failures part of one burst.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct BurstKey {
-    workload: Option<String>,
-    pod: Option<String>,
-    cause: Cause,
-    /// The proxy: its node and address (or pod, from an access log).
-    proxy: Option<(String, String)>,
-}
-
-impl BurstKey {
-    fn of(v: &Verdict) -> BurstKey {
-        let i = &v.involved;
-        BurstKey {
-            workload: i.workload_key.clone(),
-            pod: i.pod.clone(),
-            cause: v.cause,
-            proxy: i.proxy.as_ref().map(|p| {
-                let who = p
-                    .address
-                    .map(|a| a.to_string())
-                    .or_else(|| p.pod.clone())
-                    .unwrap_or_default();
-                (p.node.clone(), who)
-            }),
+/// What makes two failures part of one burst, hashed: a verdict's key is
+/// looked up once per verdict, and hashing the names costs less than
+/// cloning them (a collision would only merge two bursts' ids). The
+/// status and upstream join the key for unexplained answers, whose next
+/// command names them.
+fn burst_key(v: &Verdict) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(0x5f5f_7878).build_hasher();
+    let i = &v.involved;
+    i.workload_key.hash(&mut h);
+    i.pod.hash(&mut h);
+    v.cause.hash(&mut h);
+    if let Some(p) = &i.proxy {
+        p.node.hash(&mut h);
+        p.address.hash(&mut h);
+        p.pod.hash(&mut h);
+    }
+    if v.cause == Cause::Unexplained {
+        // Its next command names the status and the upstream it came from.
+        v.failure.http_status().hash(&mut h);
+        if let Some(a) = v.failure.answer() {
+            a.upstream.map(|u| (u.daddr, u.dport)).hash(&mut h);
+            a.failed_tries.last().hash(&mut h);
         }
     }
+    h.finish()
+}
+
+/// An open burst: its id, latest failure, and the next command its
+/// verdicts share.
+#[derive(Debug)]
+struct OpenBurst {
+    id: u64,
+    last: i64,
+    next: Option<Arc<NextStep>>,
 }
 
 /// Assigns burst ids. Memory: the bursts open in the last gap.
 #[derive(Debug, Default)]
 pub(crate) struct BurstTracker {
-    /// Per key: the open burst's id and its latest failure.
-    open: HashMap<BurstKey, (u64, i64)>,
+    open: HashMap<u64, OpenBurst>,
     next_id: u64,
     /// The latest failure time seen, to close idle bursts.
     latest: i64,
@@ -55,26 +63,36 @@ impl BurstTracker {
     /// The burst of `v`: the open one of its key, unless that one has been
     /// quiet for longer than the gap. Verdicts come out nearly in time
     /// order (held upstream failures a little late), so the gap is taken
-    /// either way.
-    pub fn assign(&mut self, v: &mut Verdict) {
+    /// either way. A new burst's next command is made by `next`; the
+    /// burst's later verdicts share it.
+    pub fn assign(&mut self, v: &mut Verdict, next: impl FnOnce(&Verdict) -> Option<NextStep>) {
         let t = v.at_ns();
-        let key = BurstKey::of(v);
-        let id = match self.open.get_mut(&key) {
-            Some((id, last)) if (t - *last).abs() <= BURST_GAP_NS => {
-                *last = (*last).max(t);
-                *id
+        let key = burst_key(v);
+        match self.open.get_mut(&key) {
+            Some(b) if (t - b.last).abs() <= BURST_GAP_NS => {
+                b.last = b.last.max(t);
+                v.burst = Some(b.id);
+                v.next.clone_from(&b.next);
             }
             _ => {
                 self.next_id += 1;
-                self.open.insert(key, (self.next_id, t));
-                self.next_id
+                let step = next(v).map(Arc::new);
+                v.burst = Some(self.next_id);
+                v.next.clone_from(&step);
+                self.open.insert(
+                    key,
+                    OpenBurst {
+                        id: self.next_id,
+                        last: t,
+                        next: step,
+                    },
+                );
             }
-        };
-        v.burst = Some(id);
+        }
         if t > self.latest + BURST_GAP_NS {
             self.latest = t;
             let cutoff = t - 2 * BURST_GAP_NS;
-            self.open.retain(|_, (_, last)| *last >= cutoff);
+            self.open.retain(|_, b| b.last >= cutoff);
         }
     }
 }

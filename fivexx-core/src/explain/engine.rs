@@ -263,8 +263,7 @@ impl Explainer {
                 }
             }
         }
-        bursts.assign(&mut v);
-        v.next = next_step(&v, tl, cfg.skew_ns);
+        bursts.assign(&mut v, |v| next_step(v, tl, cfg.skew_ns));
         out(v);
     }
 

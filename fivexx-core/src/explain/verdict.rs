@@ -420,9 +420,10 @@ pub struct Verdict {
     pub fix: Option<Arc<Fix>>,
     /// For unexplained failures: what was looked for and not found.
     pub note: Option<String>,
-    /// The command to run next (see `explain::next`).
+    /// The command to run next (see `explain::next`), shared by the
+    /// verdicts of one burst.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next: Option<NextStep>,
+    pub next: Option<Arc<NextStep>>,
     /// The burst it belongs to: failures of one workload, pod, cause and
     /// proxy closer than the burst gap (see `explain::burst`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -62,7 +62,7 @@ pub struct Burst {
     pub proxy: Option<ProxyRef>,
     /// The latest verdict's fix.
     pub fix: Option<Arc<Fix>>,
-    pub next: Option<NextStep>,
+    pub next: Option<Arc<NextStep>>,
 }
 
 /// What one verdict's failure counts as: its status, or its kind.
@@ -420,11 +420,11 @@ pub(crate) mod tests {
         bs.add(&answer(1, T0 + 301_000_000, 502));
         let mut late = answer(1, T0 + S + 512_000_000, 502);
         late.fix = fix("preStop sleep >= 2 s");
-        late.next = Some(NextStep {
+        late.next = Some(Arc::new(NextStep {
             command: "kubectl get endpointslices -n shop -l kubernetes.io/service-name=web -w"
                 .into(),
             why: "watch the endpoint removal lag".into(),
-        });
+        }));
         bs.add(&late);
         bs.add(&answer(1, T0 + S, 504));
         bs.add(&refused(Some(1), T0 + S));

@@ -216,10 +216,10 @@ mod tests {
     fn a_closed_burst_is_its_line_then_its_fix_and_next() {
         let mut v = answer(1, T0, 502);
         v.fix = fix("preStop sleep >= 2 s");
-        v.next = Some(NextStep {
+        v.next = Some(std::sync::Arc::new(NextStep {
             command: "kubectl get endpointslices -n shop -w".into(),
             why: "w".into(),
-        });
+        }));
         let mut bs = Bursts::default();
         bs.add(&v);
         let b = bs.get(1).unwrap();
@@ -255,10 +255,10 @@ mod tests {
         for (id, t) in [(1, 0), (1, 1), (2, 2)] {
             let mut v = answer(id, T0 + t * S, 502);
             v.involved.proxy.as_mut().unwrap().pod = None;
-            v.next = Some(NextStep {
+            v.next = Some(std::sync::Arc::new(NextStep {
                 command: "kubectl get endpointslices -n shop -w".into(),
                 why: "w".into(),
-            });
+            }));
             view.verdict(&v);
         }
         let bars = view.bars.as_ref().unwrap();
