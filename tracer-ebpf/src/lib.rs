@@ -4,6 +4,10 @@
 //! agent reads it back from raw bytes. Keep it free of pointers and enums
 //! with invalid bit patterns, so that any byte string of the right length is
 //! a valid record and decoding can never be undefined behaviour.
+//!
+//! This file is longer than 600 lines because it is the whole ABI in one
+//! place: each record kind with its per-kind field table, and the config
+//! the agent fills from tracefs and BTF. Split, the two sides could drift.
 #![no_std]
 
 /// What a record describes. The value indexes the per-kind counters, so it is

@@ -1,5 +1,9 @@
 //! Load the embedded object with this kernel's layouts, attach every hook
 //! that can be attached, and expose the ring buffer and the counters.
+//!
+//! This file is longer than 600 lines because loading, the attach of each
+//! hook in its two forms (tp_btf, then the classic tracepoint) and the
+//! fallback between them share one loader's state; its tests sit with it.
 
 use std::collections::BTreeSet;
 
