@@ -70,10 +70,11 @@ fn browse(chromium: &Path, page: &Path, args: &[String]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The side panel once the first dot is clicked: the page with one more
-/// inline script (the CSP allows it) that clicks it, as the browser built it.
+/// The side panel once the first verdict's dot (`data-i="0"`, wherever its
+/// row is) is clicked: the page with one more inline script (the CSP
+/// allows it) that clicks it, as the browser built it.
 fn clicked_panel(chromium: &Path, html: &str, copy: &Path) -> String {
-    let click = "<script>document.querySelector('circle.dot').dispatchEvent(new MouseEvent('click',{bubbles:true}));</script></body>";
+    let click = "<script>document.querySelector('circle.dot[data-i=\"0\"]').dispatchEvent(new MouseEvent('click',{bubbles:true}));</script></body>";
     std::fs::write(copy, html.replacen("</body>", click, 1)).expect("write the clicked copy");
     let dom = browse(chromium, copy, &["--dump-dom".to_string()]);
     let start = dom
