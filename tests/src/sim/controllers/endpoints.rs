@@ -67,13 +67,30 @@ impl Kubelet {
     }
 
     /// Applies endpoint sets to the ingress, each `endpoint_lag` after the
-    /// EndpointSlice changed, in order.
+    /// EndpointSlice changed, in order. Sets that are all due by the time
+    /// one is applied are applied as their latest, in one reload, as
+    /// ingress-nginx batches its syncs: on a loaded machine a reload takes
+    /// long, and a queue of them would otherwise fall ever further behind.
     pub(crate) async fn ingress_controller(
         self,
         mut rx: mpsc::UnboundedReceiver<(Instant, Vec<Ipv4Addr>)>,
     ) {
-        while let Some((due, ips)) = rx.recv().await {
+        let mut held: Option<(Instant, Vec<Ipv4Addr>)> = None;
+        loop {
+            let next = match held.take() {
+                Some(x) => Some(x),
+                None => rx.recv().await,
+            };
+            let Some((due, mut ips)) = next else { break };
             tokio::time::sleep_until(due).await;
+            while let Ok((d, later)) = rx.try_recv() {
+                if d <= Instant::now() {
+                    ips = later;
+                } else {
+                    held = Some((d, later));
+                    break;
+                }
+            }
             let mut guard = self.inner.ingress.lock().unwrap_or_else(|e| e.into_inner());
             let Some(ing) = guard.as_mut() else { return };
             if ing.endpoints() == ips.as_slice() {
