@@ -837,3 +837,48 @@ fn a_trace_and_the_explain_of_its_capture_agree() {
         "{table}"
     );
 }
+
+/// A node on Linux 5.10 (Amazon Linux 2) charges BPF maps to
+/// RLIMIT_MEMLOCK: `deploy` asks the nodes and adds CAP_SYS_RESOURCE to the
+/// agent, saying which node needs it; a cluster of new kernels gets only
+/// BPF and PERFMON.
+#[test]
+fn deploy_adds_sys_resource_only_for_a_node_before_5_11() {
+    let caps = |lab: &Lab| -> Vec<String> {
+        let ds = lab
+            .store
+            .get(Kind::DaemonSet, "fivexx-system", "fivexx-agent")
+            .expect("the DaemonSet");
+        ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_string))
+            .collect()
+    };
+    let lab = Lab::new("caps-new");
+    assert!(lab.run(&["deploy", "--no-wait"]).status.success());
+    assert_eq!(caps(&lab), ["BPF", "PERFMON"]);
+
+    let lab = Lab::new("caps-old");
+    let mut old = lab.store.get_node(NODE).unwrap();
+    old.metadata.name = Some("al2-node".into());
+    old.metadata.uid = None;
+    old.metadata.resource_version = None;
+    if let Some(info) = old.status.as_mut().and_then(|s| s.node_info.as_mut()) {
+        info.kernel_version = "5.10.0-46-cloud-amd64".into();
+    }
+    lab.store.apply_node(old);
+    let out = lab.run(&["deploy", "--no-wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("node al2-node runs kernel 5.10.0-46-cloud-amd64: adding CAP_SYS_RESOURCE"),
+        "{err}"
+    );
+    assert_eq!(caps(&lab), ["BPF", "PERFMON", "SYS_RESOURCE"]);
+}
