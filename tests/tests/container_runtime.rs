@@ -290,7 +290,11 @@ fn whole_pod_checks(node: &Node, id: &str, pid: i32, report: &CapabilityReport) 
         let not: Vec<String> = r
             .hooks
             .iter()
-            .filter(|h| h.state != HookState::Attached && !on_demand(h.reason.as_deref()))
+            .filter(|h| {
+                h.state != HookState::Attached
+                    && !on_demand(h.reason.as_deref())
+                    && !not_needed(h.reason.as_deref())
+            })
             .map(|h| {
                 format!(
                     "{} {:?} {}",
@@ -325,6 +329,13 @@ fn whole_pod_checks(node: &Node, id: &str, pid: i32, report: &CapabilityReport) 
         "HTTP peek on a client's request: a 503 status line written by a host process in pod {PROBE_POD_UID}"
     );
     ports_and_root(node, pid)
+}
+
+/// A hook the agent leaves out because the kernel reports the same fact
+/// another way (`kfree_skb` on 6.10+, where `tcp_send_reset` says
+/// NO_SOCKET itself).
+fn not_needed(reason: Option<&str>) -> bool {
+    reason.is_some_and(|r| r.starts_with("not needed"))
 }
 
 pub(crate) fn on_demand(reason: Option<&str>) -> bool {
