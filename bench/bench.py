@@ -1129,44 +1129,6 @@ def footprint(res, args):
         "startup_how": "exec of `fivexx-agent trace` to its table header on stdout (printed after load + attach of every hook)",
         "idle_vmrss_kib": idle.get("VmRSS"), "idle_vmhwm_kib": idle.get("VmHWM"),
     }
-    hb, hc = ov.get("close/b"), ov.get("close/f")
-    if hb and hc:
-        tb = (hb["median_bpf_ns_per_req"] or 0) / 1000 + hb["median_tracer_cpu_us_per_req"]
-        tc = (hc["median_bpf_ns_per_req"] or 0) / 1000 + hc["median_tracer_cpu_us_per_req"]
-        eb, ec = hb["median_bpf_ns_per_req"] or 0, hc["median_bpf_ns_per_req"] or 0
-        rows.append(("eBPF per request, close: (b) tp_btf hooks vs (f) classic tracepoints",
-                     f"{eb:.0f} ns vs {ec:.0f} ns (x{eb / ec if ec else float('nan'):.2f})",
-                     "<= 800 ns (half of 1.6 us)", goal(eb <= 800)))
-        rows.append(("tracing CPU/req, close, eBPF + tracer process: (b) vs (f)",
-                     f"{tb:.2f} us vs {tc:.2f} us (x{tb / tc if tc else float('nan'):.2f}; the tracer "
-                     f"process's share is its /proc rescan every 2 s, not per connection)", "", ""))
-    hf = res.get("hook_forms", {}).get("summary")
-    if hf:
-        n = hf["none"]
-        rows.append(("connloop (loopback connect/accept/close): CPU per connection, no agent",
-                     f"{n['median_cpu_us_per_conn']:.2f} us ({hf['none']['n']} rounds)", "", ""))
-        for form in ("tp_btf", "classic"):
-            f = hf[form]
-            rows.append((f"connloop, agent {form}: CPU/conn, added over none (paired), eBPF (stats on)",
-                         f"{f['median_cpu_us_per_conn']:.2f} us, +{f['median_added_us_per_conn_paired']:.2f} us, "
-                         f"eBPF {f['median_bpf_ns_per_conn']:.0f} ns in {f['median_bpf_runs_per_conn']:.1f} runs, "
-                         f"programs {f['prog_types']}", "", ""))
-        t, c = hf["tp_btf"], hf["classic"]
-        if c["median_added_us_per_conn_paired"]:
-            rows.append(("connloop: tracing CPU/conn, tp_btf vs classic (all kernel work)",
-                         f"{t['median_added_us_per_conn_paired']:.2f} vs {c['median_added_us_per_conn_paired']:.2f} us "
-                         f"(x{t['median_added_us_per_conn_paired'] / c['median_added_us_per_conn_paired']:.2f}); "
-                         f"eBPF alone {t['median_bpf_ns_per_conn']:.0f} vs {c['median_bpf_ns_per_conn']:.0f} ns "
-                         f"(x{t['median_bpf_ns_per_conn'] / c['median_bpf_ns_per_conn']:.2f})",
-                         "<= x0.5", goal(t["median_added_us_per_conn_paired"] <= 0.5 * c["median_added_us_per_conn_paired"])))
-    df = res.get("drop_flood")
-    if df:
-        for form in ("tp_btf", "classic"):
-            d = df[form]
-            rows.append((f"kfree_skb under a UDP closed-port flood ({form}, forced on)",
-                         f"{d['median_bpf_ns_per_drop']:.0f} ns eBPF per drop ({d['median_bpf_runs_per_drop']:.2f} runs), "
-                         f"{d['median_per_s'] / 1e3:.0f}k drops/s vs {df['none']['median_per_s'] / 1e3:.0f}k without agent",
-                         "", ""))
     cap = res.get("capacity")
     if cap:
         r = max(cap["runs"], key=lambda r: r["events_per_s"])
