@@ -637,15 +637,6 @@ fn header_html(o: &mut String, r: &Report) {
     );
 }
 
-fn causes_text(by: &BTreeMap<Cause, u64>) -> String {
-    let mut v: Vec<(&Cause, &u64)> = by.iter().collect();
-    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    v.iter()
-        .map(|(c, n)| format!("{} {n}", c.label()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn episodes_html(o: &mut String, r: &Report) {
     if r.episodes.is_empty() {
         return;
@@ -660,7 +651,7 @@ fn episodes_html(o: &mut String, r: &Report) {
             e.failures,
             e.of_total,
             format_duration(e.last_failure_ns - e.first_failure_ns),
-            esc(&causes_text(&e.by_cause)),
+            esc(&super::render::causes_line(&e.by_cause)),
             e.pods,
             esc(&e.pod_names.join(", "))
         );

@@ -183,7 +183,8 @@ fn http_answers(o: &mut String, r: &Report) {
     }
 }
 
-fn causes_line(by: &std::collections::BTreeMap<Cause, u64>) -> String {
+/// "endpoint lag (pod still up) 212, OOM kill 3": most first.
+pub(super) fn causes_line(by: &std::collections::BTreeMap<Cause, u64>) -> String {
     let mut v: Vec<(&Cause, &u64)> = by.iter().collect();
     v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     v.iter()
