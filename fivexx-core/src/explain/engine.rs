@@ -225,7 +225,7 @@ impl Explainer {
                     let v = self
                         .assembler
                         .connection_verdict(f, &self.tl, &self.cfg, horizon);
-                    if let Some(v) = self.answers.upstream_verdict(v, &mut self.stats.http) {
+                    if let Some(v) = self.answers.upstream_verdict(v) {
                         Self::finalise(v, &mut self.bursts, &self.tl, &self.cfg, out);
                     }
                 }

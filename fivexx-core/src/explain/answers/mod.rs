@@ -182,7 +182,7 @@ impl AnswerJoin {
     /// Holds a connection's verdict while an answer may still claim it
     /// (see [`AnswerJoin::release`]); with no HTTP answer in the stream
     /// at all it is a failure of its own at once.
-    pub fn upstream_verdict(&mut self, v: Verdict, _http: &mut HttpTotals) -> Option<Verdict> {
+    pub fn upstream_verdict(&mut self, v: Verdict) -> Option<Verdict> {
         if !self.saw_http {
             return Some(v);
         }
