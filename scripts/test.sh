@@ -5,10 +5,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 failed=()
+started=$SECONDS
+# Each step says how long it took and how much disk is left: a CI machine's
+# budget is wall time, and a full disk shows up as a linker's bus error.
+free_disk() { df -h --output=avail . 2>/dev/null | tail -1 | tr -d ' '; }
 step() {
   local name=$1; shift
-  printf '\n=== %s\n' "$name"
-  if "$@"; then printf '=== %s: ok\n' "$name"; else printf '=== %s: FAILED\n' "$name"; failed+=("$name"); fi
+  local t0=$SECONDS result=ok
+  printf '\n=== %s (at %d s, %s free)\n' "$name" $((t0 - started)) "$(free_disk)"
+  "$@" || { result=FAILED; failed+=("$name"); }
+  printf '=== %s: %s in %d s (%s free)\n' "$name" "$result" $((SECONDS - t0)) "$(free_disk)"
 }
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -24,6 +30,7 @@ for target in "$@"; do
 done
 
 echo
+echo "make test: $((SECONDS - started)) s in all"
 if ((${#failed[@]})); then
   echo "make test: FAILED steps: ${failed[*]}"
   exit 1
