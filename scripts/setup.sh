@@ -10,7 +10,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # chromium (headless, for the HTML report's browser test).
 PKGS=(
   llvm-22-dev libpolly-22-dev zlib1g-dev libzstd-dev build-essential pkg-config binutils util-linux
-  nginx-light wrk bpftrace iproute2 iptables procps psmisc
+  nginx-light haproxy wrk bpftrace iproute2 iptables procps psmisc
   qemu-system-x86 busybox-static musl-tools
   python3 python3-venv
   chromium
@@ -29,10 +29,15 @@ if ((${#missing[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The lab runs its own nginx instances; the packaged service must not hold port 80.
-if systemctl is-enabled nginx >/dev/null 2>&1; then
-  systemctl disable --now nginx >/dev/null 2>&1 || true
-fi
+# The lab runs its own nginx and HAProxy instances; the packaged services
+# must not hold their ports.
+for svc in nginx haproxy; do
+  if systemctl is-enabled "$svc" >/dev/null 2>&1; then
+    systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  fi
+done
+# The pinned official Envoy (the lab's Envoy Gateway data plane).
+"$(dirname "$0")/envoy.sh" >/dev/null
 
 command -v rustup >/dev/null || { say "rustup not found: install Rust (stable) first"; exit 1; }
 installed=$(rustup component list --installed 2>/dev/null)
