@@ -463,7 +463,7 @@ impl Synth {
             pod: "nginx-1".into(),
             node: Some(node.into()),
             precise_time: true,
-            client,
+            client: Some(client),
             status,
             request_time_ms: Some(1),
             upstream_name: Some("shop-api-8080".into()),
@@ -474,6 +474,92 @@ impl Synth {
             upstream_statuses: tried.iter().map(|(_, s)| *s).collect(),
             upstream_response_times_ms: tried.iter().map(|_| Some(0)).collect(),
             format: crate::proxylog::LogFormat::Upstreaminfo,
+            flags: None,
+            server: None,
+            retries: None,
+            redispatched: false,
+            upstream_local: None,
+        }));
+    }
+
+    /// An Envoy access-log line of proxy pod `envoy-gateway-system/envoy-1`
+    /// (Envoy Gateway's JSON fields): `status` with response `flags` to
+    /// `client`, answered at `at`, from `upstream` (port 8080) or none.
+    pub fn envoy_log(
+        &mut self,
+        node: &str,
+        client: IpAddr,
+        at: i64,
+        status: u16,
+        flags: &str,
+        upstream: Option<IpAddr>,
+    ) {
+        let answered =
+            crate::proxylog::envoy_outcome(flags) == crate::proxylog::UpstreamOutcome::Answered;
+        self.facts.push(Fact::ProxyLog(crate::model::ProxyLogFact {
+            at_ns: at,
+            namespace: "envoy-gateway-system".into(),
+            pod: "envoy-1".into(),
+            node: Some(node.into()),
+            precise_time: true,
+            client: Some(client),
+            status,
+            request_time_ms: Some(1),
+            upstream_name: Some("httproute/shop/api/rule/0".into()),
+            upstream_addrs: upstream
+                .iter()
+                .map(|ip| std::net::SocketAddr::new(*ip, 8080))
+                .collect(),
+            upstream_statuses: upstream
+                .iter()
+                .map(|_| answered.then_some(status))
+                .collect(),
+            upstream_response_times_ms: upstream.iter().map(|_| None).collect(),
+            format: crate::proxylog::LogFormat::EnvoyGatewayJson,
+            flags: Some(flags.into()),
+            server: None,
+            retries: None,
+            redispatched: false,
+            upstream_local: None,
+        }));
+    }
+
+    /// An HAProxy `option httplog` line of proxy pod
+    /// `haproxy-controller/haproxy-1`: `status` with termination `state`,
+    /// backend `shop-api-8080` and `server` (`<NOSRV>` for none), after
+    /// `retries` (`redispatched`: `+`), `active_ms` long, answered at `at`.
+    #[expect(clippy::too_many_arguments, reason = "one line's fields")]
+    pub fn haproxy_log(
+        &mut self,
+        node: &str,
+        client: IpAddr,
+        at: i64,
+        status: u16,
+        state: &str,
+        server: &str,
+        retries: u32,
+        redispatched: bool,
+        active_ms: u64,
+    ) {
+        self.facts.push(Fact::ProxyLog(crate::model::ProxyLogFact {
+            at_ns: at,
+            namespace: "haproxy-controller".into(),
+            pod: "haproxy-1".into(),
+            node: Some(node.into()),
+            precise_time: true,
+            client: Some(client),
+            status,
+            request_time_ms: Some(active_ms),
+            upstream_name: Some("shop-api-8080".into()),
+            upstream_addrs: Vec::new(),
+            upstream_statuses: Vec::new(),
+            upstream_response_times_ms: Vec::new(),
+            format: crate::proxylog::LogFormat::HaproxyHttplog,
+            flags: Some(state.into()),
+            server: Some(server.into()),
+            retries: Some(retries),
+            redispatched,
+            upstream_local: None,
         }));
     }
 

@@ -154,7 +154,10 @@ impl From<KernelWire> for KernelEvent {
     }
 }
 
-/// The frozen layout of a proxy-log fact (record type `PROXY_LOG`, 1.1).
+/// The frozen layout of a proxy-log fact (record type `PROXY_LOG`, 1.1;
+/// 1.4 added the Envoy and HAProxy formats and the fields at the end).
+/// `client` was always an address; a line without one (Envoy's default
+/// format) is written as the unspecified address, read back as `None`.
 #[derive(Serialize, Deserialize)]
 struct ProxyLogWire {
     at_ns: i64,
@@ -170,6 +173,12 @@ struct ProxyLogWire {
     upstream_statuses: Vec<Option<u16>>,
     upstream_response_times_ms: Vec<Option<u64>>,
     format: LogFormat,
+    /// Format 1.4: at the end, absent in older records.
+    flags: Tail<String>,
+    server: Tail<String>,
+    retries: Tail<u32>,
+    redispatched: Tail<bool>,
+    upstream_local: Tail<SocketAddr>,
 }
 
 impl From<&ProxyLogFact> for ProxyLogWire {
@@ -180,7 +189,7 @@ impl From<&ProxyLogFact> for ProxyLogWire {
             pod: l.pod.clone(),
             node: l.node.clone(),
             precise_time: l.precise_time,
-            client: l.client,
+            client: l.client.unwrap_or(IpAddr::from([0u8, 0, 0, 0])),
             status: l.status,
             request_time_ms: l.request_time_ms,
             upstream_name: l.upstream_name.clone(),
@@ -188,6 +197,11 @@ impl From<&ProxyLogFact> for ProxyLogWire {
             upstream_statuses: l.upstream_statuses.clone(),
             upstream_response_times_ms: l.upstream_response_times_ms.clone(),
             format: l.format,
+            flags: Tail(l.flags.clone()),
+            server: Tail(l.server.clone()),
+            retries: Tail(l.retries),
+            redispatched: Tail(Some(l.redispatched)),
+            upstream_local: Tail(l.upstream_local),
         }
     }
 }
@@ -200,7 +214,7 @@ impl From<ProxyLogWire> for ProxyLogFact {
             pod: w.pod,
             node: w.node,
             precise_time: w.precise_time,
-            client: w.client,
+            client: Some(w.client).filter(|c| !c.is_unspecified()),
             status: w.status,
             request_time_ms: w.request_time_ms,
             upstream_name: w.upstream_name,
@@ -208,6 +222,11 @@ impl From<ProxyLogWire> for ProxyLogFact {
             upstream_statuses: w.upstream_statuses,
             upstream_response_times_ms: w.upstream_response_times_ms,
             format: w.format,
+            flags: w.flags.0,
+            server: w.server.0,
+            retries: w.retries.0,
+            redispatched: w.redispatched.0.unwrap_or(false),
+            upstream_local: w.upstream_local.0,
         }
     }
 }

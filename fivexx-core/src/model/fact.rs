@@ -10,7 +10,7 @@
 //! skewed, which the engine tolerates within `ExplainConfig::skew_ns`.
 
 use crate::event::KernelEvent;
-use crate::proxylog::{LogFormat, ProxyLogEntry};
+use crate::proxylog::{LogFormat, ProxyKind, ProxyLogEntry, UpstreamOutcome};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -207,21 +207,33 @@ pub struct ProxyLogFact {
     pub pod: String,
     /// The proxy pod's node, when known.
     pub node: Option<String>,
-    /// `at_ns` has the runtime's nanosecond resolution (not 1 s).
+    /// `at_ns` is good to a few ms, not to the second (`$time_local`).
     pub precise_time: bool,
-    pub client: IpAddr,
+    /// The proxy's client, when its format logs it.
+    pub client: Option<IpAddr>,
     /// The status the proxy sent to the client.
     pub status: u16,
     pub request_time_ms: Option<u64>,
-    /// ingress-nginx's `$proxy_upstream_name` (`namespace-service-port`).
+    /// ingress-nginx's `$proxy_upstream_name` (`namespace-service-port`),
+    /// Envoy's upstream cluster or HAProxy's backend.
     pub upstream_name: Option<String>,
-    /// `$upstream_addr`, in the order tried.
+    /// The upstream addresses, in the order tried.
     pub upstream_addrs: Vec<SocketAddr>,
-    /// `$upstream_status` per address (`None` for `-`).
+    /// The upstream's status per address (`None`: the try failed).
     pub upstream_statuses: Vec<Option<u16>>,
-    /// `$upstream_response_time` per address, in ms (`None` for `-`).
+    /// The upstream's response time per address, in ms (`None` for `-`).
     pub upstream_response_times_ms: Vec<Option<u64>>,
     pub format: LogFormat,
+    /// Envoy's response flags or HAProxy's termination state.
+    pub flags: Option<String>,
+    /// HAProxy's server (`SRV_1`, `<NOSRV>`).
+    pub server: Option<String>,
+    /// Retries the proxy logged (HAProxy's `%rc`).
+    pub retries: Option<u32>,
+    /// HAProxy redispatched the request to another server.
+    pub redispatched: bool,
+    /// The proxy's end of the upstream connection (Envoy, where logged).
+    pub upstream_local: Option<SocketAddr>,
 }
 
 impl ProxyLogFact {
@@ -241,6 +253,63 @@ impl ProxyLogFact {
             upstream_statuses: entry.upstream_statuses,
             upstream_response_times_ms: entry.upstream_response_times_ms,
             format: entry.format,
+            flags: entry.flags,
+            server: entry.server,
+            retries: entry.retries,
+            redispatched: entry.redispatched,
+            upstream_local: entry.upstream_local,
+        }
+    }
+
+    /// Which proxy wrote the line.
+    pub fn proxy(&self) -> ProxyKind {
+        self.format.proxy()
+    }
+
+    /// What the proxy's own words (flags, termination state) say happened
+    /// upstream; `None` for nginx, whose log has no such word.
+    pub fn outcome(&self) -> Option<UpstreamOutcome> {
+        let flags = self.flags.as_deref()?;
+        match self.proxy() {
+            ProxyKind::Nginx => None,
+            ProxyKind::Envoy => Some(crate::proxylog::envoy_outcome(flags)),
+            ProxyKind::Haproxy => Some(crate::proxylog::haproxy_outcome(
+                flags,
+                self.server.as_deref(),
+            )),
+        }
+    }
+
+    /// The proxy's own account of the answer, as evidence shows it:
+    /// `Envoy: 503 UF upstream 10.244.0.12:8080`, `HAProxy: 503 SC--
+    /// server shop-web-8080/SRV_1 after 2 retries`; `None` for nginx.
+    pub fn proxy_words(&self) -> Option<String> {
+        let flags = self.flags.as_deref()?;
+        match self.proxy() {
+            ProxyKind::Nginx => None,
+            ProxyKind::Envoy => Some(format!(
+                "Envoy: {} {flags} {}",
+                self.status,
+                match self.last_upstream() {
+                    Some(u) => format!("upstream {u}"),
+                    None => "no upstream host".to_string(),
+                }
+            )),
+            ProxyKind::Haproxy => {
+                let retries = match (self.retries.unwrap_or(0), self.redispatched) {
+                    (0, _) => String::new(),
+                    (1, false) => " after 1 retry".to_string(),
+                    (n, false) => format!(" after {n} retries"),
+                    (1, true) => " after 1 retry, redispatched".to_string(),
+                    (n, true) => format!(" after {n} retries, redispatched"),
+                };
+                Some(format!(
+                    "HAProxy: {} {flags} server {}/{}{retries}",
+                    self.status,
+                    self.upstream_name.as_deref().unwrap_or("-"),
+                    self.server.as_deref().unwrap_or("-"),
+                ))
+            }
         }
     }
 

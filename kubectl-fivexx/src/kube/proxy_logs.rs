@@ -371,11 +371,13 @@ impl LogTally {
     }
 }
 
-/// One line per 5xx a proxy logged (trace and node).
+/// One line per 5xx a proxy logged (trace and node), with the proxy's
+/// own words when it has them (Envoy's flags, HAProxy's termination state).
 pub fn fact_line(f: &ProxyLogFact) -> String {
-    let upstream = match f.last_upstream() {
-        Some(u) => format!(" upstream {u}"),
-        None => " no upstream".to_string(),
+    let upstream = match (f.last_upstream(), f.proxy_words()) {
+        (_, Some(words)) => format!(" {words}"),
+        (Some(u), None) => format!(" upstream {u}"),
+        (None, None) => " no upstream".to_string(),
     };
     let tries = if f.upstream_addrs.len() > 1 {
         format!(" after {} tries", f.upstream_addrs.len())
@@ -390,7 +392,7 @@ pub fn fact_line(f: &ProxyLogFact) -> String {
         f.namespace,
         f.pod,
         f.status,
-        f.client,
+        f.client.map_or("-".to_string(), |c| c.to_string()),
     )
 }
 

@@ -106,8 +106,56 @@ pub(super) fn claim_retry_chain(q: &mut VecDeque<(Verdict, bool)>, last: usize) 
 /// Whether a logged answer (to `client`, with `status`, logged between
 /// `from` and `to`) is the peeked answer `a`: the one rule that joins the
 /// two views of a 5xx, both to count it once and to learn its upstream.
-pub(super) fn same_answer(a: &SeenAnswer, client: IpAddr, status: u16, from: i64, to: i64) -> bool {
-    a.client == client && a.status == status && a.at_ns >= from && a.at_ns <= to
+/// A line that names no client (Envoy's default format) matches any.
+pub(super) fn same_answer(
+    a: &SeenAnswer,
+    client: Option<IpAddr>,
+    status: u16,
+    from: i64,
+    to: i64,
+) -> bool {
+    client.is_none_or(|c| c == a.client) && a.status == status && a.at_ns >= from && a.at_ns <= to
+}
+
+/// The proxy logged how many earlier tries the request used (HAProxy's
+/// `%rc`, Envoy's `URX`) but not to where: the answer claims, besides the
+/// failure it joined (`last`), up to `n` earlier unclaimed failures of the
+/// same proxy address, each failed before the next try began by at most
+/// `RETRY_GAP_NS` (HAProxy waits a turn-around of at most 1 s before
+/// retrying a server, Envoy backs off at most 250 ms by default), to any
+/// upstream (a retry may go to another host, or be redispatched).
+pub(super) fn claim_counted_retries(
+    q: &mut VecDeque<(Verdict, bool)>,
+    last: usize,
+    n: u32,
+    since: i64,
+) -> u32 {
+    const RETRY_GAP_NS: i64 = 1_500_000_000;
+    let Some(lastc) = q[last].0.failure.connection() else {
+        return 0;
+    };
+    let proxy = lastc.tuple.saddr;
+    let mut next_start = lastc.attempt_ns();
+    let mut claimed = 0;
+    for j in (0..last).rev() {
+        if claimed >= n {
+            break;
+        }
+        let (u, taken) = &q[j];
+        if u.at_ns() < since || next_start - u.at_ns() > RETRY_GAP_NS {
+            break;
+        }
+        let Some(f) = u.failure.connection() else {
+            continue;
+        };
+        if *taken || f.tuple.saddr != proxy || u.at_ns() > next_start + 1_000_000 {
+            continue;
+        }
+        next_start = f.attempt_ns();
+        q[j].1 = true;
+        claimed += 1;
+    }
+    claimed
 }
 
 /// An unclaimed upstream failure of a peeked proxy was retried: no 5xx

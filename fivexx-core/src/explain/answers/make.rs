@@ -8,6 +8,17 @@ use crate::model::{Evidence, FactSource, Observation, ProxyLogFact};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+/// The client of a logged answer whose line names none (Envoy's default
+/// format without `X-Forwarded-For`): [`HttpAnswer::client`] is an
+/// address, so the unspecified one stands for "unknown", and the joins
+/// take it to match any client.
+pub(super) const UNKNOWN_CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
+/// A logged answer's client as the line gave it.
+pub(super) fn known_client(ip: IpAddr) -> Option<IpAddr> {
+    Some(ip).filter(|c| !c.is_unspecified())
+}
+
 /// How much later than its logged time a proxy's answer may really have
 /// happened. nginx stamps `$msec` from the time it cached at the start of
 /// its event-loop turn, a few ms before the kernel sees the same turn's
@@ -36,9 +47,14 @@ pub(super) fn last_failed_upstream(l: &ProxyLogFact) -> Option<(SocketAddr, Opti
 /// (`first_ns` keeps the logged time), so that it sorts after the kernel's
 /// view of the same answer and of its upstream.
 pub(super) fn logged_answer(l: &ProxyLogFact, upstream: Option<SocketAddr>) -> HttpAnswer {
+    // The proxy's own end of it when logged (Envoy's upstream local
+    // address), else unknown (port 0).
+    let local = l
+        .upstream_local
+        .filter(|_| upstream.is_some_and(|u| Some(u) == l.last_upstream()));
     let upstream = upstream.map(|a| FourTuple {
-        saddr: IpAddr::from([0u8, 0, 0, 0]),
-        sport: 0,
+        saddr: local.map_or(IpAddr::from([0u8, 0, 0, 0]), |s| s.ip()),
+        sport: local.map_or(0, |s| s.port()),
         daddr: a.ip(),
         dport: a.port(),
     });
@@ -66,7 +82,7 @@ pub(super) fn logged_answer(l: &ProxyLogFact, upstream: Option<SocketAddr>) -> H
         first_ns: l.at_ns,
         kind: FailureKind::Http5xxLogged,
         http_status: l.status,
-        client: l.client,
+        client: l.client.unwrap_or(UNKNOWN_CLIENT),
         tuple: None,
         node: l.node.clone().unwrap_or_default(),
         proxy_pid: None,
@@ -84,18 +100,27 @@ pub(super) fn logged_answer(l: &ProxyLogFact, upstream: Option<SocketAddr>) -> H
         evidence: vec![Evidence {
             at_ns: l.at_ns,
             source: FactSource::Api,
-            fact: Observation::text(format!(
-                "access log of {}/{}: {} to {}, upstream {}",
-                l.namespace,
-                l.pod,
-                l.status,
-                l.client,
-                if tried.is_empty() {
-                    "-".to_string()
-                } else {
-                    tried.join(", ")
-                }
-            )),
+            fact: Observation::text(match l.proxy_words() {
+                // Envoy and HAProxy: the proxy's own words first.
+                Some(words) => format!(
+                    "{words} (access log of {}/{}, client {})",
+                    l.namespace,
+                    l.pod,
+                    l.client.map_or("unknown".to_string(), |c| c.to_string())
+                ),
+                None => format!(
+                    "access log of {}/{}: {} to {}, upstream {}",
+                    l.namespace,
+                    l.pod,
+                    l.status,
+                    l.client.map_or("unknown".to_string(), |c| c.to_string()),
+                    if tried.is_empty() {
+                        "-".to_string()
+                    } else {
+                        tried.join(", ")
+                    }
+                ),
+            }),
         }],
     }
 }

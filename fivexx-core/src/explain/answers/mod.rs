@@ -9,7 +9,9 @@
 
 mod claims;
 mod fallback;
+mod logged;
 mod make;
+mod words;
 
 use super::assemble::{sort_evidence, Assembler};
 use super::classify::classify_closed_by_death;
@@ -20,13 +22,19 @@ use super::verdict::{
 };
 use crate::event::KernelEvent;
 use crate::model::timeline::ClusterTimeline;
-use crate::model::{Evidence, HttpPeekFact, ProxyLogFact};
-use claims::{claim_logged_tries, claim_retry_chain, count_hidden, same_answer, RETRY_SPAN_NS};
+use crate::model::{HttpPeekFact, ProxyLogFact};
+use crate::proxylog::{ProxyKind, UpstreamOutcome};
+use claims::{
+    claim_counted_retries, claim_logged_tries, claim_retry_chain, count_hidden, same_answer,
+    RETRY_SPAN_NS,
+};
 use fallback::{no_endpoints, placed_answer, unanswered};
 use foldhash::HashMap;
-use make::{last_failed_upstream, logged_answer, peeked_answer};
+use logged::{LoggedLine, LoggedLines};
+use make::{known_client, last_failed_upstream, logged_answer, peeked_answer};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use words::{with_words_note, Words};
 
 /// A 5xx the peek saw, kept briefly so that the same answer in the access
 /// log is recognised.
@@ -36,22 +44,6 @@ struct SeenAnswer {
     status: u16,
     at_ns: i64,
     logged: bool,
-}
-
-/// A proxy's logged 5xx, kept so that a peeked 5xx with no failed upstream
-/// connection can learn which upstream its answer came from (see
-/// [`AnswerJoin::closed_by_death`]).
-struct LoggedTwin {
-    client: IpAddr,
-    status: u16,
-    /// The logged time, and the end of its slack.
-    from_ns: i64,
-    to_ns: i64,
-    upstream: SocketAddr,
-    upstream_status: Option<u16>,
-    /// Every try the line lists as failed, in order.
-    failed_tries: Vec<SocketAddr>,
-    evidence: Evidence,
 }
 
 /// What the join needs of the rest of the engine to explain an answer.
@@ -75,7 +67,7 @@ pub(crate) struct AnswerJoin {
     /// after that time that no 5xx followed was retried.
     peeked_proxies: HashMap<IpAddr, i64>,
     recent_answers: VecDeque<SeenAnswer>,
-    logged_twins: VecDeque<LoggedTwin>,
+    logged: LoggedLines,
     /// Failed tries of requests answered below 500, from access logs.
     retry_notes: VecDeque<RetryNote>,
 }
@@ -89,6 +81,11 @@ struct RetryNote {
     /// The logged time plus its widest slack: its tries failed before.
     to_ns: i64,
     tries: Vec<SocketAddr>,
+    /// Failed tries the line counts without naming their upstream
+    /// (HAProxy's `%rc`), of a proxy on `node`, failed since `from_ns`.
+    anonymous: u32,
+    node: Option<String>,
+    from_ns: i64,
 }
 
 impl AnswerJoin {
@@ -101,27 +98,35 @@ impl AnswerJoin {
             recent_upstream: HashMap::default(),
             peeked_proxies: peeked,
             recent_answers: VecDeque::new(),
-            logged_twins: VecDeque::new(),
+            logged: LoggedLines::default(),
             retry_notes: VecDeque::new(),
         }
     }
 
     /// The failed tries of a request a proxy answered below 500, kept
     /// until the upstream failures they name are released.
-    fn note_retried(&mut self, l: &ProxyLogFact) {
-        let tries: Vec<SocketAddr> = l
-            .upstream_addrs
-            .iter()
-            .zip(l.upstream_statuses.iter().chain(std::iter::repeat(&None)))
-            .filter(|(_, s)| s.is_none_or(|s| s >= 500))
-            .map(|(a, _)| *a)
-            .collect();
+    fn note_retried(&mut self, l: &ProxyLogFact, anonymous: u32) {
+        let tries: Vec<SocketAddr> = if anonymous > 0 {
+            Vec::new()
+        } else {
+            l.upstream_addrs
+                .iter()
+                .zip(l.upstream_statuses.iter().chain(std::iter::repeat(&None)))
+                .filter(|(_, s)| s.is_none_or(|s| s >= 500))
+                .map(|(a, _)| *a)
+                .collect()
+        };
         if self.retry_notes.len() >= 8192 {
             self.retry_notes.pop_front();
         }
+        // The retried tries ran within the request's active time.
+        let active = l.request_time_ms.unwrap_or(0) as i64 * 1_000_000;
         self.retry_notes.push_back(RetryNote {
             to_ns: l.at_ns.saturating_add(SECOND),
             tries,
+            anonymous,
+            node: l.node.clone(),
+            from_ns: l.at_ns.saturating_sub(active + SECOND),
         });
     }
 
@@ -146,35 +151,35 @@ impl AnswerJoin {
     /// as the twin of a peeked one); the failed tries of an answered
     /// request count as retried, by the proxy's own account.
     pub fn log_line(&mut self, l: &ProxyLogFact, http: &mut HttpTotals) -> Option<HttpAnswer> {
+        let words = Words::of(l);
         if l.status < 500 {
-            let failed_tries = l
-                .upstream_statuses
-                .iter()
-                .filter(|s| s.is_none_or(|s| s >= 500))
-                .count();
+            // nginx lists its tries; HAProxy counts them (`%rc`); Envoy's
+            // default format logs neither (a retried success shows only in
+            // the kernel, as an upstream failure no answer claims).
+            let (failed_tries, anonymous) = match &words {
+                Some(w) if w.proxy == ProxyKind::Haproxy => {
+                    (w.earlier_tries as usize, w.earlier_tries)
+                }
+                Some(_) => (0, 0),
+                None => (
+                    l.upstream_statuses
+                        .iter()
+                        .filter(|s| s.is_none_or(|s| s >= 500))
+                        .count(),
+                    0,
+                ),
+            };
             http.retried_in_log += failed_tries as u64;
             if failed_tries > 0 {
-                self.note_retried(l);
+                self.note_retried(l, anonymous);
             }
             return None;
         }
         self.saw_http = true;
         let last = last_failed_upstream(l);
         let a = logged_answer(l, last.map(|(a, _)| a));
-        if let (Some((upstream, upstream_status)), Some(evidence)) = (last, a.evidence.first()) {
-            if self.logged_twins.len() >= 8192 {
-                self.logged_twins.pop_front();
-            }
-            self.logged_twins.push_back(LoggedTwin {
-                client: l.client,
-                status: l.status,
-                from_ns: a.first_ns,
-                to_ns: a.at_ns,
-                upstream,
-                upstream_status,
-                failed_tries: a.failed_tries.clone(),
-                evidence: evidence.clone(),
-            });
+        if let Some(line) = LoggedLine::new(&a, l.client, last, words) {
+            self.logged.push(line);
         }
         Some(a)
     }
@@ -268,6 +273,18 @@ impl AnswerJoin {
                 return true;
             }
         }
+        // Counted tries name no upstream: any failure of the proxy's node
+        // within the request's active time.
+        let node = v.failure.node();
+        for n in self.retry_notes.iter_mut() {
+            if n.anonymous > 0
+                && n.node.as_deref() == Some(node)
+                && (n.from_ns..=n.to_ns).contains(&at)
+            {
+                n.anonymous -= 1;
+                return true;
+            }
+        }
         false
     }
 
@@ -305,12 +322,21 @@ impl AnswerJoin {
             at_ns: t,
             logged: false,
         });
-        // The proxy's own account of the request's tries, when its access
-        // log is followed: the 5xx joins the failure of its last failed try
-        // and claims the failures of the others, nothing else.
+        // The proxy's own account of the request, when its access log is
+        // followed: its tries (the 5xx joins the failure of its last failed
+        // try and claims the failures of the others, nothing else) and its
+        // words (Envoy's flags, HAProxy's termination state), which the
+        // verdict's evidence carries.
         let mut a = a;
-        if let Some(tries) = self.take_twin_tries(&a, cx.cfg.http_match_ns) {
-            a.failed_tries = tries;
+        let twin = self.logged.take_twin(&a, cx.cfg.http_match_ns);
+        let words = twin.as_ref().and_then(|l| l.words.clone());
+        if let Some(l) = &twin {
+            if !l.failed_tries.is_empty() {
+                a.failed_tries.clone_from(&l.failed_tries);
+            }
+            if words.is_some() {
+                a.evidence.push(l.evidence.clone());
+            }
         }
         let last_try = a.failed_tries.last().copied();
         // The failure behind a 5xx is the latest one of the same proxy
@@ -318,39 +344,73 @@ impl AnswerJoin {
         // claimed; failing that, the latest of the proxy's node.
         let node = a.node.clone();
         let from = t - cx.cfg.http_match_ns;
-        let v = self.join(a, &node, from, t + 1_000_000, cx.cfg, &|u| {
-            u.failure.connection().is_some_and(|c| {
-                Some(c.tuple.saddr) == proxy_ip
-                    && last_try.is_none_or(|l| l.ip() == c.tuple.daddr && l.port() == c.tuple.dport)
-            })
-        });
+        let v = self.join(
+            a,
+            &node,
+            from,
+            t + 1_000_000,
+            cx.cfg,
+            words.as_ref(),
+            &|u| {
+                u.failure.connection().is_some_and(|c| {
+                    Some(c.tuple.saddr) == proxy_ip
+                        && last_try
+                            .is_none_or(|l| l.ip() == c.tuple.daddr && l.port() == c.tuple.dport)
+                })
+            },
+        );
         if v.cause != Cause::Unexplained {
             return v;
         }
-        self.closed_by_death(&v, cx, horizon)
-            .or_else(|| no_endpoints(&v, cx, horizon))
-            .unwrap_or(v)
+        self.closed_by_death(&v, twin.as_ref(), cx, horizon)
+            .or_else(|| {
+                words
+                    .as_ref()
+                    .is_none_or(Words::allows_no_endpoints)
+                    .then(|| no_endpoints(&v, cx, horizon))
+                    .flatten()
+            })
+            .unwrap_or_else(|| with_words_note(v, words.as_ref()))
     }
 
-    /// A 502/504 with no failed upstream connection behind it: the
-    /// upstream may have closed the connection with a FIN, not a RST,
-    /// because its process was killed after reading the whole request (an
-    /// OOM kill, a SIGKILL at grace expiry). The kernel then sees no failed
-    /// connection, but the proxy's access log names the upstream. When it
-    /// does, and that upstream's pod was OOM-killed or SIGKILLed right then,
-    /// the 5xx takes that cause at medium confidence; otherwise it stays
-    /// unexplained (an app's own 5xx is never blamed on a later kill).
-    fn closed_by_death(&mut self, v: &Verdict, cx: &mut Context, horizon: i64) -> Option<Verdict> {
+    /// A 5xx with no failed upstream connection behind it: the upstream
+    /// may have closed the connection with a FIN, not a RST, because its
+    /// process was killed after reading the whole request (an OOM kill, a
+    /// SIGKILL at grace expiry). The kernel then sees no failed connection,
+    /// but the proxy's access log (`twin`) names the upstream: a 502 or
+    /// 504, or Envoy's 503 whose flags say the upstream connection closed
+    /// (`UC`, `UR`). When that upstream's pod was OOM-killed or SIGKILLed
+    /// right then, the 5xx takes that cause at medium confidence; otherwise
+    /// it stays unexplained (an app's own 5xx is never blamed on a later
+    /// kill).
+    fn closed_by_death(
+        &mut self,
+        v: &Verdict,
+        twin: Option<&LoggedLine>,
+        cx: &mut Context,
+        horizon: i64,
+    ) -> Option<Verdict> {
         let a = v.failure.answer()?;
         let (t, status) = (a.at_ns, a.http_status);
-        if !matches!(status, 502 | 504) {
+        let twin = twin?;
+        let closed = twin
+            .words
+            .as_ref()
+            .is_some_and(|w| w.outcome == UpstreamOutcome::Closed);
+        if !(matches!(status, 502 | 504) || (status == 503 && closed)) {
             return None;
         }
-        let window = cx.cfg.http_match_ns;
-        let twin = self
-            .twin_of(a.client, status, t, window)
-            .filter(|l| l.upstream_status.is_none_or(|s| s == 502 || s == 504))?;
-        let up = twin.upstream;
+        if twin
+            .words
+            .as_ref()
+            .is_some_and(|w| !w.fits(FailureKind::Reset))
+        {
+            return None;
+        }
+        if !twin.upstream_status.is_none_or(|s| s == 502 || s == 504) {
+            return None;
+        }
+        let up = twin.upstream?;
         let mut c = classify_closed_by_death(up.ip(), t, cx.tl, cx.cfg, horizon)?;
         c.evidence.push(twin.evidence.clone());
         let confidence = c.confidence.min(Confidence::Medium);
@@ -358,52 +418,6 @@ impl AnswerJoin {
             "no failed connection seen: the access log names upstream {up}, whose process died then; it closed the connection without a reset, mid-request"
         ));
         Some(placed_answer(v, c, confidence, note, cx, horizon))
-    }
-
-    /// The access-log line of the peeked answer (`client`, `status`, at
-    /// `t`), if one came; older lines are forgotten.
-    fn twin_of(&mut self, client: IpAddr, status: u16, t: i64, window: i64) -> Option<&LoggedTwin> {
-        while self
-            .logged_twins
-            .front()
-            .is_some_and(|l| l.to_ns < t - 10 * SECOND)
-        {
-            self.logged_twins.pop_front();
-        }
-        let peeked = SeenAnswer {
-            client,
-            status,
-            at_ns: t,
-            logged: false,
-        };
-        self.logged_twins
-            .iter()
-            .find(|l| same_answer(&peeked, l.client, l.status, l.from_ns - window, l.to_ns))
-    }
-
-    /// The failed tries of the access-log line of peeked answer `a`: the
-    /// nearest line in time to the same client with the same status (a
-    /// load balancer in front makes the client address alone ambiguous).
-    /// The line is used up.
-    fn take_twin_tries(&mut self, a: &HttpAnswer, window: i64) -> Option<Vec<SocketAddr>> {
-        let peeked = SeenAnswer {
-            client: a.client,
-            status: a.http_status,
-            at_ns: a.at_ns,
-            logged: false,
-        };
-        let best = self
-            .logged_twins
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| {
-                !l.failed_tries.is_empty()
-                    && same_answer(&peeked, l.client, l.status, l.from_ns - window, l.to_ns)
-            })
-            .min_by_key(|(_, l)| (l.from_ns - a.at_ns).abs())
-            .map(|(i, _)| i)?;
-        let twin = &mut self.logged_twins[best];
-        Some(std::mem::take(&mut twin.failed_tries))
     }
 
     /// A 5xx from a proxy's access log. One the kernel also saw (same
@@ -414,22 +428,27 @@ impl AnswerJoin {
         // The logged time (first_ns) up to its slack (at_ns), plus a margin
         // for a log stamp taken after the write.
         let (lo, hi) = (a.first_ns - cx.cfg.http_match_ns, a.at_ns);
+        let client = known_client(a.client);
         if let Some(x) = self
             .recent_answers
             .iter_mut()
-            .find(|x| !x.logged && same_answer(x, a.client, a.http_status, lo, hi))
+            .find(|x| !x.logged && same_answer(x, client, a.http_status, lo, hi))
         {
             x.logged = true;
             cx.http.confirmed_by_log += 1;
             return None;
         }
+        let words = self.logged.words_of(&a);
         let upstream = a.upstream;
         let node = a.node.clone();
-        let v = self.join(a, &node, lo, hi, cx.cfg, &|u| {
+        let v = self.join(a, &node, lo, hi, cx.cfg, words.as_ref(), &|u| {
             upstream.is_some_and(|x| {
-                u.failure
-                    .connection()
-                    .is_some_and(|c| x.daddr == c.tuple.daddr && x.dport == c.tuple.dport)
+                // Envoy logs its own end of the connection: then that one.
+                u.failure.connection().is_some_and(|c| {
+                    x.daddr == c.tuple.daddr
+                        && x.dport == c.tuple.dport
+                        && (x.sport == 0 || x.sport == c.tuple.sport)
+                })
             })
         });
         if v.cause != Cause::Unexplained {
@@ -437,13 +456,19 @@ impl AnswerJoin {
         }
         // A logged answer is explained once its lookahead passed too.
         let horizon = v.at_ns().saturating_add(cx.cfg.lookahead_ns);
-        Some(no_endpoints(&v, cx, horizon).unwrap_or(v))
+        if words.as_ref().is_some_and(|w| !w.allows_no_endpoints()) {
+            return Some(with_words_note(v, words.as_ref()));
+        }
+        Some(no_endpoints(&v, cx, horizon).unwrap_or_else(|| with_words_note(v, words.as_ref())))
     }
 
     /// Joins a proxy's answer to the upstream failure behind it: among the
     /// recent upstream verdicts on `node` ("": any node) within
     /// `from..=to`, the latest unclaimed one that is `mine`, else (lower
-    /// confidence) the latest unclaimed one on the node.
+    /// confidence) the latest unclaimed one on the node. The proxy's words,
+    /// when logged, narrow the candidates to those they describe, or rule
+    /// the join out (see [`words`]).
+    #[expect(clippy::too_many_arguments, reason = "one join, read in one place")]
     fn join(
         &mut self,
         mut a: HttpAnswer,
@@ -451,6 +476,7 @@ impl AnswerJoin {
         from: i64,
         to: i64,
         cfg: &ExplainConfig,
+        words: Option<&Words>,
         mine: &dyn Fn(&Verdict) -> bool,
     ) -> Verdict {
         let proxy = Some(ProxyRef {
@@ -458,14 +484,36 @@ impl AnswerJoin {
             address: a.tuple.map(|t| t.saddr),
             pod: a.proxy_pod.clone(),
         });
-        let Some((qn, qi, own)) = self.find_upstream(node, from, to, mine) else {
+        if words.is_some_and(Words::rules_out_join) {
             return unanswered(a, node, proxy, cfg.http_match_ns);
+        }
+        let fits = |u: &Verdict| {
+            words.is_none_or(|w| u.failure.connection().is_some_and(|c| w.fits(c.kind)))
         };
+        let mut disagree = None;
+        let found = match self.find_upstream(node, from, to, mine, &fits) {
+            Some(f) => f,
+            None if words.is_some_and(Words::may_disagree) => {
+                match self.find_upstream(node, from, to, mine, &|_| true) {
+                    Some(f) => {
+                        let kind = self.recent_upstream[&f.0][f.1].0.failure.kind();
+                        disagree = words.map(|w| w.disagree_note(kind));
+                        f
+                    }
+                    None => return unanswered(a, node, proxy, cfg.http_match_ns),
+                }
+            }
+            None => return unanswered(a, node, proxy, cfg.http_match_ns),
+        };
+        let (qn, qi, own) = found;
         let q = self.recent_upstream.get_mut(&qn).expect("found above");
         let first_claim = !q[qi].1;
         q[qi].1 = true;
-        let earlier = if !a.failed_tries.is_empty() {
-            claim_logged_tries(q, qi, &a.failed_tries, from - RETRY_SPAN_NS)
+        let since = from - RETRY_SPAN_NS;
+        let earlier = if let Some(w) = words {
+            claim_counted_retries(q, qi, w.earlier_tries, since)
+        } else if !a.failed_tries.is_empty() {
+            claim_logged_tries(q, qi, &a.failed_tries, since)
         } else if own {
             claim_retry_chain(q, qi)
         } else {
@@ -481,11 +529,16 @@ impl AnswerJoin {
         evidence.extend_from_slice(&u.evidence);
         evidence.extend_from_slice(&a.evidence);
         sort_evidence(&mut evidence);
-        let confidence = if gap <= 100_000_000 && own {
+        let confidence = if gap <= 100_000_000 && own && disagree.is_none() {
             u.confidence
         } else {
             u.confidence.min(Confidence::Medium)
         };
+        let joined = format!(
+            "upstream connection {} failed {:.1} ms before",
+            up_tuple.map_or("?".to_string(), |t| t.to_string()),
+            gap as f64 / 1e6
+        );
         Verdict {
             cause: u.cause,
             confidence,
@@ -496,11 +549,10 @@ impl AnswerJoin {
             },
             episode: u.episode.clone(),
             fix: u.fix.clone(),
-            note: Some(format!(
-                "upstream connection {} failed {:.1} ms before",
-                up_tuple.map_or("?".to_string(), |t| t.to_string()),
-                gap as f64 / 1e6
-            )),
+            note: Some(match disagree {
+                Some(d) => format!("{joined}; {d}"),
+                None => joined,
+            }),
             next: None,
             burst: None,
             failure: Failure::Answer(a),
@@ -508,13 +560,15 @@ impl AnswerJoin {
     }
 
     /// (node, index in its queue, whether it is the proxy's own) of the
-    /// upstream verdict an answer joins; see [`AnswerJoin::join`].
+    /// upstream verdict an answer joins, among those that `fit` the
+    /// proxy's words; see [`AnswerJoin::join`].
     fn find_upstream(
         &self,
         node: &str,
         from: i64,
         to: i64,
         mine: &dyn Fn(&Verdict) -> bool,
+        fits: &dyn Fn(&Verdict) -> bool,
     ) -> Option<(String, usize, bool)> {
         let mut found: Option<(String, usize, bool)> = None;
         for (n, q) in self.recent_upstream.iter() {
@@ -526,7 +580,11 @@ impl AnswerJoin {
             // 503 right after a burst of refusals would take their cause).
             for own in [true, false] {
                 let pos = q.iter().rposition(|(u, claimed)| {
-                    u.at_ns() >= from && u.at_ns() <= to && (!own || mine(u)) && !*claimed
+                    u.at_ns() >= from
+                        && u.at_ns() <= to
+                        && (!own || mine(u))
+                        && fits(u)
+                        && !*claimed
                 });
                 if let Some(i) = pos {
                     let better = found.as_ref().is_none_or(|(bn, bi, b_own)| {

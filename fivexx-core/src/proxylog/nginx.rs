@@ -1,21 +1,5 @@
-//! Proxy access-log lines: nginx's default `combined` format and
-//! ingress-nginx's default `upstreaminfo` format, parsed into the few fields
-//! the explain engine joins with kernel facts.
-//!
-//! This file is longer than 600 lines because it holds both formats' parsers
-//! with their tests on real lines; a parser per proxy format lands in its
-//! own module as formats are added.
-//!
-//! Why: the kernel peek sees the status line of plain HTTP/1.x only. A TLS
-//! or HTTP/2 client connection cannot be peeked, but the proxy still logs
-//! every answer with its status and the upstream(s) it tried, and the
-//! plugin can read those logs through the API (`pods/log`).
-//!
-//! Privacy: the request line (path, query string), referer and user agent
-//! are parsed past and never kept, nor echoed in errors. What is kept is
-//! what a join needs: time, client address, status, timings, the upstream
-//! addresses with their statuses, and ingress-nginx's upstream name
-//! (`namespace-service-port`).
+//! nginx's access-log formats: nginx's default `combined` and
+//! ingress-nginx's default `upstreaminfo`.
 //!
 //! The formats, as documented by nginx (`log_format combined`) and by
 //! ingress-nginx (`log-format-upstream`, "Log format" page):
@@ -29,102 +13,17 @@
 //!                $upstream_status $req_id
 //! ```
 //!
-//! A line read with `kubectl logs --timestamps` (the API's
-//! `timestamps=true`) starts with the container runtime's RFC 3339 stamp
-//! (nanoseconds); it is used as the entry's time, since `$time_local` has a
-//! resolution of one second.
+//! The runtime's stamp, when the line has one, is the entry's time, since
+//! `$time_local` has a resolution of one second.
 
-use serde::{Deserialize, Serialize};
+use super::{bad, parse_ms, parse_status, Cursor, LogFormat, ProxyLogEntry, ProxyLogError};
 use std::net::{IpAddr, SocketAddr};
 
-/// Which documented format a line was in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    /// nginx's default `combined`: no upstream fields.
-    Combined,
-    /// ingress-nginx's default `upstreaminfo`.
-    Upstreaminfo,
-}
-
-impl LogFormat {
-    pub fn name(self) -> &'static str {
-        match self {
-            LogFormat::Combined => "combined",
-            LogFormat::Upstreaminfo => "upstreaminfo",
-        }
-    }
-}
-
-/// One access-log line, reduced to what the explain engine joins on.
-///
-/// Times are whole milliseconds: nginx logs `$request_time` and
-/// `$upstream_response_time` with millisecond resolution, and integers
-/// keep facts comparable (`Eq`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProxyLogEntry {
-    /// When the proxy logged the answer (Unix ns): the runtime's stamp when
-    /// the line had one, else `$time_local` (whole seconds).
-    pub at_ns: i64,
-    /// `at_ns` came from the runtime's nanosecond stamp rather than from
-    /// `$time_local`.
-    pub precise_time: bool,
-    pub client: IpAddr,
-    /// The status the proxy sent to the client.
-    pub status: u16,
-    /// `$request_time` (upstreaminfo only).
-    pub request_time_ms: Option<u64>,
-    /// `$proxy_upstream_name`: ingress-nginx's `namespace-service-port`.
-    pub upstream_name: Option<String>,
-    /// `$upstream_addr`, in the order tried (retries, then other groups).
-    /// Entries that are not IP:port (a unix socket, or the group name when
-    /// no server could be selected) are left out, with their status and
-    /// time.
-    pub upstream_addrs: Vec<SocketAddr>,
-    /// `$upstream_status` per address (`None` for `-`).
-    pub upstream_statuses: Vec<Option<u16>>,
-    /// `$upstream_response_time` per address (`None` for `-`).
-    pub upstream_response_times_ms: Vec<Option<u64>>,
-    pub format: LogFormat,
-}
-
-/// Why a line is not one of the supported formats. Messages name the
-/// field, never the line's content (it may hold paths and queries).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ProxyLogError {
-    #[error("empty line")]
-    Empty,
-    #[error("field {field}: {problem}")]
-    Field {
-        field: &'static str,
-        problem: &'static str,
-    },
-    #[error("{0} unexpected field(s) after the upstreaminfo fields (a custom log format?)")]
-    Trailing(usize),
-}
-
-fn bad(field: &'static str, problem: &'static str) -> ProxyLogError {
-    ProxyLogError::Field { field, problem }
-}
-
-/// Parses one access-log line (with or without the runtime's timestamp
-/// prefix). Never panics, whatever the input.
-pub fn parse_line(line: &str) -> Result<ProxyLogEntry, ProxyLogError> {
-    let line = line.trim_matches(|c: char| c == '\n' || c == '\r' || c == ' ');
-    if line.is_empty() {
-        return Err(ProxyLogError::Empty);
-    }
+/// Parses one nginx line, after the runtime's stamp (`stamp`, Unix ns),
+/// which is the entry's time when there is one: `$time_local` has a
+/// resolution of one second.
+pub(crate) fn parse(line: &str, stamp: Option<i64>) -> Result<ProxyLogEntry, ProxyLogError> {
     let mut cur = Cursor { rest: line };
-    // The runtime's stamp, if the first token is one.
-    let mut stamp = None;
-    if let Some((first, after)) = line.split_once(' ') {
-        if first.contains('T') {
-            if let Ok(t) = first.parse::<jiff::Timestamp>() {
-                stamp = Some(t);
-                cur.rest = after.trim_start_matches(' ');
-            }
-        }
-    }
     let client = cur
         .word()
         .and_then(|w| w.parse::<IpAddr>().ok())
@@ -155,22 +54,15 @@ pub fn parse_line(line: &str) -> Result<ProxyLogEntry, ProxyLogError> {
     cur.quoted("http_referer")?;
     cur.quoted("http_user_agent")?;
     let (at_ns, precise_time) = match stamp {
-        Some(t) => (t.as_nanosecond(), true),
-        None => (local.as_nanosecond(), false),
+        Some(t) => (t, true),
+        None => (
+            i64::try_from(local.as_nanosecond()).map_err(|_| bad("time", "out of range"))?,
+            false,
+        ),
     };
-    let at_ns = i64::try_from(at_ns).map_err(|_| bad("time", "out of range"))?;
-    let mut entry = ProxyLogEntry {
-        at_ns,
-        precise_time,
-        client,
-        status,
-        request_time_ms: None,
-        upstream_name: None,
-        upstream_addrs: Vec::new(),
-        upstream_statuses: Vec::new(),
-        upstream_response_times_ms: Vec::new(),
-        format: LogFormat::Combined,
-    };
+    let mut entry = ProxyLogEntry::new(LogFormat::Combined, at_ns, status);
+    entry.precise_time = precise_time;
+    entry.client = Some(client);
     if cur.rest.trim().is_empty() {
         return Ok(entry);
     }
@@ -283,87 +175,10 @@ fn list_items(field: &str) -> Vec<&str> {
         .collect()
 }
 
-fn parse_status(s: &str) -> Option<u16> {
-    if s.len() != 3 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok().filter(|v| (100..=599).contains(v))
-}
-
-/// `1.234` (seconds, millisecond resolution) to 1234 ms.
-fn parse_ms(s: &str) -> Option<u64> {
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if int.is_empty()
-        || int.len() > 12
-        || frac.len() > 9
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let mut ms: u64 = int.parse::<u64>().ok()?.checked_mul(1000)?;
-    let mut scale = 100;
-    for b in frac.bytes().take(3) {
-        ms += u64::from(b - b'0') * scale;
-        scale /= 10;
-    }
-    Some(ms)
-}
-
-/// A read position in a line.
-struct Cursor<'a> {
-    rest: &'a str,
-}
-
-impl<'a> Cursor<'a> {
-    /// The next space-separated word.
-    fn word(&mut self) -> Option<&'a str> {
-        let s = self.rest.trim_start_matches(' ');
-        if s.is_empty() {
-            return None;
-        }
-        let end = s.find(' ').unwrap_or(s.len());
-        self.rest = &s[end..];
-        Some(&s[..end])
-    }
-
-    /// Skips one `"..."` field. nginx escapes `"` as `\x22` (or `\"` with
-    /// `escape=json`), so the field ends at the first unescaped quote.
-    fn quoted(&mut self, field: &'static str) -> Result<(), ProxyLogError> {
-        let s = self.rest.trim_start_matches(' ');
-        let Some(body) = s.strip_prefix('"') else {
-            return Err(bad(field, "missing opening quote"));
-        };
-        let mut escaped = false;
-        for (i, c) in body.char_indices() {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => {
-                    self.rest = &body[i + 1..];
-                    return Ok(());
-                }
-                _ => {}
-            }
-        }
-        Err(bad(field, "missing closing quote"))
-    }
-
-    /// One `[...]` field; returns its content.
-    fn bracketed(&mut self, field: &'static str) -> Result<&'a str, ProxyLogError> {
-        let s = self.rest.trim_start_matches(' ');
-        let Some(body) = s.strip_prefix('[') else {
-            return Err(bad(field, "missing `[`"));
-        };
-        let end = body.find(']').ok_or_else(|| bad(field, "missing `]`"))?;
-        self.rest = &body[end + 1..];
-        Ok(&body[..end])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxylog::parse_line;
     use proptest::prelude::*;
 
     /// One upstream try: address, port, status, response time (ms).
@@ -382,7 +197,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.format, LogFormat::Combined);
-        assert_eq!(e.client, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(e.client, Some("127.0.0.1".parse::<IpAddr>().unwrap()));
         assert_eq!(e.status, 200);
         assert_eq!(e.at_ns, 971_211_336_000_000_000);
         assert!(!e.precise_time);
@@ -508,7 +323,7 @@ mod tests {
             r#"2001:db8::1 - - [25/Nov/2026:07:19:14 +0100] "GET / HTTP/2.0" 502 150 "-" "h2load" 40 0.010 [shop-web-80] [] [fd00::12]:8080 0 0.010 502 ff"#,
         )
         .unwrap();
-        assert_eq!(e.client, "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(e.client, Some("2001:db8::1".parse::<IpAddr>().unwrap()));
         assert_eq!(e.upstream_addrs, vec![sa("[fd00::12]:8080")]);
         assert_eq!(e.at_ns, 1_795_587_554_000_000_000);
     }
@@ -567,6 +382,7 @@ mod tests {
 
     #[test]
     fn seconds_to_ms() {
+        use crate::proxylog::parse_ms;
         assert_eq!(parse_ms("0.000"), Some(0));
         assert_eq!(parse_ms("1.5"), Some(1500));
         assert_eq!(parse_ms("12"), Some(12_000));
@@ -621,7 +437,7 @@ mod tests {
             let e = parse_line(&line).unwrap();
             prop_assert_eq!(e.at_ns, secs * 1_000_000_000);
             prop_assert_eq!(e.status, status);
-            prop_assert_eq!(e.client, IpAddr::from(client));
+            prop_assert_eq!(e.client, Some(IpAddr::from(client)));
             let want_addrs: Vec<SocketAddr> = tries.iter().map(|(ip, p, _, _)| SocketAddr::new(IpAddr::from(*ip), *p)).collect();
             prop_assert_eq!(e.upstream_addrs, want_addrs);
             let want_st: Vec<Option<u16>> = tries.iter().map(|t| Some(t.2)).collect();

@@ -1,0 +1,120 @@
+//! The proxies' logged 5xx, kept briefly: a peeked 5xx learns from its
+//! line (its twin) the tries and the proxy's words the kernel cannot see,
+//! and a logged answer finds its own words again when its verdict is made.
+
+use super::claims::same_answer;
+use super::words::Words;
+use super::SeenAnswer;
+use crate::explain::config::SECOND;
+use crate::explain::verdict::HttpAnswer;
+use crate::model::Evidence;
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+
+/// Lines kept at most.
+const MAX_LINES: usize = 8192;
+
+/// One logged 5xx.
+#[derive(Clone, Debug)]
+pub(super) struct LoggedLine {
+    pub client: Option<IpAddr>,
+    pub status: u16,
+    /// `namespace/name` of the proxy pod.
+    pub pod: Option<String>,
+    /// The logged time, and the end of its slack.
+    pub from_ns: i64,
+    pub to_ns: i64,
+    /// The upstream it tried last among the failed ones, with its status.
+    pub upstream: Option<SocketAddr>,
+    pub upstream_status: Option<u16>,
+    /// Every try the line lists as failed, in order.
+    pub failed_tries: Vec<SocketAddr>,
+    pub evidence: Evidence,
+    pub words: Option<Words>,
+    /// A peeked answer took it as its twin.
+    taken: bool,
+}
+
+impl LoggedLine {
+    pub fn new(
+        a: &HttpAnswer,
+        client: Option<IpAddr>,
+        upstream: Option<(SocketAddr, Option<u16>)>,
+        words: Option<Words>,
+    ) -> Option<LoggedLine> {
+        Some(LoggedLine {
+            client,
+            status: a.http_status,
+            pod: a.proxy_pod.clone(),
+            from_ns: a.first_ns,
+            to_ns: a.at_ns,
+            upstream: upstream.map(|(u, _)| u),
+            upstream_status: upstream.and_then(|(_, s)| s),
+            failed_tries: a.failed_tries.clone(),
+            evidence: a.evidence.first()?.clone(),
+            words,
+            taken: false,
+        })
+    }
+}
+
+/// See the module's doc.
+#[derive(Default)]
+pub(super) struct LoggedLines(VecDeque<LoggedLine>);
+
+impl LoggedLines {
+    pub fn push(&mut self, l: LoggedLine) {
+        if self.0.len() >= MAX_LINES {
+            self.0.pop_front();
+        }
+        self.0.push_back(l);
+    }
+
+    /// The line of peeked answer `a` (`client`, `status` at `at_ns`): the
+    /// nearest in time to the same client with the same status (a load
+    /// balancer in front makes the client address alone ambiguous). It is
+    /// used up; older lines are forgotten.
+    pub fn take_twin(&mut self, a: &HttpAnswer, window: i64) -> Option<LoggedLine> {
+        while self
+            .0
+            .front()
+            .is_some_and(|l| l.to_ns < a.at_ns - 10 * SECOND)
+        {
+            self.0.pop_front();
+        }
+        let peeked = SeenAnswer {
+            client: a.client,
+            status: a.http_status,
+            at_ns: a.at_ns,
+            logged: false,
+        };
+        let best = self
+            .0
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                !l.taken && same_answer(&peeked, l.client, l.status, l.from_ns - window, l.to_ns)
+            })
+            .min_by_key(|(_, l)| (l.from_ns - a.at_ns).abs())
+            .map(|(i, _)| i)?;
+        let twin = &mut self.0[best];
+        twin.taken = true;
+        Some(twin.clone())
+    }
+
+    /// The words of logged answer `a`'s own line.
+    pub fn words_of(&self, a: &HttpAnswer) -> Option<Words> {
+        let evidence = a.evidence.first()?;
+        self.0
+            .iter()
+            .rev()
+            .find(|l| {
+                l.from_ns == a.first_ns
+                    && l.status == a.http_status
+                    && l.pod == a.proxy_pod
+                    && l.evidence == *evidence
+            })?
+            .words
+            .clone()
+    }
+}

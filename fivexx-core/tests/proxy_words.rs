@@ -1,0 +1,418 @@
+//! The engine on Envoy's and HAProxy's words: response flags and
+//! termination states join, sharpen or rule out a kernel failure, `UH` and
+//! `<NOSRV>` are "no endpoints" evidence, and retries are counted. Each
+//! rule has a near-miss that must stay unexplained.
+
+use fivexx_core::capture::{CaptureHeader, CaptureReader, CaptureWriter, Record, WriteOptions};
+use fivexx_core::explain::{explain_all, Cause, Confidence, ExplainConfig, FailureKind, Verdict};
+use fivexx_core::model::{Fact, ProxyLogFact};
+use fivexx_core::proxylog::parse_line;
+use fivexx_core::synth::{ip4, Synth, SynthPod, MS, SECOND, T0};
+use fivexx_core::{ExitStatus, FourTuple};
+use std::net::IpAddr;
+
+fn proxy() -> IpAddr {
+    ip4(10, 1, 0, 10)
+}
+
+fn client() -> IpAddr {
+    ip4(192, 168, 0, 7)
+}
+
+/// A pod of deployment/api on node-2, started long before T0.
+fn old_pod(s: &mut Synth, n: u32) -> SynthPod {
+    let p = Synth::pod_spec("api", n, "node-2");
+    s.start_pod(&p, T0 - 600 * SECOND, 2 * SECOND);
+    p
+}
+
+/// Deleted at T0, SIGTERM, exits after 1.5 s, not ready after 3 s.
+fn graceful_termination(s: &mut Synth, p: &SynthPod) {
+    s.delete(p, T0, 30);
+    s.sigterm(p, T0 + 10 * MS, false);
+    s.exit(
+        p,
+        T0 + 1500 * MS,
+        ExitStatus {
+            code: Some(0),
+            signal: None,
+            core_dumped: false,
+        },
+    );
+    s.endpoint_not_ready(p, T0 + 3 * SECOND);
+}
+
+fn answer_verdict<'a>(vs: &'a [Verdict], t: &FourTuple) -> &'a Verdict {
+    vs.iter()
+        .find(|v| v.failure.answer().and_then(|a| a.tuple) == Some(*t))
+        .unwrap_or_else(|| panic!("no verdict for {t}: {vs:#?}"))
+}
+
+fn says(v: &Verdict, text: &str) -> bool {
+    v.evidence.iter().any(|e| e.fact.to_string().contains(text))
+}
+
+/// Envoy's 503 UF joins the refused connect behind it, peeked or only
+/// logged, and the evidence carries the flag and the upstream host.
+#[test]
+fn envoy_503_uf_joins_its_refused_connect() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 1);
+    graceful_termination(&mut s, &p);
+    s.refused("node-1", proxy(), p.ip, T0 + 500 * MS, Some("node-2"));
+    let peeked = s.http_5xx("node-1", proxy(), client(), 51000, T0 + 501 * MS, 503);
+    s.envoy_log("node-1", client(), T0 + 501 * MS, 503, "UF", Some(p.ip));
+    // Logged only (TLS to the client).
+    s.refused("node-1", proxy(), p.ip, T0 + 900 * MS, Some("node-2"));
+    s.envoy_log("node-1", client(), T0 + 901 * MS, 503, "UF", Some(p.ip));
+    let (vs, m) = explain_all(&s.sorted(), ExplainConfig::default());
+    assert_eq!(vs.len(), 2, "{vs:#?}");
+    let words = format!("Envoy: 503 UF upstream {}:8080", p.ip);
+    let v = answer_verdict(&vs, &peeked);
+    assert_eq!(v.cause, Cause::EndpointLagNetnsAlive, "{v:#?}");
+    assert_eq!(v.confidence, Confidence::High);
+    assert!(says(v, &words), "{v:#?}");
+    let logged = vs
+        .iter()
+        .find(|v| v.failure.kind() == FailureKind::Http5xxLogged)
+        .unwrap();
+    assert_eq!(logged.cause, Cause::EndpointLagNetnsAlive, "{logged:#?}");
+    assert!(says(logged, &words), "{logged:#?}");
+    assert!(says(logged, "access log of envoy-gateway-system/envoy-1"));
+    assert_eq!(m.stats.http.confirmed_by_log, 1);
+    assert_eq!(m.stats.http.hidden_by_retry.values().sum::<u64>(), 0);
+}
+
+/// A Service with no ready endpoint: Envoy's 503 UH is "no endpoints",
+/// never the endpoint lag of the refusal just before it (that refusal was
+/// another request's: UH made no upstream connection). Near-miss: a UH
+/// while the Service had ready endpoints stays unexplained, and says why.
+#[test]
+fn envoy_503_uh_is_no_endpoints_never_endpoint_lag() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 2);
+    graceful_termination(&mut s, &p);
+    // A refusal right before each 503 (endpoint lag, another request's).
+    s.refused("node-1", proxy(), p.ip, T0 + 3400 * MS, Some("node-2"));
+    let during = s.http_5xx("node-1", proxy(), client(), 51000, T0 + 3500 * MS, 503);
+    s.envoy_log("node-1", client(), T0 + 3500 * MS, 503, "UH", None);
+    let mut q = Synth::new();
+    let a = old_pod(&mut q, 3);
+    let _healthy = old_pod(&mut q, 4);
+    graceful_termination(&mut q, &a);
+    q.refused("node-1", proxy(), a.ip, T0 + 400 * MS, Some("node-2"));
+    let ready = q.http_5xx("node-1", proxy(), client(), 51001, T0 + 500 * MS, 503);
+    q.envoy_log("node-1", client(), T0 + 500 * MS, 503, "UH", None);
+
+    let vs = explain_all(&s.sorted(), ExplainConfig::default()).0;
+    let v = answer_verdict(&vs, &during);
+    assert_eq!(v.cause, Cause::NoEndpoints, "{v:#?}");
+    assert!(says(v, "Envoy: 503 UH no upstream host"), "{v:#?}");
+    assert!(says(v, "shop/api had 0 ready endpoints"), "{v:#?}");
+    assert_eq!(v.failure.answer().unwrap().upstream_failures, 0);
+
+    let (vs, m) = explain_all(&q.sorted(), ExplainConfig::default());
+    let v = answer_verdict(&vs, &ready);
+    assert_eq!(v.cause, Cause::Unexplained, "{v:#?}");
+    assert!(
+        v.note
+            .as_deref()
+            .unwrap()
+            .contains("Envoy chose no upstream (UH)"),
+        "{v:#?}"
+    );
+    // The refusal is not this 503's: no answer claimed it, so the peeked
+    // proxy retried it.
+    assert_eq!(
+        m.stats
+            .http
+            .hidden_by_retry
+            .get(&Cause::EndpointLagNetnsAlive),
+        Some(&1)
+    );
+}
+
+/// The app's own 503 through a healthy upstream connection (flags `-`)
+/// stays unexplained even with an unclaimed refusal of the same proxy
+/// just before it; the same 503 without the log would take it.
+#[test]
+fn an_apps_own_503_with_no_flag_stays_unexplained() {
+    let build = |with_log: bool| {
+        let mut s = Synth::new();
+        let p = old_pod(&mut s, 5);
+        let healthy = old_pod(&mut s, 6);
+        graceful_termination(&mut s, &p);
+        s.refused("node-1", proxy(), p.ip, T0 + 500 * MS, Some("node-2"));
+        let t = s.http_5xx("node-1", proxy(), client(), 51000, T0 + 520 * MS, 503);
+        if with_log {
+            s.envoy_log(
+                "node-1",
+                client(),
+                T0 + 520 * MS,
+                503,
+                "-",
+                Some(healthy.ip),
+            );
+        }
+        (explain_all(&s.sorted(), ExplainConfig::default()).0, t)
+    };
+    let (vs, t) = build(true);
+    let v = answer_verdict(&vs, &t);
+    assert_eq!(v.cause, Cause::Unexplained, "{v:#?}");
+    assert!(v.note.as_deref().unwrap().contains("answered 503 itself"));
+    assert!(says(v, "Envoy: 503 - upstream"), "{v:#?}");
+    let (vs, t) = build(false);
+    assert_eq!(answer_verdict(&vs, &t).cause, Cause::EndpointLagNetnsAlive);
+}
+
+/// A closed connection (`SH`, `UC`) joins the reset pooled connection,
+/// not the refused connect that came later; a timeout (`UT`) joins
+/// neither.
+#[test]
+fn flags_pick_the_failure_they_describe() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 7);
+    graceful_termination(&mut s, &p);
+    s.reset("node-1", proxy(), p.ip, T0 + 300 * MS, Some("node-2"));
+    s.refused("node-1", proxy(), p.ip, T0 + 305 * MS, Some("node-2"));
+    let sh = s.http_5xx("node-1", proxy(), client(), 51000, T0 + 310 * MS, 502);
+    s.haproxy_log(
+        "node-1",
+        client(),
+        T0 + 310 * MS,
+        502,
+        "SH--",
+        "SRV_1",
+        0,
+        false,
+        10,
+    );
+    // UT: a slow upstream; the refusal nearby is not its failure.
+    s.refused("node-1", proxy(), p.ip, T0 + 990 * MS, Some("node-2"));
+    let ut = s.http_5xx("node-1", proxy(), client(), 51001, T0 + SECOND, 504);
+    s.envoy_log("node-1", client(), T0 + SECOND, 504, "UT", Some(p.ip));
+    let (vs, _) = explain_all(&s.sorted(), ExplainConfig::default());
+    let v = answer_verdict(&vs, &sh);
+    assert_eq!(v.cause, Cause::KeepAliveRace, "{v:#?}");
+    assert_eq!(
+        v.failure.answer().unwrap().upstream_kind,
+        Some(FailureKind::Reset)
+    );
+    assert!(
+        says(v, "HAProxy: 502 SH-- server shop-api-8080/SRV_1"),
+        "{v:#?}"
+    );
+    let v = answer_verdict(&vs, &ut);
+    assert_eq!(v.cause, Cause::Unexplained, "{v:#?}");
+    assert!(
+        v.note.as_deref().unwrap().contains("timed out waiting"),
+        "{v:#?}"
+    );
+    // Both refusals stand alone (not hidden: the proxy answered 5xx to
+    // other requests, but these were no answer's).
+    let refused = vs
+        .iter()
+        .filter(|v| v.failure.kind() == FailureKind::Refused)
+        .count();
+    assert_eq!(refused, 0, "a peeked proxy's unclaimed failures are hidden");
+}
+
+/// A flag that disagrees with the kernel does not override it: HAProxy
+/// says SC (refused) but the kernel saw only a reset from the proxy: the
+/// kernel's failure is kept, at medium confidence, with a note.
+#[test]
+fn a_disagreeing_flag_keeps_the_kernels_account() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 8);
+    graceful_termination(&mut s, &p);
+    s.reset("node-1", proxy(), p.ip, T0 + 300 * MS, Some("node-2"));
+    let t = s.http_5xx("node-1", proxy(), client(), 51000, T0 + 301 * MS, 503);
+    s.haproxy_log(
+        "node-1",
+        client(),
+        T0 + 301 * MS,
+        503,
+        "SC--",
+        "SRV_1",
+        0,
+        false,
+        1,
+    );
+    let vs = explain_all(&s.sorted(), ExplainConfig::default()).0;
+    let v = answer_verdict(&vs, &t);
+    assert_eq!(v.cause, Cause::KeepAliveRace, "{v:#?}");
+    assert_eq!(v.confidence, Confidence::Medium);
+    assert!(
+        v.note.as_deref().unwrap().contains("HAProxy logged SC--"),
+        "{v:#?}"
+    );
+}
+
+/// HAProxy's `%rc`: a 503 after 2 retries stands for 3 failed connects
+/// (none hidden); a 200 after a redispatch stands for 1 hidden one, also
+/// for a proxy that is not peeked (the log's count is the only account).
+#[test]
+fn haproxy_retries_are_claimed_or_hidden() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 9);
+    graceful_termination(&mut s, &p);
+    for k in 0..3 {
+        s.refused(
+            "node-1",
+            proxy(),
+            p.ip,
+            T0 + 300 * MS + k * SECOND,
+            Some("node-2"),
+        );
+    }
+    let t = s.http_5xx("node-1", proxy(), client(), 51000, T0 + 2301 * MS, 503);
+    s.haproxy_log(
+        "node-1",
+        client(),
+        T0 + 2301 * MS,
+        503,
+        "SC--",
+        "SRV_1",
+        2,
+        false,
+        2002,
+    );
+    // Another HAProxy, not peeked: redispatched into a 200.
+    let other = ip4(10, 1, 0, 11);
+    s.refused("node-1", other, p.ip, T0 + 2500 * MS, Some("node-2"));
+    s.haproxy_log(
+        "node-1",
+        client(),
+        T0 + 2502 * MS,
+        200,
+        "----",
+        "SRV_2",
+        1,
+        true,
+        2,
+    );
+    let (vs, m) = explain_all(&s.sorted(), ExplainConfig::default());
+    let v = answer_verdict(&vs, &t);
+    assert_eq!(v.cause, Cause::EndpointLagNetnsAlive, "{v:#?}");
+    assert_eq!(v.failure.answer().unwrap().upstream_failures, 3, "{v:#?}");
+    assert!(
+        says(
+            v,
+            "HAProxy: 503 SC-- server shop-api-8080/SRV_1 after 2 retries"
+        ),
+        "{v:#?}"
+    );
+    let http = &m.stats.http;
+    assert_eq!(http.retried_in_log, 1, "{http:?}");
+    assert_eq!(
+        http.hidden_by_retry.get(&Cause::EndpointLagNetnsAlive),
+        Some(&1),
+        "{http:?}"
+    );
+    assert_eq!(vs.len(), 1, "{vs:#?}");
+}
+
+/// Envoy's `URX,UF` with Istio's 2 retries to one upstream (backoff
+/// 25–250 ms): the 503 claims its 3 connects; without the log, the
+/// same-host tries are not a chain, and 2 count as hidden. A peeked
+/// Envoy's retried success logs nothing: its failure counts as hidden.
+#[test]
+fn envoy_retries_are_claimed_by_urx_and_hidden_on_success() {
+    let build = |with_log: bool| {
+        let mut s = Synth::new();
+        let p = old_pod(&mut s, 10);
+        graceful_termination(&mut s, &p);
+        for k in [0, 40, 130] {
+            s.refused("node-1", proxy(), p.ip, T0 + (300 + k) * MS, Some("node-2"));
+        }
+        let t = s.http_5xx("node-1", proxy(), client(), 51000, T0 + 431 * MS, 503);
+        if with_log {
+            s.envoy_log("node-1", client(), T0 + 431 * MS, 503, "URX,UF", Some(p.ip));
+        }
+        // Retried into a 200 later on (Envoy's line has no flag).
+        s.refused("node-1", proxy(), p.ip, T0 + 2 * SECOND, Some("node-2"));
+        s.envoy_log("node-1", client(), T0 + 2030 * MS, 200, "-", Some(p.ip));
+        let (vs, m) = explain_all(&s.sorted(), ExplainConfig::default());
+        let v = answer_verdict(&vs, &t).clone();
+        (
+            v,
+            m.stats.http.hidden_by_retry.values().sum::<u64>(),
+            m.stats.http.retried_in_log,
+        )
+    };
+    let (v, hidden, in_log) = build(true);
+    assert_eq!(v.failure.answer().unwrap().upstream_failures, 3, "{v:#?}");
+    assert!(says(&v, "Envoy: 503 URX,UF upstream"), "{v:#?}");
+    assert_eq!((hidden, in_log), (1, 0));
+    let (v, hidden, _) = build(false);
+    assert_eq!(v.failure.answer().unwrap().upstream_failures, 1);
+    assert_eq!(hidden, 3);
+}
+
+/// Envoy's 503 UC for an upstream OOM-killed mid-request: no failed
+/// connection (a FIN), but the log names the upstream: OOM kill.
+/// Near-miss: the same 503 with flag UF is not a closed connection.
+#[test]
+fn envoy_503_uc_from_a_killed_upstream_is_its_death() {
+    let build = |flags: &str| {
+        let mut s = Synth::new();
+        let p = old_pod(&mut s, 11);
+        s.oom(&p, T0 + SECOND);
+        let t = s.http_5xx(
+            "node-1",
+            proxy(),
+            client(),
+            51000,
+            T0 + SECOND + 5 * MS,
+            503,
+        );
+        s.envoy_log(
+            "node-1",
+            client(),
+            T0 + SECOND + 5 * MS,
+            503,
+            flags,
+            Some(p.ip),
+        );
+        answer_verdict(&explain_all(&s.sorted(), ExplainConfig::default()).0, &t).clone()
+    };
+    let v = build("UC");
+    assert_eq!(v.cause, Cause::OomKill, "{v:#?}");
+    assert_eq!(v.confidence, Confidence::Medium);
+    assert!(says(&v, "Envoy: 503 UC upstream"), "{v:#?}");
+    assert_eq!(build("UF").cause, Cause::Unexplained);
+}
+
+/// Envoy and HAProxy facts survive a capture (format 1.4's fields), and
+/// a line with no client reads back as no client.
+#[test]
+fn envoy_and_haproxy_facts_round_trip_through_a_capture() {
+    let facts: Vec<Fact> = [
+        r#"[2026-12-02T05:51:13.634Z] "GET /x HTTP/1.1" 503 URX,UF 0 121 67 - "-" "ua" "id" "host" "10.244.0.12:8080""#,
+        r#"{"start_time":"2026-12-02T05:51:13.634Z","response_code":503,"response_flags":"UC","duration":0,"upstream_host":"10.244.0.12:8080","upstream_cluster":"c","upstream_local_address":"10.1.0.10:41234","downstream_remote_address":"10.1.0.7:5000"}"#,
+        r#"10.1.0.7:40772 [02/Dec/2026:05:51:38.388] http shop-web-8080/SRV_1 0/0/-1/-1/2002 503 217 - - SC-- 1/1/0/0/+2 0/0 "GET /x HTTP/1.1""#,
+    ]
+    .iter()
+    .map(|l| Fact::ProxyLog(ProxyLogFact::new("gw", "p-1", Some("node-1"), parse_line(l).unwrap())))
+    .collect();
+    if let Fact::ProxyLog(l) = &facts[0] {
+        assert_eq!(l.client, None);
+    }
+    let h = CaptureHeader {
+        tool_version: "test 0".into(),
+        ..Default::default()
+    };
+    let mut w = CaptureWriter::new(Vec::new(), &h, WriteOptions::default()).unwrap();
+    for f in &facts {
+        w.write_fact(f).unwrap();
+    }
+    let bytes = w.finish(1).unwrap();
+    let mut r = CaptureReader::new(&bytes[..]).unwrap();
+    let mut back = Vec::new();
+    while let Some(rec) = r.next_record().unwrap() {
+        if let Record::Fact(f) = rec {
+            back.push(f);
+        }
+    }
+    assert_eq!(back, facts);
+}
