@@ -93,11 +93,14 @@ pub struct SessionFlags {
     /// first 16 bytes of a response only; plain HTTP/1.x only).
     #[arg(long)]
     pub no_http_peek: bool,
-    /// Also follow the nginx proxy pods' access logs through the API
-    /// (ingress-nginx's default `upstreaminfo` or nginx's `combined`
-    /// format) and join each answer's status and upstream to the kernel
-    /// facts: it sees TLS and HTTP/2 answers the peek cannot. Needs `get`
-    /// on `pods/log` in the proxies' namespaces.
+    /// Also follow the proxy pods' access logs through the API and join
+    /// each answer's status, upstream and the proxy's own words to the
+    /// kernel facts: it sees TLS and HTTP/2 answers the peek cannot.
+    /// Default formats are read: ingress-nginx's `upstreaminfo` and
+    /// nginx's `combined`; Envoy's, Istio's and Envoy Gateway's (response
+    /// flags such as UF, UC, UH); HAProxy's `option httplog` (termination
+    /// state, retries). Needs `get` on `pods/log` in the proxies'
+    /// namespaces.
     #[arg(long)]
     pub proxy_logs: bool,
 }

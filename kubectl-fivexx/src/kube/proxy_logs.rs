@@ -4,16 +4,21 @@
 //!
 //! Why: the kernel peek reads the status line of plain HTTP/1.x answers
 //! only. TLS and HTTP/2 client connections cannot be peeked, but the proxy
-//! logs every answer with its status and the upstream(s) it tried. Only
-//! nginx-based proxies are followed (ingress-nginx's `upstreaminfo` and
-//! nginx's `combined` are the formats parsed); a line in another format is
-//! counted and reported once at the end, never fatal. A denied `pods/log`
-//! is one warning line, and the session goes on without logs.
+//! logs every answer with its status and the upstream(s) it tried, and
+//! Envoy and HAProxy add their own word for what went wrong. The proxies
+//! whose default formats are parsed are followed: nginx-based ones
+//! (ingress-nginx's `upstreaminfo`, nginx's `combined`), Envoy-based ones
+//! (Envoy Gateway, Istio, Contour: Envoy's, Istio's and Envoy Gateway's
+//! default formats) and HAProxy's ingress controllers (`option httplog`).
+//! The format is detected per line; a line in another format is counted
+//! and reported once at the end, never fatal, and the proxy's own log
+//! (Envoy's, HAProxy's notices) is skipped. A denied `pods/log` is one
+//! warning line, and the session goes on without logs.
 
 use std::time::Duration;
 
 use fivexx_core::model::{Fact, ProxyLogFact};
-use fivexx_core::proxylog::{parse_line, ProxyLogError};
+use fivexx_core::proxylog::{parse_line, LogFormat, ProxyKind, ProxyLogError};
 use futures::AsyncBufReadExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams};
@@ -33,39 +38,107 @@ pub struct ProxyPod {
     pub node: Option<String>,
     /// Needed when the pod has several containers.
     pub container: Option<String>,
+    /// The proxy its labels name (its lines' format is detected per line).
+    pub kind: ProxyKind,
 }
 
+/// Label keys that name the proxy.
+const NAME_KEYS: [&str; 2] = ["app.kubernetes.io/name", "app"];
+
 impl ProxyPod {
-    /// The pod as a followed proxy, if its proxy label names an
-    /// nginx-based one (ingress-nginx, nginx-ingress): other proxies log in
-    /// formats this parser does not read.
-    pub fn nginx(pod: &Pod) -> Option<ProxyPod> {
+    /// The pod as a followed proxy, if its labels name one whose log format
+    /// is parsed, with the container that writes its access log:
+    /// - Envoy: Envoy Gateway (`gateway.envoyproxy.io/owning-gateway-name`,
+    ///   container `envoy`), Istio (`istio=ingressgateway`, or a Gateway
+    ///   API pod with container `istio-proxy`), Contour (`app=envoy`,
+    ///   `app.kubernetes.io/component=envoy`, container `envoy`);
+    /// - HAProxy: haproxytech's Kubernetes Ingress (`app.kubernetes.io/name=
+    ///   kubernetes-ingress`, container `kubernetes-ingress-controller`,
+    ///   where HAProxy itself runs), jcmoraisjr's `haproxy-ingress`;
+    /// - nginx: ingress-nginx, NGINX Inc.'s `nginx-ingress`, NGINX Gateway
+    ///   Fabric (container `nginx`).
+    ///
+    /// Traefik and Kong log in formats this parser does not read: their
+    /// pods are traced and peeked, not followed.
+    pub fn of(pod: &Pod) -> Option<ProxyPod> {
         let m = &pod.metadata;
         let labels = m.labels.as_ref()?;
-        let is_nginx = ["app.kubernetes.io/name", "app"]
-            .iter()
-            .filter_map(|k| labels.get(*k))
-            .any(|v| v.contains("nginx"));
-        if !is_nginx {
-            return None;
-        }
         let spec = pod.spec.as_ref();
         let containers: Vec<&str> = spec
             .map(|s| s.containers.iter().map(|c| c.name.as_str()).collect())
             .unwrap_or_default();
-        let container = (containers.len() > 1).then(|| {
-            containers
+        let named = |want: &[&str]| {
+            NAME_KEYS
                 .iter()
-                .find(|c| **c == "controller")
-                .or_else(|| containers.iter().find(|c| c.contains("nginx")))
-                .unwrap_or(&containers[0])
-                .to_string()
-        });
+                .filter_map(|k| labels.get(*k))
+                .any(|v| want.iter().any(|w| v == w))
+        };
+        let has = |c: &str| containers.contains(&c);
+        let gateway_api = labels.contains_key("gateway.networking.k8s.io/gateway-name");
+        let (kind, preferred): (ProxyKind, &[&str]) = if named(&["traefik", "kong"]) {
+            return None;
+        } else if labels.contains_key("gateway.envoyproxy.io/owning-gateway-name")
+            || labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str)
+                == Some("envoy-gateway")
+            || labels.get("istio").map(String::as_str) == Some("ingressgateway")
+            || labels
+                .get("app.kubernetes.io/component")
+                .map(String::as_str)
+                == Some("envoy")
+            || named(&["envoy", "istio-ingressgateway"])
+            || (gateway_api && (has("envoy") || has("istio-proxy")))
+        {
+            (ProxyKind::Envoy, &["envoy", "istio-proxy"])
+        } else if named(&["kubernetes-ingress", "haproxy-ingress"]) {
+            (
+                ProxyKind::Haproxy,
+                &[
+                    "kubernetes-ingress-controller",
+                    "haproxy-ingress",
+                    "haproxy",
+                ],
+            )
+        } else if named(&[
+            "ingress-nginx",
+            "nginx-ingress",
+            "nginx-gateway",
+            "nginx-gateway-fabric",
+        ]) || (gateway_api && has("nginx"))
+            || NAME_KEYS
+                .iter()
+                .filter_map(|k| labels.get(*k))
+                .any(|v| v.contains("nginx") && (v.contains("ingress") || v.contains("gateway")))
+        {
+            (ProxyKind::Nginx, &["controller", "nginx"])
+        } else {
+            return None;
+        };
+        let container = if containers.len() > 1 {
+            let pick = preferred
+                .iter()
+                .find(|p| has(p))
+                .copied()
+                .or_else(|| {
+                    let word = match kind {
+                        ProxyKind::Envoy => "envoy",
+                        ProxyKind::Haproxy => "haproxy",
+                        ProxyKind::Nginx => "nginx",
+                    };
+                    containers.iter().find(|c| c.contains(word)).copied()
+                })
+                .unwrap_or(containers[0]);
+            Some(pick.to_string())
+        } else {
+            None
+        };
         Some(ProxyPod {
             namespace: m.namespace.clone()?,
             name: m.name.clone()?,
             node: spec.and_then(|s| s.node_name.clone()),
             container,
+            kind,
         })
     }
 
@@ -82,6 +155,8 @@ pub enum LogInput {
     Unparsed {
         error: ProxyLogError,
     },
+    /// The proxy's own log (not an access log): skipped.
+    OwnLog,
     /// `pods/log` is forbidden: one line, already worded.
     Forbidden(String),
     /// A follower gave up (pod gone).
@@ -299,6 +374,7 @@ fn to_input(line: &str, pod: &ProxyPod, seen: &mut Seen) -> Option<LogInput> {
             pod.node.as_deref(),
             entry,
         ))),
+        Err(ProxyLogError::NotAccessLog) => LogInput::OwnLog,
         Err(error) => LogInput::Unparsed { error },
     })
 }
@@ -311,6 +387,8 @@ pub struct LogTally {
     pub lines: u64,
     pub fivexx: u64,
     unparsed: u64,
+    /// The proxies' own log lines, skipped.
+    own: u64,
     /// The first parse error (names a field, never the line's content).
     example: Option<String>,
     forbidden: bool,
@@ -340,6 +418,10 @@ impl LogTally {
                 self.example.get_or_insert_with(|| error.to_string());
                 None
             }
+            LogInput::OwnLog => {
+                self.own += 1;
+                None
+            }
             LogInput::Forbidden(line) => {
                 if !self.forbidden {
                     self.forbidden = true;
@@ -361,9 +443,11 @@ impl LogTally {
             self.lines, self.pods, self.fivexx
         )];
         if self.unparsed > 0 {
+            let formats: Vec<&str> = LogFormat::ALL.iter().map(|f| f.name()).collect();
             out.push(format!(
-                "warning: {} proxy log line(s) not parsed (not nginx `combined` nor ingress-nginx `upstreaminfo`?), e.g. {}",
+                "warning: {} proxy log line(s) not parsed (none of the default formats: {}), e.g. {}",
                 self.unparsed,
+                formats.join(", "),
                 self.example.as_deref().unwrap_or("?")
             ));
         }
@@ -449,25 +533,172 @@ mod tests {
 
     #[test]
     fn only_nginx_proxies_are_followed_with_their_container() {
-        let p = ProxyPod::nginx(&pod(
+        let p = ProxyPod::of(&pod(
             &[("app.kubernetes.io/name", "ingress-nginx")],
             &["controller"],
         ))
         .unwrap();
         assert_eq!(p.container, None);
         assert_eq!(p.node.as_deref(), Some("node-1"));
-        let p = ProxyPod::nginx(&pod(
+        let p = ProxyPod::of(&pod(
             &[("app", "nginx-ingress")],
             &["sidecar", "controller"],
         ))
         .unwrap();
         assert_eq!(p.container.as_deref(), Some("controller"));
-        assert!(ProxyPod::nginx(&pod(&[("app", "traefik")], &["traefik"])).is_none());
+        assert_eq!(p.kind, ProxyKind::Nginx);
+        assert!(ProxyPod::of(&pod(&[("app", "traefik")], &["traefik"])).is_none());
+    }
+
+    /// Pods shaped as each controller deploys its proxy: the right kind
+    /// and the container that writes the access log.
+    #[test]
+    fn envoy_and_haproxy_proxies_are_followed_with_their_container() {
+        for (labels, containers, kind, container) in [
+            // Envoy Gateway (and the lab's pod).
+            (
+                vec![
+                    ("app.kubernetes.io/name", "envoy"),
+                    ("app.kubernetes.io/component", "proxy"),
+                    ("app.kubernetes.io/managed-by", "envoy-gateway"),
+                    ("gateway.envoyproxy.io/owning-gateway-name", "eg"),
+                    ("gateway.envoyproxy.io/owning-gateway-namespace", "shop"),
+                ],
+                vec!["envoy", "shutdown-manager"],
+                ProxyKind::Envoy,
+                Some("envoy"),
+            ),
+            (
+                vec![("gateway.envoyproxy.io/owning-gateway-name", "eg")],
+                vec!["envoy"],
+                ProxyKind::Envoy,
+                None,
+            ),
+            // Istio: classic, and the Gateway API form.
+            (
+                vec![("app", "istio-ingressgateway"), ("istio", "ingressgateway")],
+                vec!["istio-proxy"],
+                ProxyKind::Envoy,
+                None,
+            ),
+            (
+                vec![("gateway.networking.k8s.io/gateway-name", "gw")],
+                vec!["istio-proxy", "sidecar"],
+                ProxyKind::Envoy,
+                Some("istio-proxy"),
+            ),
+            // Contour's Envoy (Bitnami and quickstart).
+            (
+                vec![
+                    ("app.kubernetes.io/name", "contour"),
+                    ("app.kubernetes.io/component", "envoy"),
+                ],
+                vec!["shutdown-manager", "envoy"],
+                ProxyKind::Envoy,
+                Some("envoy"),
+            ),
+            (
+                vec![("app", "envoy")],
+                vec!["envoy"],
+                ProxyKind::Envoy,
+                None,
+            ),
+            // HAProxy: haproxytech's chart (the lab's pod), jcmoraisjr's.
+            (
+                vec![
+                    ("app.kubernetes.io/name", "kubernetes-ingress"),
+                    ("app.kubernetes.io/instance", "haproxy-kubernetes-ingress"),
+                ],
+                vec!["kubernetes-ingress-controller"],
+                ProxyKind::Haproxy,
+                None,
+            ),
+            (
+                vec![("app.kubernetes.io/name", "haproxy-ingress")],
+                vec!["haproxy-ingress", "access-logs"],
+                ProxyKind::Haproxy,
+                Some("haproxy-ingress"),
+            ),
+            // NGINX Gateway Fabric 1.x and 2.x.
+            (
+                vec![("app.kubernetes.io/name", "nginx-gateway")],
+                vec!["nginx-gateway", "nginx"],
+                ProxyKind::Nginx,
+                Some("nginx"),
+            ),
+            (
+                vec![("gateway.networking.k8s.io/gateway-name", "gw")],
+                vec!["nginx"],
+                ProxyKind::Nginx,
+                None,
+            ),
+        ] {
+            let p =
+                ProxyPod::of(&pod(&labels, &containers)).unwrap_or_else(|| panic!("{labels:?}"));
+            assert_eq!(p.kind, kind, "{labels:?}");
+            assert_eq!(p.container.as_deref(), container, "{labels:?}");
+        }
+        for (labels, containers) in [
+            (
+                vec![("app.kubernetes.io/name", "kong")],
+                vec!["proxy", "ingress-controller"],
+            ),
+            (vec![("app", "web")], vec!["nginx"]),
+            (
+                vec![("app.kubernetes.io/name", "kubernetes-ingress-controller")],
+                vec!["ngrok"],
+            ),
+        ] {
+            assert!(
+                ProxyPod::of(&pod(&labels, &containers)).is_none(),
+                "{labels:?}"
+            );
+        }
+    }
+
+    /// Real Envoy and HAProxy lines are facts; Envoy's own log is skipped
+    /// without a warning; an unknown format is counted once.
+    #[test]
+    fn envoy_and_haproxy_lines_become_facts() {
+        let p = ProxyPod::of(&pod(
+            &[("gateway.envoyproxy.io/owning-gateway-name", "eg")],
+            &["envoy"],
+        ))
+        .unwrap();
+        let mut seen = Seen::since(0);
+        let mut tally = LogTally::new(1);
+        for line in [
+            "2026-12-02T05:51:14.000000001Z [2026-12-02T05:51:13.634Z] \"GET /secret HTTP/1.1\" 503 UF 0 98 0 - \"10.1.0.7\" \"ua\" \"id\" \"host\" \"10.244.0.12:8080\"\n",
+            "2026-12-02T05:51:14.000000002Z 10.1.0.7:40746 [02/Dec/2026:05:51:38.363] http shop-web-8080/SRV_1 0/0/-1/-1/0 503 217 - - SC-- 1/1/0/0/0 0/0 \"GET /secret HTTP/1.1\"\n",
+            "2026-12-02T05:51:14.000000003Z [2026-12-02 05:48:38.036][20811][warning][main] [source/server/server.cc:1059] no limit\n",
+            "2026-12-02T05:51:14.000000004Z time=\"2026-12-02T05:51:14Z\" level=info msg=secret\n",
+        ] {
+            if let Some(Fact::ProxyLog(f)) = to_input(line, &p, &mut seen).and_then(|i| tally.take(i)) {
+                let shown = fact_line(&f);
+                assert!(
+                    shown.contains("Envoy: 503 UF upstream 10.244.0.12:8080")
+                        || shown.contains("HAProxy: 503 SC-- server shop-web-8080/SRV_1"),
+                    "{shown}"
+                );
+                assert!(!shown.contains("secret"), "{shown}");
+            }
+        }
+        assert_eq!(
+            (tally.lines, tally.fivexx, tally.unparsed, tally.own),
+            (2, 2, 1, 1)
+        );
+        let report = tally.report().join("\n");
+        assert!(
+            report.contains("1 proxy log line(s) not parsed"),
+            "{report}"
+        );
+        assert!(report.contains("haproxy httplog"), "{report}");
+        assert!(!report.contains("secret"), "{report}");
     }
 
     #[test]
     fn lines_before_the_session_are_skipped_and_garbage_counted() {
-        let p = ProxyPod::nginx(&pod(&[("app", "ingress-nginx")], &["c"])).unwrap();
+        let p = ProxyPod::of(&pod(&[("app", "ingress-nginx")], &["c"])).unwrap();
         let line = |stamp: &str, status: u16| {
             format!("{stamp} 10.1.0.7 - - [25/Nov/2026:07:19:14 +0000] \"GET /p HTTP/1.1\" {status} 150 \"-\" \"wrk\" 75 0.001 [shop-web-80] [] 10.244.0.12:8080 0 0.001 {status} ab\n")
         };

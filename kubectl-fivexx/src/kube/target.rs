@@ -234,14 +234,56 @@ pub async fn resolve(
 
 /// Labels of well-known ingress controllers and proxies: their pods send
 /// the traffic that fails, so their nodes and addresses join the trace.
-pub const PROXY_SELECTORS: [&str; 2] = [
-    "app.kubernetes.io/name in (ingress-nginx,traefik,contour,envoy,haproxy-ingress,kong,istio-ingressgateway)",
+/// Each is the label the controller itself sets on its proxy pods:
+/// - `app.kubernetes.io/name`: ingress-nginx, Traefik, Kong (Helm charts),
+///   Contour (Bitnami's chart: `contour`, with `component=envoy` on Envoy),
+///   haproxytech's HAProxy Kubernetes Ingress (chart `kubernetes-ingress`),
+///   jcmoraisjr's `haproxy-ingress`, NGINX Gateway Fabric 1.x
+///   (`nginx-gateway`), Istio's classic gateway;
+/// - `app`: the same in older manifests (Contour's quickstart Envoy is
+///   `app=envoy`, NGINX Inc.'s `nginx-ingress`);
+/// - `gateway.envoyproxy.io/owning-gateway-name`: Envoy Gateway's proxies;
+/// - `gateway.networking.k8s.io/gateway-name`: any Gateway API
+///   implementation that labels the pods it deploys per Gateway as the
+///   Gateway API recommends (Istio, NGINX Gateway Fabric 2.x, kgateway);
+/// - `istio=ingressgateway`: Istio's classic ingress gateway;
+/// - `app.kubernetes.io/component=envoy`: Contour's Envoy (Bitnami, and
+///   the gateway provisioner).
+pub const PROXY_SELECTORS: [&str; 7] = [
+    "app.kubernetes.io/name in (ingress-nginx,traefik,contour,envoy,haproxy-ingress,kubernetes-ingress,kong,istio-ingressgateway,nginx-gateway,nginx-gateway-fabric)",
     "app in (ingress-nginx,nginx-ingress,traefik,envoy,haproxy-ingress,kong,istio-ingressgateway)",
+    "gateway.envoyproxy.io/owning-gateway-name",
+    "gateway.networking.k8s.io/gateway-name",
+    "istio=ingressgateway",
+    "app.kubernetes.io/component=envoy",
+    "app.kubernetes.io/managed-by=envoy-gateway",
 ];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether a pod's labels match one of [`PROXY_SELECTORS`] (what the API
+    /// server's list does, for the selector forms used there).
+    fn is_proxy_pod(labels: &std::collections::BTreeMap<String, String>) -> bool {
+        PROXY_SELECTORS
+            .iter()
+            .any(|sel| selector_matches(sel, labels))
+    }
+
+    /// One selector of the forms `key in (a,b)`, `key=value` or `key`.
+    fn selector_matches(sel: &str, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        if let Some((key, set)) = sel.split_once(" in (") {
+            let set = set.trim_end_matches(')');
+            return labels
+                .get(key)
+                .is_some_and(|v| set.split(',').any(|x| x == v));
+        }
+        match sel.split_once('=') {
+            Some((key, value)) => labels.get(key).is_some_and(|v| v == value),
+            None => labels.contains_key(sel),
+        }
+    }
 
     #[test]
     fn targets_parse_with_kubectl_aliases() {
@@ -269,6 +311,60 @@ mod tests {
         assert!(Target::parse(Some("web")).is_err());
         assert!(Target::parse(Some("cronjob/x")).is_err());
         assert!(Target::parse(Some("deploy/")).is_err());
+    }
+
+    /// Pods labelled as each controller labels its proxies (and as the
+    /// lab runs them) are proxies; an app that merely runs nginx is not.
+    #[test]
+    fn each_controllers_proxy_pods_are_selected() {
+        let labels = |kv: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        for pod in [
+            // Envoy Gateway (the lab's form too).
+            vec![
+                ("app.kubernetes.io/name", "envoy"),
+                ("app.kubernetes.io/component", "proxy"),
+                ("app.kubernetes.io/managed-by", "envoy-gateway"),
+                ("gateway.envoyproxy.io/owning-gateway-name", "eg"),
+                ("gateway.envoyproxy.io/owning-gateway-namespace", "shop"),
+            ],
+            // Istio: classic, and deployed for a Gateway API Gateway.
+            vec![("app", "istio-ingressgateway"), ("istio", "ingressgateway")],
+            vec![
+                ("gateway.networking.k8s.io/gateway-name", "shop-gw"),
+                ("istio.io/gateway-name", "shop-gw"),
+            ],
+            // Contour's Envoy: quickstart and Bitnami's chart.
+            vec![("app", "envoy")],
+            vec![
+                ("app.kubernetes.io/name", "contour"),
+                ("app.kubernetes.io/component", "envoy"),
+            ],
+            // HAProxy: haproxytech's chart (the lab's form), jcmoraisjr's.
+            vec![
+                ("app.kubernetes.io/name", "kubernetes-ingress"),
+                ("app.kubernetes.io/instance", "haproxy-kubernetes-ingress"),
+            ],
+            vec![("app.kubernetes.io/name", "haproxy-ingress")],
+            // NGINX Gateway Fabric 1.x and 2.x, Traefik, Kong.
+            vec![("app.kubernetes.io/name", "nginx-gateway")],
+            vec![("gateway.networking.k8s.io/gateway-name", "gateway")],
+            vec![("app.kubernetes.io/name", "traefik")],
+            vec![("app.kubernetes.io/name", "kong")],
+            vec![("app.kubernetes.io/name", "ingress-nginx")],
+        ] {
+            assert!(is_proxy_pod(&labels(&pod)), "{pod:?}");
+        }
+        for pod in [
+            vec![("app", "web"), ("app.kubernetes.io/name", "nginx")],
+            vec![("app.kubernetes.io/name", "kubernetes-ingress-controller")],
+            vec![("istio", "sidecar")],
+        ] {
+            assert!(!is_proxy_pod(&labels(&pod)), "{pod:?}");
+        }
     }
 
     #[test]

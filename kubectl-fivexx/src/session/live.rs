@@ -267,7 +267,7 @@ impl<'a> Session<'a> {
                 proxy_ip: ip,
             }));
         }
-        let logged = match (&self.state.logs, ProxyPod::nginx(p)) {
+        let logged = match (&self.state.logs, ProxyPod::of(p)) {
             (Some(f), Some(pp)) => {
                 f.add(pp);
                 self.state.tally.pods += 1;

@@ -68,7 +68,7 @@ pub struct SessionOptions {
     pub queue: usize,
     /// Ask the agents to peek at the proxies' HTTP status lines.
     pub http_peek: bool,
-    /// Follow the nginx proxies' access logs.
+    /// Follow the proxies' access logs (nginx, Envoy, HAProxy).
     pub proxy_logs: bool,
     /// The live incident view (trace, node): one line per burst of
     /// failed requests on stdout, the open ones in place on a terminal.
@@ -147,7 +147,7 @@ pub async fn run(client: &KubeClient, opts: SessionOptions) -> Result<ExitCode, 
     });
     let (logs, log_rx) = if opts.proxy_logs {
         if found.log_pods.is_empty() && opts.chatty() {
-            eprintln!("warning: --proxy-logs: no nginx proxy pod found (ingress-nginx or nginx-ingress labels)");
+            eprintln!("warning: --proxy-logs: no proxy pod with a parsed log format found (nginx, Envoy or HAProxy ingress and gateway labels)");
         }
         let (f, rx) = LogFollowers::start(client, found.log_pods.clone(), start_ns);
         (Some(f), rx)

@@ -20,7 +20,8 @@ pub struct Found {
     pub count: usize,
     /// Their uids: the proxy watch's initial list adopts no one twice.
     pub known: HashSet<String>,
-    /// The nginx ones, whose logs `--proxy-logs` follows.
+    /// Those whose log format is parsed (nginx, Envoy, HAProxy), whose
+    /// logs `--proxy-logs` follows.
     pub log_pods: Vec<ProxyPod>,
     /// The selectors whose list was allowed: watched for new proxies.
     pub selectors: Vec<&'static str>,
@@ -39,11 +40,16 @@ pub async fn discover(client: &KubeClient, interest: &mut Interest, peek: bool) 
         };
         found.selectors.push(sel);
         for p in &list.items {
-            found.known.extend(p.metadata.uid.clone());
+            // A pod may match several selectors: adopted once.
+            if let Some(uid) = &p.metadata.uid {
+                if !found.known.insert(uid.clone()) {
+                    continue;
+                }
+            }
             if let Some(ip) = pod_ip(p) {
                 found.names.insert(ip, pod_name(p));
             }
-            let log = ProxyPod::nginx(p).filter(|q| !found.log_pods.contains(q));
+            let log = ProxyPod::of(p).filter(|q| !found.log_pods.contains(q));
             found.log_pods.extend(log);
             interest.add_pod(p);
             if let (Some(uid), true) = (&p.metadata.uid, peek) {
