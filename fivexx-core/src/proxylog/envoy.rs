@@ -23,10 +23,12 @@
 //! ```
 //!
 //! Time: `%START_TIME%` is when the request started (ms, UTC); the answer
-//! is `%DURATION%` ms later. That is the entry's time even when the line
-//! has the runtime's stamp: Envoy buffers its access log and flushes it on
-//! a timer, so the stamp can be seconds late (the 1.40 binary here wrote a
-//! test's lines only at exit, more than 20 s later).
+//! is `%DURATION%` ms later (it counts to the last byte sent). That is the
+//! entry's time even when the line has the runtime's stamp: Envoy writes
+//! its access log through a buffer that a flush thread empties (on a timer
+//! or when full), so the stamp is when the runtime read the line, after
+//! that (25 ms for a lone line from the 1.40 binary here; a busy proxy
+//! batches more), while Envoy's own clock dates the answer itself.
 //!
 //! Client: the Istio and JSON formats log `%DOWNSTREAM_REMOTE_ADDRESS%`,
 //! the peer the kernel sees. The default format has only
@@ -380,7 +382,8 @@ pub(crate) mod tests {
             i64::try_from(start.as_nanosecond()).unwrap() + 998_000_000
         );
         assert_eq!(slow.request_time_ms, Some(998));
-        // The runtime's stamp (late: Envoy buffers) does not move it.
+        // The runtime's stamp (later: Envoy's writes are buffered) does
+        // not move it.
         let stamped = format!(
             "2026-12-02T05:51:40.000000000Z {}",
             DEFAULT.lines().nth(1).unwrap()

@@ -27,10 +27,9 @@
 //! `timestamps=true`) starts with the container runtime's RFC 3339 stamp
 //! (nanoseconds). Which clock an entry's time comes from is each format's
 //! call, documented on its parser: nginx and HAProxy write a line when the
-//! answer is done, so the stamp is the answer's time; Envoy buffers its
-//! access log (lines were seen to reach the file more than 20 s late, with
-//! Envoy 1.40's default flush), so Envoy's own `%START_TIME%` plus
-//! `%DURATION%` is used instead.
+//! answer is done, so the stamp is the answer's time; Envoy writes its
+//! access log through a buffer a flush thread empties, so its own
+//! `%START_TIME%` plus `%DURATION%` (milliseconds) is used instead.
 
 pub mod envoy;
 pub mod haproxy;

@@ -484,9 +484,6 @@ impl AnswerJoin {
             address: a.tuple.map(|t| t.saddr),
             pod: a.proxy_pod.clone(),
         });
-        if words.is_some_and(Words::rules_out_join) {
-            return unanswered(a, node, proxy, cfg.http_match_ns);
-        }
         let fits = |u: &Verdict| {
             words.is_none_or(|w| u.failure.connection().is_some_and(|c| w.fits(c.kind)))
         };

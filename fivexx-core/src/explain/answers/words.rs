@@ -65,7 +65,9 @@ impl Words {
     }
 
     /// Whether a failed upstream connection of `kind` is what the words
-    /// describe.
+    /// describe. None is for no upstream (`UH`, `<NOSRV>`) or the
+    /// upstream's own answer: no upstream connection failed then, and
+    /// since [`Words::may_disagree`] is false for them, no join is made.
     pub fn fits(&self, kind: FailureKind) -> bool {
         match self.outcome {
             UpstreamOutcome::ConnectFailed => kind.is_new_connection(),
@@ -76,15 +78,6 @@ impl Words {
             UpstreamOutcome::Other => true,
             UpstreamOutcome::NoUpstream | UpstreamOutcome::Answered => false,
         }
-    }
-
-    /// The proxy says no upstream connection failed for this request: no
-    /// kernel failure may be joined to it.
-    pub fn rules_out_join(&self) -> bool {
-        matches!(
-            self.outcome,
-            UpstreamOutcome::NoUpstream | UpstreamOutcome::Answered
-        )
     }
 
     /// Whether the kernel's failure is kept when none fits the words: for
@@ -174,7 +167,8 @@ mod tests {
             r#"[2026-12-02T05:51:13.634Z] "GET /x HTTP/1.1" 503 UH 0 19 0 - "-" "ua" "id" "host" "-""#,
         );
         assert_eq!(uh.text, "Envoy: 503 UH no upstream host");
-        assert!(uh.rules_out_join() && uh.allows_no_endpoints());
+        assert!(!uh.fits(FailureKind::Refused) && !uh.may_disagree());
+        assert!(uh.allows_no_endpoints());
         let sc = words(
             r#"10.1.0.7:40772 [02/Dec/2026:05:51:38.388] http shop-web-8080/SRV_1 0/0/-1/-1/2002 503 217 - - SC-- 1/1/0/0/2 0/0 "GET /x HTTP/1.1""#,
         );
@@ -187,7 +181,8 @@ mod tests {
         let app = words(
             r#"10.1.0.7:40814 [02/Dec/2026:05:51:40.432] http shop-web-8080/SRV_1 0/0/0/0/0 503 134 - - ---- 1/1/0/0/0 0/0 "GET /x HTTP/1.1""#,
         );
-        assert!(app.rules_out_join() && !app.allows_no_endpoints());
+        assert!(!app.fits(FailureKind::Reset) && !app.may_disagree());
+        assert!(!app.allows_no_endpoints());
         let sh = words(
             r#"10.1.0.7:40740 [02/Dec/2026:05:51:38.354] http shop-web-8080/SRV_1 0/0/0/-1/0 502 209 - - SH-- 1/1/0/0/+1 0/0 "GET /x HTTP/1.1""#,
         );
