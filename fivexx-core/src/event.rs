@@ -295,6 +295,16 @@ pub struct KernelEvent {
     /// the wait was its connect timeout. `None` on agents without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syn_sent_ns: Option<i64>,
+    /// On a `state_change`: how long the connection had been idle (no
+    /// data either way) when it left ESTABLISHED, in microseconds, read in
+    /// the kernel from the socket's last-data stamps (tcp_sock `lsndtime`
+    /// and `icsk_ack.lrcvtime`, jiffies: the resolution is one tick, 1 to
+    /// 10 ms by HZ). Set on ESTABLISHED -> FIN_WAIT1 (the local side
+    /// closed; emitted only after at least 100 ms of idle: an idle
+    /// keep-alive close) and on resets of established connections.
+    /// `None` where the kernel could not say, or on agents without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_us: Option<u64>,
 }
 
 impl KernelEvent {
@@ -322,6 +332,7 @@ impl KernelEvent {
             fd: None,
             http_peek_bytes: None,
             syn_sent_ns: None,
+            idle_us: None,
         }
     }
 }

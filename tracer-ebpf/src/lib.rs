@@ -88,6 +88,9 @@ pub mod flags {
     /// it); the 4-tuple was read from the packet, and `reason` holds the
     /// drop reason, not an `sk_rst_reason`.
     pub const FROM_SKB_DROP: u32 = 1 << 5;
+    /// StateChange: `reserved` holds how long the connection had been
+    /// idle, in jiffies (see [`IdleLayout`](super::IdleLayout)).
+    pub const IDLE_KNOWN: u32 = 1 << 6;
 }
 
 /// One record in the ring buffer. Fixed size, no padding holes (asserted in tests).
@@ -104,7 +107,7 @@ pub mod flags {
 /// | `SendReset` from `kfree_skb` † (`FROM_SKB_DROP`) | 0 | 4-tuple of the RST it answers with: the closed port first | | `skb_drop_reason` (NO_SOCKET) | | | | | | `FROM_SKB_DROP` | |
 /// | `ReceiveReset` † | socket | 4-tuple, ours first | state read from the socket | | | | | | | `STATE_FROM_SOCK` | |
 /// | `SockError` | | 4-tuple | | | positive errno | | | | | | |
-/// | `StateChange` | socket | 4-tuple | old / new state | | | | | | | | | SYN_SENT -> CLOSE: `ts_ns` of its CLOSE -> SYN_SENT (the SYN; from `tcp_sock::retrans_stamp`, to the ms, in the tp_btf form), 0 if unseen |
+/// | `StateChange` | socket | 4-tuple | old / new state | | | | | | | `IDLE_KNOWN` | idle jiffies if `IDLE_KNOWN` (ESTABLISHED -> FIN_WAIT1 records only when idle at least `IdleLayout::min_idle_jiffies`) | SYN_SENT -> CLOSE: `ts_ns` of its CLOSE -> SYN_SENT (the SYN; from `tcp_sock::retrans_stamp`, to the ms, in the tp_btf form), 0 if unseen |
 /// | `SynRetransmit` † | socket | 4-tuple | `SYN_SENT` | | | | | | | | |
 /// | `Signal` (task = sender) | | | | | | target pid and comm | signal | 0 delivered .. 4 lose info | `si_code` | `SIGNAL_GROUP` | |
 /// | `Exit` (task = the exiting thread) | | | | | | exiting tgid and comm | | | wait status if `EXIT_CODE_KNOWN` | `EXIT_CODE_KNOWN`, `GROUP_DEAD`, `GROUP_DEAD_GUESSED` | |
@@ -511,6 +514,101 @@ impl Default for KernelOffsets {
     }
 }
 
+/// How long a connection had been idle when the local side closed it
+/// (ESTABLISHED -> FIN_WAIT1), read from the socket's own last-activity
+/// stamps: the idle keep-alive close a backend does just before a proxy
+/// reuses the connection and draws a RST.
+///
+/// Why these two fields: `tcp_sock::lsndtime` is stamped (tcp_jiffies32)
+/// whenever a segment carrying data leaves (tcp_event_data_sent), and
+/// `inet_connection_sock::icsk_ack.lrcvtime` whenever a segment carrying
+/// data arrives (tcp_event_data_recv, and at the handshake). Pure ACKs,
+/// window updates and keepalive probes touch neither, so the most recent
+/// of the two is "the last data in either direction" and nothing else.
+/// (`rcv_tstamp` moves on every ACK, a keepalive's included, and
+/// `tcp_mstamp` on every packet and several timers.) Both are u32 jiffies.
+///
+/// The programs have no reliable jiffies clock on every kernel (the
+/// `bpf_jiffies64` helper is not offered to tracing programs everywhere,
+/// and `jiffies` is not in kallsyms without KALLSYMS_ALL), so the agent
+/// measures at start-up one (monotonic ns, jiffies) pair and HZ, and the
+/// program computes now's jiffies from `bpf_ktime_get_ns()`: jiffies
+/// advance from the same monotonic clock, one per tick.
+///
+/// All fields 0 (`hz == 0`): unknown, nothing is read and no
+/// ESTABLISHED -> FIN_WAIT1 record is emitted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdleLayout {
+    /// Jiffies per second (CONFIG_HZ), 0 unknown.
+    pub hz: u32,
+    /// ESTABLISHED -> FIN_WAIT1 is emitted only when idle at least this
+    /// long: a close right after a response (idle ~0) is the common case
+    /// and stays a counter.
+    pub min_idle_jiffies: u32,
+    /// The low 32 bits of jiffies (tcp_jiffies32) at `base_ns`.
+    pub base_jiffies: u32,
+    /// CLOCK_MONOTONIC ns of that tick, split in two u32 so the struct
+    /// has no padding.
+    pub base_ns_lo: u32,
+    pub base_ns_hi: u32,
+    /// Offsets in `struct tcp_sock` (from the start of `struct sock`).
+    pub tcp_lsndtime: i32,
+    pub icsk_lrcvtime: i32,
+    pub reserved: u32,
+}
+
+impl IdleLayout {
+    pub const UNKNOWN: IdleLayout = IdleLayout {
+        hz: 0,
+        min_idle_jiffies: 0,
+        base_jiffies: 0,
+        base_ns_lo: 0,
+        base_ns_hi: 0,
+        tcp_lsndtime: -1,
+        icsk_lrcvtime: -1,
+        reserved: 0,
+    };
+
+    /// Everything the program needs to read an idle time.
+    pub const fn known(&self) -> bool {
+        self.hz > 0 && self.tcp_lsndtime >= 0 && self.icsk_lrcvtime >= 0
+    }
+
+    pub const fn base_ns(&self) -> u64 {
+        (self.base_ns_hi as u64) << 32 | self.base_ns_lo as u64
+    }
+
+    /// tcp_jiffies32 at monotonic time `now_ns` (wrapping, as the kernel's).
+    pub const fn jiffies_at(&self, now_ns: u64) -> u32 {
+        let base = self.base_ns();
+        let (delta_us, ahead) = if now_ns >= base {
+            ((now_ns - base) / 1000, true)
+        } else {
+            ((base - now_ns) / 1000, false)
+        };
+        let ticks = (delta_us * self.hz as u64 / 1_000_000) as u32;
+        if ahead {
+            self.base_jiffies.wrapping_add(ticks)
+        } else {
+            self.base_jiffies.wrapping_sub(ticks)
+        }
+    }
+
+    /// Jiffies since the most recent of two last-activity stamps; a stamp
+    /// "in the future" (the base measured a tick late) counts as 0.
+    pub const fn idle_jiffies(&self, now: u32, last_sent: u32, last_received: u32) -> u32 {
+        let a = now.wrapping_sub(last_sent);
+        let b = now.wrapping_sub(last_received);
+        let idle = if a < b { a } else { b };
+        if idle > 1 << 30 {
+            0
+        } else {
+            idle
+        }
+    }
+}
+
 /// Everything the programs need to know about the running kernel. The agent
 /// fills it from tracefs and BTF and writes it into the object's read-only
 /// data before load, so the verifier sees constants.
@@ -529,6 +627,7 @@ pub struct TracerConfig {
     pub kernel: KernelOffsets,
     pub kfree_skb: KfreeSkbLayout,
     pub skb: SkbOffsets,
+    pub idle: IdleLayout,
 }
 
 impl TracerConfig {
@@ -591,6 +690,7 @@ impl TracerConfig {
             no_socket: -1,
         },
         skb: SkbOffsets::UNKNOWN,
+        idle: IdleLayout::UNKNOWN,
     };
 }
 

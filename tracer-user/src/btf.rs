@@ -251,21 +251,45 @@ impl KernelBtf {
     }
 
     fn find_in(&self, id: u32, member: &str, depth: u32) -> Option<(u32, u32)> {
+        self.find_member(id, member, depth)
+            .map(|(bits, size, _)| (bits, size))
+    }
+
+    /// Bit offset, bitfield size and type id of `member` in type `id`.
+    fn find_member(&self, id: u32, member: &str, depth: u32) -> Option<(u32, u32, u32)> {
         if depth > 8 {
             return None;
         }
         let comp = self.composites.get(&self.resolve(id))?;
         for m in &comp.members {
             if m.name == member {
-                return Some((m.bit_offset, m.bitfield_size));
+                return Some((m.bit_offset, m.bitfield_size, m.type_id));
             }
         }
         for m in comp.members.iter().filter(|m| m.name.is_empty()) {
-            if let Some((inner, size)) = self.find_in(m.type_id, member, depth + 1) {
-                return Some((m.bit_offset + inner, size));
+            if let Some((inner, size, ty)) = self.find_member(m.type_id, member, depth + 1) {
+                return Some((m.bit_offset + inner, size, ty));
             }
         }
         None
+    }
+
+    /// Byte offset of a whole member reached through named members of
+    /// nested structs (`tcp_sock` `inet_conn.icsk_ack.lrcvtime`, where
+    /// `icsk_ack` is a member of an anonymous struct type), as C's
+    /// `offsetof(struct tcp_sock, inet_conn.icsk_ack.lrcvtime)`.
+    pub fn path_offset(&self, type_name: &str, path: &[&str]) -> Option<u32> {
+        let mut id = *self.by_name.get(type_name)?;
+        let mut bits = 0u32;
+        for name in path {
+            let (b, size, ty) = self.find_member(id, name, 0)?;
+            if size != 0 {
+                return None;
+            }
+            bits = bits.checked_add(b)?;
+            id = ty;
+        }
+        bits.is_multiple_of(8).then_some(bits / 8)
     }
 
     /// The argument types of a tracepoint as the BTF form hands them to a
@@ -396,6 +420,15 @@ mod tests {
         );
         assert!(btf.member_offset("signal_struct", "live").is_some());
         assert!(btf.member_offset("sock_common", "skc_state").is_some());
+        // The idle-time stamps: one direct, one through two nested structs.
+        let lrcv = btf.path_offset("tcp_sock", &["inet_conn", "icsk_ack", "lrcvtime"]);
+        let inet_conn = btf.member_offset("tcp_sock", "inet_conn").unwrap();
+        let ack = btf
+            .member_offset("inet_connection_sock", "icsk_ack")
+            .unwrap();
+        assert!(lrcv.is_some_and(|o| o > inet_conn + ack), "{lrcv:?}");
+        assert!(btf.path_offset("tcp_sock", &["lsndtime"]).is_some());
+        assert_eq!(btf.path_offset("tcp_sock", &["inet_conn", "nope"]), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod btf;
 pub mod decode;
 pub mod enrich;
+pub mod jiffies;
 pub mod layout;
 pub mod output;
 pub mod pidns;

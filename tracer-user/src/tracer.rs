@@ -94,6 +94,30 @@ pub fn resolve_cgroups(paths: &[String]) -> Result<Vec<(String, u64)>, Error> {
         .collect()
 }
 
+/// Gives the state-change programs the jiffies clock they need to read a
+/// closing connection's idle time; where the kernel's BTF lacks the
+/// stamps or the clock cannot be measured, the hook is degraded and says
+/// so (its other records are unchanged).
+fn idle_clock(layout: &mut KernelLayout, release: &str) {
+    let idle = &mut layout.config.idle;
+    let why = if idle.tcp_lsndtime < 0 || idle.icsk_lrcvtime < 0 {
+        "the kernel's BTF has no tcp_sock lsndtime / inet_conn.icsk_ack.lrcvtime".to_string()
+    } else {
+        match crate::jiffies::measure(release) {
+            Ok(clock) => {
+                clock.apply(idle);
+                return;
+            }
+            Err(e) => crate::chain(&e),
+        }
+    };
+    *idle = tracer_ebpf::IdleLayout::UNKNOWN;
+    layout.degrade(
+        &[KernelEventKind::StateChange],
+        &format!("idle time of closing connections not read ({why}): idle keep-alive closes are not reported"),
+    );
+}
+
 /// What is known about this kernel without loading anything.
 pub struct KernelFacts {
     pub release: String,
@@ -116,6 +140,7 @@ impl KernelFacts {
             use KernelEventKind::{Exit, OomVictim, Signal};
             layout.degrade(&[Signal, Exit, OomVictim], &note);
         }
+        idle_clock(&mut layout, &kernel_release());
         if crate::enrich::cgroup2_root().is_none() {
             layout.degrade(
                 &[KernelEventKind::HttpResponse],

@@ -85,3 +85,11 @@ fn check_reports_every_hook_as_json() {
 fn http_peek() {
     case("http_peek");
 }
+
+/// A server closes an idle keep-alive connection after 700 ms and 1500 ms;
+/// the close carries the idle time the kernel read, and the client's next
+/// request draws a RST on the same 4-tuple.
+#[test]
+fn idle_close() {
+    case("idle_close");
+}

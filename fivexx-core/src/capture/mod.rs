@@ -37,8 +37,10 @@ pub const FORMAT_MAJOR: u16 = 1;
 /// 1.1 added the `PROXY_LOG` record type (proxy access-log facts), 1.2 the
 /// `HTTP_PEEK` record type (a proxy peeked from mid-session on), 1.3 the
 /// header's `engine` settings (an older capture is explained with the
-/// defaults, as it was recorded).
-pub const FORMAT_MINOR: u16 = 3;
+/// defaults, as it was recorded) and the kernel facts' trailing
+/// `syn_sent_ns`, 1.4 the kernel facts' trailing `idle_us` (an older
+/// record ends before it and reads as `None`).
+pub const FORMAT_MINOR: u16 = 4;
 
 /// First 8 bytes of every capture. Like PNG's, it catches text-mode
 /// mangling (`\r\n`, `^Z`) and is not valid UTF-8.

@@ -68,6 +68,8 @@ struct KernelWire {
     http_peek_bytes: Option<u8>,
     /// Format 1.3: at the end, absent in older records.
     syn_sent_ns: Tail<i64>,
+    /// Format 1.4: after it, absent in older records.
+    idle_us: Tail<u64>,
 }
 
 /// An optional field at the end of a record, added by a later minor
@@ -117,6 +119,7 @@ impl From<&KernelEvent> for KernelWire {
             fd: e.fd,
             http_peek_bytes: e.http_peek_bytes,
             syn_sent_ns: Tail(e.syn_sent_ns),
+            idle_us: Tail(e.idle_us),
         }
     }
 }
@@ -150,6 +153,7 @@ impl From<KernelWire> for KernelEvent {
             fd: w.fd,
             http_peek_bytes: w.http_peek_bytes,
             syn_sent_ns: w.syn_sent_ns.0,
+            idle_us: w.idle_us.0,
         }
     }
 }
@@ -363,6 +367,7 @@ struct KernelWireRef<'a> {
     fd: Option<i32>,
     http_peek_bytes: Option<u8>,
     syn_sent_ns: Tail<i64>,
+    idle_us: Tail<u64>,
 }
 
 fn set_str(dst: &mut String, src: &str) {
@@ -423,6 +428,7 @@ impl KernelWireRef<'_> {
         e.fd = self.fd;
         e.http_peek_bytes = self.http_peek_bytes;
         e.syn_sent_ns = self.syn_sent_ns.0;
+        e.idle_us = self.idle_us.0;
     }
 }
 
@@ -628,6 +634,12 @@ impl<'a> Cursor<'a> {
         } else {
             self.opt(Self::i64)?
         };
+        // 1.4's; a 1.3 record ends here.
+        e.idle_us = if self.0.is_empty() {
+            None
+        } else {
+            self.opt(Self::u64)?
+        };
         Some(())
     }
 }
@@ -749,6 +761,7 @@ mod tests {
             e.fd = Some(-1);
             e.http_peek_bytes = Some(255 - i as u8);
             e.syn_sent_ns = (i % 3 != 1).then_some(i64::MIN + i as i64);
+            e.idle_us = (i % 4 != 2).then_some(u64::MAX >> (i * 3));
             out.push(e);
         }
         out.extend(crate::synth::bench_stream(400).filter_map(|f| match f {
@@ -777,14 +790,34 @@ mod tests {
     }
 
     #[test]
-    fn a_record_of_format_1_2_reads_with_no_syn_time() {
-        // 1.2 wrote the same layout without the trailing field: drop it.
+    fn a_record_of_format_1_3_reads_with_no_idle_time() {
+        // 1.3 wrote the same layout without the last field: drop it.
         for e in events() {
             let mut e = e;
-            e.syn_sent_ns = None;
+            e.idle_us = None;
             let fact = Fact::Kernel(e);
             let mut bytes = Vec::new();
             encode_fact(&fact, &mut bytes).unwrap();
+            assert_eq!(bytes.pop(), Some(0), "None is one 0 byte");
+            assert_eq!(decode_fact(&bytes).unwrap(), fact);
+            assert_eq!(decode_fact_serde(&bytes).unwrap(), fact);
+            let (mut slot, mut spare) = (None, None);
+            decode_fact_into(&bytes, &mut slot, &mut spare).unwrap();
+            assert_eq!(slot.as_ref(), Some(&fact));
+        }
+    }
+
+    #[test]
+    fn a_record_of_format_1_2_reads_with_no_syn_time() {
+        // 1.2 wrote the same layout without the two trailing fields.
+        for e in events() {
+            let mut e = e;
+            e.syn_sent_ns = None;
+            e.idle_us = None;
+            let fact = Fact::Kernel(e);
+            let mut bytes = Vec::new();
+            encode_fact(&fact, &mut bytes).unwrap();
+            assert_eq!(bytes.pop(), Some(0), "None is one 0 byte");
             assert_eq!(bytes.pop(), Some(0), "None is one 0 byte");
             assert_eq!(decode_fact(&bytes).unwrap(), fact);
             assert_eq!(decode_fact_serde(&bytes).unwrap(), fact);

@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::{BtfTracePointContext, TracePointContext},
 };
-use tracer_ebpf::{is_abnormal_transition, tcp_state, EventKind, RawEvent};
+use tracer_ebpf::{flags, is_abnormal_transition, tcp_state, EventKind, RawEvent};
 
 use crate::emit::{
     bump, config, emit, read_addrs, read_i32, read_kernel, read_sock_addrs, read_uint, STATE_COUNTS,
@@ -134,10 +134,37 @@ fn on_set_state(
         }
         return;
     }
+    if old == tcp_state::ESTABLISHED && new == tcp_state::FIN_WAIT1 {
+        // The local side closes: report it only after a long idle (an idle
+        // keep-alive close), where the socket says so.
+        let sk = sk();
+        let Some(idle) = idle_jiffies(sk) else {
+            return;
+        };
+        if idle < config().idle.min_idle_jiffies {
+            return;
+        }
+        emit(EventKind::StateChange, |ev| {
+            ev.sock = sk;
+            ev.state = old;
+            ev.new_state = new;
+            ev.flags = flags::IDLE_KNOWN;
+            ev.reserved = idle;
+            addrs(ev);
+        });
+        return;
+    }
     if !is_abnormal_transition(old, new) {
         return;
     }
     let sk = sk();
+    // A reset or abort of an established connection also says how long
+    // it had been idle (a keep-alive close racing a request).
+    let idle = if old == tcp_state::SYN_SENT {
+        None
+    } else {
+        idle_jiffies(sk)
+    };
     let syn_ns = if old == tcp_state::SYN_SENT && syn_from_sock {
         syn_time_from_sock(sk)
     } else if old == tcp_state::SYN_SENT {
@@ -153,8 +180,29 @@ fn on_set_state(
         ev.state = old;
         ev.new_state = new;
         ev.syn_ns = syn_ns;
+        if let Some(idle) = idle {
+            ev.flags = flags::IDLE_KNOWN;
+            ev.reserved = idle;
+        }
         addrs(ev);
     });
+}
+
+/// Jiffies since the last data in either direction on `sk` (see
+/// `IdleLayout` for why `lsndtime` and `icsk_ack.lrcvtime`); None where
+/// this kernel's layout or clock is unknown or a read fails. Two probe
+/// reads and a division, only on the transitions that may be emitted.
+#[inline(always)]
+fn idle_jiffies(sk: u64) -> Option<u32> {
+    let l = &config().idle;
+    if !l.known() || sk == 0 {
+        return None;
+    }
+    let sent = read_kernel::<u32>(sk, l.tcp_lsndtime)?;
+    let received = read_kernel::<u32>(sk, l.icsk_lrcvtime)?;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    Some(l.idle_jiffies(l.jiffies_at(now), sent, received))
 }
 
 /// When a failing connect sent its first SYN: `tcp_connect()` stamps

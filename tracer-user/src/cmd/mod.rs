@@ -73,11 +73,13 @@ pub fn print_hook_notes(tracer: &Tracer) {
 }
 
 pub fn decoder_for(tracer: &Tracer, node: &str) -> Decoder {
-    Decoder::new(
+    let mut d = Decoder::new(
         tracer::wall_clock_offset_ns(),
         tracer.facts.layout.reset_reasons.clone(),
         node.to_string(),
-    )
+    );
+    d.hz = tracer.facts.layout.config.idle.hz;
+    d
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

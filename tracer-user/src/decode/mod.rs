@@ -38,6 +38,9 @@ pub struct Decoder {
     pub wall_offset_ns: i64,
     pub reset_reasons: BTreeMap<u64, String>,
     pub node: String,
+    /// The kernel's HZ, to turn the idle jiffies of a state change into
+    /// time; 0 when unknown (then no idle time is reported).
+    pub hz: u32,
     /// Keyed hash: socket identities are stable within one agent run and do
     /// not leak kernel addresses.
     sock_key: std::collections::hash_map::RandomState,
@@ -49,6 +52,7 @@ impl Decoder {
             wall_offset_ns,
             reset_reasons,
             node,
+            hz: 0,
             sock_key: std::collections::hash_map::RandomState::new(),
         }
     }

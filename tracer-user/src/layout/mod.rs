@@ -17,7 +17,7 @@ use fields::{
     error_report, exit, http, kfree_skb, oom, receive_reset, retransmit, send_reset, set_state,
     signal,
 };
-use offsets::{kernel_offsets, non_negative, skb_offsets};
+use offsets::{idle_offsets, kernel_offsets, non_negative, skb_offsets};
 
 use std::collections::BTreeMap;
 
@@ -291,6 +291,7 @@ impl KernelLayout {
         let mut config = TracerConfig::EMPTY;
         config.kernel = kernel;
         config.skb = skb_offsets(btf);
+        config.idle = idle_offsets(btf);
         let mut plans = Vec::new();
         let mut reset_reasons = BTreeMap::new();
         for hook in HOOKS {

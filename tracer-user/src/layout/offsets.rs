@@ -1,7 +1,7 @@
 //! Kernel struct member offsets from BTF, for the facts no tracepoint
 //! carries (exit codes, group death, a reset socket's state, fd -> socket).
 
-use tracer_ebpf::{KernelOffsets, SkbOffsets};
+use tracer_ebpf::{IdleLayout, KernelOffsets, SkbOffsets};
 
 use crate::btf::KernelBtf;
 
@@ -94,4 +94,24 @@ pub(super) fn skb_offsets(btf: Option<&KernelBtf>) -> SkbOffsets {
     // A whole u16 since 5.6; before that a bitfield, which stays unknown.
     s.sock_protocol = off("sock", "sk_protocol");
     s
+}
+
+/// The idle-time stamps of `struct tcp_sock` (why these two: see
+/// [`IdleLayout`]): `lsndtime` (last data sent) and
+/// `inet_conn.icsk_ack.lrcvtime` (last data received). The clock fields
+/// stay unknown here; the agent measures them at start-up
+/// ([`crate::jiffies`]).
+pub(super) fn idle_offsets(btf: Option<&KernelBtf>) -> IdleLayout {
+    let mut l = IdleLayout::UNKNOWN;
+    let Some(btf) = btf else {
+        return l;
+    };
+    let off = |path: &[&str]| {
+        btf.path_offset("tcp_sock", path)
+            .and_then(|v| i32::try_from(v).ok())
+            .unwrap_or(-1)
+    };
+    l.tcp_lsndtime = off(&["lsndtime"]);
+    l.icsk_lrcvtime = off(&["inet_conn", "icsk_ack", "lrcvtime"]);
+    l
 }

@@ -80,11 +80,12 @@ impl SelftestTracer {
     ) -> Result<SelftestTracer, CaseError> {
         let mut tracer = Tracer::load(opts)?;
         let ring = tracer.take_ring()?;
-        let decoder = Decoder::new(
+        let mut decoder = Decoder::new(
             crate::tracer::wall_clock_offset_ns(),
             tracer.facts.layout.reset_reasons.clone(),
             String::new(),
         );
+        decoder.hz = tracer.facts.layout.config.idle.hz;
         Ok(SelftestTracer {
             tracer,
             ring,

@@ -10,13 +10,15 @@
 //! The harness (`SelftestTracer`, the case error, helpers) is in
 //! harness.rs, the processes and sockets the cases drive in children.rs
 //! and net.rs; the cases are grouped by family: network.rs (resets,
-//! refusals, timeouts), process.rs (signals, exits, cgroups), http.rs (the
+//! refusals, timeouts), idle.rs (the idle keep-alive close and its
+//! RST), process.rs (signals, exits, cgroups), http.rs (the
 //! status-line peek) and ring.rs (overflow and drop counting). This file
 //! is the registry and the runner.
 
 pub mod children;
 mod harness;
 mod http;
+mod idle;
 pub mod net;
 mod network;
 mod process;
@@ -55,7 +57,7 @@ pub struct Summary {
 
 pub type Case = fn(&mut SelftestTracer) -> Outcome;
 
-pub const CASES: [(&str, Case); 9] = [
+pub const CASES: [(&str, Case); 10] = [
     ("refused_connect", network::refused_connect),
     ("peer_reset", network::peer_reset),
     ("connect_timeout", network::connect_timeout),
@@ -68,6 +70,7 @@ pub const CASES: [(&str, Case); 9] = [
     ("kubelet_cgroup", process::kubelet_cgroup),
     ("ring_overflow", ring::ring_overflow),
     ("http_peek", http::http_peek),
+    ("idle_close", idle::idle_close),
 ];
 
 /// Runs one case by name in a fresh session.
