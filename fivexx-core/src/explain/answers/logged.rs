@@ -11,8 +11,10 @@ use crate::model::Evidence;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
-/// Lines kept at most.
-const MAX_LINES: usize = 8192;
+/// Lines kept at most: a line is kept from its intake until its answer's
+/// verdict, a lookahead (30 s by default) later, so this holds about 1000
+/// logged 5xx per second.
+const MAX_LINES: usize = 32_768;
 
 /// One logged 5xx.
 #[derive(Clone, Debug)]
