@@ -416,3 +416,42 @@ fn envoy_and_haproxy_facts_round_trip_through_a_capture() {
     }
     assert_eq!(back, facts);
 }
+
+/// The engine on a real line: HAProxy 2.6's 503 SC-- after 2 retries
+/// (`%rc` 2, 2002 ms), logged only, joined to the three refused connects
+/// behind it (1 s turn-arounds), and the evidence in HAProxy's words.
+#[test]
+fn a_real_haproxy_line_claims_its_three_refused_connects() {
+    let line = "2026-12-02T05:51:40.390123456Z 10.1.0.7:40772 [02/Dec/2026:05:51:38.388] http shop-web-8080/SRV_1 0/0/-1/-1/2002 503 217 - - SC-- 1/1/0/0/2 0/0 \"GET /secret HTTP/1.1\"";
+    let entry = parse_line(line).unwrap();
+    let at = entry.at_ns;
+    let mut s = Synth::new();
+    let p = Synth::pod_spec("web", 1, "node-2");
+    s.start_pod(&p, at - 600 * SECOND, 2 * SECOND);
+    s.delete(&p, at - 3 * SECOND, 30);
+    s.sigterm(&p, at - 3 * SECOND, false);
+    for k in [2002, 1001, 0] {
+        s.refused("node-1", proxy(), p.ip, at - k * MS - MS, Some("node-2"));
+    }
+    s.facts.push(Fact::ProxyLog(ProxyLogFact::new(
+        "haproxy-controller",
+        "haproxy-kubernetes-ingress-7d9f",
+        Some("node-1"),
+        entry,
+    )));
+    let (vs, m) = explain_all(&s.sorted(), ExplainConfig::default());
+    assert_eq!(vs.len(), 1, "{vs:#?}");
+    let v = &vs[0];
+    assert_eq!(v.failure.kind(), FailureKind::Http5xxLogged);
+    assert_eq!(v.cause, Cause::EndpointLagNetnsAlive, "{v:#?}");
+    assert_eq!(v.failure.answer().unwrap().upstream_failures, 3, "{v:#?}");
+    assert!(
+        says(
+            v,
+            "HAProxy: 503 SC-- server shop-web-8080/SRV_1 after 2 retries (access log of haproxy-controller/haproxy-kubernetes-ingress-7d9f, client 10.1.0.7)"
+        ),
+        "{v:#?}"
+    );
+    assert_eq!(m.stats.http.hidden_by_retry.values().sum::<u64>(), 0);
+    assert!(!format!("{v:?}").contains("secret"));
+}
