@@ -1425,3 +1425,57 @@ fn a_503_while_the_service_had_no_endpoints_is_no_endpoints() {
     );
     assert_eq!(verdict_for(&vs, &other).cause, Cause::Unexplained);
 }
+
+/// A Service created with no ready endpoint (a new Deployment, or one
+/// scaled up from zero): the proxy answers 503 until it has applied the
+/// first endpoints, which come `ready_after` later and need the proxy's
+/// propagation on top. Each such 503 is no_endpoints since the Service was
+/// first seen, with its pods counted as not yet ready. Near-misses: a 503
+/// long after the endpoints were there stays unexplained; a Service that
+/// never had an endpoint in the capture explains nothing.
+#[test]
+fn a_503_before_a_new_services_first_endpoints_is_no_endpoints() {
+    for ready_after in [700 * MS, 1800 * MS] {
+        let mut s = Synth::new();
+        s.service("shop", "api", ip4(10, 96, 0, 9), T0);
+        s.service("shop", "unused", ip4(10, 96, 0, 10), T0 - 60 * SECOND);
+        let (a, b) = (
+            Synth::pod_spec("api", 70, "node-2"),
+            Synth::pod_spec("api", 71, "node-2"),
+        );
+        for p in [&a, &b] {
+            s.start_pod(p, T0 + 10 * MS, ready_after);
+        }
+        let client = ip4(192, 168, 0, 8);
+        let ready = T0 + 10 * MS + ready_after;
+        let early = s.http_5xx("node-1", proxy(), client, 52000, T0 + 300 * MS, 503);
+        // After the endpoints were ready, before the proxy applied them.
+        let late = s.http_5xx("node-1", proxy(), client, 52001, ready + SECOND, 503);
+        let own = s.http_5xx("node-1", proxy(), client, 52002, ready + 30 * SECOND, 503);
+        let before = s.http_5xx("node-1", proxy(), client, 52003, T0 - 30 * SECOND, 503);
+        let (vs, _) = explain_all(&s.sorted(), ExplainConfig::default());
+        let secs = (ready - T0) as f64 / 1e9;
+        for t in [&early, &late] {
+            let v = verdict_for(&vs, t);
+            assert_eq!(v.cause, Cause::NoEndpoints, "{v:#?}");
+            assert!(
+                v.evidence.iter().any(|e| e.fact.to_string().starts_with(&format!(
+                    "shop/api had 0 ready endpoints for {secs:.1} s (0 pods terminating, 2 not yet ready)"
+                ))),
+                "{v:#?}"
+            );
+            let fix = v.fix.as_ref().unwrap();
+            assert!(
+                (fix.params["no_endpoints_s"] - secs).abs() < 0.01,
+                "{fix:?}"
+            );
+            assert!(
+                fix.action.starts_with("keep at least one ready replica"),
+                "{fix:?}"
+            );
+        }
+        for t in [&own, &before] {
+            assert_eq!(verdict_for(&vs, t).cause, Cause::Unexplained);
+        }
+    }
+}

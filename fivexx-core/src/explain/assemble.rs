@@ -271,6 +271,7 @@ impl Assembler {
             if let Some(z) = c.no_endpoints_why {
                 local.no_endpoints_terminating = z.terminating;
                 local.no_endpoints_starting = z.starting;
+                local.no_endpoints_ended = z.for_ns.is_some();
                 // The API's stretch when known: the failures come a
                 // propagation delay late at both ends.
                 if let Some(d) = z.for_ns {
@@ -286,6 +287,7 @@ impl Assembler {
                 .no_endpoints_terminating
                 .max(local.no_endpoints_terminating);
             w.no_endpoints_starting = w.no_endpoints_starting.max(local.no_endpoints_starting);
+            w.no_endpoints_ended |= local.no_endpoints_ended;
         }
         local
     }

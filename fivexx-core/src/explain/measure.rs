@@ -93,6 +93,9 @@ pub struct WorkloadStats {
     /// terminating and those not yet ready (most seen), the reason.
     pub no_endpoints_terminating: u32,
     pub no_endpoints_starting: u32,
+    /// The stretch with no ready endpoint ended within the capture (the
+    /// pods did become ready, only late), rather than lasting to its end.
+    pub no_endpoints_ended: bool,
     /// Terminations whose preStop hook failed, and the last such hook.
     pub prestop_failures: u32,
     pub prestop_failed: Option<FailedHook>,
@@ -160,6 +163,7 @@ impl WorkloadStats {
             .no_endpoints_terminating
             .max(o.no_endpoints_terminating);
         self.no_endpoints_starting = self.no_endpoints_starting.max(o.no_endpoints_starting);
+        self.no_endpoints_ended |= o.no_endpoints_ended;
         self.prestop_failures += o.prestop_failures;
         if self.prestop_failed.is_none() {
             self.prestop_failed.clone_from(&o.prestop_failed);
@@ -275,6 +279,7 @@ fn no_endpoints_fix(st: &WorkloadStats) -> Fix {
     let action = match (t > 0, n > 0) {
         (true, true) => "strategy RollingUpdate with maxUnavailable: 0 and maxSurge >= 1: every old pod went before a new one was ready (Recreate, or maxUnavailable 100%)",
         (true, false) => "more replicas, or a PodDisruptionBudget with minAvailable >= 1: every pod was terminating and none was starting",
+        (false, true) if st.no_endpoints_ended => "keep at least one ready replica behind a live route (the Service had none until its first pods were ready: a new Service, or one scaled up from zero), and send traffic only once the proxy has the endpoints",
         (false, true) => "the pods never became ready: fix the readiness probe or what it checks",
         (false, false) => "the Service selected no running pod: replicas 0, or a selector that matches nothing",
     };

@@ -250,6 +250,11 @@ pub struct ClusterTimeline {
     addresses: HashMap<IpAddr, AddressHistory>,
     /// Service cluster IP -> (namespace, name).
     services: HashMap<IpAddr, (String, String)>,
+    /// When each Service was first seen present: a Service whose first
+    /// ready endpoint came later had none until then, which is what a
+    /// proxy answers 503 for (a new Service, or one scaled up from zero
+    /// before the capture).
+    service_seen: HashMap<(String, String), i64>,
     /// Cordon intervals per node (cordoned at, uncordoned at).
     cordons: HashMap<String, Vec<(i64, Option<i64>)>>,
     /// cgroup id -> pod uid, learnt from kernel events that carry both.
@@ -356,6 +361,11 @@ impl ClusterTimeline {
     }
 
     pub fn apply_service(&mut self, f: &ServiceFact) {
+        if f.present {
+            self.service_seen
+                .entry((f.namespace.clone(), f.name.clone()))
+                .or_insert(f.at_ns);
+        }
         if let Some(ip) = f.cluster_ip {
             if f.present {
                 self.services
@@ -615,8 +625,11 @@ impl ClusterTimeline {
     }
 
     /// Each Service whose endpoints had no routable address at some time
-    /// in `[from, to]` after having had one: (service, the stretch with
-    /// none: when the last one left, and when one was routable again).
+    /// in `[from, to]`: (service, the stretch with none: when the last one
+    /// left, or when the Service was first seen if it had none yet, and
+    /// when one was routable again). A Service that never had a routable
+    /// address in the whole capture is left out: nothing says it serves
+    /// anything (a headless or unused Service).
     pub fn services_without_endpoints(
         &self,
         from: i64,
@@ -643,7 +656,13 @@ impl ClusterTimeline {
             times.sort_unstable();
             times.dedup();
             let count = |t: i64| self.service_ready_count(svc, t).0;
-            let mut zero_since: Option<i64> = None;
+            // Seen before its first routable address: none until then.
+            let seen = self
+                .service_seen
+                .get(svc)
+                .copied()
+                .filter(|s| times.first().is_none_or(|t| s < t) && count(*s) == 0);
+            let mut zero_since: Option<i64> = seen;
             let mut had_one = false;
             for t in times.iter().copied() {
                 let n = count(t);
@@ -660,7 +679,9 @@ impl ClusterTimeline {
             }
             if let Some(since) = zero_since {
                 let again = self.first_ready_after(svc, since);
-                out.push((svc.clone(), since, again));
+                if had_one || again.is_some() {
+                    out.push((svc.clone(), since, again));
+                }
             }
         }
         out
