@@ -9,7 +9,9 @@ Parts (each can be skipped with --skip PART):
              it; (f) the same agent with classic tracepoints only)
   forms      connection-per-request without a proxy (connloop.c): CPU per
              connection with no agent, tp_btf hooks and classic tracepoints,
-             interleaved: all the kernel's tracing work, dispatch included
+             interleaved: all the kernel's tracing work, dispatch included;
+             each form also without the idle-time read at a close
+             (--no-idle-time), for its ns per close
   drops      skb:kfree_skb under a flood of unrelated drops (udpflood.c, UDP
              to a closed port), forced on, in both forms: eBPF ns per drop
   capacity   refused connects as fast as possible from 1..N processes: events/s
@@ -529,7 +531,12 @@ def run_kv(argv, secs):
     return dict(kv.split("=") for kv in out.split())
 
 
-FORMS = {"none": None, "tp_btf": [], "classic": ["--classic-tracepoints"]}
+# "-noidle": the same hooks without the idle-time read of a closing
+# connection (issue 16), so that its cost per close shows side by side:
+# connloop's server closes first, one ESTABLISHED -> FIN_WAIT1 per
+# connection, idle ~0 (read, then not emitted: the common case).
+FORMS = {"none": None, "tp_btf": [], "classic": ["--classic-tracepoints"],
+         "tp_btf-noidle": ["--no-idle-time"], "classic-noidle": ["--classic-tracepoints", "--no-idle-time"]}
 
 
 def hook_forms(res, args, connloop):
@@ -1367,7 +1374,7 @@ def table(res):
         n = hf["none"]
         rows.append(("connloop (loopback connect/accept/close): CPU per connection, no agent",
                      f"{n['median_cpu_us_per_conn']:.2f} us ({hf['none']['n']} rounds)", "", ""))
-        for form in ("tp_btf", "classic"):
+        for form in [x for x in ("tp_btf", "classic", "tp_btf-noidle", "classic-noidle") if x in hf]:
             f = hf[form]
             rows.append((f"connloop, agent {form}: CPU/conn, added over none (paired), eBPF (stats on)",
                          f"{f['median_cpu_us_per_conn']:.2f} us, +{f['median_added_us_per_conn_paired']:.2f} us, "
@@ -1381,6 +1388,14 @@ def table(res):
                          f"eBPF alone {t['median_bpf_ns_per_conn']:.0f} vs {c['median_bpf_ns_per_conn']:.0f} ns "
                          f"(x{t['median_bpf_ns_per_conn'] / c['median_bpf_ns_per_conn']:.2f})",
                          "<= x0.5", goal(t["median_added_us_per_conn_paired"] <= 0.5 * c["median_added_us_per_conn_paired"])))
+    for form in ("tp_btf", "classic"):
+        if hf and f"{form}-noidle" in hf:
+            w, wo = hf[form], hf[f"{form}-noidle"]
+            rows.append((f"idle time at a close (issue 16), {form}: eBPF per connection with vs without the read",
+                         f"{w['median_bpf_ns_per_conn']:.0f} vs {wo['median_bpf_ns_per_conn']:.0f} ns: "
+                         f"{w['median_bpf_ns_per_conn'] - wo['median_bpf_ns_per_conn']:+.0f} ns per close "
+                         f"(one ESTABLISHED -> FIN_WAIT1 per connection); CPU/conn "
+                         f"{w['median_cpu_us_per_conn']:.2f} vs {wo['median_cpu_us_per_conn']:.2f} us", "", ""))
     df = res.get("drop_flood")
     if df:
         for form in ("tp_btf", "classic"):

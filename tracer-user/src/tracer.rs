@@ -45,6 +45,9 @@ pub struct TracerOptions {
     pub classic_tracepoints: bool,
     /// Attach kfree_skb where it only duplicates tcp_send_reset (bench).
     pub force_kfree_skb: bool,
+    /// Do not read the idle time of closing connections (bench: its cost
+    /// per close, side by side with the default).
+    pub no_idle_time: bool,
 }
 
 impl Default for TracerOptions {
@@ -56,6 +59,7 @@ impl Default for TracerOptions {
             http_cgroups: Vec::new(),
             classic_tracepoints: false,
             force_kfree_skb: false,
+            no_idle_time: false,
         }
     }
 }
@@ -233,6 +237,13 @@ impl Tracer {
         }
         if opts.force_kfree_skb {
             facts.layout.force_kfree_skb();
+        }
+        if opts.no_idle_time && facts.layout.config.idle.known() {
+            facts.layout.config.idle = tracer_ebpf::IdleLayout::UNKNOWN;
+            facts.layout.degrade(
+                &[KernelEventKind::StateChange],
+                "idle time of closing connections not read (--no-idle-time)",
+            );
         }
         raise_memlock_limit();
         // aya resolves a tp_btf program's target in its own parse of the

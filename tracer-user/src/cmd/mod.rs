@@ -38,6 +38,10 @@ pub struct TracerArgs {
     /// NO_SOCKET (6.10+), duplicating refusals: for measuring its cost.
     #[arg(long, hide = true)]
     pub force_kfree_skb: bool,
+    /// Do not read the idle time of closing connections (no idle
+    /// keep-alive close records): for measuring its cost.
+    #[arg(long, hide = true)]
+    pub no_idle_time: bool,
 }
 
 impl TracerArgs {
@@ -57,6 +61,7 @@ impl TracerArgs {
             http_cgroups: self.http_cgroup.clone(),
             classic_tracepoints: self.classic_tracepoints,
             force_kfree_skb: self.force_kfree_skb,
+            no_idle_time: self.no_idle_time,
         })
     }
 }
