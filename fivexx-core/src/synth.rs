@@ -7,6 +7,11 @@
 //! `sock_error` 111 on the proxy's node (plus `send_reset` NO_SOCKET on the
 //! pod's node on 6.10+); a timeout is SYN retransmits, `sock_error` 110 and
 //! SYN_SENT->CLOSE.
+//!
+//! This file is longer than 600 lines because it is one builder whose
+//! methods each emit one fact shape the agent or a watch emits (kernel,
+//! API, proxy logs of three proxies); split up, the shapes would drift
+//! apart from one another.
 
 use crate::event::{
     ExitStatus, FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState,
@@ -418,6 +423,42 @@ impl Synth {
         e.errno = Some(104);
         self.facts.push(Fact::Kernel(e));
         t
+    }
+
+    /// One side of connection `t` (client side first, as [`reset`]
+    /// returns it) closes it after `idle_ns` without data: the kernel's
+    /// ESTABLISHED -> FIN_WAIT1 with the idle time, on `node`.
+    /// `by_server`: the server (`t.daddr`) closed, else the client.
+    ///
+    /// [`reset`]: Synth::reset
+    pub fn idle_close(&mut self, node: &str, t: FourTuple, at: i64, idle_ns: i64, by_server: bool) {
+        let tuple = if by_server {
+            FourTuple {
+                saddr: t.daddr,
+                sport: t.dport,
+                daddr: t.saddr,
+                dport: t.sport,
+            }
+        } else {
+            t
+        };
+        let mut e = self.net(KernelEventKind::StateChange, node, at, tuple, 0);
+        e.sock_id = None;
+        e.tcp_state = Some(TcpState::Established);
+        e.new_state = Some(TcpState::FinWait1);
+        e.idle_us = Some(u64::try_from(idle_ns / 1000).unwrap_or(0));
+        self.facts.push(Fact::Kernel(e));
+    }
+
+    /// The tuple the next [`reset`](Synth::reset) from `proxy` to `dst`
+    /// will use, so that a close can be placed before it.
+    pub fn peek_tuple(&self, proxy: IpAddr, dst: IpAddr) -> FourTuple {
+        let mut copy = Synth {
+            facts: Vec::new(),
+            next_port: self.next_port,
+            next_sock: self.next_sock,
+        };
+        copy.tuple(proxy, dst, 8080).0
     }
 
     /// The proxy (pid 3000, nginx) on `node` writes a 5xx status line to

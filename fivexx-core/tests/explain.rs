@@ -1479,3 +1479,148 @@ fn a_503_before_a_new_services_first_endpoints_is_no_endpoints() {
         }
     }
 }
+
+/// A healthy backend that closes idle keep-alive connections after
+/// `idle` (Node.js: 5 s): the proxy sometimes writes on one as it closes
+/// and the backend's kernel answers with a RST. The kernel measured the
+/// idle time at the backend's close. The reset is the idle-timeout cause,
+/// with the close in its evidence, and the fix quotes the backend's idle
+/// time over all its closes (raced or not) and the proxy's own closes.
+/// Near-misses: the closes alone are no failure; a reset with no close
+/// before it stays unexplained; a reset by a terminating pod that closed
+/// its idle connection stays the keep-alive race at shutdown.
+#[test]
+fn a_reset_after_the_backends_idle_close_is_the_idle_timeout() {
+    for idle_s in [2.0_f64, 5.0] {
+        let idle = (idle_s * 1e9) as i64;
+        let mut s = Synth::new();
+        let p = old_pod(&mut s, 40);
+        let other = old_pod(&mut s, 41);
+        // 20 idle closes that raced nothing, with a little jitter.
+        for k in 0..20 {
+            let t = s.peek_tuple(proxy(), p.ip);
+            let _ = s.reset(
+                "node-1",
+                ip4(10, 9, 9, 9),
+                ip4(10, 9, 9, 8),
+                T0 - 200 * SECOND,
+                None,
+            );
+            s.idle_close(
+                "node-2",
+                t,
+                T0 - 100 * SECOND + k * SECOND,
+                idle + k * MS,
+                true,
+            );
+        }
+        // The proxy's own idle closes, longer.
+        for k in 0..3 {
+            let t = s.peek_tuple(proxy(), p.ip);
+            let _ = s.reset(
+                "node-1",
+                ip4(10, 9, 9, 9),
+                ip4(10, 9, 9, 8),
+                T0 - 200 * SECOND,
+                None,
+            );
+            s.idle_close(
+                "node-1",
+                t,
+                T0 - 50 * SECOND + k * SECOND,
+                60 * SECOND,
+                false,
+            );
+        }
+        let raced = s.peek_tuple(proxy(), p.ip);
+        s.idle_close("node-2", raced, T0, idle + 3 * MS, true);
+        let r = s.reset("node-1", proxy(), p.ip, T0 + 300_000, Some("node-2"));
+        assert_eq!(r, raced);
+        let bare = s.reset("node-1", proxy(), other.ip, T0 + SECOND, Some("node-2"));
+        // A close by the client side does not make the server's reset.
+        let client_closed = s.peek_tuple(proxy(), other.ip);
+        s.idle_close("node-1", client_closed, T0 + 2 * SECOND, idle, false);
+        let c2 = s.reset(
+            "node-1",
+            proxy(),
+            other.ip,
+            T0 + 2 * SECOND + MS,
+            Some("node-2"),
+        );
+        assert_eq!(c2, client_closed);
+        let vs = run(s);
+        let v = verdict_for(&vs, &r);
+        assert_eq!(v.cause, Cause::KeepAliveIdleTimeout, "{v:#?}");
+        assert_eq!(v.confidence, Confidence::High);
+        assert!(
+            v.evidence.iter().any(|e| e
+                .fact
+                .to_string()
+                .ends_with(&format!("after it was idle {idle_s:.1} s"))),
+            "{v:#?}"
+        );
+        assert!(
+            v.note
+                .as_deref()
+                .unwrap()
+                .contains("reused it 0.2 ms later"),
+            "{v:?}"
+        );
+        let fix = v.fix.as_ref().unwrap();
+        assert_eq!(fix.params["closes"], 21.0, "{fix:?}");
+        assert!(
+            (fix.params["backend_idle_p50_s"] - idle_s).abs() < 0.02,
+            "{fix:?}"
+        );
+        assert!(
+            (fix.params["backend_idle_min_s"] - idle_s).abs() < 0.001,
+            "{fix:?}"
+        );
+        assert_eq!(fix.params["proxy_idle_p50_s"], 60.0, "{fix:?}");
+        assert_eq!(
+            v.episode.as_ref().map(|e| e.kind),
+            Some(EpisodeKind::IdleTimeout),
+            "{v:?}"
+        );
+        assert!(
+            fix.because.starts_with(&format!(
+                "the backend closes idle connections after {idle_s:.1} s (p50; p99"
+            )),
+            "{fix:?}"
+        );
+        assert!(
+            v.next
+                .as_ref()
+                .unwrap()
+                .command
+                .contains("kubectl get -n shop deployment/api"),
+            "{:?}",
+            v.next
+        );
+        for t in [&bare, &c2] {
+            assert_eq!(verdict_for(&vs, t).cause, Cause::Unexplained);
+        }
+        // Exactly one failure explained: the closes are not failures.
+        assert_eq!(
+            vs.iter()
+                .filter(|v| v.cause == Cause::KeepAliveIdleTimeout)
+                .count(),
+            1
+        );
+    }
+}
+
+/// A pod shutting down closes its idle pooled connections: a reset then is
+/// the keep-alive race at shutdown, even with the idle close measured.
+#[test]
+fn an_idle_close_by_a_terminating_pod_stays_the_shutdown_race() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 42);
+    s.delete(&p, T0, 30);
+    s.sigterm(&p, T0 + 5 * MS, false);
+    let t = s.peek_tuple(proxy(), p.ip);
+    s.idle_close("node-2", t, T0 + 20 * MS, 3 * SECOND, true);
+    let r = s.reset("node-1", proxy(), p.ip, T0 + 21 * MS, Some("node-2"));
+    let vs = run(s);
+    assert_eq!(verdict_for(&vs, &r).cause, Cause::KeepAliveRace);
+}

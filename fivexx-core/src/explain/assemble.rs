@@ -9,8 +9,9 @@ use super::episode::EpisodeTracker;
 use super::measure::{self, PodMeasure, WorkloadStats};
 use super::track::PodTrack;
 use super::verdict::{
-    Cause, EpisodeRef, FailedConnection, Failure, Fix, Involved, ProxyRef, Verdict,
+    Cause, EpisodeRef, FailedConnection, Failure, Fix, IdleClose, Involved, ProxyRef, Verdict,
 };
+use crate::event::KernelEvent;
 use crate::model::timeline::ClusterTimeline;
 use crate::model::Evidence;
 use foldhash::HashMap;
@@ -33,6 +34,7 @@ struct FixKey {
     no_endpoints: i64,
     no_endpoints_why: (u32, u32),
     prestop_failures: u32,
+    idle_closes: u64,
 }
 
 impl FixKey {
@@ -50,6 +52,7 @@ impl FixKey {
             no_endpoints: local.no_endpoints_ns,
             no_endpoints_why: (local.no_endpoints_terminating, local.no_endpoints_starting),
             prestop_failures: local.prestop_failures,
+            idle_closes: local.idle_closes + local.proxy_idle_closes,
         }
     }
 }
@@ -80,6 +83,28 @@ pub(crate) struct Assembler {
 }
 
 impl Assembler {
+    /// Learns from an idle close (`e`, ESTABLISHED -> FIN_WAIT1 after `c`'s
+    /// idle time), for the workload of the pod serving the connection.
+    /// The server side is the one with the lower port: a proxy's upstream
+    /// connections leave from ephemeral ports, above any serving port.
+    pub fn idle_close(&mut self, e: &KernelEvent, c: IdleClose, tl: &ClusterTimeline) {
+        let Some(t) = e.tuple else { return };
+        let by_server = t.sport < t.dport;
+        let server = if by_server { t.saddr } else { t.daddr };
+        let Some(pod) = tl.owner_at(server, c.at_ns, 0) else {
+            return;
+        };
+        let idle_ns = i64::try_from(c.idle_us.saturating_mul(1000)).unwrap_or(i64::MAX);
+        match self.workloads.get_mut(&*pod.key) {
+            Some(w) => w.idle_close(idle_ns, !by_server),
+            None => {
+                let mut w = WorkloadStats::default();
+                w.idle_close(idle_ns, !by_server);
+                self.workloads.insert(pod.key.to_string(), w);
+            }
+        }
+    }
+
     /// Learns from a failure as soon as it is final, before its verdict.
     pub fn note(&mut self, f: &FailedConnection) {
         if f.kind.is_new_connection() {
@@ -168,6 +193,7 @@ impl Assembler {
             c.cause,
             pod,
             &key,
+            at_ns,
             c.service.as_ref(),
             service_since,
             tl,
@@ -253,6 +279,14 @@ impl Assembler {
                         // proxies apply it later still (kube-proxy, ingress
                         // reloads). The fix takes the larger of the two.
                         local.proxy_lags_ns.push(lag);
+                    }
+                }
+                Cause::KeepAliveIdleTimeout => {
+                    if let Some(w) = self.workloads.get(key) {
+                        local.idle_closes = w.idle_closes;
+                        local.idle_close_ns.clone_from(&w.idle_close_ns);
+                        local.proxy_idle_closes = w.proxy_idle_closes;
+                        local.proxy_idle_close_ns.clone_from(&w.proxy_idle_close_ns);
                     }
                 }
                 Cause::NotReadyAtStart => {

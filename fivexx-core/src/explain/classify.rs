@@ -9,7 +9,7 @@ pub(crate) use super::classification::Classification;
 use super::config::{ExplainConfig, SECOND};
 use super::hook::{FailedHook, FAILED_PRESTOP_HOOK};
 use super::services::classify_service;
-use super::verdict::{Cause, Confidence, FailedConnection, FailureKind};
+use super::verdict::{Cause, Confidence, FailedConnection, FailureKind, IdleClose};
 use crate::event::SignalResult;
 use crate::model::timeline::{ClusterTimeline, PodTimeline, SignalSeen};
 use crate::model::FactSource;
@@ -327,6 +327,33 @@ impl<'a> PodCase<'a> {
         Ok(self.verdict(Cause::NotReadyAtStart, confidence, Some(note)))
     }
 
+    /// Rule 6: a pooled connection the pod itself had just closed for
+    /// being idle, reset when the proxy wrote on it: the backend's idle
+    /// timeout is shorter than the proxy's. Only after the shutdown rules,
+    /// so a pod that closes its connections as it stops stays a
+    /// keep-alive race at shutdown.
+    fn idle_timeout(mut self, f: &FailedConnection, c: IdleClose) -> Classification {
+        let idle = c.idle_us as f64 / 1e6;
+        let after_ms = (f.at_ns - c.at_ns) as f64 / 1e6;
+        self.ev.push(Evidence {
+            at_ns: c.at_ns,
+            source: FactSource::Node(Arc::from(self.pod.node.clone().unwrap_or_default())),
+            fact: Observation::text(format!(
+                "{} closed the pooled connection {}:{} <- {}:{} after it was idle {idle:.1} s",
+                self.pod.display, f.tuple.daddr, f.tuple.dport, f.tuple.saddr, f.tuple.sport
+            )),
+        });
+        let note = format!(
+            "the backend closed a pooled connection after it was idle {idle:.1} s; the proxy reused it {after_ms:.1} ms later and drew a RST"
+        );
+        let confidence = if f.server_reset_reason.is_some() {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        };
+        self.verdict(Cause::KeepAliveIdleTimeout, confidence, Some(note))
+    }
+
     /// No rule matched: say what was looked for.
     fn unexplained(self, f: &FailedConnection) -> Classification {
         let (attempt, skew, pod) = (self.attempt, self.cfg.skew_ns, self.pod);
@@ -459,6 +486,9 @@ fn classify_mechanism(
             }
             _ => {}
         }
+    }
+    if let Some(c) = f.idle_close.filter(|_| f.kind == FailureKind::Reset) {
+        return case.idle_timeout(f, c);
     }
     if f.kind == FailureKind::Refused && case.term().is_none_or(|x| x > attempt + cfg.skew_ns) {
         case = match case.starting() {

@@ -7,7 +7,7 @@
 //! joined by the connection's endpoints (both directions), and a connection
 //! is final once nothing joined it for `join_ns` of event time.
 
-use super::verdict::{FailedConnection, FailureKind};
+use super::verdict::{FailedConnection, FailureKind, IdleClose};
 use crate::event::{FourTuple, KernelEvent, KernelEventKind, TcpState};
 use crate::model::fact::NodeNames;
 use crate::model::FactSource;
@@ -243,6 +243,7 @@ impl OpenConnection {
             syn_retransmits: self.syn_retransmits,
             server_reset_reason: self.server_reset_reason,
             syn_sent_ns: self.syn_sent_ns,
+            idle_close: None,
             evidence,
         })
     }
@@ -280,6 +281,27 @@ fn syn_wait(
     format!("SYN sent on {tuple}; no answer for {waited:.2} s, then {who}")
 }
 
+/// A reset of a pooled connection joined to the server side's idle close
+/// just before it: the backend timed the connection out as the proxy
+/// reused it.
+fn with_close(
+    closes: &HashMap<ConnKey, ((IpAddr, u16), IdleClose)>,
+    k: ConnKey,
+    mut f: FailedConnection,
+) -> FailedConnection {
+    if f.kind != FailureKind::Reset {
+        return f;
+    }
+    if let Some((closer, c)) = closes.get(&k) {
+        let server = (f.tuple.daddr, f.tuple.dport);
+        let gap = f.at_ns - c.at_ns;
+        if *closer == server && (-CLOSE_JOIN_NS..=CLOSE_JOIN_NS).contains(&gap) {
+            f.idle_close = Some(*c);
+        }
+    }
+    f
+}
+
 /// Bit per terminal event kind.
 const T_RECV_RST: u16 = 1;
 const T_ERR: u16 = 2;
@@ -300,6 +322,31 @@ pub struct FailureJoiner {
     pub stragglers: u64,
     /// Scratch list of `expire`, kept to spare an allocation per call.
     ripe: Vec<ConnKey>,
+    /// Idle closes seen lately, with the side that closed: a reset that
+    /// follows on the same connection from that side is joined to it.
+    closes: HashMap<ConnKey, ((IpAddr, u16), IdleClose)>,
+    close_order: std::collections::VecDeque<(i64, ConnKey)>,
+}
+
+/// A reset this long after the other side's idle close belongs to it: a
+/// proxy writes on a pooled connection within microseconds to a few
+/// milliseconds of the backend's FIN (the race); a second leaves room for
+/// a node's stream delivered late.
+const CLOSE_JOIN_NS: i64 = 1_000_000_000;
+
+/// The idle close an event reports: the local side left ESTABLISHED for
+/// FIN_WAIT1 (it closed first) after `idle_us` without data.
+pub(crate) fn idle_close_of(e: &KernelEvent) -> Option<IdleClose> {
+    if e.kind != KernelEventKind::StateChange
+        || e.tcp_state != Some(TcpState::Established)
+        || e.new_state != Some(TcpState::FinWait1)
+    {
+        return None;
+    }
+    Some(IdleClose {
+        at_ns: e.wall_ns,
+        idle_us: e.idle_us?,
+    })
 }
 
 /// A late event within this of a closed connection's events belongs to it.
@@ -316,6 +363,12 @@ impl FailureJoiner {
     /// is pushed to `done`.
     pub fn push(&mut self, e: &KernelEvent, done: &mut Vec<FailedConnection>) {
         let Some(tuple) = e.tuple else { return };
+        if let Some(c) = idle_close_of(e) {
+            let key = ConnKey::of(&tuple);
+            self.closes.insert(key, ((tuple.saddr, tuple.sport), c));
+            self.close_order.push_back((c.at_ns, key));
+            return;
+        }
         let (role, terminal) = match e.kind {
             KernelEventKind::ReceiveReset => (Role::Client, T_RECV_RST),
             KernelEventKind::SockError => {
@@ -356,7 +409,7 @@ impl FailureJoiner {
                 // new connection. Close the old one out.
                 if terminal != 0 && s.seen & terminal != 0 {
                     if let Some(old) = std::mem::replace(s, fresh()).into_failure() {
-                        done.push(old);
+                        done.push(with_close(&self.closes, key, old));
                     }
                 }
                 s
@@ -401,11 +454,21 @@ impl FailureJoiner {
                     self.closed_order.push_back((s.last_ns, k));
                 }
                 if let Some(f) = s.into_failure() {
-                    done.push(f);
+                    done.push(with_close(&self.closes, k, f));
                 }
             }
         }
         self.ripe = ripe;
+        let stale = cutoff.saturating_sub(2 * CLOSE_JOIN_NS);
+        while let Some((at, k)) = self.close_order.front().copied() {
+            if at >= stale {
+                break;
+            }
+            self.close_order.pop_front();
+            if self.closes.get(&k).is_some_and(|(_, c)| c.at_ns == at) {
+                self.closes.remove(&k);
+            }
+        }
         let forget = cutoff.saturating_sub(CLOSED_MEMORY_NS);
         while let Some((last, k)) = self.closed_order.front().copied() {
             if last >= forget {

@@ -6,7 +6,7 @@ use super::answers::{AnswerJoin, Context};
 use super::assemble::Assembler;
 use super::burst::BurstTracker;
 use super::config::{ExplainConfig, MAX_SANE_NS, SECOND};
-use super::connections::FailureJoiner;
+use super::connections::{idle_close_of, FailureJoiner};
 use super::next::next_step;
 use super::stats::{EngineStats, Measurements};
 use super::track::{PodTrack, MAX_TRACKS};
@@ -162,6 +162,9 @@ impl Explainer {
                     }
                 } else {
                     self.tl.apply_kernel_process(e);
+                    if let Some(c) = idle_close_of(e) {
+                        self.assembler.idle_close(e, c, &self.tl);
+                    }
                     self.joiner.push(e, &mut self.done);
                 }
                 return;

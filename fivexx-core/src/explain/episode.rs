@@ -21,6 +21,7 @@ impl EpisodeTracker {
         cause: Cause,
         pod: Option<&PodTimeline>,
         workload_key: &str,
+        at_ns: i64,
         service: Option<&(String, String)>,
         service_since: i64,
         tl: &ClusterTimeline,
@@ -38,6 +39,9 @@ impl EpisodeTracker {
                 subject,
                 start_ns: service_since,
             });
+        }
+        if cause == Cause::KeepAliveIdleTimeout {
+            return Some(self.grouped(EpisodeKind::IdleTimeout, workload_key, at_ns, rollout_gap));
         }
         let pod = pod?;
         if let Some(e) = self.by_pod.get(&pod.uid) {
@@ -116,6 +120,7 @@ impl EpisodeTracker {
             _ => {
                 let prefix = match kind {
                     EpisodeKind::Oom => "oom",
+                    EpisodeKind::IdleTimeout => "idle",
                     _ => "rollout",
                 };
                 let e = EpisodeRef {

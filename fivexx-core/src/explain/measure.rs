@@ -99,6 +99,16 @@ pub struct WorkloadStats {
     /// Terminations whose preStop hook failed, and the last such hook.
     pub prestop_failures: u32,
     pub prestop_failed: Option<FailedHook>,
+    /// Idle pooled connections the workload's pods closed themselves, and
+    /// how long each had been idle (the kernel's measure): all of them,
+    /// not only those a proxy raced, so the timeout's percentiles are the
+    /// server's setting rather than the race's luck.
+    pub idle_closes: u64,
+    pub idle_close_ns: Vec<i64>,
+    /// The same for the proxy's own closes of its idle upstream
+    /// connections to the workload, when it closed any first.
+    pub proxy_idle_closes: u64,
+    pub proxy_idle_close_ns: Vec<i64>,
 }
 
 fn push_sample(v: &mut Vec<i64>, x: i64) {
@@ -108,6 +118,17 @@ fn push_sample(v: &mut Vec<i64>, x: i64) {
 }
 
 impl WorkloadStats {
+    /// One idle close by the workload's side (`by_proxy`: by the proxy's).
+    pub(crate) fn idle_close(&mut self, idle_ns: i64, by_proxy: bool) {
+        if by_proxy {
+            self.proxy_idle_closes += 1;
+            push_sample(&mut self.proxy_idle_close_ns, idle_ns);
+        } else {
+            self.idle_closes += 1;
+            push_sample(&mut self.idle_close_ns, idle_ns);
+        }
+    }
+
     pub(crate) fn add_pod(&mut self, m: &PodMeasure, proxy_lag_ns: Option<i64>) {
         if m.terminated {
             self.terminations += 1;
@@ -167,6 +188,14 @@ impl WorkloadStats {
         self.prestop_failures += o.prestop_failures;
         if self.prestop_failed.is_none() {
             self.prestop_failed.clone_from(&o.prestop_failed);
+        }
+        self.idle_closes += o.idle_closes;
+        self.proxy_idle_closes += o.proxy_idle_closes;
+        for x in &o.idle_close_ns {
+            push_sample(&mut self.idle_close_ns, *x);
+        }
+        for x in &o.proxy_idle_close_ns {
+            push_sample(&mut self.proxy_idle_close_ns, *x);
         }
     }
 }
@@ -296,11 +325,58 @@ fn no_endpoints_fix(st: &WorkloadStats) -> Fix {
     }
 }
 
+/// The backend's idle timeout is shorter than the proxy's: quote it from
+/// the closes measured in the kernel, and the proxy's where it closed some.
+fn idle_timeout_fix(st: &WorkloadStats) -> Fix {
+    let v = &st.idle_close_ns;
+    let (Some(p50), Some(p99), Some(min)) = (
+        percentile(v, 50.0),
+        percentile(v, 99.0),
+        v.iter().copied().min(),
+    ) else {
+        return Fix {
+            action:
+                "set the backend's idle keep-alive timeout above the proxy's upstream idle timeout"
+                    .into(),
+            because: "the backend closed a pooled connection as the proxy reused it".into(),
+            params: BTreeMap::new(),
+        };
+    };
+    let mut p = vec![
+        ("backend_idle_p50_s", s(p50)),
+        ("backend_idle_p99_s", s(p99)),
+        ("backend_idle_min_s", s(min)),
+        ("closes", st.idle_closes as f64),
+    ];
+    let proxy = percentile(&st.proxy_idle_close_ns, 50.0).map_or(String::new(), |pp| {
+        p.push(("proxy_idle_p50_s", s(pp)));
+        format!(
+            "; the proxy closed {} of its own after {:.1} s idle (p50)",
+            st.proxy_idle_closes,
+            s(pp)
+        )
+    });
+    Fix {
+        action: format!(
+            "set the backend's idle keep-alive timeout above the proxy's (Node.js server.keepAliveTimeout, Gunicorn --keep-alive, Puma persistent_timeout), or the proxy's upstream idle timeout below {:.1} s",
+            s(min)
+        ),
+        because: format!(
+            "the backend closes idle connections after {:.1} s (p50; p99 {:.1} s over {} closes) but the proxy keeps them longer{proxy}",
+            s(p50),
+            s(p99),
+            st.idle_closes
+        ),
+        params: params(&p),
+    }
+}
+
 /// The fix for `cause` in a workload with these measurements.
 pub fn fix_for(cause: Cause, st: &WorkloadStats) -> Option<Fix> {
     let n = st.terminations;
     match cause {
         Cause::PrestopFailed => Some(prestop_failed_fix(st)),
+        Cause::KeepAliveIdleTimeout => Some(idle_timeout_fix(st)),
         Cause::EndpointLagNetnsAlive | Cause::EndpointLagNetnsGone => {
             let Some((lag, what, count)) = lag_of(st) else {
                 return Some(Fix {

@@ -89,6 +89,16 @@ pub(crate) fn next_step(v: &Verdict, tl: &ClusterTimeline, skew: i64) -> Option<
             ),
             "the kubelet's message names the hook and why it failed; lifecycle.preStop.sleep needs no binary in the image".into(),
         ),
+        Cause::KeepAliveIdleTimeout => step(
+            format!(
+                "kubectl get -n {} {} -o jsonpath='{{{}.containers[*].args}} {{{}.containers[*].env}}'",
+                n.ns?,
+                n.target?,
+                n.spec,
+                n.spec
+            ),
+            "find the server's idle keep-alive timeout (Node.js keepAliveTimeout defaults to 5 s, Gunicorn --keep-alive to 2 s, Puma persistent_timeout to 20 s): it must be longer than the proxy's upstream idle timeout (ingress-nginx upstream-keepalive-timeout 60 s, HAProxy timeout http-keep-alive, Envoy's cluster idle_timeout 1 h)".into(),
+        ),
         Cause::Unexplained => unexplained(v, &n, tl, skew),
     }
 }

@@ -32,11 +32,14 @@ pub enum Cause {
     /// Endpoint lag (or a keep-alive race) in a pod whose preStop hook
     /// failed, so SIGTERM came at once instead of after the hook's sleep.
     PrestopFailed,
+    /// A healthy backend closed a pooled connection it found idle, and the
+    /// proxy, whose own idle timeout is longer, wrote on it as it closed.
+    KeepAliveIdleTimeout,
     Unexplained,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 10] = [
+    pub const ALL: [Cause; 11] = [
         Cause::EndpointLagNetnsAlive,
         Cause::EndpointLagNetnsGone,
         Cause::KeepAliveRace,
@@ -46,6 +49,7 @@ impl Cause {
         Cause::NotReadyAtStart,
         Cause::NoEndpoints,
         Cause::PrestopFailed,
+        Cause::KeepAliveIdleTimeout,
         Cause::Unexplained,
     ];
 
@@ -60,6 +64,7 @@ impl Cause {
             Cause::NotReadyAtStart => "not_ready_at_start",
             Cause::NoEndpoints => "no_endpoints",
             Cause::PrestopFailed => "prestop_failed",
+            Cause::KeepAliveIdleTimeout => "keep_alive_idle_timeout",
             Cause::Unexplained => "unexplained",
         }
     }
@@ -76,6 +81,7 @@ impl Cause {
             Cause::NotReadyAtStart => "not ready at start",
             Cause::NoEndpoints => "no endpoints",
             Cause::PrestopFailed => "preStop hook failed",
+            Cause::KeepAliveIdleTimeout => "idle keep-alive timeout (backend first)",
             Cause::Unexplained => "unexplained",
         }
     }
@@ -181,10 +187,26 @@ pub struct FailedConnection {
     /// that report it): the time the proxy chose this address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syn_sent_ns: Option<i64>,
+    /// The server side's own close of this connection just before the
+    /// reset, with how long the connection had been idle then (agents that
+    /// measure it): the backend timed out an idle pooled connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_close: Option<IdleClose>,
     /// The kernel facts joined into this failure (first few). Not in JSON:
     /// the verdict's own evidence chain includes them.
     #[serde(skip_serializing, default)]
     pub evidence: Vec<Evidence>,
+}
+
+/// A connection's close by one side after it had been idle, as the
+/// kernel measured it (`state_change` ESTABLISHED -> FIN_WAIT1 with
+/// `idle_us`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdleClose {
+    /// When that side closed.
+    pub at_ns: i64,
+    /// How long no data had moved either way.
+    pub idle_us: u64,
 }
 
 impl FailedConnection {
@@ -354,6 +376,9 @@ pub enum EpisodeKind {
     Startup,
     Termination,
     NoEndpoints,
+    /// A healthy workload's idle keep-alive closes racing the proxy: no
+    /// lifecycle event, so one workload's races close together are one.
+    IdleTimeout,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -474,6 +474,7 @@ fn episode_label(kind: EpisodeKind, subject: &str) -> String {
         EpisodeKind::Startup => format!("start of pod {subject}"),
         EpisodeKind::Termination => format!("termination of pod {subject}"),
         EpisodeKind::NoEndpoints => format!("no endpoints for {w}"),
+        EpisodeKind::IdleTimeout => format!("idle keep-alive closes racing the proxy in {w}"),
     }
 }
 

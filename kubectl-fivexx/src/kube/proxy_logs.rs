@@ -14,6 +14,10 @@
 //! and reported once at the end, never fatal, and the proxy's own log
 //! (Envoy's, HAProxy's notices) is skipped. A denied `pods/log` is one
 //! warning line, and the session goes on without logs.
+//!
+//! This file is longer than 600 lines because its tests, pods shaped like
+//! each controller's (ingress-nginx, Envoy Gateway, Istio, Contour, the
+//! HAProxy controllers, the lab's), sit beside the selection they pin.
 
 use std::time::Duration;
 
