@@ -1,12 +1,15 @@
 # The node lab (issue 3, tests/): real netns pods, ingress nginx, backends,
 # kubelet simulator. The scenario tests themselves run inside `cargo test`
 # (tests/tests/lab_scenarios.rs); this file adds:
-#   make lab SCENARIO=drain [LAB_FLAGS="--agent --rate 300"]   run one scenario
+#   make lab SCENARIO=drain [PROXY=envoy] [LAB_FLAGS="--agent --rate 300"]
+#                                                     run one scenario (PROXY: nginx,
+#                                                     envoy or haproxy; default nginx)
 #   make lab-clean                                             remove every lab object
 #   lab-leftovers (in `make test`, after cargo test): nothing of the lab remains
 .PHONY: lab lab-build lab-clean lab-leftovers
 
 SCENARIO ?= rollout-no-prestop
+PROXY ?= nginx
 LAB_FLAGS ?=
 LAB_TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
 LAB_BIN = $(LAB_TARGET_DIR)/debug/fivexx-lab
@@ -15,7 +18,7 @@ lab-build:
 	@$(CARGO) build -q -p fivexx-lab
 
 lab: lab-build
-	@$(LAB_BIN) $(SCENARIO) $(LAB_FLAGS)
+	@$(LAB_BIN) run --scenario $(SCENARIO) --proxy $(PROXY) $(LAB_FLAGS)
 
 lab-clean: lab-build
 	@$(LAB_BIN) clean

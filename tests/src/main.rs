@@ -5,6 +5,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use fivexx_lab::node::backend::{self, BackendConfig, Behaviour};
 use fivexx_lab::node::clean;
+use fivexx_lab::node::proxy::envoy::EnvoyLogFormat;
+use fivexx_lab::node::proxy::haproxy::HttpReuse;
+use fivexx_lab::node::proxy::ProxyKind;
 use fivexx_lab::sim::scenario::{self, RunOptions, ScenarioKind, ScenarioParams};
 use std::path::PathBuf;
 
@@ -23,6 +26,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run any scenario by name: `run --scenario ip-gone --proxy envoy`.
+    Run {
+        #[arg(long, value_enum)]
+        scenario: ScenarioKind,
+        #[command(flatten)]
+        flags: ScenarioFlags,
+    },
     /// Rolling update, endpoint removal lags SIGTERM: refused connects and 502s.
     RolloutNoPrestop(ScenarioFlags),
     /// The backend ignores SIGTERM: SIGKILL at grace expiry causes 502s.
@@ -138,16 +148,40 @@ struct ScenarioFlags {
     /// oom: when the hog starts allocating, after its start.
     #[arg(long)]
     oom_after_ms: Option<u64>,
-    /// nginx: idle upstream keep-alive connections per worker (0: none).
+    /// The ingress proxy: nginx (ingress-nginx), envoy (Envoy Gateway's
+    /// data plane) or haproxy (the HAProxy Kubernetes Ingress Controller).
+    #[arg(long, value_enum)]
+    proxy: Option<ProxyKind>,
+    /// envoy: Istio's default retry policy (2 retries on connect-failure,
+    /// refused-stream, unavailable, cancelled, retriable-status-codes);
+    /// without it, Envoy Gateway's default: none.
+    #[arg(long)]
+    envoy_istio_retries: bool,
+    /// envoy: the access log format (text: Envoy's default; json: Envoy
+    /// Gateway's default).
+    #[arg(long, value_enum)]
+    envoy_log_format: Option<EnvoyLogFormat>,
+    /// haproxy: `retries` (0: none).
+    #[arg(long)]
+    haproxy_retries: Option<u32>,
+    /// haproxy: `option redispatch`.
+    #[arg(long)]
+    haproxy_redispatch: bool,
+    /// haproxy: `http-reuse`.
+    #[arg(long, value_enum)]
+    haproxy_http_reuse: Option<HttpReuse>,
+    /// Every proxy: idle upstream keep-alive connections (nginx: per
+    /// worker; 0 turns upstream keep-alive off for every proxy).
     #[arg(long)]
     upstream_keepalive: Option<u32>,
-    /// nginx: upstream keepalive_timeout.
+    /// Every proxy: how long an idle upstream connection is kept.
     #[arg(long)]
     upstream_keepalive_timeout_ms: Option<u64>,
-    /// nginx: proxy_connect_timeout.
+    /// Every proxy: the upstream connect timeout.
     #[arg(long)]
     proxy_connect_timeout_ms: Option<u64>,
-    /// nginx: proxy_read_timeout.
+    /// Every proxy: the upstream response timeout (nginx
+    /// proxy_read_timeout, Envoy's route timeout, HAProxy timeout server).
     #[arg(long)]
     proxy_read_timeout_ms: Option<u64>,
     /// nginx: proxy_next_upstream_tries (1: no retries).
@@ -208,6 +242,24 @@ impl ScenarioFlags {
         if let Some(v) = self.next_upstream_tries {
             p.ingress.next_upstream_tries = v;
         }
+        if let Some(v) = self.proxy {
+            p.proxy = v;
+        }
+        if self.envoy_istio_retries {
+            p.envoy.istio_retries = true;
+        }
+        if let Some(v) = self.envoy_log_format {
+            p.envoy.log_format = v;
+        }
+        if let Some(v) = self.haproxy_retries {
+            p.haproxy.retries = v;
+        }
+        if self.haproxy_redispatch {
+            p.haproxy.redispatch = true;
+        }
+        if let Some(v) = self.haproxy_http_reuse {
+            p.haproxy.http_reuse = v;
+        }
         p
     }
 }
@@ -262,6 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             return Ok(if left.is_empty() { 0 } else { 1 });
         }
+        Command::Run { scenario, flags } => (scenario, flags),
         Command::RolloutNoPrestop(f) => (ScenarioKind::RolloutNoPrestop, f),
         Command::IgnoreSigterm(f) => (ScenarioKind::IgnoreSigterm, f),
         Command::KeepaliveRace(f) => (ScenarioKind::KeepaliveRace, f),
@@ -272,7 +325,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     };
     anyhow::ensure!(
         fivexx_lab::is_root(),
-        "scenarios need root (network namespaces, cgroups, nginx); try sudo"
+        "scenarios need root (network namespaces, cgroups, the ingress proxy); try sudo"
     );
     if let Some(addr) = flags.api_addr {
         anyhow::ensure!(
@@ -291,8 +344,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     };
     let out_dir = flags.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
-            "/tmp/fxlab-runs/{}-{}",
+            "/tmp/fxlab-runs/{}-{}-{}",
             kind.name(),
+            params.proxy.name(),
             fivexx_lab::clock::wall_ns() / 1_000_000_000
         ))
     });

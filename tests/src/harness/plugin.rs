@@ -61,7 +61,7 @@ impl Drop for AgentServe {
 
 /// A store as the plugin finds it on a cluster where `kubectl fivexx
 /// deploy` ran: the agent pod's port 7450 forwards to `agent`, agents are
-/// ready, the ingress pod's `pods/log` is nginx's access log, and the
+/// ready, the ingress pod's `pods/log` is its proxy's access log, and the
 /// lab's Deployment `shop/web` exists (the kubelet simulator
 /// models its pods, not the Deployment object that `kubectl apply` makes).
 pub fn plugin_store(agent: SocketAddr) -> ClusterStore {
@@ -83,13 +83,16 @@ pub fn plugin_store(agent: SocketAddr) -> ClusterStore {
     });
     store.map_port_forward("fivexx-system", ANY_POD, 7450, agent);
     store.set_daemon_set_readiness(|_, _| true);
-    // The ingress pod's container log (`--proxy-logs`) is the real nginx's
-    // upstreaminfo access log.
-    store.map_pod_log(
-        "ingress-nginx",
-        ANY_POD,
-        crate::node::proxy::nginx::container_log_path(),
-    );
+    // The ingress pod's container log (`--proxy-logs`): the real nginx's
+    // upstreaminfo access log, or what the runtime read from Envoy's or
+    // HAProxy's stdout; each in its proxy pod's namespace.
+    for kind in crate::node::proxy::ProxyKind::ALL {
+        store.map_pod_log(
+            kind.pod_identity().namespace,
+            ANY_POD,
+            kind.container_log_path(),
+        );
+    }
     store
 }
 
@@ -152,7 +155,8 @@ pub fn run_plugin_during(
         let p = params.clone();
         let run = tokio::spawn(async move { crate::sim::scenario::run(&p, &opts).await });
         let deadline = Instant::now() + Duration::from_secs(600);
-        while store.list_pods(Some("ingress-nginx")).is_empty() {
+        let ingress_ns = params.proxy.pod_identity().namespace;
+        while store.list_pods(Some(ingress_ns)).is_empty() {
             assert!(Instant::now() < deadline, "{name}: the lab never started");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -48,11 +48,17 @@ pub struct RequestRecord {
     /// The pod that answered (`X-Pod`), when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
-    /// The upstream nginx tried (`X-Upstream-Addr`), even for a 502/504.
+    /// The upstream the proxy tried (`X-Upstream-Addr`: nginx's
+    /// `$upstream_addr`, Envoy's `%UPSTREAM_REMOTE_ADDRESS%`, HAProxy's
+    /// `%si:%sp`), even for a 5xx; none when the proxy picked no server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_status: Option<String>,
+    /// The upstream tries Envoy made for this request
+    /// (`x-envoy-attempt-count`; 1: no retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
     /// The scenario step in flight when the request was sent.
     pub step: String,
     /// The client's local port: with the ingress address it names the
@@ -118,6 +124,7 @@ async fn one_request(
         pod: None,
         upstream: None,
         upstream_status: None,
+        attempts: None,
         step,
         local_port: None,
     };
@@ -181,11 +188,19 @@ fn parse_response(resp: &[u8], rec: &mut RequestRecord) {
         let v = v.trim().to_string();
         match k.trim().to_ascii_lowercase().as_str() {
             "x-pod" => rec.pod = Some(v),
-            "x-upstream-addr" if !v.is_empty() => rec.upstream = Some(v),
+            "x-upstream-addr" if names_a_server(&v) => rec.upstream = Some(v),
+            "x-envoy-attempt-count" => rec.attempts = v.parse().ok(),
             "x-upstream-status" if !v.is_empty() => rec.upstream_status = Some(v),
             _ => {}
         }
     }
+}
+
+/// Whether an `X-Upstream-Addr` value names a server: not empty, and not
+/// a proxy's placeholder for none (Envoy's `-`, HAProxy's `-:-` or
+/// `<NOSRV>` parts).
+fn names_a_server(v: &str) -> bool {
+    !v.is_empty() && v != "-" && !v.starts_with("-:") && !v.starts_with('<')
 }
 
 /// Counts over a ground truth.
@@ -239,6 +254,7 @@ mod tests {
             pod: None,
             upstream: None,
             upstream_status: None,
+            attempts: None,
             step: "s".into(),
             local_port: None,
         };
@@ -249,6 +265,25 @@ mod tests {
         assert_eq!(rec.status, Some(502));
         assert_eq!(rec.upstream_ip().as_deref(), Some("10.244.0.11"));
         assert!(rec.is_5xx());
-        assert_eq!(LoadSummary::of(&[rec]).s502, 1);
+        assert_eq!(LoadSummary::of(&[rec.clone()]).s502, 1);
+        let mut envoy = RequestRecord {
+            upstream: None,
+            ..rec.clone()
+        };
+        parse_response(
+            b"HTTP/1.1 503 Service Unavailable\r\nx-envoy-attempt-count: 3\r\nX-Upstream-Addr: 10.244.0.12:8080\r\n\r\n",
+            &mut envoy,
+        );
+        assert_eq!((envoy.status, envoy.attempts), (Some(503), Some(3)));
+        assert_eq!(envoy.upstream_ip().as_deref(), Some("10.244.0.12"));
+        let mut nosrv = RequestRecord {
+            upstream: None,
+            ..rec
+        };
+        parse_response(
+            b"HTTP/1.1 503 Service Unavailable\r\nX-Upstream-Addr: -:-\r\n\r\n",
+            &mut nosrv,
+        );
+        assert_eq!(nosrv.upstream, None);
     }
 }

@@ -44,6 +44,40 @@ pub fn now() -> Time {
     crate::control::store::now()
 }
 
+/// The ingress pod as its controller makes it: `facts` with the
+/// controller's labels, container name and image in place of an app's.
+pub fn ingress_pod(f: &PodFacts, id: &crate::node::proxy::PodIdentity) -> Pod {
+    let mut pod = pod(f);
+    let mut labels: BTreeMap<String, String> = id
+        .labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    labels.insert("pod-template-hash".into(), f.revision.clone());
+    pod.metadata.labels = Some(labels);
+    pod.metadata.generate_name = Some(format!("{}-", id.name_prefix));
+    if let Some(c) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+        c.name = id.container.into();
+        c.image = Some(id.image.into());
+        c.ports = Some(vec![ContainerPort {
+            container_port: 80,
+            name: Some("http".into()),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]);
+    }
+    if let Some(cs) = pod
+        .status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut())
+        .and_then(|c| c.first_mut())
+    {
+        cs.name = id.container.into();
+        cs.image = id.image.into();
+    }
+    pod
+}
+
 /// The Pod object for these facts.
 pub fn pod(f: &PodFacts) -> Pod {
     let labels: BTreeMap<String, String> = [

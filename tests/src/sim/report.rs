@@ -137,7 +137,7 @@ pub fn render(dir: &Path, max_events: usize) -> Result<String> {
     // scenario ran (not the lab's own teardown, nor nginx reloads).
     let pod_pids: Vec<i32> = timeline
         .iter()
-        .filter(|e| e.kind == LabEventKind::ContainerStarted && e.detail != "ingress nginx")
+        .filter(|e| e.kind == LabEventKind::ContainerStarted && !e.detail.starts_with("ingress "))
         .filter_map(|e| e.pid)
         .collect();
     let settle = timeline

@@ -2,13 +2,20 @@
 //! run under load, with every parameter adjustable. A run writes its ground
 //! truth (`ground-truth.jsonl`), the lab's timeline (`timeline.jsonl`), the
 //! agent's events (`agent.jsonl`, with `--agent`) and `summary.json`.
+//!
+//! This file is longer than 600 lines because every scenario's parameters,
+//! for each of the three proxies, and the run that applies them are one
+//! table that reads best in one place.
 
 use crate::control::store::ClusterStore;
 use crate::node::agent::{self, AgentRun};
 use crate::node::backend::Behaviour;
 use crate::node::clean::{self, LabLock};
 use crate::node::load::{self, LoadConfig, LoadSummary, RequestRecord};
+use crate::node::proxy::envoy::EnvoyConfig;
+use crate::node::proxy::haproxy::{HaproxyConfig, HttpReuse};
 use crate::node::proxy::nginx::IngressConfig;
+use crate::node::proxy::{ProxyConfig, ProxyKind, RetryStats};
 use crate::sim::kubelet::{Kubelet, KubeletConfig, PodTemplate};
 use crate::sim::timeline::{LabEvent, LabEventKind, Timeline};
 use crate::{io_err, Error, Result};
@@ -105,9 +112,18 @@ pub struct ScenarioParams {
     pub evict_interval_ms: u64,
     pub memory_limit_mib: u64,
     pub oom_after_ms: u64,
+    /// The ingress proxy: nginx (default), Envoy or HAProxy.
+    pub proxy: ProxyKind,
+    /// nginx's own settings.
     #[serde(skip)]
     pub ingress: IngressConfig,
+    /// Envoy's own settings (retries, log format).
+    pub envoy: EnvoyConfig,
+    /// HAProxy's own settings (retries, redispatch, http-reuse).
+    pub haproxy: HaproxyConfig,
+    /// Every proxy: how long an idle upstream connection is kept.
     pub upstream_keepalive_timeout_ms: u64,
+    /// Every proxy: the upstream connect timeout.
     pub proxy_connect_timeout_ms: u64,
     /// Rollouts: the new revision's pods start on this node, added to the
     /// cluster with the lab's node but given none of the Deployment's pods
@@ -117,6 +133,43 @@ pub struct ScenarioParams {
 }
 
 impl ScenarioParams {
+    /// The scenario's defaults through `proxy`.
+    pub fn with_proxy(kind: ScenarioKind, proxy: ProxyKind) -> ScenarioParams {
+        ScenarioParams {
+            proxy,
+            ..ScenarioParams::defaults(kind)
+        }
+    }
+
+    /// The proxy's settings, with the shared timeouts filled in.
+    pub fn proxy_config(&self) -> ProxyConfig {
+        let mut nginx = self.ingress.clone();
+        nginx.upstream_keepalive_timeout_ms = self.upstream_keepalive_timeout_ms;
+        nginx.proxy_connect_timeout_ms = self.proxy_connect_timeout_ms;
+        let keepalive = nginx.upstream_keepalive > 0;
+        let mut envoy = self.envoy.clone();
+        envoy.connect_timeout_ms = self.proxy_connect_timeout_ms;
+        envoy.upstream_idle_timeout_ms = if keepalive {
+            self.upstream_keepalive_timeout_ms
+        } else {
+            0
+        };
+        envoy.route_timeout_ms = nginx.proxy_read_timeout_ms;
+        let mut haproxy = self.haproxy.clone();
+        haproxy.connect_timeout_ms = self.proxy_connect_timeout_ms;
+        haproxy.server_timeout_ms = nginx.proxy_read_timeout_ms;
+        haproxy.pool_purge_delay_ms = self.upstream_keepalive_timeout_ms;
+        if !keepalive {
+            haproxy.http_reuse = HttpReuse::Never;
+        }
+        ProxyConfig {
+            kind: self.proxy,
+            nginx,
+            envoy,
+            haproxy,
+        }
+    }
+
     /// The parameters that reproduce each scenario's signature here.
     pub fn defaults(kind: ScenarioKind) -> ScenarioParams {
         let mut p = ScenarioParams {
@@ -142,7 +195,10 @@ impl ScenarioParams {
             evict_interval_ms: 1500,
             memory_limit_mib: 64,
             oom_after_ms: 3000,
+            proxy: ProxyKind::Nginx,
             ingress: IngressConfig::default(),
+            envoy: EnvoyConfig::default(),
+            haproxy: HaproxyConfig::default(),
             upstream_keepalive_timeout_ms: 60_000,
             proxy_connect_timeout_ms: 1000,
             rollout_node: None,
@@ -172,6 +228,10 @@ impl ScenarioParams {
                 p.behaviour = Behaviour::CloseIdle;
                 p.drain_ms = 3000;
                 p.rate = 400;
+                // HAProxy's default `http-reuse safe` never gives a
+                // client's first request a pooled connection, and every
+                // load request is a first: the race needs reuse.
+                p.haproxy.http_reuse = HttpReuse::Always;
             }
             ScenarioKind::Drain => {
                 p.load_ms = 10_000;
@@ -207,6 +267,9 @@ pub struct ScenarioReport {
     /// SIGTERM to SIGKILL, per pod that got both (ms).
     pub sigterm_to_sigkill_ms: BTreeMap<String, f64>,
     pub agent_events: Option<usize>,
+    /// The proxy's own retry counters at the end of the load (Envoy's
+    /// `upstream_rq_retry`, HAProxy's `wretr`/`wredis`; nginx: none).
+    pub proxy_retries: Option<RetryStats>,
     #[serde(skip)]
     pub records: Vec<RequestRecord>,
     #[serde(skip)]
@@ -280,9 +343,9 @@ pub async fn run(params: &ScenarioParams, opts: &RunOptions) -> Result<ScenarioR
         Some(a) => a.stop().await,
         None => Vec::new(),
     };
-    let records = result?;
+    let (records, proxy_retries) = result?;
     let events = timeline.events();
-    let report = build_report(
+    let mut report = build_report(
         params,
         opts,
         records,
@@ -291,6 +354,7 @@ pub async fn run(params: &ScenarioParams, opts: &RunOptions) -> Result<ScenarioR
         started,
         agent_run.is_some(),
     );
+    report.proxy_retries = proxy_retries;
     write_outputs(&report, &store)?;
     Ok(report)
 }
@@ -357,16 +421,13 @@ async fn drive(
     opts: &RunOptions,
     store: ClusterStore,
     timeline: Timeline,
-) -> Result<Vec<RequestRecord>> {
-    let mut ingress = p.ingress.clone();
-    ingress.upstream_keepalive_timeout_ms = p.upstream_keepalive_timeout_ms;
-    ingress.proxy_connect_timeout_ms = p.proxy_connect_timeout_ms;
+) -> Result<(Vec<RequestRecord>, Option<RetryStats>)> {
     let cfg = KubeletConfig {
         lab_exe: opts.lab_exe.clone(),
         endpoint_lag: Duration::from_millis(p.endpoint_lag_ms),
         sandbox_teardown_delay: Duration::from_millis(p.sandbox_teardown_delay_ms),
         probe_period: Duration::from_millis(100),
-        ingress,
+        proxy: p.proxy_config(),
     };
     let kubelet = Kubelet::start(cfg, store, timeline.clone()).await?;
     if let Some(node) = &p.rollout_node {
@@ -406,16 +467,22 @@ async fn drive(
             .map_err(|e| Error::Lab(format!("load generator failed: {e}")))
     }
     .await;
-    // nginx's own account of each failure, kept next to the ground truth.
-    let ingress_dir = Path::new(crate::node::naming::RUN_DIR).join("ingress");
+    // The proxy's own account of its retries, while it still runs.
+    let retries = kubelet.ingress_retry_stats();
+    kubelet.shutdown().await;
+    // The proxy's own account of each failure, kept next to the ground
+    // truth (after the stop: the container log is complete).
+    let ingress_dir = crate::node::proxy::ingress_dir();
     for (from, to) in [
         ("error.log", "nginx-error.log"),
         ("access.log", "nginx-access.log"),
+        ("container.log", "ingress-container.log"),
+        ("envoy-stderr.log", "envoy-stderr.log"),
+        ("haproxy-stderr.log", "haproxy-stderr.log"),
     ] {
         let _ = std::fs::copy(ingress_dir.join(from), opts.out_dir.join(to));
     }
-    kubelet.shutdown().await;
-    outcome
+    outcome.map(|records| (records, retries))
 }
 
 async fn action(p: &ScenarioParams, kubelet: &Kubelet, current: &PodTemplate) -> Result<()> {
@@ -498,6 +565,7 @@ fn build_report(
         failures_by_upstream,
         sigterm_to_sigkill_ms,
         agent_events: with_agent.then_some(kernel_events.len()),
+        proxy_retries: None,
         records,
         timeline,
         kernel_events,
@@ -541,8 +609,9 @@ fn write_lines<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
 pub fn render(report: &ScenarioReport) -> String {
     let s = &report.summary;
     let mut out = format!(
-        "scenario {}: {} requests in {:.1} s: {} ok, {} x 502, {} x 503, {} x 504, {} other 5xx, {} client errors\n",
+        "scenario {} through {}: {} requests in {:.1} s: {} ok, {} x 502, {} x 503, {} x 504, {} other 5xx, {} client errors\n",
         report.scenario,
+        report.params.proxy.name(),
         s.total,
         report.duration_ms as f64 / 1000.0,
         s.ok,
@@ -562,6 +631,14 @@ pub fn render(report: &ScenarioReport) -> String {
         out.push_str(&format!(
             "  agent: {n} kernel events, {} about the failing pod IPs\n",
             report.agent_events_for_failures().len()
+        ));
+    }
+    if let Some(r) = report.proxy_retries {
+        out.push_str(&format!(
+            "  {}: {} retried attempts, {} redispatched\n",
+            report.params.proxy.name(),
+            r.retried,
+            r.redispatched
         ));
     }
     out.push_str(&format!("  output: {}\n", report.out_dir.display()));

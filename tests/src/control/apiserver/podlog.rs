@@ -11,8 +11,10 @@
 //!
 //! The stamp: a file line that starts with a Unix time in seconds (nginx's
 //! `$msec`, e.g. `1732519154.313 `) carries its own, which is stripped from
-//! the content; any other line is stamped when the server reads it, as a
-//! runtime stamps what it reads from the container's stdout.
+//! the content; so does a line in the CRI log format a container runtime
+//! writes (`2026-12-02T05:48:04.123456789Z stdout F <content>`, the lab's
+//! Envoy and HAProxy logs); any other line is stamped when the server reads
+//! it, as a runtime stamps what it reads from the container's stdout.
 //!
 //! A runtime reads a line after it was written, so its stamp is never
 //! earlier than the write. `$msec` is cut to the millisecond: taken as is,
@@ -87,12 +89,26 @@ impl LogRequest {
 /// A file line's stamp (its own `$msec` prefix, else `read_ns`) and its
 /// content.
 pub fn split_stamp(line: &str, read_ns: i64) -> (i64, &str) {
+    if let Some(cri) = split_cri(line) {
+        return cri;
+    }
     if let Some((first, rest)) = line.split_once(' ') {
         if let Some(ns) = unix_seconds_ns(first) {
             return (ns, rest);
         }
     }
     (read_ns, line)
+}
+
+/// A CRI log line's stamp and content: `<RFC 3339> <stdout|stderr> <F|P> <content>`.
+fn split_cri(line: &str) -> Option<(i64, &str)> {
+    let mut parts = line.splitn(4, ' ');
+    let stamp: jiff::Timestamp = parts.next()?.parse().ok()?;
+    if !matches!(parts.next()?, "stdout" | "stderr") || !matches!(parts.next()?, "F" | "P") {
+        return None;
+    }
+    let ns = i64::try_from(stamp.as_nanosecond()).ok()?;
+    Some((ns, parts.next().unwrap_or("")))
 }
 
 /// `1732519154.313` (seconds since the epoch, up to 9 decimals) in ns, at
@@ -308,6 +324,22 @@ mod tests {
             "2024-11-25T07:19:14.313Z x\n"
         );
         assert_eq!(render(1, "x", false), "x\n");
+        // The CRI format a runtime writes: its stamp, the content after
+        // the stream and the tag; `--timestamps` shows the same stamp.
+        let (ns, content) = split_stamp(
+            "2025-12-02T05:48:04.123456789Z stdout F [2025-12-02T05:48:04.120Z] \"GET / HTTP/1.1\" 503 UF",
+            7,
+        );
+        assert_eq!(ns, 1_764_654_484_123_456_789);
+        assert_eq!(
+            content,
+            "[2025-12-02T05:48:04.120Z] \"GET / HTTP/1.1\" 503 UF"
+        );
+        assert_eq!(
+            render(ns, content, true),
+            "2025-12-02T05:48:04.123456789Z [2025-12-02T05:48:04.120Z] \"GET / HTTP/1.1\" 503 UF\n"
+        );
+        assert_eq!(split_stamp("2025-12-02T05:48:04Z stdin F x", 7).0, 7);
     }
 
     /// Lines written just before the file is removed are still read, and a

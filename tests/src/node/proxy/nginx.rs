@@ -222,6 +222,41 @@ impl Ingress {
     }
 }
 
+impl super::IngressProxy for Ingress {
+    fn kind(&self) -> super::ProxyKind {
+        super::ProxyKind::Nginx
+    }
+
+    fn address(&self) -> SocketAddr {
+        Ingress::address(self)
+    }
+
+    fn pid(&self) -> i32 {
+        self.master_pid()
+    }
+
+    fn network(&self) -> &PodNetwork {
+        &self.net
+    }
+
+    fn endpoints(&self) -> &[Ipv4Addr] {
+        Ingress::endpoints(self)
+    }
+
+    fn set_endpoints(&mut self, endpoints: &[Ipv4Addr]) -> Result<()> {
+        Ingress::set_endpoints(self, endpoints)
+    }
+
+    /// nginx keeps no retry counter: its tries are in `X-Upstream-Status`.
+    fn retry_stats(&self) -> Result<Option<super::RetryStats>> {
+        Ok(None)
+    }
+
+    fn stop(&mut self) {
+        Ingress::stop(self)
+    }
+}
+
 /// Pids whose parent is `ppid` (from /proc/*/stat).
 fn children_of(ppid: i32) -> Vec<i32> {
     let Ok(rd) = fs::read_dir("/proc") else {

@@ -1,12 +1,15 @@
 //! The EndpointSlice controller (the slice written from the pods at once)
-//! and the ingress controller, itself a pod in `ingress-nginx`, that applies
-//! each endpoint set to the proxy `endpoint_lag` later, in order.
+//! and the ingress controller, itself a pod (in `ingress-nginx`,
+//! `envoy-gateway-system` or `haproxy-controller`, as its controller
+//! deploys it), that applies each endpoint set to the proxy `endpoint_lag`
+//! later, in order, each proxy its own way (nginx reloads, Envoy takes an
+//! EDS update, HAProxy a Runtime API change).
 
 use crate::clock::Stamp;
 use crate::node::cgroup::ContainerCgroup;
 use crate::node::naming;
 use crate::node::netns::PodNetwork;
-use crate::node::proxy::nginx::Ingress;
+use crate::node::proxy::{self, RetryStats};
 use crate::sim::k8s::{self, EndpointEntry, PodFacts};
 use crate::sim::kubelet::{Kubelet, SERVICE};
 
@@ -21,8 +24,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 impl Kubelet {
-    /// The ingress controller is itself a pod (in `ingress-nginx`), so its
-    /// connections carry a kubelet-style cgroup too.
+    /// The ingress controller is itself a pod, so its connections carry a
+    /// kubelet-style cgroup too.
     pub(crate) fn start_ingress(&self) -> Result<()> {
         let ip = Ipv4Addr::from(naming::INGRESS_IP);
         let net = PodNetwork::create(naming::INGRESS_NETNS, ip)?;
@@ -30,12 +33,14 @@ impl Kubelet {
         let cid = naming::new_container_id();
         let cg = ContainerCgroup::create(&uid, &cid, None)?;
         let fds = cg.open_procs_files()?;
-        let ingress = Ingress::start(self.inner.cfg.ingress.clone(), net, fds, &[])?;
+        let kind = self.inner.cfg.proxy.kind;
+        let id = kind.pod_identity();
+        let ingress = proxy::start(&self.inner.cfg.proxy, net, fds)?;
         let facts = PodFacts {
-            namespace: "ingress-nginx".into(),
-            name: format!("ingress-nginx-controller-{}", naming::short_suffix(5)),
+            namespace: id.namespace.into(),
+            name: format!("{}-{}", id.name_prefix, naming::short_suffix(5)),
             uid,
-            app: "ingress-nginx".into(),
+            app: id.container.into(),
             revision: "lab".into(),
             // The lab's ingress pod stays ownerless: the plugin finds it by
             // its namespace and labels, not by its workload.
@@ -53,24 +58,38 @@ impl Kubelet {
             running: true,
             last_terminated: None,
         };
-        self.inner.store.apply_pod(k8s::pod(&facts));
+        self.inner.store.apply_pod(k8s::ingress_pod(&facts, &id));
         self.inner.timeline.push(LabEvent {
             at: Stamp::now(),
             kind: LabEventKind::ContainerStarted,
             pod: Some(facts.name.clone()),
             ip: Some(ip.to_string()),
-            pid: Some(ingress.master_pid()),
-            detail: "ingress nginx".into(),
+            pid: Some(ingress.pid()),
+            detail: format!("ingress {}", kind.name()),
         });
         *self.inner.ingress.lock().unwrap_or_else(|e| e.into_inner()) = Some(ingress);
         Ok(())
     }
 
+    /// The ingress proxy's own retry counters, while it runs.
+    pub fn ingress_retry_stats(&self) -> Option<RetryStats> {
+        let guard = self.inner.ingress.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref()?.retry_stats() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("reading the ingress retry counters: {e}");
+                None
+            }
+        }
+    }
+
     /// Applies endpoint sets to the ingress, each `endpoint_lag` after the
     /// EndpointSlice changed, in order. Sets that are all due by the time
-    /// one is applied are applied as their latest, in one reload, as
-    /// ingress-nginx batches its syncs: on a loaded machine a reload takes
-    /// long, and a queue of them would otherwise fall ever further behind.
+    /// one is applied are applied as their latest, in one change, as the
+    /// controllers batch their syncs: on a loaded machine an nginx reload
+    /// takes long, and a queue of them would otherwise fall ever further
+    /// behind. Each applied set's delay past its due time is in the
+    /// timeline (`late_ms`), so a run shows the lag the proxy really had.
     pub(crate) async fn ingress_controller(
         self,
         mut rx: mpsc::UnboundedReceiver<(Instant, Vec<Ipv4Addr>)>,
@@ -99,9 +118,12 @@ impl Kubelet {
             match ing.set_endpoints(&ips) {
                 Ok(()) => {
                     let list: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
-                    self.inner
-                        .timeline
-                        .record(LabEventKind::IngressReload, None, list.join(","));
+                    let late = Instant::now().saturating_duration_since(due);
+                    self.inner.timeline.record(
+                        LabEventKind::IngressReload,
+                        None,
+                        format!("{} late_ms={}", list.join(","), late.as_millis()),
+                    );
                 }
                 Err(e) => tracing::warn!("ingress reload failed: {e}"),
             }

@@ -17,7 +17,7 @@ use crate::node::backend::Behaviour;
 use crate::node::cgroup::ContainerCgroup;
 use crate::node::naming;
 use crate::node::netns::{self, IpPool, PodNetwork};
-use crate::node::proxy::nginx::{Ingress, IngressConfig};
+use crate::node::proxy::{IngressProxy, ProxyConfig};
 use crate::sim::k8s::PodFacts;
 use crate::sim::timeline::Timeline;
 use crate::{Error, Result};
@@ -107,7 +107,8 @@ pub struct KubeletConfig {
     /// kubelet notices exits on its PLEG relist, every second).
     pub sandbox_teardown_delay: Duration,
     pub probe_period: Duration,
-    pub ingress: IngressConfig,
+    /// The ingress proxy and its settings.
+    pub proxy: ProxyConfig,
 }
 
 /// The Service the Deployment's pods back.
@@ -136,7 +137,7 @@ pub(crate) struct Inner {
     pub(crate) timeline: Timeline,
     pub(crate) state: Mutex<State>,
     pub(crate) endpoints_tx: mpsc::UnboundedSender<(Instant, Vec<Ipv4Addr>)>,
-    pub(crate) ingress: Mutex<Option<Ingress>>,
+    pub(crate) ingress: Mutex<Option<Box<dyn IngressProxy>>>,
     pub(crate) ingress_synced: watch::Sender<Vec<Ipv4Addr>>,
 }
 

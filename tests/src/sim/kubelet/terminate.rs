@@ -276,7 +276,7 @@ impl Kubelet {
             .take();
         if let Some(mut ing) = ing {
             ing.stop();
-            ing.net.destroy();
+            ing.network().destroy();
         }
         for dir in cgroup::lab_pod_dirs() {
             cgroup::remove_pod_dir(&dir);
