@@ -9,7 +9,81 @@ use std::path::Path;
 use fivexx_core::explain::{Cause, Verdict};
 use fivexx_lab::harness::{run_plugin_during, AgentServe, PluginRun};
 use fivexx_lab::node::load::RequestRecord;
+use fivexx_lab::node::proxy::ProxyKind;
 use fivexx_lab::sim::scenario::{ScenarioKind, ScenarioParams, ScenarioReport};
+
+/// One lab at a time in this test binary: the tests (one per proxy) run
+/// on parallel threads, and a lab run waits at most 10 minutes for the
+/// machine's lab lock, less than three proxies' scoring takes.
+pub fn lab_turn() -> std::sync::MutexGuard<'static, ()> {
+    static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LAB.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the kernel sees go wrong with an upstream, by construction of a
+/// scenario; each proxy answers each in its own status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelFact {
+    /// RST to the SYN (or ICMP unreachable).
+    RefusedConnect,
+    /// No answer to the SYN: the netns (or node) is gone.
+    ConnectTimeout,
+    /// A pooled keep-alive connection the backend closed.
+    PooledConnectionClosed,
+    /// The backend killed while answering.
+    KilledMidResponse,
+    /// The Service has no ready endpoint: the proxy answers itself.
+    NoEndpoints,
+}
+
+/// The statuses `proxy` answers `fact` with (issue 15's table): nginx's
+/// 502/504; Envoy's 503 for every upstream failure (UF, UC, UH), 504 for a
+/// connect timeout only when its route times out first; HAProxy's 503
+/// for a failed connect (SC, sC) or no server, 502 for a server that
+/// aborted (SH, SD), 504 for a timeout.
+pub fn status_of(proxy: ProxyKind, fact: KernelFact) -> &'static [u16] {
+    use KernelFact::*;
+    match (proxy, fact) {
+        (ProxyKind::Nginx, RefusedConnect) => &[502],
+        (ProxyKind::Nginx, ConnectTimeout) => &[504],
+        (ProxyKind::Nginx, PooledConnectionClosed | KilledMidResponse) => &[502],
+        (_, NoEndpoints) => &[503],
+        (ProxyKind::Envoy, ConnectTimeout) => &[503, 504],
+        (ProxyKind::Envoy, _) => &[503],
+        (ProxyKind::Haproxy, RefusedConnect) => &[503, 502],
+        (ProxyKind::Haproxy, ConnectTimeout) => &[503, 504],
+        (ProxyKind::Haproxy, PooledConnectionClosed | KilledMidResponse) => &[502],
+    }
+}
+
+/// The kernel facts a scenario produces, by construction.
+pub fn scenario_facts(kind: ScenarioKind) -> &'static [KernelFact] {
+    use KernelFact::*;
+    match kind {
+        // The old pod's process exits while the ingress still routes to
+        // it: new connects are refused, pooled ones find it closed.
+        ScenarioKind::RolloutNoPrestop | ScenarioKind::Drain | ScenarioKind::PrestopFailed => {
+            &[RefusedConnect, PooledConnectionClosed]
+        }
+        ScenarioKind::IgnoreSigterm => &[KilledMidResponse, RefusedConnect, PooledConnectionClosed],
+        ScenarioKind::KeepaliveRace => &[PooledConnectionClosed, RefusedConnect],
+        ScenarioKind::PrestopFixed => &[],
+        ScenarioKind::IpGone => &[ConnectTimeout, RefusedConnect],
+        ScenarioKind::Oom => &[KilledMidResponse, RefusedConnect],
+        ScenarioKind::Recreate => &[RefusedConnect, PooledConnectionClosed, NoEndpoints],
+    }
+}
+
+/// The statuses a scenario's causes make `proxy` answer.
+pub fn scenario_statuses(proxy: ProxyKind, kind: ScenarioKind) -> Vec<u16> {
+    let mut v: Vec<u16> = scenario_facts(kind)
+        .iter()
+        .flat_map(|f| status_of(proxy, *f).iter().copied())
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
 
 /// Writes to the process's stderr directly: the test harness captures only
 /// the print macros, and these figures are the point of the run, so they
@@ -81,7 +155,11 @@ pub fn record(
     tag: &str,
 ) -> (ScenarioReport, std::path::PathBuf, std::path::PathBuf) {
     let name = params.kind.name();
-    let out_dir = std::env::temp_dir().join(format!("fxlab-{tag}-{name}-{}", std::process::id()));
+    let out_dir = std::env::temp_dir().join(format!(
+        "fxlab-{tag}-{name}-{}-{}",
+        params.proxy.name(),
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&out_dir);
     let capture = out_dir.join("capture.fxc");
     // The capture outlasts the load: warm-up, load, the lookahead the
@@ -151,6 +229,16 @@ pub fn retried_tries(records: &[RequestRecord]) -> u64 {
         .filter(|r| r.status.is_some_and(|s| s < 500))
         .filter_map(|r| r.upstream_status.as_deref())
         .map(|s| s.split([',', ':']).filter(|x| failed_try(x)).count() as u64)
+        .sum()
+}
+
+/// Envoy's own per-request account: the retries `x-envoy-attempt-count`
+/// reports (attempts past the first) over every request.
+pub fn envoy_attempt_retries(records: &[RequestRecord]) -> u64 {
+    records
+        .iter()
+        .filter_map(|r| r.attempts)
+        .map(|a| u64::from(a.saturating_sub(1)))
         .sum()
 }
 
