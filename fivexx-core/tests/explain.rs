@@ -1624,3 +1624,27 @@ fn an_idle_close_by_a_terminating_pod_stays_the_shutdown_race() {
     let vs = run(s);
     assert_eq!(verdict_for(&vs, &r).cause, Cause::KeepAliveRace);
 }
+
+/// HAProxy closes its server connections with a RST: the backend's kernel
+/// receives a reset (and the app ECONNRESET) from the peeked proxy's
+/// address, and the proxy's kernel sends one. None of that failed a
+/// request: the proxy chose to close. Counted, never a verdict. Near-miss:
+/// the backend resetting the proxy's connection is still a failure.
+#[test]
+fn a_proxys_own_reset_of_its_upstream_is_no_failure() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 43);
+    s.http_peek("node-1", proxy(), T0 - 10 * SECOND);
+    // Swapped roles: the "client" tuple is the pod's side, receiving.
+    for k in 0..5 {
+        let _ = s.reset("node-2", p.ip, proxy(), T0 + k * SECOND, Some("node-1"));
+    }
+    // With no 5xx seen for it, a peeked proxy's upstream failure is a
+    // try it retried: counted as hidden, not a verdict.
+    let _real = s.reset("node-1", proxy(), p.ip, T0 + 10 * SECOND, Some("node-2"));
+    let (vs, m) = explain_all(&s.sorted(), ExplainConfig::default());
+    assert!(vs.is_empty(), "{vs:#?}");
+    assert_eq!(m.stats.http.hidden_by_retry.values().sum::<u64>(), 1);
+    // Per abort: the pod's receive_reset and ECONNRESET, the proxy's RST.
+    assert_eq!(m.stats.proxy_aborts, 15);
+}

@@ -326,6 +326,12 @@ pub struct FailureJoiner {
     /// follows on the same connection from that side is joined to it.
     closes: HashMap<ConnKey, ((IpAddr, u16), IdleClose)>,
     close_order: std::collections::VecDeque<(i64, ConnKey)>,
+    /// The proxies' addresses (those peeked): a reset one of them sends
+    /// its upstream is the proxy's own abort, not a failure.
+    proxies: foldhash::HashSet<IpAddr>,
+    /// Resets and errors left out as a proxy aborting an upstream
+    /// connection itself (HAProxy closes server connections with a RST).
+    pub proxy_aborts: u64,
 }
 
 /// A reset this long after the other side's idle close belongs to it: a
@@ -355,6 +361,34 @@ const STRAGGLER_NS: i64 = 2_000_000_000;
 const CLOSED_MEMORY_NS: i64 = 120_000_000_000;
 
 impl FailureJoiner {
+    /// `ip` is a proxy's: its upstream connections' resets are judged from
+    /// its side.
+    pub fn add_proxy(&mut self, ip: IpAddr) {
+        self.proxies.insert(ip);
+    }
+
+    /// The proxy itself reset its upstream connection: the event is the
+    /// backend's side receiving it (a reset or ECONNRESET from a proxy's
+    /// address), or the proxy's side sending it. No request of the proxy's
+    /// failed by it: the proxy chose to close.
+    fn proxy_abort(&self, e: &KernelEvent, t: &FourTuple) -> bool {
+        if self.proxies.is_empty() {
+            return false;
+        }
+        let (local, remote) = (
+            self.proxies.contains(&t.saddr),
+            self.proxies.contains(&t.daddr),
+        );
+        match e.kind {
+            KernelEventKind::ReceiveReset => {
+                !local && remote && e.tcp_state != Some(TcpState::SynSent)
+            }
+            KernelEventKind::SockError => !local && remote && e.errno == Some(104),
+            KernelEventKind::SendReset => local && !remote,
+            _ => false,
+        }
+    }
+
     pub fn open_count(&self) -> usize {
         self.open.len()
     }
@@ -367,6 +401,10 @@ impl FailureJoiner {
             let key = ConnKey::of(&tuple);
             self.closes.insert(key, ((tuple.saddr, tuple.sport), c));
             self.close_order.push_back((c.at_ns, key));
+            return;
+        }
+        if self.proxy_abort(e, &tuple) {
+            self.proxy_aborts += 1;
             return;
         }
         let (role, terminal) = match e.kind {

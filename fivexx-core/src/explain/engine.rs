@@ -89,11 +89,15 @@ pub struct Explainer {
 impl Explainer {
     pub fn new(cfg: ExplainConfig) -> Explainer {
         let cfg = cfg.clamped();
+        let mut joiner = FailureJoiner::default();
+        for ip in &cfg.peeked_proxies {
+            joiner.add_proxy(*ip);
+        }
         Explainer {
             answers: AnswerJoin::new(&cfg.peeked_proxies),
             cfg,
             tl: ClusterTimeline::default(),
-            joiner: FailureJoiner::default(),
+            joiner,
             assembler: Assembler::default(),
             pending: BinaryHeap::new(),
             done: Vec::new(),
@@ -174,7 +178,10 @@ impl Explainer {
             Fact::Service(s) => self.tl.apply_service(s),
             Fact::Node(n) => self.tl.apply_node(n),
             Fact::Event(e) => self.tl.apply_event(e),
-            Fact::HttpPeek(p) => self.answers.peeked(p),
+            Fact::HttpPeek(p) => {
+                self.joiner.add_proxy(p.proxy_ip);
+                self.answers.peeked(p);
+            }
             Fact::ProxyLog(l) => {
                 if let Some(a) = self.answers.log_line(l, &mut self.stats.http) {
                     self.enqueue_answer(a);
@@ -299,6 +306,7 @@ impl Explainer {
     pub fn finish(mut self, out: &mut impl FnMut(Verdict)) -> Measurements {
         self.joiner.drain(&mut self.done);
         self.stats.late_events = self.joiner.stragglers;
+        self.stats.proxy_aborts = self.joiner.proxy_aborts;
         self.enqueue_done();
         self.emit_ripe(i64::MAX, out);
         let mut uids: Vec<String> = self.tl.pods().map(|p| p.uid.clone()).collect();
