@@ -134,37 +134,25 @@ fn on_set_state(
         }
         return;
     }
-    if old == tcp_state::ESTABLISHED && new == tcp_state::FIN_WAIT1 {
-        // The local side closes: report it only after a long idle (an idle
-        // keep-alive close), where the socket says so.
-        let sk = sk();
-        let Some(idle) = idle_jiffies(sk) else {
-            return;
-        };
-        if idle < config().idle.min_idle_jiffies {
-            return;
-        }
-        emit(EventKind::StateChange, |ev| {
-            ev.sock = sk;
-            ev.state = old;
-            ev.new_state = new;
-            ev.flags = flags::IDLE_KNOWN;
-            ev.reserved = idle;
-            addrs(ev);
-        });
-        return;
-    }
-    if !is_abnormal_transition(old, new) {
+    let idle_close = old == tcp_state::ESTABLISHED && new == tcp_state::FIN_WAIT1;
+    if !idle_close && !is_abnormal_transition(old, new) {
         return;
     }
     let sk = sk();
-    // A reset or abort of an established connection also says how long
-    // it had been idle (a keep-alive close racing a request).
+    // ESTABLISHED -> FIN_WAIT1 (the local side closes) is a record only
+    // after a long idle: an idle keep-alive close. A reset or abort of an
+    // established connection also says how long it had been idle (a
+    // keep-alive close racing a request).
     let idle = if old == tcp_state::SYN_SENT {
-        None
+        0
     } else {
-        idle_jiffies(sk)
+        idle_jiffies(sk).map_or(0, |j| j | IDLE_SEEN)
     };
+    if idle_close
+        && (idle & IDLE_SEEN == 0 || idle & !IDLE_SEEN < u64::from(config().idle.min_idle_jiffies))
+    {
+        return;
+    }
     let syn_ns = if old == tcp_state::SYN_SENT && syn_from_sock {
         syn_time_from_sock(sk)
     } else if old == tcp_state::SYN_SENT {
@@ -175,25 +163,35 @@ fn on_set_state(
     } else {
         0
     };
+    // One emit site with plain values: the closure stays small enough to
+    // be inlined (a BPF sub-program must not return a stack pointer; the
+    // 6.18 verifier refused the tp_btf form with two sites).
+    let (flags, reserved) = if idle & IDLE_SEEN != 0 {
+        (flags::IDLE_KNOWN, (idle & !IDLE_SEEN) as u32)
+    } else {
+        (0, 0)
+    };
     emit(EventKind::StateChange, |ev| {
         ev.sock = sk;
         ev.state = old;
         ev.new_state = new;
         ev.syn_ns = syn_ns;
-        if let Some(idle) = idle {
-            ev.flags = flags::IDLE_KNOWN;
-            ev.reserved = idle;
-        }
+        ev.flags = flags;
+        ev.reserved = reserved;
         addrs(ev);
     });
 }
+
+/// Marks an idle time as read (a u64 with the jiffies in the low half), so
+/// that no Option crosses the emit path.
+const IDLE_SEEN: u64 = 1 << 32;
 
 /// Jiffies since the last data in either direction on `sk` (see
 /// `IdleLayout` for why `lsndtime` and `icsk_ack.lrcvtime`); None where
 /// this kernel's layout or clock is unknown or a read fails. Two probe
 /// reads and a division, only on the transitions that may be emitted.
 #[inline(always)]
-fn idle_jiffies(sk: u64) -> Option<u32> {
+fn idle_jiffies(sk: u64) -> Option<u64> {
     let l = &config().idle;
     if !l.known() || sk == 0 {
         return None;
@@ -202,7 +200,7 @@ fn idle_jiffies(sk: u64) -> Option<u32> {
     let received = read_kernel::<u32>(sk, l.icsk_lrcvtime)?;
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    Some(l.idle_jiffies(l.jiffies_at(now), sent, received))
+    Some(u64::from(l.idle_jiffies(l.jiffies_at(now), sent, received)))
 }
 
 /// When a failing connect sent its first SYN: `tcp_connect()` stamps

@@ -34,6 +34,22 @@ fn is_close_after_idle(e: &KernelEvent, server_port: u16, client_port: u16) -> b
 
 pub(super) fn idle_close(s: &mut SelftestTracer) -> Outcome {
     s.require_attached(&[K::StateChange, K::ReceiveReset])?;
+    // The idle read sits on every state change's path: a verifier refusing
+    // the cheap tp_btf form over it (and the silent classic fallback) is a
+    // regression, not a degradation.
+    let refused = s
+        .tracer
+        .report
+        .hook("sock:inet_sock_set_state")
+        .and_then(|h| {
+            h.notes
+                .iter()
+                .find(|n| n.contains("tp_btf refused"))
+                .cloned()
+        });
+    if let Some(why) = refused {
+        return Err(CaseError::Check(format!("inet_sock_set_state: {why}")));
+    }
     if !s.tracer.facts.layout.config.idle.known() {
         return degraded(s);
     }
