@@ -125,7 +125,14 @@ impl Kubelet {
                         format!("{} late_ms={}", list.join(","), late.as_millis()),
                     );
                 }
-                Err(e) => tracing::warn!("ingress reload failed: {e}"),
+                Err(e) => {
+                    tracing::warn!("ingress reload failed: {e}");
+                    self.inner.timeline.record(
+                        LabEventKind::IngressReload,
+                        None,
+                        format!("failed: {e}"),
+                    );
+                }
             }
             drop(guard);
             self.inner.ingress_synced.send_replace(ips);
@@ -196,9 +203,21 @@ impl Kubelet {
         .await;
         match ok {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(Error::Lab(format!(
-                "the ingress did not reach endpoints {want:?} in {timeout:?}"
-            ))),
+            _ => {
+                let last = self.inner.ingress_synced.borrow().clone();
+                let failure = self
+                    .inner
+                    .timeline
+                    .events()
+                    .into_iter()
+                    .rev()
+                    .find(|e| e.kind == LabEventKind::IngressReload)
+                    .map(|e| e.detail)
+                    .unwrap_or_default();
+                Err(Error::Lab(format!(
+                    "the ingress did not reach endpoints {want:?} in {timeout:?} (last applied {last:?}; last change: {failure})"
+                )))
+            }
         }
     }
 
