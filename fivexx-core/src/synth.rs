@@ -289,6 +289,18 @@ impl Synth {
         e
     }
 
+    /// The proxy aborts its own connection to `dst` (close with SO_LINGER
+    /// 0): the kernel's `tcp_disconnect` reports ECONNRESET on a socket
+    /// whose source address and peer port it has already cleared, as seen
+    /// on 6.18 with HAProxy.
+    pub fn own_abort(&mut self, node: &str, dst: IpAddr, at: i64) {
+        let (t, sock) = self.tuple(IpAddr::from([0u8, 0, 0, 0]), dst, 0);
+        let mut e = self.net(KernelEventKind::SockError, node, at, t, sock);
+        e.errno = Some(104);
+        e.task = Some(task(3100, "haproxy"));
+        self.facts.push(Fact::Kernel(e));
+    }
+
     /// A connect from the proxy (on `proxy_node`) to `dst` refused by RST.
     /// With `server_node`, the server's kernel also reports its `send_reset`.
     pub fn refused(

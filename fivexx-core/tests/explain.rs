@@ -1646,5 +1646,27 @@ fn a_proxys_own_reset_of_its_upstream_is_no_failure() {
     assert!(vs.is_empty(), "{vs:#?}");
     assert_eq!(m.stats.http.hidden_by_retry.values().sum::<u64>(), 1);
     // Per abort: the pod's receive_reset and ECONNRESET, the proxy's RST.
-    assert_eq!(m.stats.proxy_aborts, 15);
+    assert_eq!(m.stats.own_aborts, 15);
+}
+
+/// An abortive close (SO_LINGER 0, HAProxy's way with its server
+/// connections) makes the kernel report ECONNRESET on the closing socket
+/// after clearing its tuple's peer port: the closer's own choice, never a
+/// failure, whether or not the proxy is peeked, and even to a terminating
+/// pod. A received reset keeps its tuple and stays a failure.
+#[test]
+fn an_abortive_close_of_ones_own_is_no_failure() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 44);
+    for k in 0..4 {
+        s.own_abort("node-1", p.ip, T0 + k * 100 * MS);
+    }
+    s.delete(&p, T0 + SECOND, 30);
+    s.sigterm(&p, T0 + SECOND, false);
+    s.own_abort("node-1", p.ip, T0 + 1100 * MS);
+    let real = s.reset("node-1", proxy(), p.ip, T0 + 1200 * MS, None);
+    let (vs, m) = explain_all(&s.sorted(), ExplainConfig::default());
+    assert_eq!(vs.len(), 1, "{vs:#?}");
+    assert_eq!(tuple_of(&vs[0]), Some(real));
+    assert_eq!(m.stats.own_aborts, 5);
 }

@@ -71,17 +71,27 @@ fn trace_shows(
     let _ = std::fs::remove_dir_all(&out_dir);
     let secs = (params.warmup_ms + params.load_ms) / 1000 + 12;
     let duration = format!("{secs}s");
+    // Kept when an assertion fails, for `kubectl fivexx explain` by hand.
+    let capture = out_dir.join("trace.fxc").display().to_string();
     let run = run_plugin_during(
         plugin,
         agent,
         &params,
         &out_dir,
         Path::new(env!("CARGO_BIN_EXE_fivexx-lab")),
-        &["trace", "-n", "shop", "--duration", &duration],
+        &[
+            "trace",
+            "-n",
+            "shop",
+            "--duration",
+            &duration,
+            "--capture",
+            &capture,
+        ],
     );
     let stdout = String::from_utf8_lossy(&run.output.stdout).to_string();
     let stderr = String::from_utf8_lossy(&run.output.stderr);
-    eprintln!("--- {name}: trace stdout\n{stdout}--- stderr\n{stderr}");
+    eprintln!("--- {name}: trace stdout\n{stdout}--- stderr\n{stderr}--- capture {capture}");
     assert!(run.output.status.success(), "{name}: trace failed");
     let load_5xx = run.report.summary.total_5xx();
     assert!(load_5xx > 0, "{name}: the scenario produced no 5xx");

@@ -329,9 +329,9 @@ pub struct FailureJoiner {
     /// The proxies' addresses (those peeked): a reset one of them sends
     /// its upstream is the proxy's own abort, not a failure.
     proxies: foldhash::HashSet<IpAddr>,
-    /// Resets and errors left out as a proxy aborting an upstream
-    /// connection itself (HAProxy closes server connections with a RST).
-    pub proxy_aborts: u64,
+    /// Resets and errors left out as a side aborting its own connection
+    /// (HAProxy closes server connections with a RST).
+    pub own_aborts: u64,
 }
 
 /// A reset this long after the other side's idle close belongs to it: a
@@ -367,11 +367,18 @@ impl FailureJoiner {
         self.proxies.insert(ip);
     }
 
-    /// The proxy itself reset its upstream connection: the event is the
-    /// backend's side receiving it (a reset or ECONNRESET from a proxy's
-    /// address), or the proxy's side sending it. No request of the proxy's
-    /// failed by it: the proxy chose to close.
-    fn proxy_abort(&self, e: &KernelEvent, t: &FourTuple) -> bool {
+    /// The local side reset its own connection, so no request of its
+    /// failed by it: it chose to close. Either a socket error whose
+    /// 4-tuple the kernel had already cleared (`tcp_disconnect`, an
+    /// abortive close with SO_LINGER 0, reports ECONNRESET after zeroing
+    /// the peer's port; a reset received keeps it), or, on a peeked
+    /// proxy's upstream connection, the backend's side receiving the
+    /// proxy's RST (a reset or ECONNRESET from a proxy's address) or the
+    /// proxy's side sending it. HAProxy closes server connections so.
+    fn own_abort(&self, e: &KernelEvent, t: &FourTuple) -> bool {
+        if e.kind == KernelEventKind::SockError && t.dport == 0 {
+            return true;
+        }
         if self.proxies.is_empty() {
             return false;
         }
@@ -403,8 +410,8 @@ impl FailureJoiner {
             self.close_order.push_back((c.at_ns, key));
             return;
         }
-        if self.proxy_abort(e, &tuple) {
-            self.proxy_aborts += 1;
+        if self.own_abort(e, &tuple) {
+            self.own_aborts += 1;
             return;
         }
         let (role, terminal) = match e.kind {

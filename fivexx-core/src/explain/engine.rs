@@ -306,7 +306,7 @@ impl Explainer {
     pub fn finish(mut self, out: &mut impl FnMut(Verdict)) -> Measurements {
         self.joiner.drain(&mut self.done);
         self.stats.late_events = self.joiner.stragglers;
-        self.stats.proxy_aborts = self.joiner.proxy_aborts;
+        self.stats.own_aborts = self.joiner.own_aborts;
         self.enqueue_done();
         self.emit_ripe(i64::MAX, out);
         let mut uids: Vec<String> = self.tl.pods().map(|p| p.uid.clone()).collect();

@@ -17,10 +17,11 @@ pub struct EngineStats {
     pub pods_forgotten: u64,
     /// Late halves of connections already closed out (a slow stream), dropped.
     pub late_events: u64,
-    /// Resets a peeked proxy made of its own upstream connections (the
-    /// proxy closing with a RST, as HAProxy does): no failure, counted.
+    /// Resets a side made of its own connection (an abortive close, a
+    /// peeked proxy closing its upstream with a RST as HAProxy does): no
+    /// failure, counted.
     #[serde(default)]
-    pub proxy_aborts: u64,
+    pub own_aborts: u64,
     /// What the peeked proxies answered, by the cause of the upstream
     /// failure behind each answer.
     pub http: HttpTotals,
