@@ -1537,7 +1537,11 @@ def main():
         args.skip = [p for p in PARTS if p not in args.only]
     if os.geteuid() != 0:
         sys.exit("bench: needs root (eBPF, network namespaces)")
-    for exe in (AGENT, LAB):
+    # The lab is needed only by the parts that run it (forms, drops,
+    # capacity and analysis do not), so that `--only forms` runs on an
+    # agent alone.
+    lab_parts = {"overhead", "latency", "footprint", "fanout"}
+    for exe in (AGENT, LAB) if lab_parts - set(args.skip) else (AGENT,):
         if not os.path.exists(exe):
             sys.exit(f"bench: {exe} missing; run `make bench` (it builds first)")
     os.makedirs(WORK, exist_ok=True)
