@@ -86,16 +86,6 @@ impl Cause {
         }
     }
 
-    /// The HTTP status a proxy typically answers for it.
-    pub fn typical_http(self) -> &'static str {
-        match self {
-            Cause::EndpointLagNetnsGone => "504/502",
-            Cause::NoEndpoints => "503",
-            Cause::Unexplained => "-",
-            _ => "502",
-        }
-    }
-
     pub fn parse(s: &str) -> Option<Cause> {
         Cause::ALL.into_iter().find(|c| c.name() == s)
     }

@@ -678,7 +678,7 @@ fn workloads_html(o: &mut String, r: &Report) {
                 "<tr><td>{name}</td><td class=\"n\">{total}</td><td><span class=\"sw\" style=\"background:{}\"></span>{}</td><td class=\"n\">{n}</td><td>{}</td></tr>",
                 cause_colour(**c),
                 c.label(),
-                c.typical_http()
+                esc(&super::render::statuses_text(w.by_cause_status.get(*c)))
             );
         }
     }

@@ -157,8 +157,7 @@ pub fn verdict_line(v: &Verdict) -> String {
                 .or_else(|| inv.workload_key.clone())
                 .unwrap_or_else(|| c.tuple.daddr.to_string());
             format!(
-                "  => {} {} to {} ({who}): {}, {:?} confidence",
-                v.cause.typical_http(),
+                "  => {} to {} ({who}): {}, {:?} confidence",
                 c.kind.name(),
                 c.tuple.daddr,
                 v.cause.label(),

@@ -195,6 +195,11 @@ pub struct WorkloadSummary {
     pub failures: u64,
     pub by_cause: BTreeMap<Cause, u64>,
     pub by_status: BTreeMap<u16, u64>,
+    /// Per cause, the statuses clients got: each proxy answers the same
+    /// kernel fact in its own words (a refused connect is nginx's 502,
+    /// Envoy's 503), so they are counted, never assumed.
+    #[serde(default)]
+    pub by_cause_status: BTreeMap<Cause, BTreeMap<u16, u64>>,
     /// Per cause: the command to run next (that of its first verdict).
     pub next: Vec<CauseStep>,
     pub first_failure_ns: i64,
@@ -366,6 +371,7 @@ impl ReportBuilder {
                     failures: 0,
                     by_cause: BTreeMap::new(),
                     by_status: BTreeMap::new(),
+                    by_cause_status: BTreeMap::new(),
                     next: Vec::new(),
                     first_failure_ns: t,
                     last_failure_ns: t,
@@ -382,6 +388,11 @@ impl ReportBuilder {
         *w.by_cause.entry(v.cause).or_default() += 1;
         if let Some(st) = status {
             *w.by_status.entry(st).or_default() += 1;
+            *w.by_cause_status
+                .entry(v.cause)
+                .or_default()
+                .entry(st)
+                .or_default() += 1;
         }
         if let Some(n) = &v.next {
             if !w.next.iter().any(|s| s.cause == v.cause) {

@@ -184,6 +184,20 @@ fn http_answers(o: &mut String, r: &Report) {
 }
 
 /// "endpoint lag (pod still up) 212, OOM kill 3": most first.
+/// The statuses clients got for one cause, most first ("503×120,
+/// 502×4"); `-` when no answer was seen (failed connections only).
+pub(super) fn statuses_text(by: Option<&std::collections::BTreeMap<u16, u64>>) -> String {
+    let Some(by) = by.filter(|b| !b.is_empty()) else {
+        return "-".into();
+    };
+    let mut v: Vec<(&u16, &u64)> = by.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    v.iter()
+        .map(|(s, n)| format!("{s}×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(super) fn causes_line(by: &std::collections::BTreeMap<Cause, u64>) -> String {
     let mut v: Vec<(&Cause, &u64)> = by.iter().collect();
     v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
@@ -256,7 +270,7 @@ fn workloads(o: &mut String, r: &Report) {
                 total,
                 c.label(),
                 n,
-                c.typical_http()
+                statuses_text(w.by_cause_status.get(*c))
             );
         }
     }

@@ -401,6 +401,7 @@ pub(crate) mod tests {
                 syn_retransmits: 0,
                 server_reset_reason: None,
                 syn_sent_ns: None,
+                idle_close: None,
                 evidence: Vec::new(),
             }),
         )
