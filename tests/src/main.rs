@@ -47,6 +47,9 @@ enum Command {
     IpGone(ScenarioFlags),
     /// An OOM kill mid-request under a cgroup memory limit.
     Oom(ScenarioFlags),
+    /// A healthy backend closes idle keep-alive connections before the
+    /// proxy does: 502s from resets on pooled connections, no rollout.
+    KeepaliveIdle(ScenarioFlags),
     /// The lab's HTTP backend (runs inside each pod).
     Backend(BackendConfig),
     /// Print what a run showed: 5xx from the ground truth, what Kubernetes
@@ -132,6 +135,12 @@ struct ScenarioFlags {
     /// Backend closes keep-alive connections idle this long (0: never).
     #[arg(long)]
     idle_timeout_ms: Option<u64>,
+    /// Requests sent at once every burst period, instead of a steady rate.
+    #[arg(long)]
+    burst: Option<u32>,
+    /// The period between bursts (default: the backend's idle timeout).
+    #[arg(long)]
+    burst_period_ms: Option<u64>,
     #[arg(long)]
     max_surge: Option<u32>,
     #[arg(long)]
@@ -206,6 +215,8 @@ impl ScenarioFlags {
             behaviour,
             drain_ms,
             idle_timeout_ms,
+            burst,
+            burst_period_ms,
             max_surge,
             max_unavailable,
             evict_interval_ms,
@@ -322,6 +333,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Drain(f) => (ScenarioKind::Drain, f),
         Command::IpGone(f) => (ScenarioKind::IpGone, f),
         Command::Oom(f) => (ScenarioKind::Oom, f),
+        Command::KeepaliveIdle(f) => (ScenarioKind::KeepaliveIdle, f),
     };
     anyhow::ensure!(
         fivexx_lab::is_root(),

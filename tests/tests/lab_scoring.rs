@@ -296,6 +296,21 @@ fn check_fixes(
             )),
         }
     }
+    if kind == ScenarioKind::KeepaliveIdle {
+        // The backend's idle timeout, as the kernel measured it at close.
+        let configured = params.idle_timeout_ms as f64 / 1000.0;
+        match fix_param(explained, Cause::KeepAliveIdleTimeout, "backend_idle_p50_s") {
+            Some(idle) => {
+                fix = format!("idle {idle:.2} s (configured {configured} s)");
+                if (idle - configured).abs() > configured * 0.3 + 0.5 {
+                    problems.push(format!(
+                        "{name}: fix quotes idle {idle} s, configured {configured} s"
+                    ));
+                }
+            }
+            None => problems.push(format!("{name}: no idle time in the idle-timeout fix")),
+        }
+    }
     if kind == ScenarioKind::IgnoreSigterm {
         let configured = params.grace_ms as f64 / 1000.0;
         let grace = fix_param(explained, Cause::SigkillAtGraceExpiry, "grace_s")

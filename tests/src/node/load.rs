@@ -20,6 +20,10 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// A request still unanswered after this is recorded as a client timeout.
     pub timeout: Duration,
+    /// Instead of `rate`: this many requests at once, every period. The
+    /// proxy's pooled connections then sit idle for about the period
+    /// between bursts, which is how a backend's idle timeout is raced.
+    pub burst: Option<(u32, Duration)>,
 }
 
 /// How a request ended without an HTTP status.
@@ -85,14 +89,27 @@ impl RequestRecord {
 /// in send order.
 pub async fn run(cfg: LoadConfig, timeline: Timeline) -> Vec<RequestRecord> {
     let rate = cfg.rate.clamp(1, 2000);
-    let total = (rate as u64 * cfg.duration.as_millis() as u64 / 1000).max(1);
-    let period = Duration::from_nanos(1_000_000_000 / rate as u64);
+    let (total, period, per_tick) = match cfg.burst {
+        Some((n, every)) => {
+            let n = u64::from(n.clamp(1, 2000));
+            let every = every.max(Duration::from_millis(1));
+            let ticks = (cfg.duration.as_nanos() / every.as_nanos()).max(1) as u64;
+            (ticks * n, every, n)
+        }
+        None => (
+            (rate as u64 * cfg.duration.as_millis() as u64 / 1000).max(1),
+            Duration::from_nanos(1_000_000_000 / rate as u64),
+            1,
+        ),
+    };
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let step = timeline.current_step();
     let mut set = tokio::task::JoinSet::new();
     for seq in 0..total {
-        ticker.tick().await;
+        if seq % per_tick == 0 {
+            ticker.tick().await;
+        }
         let step_now = step.borrow().clone();
         let target = cfg.target;
         let timeout = cfg.timeout;

@@ -53,10 +53,14 @@ pub enum ScenarioKind {
     /// (maxUnavailable 100%, as Recreate does): the ingress answers 503
     /// while the Service has no ready endpoint.
     Recreate,
+    /// No rollout: a healthy backend closes idle keep-alive connections
+    /// sooner than the proxy does, and bursts of requests every idle
+    /// timeout make the proxy reuse some as they close: 502 (Envoy 503).
+    KeepaliveIdle,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 9] = [
+    pub const ALL: [ScenarioKind; 10] = [
         ScenarioKind::RolloutNoPrestop,
         ScenarioKind::IgnoreSigterm,
         ScenarioKind::KeepaliveRace,
@@ -66,6 +70,7 @@ impl ScenarioKind {
         ScenarioKind::Oom,
         ScenarioKind::PrestopFailed,
         ScenarioKind::Recreate,
+        ScenarioKind::KeepaliveIdle,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +84,7 @@ impl ScenarioKind {
             ScenarioKind::Oom => "oom",
             ScenarioKind::PrestopFailed => "prestop-failed",
             ScenarioKind::Recreate => "recreate",
+            ScenarioKind::KeepaliveIdle => "keepalive-idle",
         }
     }
 }
@@ -106,6 +112,10 @@ pub struct ScenarioParams {
     pub delay_ms: Option<u64>,
     pub drain_ms: u64,
     pub idle_timeout_ms: u64,
+    /// Requests sent together every `burst_period_ms` (0: a steady rate).
+    pub burst: u32,
+    /// The load's period between bursts (0: the backend's idle timeout).
+    pub burst_period_ms: u64,
     pub max_surge: u32,
     pub max_unavailable: u32,
     pub pdb_min_available: Option<u32>,
@@ -189,6 +199,8 @@ impl ScenarioParams {
             delay_ms: None,
             drain_ms: 5000,
             idle_timeout_ms: 0,
+            burst: 0,
+            burst_period_ms: 0,
             max_surge: 1,
             max_unavailable: 0,
             pdb_min_available: None,
@@ -248,6 +260,19 @@ impl ScenarioParams {
                 p.replicas = 2;
                 p.load_ms = 9000;
                 p.delay_ms = Some(50);
+            }
+            ScenarioKind::KeepaliveIdle => {
+                // Gunicorn's 2 s, scaled down; every proxy keeps idle
+                // upstream connections 60 s. Bursts one idle timeout
+                // apart find their pooled connections idle just that long.
+                p.idle_timeout_ms = 1500;
+                p.burst = 40;
+                p.load_ms = 16_000;
+                p.warmup_ms = 0;
+                p.replicas = 2;
+                // HAProxy's default `http-reuse safe` never gives a
+                // client's first request a pooled connection.
+                p.haproxy.http_reuse = HttpReuse::Always;
             }
         }
         p
@@ -458,6 +483,14 @@ async fn drive(
             rate: p.rate,
             duration: Duration::from_millis(p.load_ms),
             timeout: Duration::from_secs(10),
+            burst: (p.burst > 0).then(|| {
+                let period = if p.burst_period_ms > 0 {
+                    p.burst_period_ms
+                } else {
+                    p.idle_timeout_ms.max(1)
+                };
+                (p.burst, Duration::from_millis(period))
+            }),
         };
         let load = tokio::spawn(load::run(load_cfg, timeline.clone()));
         tokio::time::sleep(Duration::from_millis(p.warmup_ms)).await;
@@ -513,6 +546,11 @@ async fn action(p: &ScenarioParams, kubelet: &Kubelet, current: &PodTemplate) ->
                     Duration::from_millis(p.evict_interval_ms),
                 )
                 .await
+        }
+        ScenarioKind::KeepaliveIdle => {
+            // Nothing happens to the pods: the load's shape is the cause.
+            tokio::time::sleep(Duration::from_millis(p.load_ms)).await;
+            Ok(())
         }
         ScenarioKind::Oom => {
             kubelet.timeline().step("oom: memory hog joins");

@@ -71,6 +71,7 @@ pub fn scenario_facts(kind: ScenarioKind) -> &'static [KernelFact] {
         ScenarioKind::IpGone => &[ConnectTimeout, RefusedConnect],
         ScenarioKind::Oom => &[KilledMidResponse, RefusedConnect],
         ScenarioKind::Recreate => &[RefusedConnect, PooledConnectionClosed, NoEndpoints],
+        ScenarioKind::KeepaliveIdle => &[PooledConnectionClosed],
     }
 }
 
@@ -110,6 +111,7 @@ pub fn truth(kind: ScenarioKind) -> &'static [Cause] {
         // The old pods' refusals while the ingress still routes to them,
         // then the ingress's own 503 while the Service has none.
         ScenarioKind::Recreate => &[Cause::NoEndpoints, Cause::EndpointLagNetnsAlive],
+        ScenarioKind::KeepaliveIdle => &[Cause::KeepAliveIdleTimeout],
     }
 }
 
