@@ -9,7 +9,8 @@
 //! KALLSYMS_ALL), and HZ is a build option. Jiffies advance one per tick of
 //! the monotonic clock, so one (monotonic ns, jiffies) pair and HZ give
 //! jiffies at any later monotonic time; `/proc/timer_list` prints both
-//! ("now at N nsecs", "jiffies: J") in one read.
+//! ("now at N nsecs", "jiffies: J") in one read, and inside a container
+//! (where it is masked) `/proc/schedstat` gives jiffies.
 
 use std::time::{Duration, Instant};
 
@@ -32,10 +33,15 @@ fn initial_jiffies(hz: u32) -> u64 {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ClockError {
-    #[error("/proc/timer_list is not readable ({0})")]
-    TimerList(String),
-    #[error("/proc/timer_list has no `now at` and `jiffies:` lines")]
+    #[error("unreadable ({0})")]
+    Unreadable(String),
+    #[error("no jiffies in it")]
     Unparsable,
+    #[error("no jiffies clock: /proc/timer_list: {timer_list}; /proc/schedstat: {schedstat}")]
+    NoClock {
+        timer_list: String,
+        schedstat: String,
+    },
     #[error("HZ is not in the kernel config and could not be measured")]
     Hz,
 }
@@ -153,21 +159,66 @@ pub fn base_of(samples: &[Sample], hz: u32) -> Option<JiffiesClock> {
     })
 }
 
-fn read_sample() -> Result<Sample, ClockError> {
-    let text = std::fs::read_to_string("/proc/timer_list")
-        .map_err(|e| ClockError::TimerList(e.to_string()))?;
-    parse_timer_list(&text).ok_or(ClockError::Unparsable)
+/// The jiffies in `/proc/schedstat`'s `timestamp` line.
+pub fn parse_schedstat(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("timestamp "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Where the samples come from. `/proc/timer_list` prints the kernel's
+/// own monotonic time beside jiffies; container runtimes mask it (runc's
+/// default masked paths), so inside a pod `/proc/schedstat`'s jiffies
+/// `timestamp` is read instead, stamped with CLOCK_MONOTONIC taken just
+/// after the read (a bound the estimator in [`base_of`] accepts: tick j
+/// came at or before it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    TimerList,
+    Schedstat,
+}
+
+fn read_sample(source: Source) -> Result<Sample, ClockError> {
+    match source {
+        Source::TimerList => {
+            let text = std::fs::read_to_string("/proc/timer_list")
+                .map_err(|e| ClockError::Unreadable(e.to_string()))?;
+            parse_timer_list(&text).ok_or(ClockError::Unparsable)
+        }
+        Source::Schedstat => {
+            let text = std::fs::read_to_string("/proc/schedstat")
+                .map_err(|e| ClockError::Unreadable(e.to_string()))?;
+            let mono_ns = crate::tracer::monotonic_ns();
+            let jiffies = parse_schedstat(&text).ok_or(ClockError::Unparsable)?;
+            Ok(Sample { mono_ns, jiffies })
+        }
+    }
+}
+
+fn first_source() -> Result<(Source, Sample), ClockError> {
+    let timer_list = match read_sample(Source::TimerList) {
+        Ok(s) => return Ok((Source::TimerList, s)),
+        Err(e) => e,
+    };
+    match read_sample(Source::Schedstat) {
+        Ok(s) => Ok((Source::Schedstat, s)),
+        Err(schedstat) => Err(ClockError::NoClock {
+            timer_list: timer_list.to_string(),
+            schedstat: schedstat.to_string(),
+        }),
+    }
 }
 
 /// Measures the running kernel's clock: HZ from `/boot/config-<release>`,
 /// else from the uptime fit, else from the rate over 150 ms; the base
 /// from samples over a few ticks (about 20 ms).
 pub fn measure(release: &str) -> Result<JiffiesClock, ClockError> {
-    let mut samples = vec![read_sample()?];
+    let (source, first) = first_source()?;
+    let mut samples = vec![first];
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(20) {
         std::thread::sleep(Duration::from_micros(700));
-        samples.push(read_sample()?);
+        samples.push(read_sample(source)?);
     }
     let config = std::fs::read_to_string(format!("/boot/config-{release}")).ok();
     let hz = match config.as_deref().and_then(hz_from_config) {
@@ -176,11 +227,16 @@ pub fn measure(release: &str) -> Result<JiffiesClock, ClockError> {
             Some(hz) => hz,
             None => {
                 std::thread::sleep(Duration::from_millis(150));
-                hz_from_rate(samples[0], read_sample()?).ok_or(ClockError::Hz)?
+                hz_from_rate(samples[0], read_sample(source)?).ok_or(ClockError::Hz)?
             }
         },
     };
-    tracing::debug!(hz, samples = samples.len(), "jiffies clock measured");
+    tracing::debug!(
+        hz,
+        samples = samples.len(),
+        ?source,
+        "jiffies clock measured"
+    );
     base_of(&samples, hz).ok_or(ClockError::Unparsable)
 }
 
@@ -200,6 +256,11 @@ mod tests {
         );
         assert_eq!(parse_timer_list("now at x nsecs\njiffies: 1\n"), None);
         assert_eq!(parse_timer_list(""), None);
+        assert_eq!(
+            parse_schedstat("version 15\ntimestamp 4294892345\ncpu0 0 0 0\n"),
+            Some(4_294_892_345)
+        );
+        assert_eq!(parse_schedstat("version 15\n"), None);
     }
 
     #[test]
