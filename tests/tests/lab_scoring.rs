@@ -636,11 +636,19 @@ fn hidden_by_retry(proxy: ProxyKind, test: &str) {
     let hidden = http_total(&run.explained, "hidden_by_retry");
     let sent = http_total(&run.explained, "sent_5xx");
     let load_5xx = run.report.summary.total_5xx();
+    let (ok, failed): (Vec<RequestRecord>, Vec<RequestRecord>) = run
+        .report
+        .records
+        .iter()
+        .cloned()
+        .partition(|r| r.status.is_some_and(|s| s < 500));
     show(&format!(
-        "retries on, {name}: load generator {} requests, {load_5xx} 5xx; retried attempts the proxy counted (ground truth) {truth} {:?}; Envoy attempt headers {}; engine: hidden by retry {hidden}, 5xx sent {sent}",
+        "retries on, {name}: load generator {} requests, {load_5xx} 5xx; retried attempts the proxy counted (ground truth) {truth} {:?}; Envoy attempt headers {} ({} in requests answered below 500, {} in the rest); engine: hidden by retry {hidden}, 5xx sent {sent}",
         run.report.records.len(),
         run.report.proxy_retries,
         envoy_attempt_retries(&run.report.records),
+        envoy_attempt_retries(&ok),
+        envoy_attempt_retries(&failed),
     ));
     assert!(
         truth > 20,
