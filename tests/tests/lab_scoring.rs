@@ -18,6 +18,10 @@
 //!
 //! The tables are written straight to stderr (see [`show`]), so they are in
 //! every `make test` log, not only under `--nocapture`.
+//!
+//! This file is longer than 600 lines because the scoring, the checks of
+//! counts, names and fixes, and the per-proxy tests share one Score type
+//! and read best next to each other.
 
 mod scoring;
 
