@@ -355,6 +355,13 @@ pub async fn run(params: &ScenarioParams, opts: &RunOptions) -> Result<ScenarioR
         .store
         .clone()
         .unwrap_or_else(|| ClusterStore::new(NODE));
+    // The ingress pod's `pods/log` is its proxy's container log, as a
+    // kubelet serves the file the runtime writes.
+    store.map_pod_log(
+        params.proxy.pod_identity().namespace,
+        crate::control::store::ANY_POD,
+        params.proxy.container_log_path(),
+    );
     let api = match opts.api_addr {
         Some(addr) => Some(start_api(&store, addr, &opts.out_dir).await?),
         None => None,
