@@ -301,7 +301,10 @@ pub struct KernelEvent {
     /// and `icsk_ack.lrcvtime`, jiffies: the resolution is one tick, 1 to
     /// 10 ms by HZ). Set on ESTABLISHED -> FIN_WAIT1 (the local side
     /// closed; emitted only after at least 100 ms of idle: an idle
-    /// keep-alive close) and on resets of established connections.
+    /// keep-alive close) and on resets of established connections; on
+    /// ESTABLISHED -> CLOSE (an abort: this side closed with data unread,
+    /// or was reset) it counts from the last data this side sent, since
+    /// the unread request moved the receive stamp.
     /// `None` where the kernel could not say, or on agents without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_us: Option<u64>,

@@ -462,6 +462,24 @@ impl Synth {
         self.facts.push(Fact::Kernel(e));
     }
 
+    /// The server (`t.daddr`) of connection `t` closes it with the proxy's
+    /// request unread after `idle_ns` without sending: ESTABLISHED ->
+    /// CLOSE on `node`, the idle time counted from its last send.
+    pub fn idle_abort(&mut self, node: &str, t: FourTuple, at: i64, idle_ns: i64) {
+        let tuple = FourTuple {
+            saddr: t.daddr,
+            sport: t.dport,
+            daddr: t.saddr,
+            dport: t.sport,
+        };
+        let mut e = self.net(KernelEventKind::StateChange, node, at, tuple, 0);
+        e.sock_id = None;
+        e.tcp_state = Some(TcpState::Established);
+        e.new_state = Some(TcpState::Close);
+        e.idle_us = Some(u64::try_from(idle_ns / 1000).unwrap_or(0));
+        self.facts.push(Fact::Kernel(e));
+    }
+
     /// The tuple the next [`reset`](Synth::reset) from `proxy` to `dst`
     /// will use, so that a close can be placed before it.
     pub fn peek_tuple(&self, proxy: IpAddr, dst: IpAddr) -> FourTuple {

@@ -1670,3 +1670,37 @@ fn an_abortive_close_of_ones_own_is_no_failure() {
     assert_eq!(tuple_of(&vs[0]), Some(real));
     assert_eq!(m.stats.own_aborts, 5);
 }
+
+/// The other way the race ends: the proxy's request has already arrived
+/// when the backend's idle timer closes the connection, unread, so the
+/// backend's kernel sends a RST at once (ESTABLISHED -> CLOSE, idle
+/// counted from its last send). Joined only when the backend sent the
+/// RST; a proxy's reset with no RST seen from the backend stays
+/// unexplained. These aborts never count as the backend's idle closes.
+#[test]
+fn an_idle_abort_with_the_request_unread_is_the_idle_timeout_too() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 45);
+    let t = s.peek_tuple(proxy(), p.ip);
+    s.idle_abort("node-2", t, T0, 1500 * MS);
+    let r = s.reset("node-1", proxy(), p.ip, T0 + 200_000, Some("node-2"));
+    assert_eq!(r, t);
+    let t2 = s.peek_tuple(proxy(), p.ip);
+    s.idle_abort("node-2", t2, T0 + SECOND, 1500 * MS);
+    let unseen = s.reset("node-1", proxy(), p.ip, T0 + SECOND + 200_000, None);
+    assert_eq!(unseen, t2);
+    let vs = run(s);
+    let v = verdict_for(&vs, &r);
+    assert_eq!(v.cause, Cause::KeepAliveIdleTimeout, "{v:#?}");
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.fact.to_string().contains(
+                "after it was idle 1.5 s, with the proxy's request already arrived unread"
+            )),
+        "{v:#?}"
+    );
+    // No FIN_WAIT1 close was seen: the fix has no idle time to quote.
+    assert!(v.fix.as_ref().unwrap().params.is_empty(), "{:?}", v.fix);
+    assert_eq!(verdict_for(&vs, &unseen).cause, Cause::Unexplained);
+}

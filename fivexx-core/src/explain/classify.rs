@@ -339,8 +339,17 @@ impl<'a> PodCase<'a> {
             at_ns: c.at_ns,
             source: FactSource::Node(Arc::from(self.pod.node.clone().unwrap_or_default())),
             fact: Observation::text(format!(
-                "{} closed the pooled connection {}:{} <- {}:{} after it was idle {idle:.1} s",
-                self.pod.display, f.tuple.daddr, f.tuple.dport, f.tuple.saddr, f.tuple.sport
+                "{} closed the pooled connection {}:{} <- {}:{} after it was idle {idle:.1} s{}",
+                self.pod.display,
+                f.tuple.daddr,
+                f.tuple.dport,
+                f.tuple.saddr,
+                f.tuple.sport,
+                if c.unread {
+                    ", with the proxy's request already arrived unread (RST at once)"
+                } else {
+                    ""
+                }
             )),
         });
         let note = format!(

@@ -295,7 +295,8 @@ fn with_close(
     if let Some((closer, c)) = closes.get(&k) {
         let server = (f.tuple.daddr, f.tuple.dport);
         let gap = f.at_ns - c.at_ns;
-        if *closer == server && (-CLOSE_JOIN_NS..=CLOSE_JOIN_NS).contains(&gap) {
+        let by_server = *closer == server && (!c.unread || f.server_reset_reason.is_some());
+        if by_server && (-CLOSE_JOIN_NS..=CLOSE_JOIN_NS).contains(&gap) {
             f.idle_close = Some(*c);
         }
     }
@@ -340,6 +341,10 @@ pub struct FailureJoiner {
 /// a node's stream delivered late.
 const CLOSE_JOIN_NS: i64 = 1_000_000_000;
 
+/// An abort counts as an idle close only after this long without sending:
+/// the agent's threshold for the FIN_WAIT1 records too.
+const MIN_IDLE_ABORT_US: u64 = 100_000;
+
 /// The idle close an event reports: the local side left ESTABLISHED for
 /// FIN_WAIT1 (it closed first) after `idle_us` without data.
 pub(crate) fn idle_close_of(e: &KernelEvent) -> Option<IdleClose> {
@@ -352,6 +357,27 @@ pub(crate) fn idle_close_of(e: &KernelEvent) -> Option<IdleClose> {
     Some(IdleClose {
         at_ns: e.wall_ns,
         idle_us: e.idle_us?,
+        unread: false,
+    })
+}
+
+/// An abort after a long time without sending: ESTABLISHED -> CLOSE with
+/// the idle time since this side's last data. Either this side closed
+/// with a request unread (an idle timer racing it: the kernel sends a
+/// RST) or it was reset; only a failure whose server side sent the RST
+/// takes it, and it is never counted as one of the server's idle closes.
+fn idle_abort_of(e: &KernelEvent) -> Option<IdleClose> {
+    if e.kind != KernelEventKind::StateChange
+        || e.tcp_state != Some(TcpState::Established)
+        || e.new_state != Some(TcpState::Close)
+    {
+        return None;
+    }
+    let idle_us = e.idle_us.filter(|i| *i >= MIN_IDLE_ABORT_US)?;
+    Some(IdleClose {
+        at_ns: e.wall_ns,
+        idle_us,
+        unread: true,
     })
 }
 
@@ -404,7 +430,7 @@ impl FailureJoiner {
     /// is pushed to `done`.
     pub fn push(&mut self, e: &KernelEvent, done: &mut Vec<FailedConnection>) {
         let Some(tuple) = e.tuple else { return };
-        if let Some(c) = idle_close_of(e) {
+        if let Some(c) = idle_close_of(e).or_else(|| idle_abort_of(e)) {
             let key = ConnKey::of(&tuple);
             self.closes.insert(key, ((tuple.saddr, tuple.sport), c));
             self.close_order.push_back((c.at_ns, key));

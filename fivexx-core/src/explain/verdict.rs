@@ -195,8 +195,14 @@ pub struct FailedConnection {
 pub struct IdleClose {
     /// When that side closed.
     pub at_ns: i64,
-    /// How long no data had moved either way.
+    /// How long no data had moved either way (for `unread`: since that
+    /// side last sent).
     pub idle_us: u64,
+    /// That side closed with the proxy's request already arrived, unread:
+    /// its kernel answered the close with a RST at once (ESTABLISHED ->
+    /// CLOSE) instead of a FIN.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unread: bool,
 }
 
 impl FailedConnection {

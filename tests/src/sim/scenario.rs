@@ -484,6 +484,12 @@ async fn drive(
         if p.kind == ScenarioKind::Drain {
             kubelet.add_node(NODE_2);
         }
+        // The proxy routes by the first endpoints once the call above
+        // returns, but nginx's old workers (from the configuration with
+        // none, which answers 503) still finish what they had accepted:
+        // the load starts after them, or its first requests are the
+        // proxy's own 503s (17 of them in an OOM run, seq 0 to 16).
+        tokio::time::sleep(Duration::from_millis(500)).await;
         timeline.step("steady");
         let load_cfg = LoadConfig {
             target: kubelet.ingress_address(),

@@ -139,7 +139,12 @@ pub fn record_and_explain(plugin: &Path, agent: &AgentServe, params: ScenarioPar
     let explained: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let verdicts: Vec<Verdict> =
         serde_json::from_value(explained["verdicts"].clone()).expect("verdicts parse");
-    let _ = std::fs::remove_dir_all(&out_dir);
+    // FIVEXX_KEEP keeps the run's capture and lab files, for a person.
+    if std::env::var_os("FIVEXX_KEEP").is_some() {
+        show(&format!("{name}: kept {}", out_dir.display()));
+    } else {
+        let _ = std::fs::remove_dir_all(&out_dir);
+    }
     Run {
         report,
         explained,

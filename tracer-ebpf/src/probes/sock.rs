@@ -143,10 +143,16 @@ fn on_set_state(
     // after a long idle: an idle keep-alive close. A reset or abort of an
     // established connection also says how long it had been idle (a
     // keep-alive close racing a request).
+    // An abort of an established connection by this side (close() with a
+    // request unread: the RST a backend's idle timer sends when the
+    // proxy's request raced it) counts from the last data sent: the
+    // request that arrived unread moved the receive stamp, and the last
+    // answer is what the server's idle timer measured from.
+    let send_only = old == tcp_state::ESTABLISHED && new == tcp_state::CLOSE;
     let idle = if old == tcp_state::SYN_SENT {
         0
     } else {
-        idle_jiffies(sk).map_or(0, |j| j | IDLE_SEEN)
+        idle_jiffies(sk, send_only).map_or(0, |j| j | IDLE_SEEN)
     };
     if idle_close
         && (idle & IDLE_SEEN == 0 || idle & !IDLE_SEEN < u64::from(config().idle.min_idle_jiffies))
@@ -187,17 +193,22 @@ fn on_set_state(
 const IDLE_SEEN: u64 = 1 << 32;
 
 /// Jiffies since the last data in either direction on `sk` (see
-/// `IdleLayout` for why `lsndtime` and `icsk_ack.lrcvtime`); None where
+/// `IdleLayout` for why `lsndtime` and `icsk_ack.lrcvtime`), or since the
+/// last data sent with `send_only`; None where
 /// this kernel's layout or clock is unknown or a read fails. Two probe
 /// reads and a division, only on the transitions that may be emitted.
 #[inline(always)]
-fn idle_jiffies(sk: u64) -> Option<u64> {
+fn idle_jiffies(sk: u64, send_only: bool) -> Option<u64> {
     let l = &config().idle;
     if !l.known() || sk == 0 {
         return None;
     }
     let sent = read_kernel::<u32>(sk, l.tcp_lsndtime)?;
-    let received = read_kernel::<u32>(sk, l.icsk_lrcvtime)?;
+    let received = if send_only {
+        sent
+    } else {
+        read_kernel::<u32>(sk, l.icsk_lrcvtime)?
+    };
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     Some(u64::from(l.idle_jiffies(l.jiffies_at(now), sent, received)))
