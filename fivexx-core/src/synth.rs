@@ -518,6 +518,26 @@ impl Synth {
         t
     }
 
+    /// [`http_5xx`](Synth::http_5xx) written by another process' thread
+    /// `comm` (Envoy's workers are `wrk:worker_N`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn http_5xx_by(
+        &mut self,
+        comm: &str,
+        node: &str,
+        proxy: IpAddr,
+        client: IpAddr,
+        client_port: u16,
+        at: i64,
+        status: u16,
+    ) -> FourTuple {
+        let t = self.http_5xx(node, proxy, client, client_port, at, status);
+        if let Some(Fact::Kernel(e)) = self.facts.last_mut() {
+            e.task = Some(task(3000, comm));
+        }
+        t
+    }
+
     /// An access-log line of proxy pod `ingress/nginx-1` (upstreaminfo):
     /// `status` to `client`, with each upstream tried and its status.
     pub fn proxy_log(

@@ -455,3 +455,57 @@ fn a_real_haproxy_line_claims_its_three_refused_connects() {
     assert_eq!(m.stats.http.hidden_by_retry.values().sum::<u64>(), 0);
     assert!(!format!("{v:?}").contains("secret"));
 }
+
+/// Envoy queues requests on a connection it is still opening and fails
+/// them all when the connect fails: one timed-out connect into a gone
+/// pod's address, five 503s within 2 ms. Each is a failed request with
+/// that connect's cause; the connect counts as one upstream failure.
+/// Near-miss: nginx opens one connection per try, so after the first 503
+/// the others have no failure of their own and stay unexplained.
+#[test]
+fn envoy_fails_every_request_pending_on_a_failed_connect() {
+    for (comm, explained) in [("wrk:worker_0", 5), ("nginx", 1)] {
+        let mut s = Synth::new();
+        let p = old_pod(&mut s, 7);
+        s.delete(&p, T0, 30);
+        s.sigterm(&p, T0 + 10 * MS, false);
+        s.exit(
+            &p,
+            T0 + 20 * MS,
+            ExitStatus {
+                code: Some(0),
+                signal: None,
+                core_dumped: false,
+            },
+        );
+        s.gone(&p, T0 + 100 * MS);
+        s.timed_out("node-1", proxy(), p.ip, T0 + 2 * SECOND, SECOND, false);
+        let answers: Vec<FourTuple> = (0..5)
+            .map(|k| {
+                s.http_5xx_by(
+                    comm,
+                    "node-1",
+                    proxy(),
+                    client(),
+                    52000 + k,
+                    T0 + 3 * SECOND + 100_000 + i64::from(k) * 400_000,
+                    503,
+                )
+            })
+            .collect();
+        let (vs, m) = explain_all(&s.sorted(), ExplainConfig::default());
+        assert_eq!(vs.len(), 5, "{comm}: {vs:#?}");
+        let got = answers
+            .iter()
+            .filter(|t| answer_verdict(&vs, t).cause == Cause::EndpointLagNetnsGone)
+            .count();
+        assert_eq!(got, explained, "{comm}: {vs:#?}");
+        let failures: u32 = vs
+            .iter()
+            .filter_map(|v| v.failure.answer())
+            .map(|a| a.upstream_failures)
+            .sum();
+        assert_eq!(failures, 1, "{comm}: one failed connect behind them");
+        assert_eq!(m.stats.http.hidden_by_retry.values().sum::<u64>(), 0);
+    }
+}

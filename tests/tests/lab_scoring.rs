@@ -463,6 +463,31 @@ fn haproxy_scores_against_the_lab_ground_truth() {
     );
 }
 
+/// The near-miss of keepalive-idle: bursts three idle timeouts apart, so
+/// the backend closes every pooled connection long before the proxy
+/// reuses it. Many idle closes, no race: no 5xx and no verdict.
+fn idle_closes_alone_are_no_failure(
+    plugin: &std::path::Path,
+    agent: &AgentServe,
+    problems: &mut Vec<String>,
+) {
+    let mut params = ScenarioParams::defaults(ScenarioKind::KeepaliveIdle);
+    params.burst_period_ms = params.idle_timeout_ms * 3;
+    let run = record_and_explain(plugin, agent, params);
+    let load_5xx = run.report.summary.total_5xx();
+    show(&format!(
+        "keepalive-idle near-miss (bursts 3 idle timeouts apart): {} requests, {load_5xx} 5xx, {} verdicts",
+        run.report.records.len(),
+        run.verdicts.len()
+    ));
+    if load_5xx > 0 || !run.verdicts.is_empty() {
+        problems.push(format!(
+            "keepalive-idle near-miss: {load_5xx} 5xx and {} verdicts, want none",
+            run.verdicts.len()
+        ));
+    }
+}
+
 /// Every scenario through `proxy`, scored; one table for the proxy.
 /// `FIVEXX_SCORE_ONLY=<scenario>` runs one scenario.
 fn score_proxy(proxy: ProxyKind, test: &str) {
@@ -561,6 +586,9 @@ fn score_proxy(proxy: ProxyKind, test: &str) {
         check_names(kind, &run.explained, &mut problems);
         let fix = check_fixes(kind, &params, &run, &mut problems);
         rows.push((name, s, fix));
+    }
+    if proxy == ProxyKind::Nginx && only.as_deref().is_none_or(|o| o == "keepalive-idle") {
+        idle_closes_alone_are_no_failure(&plugin, &agent, &mut problems);
     }
     drop(agent);
     let table = score_table(&rows, &mut problems);

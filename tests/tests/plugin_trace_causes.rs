@@ -8,7 +8,7 @@
 //! - rollout-no-prestop through Envoy: its 503s are endpoint lag;
 //! - recreate through nginx: no endpoints, with how long;
 //! - prestop-failed through HAProxy: the preStop hook failed;
-//! - keepalive-idle through nginx: the backend's idle timeout.
+//! - keepalive-idle through Envoy: the backend's idle timeout.
 
 use std::path::Path;
 
@@ -158,6 +158,18 @@ fn trace_shows_each_new_cause_live_with_its_fix() {
         let p = ScenarioParams::with_proxy(ScenarioKind::PrestopFailed, ProxyKind::Haproxy);
         let lag = p.endpoint_lag_ms as f64 / 1000.0;
         trace_shows(&plugin, &agent, p, "preStop hook failed", " p99 ", lag);
+    }
+    if wanted(ScenarioKind::KeepaliveIdle) {
+        let p = ScenarioParams::with_proxy(ScenarioKind::KeepaliveIdle, ProxyKind::Envoy);
+        let idle = p.idle_timeout_ms as f64 / 1000.0;
+        trace_shows(
+            &plugin,
+            &agent,
+            p,
+            "idle keep-alive timeout",
+            "idle connections after ",
+            idle,
+        );
     }
     assert!(ran.get() > 0, "FIVEXX_TRACE_ONLY={only:?} names no case");
 }

@@ -6,11 +6,16 @@
 //! whether an answer claimed each), the proxies whose answers are seen and
 //! since when, and the recent answers and log lines that let one answer
 //! seen both ways count once.
+//!
+//! This file is longer than 600 lines because the join's state and its
+//! entry per fact kind read best together; its helpers (claims, the
+//! fallbacks, log lines, words, pending requests) are submodules.
 
 mod claims;
 mod fallback;
 mod logged;
 mod make;
+mod pending;
 mod words;
 
 use super::assemble::{sort_evidence, Assembler};
@@ -70,6 +75,9 @@ pub(crate) struct AnswerJoin {
     logged: LoggedLines,
     /// Failed tries of requests answered below 500, from access logs.
     retry_notes: VecDeque<RetryNote>,
+    /// Proxies (by address) whose pool fails every request waiting on a
+    /// failed connect: Envoy's (see [`pending`]).
+    pooled: foldhash::HashSet<IpAddr>,
 }
 
 /// Upstream verdicts held per node at most: beyond it the oldest are
@@ -100,6 +108,7 @@ impl AnswerJoin {
             recent_answers: VecDeque::new(),
             logged: LoggedLines::default(),
             retry_notes: VecDeque::new(),
+            pooled: foldhash::HashSet::default(),
         }
     }
 
@@ -144,6 +153,12 @@ impl AnswerJoin {
             return None;
         }
         self.saw_http = true;
+        if e.task
+            .as_ref()
+            .is_some_and(|t| pending::is_envoy_thread(&t.comm))
+        {
+            self.pooled.insert(tuple.saddr);
+        }
         Some(peeked_answer(e, status, tuple))
     }
 
@@ -488,26 +503,36 @@ impl AnswerJoin {
             words.is_none_or(|w| u.failure.connection().is_some_and(|c| w.fits(c.kind)))
         };
         let mut disagree = None;
-        let found = match self.find_upstream(node, from, to, mine, &fits) {
-            Some(f) => f,
-            None if words.is_some_and(Words::may_disagree) => {
-                match self.find_upstream(node, from, to, mine, &|_| true) {
-                    Some(f) => {
-                        let kind = self.recent_upstream[&f.0][f.1].0.failure.kind();
-                        disagree = words.map(|w| w.disagree_note(kind));
-                        f
-                    }
-                    None => return unanswered(a, node, proxy, cfg.http_match_ns),
-                }
+        let mut found = self.find_upstream(node, from, to, mine, &fits);
+        if found.is_none() && words.is_some_and(Words::may_disagree) {
+            found = self.find_upstream(node, from, to, mine, &|_| true);
+            if let Some(f) = &found {
+                let kind = self.recent_upstream[&f.0][f.1].0.failure.kind();
+                disagree = words.map(|w| w.disagree_note(kind));
             }
-            None => return unanswered(a, node, proxy, cfg.http_match_ns),
+        }
+        let proxy_ip = a.tuple.map(|t| t.saddr);
+        let pooled = proxy_ip.filter(|ip| {
+            self.pooled.contains(ip) || words.is_some_and(|w| w.proxy == ProxyKind::Envoy)
+        });
+        if found.is_none() && words.is_none_or(|w| w.fits(FailureKind::ConnectFailed)) {
+            found = pooled
+                .and_then(|ip| pending::shared_connect(&self.recent_upstream, node, ip, a.at_ns))
+                .map(|(n, i)| (n, i, true));
+        }
+        let Some(found) = found else {
+            return unanswered(a, node, proxy, cfg.http_match_ns);
         };
         let (qn, qi, own) = found;
         let q = self.recent_upstream.get_mut(&qn).expect("found above");
         let first_claim = !q[qi].1;
         q[qi].1 = true;
         let since = from - RETRY_SPAN_NS;
-        let earlier = if let Some(w) = words {
+        // A shared failed connect (requests pending on it) has had its
+        // retries claimed by the answer that claimed it first.
+        let earlier = if !first_claim {
+            0
+        } else if let Some(w) = words {
             claim_counted_retries(q, qi, w.earlier_tries, since)
         } else if !a.failed_tries.is_empty() {
             claim_logged_tries(q, qi, &a.failed_tries, since)

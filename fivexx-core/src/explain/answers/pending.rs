@@ -1,0 +1,42 @@
+//! Requests waiting on one connection attempt: Envoy's connection pool
+//! queues requests on a connection it is still opening (its circuit
+//! breakers cap connections and pending requests apart), and when that
+//! connect fails it fails every request waiting on it, each with its own
+//! 503 `UF`, within a millisecond or so. One failed connect then fails
+//! several requests: after the first has claimed it, the others share it.
+//! nginx and HAProxy open one connection per request try, so for them a
+//! claimed failure stays the first answer's alone.
+
+use crate::explain::verdict::Verdict;
+use foldhash::HashMap;
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+/// A pool fails its waiting requests this soon after the connect failed.
+pub(super) const PURGE_NS: i64 = 100_000_000;
+
+/// Whether the thread that wrote an answer is Envoy's (its main thread
+/// `envoy`, its workers `wrk:worker_N`).
+pub(super) fn is_envoy_thread(comm: &str) -> bool {
+    comm == "envoy" || comm.starts_with("wrk:worker")
+}
+
+/// The claimed failed connect of proxy `proxy` on `node` that an answer at
+/// `t` shares: the latest one from `PURGE_NS` before it up to 1 ms after.
+pub(super) fn shared_connect(
+    recent: &HashMap<String, VecDeque<(Verdict, bool)>>,
+    node: &str,
+    proxy: IpAddr,
+    t: i64,
+) -> Option<(String, usize)> {
+    let q = recent.get(node)?;
+    let i = q.iter().rposition(|(u, claimed)| {
+        *claimed
+            && u.at_ns() >= t - PURGE_NS
+            && u.at_ns() <= t + 1_000_000
+            && u.failure
+                .connection()
+                .is_some_and(|c| c.tuple.saddr == proxy && c.kind.is_new_connection())
+    })?;
+    Some((node.to_string(), i))
+}
