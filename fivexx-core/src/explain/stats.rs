@@ -34,8 +34,10 @@ pub struct HttpTotals {
     /// 5xx the proxies sent, by the cause of their upstream failure
     /// (`unexplained`: no upstream failure before it, the app's own 5xx).
     pub sent_5xx: BTreeMap<Cause, u64>,
-    /// Upstream failures of a peeked proxy that no 5xx followed: the proxy
-    /// retried another upstream and the client never saw them.
+    /// Upstream failures the proxies retried, unseen by clients: those of
+    /// a peeked proxy that no 5xx followed (retried into a good answer),
+    /// and the earlier tries of a request that still failed (its 5xx
+    /// stands for the last try).
     pub hidden_by_retry: BTreeMap<Cause, u64>,
     /// Access-log 5xx lines the kernel had already seen (not counted twice).
     pub confirmed_by_log: u64,

@@ -141,7 +141,7 @@ fn header(o: &mut String, r: &Report) {
         let hidden: u64 = r.engine.http.hidden_by_retry.values().sum();
         let _ = writeln!(
             o,
-            "          behind them {} failed upstream connection(s); {hidden} more the proxies retried, unseen by clients",
+            "          behind them {} failed upstream connection(s); the proxies retried {hidden} failed tries, unseen by clients",
             t.upstream_failures
         );
     }

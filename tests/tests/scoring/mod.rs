@@ -228,14 +228,23 @@ pub fn lag_cause(kind: ScenarioKind) -> Option<Cause> {
 }
 
 /// The proxy's own account of its retries: the failed tries (status `-`
-/// or 5xx) that `X-Upstream-Status` lists in requests answered below 500.
+/// or 5xx) that `X-Upstream-Status` lists, but the last one of a request
+/// that still failed (its 5xx is that try's), as Envoy's and HAProxy's
+/// retry counters count every retry whatever the request's end.
 pub fn retried_tries(records: &[RequestRecord]) -> u64 {
     let failed_try = |s: &str| s.trim().parse::<u16>().map_or(true, |c| c >= 500);
     records
         .iter()
-        .filter(|r| r.status.is_some_and(|s| s < 500))
-        .filter_map(|r| r.upstream_status.as_deref())
-        .map(|s| s.split([',', ':']).filter(|x| failed_try(x)).count() as u64)
+        .filter_map(|r| Some((r.is_5xx(), r.upstream_status.as_deref()?)))
+        .map(|(failed, s)| {
+            let n = s.split([',', ':']).filter(|x| failed_try(x)).count() as u64;
+            // A request that still failed: its 5xx is its last try's.
+            if failed {
+                n.saturating_sub(1)
+            } else {
+                n
+            }
+        })
         .sum()
 }
 

@@ -311,6 +311,15 @@ impl AnswerJoin {
             _ => self.peeked_verdict(a, cx, horizon),
         };
         *cx.http.sent_5xx.entry(v.cause).or_default() += 1;
+        // The earlier tries the answer claimed were retried too: hidden
+        // behind the last one, though the request still failed.
+        let earlier = v
+            .failure
+            .answer()
+            .map_or(0, |a| a.upstream_failures.saturating_sub(1));
+        if earlier > 0 {
+            *cx.http.hidden_by_retry.entry(v.cause).or_default() += u64::from(earlier);
+        }
         Some(v)
     }
 
