@@ -488,6 +488,35 @@ fn idle_closes_alone_are_no_failure(
     }
 }
 
+/// With `--proxy-logs`, every verdict on an Envoy or HAProxy answer
+/// carries the proxy's own words: Envoy's response flags, HAProxy's
+/// termination state ("Envoy: 503 UF upstream ...", "HAProxy: 503 SC--").
+fn check_words(proxy: ProxyKind, kind: ScenarioKind, vs: &[Verdict], problems: &mut Vec<String>) {
+    let prefix = match proxy {
+        ProxyKind::Envoy => "Envoy: ",
+        ProxyKind::Haproxy => "HAProxy: ",
+        ProxyKind::Nginx => return,
+    };
+    let answers: Vec<&Verdict> = vs.iter().filter(|v| v.failure.answer().is_some()).collect();
+    let without: Vec<&&Verdict> = answers
+        .iter()
+        .filter(|v| {
+            !v.evidence
+                .iter()
+                .any(|e| e.fact.to_string().starts_with(prefix))
+        })
+        .collect();
+    if let Some(v) = without.first() {
+        problems.push(format!(
+            "{}: {} of {} answers lack the proxy's words ({prefix}...), e.g. {}",
+            kind.name(),
+            without.len(),
+            answers.len(),
+            v.failure.endpoints()
+        ));
+    }
+}
+
 /// Every scenario through `proxy`, scored; one table for the proxy.
 /// `FIVEXX_SCORE_ONLY=<scenario>` runs one scenario.
 fn score_proxy(proxy: ProxyKind, test: &str) {
@@ -583,6 +612,7 @@ fn score_proxy(proxy: ProxyKind, test: &str) {
             ));
         }
         check_counts(kind, &run, &mut problems);
+        check_words(proxy, kind, &run.verdicts, &mut problems);
         check_names(kind, &run.explained, &mut problems);
         let fix = check_fixes(kind, &params, &run, &mut problems);
         rows.push((name, s, fix));
