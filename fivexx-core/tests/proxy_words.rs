@@ -511,3 +511,52 @@ fn envoy_fails_every_request_pending_on_a_failed_connect() {
         assert_eq!(m.stats.http.hidden_by_retry.values().sum::<u64>(), 0);
     }
 }
+
+/// An OOM kill after the backend read the whole request closes the
+/// connection with a FIN: the kernel sees no failed connection, HAProxy
+/// answers 502 `SH--` and logs a server slot, not an address. When exactly
+/// one pod died right then, the 502 is that pod's OOM kill (medium
+/// confidence); with two pods dying at once it stays unexplained.
+#[test]
+fn haproxy_sh_502_with_one_pod_killed_is_its_oom_kill() {
+    for (dying, want) in [(1, Cause::OomKill), (2, Cause::Unexplained)] {
+        let mut s = Synth::new();
+        let pods: Vec<SynthPod> = (0..dying).map(|k| old_pod(&mut s, 20 + k)).collect();
+        for p in &pods {
+            s.oom(p, T0);
+        }
+        let t = s.http_5xx_by(
+            "haproxy",
+            "node-1",
+            proxy(),
+            client(),
+            54000,
+            T0 + 2 * MS,
+            502,
+        );
+        s.haproxy_log(
+            "node-1",
+            client(),
+            T0 + 2 * MS,
+            502,
+            "SH--",
+            "SRV_3",
+            0,
+            false,
+            40,
+        );
+        let (vs, _) = explain_all(&s.sorted(), ExplainConfig::default());
+        let v = answer_verdict(&vs, &t);
+        assert_eq!(v.cause, want, "{dying} dying: {v:#?}");
+        if want == Cause::OomKill {
+            assert_eq!(v.confidence, Confidence::Medium);
+            assert!(
+                v.note
+                    .as_deref()
+                    .unwrap()
+                    .contains("the one that died then"),
+                "{v:?}"
+            );
+        }
+    }
+}

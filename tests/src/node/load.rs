@@ -213,11 +213,14 @@ fn parse_response(resp: &[u8], rec: &mut RequestRecord) {
     }
 }
 
-/// Whether an `X-Upstream-Addr` value names a server: not empty, and not
-/// a proxy's placeholder for none (Envoy's `-`, HAProxy's `-:-` or
-/// `<NOSRV>` parts).
+/// Whether an `X-Upstream-Addr` value names a server: its first address
+/// has a host, not a proxy's placeholder for none (Envoy's `-`, HAProxy's
+/// `:` for `%si:%sp` with `<NOSRV>` (2.6), `-:-` or `<NOSRV>` parts).
 fn names_a_server(v: &str) -> bool {
-    !v.is_empty() && v != "-" && !v.starts_with("-:") && !v.starts_with('<')
+    let first = v.split(',').next().unwrap_or("").trim();
+    first
+        .rsplit_once(':')
+        .is_some_and(|(host, _)| !host.is_empty() && host != "-" && !host.starts_with('<'))
 }
 
 /// Counts over a ground truth.
@@ -299,6 +302,12 @@ mod tests {
         };
         parse_response(
             b"HTTP/1.1 503 Service Unavailable\r\nX-Upstream-Addr: -:-\r\n\r\n",
+            &mut nosrv,
+        );
+        assert_eq!(nosrv.upstream, None);
+        // HAProxy 2.6's `%si:%sp` with `<NOSRV>`, as a real one sent it.
+        parse_response(
+            b"HTTP/1.1 503 Service Unavailable\r\nx-upstream-addr: :\r\n\r\n",
             &mut nosrv,
         );
         assert_eq!(nosrv.upstream, None);

@@ -434,12 +434,29 @@ impl AnswerJoin {
         if !twin.upstream_status.is_none_or(|s| s == 502 || s == 504) {
             return None;
         }
-        let up = twin.upstream?;
-        let mut c = classify_closed_by_death(up.ip(), t, cx.tl, cx.cfg, horizon)?;
+        // HAProxy logs a server name, not an address: then the one pod
+        // that died right then, if exactly one did.
+        let up = match twin.upstream {
+            Some(u) => u.ip(),
+            None => pending::only_pod_killed_near(
+                cx.tl,
+                t,
+                cx.cfg.kill_window_ns.max(cx.cfg.oom_window_ns),
+                cx.cfg.skew_ns,
+            )?,
+        };
+        let mut c = classify_closed_by_death(up, t, cx.tl, cx.cfg, horizon)?;
         c.evidence.push(twin.evidence.clone());
         let confidence = c.confidence.min(Confidence::Medium);
+        let named = if twin.upstream.is_some() {
+            format!("the access log names upstream {up}")
+        } else {
+            format!(
+                "the proxy logged its server aborting, and {up}'s pod was the one that died then"
+            )
+        };
         let note = Some(format!(
-            "no failed connection seen: the access log names upstream {up}, whose process died then; it closed the connection without a reset, mid-request"
+            "no failed connection seen: {named}, whose process died then; it closed the connection without a reset, mid-request"
         ));
         Some(placed_answer(v, c, confidence, note, cx, horizon))
     }
