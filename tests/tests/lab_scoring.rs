@@ -187,8 +187,18 @@ fn check_counts(kind: ScenarioKind, run: &scoring::Run, problems: &mut Vec<Strin
     }
     // The totals match exactly; a verdict of another cause (1 of 636 in
     // one ip-gone run) is a misattribution, allowed up to the precision
-    // bound's share of 0.5 % (at least one).
-    if of_scenario.abs_diff(of_statuses) > misattributed_slack(of_statuses) {
+    // bound's share of 0.5 % (at least one). An unexplained one is no
+    // misattribution: those are bounded by recall (0.90), as the issue's
+    // bar says (9 of 209 HAProxy 502 SH at SIGKILL, whose log names a
+    // server slot and several pods died then).
+    let unexplained = count(&Cause::Unexplained);
+    let misattributed = of_statuses
+        .saturating_sub(of_scenario)
+        .saturating_sub(unexplained);
+    if of_scenario > of_statuses + misattributed_slack(of_statuses)
+        || misattributed > misattributed_slack(of_statuses)
+        || of_scenario * 10 < of_statuses * 9
+    {
         problems.push(format!(
             "{name}: {of_scenario} failures of the scenario's cause(s), the load generator saw {of_statuses} failed requests with its statuses {statuses:?}",
         ));
