@@ -11,7 +11,8 @@
 use std::path::Path;
 
 use fivexx_lab::harness::{
-    plugin_and_agent, run_plugin_during, skip_unless_root, AgentServe, PluginRun,
+    burst_lines, plugin_and_agent, run_plugin_during, skip_unless_root, AgentServe, BurstLine,
+    PluginRun,
 };
 use fivexx_lab::sim::scenario::{ScenarioKind, ScenarioParams, NODE_2};
 use fivexx_lab::sim::timeline::LabEventKind;
@@ -101,42 +102,6 @@ fn plugin_trace_explains_rollout_no_prestop() {
         "HTTP 5xx in the trace's report vs the load generator's"
     );
     let _ = std::fs::remove_file(&capture);
-}
-
-/// One closed burst line and the lines indented under it.
-struct BurstLine<'a> {
-    line: &'a str,
-    count: u64,
-    fix: Option<&'a str>,
-}
-
-/// The burst lines of the trace's stdout: `HH:MM:SS.mmm[–HH:MM:SS.mmm
-/// (1.2s)]  74 failed  502×74  cause  workload  pod ... 10.244.0.5  via
-/// ...`, each followed by its `    fix:` and `    next:` lines. The
-/// `--events` lines start with a full date instead.
-fn burst_lines(stdout: &str) -> Vec<BurstLine<'_>> {
-    let mut out: Vec<BurstLine> = Vec::new();
-    for l in stdout.lines() {
-        if let Some(fix) = l.strip_prefix("    fix: ") {
-            if let Some(b) = out.last_mut() {
-                b.fix = Some(fix);
-            }
-            continue;
-        }
-        let b = l.as_bytes();
-        let clock = b.len() > 12 && b[2] == b':' && b[5] == b':' && b[8] == b'.';
-        let count = l
-            .split("  ")
-            .find_map(|part| part.strip_suffix(" failed")?.parse().ok());
-        if let (true, Some(count)) = (clock, count) {
-            out.push(BurstLine {
-                line: l,
-                count,
-                fix: None,
-            });
-        }
-    }
-    out
 }
 
 /// A closed burst names endpoint lag and an affected pod's address, and

@@ -12,41 +12,11 @@
 
 use std::path::Path;
 
-use fivexx_lab::harness::{plugin_and_agent, run_plugin_during, skip_unless_root, AgentServe};
+use fivexx_lab::harness::{
+    burst_lines, plugin_and_agent, run_plugin_during, skip_unless_root, AgentServe, BurstLine,
+};
 use fivexx_lab::node::proxy::ProxyKind;
 use fivexx_lab::sim::scenario::{ScenarioKind, ScenarioParams};
-
-/// One closed burst line of the incident view, with its fix.
-struct Burst {
-    line: String,
-    count: u64,
-    fix: Option<String>,
-}
-
-fn bursts(stdout: &str) -> Vec<Burst> {
-    let mut out: Vec<Burst> = Vec::new();
-    for l in stdout.lines() {
-        if let Some(fix) = l.strip_prefix("    fix: ") {
-            if let Some(b) = out.last_mut() {
-                b.fix = Some(fix.to_string());
-            }
-            continue;
-        }
-        let b = l.as_bytes();
-        let clock = b.len() > 12 && b[2] == b':' && b[5] == b':' && b[8] == b'.';
-        let count = l
-            .split("  ")
-            .find_map(|part| part.strip_suffix(" failed")?.parse().ok());
-        if let (true, Some(count)) = (clock, count) {
-            out.push(Burst {
-                line: l.to_string(),
-                count,
-                fix: None,
-            });
-        }
-    }
-    out
-}
 
 /// The first number before ` s` after `marker` in `text`.
 fn seconds_after(text: &str, marker: &str) -> Option<f64> {
@@ -95,13 +65,12 @@ fn trace_shows(
     assert!(run.output.status.success(), "{name}: trace failed");
     let load_5xx = run.report.summary.total_5xx();
     assert!(load_5xx > 0, "{name}: the scenario produced no 5xx");
-    let all = bursts(&stdout);
-    let ours: Vec<&Burst> = all.iter().filter(|b| b.line.contains(label)).collect();
+    let all = burst_lines(&stdout);
+    let ours: Vec<&BurstLine> = all.iter().filter(|b| b.line.contains(label)).collect();
     assert!(!ours.is_empty(), "{name}: no burst says {label:?}");
     for b in &ours {
         let fix = b
             .fix
-            .as_deref()
             .unwrap_or_else(|| panic!("{name}: no fix under {}", b.line));
         let quoted = seconds_after(fix, marker)
             .unwrap_or_else(|| panic!("{name}: no {marker:?} number in the fix {fix}"));

@@ -191,3 +191,39 @@ pub fn run_plugin_during(
         }
     })
 }
+
+/// One closed burst line and the lines indented under it.
+pub struct BurstLine<'a> {
+    pub line: &'a str,
+    pub count: u64,
+    pub fix: Option<&'a str>,
+}
+
+/// The burst lines of the trace's stdout: `HH:MM:SS.mmm[–HH:MM:SS.mmm
+/// (1.2s)]  74 failed  502×74  cause  workload  pod ... 10.244.0.5  via
+/// ...`, each followed by its `    fix:` and `    next:` lines. The
+/// `--events` lines start with a full date instead.
+pub fn burst_lines(stdout: &str) -> Vec<BurstLine<'_>> {
+    let mut out: Vec<BurstLine> = Vec::new();
+    for l in stdout.lines() {
+        if let Some(fix) = l.strip_prefix("    fix: ") {
+            if let Some(b) = out.last_mut() {
+                b.fix = Some(fix);
+            }
+            continue;
+        }
+        let b = l.as_bytes();
+        let clock = b.len() > 12 && b[2] == b':' && b[5] == b':' && b[8] == b'.';
+        let count = l
+            .split("  ")
+            .find_map(|part| part.strip_suffix(" failed")?.parse().ok());
+        if let (true, Some(count)) = (clock, count) {
+            out.push(BurstLine {
+                line: l,
+                count,
+                fix: None,
+            });
+        }
+    }
+    out
+}
