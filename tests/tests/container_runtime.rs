@@ -61,6 +61,7 @@ impl Node {
         ] {
             std::fs::write(dir.join("podfiles").join(f), text)?;
         }
+        host::mount_tracefs()?;
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/04-daemonset.yaml");
         let pod = PodTemplate::from_manifest(&manifest)?;
         let image = Image::unpack(archive, &dir.join("image"))?;
@@ -319,6 +320,14 @@ fn whole_pod_checks(node: &Node, id: &str, pid: i32, report: &CapabilityReport) 
         events.signal.pod_uid
     );
     eprintln!("from the pod's netns (subscribed by pod UID): {events}");
+    let idle = grants::idle_case(node)?
+        .context("no idle time on a loopback connection closed after 300 ms idle")?;
+    let idle_ms = idle.idle_us.unwrap_or(0) / 1000;
+    ensure!(
+        (250..=400).contains(&idle_ms),
+        "a connection closed after 300 ms idle came with {idle_ms} ms"
+    );
+    eprintln!("idle close: 300 ms idle read as {idle_ms} ms (the host's timer list)");
     let http = grants::http_case(node)?.context("the HTTP peek saw no 503 of the proxy pod")?;
     ensure!(
         http.pod_uid.as_deref() == Some(PROBE_POD_UID),

@@ -9,8 +9,10 @@
 //! KALLSYMS_ALL), and HZ is a build option. Jiffies advance one per tick of
 //! the monotonic clock, so one (monotonic ns, jiffies) pair and HZ give
 //! jiffies at any later monotonic time; `/proc/timer_list` prints both
-//! ("now at N nsecs", "jiffies: J") in one read, and inside a container
-//! (where it is masked) `/proc/schedstat` gives jiffies.
+//! ("now at N nsecs", "jiffies: J") in one read. Inside a container the
+//! runtime masks it, so the DaemonSet mounts the host's file alone at
+//! [`HOST_TIMER_LIST`]; failing both, `/proc/schedstat` gives jiffies
+//! (absent on kernels without CONFIG_SCHED_INFO).
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,13 @@ use tracer_ebpf::IdleLayout;
 /// keep-alive idle timeouts (Gunicorn's 2 s, Node.js's 5 s, nginx's 60 s)
 /// are all far above it.
 pub const MIN_IDLE_CLOSE_MS: u32 = 100;
+
+/// Where the DaemonSet mounts the host's `/proc/timer_list` (one
+/// read-only file; runc masks the container's own).
+pub const HOST_TIMER_LIST: &str = "/host/proc/timer_list";
+
+/// The timer lists tried in order: the container's own, then the host's.
+const TIMER_LISTS: [&str; 2] = ["/proc/timer_list", HOST_TIMER_LIST];
 
 /// The HZ values Linux can be built with (kernel/Kconfig.hz).
 const HZ_CHOICES: [u32; 4] = [100, 250, 300, 1000];
@@ -37,7 +46,7 @@ pub enum ClockError {
     Unreadable(String),
     #[error("no jiffies in it")]
     Unparsable,
-    #[error("no jiffies clock: /proc/timer_list: {timer_list}; /proc/schedstat: {schedstat}")]
+    #[error("no jiffies clock: {timer_list}; /proc/schedstat: {schedstat}")]
     NoClock {
         timer_list: String,
         schedstat: String,
@@ -174,15 +183,21 @@ pub fn parse_schedstat(text: &str) -> Option<u64> {
 /// came at or before it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Source {
-    TimerList,
+    TimerList(&'static str),
     Schedstat,
 }
 
 fn read_sample(source: Source) -> Result<Sample, ClockError> {
     match source {
-        Source::TimerList => {
-            let text = std::fs::read_to_string("/proc/timer_list")
-                .map_err(|e| ClockError::Unreadable(e.to_string()))?;
+        Source::TimerList(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| ClockError::Unreadable(e.to_string()))?;
+            if text.is_empty() {
+                // runc masks it with /dev/null; an unmounted target is empty too.
+                return Err(ClockError::Unreadable(
+                    "empty: masked, or not mounted".into(),
+                ));
+            }
             parse_timer_list(&text).ok_or(ClockError::Unparsable)
         }
         Source::Schedstat => {
@@ -196,14 +211,17 @@ fn read_sample(source: Source) -> Result<Sample, ClockError> {
 }
 
 fn first_source() -> Result<(Source, Sample), ClockError> {
-    let timer_list = match read_sample(Source::TimerList) {
-        Ok(s) => return Ok((Source::TimerList, s)),
-        Err(e) => e,
-    };
+    let mut timer_list = Vec::new();
+    for path in TIMER_LISTS {
+        match read_sample(Source::TimerList(path)) {
+            Ok(s) => return Ok((Source::TimerList(path), s)),
+            Err(e) => timer_list.push(format!("{path}: {e}")),
+        }
+    }
     match read_sample(Source::Schedstat) {
         Ok(s) => Ok((Source::Schedstat, s)),
         Err(schedstat) => Err(ClockError::NoClock {
-            timer_list: timer_list.to_string(),
+            timer_list: timer_list.join("; "),
             schedstat: schedstat.to_string(),
         }),
     }

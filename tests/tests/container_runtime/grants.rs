@@ -133,6 +133,26 @@ fn serving_case(
             }
             Some(ev) => bail!("{case}: without volume {name} the HTTP peek still saw {ev:?}"),
         },
+        Removed::Volume(name, dst) if dst == jiffies_mount() => match idle_case(node)? {
+            None => {
+                let said = report.hooks.iter().any(|h| {
+                    h.kind == KernelEventKind::StateChange
+                        && h.state == HookState::Degraded
+                        && h.notes
+                            .iter()
+                            .any(|n| n.contains("idle time of closing connections not read"))
+                });
+                ensure!(
+                    said,
+                    "{case}: the report does not say the state-change hook lost the idle time"
+                );
+                Ok("LOST: a connection closed after 300 ms idle comes without its idle time; the report marks inet_sock_set_state degraded: idle time of closing connections not read".into())
+            }
+            Some(ev) => bail!(
+                "{case}: without volume {name} the idle close still came with {:?} us",
+                ev.idle_us
+            ),
+        },
         other => bail!(
             "{case}: the agent serves fully without {other:?}: a grant beyond need ({})",
             summary(report)
@@ -174,6 +194,32 @@ fn summary(report: &CapabilityReport) -> String {
         ));
     }
     s
+}
+
+/// Where the DaemonSet mounts the host's timer list (the agent's jiffies
+/// clock; the runtime masks the container's own).
+pub fn jiffies_mount() -> &'static str {
+    "/host/proc/timer_list"
+}
+
+/// A loopback connection closed by its client after 300 ms idle: the
+/// agent's state-change event with its idle time, or None after 3 s.
+pub fn idle_case(node: &Node) -> Result<Option<KernelEvent>> {
+    let filter = StreamFilter {
+        kinds: vec![KernelEventKind::StateChange],
+        ips: vec![Ipv4Addr::LOCALHOST.into()],
+        ..Default::default()
+    };
+    let port7450 = node.pod.container_port()?;
+    let mut sub = Subscriber::connect(&node.netns.path, port7450, filter)?;
+    let client = host::idle_close(Duration::from_millis(300))?;
+    let got = sub.wait_for("an idle close", Duration::from_secs(3), |e| {
+        e.kind == KernelEventKind::StateChange
+            && e.idle_us.is_some()
+            && e.tuple
+                .is_some_and(|t| t.sport == client || t.dport == client)
+    });
+    Ok(got.ok())
 }
 
 /// A client names a proxy pod for the HTTP peek; a host process in that

@@ -236,6 +236,31 @@ pub fn refused_connect() -> Result<u16> {
     Ok(port)
 }
 
+/// The node's tracefs, mounted where a fresh machine has none: the pod's
+/// tracefs volume binds the host's /sys/kernel/tracing, which is an empty
+/// directory until something mounts it (systemd does on most nodes).
+pub fn mount_tracefs() -> Result<()> {
+    if Path::new("/sys/kernel/tracing/events").is_dir() {
+        return Ok(());
+    }
+    run(Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]))?;
+    Ok(())
+}
+
+/// A loopback connection that sends a byte, stays idle for `idle`, then
+/// is closed by its client: ESTABLISHED -> FIN_WAIT1 after `idle`, which
+/// the agent reports with its idle time. Returns the client's port.
+pub fn idle_close(idle: Duration) -> Result<u16> {
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let mut client = TcpStream::connect(listener.local_addr()?)?;
+    let (_server, _) = listener.accept()?;
+    client.write_all(b"x")?;
+    let port = client.local_addr()?.port();
+    std::thread::sleep(idle);
+    drop(client);
+    Ok(port)
+}
+
 /// The kinds the event case subscribes to.
 pub fn event_filter(pod_uid: &str) -> StreamFilter {
     StreamFilter {

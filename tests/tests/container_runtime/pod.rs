@@ -147,6 +147,9 @@ impl PodTemplate {
             if hp.type_.as_deref() == Some("Directory") && !host.is_dir() {
                 bail!("hostPath {} (type Directory) is not a directory", hp.path);
             }
+            if hp.type_.as_deref() == Some("File") && !host.is_file() {
+                bail!("hostPath {} (type File) is not a file", hp.path);
+            }
             let read_only = m.read_only.unwrap_or(false);
             let rro = m.recursive_read_only.as_deref();
             out.push(HostMount {
