@@ -538,6 +538,14 @@ impl Synth {
         t
     }
 
+    /// The last access-log line names its client's port (HAProxy's
+    /// `%cp`, Envoy's downstream address), as the formats that log it do.
+    pub fn logged_client_port(&mut self, port: u16) {
+        if let Some(Fact::ProxyLog(l)) = self.facts.last_mut() {
+            l.client_port = Some(port);
+        }
+    }
+
     /// An access-log line of proxy pod `ingress/nginx-1` (upstreaminfo):
     /// `status` to `client`, with each upstream tried and its status.
     pub fn proxy_log(
@@ -555,6 +563,7 @@ impl Synth {
             node: Some(node.into()),
             precise_time: true,
             client: Some(client),
+            client_port: None,
             status,
             request_time_ms: Some(1),
             upstream_name: Some("shop-api-8080".into()),
@@ -594,6 +603,7 @@ impl Synth {
             node: Some(node.into()),
             precise_time: true,
             client: Some(client),
+            client_port: None,
             status,
             request_time_ms: Some(1),
             upstream_name: Some("httproute/shop/api/rule/0".into()),
@@ -639,6 +649,7 @@ impl Synth {
             node: Some(node.into()),
             precise_time: true,
             client: Some(client),
+            client_port: None,
             status,
             request_time_ms: Some(active_ms),
             upstream_name: Some("shop-api-8080".into()),

@@ -560,3 +560,53 @@ fn haproxy_sh_502_with_one_pod_killed_is_its_oom_kill() {
         }
     }
 }
+
+/// Two 503s to one client a millisecond apart, whose log lines are
+/// stamped the other way round (HAProxy's `%tr` is when the request
+/// arrived): the client port each line names pairs it with its own
+/// connection, so each verdict quotes its own server. Without the port
+/// the nearest line in time wins and the two swap.
+#[test]
+fn a_logged_client_port_pairs_the_line_with_its_connection() {
+    for with_port in [true, false] {
+        let mut s = Synth::new();
+        let p = old_pod(&mut s, 12);
+        let q = old_pod(&mut s, 13);
+        graceful_termination(&mut s, &p);
+        graceful_termination(&mut s, &q);
+        s.refused("node-1", proxy(), p.ip, T0 + 499 * MS, Some("node-2"));
+        s.refused("node-1", proxy(), q.ip, T0 + 500 * MS, Some("node-2"));
+        let first = s.http_5xx("node-1", proxy(), client(), 51000, T0 + 500 * MS, 503);
+        let second = s.http_5xx("node-1", proxy(), client(), 51001, T0 + 501 * MS, 503);
+        for (port, at, server) in [(51001, 500, "SRV_2"), (51000, 501, "SRV_1")] {
+            s.haproxy_log(
+                "node-1",
+                client(),
+                T0 + at * MS,
+                503,
+                "SC--",
+                server,
+                0,
+                false,
+                1,
+            );
+            if with_port {
+                s.logged_client_port(port);
+            }
+        }
+        let (vs, m) = explain_all(&s.sorted(), ExplainConfig::default());
+        assert_eq!(vs.len(), 2, "one failure per answer: {vs:#?}");
+        assert_eq!(m.stats.http.confirmed_by_log, 2);
+        let quotes = |t: &FourTuple, server: &str| {
+            says(
+                answer_verdict(&vs, t),
+                &format!("HAProxy: 503 SC-- server shop-api-8080/{server}"),
+            )
+        };
+        assert_eq!(
+            (quotes(&first, "SRV_1"), quotes(&second, "SRV_2")),
+            (with_port, with_port),
+            "with_port {with_port}: {vs:#?}"
+        );
+    }
+}

@@ -39,8 +39,9 @@ pub const FORMAT_MAJOR: u16 = 1;
 /// header's `engine` settings (an older capture is explained with the
 /// defaults, as it was recorded) and the kernel facts' trailing
 /// `syn_sent_ns`, 1.4 the kernel facts' trailing `idle_us` (an older
-/// record ends before it and reads as `None`).
-pub const FORMAT_MINOR: u16 = 4;
+/// record ends before it and reads as `None`), 1.5 the proxy-log facts'
+/// trailing `client_port`.
+pub const FORMAT_MINOR: u16 = 5;
 
 /// First 8 bytes of every capture. Like PNG's, it catches text-mode
 /// mangling (`\r\n`, `^Z`) and is not valid UTF-8.

@@ -159,7 +159,8 @@ impl From<KernelWire> for KernelEvent {
 }
 
 /// The frozen layout of a proxy-log fact (record type `PROXY_LOG`, 1.1;
-/// 1.4 added the Envoy and HAProxy formats and the fields at the end).
+/// 1.4 added the Envoy and HAProxy formats and the fields at the end, 1.5
+/// the client's port).
 /// `client` was always an address; a line without one (Envoy's default
 /// format) is written as the unspecified address, read back as `None`.
 #[derive(Serialize, Deserialize)]
@@ -183,6 +184,8 @@ struct ProxyLogWire {
     retries: Tail<u32>,
     redispatched: Tail<bool>,
     upstream_local: Tail<SocketAddr>,
+    /// Format 1.5: the client's port, where the format logs it.
+    client_port: Tail<u16>,
 }
 
 impl From<&ProxyLogFact> for ProxyLogWire {
@@ -206,6 +209,7 @@ impl From<&ProxyLogFact> for ProxyLogWire {
             retries: Tail(l.retries),
             redispatched: Tail(Some(l.redispatched)),
             upstream_local: Tail(l.upstream_local),
+            client_port: Tail(l.client_port),
         }
     }
 }
@@ -219,6 +223,7 @@ impl From<ProxyLogWire> for ProxyLogFact {
             node: w.node,
             precise_time: w.precise_time,
             client: Some(w.client).filter(|c| !c.is_unspecified()),
+            client_port: w.client_port.0,
             status: w.status,
             request_time_ms: w.request_time_ms,
             upstream_name: w.upstream_name,

@@ -235,6 +235,11 @@ pub struct HttpAnswer {
     pub http_status: u16,
     /// The proxy's client.
     pub client: IpAddr,
+    /// The client's port: the peeked socket's, or the one the log line
+    /// names (HAProxy, Envoy's Istio and Envoy Gateway formats). It pairs
+    /// the two views of one answer exactly where both have it.
+    #[serde(skip)]
+    pub client_port: Option<u16>,
     /// The proxy's socket to its client (saddr = proxy, daddr = client),
     /// when the kernel saw the answer; a log line has no socket.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -211,6 +211,9 @@ pub struct ProxyLogFact {
     pub precise_time: bool,
     /// The proxy's client, when its format logs it.
     pub client: Option<IpAddr>,
+    /// The client's port, where the format logs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_port: Option<u16>,
     /// The status the proxy sent to the client.
     pub status: u16,
     pub request_time_ms: Option<u64>,
@@ -246,6 +249,7 @@ impl ProxyLogFact {
             node: node.map(str::to_string),
             precise_time: entry.precise_time,
             client: entry.client,
+            client_port: entry.client_port,
             status: entry.status,
             request_time_ms: entry.request_time_ms,
             upstream_name: entry.upstream_name,

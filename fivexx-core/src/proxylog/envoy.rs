@@ -117,7 +117,9 @@ struct Common<'a> {
     duration_ms: Option<u64>,
     upstream_service_ms: Option<u64>,
     upstream_host: Option<&'a str>,
-    client: Option<IpAddr>,
+    /// The client's address; its port only where the format logs the
+    /// downstream peer (not `X-Forwarded-For`).
+    client: Option<(IpAddr, Option<u16>)>,
     cluster: Option<&'a str>,
     upstream_local: Option<SocketAddr>,
 }
@@ -129,7 +131,8 @@ fn entry(format: LogFormat, c: Common<'_>) -> ProxyLogEntry {
             .saturating_mul(1_000_000),
     );
     let mut e = ProxyLogEntry::new(format, at_ns, c.status);
-    e.client = c.client;
+    e.client = c.client.map(|(ip, _)| ip);
+    e.client_port = c.client.and_then(|(_, port)| port);
     e.request_time_ms = c.duration_ms;
     e.flags = Some(c.flags.to_string());
     e.upstream_name = c
@@ -218,9 +221,9 @@ pub(crate) fn parse_text(line: &str) -> Result<ProxyLogEntry, ProxyLogError> {
     }
     let [cluster, upstream_local, _, downstream_remote, _, _] = istio;
     let client = if format == LogFormat::IstioText {
-        socket(downstream_remote).map(|a| a.ip())
+        socket(downstream_remote).map(|a| (a.ip(), Some(a.port())))
     } else {
-        last_forwarded(xff)
+        last_forwarded(xff).map(|ip| (ip, None))
     };
     Ok(entry(
         format,
@@ -290,8 +293,12 @@ pub(crate) fn parse_json(line: &str) -> Result<ProxyLogEntry, ProxyLogError> {
             upstream_host: text(&j.upstream_host),
             client: text(&j.downstream_remote_address)
                 .and_then(socket)
-                .map(|a| a.ip())
-                .or_else(|| text(&j.forwarded_for).and_then(last_forwarded)),
+                .map(|a| (a.ip(), Some(a.port())))
+                .or_else(|| {
+                    text(&j.forwarded_for)
+                        .and_then(last_forwarded)
+                        .map(|ip| (ip, None))
+                }),
             cluster: text(&j.upstream_cluster),
             upstream_local: text(&j.upstream_local_address).and_then(socket),
         },
@@ -397,11 +404,14 @@ pub(crate) mod tests {
         // Default format: the last X-Forwarded-For entry.
         assert_eq!(d[0].client, Some("192.0.2.2".parse().unwrap()));
         assert_eq!(d[9].client, Some("192.0.2.2".parse().unwrap()));
+        assert_eq!(d[0].client_port, None, "X-Forwarded-For has no port");
         assert_eq!(d[0].upstream_name, None);
         assert_eq!(d[0].upstream_local, None);
         for text in [ISTIO, GATEWAY_JSON] {
             let e = all(text);
             assert_eq!(e[0].client, Some("127.0.0.1".parse().unwrap()));
+            assert!(e[0].client_port.is_some_and(|p| p > 0), "{:?}", e[0]);
+            assert!(e.iter().all(|l| l.client_port.is_some()));
             assert_eq!(e[0].upstream_name.as_deref(), Some("ok"));
             // A connection was made for UC, none for UF.
             assert!(e[2].upstream_local.is_some(), "{:?}", e[2]);

@@ -72,13 +72,15 @@ pub(crate) fn is_own_log(line: &str) -> bool {
 }
 
 /// `%ci:%cp`: the address before the last `:` (IPv6 is not bracketed).
-fn client(s: &str) -> Option<IpAddr> {
+fn client(s: &str) -> Option<(IpAddr, u16)> {
     let (ip, port) = s.rsplit_once(':')?;
-    parse_u64(port).filter(|p| *p <= 65535)?;
-    ip.trim_start_matches('[')
+    let port = u16::try_from(parse_u64(port)?).ok()?;
+    let ip = ip
+        .trim_start_matches('[')
         .trim_end_matches(']')
         .parse()
-        .ok()
+        .ok()?;
+    Some((ip, port))
 }
 
 /// `%tr`: `02/Dec/2026:05:50:43.814`, as UTC (Unix ns).
@@ -170,7 +172,8 @@ pub(crate) fn parse(line: &str, stamp: Option<i64>) -> Result<ProxyLogEntry, Pro
         }
     };
     let mut e = ProxyLogEntry::new(FORMAT, at_ns, status);
-    e.client = Some(client);
+    e.client = Some(client.0);
+    e.client_port = Some(client.1);
     e.request_time_ms = ta;
     e.upstream_name = Some(backend.to_string()).filter(|b| !b.is_empty());
     e.server = Some(server.to_string());
@@ -260,6 +263,7 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(e.client, Some("2001:db8::7".parse().unwrap()));
+        assert_eq!(e.client_port, Some(51000));
         assert_eq!((e.retries, e.redispatched), (Some(3), true));
         assert_eq!(e.status, 503);
         assert!(!format!("{e:?}").contains("secret"));

@@ -126,6 +126,12 @@ pub struct ProxyLogEntry {
     /// The proxy's client, when the format logs it (Envoy's default text
     /// format has only `X-Forwarded-For`, often `-`).
     pub client: Option<IpAddr>,
+    /// The client's port, where the format logs it (HAProxy's `%cp`,
+    /// Envoy's `%DOWNSTREAM_REMOTE_ADDRESS%` in the Istio and Envoy
+    /// Gateway formats): it pairs the line with the one connection the
+    /// peek saw the answer on, even among answers a millisecond apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_port: Option<u16>,
     /// The status the proxy sent to the client (0: none was sent).
     pub status: u16,
     /// How long the proxy took over the request (nginx `$request_time`,
@@ -168,6 +174,7 @@ impl ProxyLogEntry {
             at_ns,
             precise_time: true,
             client: None,
+            client_port: None,
             status,
             request_time_ms: None,
             upstream_name: None,

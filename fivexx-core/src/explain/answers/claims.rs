@@ -106,15 +106,21 @@ pub(super) fn claim_retry_chain(q: &mut VecDeque<(Verdict, bool)>, last: usize) 
 /// Whether a logged answer (to `client`, with `status`, logged between
 /// `from` and `to`) is the peeked answer `a`: the one rule that joins the
 /// two views of a 5xx, both to count it once and to learn its upstream.
-/// A line that names no client (Envoy's default format) matches any.
+/// A line that names no client (Envoy's default format) matches any; one
+/// that names the client's port (HAProxy, Envoy's JSON) only the answer
+/// on that very connection.
 pub(super) fn same_answer(
     a: &SeenAnswer,
-    client: Option<IpAddr>,
+    (client, port): (Option<IpAddr>, Option<u16>),
     status: u16,
     from: i64,
     to: i64,
 ) -> bool {
-    client.is_none_or(|c| c == a.client) && a.status == status && a.at_ns >= from && a.at_ns <= to
+    client.is_none_or(|c| c == a.client)
+        && port.is_none_or(|p| a.client_port.is_none_or(|q| q == p))
+        && a.status == status
+        && a.at_ns >= from
+        && a.at_ns <= to
 }
 
 /// The proxy logged how many earlier tries the request used (HAProxy's

@@ -20,6 +20,7 @@ const MAX_LINES: usize = 32_768;
 #[derive(Clone, Debug)]
 pub(super) struct LoggedLine {
     pub client: Option<IpAddr>,
+    pub client_port: Option<u16>,
     pub status: u16,
     /// `namespace/name` of the proxy pod.
     pub pod: Option<String>,
@@ -46,6 +47,7 @@ impl LoggedLine {
     ) -> Option<LoggedLine> {
         Some(LoggedLine {
             client,
+            client_port: a.client_port,
             status: a.http_status,
             pod: a.proxy_pod.clone(),
             from_ns: a.first_ns,
@@ -86,6 +88,7 @@ impl LoggedLines {
         }
         let peeked = SeenAnswer {
             client: a.client,
+            client_port: a.client_port,
             status: a.http_status,
             at_ns: a.at_ns,
             logged: false,
@@ -95,7 +98,14 @@ impl LoggedLines {
             .iter()
             .enumerate()
             .filter(|(_, l)| {
-                !l.taken && same_answer(&peeked, l.client, l.status, l.from_ns - window, l.to_ns)
+                !l.taken
+                    && same_answer(
+                        &peeked,
+                        (l.client, l.client_port),
+                        l.status,
+                        l.from_ns - window,
+                        l.to_ns,
+                    )
             })
             .min_by_key(|(_, l)| (l.from_ns - a.at_ns).abs())
             .map(|(i, _)| i)?;

@@ -46,6 +46,7 @@ use words::{with_words_note, Words};
 #[derive(Debug)]
 struct SeenAnswer {
     client: IpAddr,
+    client_port: Option<u16>,
     status: u16,
     at_ns: i64,
     logged: bool,
@@ -342,6 +343,7 @@ impl AnswerJoin {
         }
         q.push_back(SeenAnswer {
             client: a.client,
+            client_port: a.client_port,
             status: a.http_status,
             at_ns: t,
             logged: false,
@@ -473,7 +475,7 @@ impl AnswerJoin {
         if let Some(x) = self
             .recent_answers
             .iter_mut()
-            .find(|x| !x.logged && same_answer(x, client, a.http_status, lo, hi))
+            .find(|x| !x.logged && same_answer(x, (client, a.client_port), a.http_status, lo, hi))
         {
             x.logged = true;
             cx.http.confirmed_by_log += 1;
