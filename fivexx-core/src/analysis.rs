@@ -159,6 +159,9 @@ impl Analysis {
         fact: &Fact,
         seen: &mut impl FnMut(&Verdict),
     ) -> Result<(), AnalysisError> {
+        if let Fact::AgentGone(g) = fact {
+            self.info.agents_gone.push(g.clone());
+        }
         let s = self.start(None)?;
         let builder = &mut s.builder;
         s.engine.push(fact, &mut |v| {

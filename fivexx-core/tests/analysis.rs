@@ -134,3 +134,48 @@ fn a_capture_without_settings_is_explained_with_the_defaults() {
     assert_eq!(s.lookahead_from, SettingSource::Default);
     assert!(render_table(&r).contains("lookahead 30.0s (default, not recorded)"));
 }
+
+/// An agent lost mid-session: the fact is recorded where it happened, the
+/// live report and the capture's replay both say where that node's facts
+/// stop, nothing else is lost (same failures), and the capture is complete.
+#[test]
+fn a_lost_agent_is_marked_where_its_facts_stop() {
+    use fivexx_core::model::{AgentGoneFact, Fact};
+    let mut facts: Vec<Fact> = bench_stream(6_000).collect();
+    let mid = facts.len() / 2;
+    let at = facts[mid].at_ns();
+    facts.insert(
+        mid,
+        Fact::AgentGone(AgentGoneFact {
+            at_ns: at,
+            node: "node-2".into(),
+            reason: "the stream ended: connection reset by peer".into(),
+        }),
+    );
+    let mut rec = Recorder::new(header(), Some(Vec::new()), AnalysisOptions::default()).unwrap();
+    for f in &facts {
+        rec.fact(f, &mut |_| {}).unwrap();
+    }
+    let (live, file) = rec.finish(T0 + 3600 * SECOND, &mut |_| {});
+    let file = file.unwrap().unwrap();
+    let replayed = replay(&file, Overrides::default());
+    let mut plain = Recorder::new(header(), None::<Vec<u8>>, AnalysisOptions::default()).unwrap();
+    for f in facts.iter().filter(|f| !matches!(f, Fact::AgentGone(_))) {
+        plain.fact(f, &mut |_| {}).unwrap();
+    }
+    let (without, _) = plain.finish(T0 + 3600 * SECOND, &mut |_| {});
+    for r in [&live, &replayed] {
+        let c = r.capture.as_ref().unwrap();
+        assert!(c.complete, "{:?}", c.problems);
+        assert_eq!(c.agents_gone.len(), 1);
+        assert_eq!(c.agents_gone[0].at_ns, at);
+        let table = render_table(r);
+        assert!(
+            table.contains("WARNING   node node-2: its agent's stream ended at")
+                && table.contains("that node's kernel facts stop there"),
+            "{table}"
+        );
+        assert_eq!(r.totals, without.totals);
+    }
+    assert!(json(&replayed)["capture"]["agents_gone"][0]["node"] == "node-2");
+}

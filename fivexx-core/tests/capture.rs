@@ -5,8 +5,8 @@ use fivexx_core::capture::{
     DropCounters, ProblemKind, Record, WriteOptions, FORMAT_MAJOR, FORMAT_MINOR, MAGIC,
 };
 use fivexx_core::model::{
-    ClusterEvent, EndpointFact, Fact, HttpPeekFact, NodeChange, NodeFact, PodChange, PodFact,
-    ProxyLogFact, ServiceFact, WorkloadRef,
+    AgentGoneFact, ClusterEvent, EndpointFact, Fact, HttpPeekFact, NodeChange, NodeFact, PodChange,
+    PodFact, ProxyLogFact, ServiceFact, WorkloadRef,
 };
 use fivexx_core::proxylog::parse_line;
 use fivexx_core::{FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState};
@@ -88,6 +88,11 @@ fn sample_fact(i: u64) -> Fact {
         }),
         _ if i % 3 == 2 => proxy_log_fact(i),
         _ if i % 11 == 7 => http_peek_fact(i),
+        _ if i % 13 == 11 => Fact::AgentGone(AgentGoneFact {
+            at_ns: at,
+            node: format!("node-{}", i % 3),
+            reason: "the stream ended: connection reset by peer".into(),
+        }),
         _ => {
             if i.is_multiple_of(2) {
                 Fact::Service(ServiceFact {

@@ -289,10 +289,21 @@ fn an_agent_dying_mid_trace_is_reported_and_the_capture_kept() {
     );
     // The summary was still printed and the capture is complete and readable.
     assert!(stdout(&out).contains("kubectl-fivexx") || !stdout(&out).is_empty());
+    // The live summary and the capture's replay mark where the node's
+    // facts stop, at the moment the stream ended.
+    let marked = "WARNING   node lab-node-1: its agent's stream ended at";
+    assert!(stdout(&out).contains(marked), "{}", stdout(&out));
+    let table = lab.run(&["explain", cap.to_str().unwrap()]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    assert!(stdout(&table).contains(marked), "{}", stdout(&table));
+    assert!(!stdout(&table).contains("INCOMPLETE"), "{}", stdout(&table));
     let explained = lab.run(&["explain", cap.to_str().unwrap(), "-o", "json"]);
     assert!(explained.status.success());
     let v: serde_json::Value = serde_json::from_slice(&explained.stdout).unwrap();
-    assert!(v.is_object());
+    let gone = &v["capture"]["agents_gone"];
+    assert_eq!(gone.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(gone[0]["node"], "lab-node-1");
+    assert!(gone[0]["at_ns"].as_i64().unwrap() > v["capture"]["start_ns"].as_i64().unwrap());
 }
 
 #[test]

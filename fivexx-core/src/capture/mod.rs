@@ -40,7 +40,7 @@ pub const FORMAT_MAJOR: u16 = 1;
 /// defaults, as it was recorded) and the kernel facts' trailing
 /// `syn_sent_ns`, 1.4 the kernel facts' trailing `idle_us` (an older
 /// record ends before it and reads as `None`), 1.5 the proxy-log facts'
-/// trailing `client_port`.
+/// trailing `client_port` and the `AGENT_GONE` record type.
 pub const FORMAT_MINOR: u16 = 5;
 
 /// First 8 bytes of every capture. Like PNG's, it catches text-mode
@@ -61,6 +61,10 @@ pub(crate) mod tag {
     /// A proxy whose HTTP answers are peeked from then on (format 1.2; an
     /// older reader skips it and counts hidden retries as before).
     pub const HTTP_PEEK: u8 = 6;
+    /// A node's agent stream ended mid-session (format 1.5; an older
+    /// reader skips it, and the report does not say where that node's
+    /// facts stop).
+    pub const AGENT_GONE: u8 = 7;
     /// A zstd chunk (only in a compressed body).
     pub const CHUNK: u8 = 0x5a;
 }

@@ -18,7 +18,8 @@ use crate::event::{
     ExitStatus, FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState,
 };
 use crate::model::{
-    ClusterEvent, EndpointFact, Fact, HttpPeekFact, NodeFact, PodFact, ProxyLogFact, ServiceFact,
+    AgentGoneFact, ClusterEvent, EndpointFact, Fact, HttpPeekFact, NodeFact, PodFact, ProxyLogFact,
+    ServiceFact,
 };
 use crate::proxylog::LogFormat;
 use serde::{Deserialize, Serialize};
@@ -274,6 +275,34 @@ impl From<HttpPeekWire> for HttpPeekFact {
     }
 }
 
+/// The frozen layout of an agent-gone fact (record type `AGENT_GONE`, 1.5).
+#[derive(Serialize, Deserialize)]
+struct AgentGoneWire {
+    at_ns: i64,
+    node: String,
+    reason: String,
+}
+
+impl From<&AgentGoneFact> for AgentGoneWire {
+    fn from(g: &AgentGoneFact) -> AgentGoneWire {
+        AgentGoneWire {
+            at_ns: g.at_ns,
+            node: g.node.clone(),
+            reason: g.reason.clone(),
+        }
+    }
+}
+
+/// Decodes an `AGENT_GONE` record.
+pub(crate) fn decode_agent_gone(bytes: &[u8]) -> Result<Fact, postcard::Error> {
+    let w: AgentGoneWire = postcard::from_bytes(bytes)?;
+    Ok(Fact::AgentGone(AgentGoneFact {
+        at_ns: w.at_ns,
+        node: w.node,
+        reason: w.reason,
+    }))
+}
+
 /// Appends the binary form of `fact` to `out`; returns the record type
 /// it must be written under.
 pub(crate) fn encode_fact(fact: &Fact, out: &mut Vec<u8>) -> Result<u8, postcard::Error> {
@@ -287,6 +316,11 @@ pub(crate) fn encode_fact(fact: &Fact, out: &mut Vec<u8>) -> Result<u8, postcard
             let bytes = postcard::to_stdvec(&HttpPeekWire::from(p))?;
             out.extend_from_slice(&bytes);
             return Ok(tag::HTTP_PEEK);
+        }
+        Fact::AgentGone(g) => {
+            let bytes = postcard::to_stdvec(&AgentGoneWire::from(g))?;
+            out.extend_from_slice(&bytes);
+            return Ok(tag::AGENT_GONE);
         }
         Fact::Kernel(e) => FactWire::Kernel(e.into()),
         Fact::Pod(p) => FactWire::Pod(p.clone()),

@@ -182,6 +182,7 @@ impl Explainer {
                 self.joiner.add_proxy(p.proxy_ip);
                 self.answers.peeked(p);
             }
+            Fact::AgentGone(g) => self.tl.apply_agent_gone(g),
             Fact::ProxyLog(l) => {
                 if let Some(a) = self.answers.log_line(l, &mut self.stats.http) {
                     self.enqueue_answer(a);

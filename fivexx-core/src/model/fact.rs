@@ -30,6 +30,8 @@ pub enum Fact {
     ProxyLog(ProxyLogFact),
     /// The plugin began peeking at a proxy pod's HTTP answers mid-session.
     HttpPeek(HttpPeekFact),
+    /// A node's agent stream ended mid-session: its kernel facts stop here.
+    AgentGone(AgentGoneFact),
 }
 
 impl Fact {
@@ -44,6 +46,7 @@ impl Fact {
             Fact::Event(e) => e.at_ns,
             Fact::ProxyLog(l) => l.at_ns,
             Fact::HttpPeek(p) => p.at_ns,
+            Fact::AgentGone(g) => g.at_ns,
         }
     }
 
@@ -343,6 +346,22 @@ impl NodeNames {
 
 /// From `at_ns` on, every HTTP/1.x answer of this proxy pod is read in the
 /// kernel (the HTTP peek). A proxy pod that starts during a session (an
+/// The plugin's stream from one node's agent ended before the session
+/// did (the agent died or was deleted, or its node vanished). Nothing the
+/// kernel did on that node after `at_ns` is in the capture: the report
+/// says where that node's facts stop, and a failure seen from elsewhere
+/// after it cannot be checked against that node's kernel. A lost node is
+/// told by this fact together with what the API says of the node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentGoneFact {
+    /// When the plugin saw the stream end (plugin's clock).
+    pub at_ns: i64,
+    pub node: String,
+    /// Why, as the plugin saw it ("connection reset by peer", "the agent
+    /// pod was deleted").
+    pub reason: String,
+}
+
 /// ingress rollout or scale-up) is peeked only from then: the engine needs
 /// the time to count an upstream failure no 5xx followed as hidden by a
 /// retry, which it may only do while the proxy's 5xx would have been seen.

@@ -6,7 +6,7 @@ pub mod timeline;
 
 pub use evidence::{workload_key, workload_label, Evidence, Observation};
 pub use fact::{
-    ClusterEvent, EndpointFact, Fact, FactSource, HttpPeekFact, NodeChange, NodeFact, PodChange,
-    PodFact, ProxyLogFact, ServiceFact, WorkloadRef,
+    AgentGoneFact, ClusterEvent, EndpointFact, Fact, FactSource, HttpPeekFact, NodeChange,
+    NodeFact, PodChange, PodFact, ProxyLogFact, ServiceFact, WorkloadRef,
 };
 pub use timeline::{ClusterTimeline, ExitSeen, PodTimeline, SignalSeen};

@@ -12,10 +12,10 @@
 //! together; its tests sit with it.
 
 use super::evidence::{workload_key, Evidence, Observation};
+use super::fact::{AgentGoneFact, FactSource, NodeNames};
 use super::fact::{
     ClusterEvent, EndpointFact, NodeChange, NodeFact, PodChange, PodFact, ServiceFact, WorkloadRef,
 };
-use super::fact::{FactSource, NodeNames};
 use crate::event::{signal_name, ExitStatus, KernelEvent, KernelEventKind, SignalResult, TaskRef};
 use foldhash::HashMap;
 use std::net::IpAddr;
@@ -262,9 +262,21 @@ pub struct ClusterTimeline {
     /// container id -> pod uid.
     containers: HashMap<String, String>,
     nodes: NodeNames,
+    /// Nodes whose agent stream ended, and when: their kernel facts stop
+    /// there.
+    agents_gone: HashMap<String, i64>,
 }
 
 impl ClusterTimeline {
+    pub fn apply_agent_gone(&mut self, g: &AgentGoneFact) {
+        self.agents_gone.entry(g.node.clone()).or_insert(g.at_ns);
+    }
+
+    /// When `node`'s agent stream ended, if it did.
+    pub fn agent_gone(&self, node: &str) -> Option<i64> {
+        self.agents_gone.get(node).copied()
+    }
+
     pub fn pod(&self, uid: &str) -> Option<&PodTimeline> {
         self.pods.get(uid)
     }

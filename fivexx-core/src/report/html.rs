@@ -602,6 +602,7 @@ fn header_html(o: &mut String, r: &Report) {
             }
         );
         let mut warnings: Vec<String> = c.problems.clone();
+        warnings.extend(c.agent_gone_lines());
         if c.problem_count > c.problems.len() as u64 {
             warnings.push(format!("... {} problems in all", c.problem_count));
         }

@@ -124,6 +124,27 @@ pub struct CaptureInfo {
     pub problem_count: u64,
     /// Events the agents could not deliver: node -> kind -> count.
     pub drops: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Nodes whose agent stream ended mid-session: where their kernel
+    /// facts stop.
+    pub agents_gone: Vec<crate::model::AgentGoneFact>,
+}
+
+impl CaptureInfo {
+    /// One sentence per node whose agent stream ended: where its facts
+    /// stop, so that its silence afterwards is not read as calm.
+    pub fn agent_gone_lines(&self) -> Vec<String> {
+        self.agents_gone
+            .iter()
+            .map(|g| {
+                format!(
+                    "node {}: its agent's stream ended at {} ({}); that node's kernel facts stop there",
+                    g.node,
+                    format_time(g.at_ns),
+                    g.reason
+                )
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

@@ -97,6 +97,9 @@ fn header(o: &mut String, r: &Report) {
         if c.problem_count > c.problems.len() as u64 {
             let _ = writeln!(o, "WARNING   ... {} problems in all", c.problem_count);
         }
+        for line in c.agent_gone_lines() {
+            let _ = writeln!(o, "WARNING   {line}");
+        }
         for (node, kinds) in &c.drops {
             let total: u64 = kinds.values().sum();
             if total > 0 {

@@ -39,11 +39,6 @@ impl Session<'_> {
                 .drop_counters(node, &state.agents.stats[node], end_ns);
             let _ = state.recorder.drops(&d);
         }
-        for (node, reason) in &state.agents.lost {
-            state
-                .recorder
-                .note_problem(format!("agent on node {node} lost: {reason}"));
-        }
         let written = state.recorder.facts_written();
         let dropped = state.agents.total_drops();
         let (report, closed) = state.recorder.finish(end_ns, &mut |v| {

@@ -18,7 +18,7 @@ use kube::runtime::watcher;
 use tokio::sync::mpsc;
 
 use fivexx_core::analysis::Recorder;
-use fivexx_core::model::HttpPeekFact;
+use fivexx_core::model::{AgentGoneFact, HttpPeekFact};
 use fivexx_core::Fact;
 
 use super::agents::{Agents, Ensured};
@@ -131,7 +131,15 @@ impl<'a> Session<'a> {
             Control::Lost { node, reason } => {
                 let warning =
                     format!("warning: the agent on node {node} stopped mid-trace: {reason}");
-                if self.state.agents.lose(&node, reason) {
+                if self.state.agents.lose(&node, reason.clone()) {
+                    // Recorded where it happened: the report (live, and
+                    // replayed from the capture) says where this node's
+                    // facts stop.
+                    self.facts.push(Fact::AgentGone(AgentGoneFact {
+                        at_ns: now_ns(),
+                        node: node.clone(),
+                        reason,
+                    }));
                     let others = self.state.agents.open_count();
                     let line = format!(
                         "{warning}; continuing with {others} other node(s), facts so far are kept"
