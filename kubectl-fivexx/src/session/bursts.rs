@@ -373,6 +373,7 @@ pub(crate) mod tests {
                 kind: FailureKind::Http5xx,
                 http_status: status,
                 client: "10.1.0.7".parse().unwrap(),
+                client_port: None,
                 tuple: None,
                 node: "lab-node-1".into(),
                 proxy_pid: None,
