@@ -150,6 +150,7 @@ fn a_lost_agent_is_marked_where_its_facts_stop() {
             at_ns: at,
             node: "node-2".into(),
             reason: "the stream ended: connection reset by peer".into(),
+            last_heard_ns: Some(at - 1_000_000),
         }),
     );
     let mut rec = Recorder::new(header(), Some(Vec::new()), AnalysisOptions::default()).unwrap();

@@ -92,6 +92,7 @@ fn sample_fact(i: u64) -> Fact {
             at_ns: at,
             node: format!("node-{}", i % 3),
             reason: "the stream ended: connection reset by peer".into(),
+            last_heard_ns: Some(at - 1_000_000),
         }),
         _ => {
             if i.is_multiple_of(2) {

@@ -281,6 +281,7 @@ struct AgentGoneWire {
     at_ns: i64,
     node: String,
     reason: String,
+    last_heard_ns: Option<i64>,
 }
 
 impl From<&AgentGoneFact> for AgentGoneWire {
@@ -289,6 +290,7 @@ impl From<&AgentGoneFact> for AgentGoneWire {
             at_ns: g.at_ns,
             node: g.node.clone(),
             reason: g.reason.clone(),
+            last_heard_ns: g.last_heard_ns,
         }
     }
 }
@@ -300,6 +302,7 @@ pub(crate) fn decode_agent_gone(bytes: &[u8]) -> Result<Fact, postcard::Error> {
         at_ns: w.at_ns,
         node: w.node,
         reason: w.reason,
+        last_heard_ns: w.last_heard_ns,
     }))
 }
 

@@ -357,9 +357,12 @@ pub struct AgentGoneFact {
     /// When the plugin saw the stream end (plugin's clock).
     pub at_ns: i64,
     pub node: String,
-    /// Why, as the plugin saw it ("connection reset by peer", "the agent
-    /// pod was deleted").
+    /// Why, as the plugin saw it ("connection reset by peer", "no message
+    /// for 5 s").
     pub reason: String,
+    /// When its last message came (plugin's clock): the agent sends its
+    /// counters every second, so this is when the node went quiet.
+    pub last_heard_ns: Option<i64>,
 }
 
 /// ingress rollout or scale-up) is peeked only from then: the engine needs

@@ -13,6 +13,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -30,9 +31,21 @@ pub enum Feed {
 
 /// Rare messages that must not be dropped (an unbounded queue).
 pub enum Control {
-    Lost { node: String, reason: String },
-    Skew { node: String, version: String },
-    Connected { node: String, hello: Box<Hello> },
+    /// The stream ended; `last_heard_ns` is when its last message came
+    /// (wall clock), `None` when it never connected.
+    Lost {
+        node: String,
+        reason: String,
+        last_heard_ns: Option<i64>,
+    },
+    Skew {
+        node: String,
+        version: String,
+    },
+    Connected {
+        node: String,
+        hello: Box<Hello>,
+    },
 }
 
 /// Where a stream's task sends.
@@ -106,7 +119,11 @@ async fn run(
         }
         Err(e) => {
             let reason = format!("cannot connect: {e}");
-            let _ = sinks.control.send(Control::Lost { node, reason });
+            let _ = sinks.control.send(Control::Lost {
+                node,
+                reason,
+                last_heard_ns: None,
+            });
             return;
         }
     };
@@ -121,24 +138,55 @@ async fn run(
         node: node.clone(),
         hello,
     });
-    if let Some(reason) = pump(&node, conn, updates, &sinks.feed, &dropped).await {
-        let _ = sinks.control.send(Control::Lost { node, reason });
+    let mut last_heard_ns = crate::session::now_ns();
+    if let Some(reason) = pump(
+        &node,
+        conn,
+        updates,
+        &sinks.feed,
+        &dropped,
+        &mut last_heard_ns,
+    )
+    .await
+    {
+        let _ = sinks.control.send(Control::Lost {
+            node,
+            reason,
+            last_heard_ns: Some(last_heard_ns),
+        });
     }
 }
 
+/// An agent sends its counters every second; a stream silent this long
+/// is lost even if its connection stays open, as one to a node that
+/// vanished does (no FIN, no RST ever comes).
+const SILENCE_LIMIT: Duration = Duration::from_secs(5);
+
 /// Reads the stream and writes the updates until the stream ends (the
-/// reason) or the session is gone (`None`).
+/// reason) or the session is gone (`None`); `last_heard_ns` follows the
+/// last message that came.
 async fn pump(
     node: &str,
     mut conn: AgentConn,
     mut updates: mpsc::UnboundedReceiver<StreamFilter>,
     feed: &mpsc::Sender<Feed>,
     dropped: &AtomicU64,
+    last_heard_ns: &mut i64,
 ) -> Option<String> {
     let mut session_open = true;
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            msg = conn.next() => match msg {
+            () = tokio::time::sleep_until(heard + SILENCE_LIMIT) => {
+                return Some(format!(
+                    "no message for {} s: the node or its agent stopped answering",
+                    SILENCE_LIMIT.as_secs()
+                ));
+            }
+            msg = conn.next() => {
+                heard = tokio::time::Instant::now();
+                *last_heard_ns = crate::session::now_ns();
+                match msg {
                 Some(Ok(AgentMessage::Event { event })) => {
                     if feed.try_send(Feed::Event(Box::new(event))).is_err() {
                         if feed.is_closed() {
@@ -156,7 +204,7 @@ async fn pump(
                 Some(Ok(AgentMessage::Hello { .. })) => {}
                 Some(Err(e)) => return Some(e.to_string()),
                 None => return Some("the stream ended (agent pod gone or restarted)".to_string()),
-            },
+            }},
             add = updates.recv(), if session_open => {
                 let Some(mut add) = add else {
                     session_open = false;
@@ -189,6 +237,66 @@ mod tests {
         }
     }
 
+    fn hello() -> wire::AgentMessage {
+        wire::AgentMessage::Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            node: "n1".into(),
+            capabilities: CapabilityReport {
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+                node: "n1".into(),
+                kernel_release: "6.1.0-fake".into(),
+                tracefs: None,
+                btf: true,
+                btf_error: None,
+                btf_offsets: fivexx_core::capability::BtfOffsets::default(),
+                ring_buffer_bytes: 1 << 20,
+                loaded: true,
+                hooks: Vec::new(),
+            },
+        }
+    }
+
+    /// A node that vanishes sends neither FIN nor RST: its stream stays
+    /// open and silent. After the silence limit it is lost, with when it
+    /// was last heard.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_stream_is_lost_after_the_silence_limit() {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (feed, _feed_rx) = mpsc::channel(16);
+        let (control, mut control_rx) = mpsc::unbounded_channel();
+        let open = async move { AgentConn::handshake(ours, uids(&["a"]), None).await };
+        let _sub = Subscription::start("n1".into(), open, Sinks { feed, control });
+        let mut agent = Framed::new(theirs, LengthDelimitedCodec::new());
+        let _subscribe = agent.next().await.unwrap().unwrap();
+        agent
+            .send(bytes::Bytes::from(wire::encode(&hello())))
+            .await
+            .unwrap();
+        assert!(matches!(
+            control_rx.recv().await,
+            Some(Control::Connected { .. })
+        ));
+        let before = crate::session::now_ns();
+        let started = tokio::time::Instant::now();
+        match control_rx.recv().await {
+            Some(Control::Lost {
+                reason,
+                last_heard_ns,
+                ..
+            }) => {
+                assert!(reason.contains("no message for 5 s"), "{reason}");
+                assert!(
+                    last_heard_ns.is_some_and(|t| t <= before),
+                    "{last_heard_ns:?}"
+                );
+            }
+            _ => panic!("not lost"),
+        }
+        assert!(started.elapsed() >= SILENCE_LIMIT);
+        drop(agent); // open until here: the loss was the silence's
+    }
+
     /// Widenings made while the stream is still opening go out after the
     /// `Subscribe`, on the same stream, the queued ones as one `Update`;
     /// the agent's events reach the session's queue.
@@ -214,25 +322,8 @@ mod tests {
             matches!(&first, ClientMessage::Subscribe { filter, .. } if filter.pod_uids == ["a"]),
             "{first:?}"
         );
-        let hello = wire::AgentMessage::Hello {
-            protocol: PROTOCOL_VERSION,
-            agent_version: env!("CARGO_PKG_VERSION").into(),
-            node: "n1".into(),
-            capabilities: CapabilityReport {
-                agent_version: env!("CARGO_PKG_VERSION").into(),
-                node: "n1".into(),
-                kernel_release: "6.1.0-fake".into(),
-                tracefs: None,
-                btf: true,
-                btf_error: None,
-                btf_offsets: fivexx_core::capability::BtfOffsets::default(),
-                ring_buffer_bytes: 1 << 20,
-                loaded: true,
-                hooks: Vec::new(),
-            },
-        };
         agent
-            .send(bytes::Bytes::from(wire::encode(&hello)))
+            .send(bytes::Bytes::from(wire::encode(&hello())))
             .await
             .unwrap();
         let second = wire::decode_client(&agent.next().await.unwrap().unwrap()).unwrap();

@@ -124,7 +124,7 @@ impl Agents {
             match msg {
                 Control::Connected { node, hello } => self.hellos.push((node, *hello)),
                 Control::Skew { node, version } => return Err(skew_error(&node, &version)),
-                Control::Lost { node, reason } => {
+                Control::Lost { node, reason, .. } => {
                     eprintln!("warning: agent on node {node}: {reason}");
                     self.lose(&node, reason);
                 }

@@ -128,7 +128,11 @@ impl<'a> Session<'a> {
 
     fn on_control(&mut self, msg: Control) {
         match msg {
-            Control::Lost { node, reason } => {
+            Control::Lost {
+                node,
+                reason,
+                last_heard_ns,
+            } => {
                 let warning =
                     format!("warning: the agent on node {node} stopped mid-trace: {reason}");
                 if self.state.agents.lose(&node, reason.clone()) {
@@ -139,6 +143,7 @@ impl<'a> Session<'a> {
                         at_ns: now_ns(),
                         node: node.clone(),
                         reason,
+                        last_heard_ns,
                     }));
                     let others = self.state.agents.open_count();
                     let line = format!(

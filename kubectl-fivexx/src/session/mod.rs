@@ -24,6 +24,8 @@ mod live;
 mod progress;
 mod proxies;
 
+pub(crate) use live::now_ns;
+
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
