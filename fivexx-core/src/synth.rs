@@ -227,6 +227,27 @@ impl Synth {
         }));
     }
 
+    /// `node`'s Ready condition turned False or Unknown at `at`.
+    pub fn node_not_ready(&mut self, node: &str, at: i64) {
+        self.facts.push(Fact::Node(NodeFact {
+            at_ns: at,
+            node: node.into(),
+            change: NodeChange::NotReady,
+        }));
+    }
+
+    /// The plugin's stream from `node`'s agent ended at `at`, its last
+    /// message having come at `last_heard`.
+    pub fn agent_gone(&mut self, node: &str, last_heard: i64, at: i64) {
+        self.facts
+            .push(Fact::AgentGone(crate::model::AgentGoneFact {
+                at_ns: at,
+                node: node.into(),
+                reason: "no message for 5 s: the node or its agent stopped answering".into(),
+                last_heard_ns: Some(last_heard),
+            }));
+    }
+
     pub fn service(&mut self, ns: &str, name: &str, ip: IpAddr, at: i64) {
         self.facts.push(Fact::Service(ServiceFact {
             at_ns: at,

@@ -1709,3 +1709,112 @@ fn an_idle_abort_with_the_request_unread_is_the_idle_timeout_too() {
     assert!(v.fix.as_ref().unwrap().params.is_empty(), "{:?}", v.fix);
     assert_eq!(verdict_for(&vs, &unseen).cause, Cause::Unexplained);
 }
+
+/// A node vanishes at T0 (its agent last heard then, the stream's end
+/// seen 5 s later): no deletion, no SIGTERM, no cordon. SYNs into its pods
+/// time out until the Node goes NotReady and the endpoints drop them, 4 s
+/// later: node lost, with the measured time in the fix. Near-misses: a
+/// timeout to a pod on a node that still answers stays unexplained, and
+/// one before the node went quiet too.
+#[test]
+fn node_lost_without_a_drain() {
+    let mut s = Synth::new();
+    let a = old_pod(&mut s, 40);
+    let b = old_pod(&mut s, 41);
+    let elsewhere = Synth::pod_spec("api", 42, "node-3");
+    s.start_pod(&elsewhere, T0 - 600 * SECOND, 2 * SECOND);
+    s.agent_gone("node-2", T0, T0 + 5 * SECOND);
+    let before = s.timed_out("node-1", proxy(), a.ip, T0 - 3 * SECOND, 900 * MS, false);
+    let lost: Vec<FourTuple> = (0..6)
+        .map(|k| {
+            let p = if k % 2 == 0 { &a } else { &b };
+            s.timed_out(
+                "node-1",
+                proxy(),
+                p.ip,
+                T0 + 300 * MS + k * 500 * MS,
+                900 * MS,
+                false,
+            )
+        })
+        .collect();
+    let healthy = s.timed_out(
+        "node-1",
+        proxy(),
+        elsewhere.ip,
+        T0 + SECOND,
+        900 * MS,
+        false,
+    );
+    s.node_not_ready("node-2", T0 + 4 * SECOND);
+    s.endpoint_not_ready(&a, T0 + 4100 * MS);
+    s.endpoint_not_ready(&b, T0 + 4100 * MS);
+    let vs = run(s);
+    assert_eq!(vs.len(), 8, "{vs:#?}");
+    for t in &lost {
+        let v = verdict_for(&vs, t);
+        assert_eq!(v.cause, Cause::NodeLost, "{v:#?}");
+        assert_eq!(v.confidence, Confidence::High);
+        let note = v.note.as_deref().unwrap();
+        assert!(note.contains("node node-2 stopped answering"), "{note}");
+        assert!(
+            note.contains("the endpoints kept it 4.1 s, until the Node went NotReady"),
+            "{note}"
+        );
+        let ep = v.episode.as_ref().unwrap();
+        assert_eq!(
+            (ep.kind, ep.subject.as_str()),
+            (EpisodeKind::NodeLost, "node-2")
+        );
+        let fix = v.fix.as_ref().unwrap();
+        assert!(fix.action.contains("kubectl drain"), "{fix:?}");
+        assert!(
+            (fix.params["endpoints_kept_p50_s"] - 4.1).abs() < 0.01,
+            "{fix:?}"
+        );
+        assert_eq!(fix.params["lost_pods"], 2.0);
+        assert_eq!(
+            v.next.as_ref().unwrap().command,
+            "kubectl describe node node-2"
+        );
+    }
+    for near in [before, healthy] {
+        assert_eq!(verdict_for(&vs, &near).cause, Cause::Unexplained);
+    }
+}
+
+/// Near-misses of a lost node: a drained node whose agent then stops
+/// (its pods were deleted first: the ordinary endpoint lag, never a lost
+/// node), and an agent that restarts on a healthy node with no failure
+/// (no verdict at all).
+#[test]
+fn a_drained_node_or_a_restarted_agent_is_no_lost_node() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 43);
+    s.cordon("node-2", T0 - 2 * SECOND);
+    s.delete(&p, T0 - SECOND, 30);
+    s.sigterm(&p, T0 - SECOND, false);
+    s.exit(
+        &p,
+        T0 - 500 * MS,
+        ExitStatus {
+            code: Some(0),
+            signal: None,
+            core_dumped: false,
+        },
+    );
+    s.gone(&p, T0 - 400 * MS);
+    s.agent_gone("node-2", T0, T0 + SECOND);
+    let t = s.timed_out("node-1", proxy(), p.ip, T0 + 500 * MS, 900 * MS, false);
+    s.endpoint_not_ready(&p, T0 + 2 * SECOND);
+    let vs = run(s);
+    let v = verdict_for(&vs, &t);
+    assert_eq!(v.cause, Cause::EndpointLagNetnsGone, "{v:#?}");
+
+    let mut q = Synth::new();
+    let _p = old_pod(&mut q, 44);
+    q.agent_gone("node-2", T0, T0 + 100 * MS);
+    let (vs, m) = explain_all(&q.sorted(), ExplainConfig::default());
+    assert!(vs.is_empty(), "{vs:#?}");
+    assert_eq!(m.stats.failures, 0);
+}

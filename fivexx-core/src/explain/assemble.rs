@@ -35,6 +35,8 @@ struct FixKey {
     no_endpoints_why: (u32, u32),
     prestop_failures: u32,
     idle_closes: u64,
+    /// Lost pods and the summed time the endpoints kept them.
+    lost: (u32, i64),
 }
 
 impl FixKey {
@@ -52,6 +54,7 @@ impl FixKey {
             no_endpoints: local.no_endpoints_ns,
             no_endpoints_why: (local.no_endpoints_terminating, local.no_endpoints_starting),
             prestop_failures: local.prestop_failures,
+            lost: (local.lost_pods, local.kept_after_loss_ns.iter().sum()),
             idle_closes: local.idle_closes + local.proxy_idle_closes,
         }
     }
@@ -287,6 +290,22 @@ impl Assembler {
                         local.idle_close_ns.clone_from(&w.idle_close_ns);
                         local.proxy_idle_closes = w.proxy_idle_closes;
                         local.proxy_idle_close_ns.clone_from(&w.proxy_idle_close_ns);
+                    }
+                }
+                Cause::NodeLost => {
+                    // Every pod of the workload the lost node ran, not
+                    // only those retired: they are not deleted until long
+                    // after (eviction), and the fix quotes them all.
+                    local.lost_pods = 0;
+                    local.kept_after_loss_ns.clear();
+                    for q in tl.pods().filter(|q| q.node == p.node && q.key == p.key) {
+                        let m = PodMeasure::of(tl, q, horizon);
+                        if m.lost_on.is_some() {
+                            local.lost_pods += 1;
+                            if let Some(k) = m.kept_after_loss_ns {
+                                local.kept_after_loss_ns.push(k);
+                            }
+                        }
                     }
                 }
                 Cause::NotReadyAtStart => {

@@ -363,6 +363,78 @@ impl<'a> PodCase<'a> {
         self.verdict(Cause::KeepAliveIdleTimeout, confidence, Some(note))
     }
 
+    /// Rule 7: silence from a pod whose node stopped answering without a
+    /// drain: its agent's stream went quiet before the attempt, the pod was
+    /// not terminating then, and the node was not cordoned. The endpoints
+    /// still listed the pod, so the proxies kept sending SYNs into a node
+    /// that was gone.
+    fn node_lost(mut self, f: &FailedConnection) -> Result<Classification, Self> {
+        let (attempt, skew, horizon) = (self.attempt, self.cfg.skew_ns, self.horizon);
+        let silent = matches!(
+            f.kind,
+            FailureKind::TimedOut | FailureKind::Unreachable | FailureKind::ConnectFailed
+        );
+        let Some(node) = self.pod.node.clone().filter(|_| silent) else {
+            return Err(self);
+        };
+        let Some(quiet) = self
+            .tl
+            .node_quiet_since(&node)
+            .filter(|q| *q <= horizon && attempt >= q - skew)
+        else {
+            return Err(self);
+        };
+        let drained = self.tl.cordoned_at(&node, quiet - skew, 0).is_some();
+        if drained || self.term().is_some_and(|t| t <= quiet + skew) {
+            return Err(self);
+        }
+        let why = self
+            .tl
+            .agent_gone(&node)
+            .map_or(String::new(), |g| g.reason.clone());
+        self.ev.push(api(
+            quiet,
+            Observation::text(format!(
+                "node {node} stopped answering: its agent's stream went quiet ({why}); no drain, no deletion of {}",
+                self.pod.display
+            )),
+        ));
+        let listed = self.tl.routable_at(self.addr, attempt) == Some(true);
+        let removed = self
+            .tl
+            .unroutable_since(self.addr, quiet)
+            .filter(|r| *r <= horizon);
+        let not_ready = self
+            .tl
+            .not_ready_since(&node, quiet - skew)
+            .filter(|r| *r <= horizon);
+        if let Some(nr) = not_ready {
+            self.ev
+                .push(api(nr, Observation::text(format!("Node {node} NotReady"))));
+        }
+        if let Some(r) = removed {
+            self.ev.push(api(r, Observation::LeftEndpoints(self.addr)));
+        }
+        let kept = match (removed, not_ready) {
+            (Some(r), Some(_)) => format!(
+                "; the endpoints kept it {:.1} s, until the Node went NotReady",
+                secs(r - quiet)
+            ),
+            (Some(r), None) => format!("; the endpoints kept it {:.1} s", secs(r - quiet)),
+            (None, _) => "; the endpoints still listed it".to_string(),
+        };
+        let note = format!(
+            "node {node} stopped answering {:.1} s before this attempt (its agent's stream ended, no drain, no pod deletion){kept}",
+            secs((attempt - quiet).max(0))
+        );
+        let confidence = if listed {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        };
+        Ok(self.verdict(Cause::NodeLost, confidence, Some(note)))
+    }
+
     /// No rule matched: say what was looked for.
     fn unexplained(self, f: &FailedConnection) -> Classification {
         let (attempt, skew, pod) = (self.attempt, self.cfg.skew_ns, self.pod);
@@ -496,6 +568,10 @@ fn classify_mechanism(
             _ => {}
         }
     }
+    case = match case.node_lost(f) {
+        Ok(c) => return c,
+        Err(case) => case,
+    };
     if let Some(c) = f.idle_close.filter(|_| f.kind == FailureKind::Reset) {
         return case.idle_timeout(f, c);
     }

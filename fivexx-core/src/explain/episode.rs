@@ -44,6 +44,16 @@ impl EpisodeTracker {
             return Some(self.grouped(EpisodeKind::IdleTimeout, workload_key, at_ns, rollout_gap));
         }
         let pod = pod?;
+        if cause == Cause::NodeLost {
+            let node = pod.node.clone().unwrap_or_default();
+            let since = tl.node_quiet_since(&node).unwrap_or(at_ns);
+            return Some(EpisodeRef {
+                id: format!("node_lost:{node}@{since}"),
+                kind: EpisodeKind::NodeLost,
+                subject: node,
+                start_ns: since,
+            });
+        }
         if let Some(e) = self.by_pod.get(&pod.uid) {
             return Some(e.clone());
         }

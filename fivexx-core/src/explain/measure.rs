@@ -26,6 +26,10 @@ pub(crate) struct PodMeasure {
     pub oom_killed: bool,
     /// Its preStop hook failed (the kubelet's `FailedPreStopHook`).
     pub prestop_failed: Option<FailedHook>,
+    /// Its node went quiet (agent stream ended) while it ran, and that
+    /// node; with how long after that its address stayed routable.
+    pub lost_on: Option<String>,
+    pub kept_after_loss_ns: Option<i64>,
 }
 
 impl PodMeasure {
@@ -34,6 +38,22 @@ impl PodMeasure {
             oom_killed: pod.oom.as_ref().is_some_and(|o| o.0 <= horizon),
             ..PodMeasure::default()
         };
+        let quiet = pod
+            .node
+            .as_deref()
+            .and_then(|n| tl.node_quiet_since(n))
+            .filter(|q| *q <= horizon);
+        if let Some(q) = quiet.filter(|q| pod.termination_ns().is_none_or(|t| t > *q)) {
+            m.lost_on.clone_from(&pod.node);
+            m.kept_after_loss_ns = pod
+                .ips
+                .iter()
+                .filter_map(|(_, ip)| tl.unroutable_since(*ip, q))
+                .filter(|r| *r <= horizon)
+                .min()
+                .map(|r| r - q);
+            return m;
+        }
         let Some(term) = pod.termination_ns().filter(|t| *t <= horizon) else {
             return m;
         };
@@ -109,6 +129,11 @@ pub struct WorkloadStats {
     /// connections to the workload, when it closed any first.
     pub proxy_idle_closes: u64,
     pub proxy_idle_close_ns: Vec<i64>,
+    /// Pods on a node that stopped answering, the (last) node, and how
+    /// long the endpoints kept each after it went quiet.
+    pub lost_pods: u32,
+    pub lost_node: Option<String>,
+    pub kept_after_loss_ns: Vec<i64>,
 }
 
 fn push_sample(v: &mut Vec<i64>, x: i64) {
@@ -158,6 +183,13 @@ impl WorkloadStats {
             self.prestop_failures += 1;
             self.prestop_failed.clone_from(&m.prestop_failed);
         }
+        if m.lost_on.is_some() {
+            self.lost_pods += 1;
+            self.lost_node.clone_from(&m.lost_on);
+        }
+        if let Some(k) = m.kept_after_loss_ns {
+            push_sample(&mut self.kept_after_loss_ns, k);
+        }
     }
 
     /// Adds another run's measurements (e.g. several captures).
@@ -196,6 +228,13 @@ impl WorkloadStats {
         }
         for x in &o.proxy_idle_close_ns {
             push_sample(&mut self.proxy_idle_close_ns, *x);
+        }
+        self.lost_pods += o.lost_pods;
+        if self.lost_node.is_none() {
+            self.lost_node.clone_from(&o.lost_node);
+        }
+        for x in &o.kept_after_loss_ns {
+            push_sample(&mut self.kept_after_loss_ns, *x);
         }
     }
 }
@@ -371,12 +410,45 @@ fn idle_timeout_fix(st: &WorkloadStats) -> Fix {
     }
 }
 
+/// A node lost without a drain: quote how long the endpoints kept its
+/// pods, which is what the clients paid for.
+fn node_lost_fix(st: &WorkloadStats) -> Fix {
+    let node = st.lost_node.as_deref().unwrap_or("the node");
+    let action = "drain nodes before maintenance (kubectl drain); for spot and preemptible nodes run an interruption handler that cordons and drains on the notice; enable the kubelet's graceful node shutdown (shutdownGracePeriod); spread replicas across nodes (topologySpreadConstraints) so the others keep serving";
+    let v = &st.kept_after_loss_ns;
+    let (Some(p50), Some(max)) = (percentile(v, 50.0), v.iter().copied().max()) else {
+        return Fix {
+            action: action.into(),
+            because: format!(
+                "node {node} stopped answering without a drain and the endpoints still listed its {} pod(s) at the end of the capture",
+                st.lost_pods
+            ),
+            params: params(&[("lost_pods", f64::from(st.lost_pods))]),
+        };
+    };
+    Fix {
+        action: action.into(),
+        because: format!(
+            "node {node} stopped answering without a drain, and the endpoints kept its {} pod(s) for {:.1} s (max {:.1} s) until the Node went NotReady: the node-monitor grace period and the endpoint update, during which every connection to them failed",
+            st.lost_pods,
+            s(p50),
+            s(max)
+        ),
+        params: params(&[
+            ("endpoints_kept_p50_s", s(p50)),
+            ("endpoints_kept_max_s", s(max)),
+            ("lost_pods", f64::from(st.lost_pods)),
+        ]),
+    }
+}
+
 /// The fix for `cause` in a workload with these measurements.
 pub fn fix_for(cause: Cause, st: &WorkloadStats) -> Option<Fix> {
     let n = st.terminations;
     match cause {
         Cause::PrestopFailed => Some(prestop_failed_fix(st)),
         Cause::KeepAliveIdleTimeout => Some(idle_timeout_fix(st)),
+        Cause::NodeLost => Some(node_lost_fix(st)),
         Cause::EndpointLagNetnsAlive | Cause::EndpointLagNetnsGone => {
             let Some((lag, what, count)) = lag_of(st) else {
                 return Some(Fix {

@@ -99,6 +99,19 @@ pub(crate) fn next_step(v: &Verdict, tl: &ClusterTimeline, skew: i64) -> Option<
             ),
             "find the server's idle keep-alive timeout (Node.js keepAliveTimeout defaults to 5 s, Gunicorn --keep-alive to 2 s, Puma persistent_timeout to 20 s): it must be longer than the proxy's upstream idle timeout (ingress-nginx upstream-keepalive-timeout 60 s, HAProxy timeout http-keep-alive, Envoy's cluster idle_timeout 1 h)".into(),
         ),
+        Cause::NodeLost => {
+            let node = v.episode.as_ref().map(|e| e.subject.clone());
+            match node {
+                Some(node) => step(
+                    format!("kubectl describe node {node}"),
+                    format!("its Conditions and Events say when node {node} stopped posting status and why (a reboot, a shutdown, a spot reclaim); the cloud's instance history says whether it was terminated"),
+                ),
+                None => step(
+                    "kubectl get nodes".into(),
+                    "find the node that is NotReady or gone".into(),
+                ),
+            }
+        }
         Cause::Unexplained => unexplained(v, &n, tl, skew),
     }
 }

@@ -35,11 +35,16 @@ pub enum Cause {
     /// A healthy backend closed a pooled connection it found idle, and the
     /// proxy, whose own idle timeout is longer, wrote on it as it closed.
     KeepAliveIdleTimeout,
+    /// The pod's node stopped answering without a drain (a VM gone, a
+    /// spot reclaim, a crash): its agent's stream ended, no pod was
+    /// deleted, and the endpoints kept its pods until the Node went
+    /// NotReady.
+    NodeLost,
     Unexplained,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 11] = [
+    pub const ALL: [Cause; 12] = [
         Cause::EndpointLagNetnsAlive,
         Cause::EndpointLagNetnsGone,
         Cause::KeepAliveRace,
@@ -50,6 +55,7 @@ impl Cause {
         Cause::NoEndpoints,
         Cause::PrestopFailed,
         Cause::KeepAliveIdleTimeout,
+        Cause::NodeLost,
         Cause::Unexplained,
     ];
 
@@ -65,6 +71,7 @@ impl Cause {
             Cause::NoEndpoints => "no_endpoints",
             Cause::PrestopFailed => "prestop_failed",
             Cause::KeepAliveIdleTimeout => "keep_alive_idle_timeout",
+            Cause::NodeLost => "node_lost",
             Cause::Unexplained => "unexplained",
         }
     }
@@ -82,6 +89,7 @@ impl Cause {
             Cause::NoEndpoints => "no endpoints",
             Cause::PrestopFailed => "preStop hook failed",
             Cause::KeepAliveIdleTimeout => "idle keep-alive timeout (backend first)",
+            Cause::NodeLost => "node lost (no drain)",
             Cause::Unexplained => "unexplained",
         }
     }
@@ -380,6 +388,8 @@ pub enum EpisodeKind {
     /// A healthy workload's idle keep-alive closes racing the proxy: no
     /// lifecycle event, so one workload's races close together are one.
     IdleTimeout,
+    /// A node that stopped answering without a drain.
+    NodeLost,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -173,8 +173,19 @@ pub struct NodeFact {
 pub enum NodeChange {
     Cordoned,
     Uncordoned,
-    TaintAdded { key: String, effect: String },
-    TaintRemoved { key: String, effect: String },
+    TaintAdded {
+        key: String,
+        effect: String,
+    },
+    TaintRemoved {
+        key: String,
+        effect: String,
+    },
+    /// The Node's `Ready` condition turned `False` or `Unknown` (the node
+    /// lifecycle controller's verdict after its node-monitor grace
+    /// period), and back to `True`.
+    NotReady,
+    Ready,
 }
 
 /// A Kubernetes Event about a pod (Killing, Evicted, OOMKilling,

@@ -262,19 +262,39 @@ pub struct ClusterTimeline {
     /// container id -> pod uid.
     containers: HashMap<String, String>,
     nodes: NodeNames,
-    /// Nodes whose agent stream ended, and when: their kernel facts stop
-    /// there.
-    agents_gone: HashMap<String, i64>,
+    /// Nodes whose agent stream ended: when it was last heard (else when
+    /// the end was seen). Their kernel facts stop there.
+    agents_gone: HashMap<String, (i64, AgentGoneFact)>,
+    /// When each node turned NotReady (in order).
+    not_ready: HashMap<String, Vec<i64>>,
 }
 
 impl ClusterTimeline {
     pub fn apply_agent_gone(&mut self, g: &AgentGoneFact) {
-        self.agents_gone.entry(g.node.clone()).or_insert(g.at_ns);
+        let quiet = g.last_heard_ns.unwrap_or(g.at_ns).min(g.at_ns);
+        self.agents_gone
+            .entry(g.node.clone())
+            .or_insert_with(|| (quiet, g.clone()));
     }
 
-    /// When `node`'s agent stream ended, if it did.
-    pub fn agent_gone(&self, node: &str) -> Option<i64> {
-        self.agents_gone.get(node).copied()
+    /// When `node` went quiet: the last message of its agent's stream,
+    /// which ended afterwards; `None` while it answers.
+    pub fn node_quiet_since(&self, node: &str) -> Option<i64> {
+        self.agents_gone.get(node).map(|(q, _)| *q)
+    }
+
+    /// How `node`'s agent stream ended, if it did.
+    pub fn agent_gone(&self, node: &str) -> Option<&AgentGoneFact> {
+        self.agents_gone.get(node).map(|(_, g)| g)
+    }
+
+    /// The first time at or after `from` that `node` turned NotReady.
+    pub fn not_ready_since(&self, node: &str, from: i64) -> Option<i64> {
+        self.not_ready
+            .get(node)?
+            .iter()
+            .copied()
+            .find(|t| *t >= from)
     }
 
     pub fn pod(&self, uid: &str) -> Option<&PodTimeline> {
@@ -407,7 +427,12 @@ impl ClusterTimeline {
                     list.push((f.at_ns, None));
                 }
             }
-            NodeChange::TaintRemoved { .. } => {}
+            NodeChange::TaintRemoved { .. } | NodeChange::Ready => {}
+            NodeChange::NotReady => self
+                .not_ready
+                .entry(f.node.clone())
+                .or_default()
+                .push(f.at_ns),
         }
     }
 

@@ -507,6 +507,7 @@ fn episode_label(kind: EpisodeKind, subject: &str) -> String {
         EpisodeKind::Termination => format!("termination of pod {subject}"),
         EpisodeKind::NoEndpoints => format!("no endpoints for {w}"),
         EpisodeKind::IdleTimeout => format!("idle keep-alive closes racing the proxy in {w}"),
+        EpisodeKind::NodeLost => format!("loss of node {subject} (no drain)"),
     }
 }
 

@@ -317,10 +317,25 @@ fn endpoint_fact(
     })
 }
 
-/// Cordon and taint changes, per node.
+/// What was last seen of one node: cordoned, its taints, Ready.
+type NodeSeen = (bool, HashSet<(String, String)>, Option<bool>);
+
+/// Cordon, taint and readiness changes, per node.
 #[derive(Default, Debug)]
 pub struct NodeTracker {
-    nodes: HashMap<String, (bool, HashSet<(String, String)>)>,
+    nodes: HashMap<String, NodeSeen>,
+}
+
+/// The Node's `Ready` condition: `True`, else (`False`, `Unknown`) not
+/// ready; `None` when it has none yet.
+fn node_ready(node: &Node) -> Option<bool> {
+    node.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status == "True")
 }
 
 impl NodeTracker {
@@ -334,9 +349,19 @@ impl NodeTracker {
             .flatten()
             .map(|t| (t.key.clone(), t.effect.clone()))
             .collect();
-        let (was_cordoned, was_taints) =
-            self.nodes.remove(&name).unwrap_or((false, HashSet::new()));
+        let ready = node_ready(node);
+        let (was_cordoned, was_taints, was_ready) =
+            self.nodes
+                .remove(&name)
+                .unwrap_or((false, HashSet::new(), None));
         let mut changes = Vec::new();
+        // A node first seen NotReady is one (the session may start in the
+        // middle of a loss); a first Ready is no change.
+        match (was_ready, ready) {
+            (Some(true) | None, Some(false)) => changes.push(NodeChange::NotReady),
+            (Some(false), Some(true)) => changes.push(NodeChange::Ready),
+            _ => {}
+        }
         if cordoned != was_cordoned {
             changes.push(if cordoned {
                 NodeChange::Cordoned
@@ -356,7 +381,8 @@ impl NodeTracker {
                 effect: effect.clone(),
             });
         }
-        self.nodes.insert(name.clone(), (cordoned, taints));
+        self.nodes
+            .insert(name.clone(), (cordoned, taints, ready.or(was_ready)));
         changes
             .into_iter()
             .map(|change| {
@@ -555,5 +581,45 @@ mod tests {
         assert_eq!(e.service, "web");
         let f = t.gone(&slice(&[], true), 4);
         assert_eq!(f.len(), 1);
+    }
+
+    /// A node's Ready condition: a turn to NotReady (False or Unknown,
+    /// as the node lifecycle controller sets for a vanished node) and back
+    /// are facts; a first Ready is none, a first NotReady is one.
+    #[test]
+    fn node_readiness_changes_are_facts() {
+        use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus};
+        let node = |status: &str| Node {
+            metadata: ObjectMeta {
+                name: Some("n2".into()),
+                ..Default::default()
+            },
+            status: Some(NodeStatus {
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: status.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let changes = |t: &mut NodeTracker, s: &str| -> Vec<NodeChange> {
+            t.observe(&node(s), 1)
+                .into_iter()
+                .map(|f| match f {
+                    Fact::Node(n) => n.change,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let mut t = NodeTracker::default();
+        assert!(changes(&mut t, "True").is_empty());
+        assert!(changes(&mut t, "True").is_empty());
+        assert_eq!(changes(&mut t, "Unknown"), [NodeChange::NotReady]);
+        assert!(changes(&mut t, "False").is_empty());
+        assert_eq!(changes(&mut t, "True"), [NodeChange::Ready]);
+        let mut late = NodeTracker::default();
+        assert_eq!(changes(&mut late, "Unknown"), [NodeChange::NotReady]);
     }
 }
