@@ -567,6 +567,14 @@ impl Synth {
         }
     }
 
+    /// The last access-log line took the proxy `ms` over its request.
+    pub fn logged_request_time(&mut self, ms: u64) {
+        if let Some(Fact::ProxyLog(l)) = self.facts.last_mut() {
+            l.request_time_ms = Some(ms);
+            l.upstream_response_times_ms = vec![Some(ms); l.upstream_addrs.len()];
+        }
+    }
+
     /// An access-log line of proxy pod `ingress/nginx-1` (upstreaminfo):
     /// `status` to `client`, with each upstream tried and its status.
     pub fn proxy_log(

@@ -1818,3 +1818,37 @@ fn a_drained_node_or_a_restarted_agent_is_no_lost_node() {
     assert!(vs.is_empty(), "{vs:#?}");
     assert_eq!(m.stats.failures, 0);
 }
+
+/// A request sent on a pooled connection into the node just before it
+/// vanished gets nothing back; nginx answers 504 at its 5 s read timeout
+/// and no failed connection is seen. Its log line names the lost pod: the
+/// node was lost when the request began. Near-miss: the same stall to a
+/// pod on a node that answers stays unexplained.
+#[test]
+fn a_stalled_request_into_a_lost_node_is_node_lost() {
+    let client = ip4(192, 168, 0, 9);
+    for lost in [true, false] {
+        let mut s = Synth::new();
+        let p = old_pod(&mut s, 45);
+        if lost {
+            s.agent_gone("node-2", T0, T0 + 5 * SECOND);
+        }
+        let t = s.http_5xx("node-1", proxy(), client, 51000, T0 + 5200 * MS, 504);
+        s.proxy_log("node-1", client, T0 + 5200 * MS, 504, &[(p.ip, Some(504))]);
+        s.logged_request_time(5000);
+        let vs = run(s);
+        assert_eq!(vs.len(), 1, "{vs:#?}");
+        let v = verdict_for(&vs, &t);
+        if lost {
+            assert_eq!(v.cause, Cause::NodeLost, "{v:#?}");
+            assert_eq!(v.confidence, Confidence::Medium);
+            let note = v.note.as_deref().unwrap();
+            assert!(
+                note.contains("had stopped answering when the request began"),
+                "{note}"
+            );
+        } else {
+            assert_eq!(v.cause, Cause::Unexplained, "{v:#?}");
+        }
+    }
+}

@@ -154,6 +154,14 @@ struct ScenarioFlags {
     /// oom: the hog's memory limit.
     #[arg(long)]
     memory_limit_mib: Option<u64>,
+    /// node-lost: from the node vanishing to the Node turning NotReady
+    /// (the node lifecycle controller's node-monitor grace period).
+    #[arg(long)]
+    node_monitor_grace_ms: Option<u64>,
+    /// node-lost: the replicas on the node that vanishes (besides
+    /// --replicas on the lab's node).
+    #[arg(long)]
+    lost_replicas: Option<u32>,
     /// oom: when the hog starts allocating, after its start.
     #[arg(long)]
     oom_after_ms: Option<u64>,
@@ -222,6 +230,8 @@ impl ScenarioFlags {
             evict_interval_ms,
             memory_limit_mib,
             oom_after_ms,
+            node_monitor_grace_ms,
+            lost_replicas,
             upstream_keepalive_timeout_ms,
             proxy_connect_timeout_ms
         );

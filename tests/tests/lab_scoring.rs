@@ -325,6 +325,23 @@ fn check_fixes(
             None => problems.push(format!("{name}: no idle time in the idle-timeout fix")),
         }
     }
+    if kind == ScenarioKind::NodeLost {
+        // From the node's last word to the endpoints dropping its pods:
+        // the node-monitor grace period (the agent's last message is up
+        // to its 1 s heartbeat before the node vanished).
+        let configured = params.node_monitor_grace_ms as f64 / 1000.0;
+        match fix_param(explained, Cause::NodeLost, "endpoints_kept_p50_s") {
+            Some(kept) => {
+                fix = format!("kept {kept:.2} s (grace {configured} s)");
+                if (kept - configured).abs() > configured * 0.3 + 0.5 {
+                    problems.push(format!(
+                        "{name}: fix quotes the endpoints keeping the lost pods {kept} s, node-monitor grace {configured} s"
+                    ));
+                }
+            }
+            None => problems.push(format!("{name}: no kept time in the node-lost fix")),
+        }
+    }
     if kind == ScenarioKind::IgnoreSigterm {
         let configured = params.grace_ms as f64 / 1000.0;
         let grace = fix_param(explained, Cause::SigkillAtGraceExpiry, "grace_s")

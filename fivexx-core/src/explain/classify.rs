@@ -3,6 +3,10 @@
 //! Precision comes first: every cause needs a lifecycle fact about the pod
 //! (or Service) behind the address at the right time. Without one the
 //! failure is `Unexplained`, with a note saying what was looked for.
+//!
+//! This file is longer than 600 lines because the rules are the methods of
+//! one `PodCase`, tried in order by `classify_mechanism`: read together,
+//! their order is the precedence of the causes.
 
 use super::classification::api;
 pub(crate) use super::classification::Classification;
@@ -368,12 +372,8 @@ impl<'a> PodCase<'a> {
     /// not terminating then, and the node was not cordoned. The endpoints
     /// still listed the pod, so the proxies kept sending SYNs into a node
     /// that was gone.
-    fn node_lost(mut self, f: &FailedConnection) -> Result<Classification, Self> {
+    fn node_lost(mut self, silent: bool) -> Result<Classification, Self> {
         let (attempt, skew, horizon) = (self.attempt, self.cfg.skew_ns, self.horizon);
-        let silent = matches!(
-            f.kind,
-            FailureKind::TimedOut | FailureKind::Unreachable | FailureKind::ConnectFailed
-        );
         let Some(node) = self.pod.node.clone().filter(|_| silent) else {
             return Err(self);
         };
@@ -568,7 +568,11 @@ fn classify_mechanism(
             _ => {}
         }
     }
-    case = match case.node_lost(f) {
+    let silent = matches!(
+        f.kind,
+        FailureKind::TimedOut | FailureKind::Unreachable | FailureKind::ConnectFailed
+    );
+    case = match case.node_lost(silent) {
         Ok(c) => return c,
         Err(case) => case,
     };
@@ -582,6 +586,26 @@ fn classify_mechanism(
         };
     }
     case.unexplained(f)
+}
+
+/// A proxy's 5xx whose upstream (named by the access log) was a pod on a
+/// node that had stopped answering when the request began: a request on a
+/// pooled connection into a vanished node gets no answer and no reset,
+/// and the proxy gives up at its read timeout.
+pub(crate) fn classify_on_lost_node(
+    addr: IpAddr,
+    began_ns: i64,
+    at_ns: i64,
+    tl: &ClusterTimeline,
+    cfg: &ExplainConfig,
+    horizon: i64,
+) -> Option<Classification> {
+    if tl.service_of_ip(addr).is_some() {
+        return None;
+    }
+    let pod = tl.owner_at(addr, began_ns, cfg.skew_ns)?;
+    let case = PodCase::new(pod, addr, at_ns, began_ns, tl, cfg, horizon);
+    case.node_lost(true).ok()
 }
 
 /// A proxy's 502/504 whose upstream (named by the access log) closed the

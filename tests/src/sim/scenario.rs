@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 /// The lab's node; the drain scenario adds a second one.
 pub const NODE: &str = "lab-node-1";
 pub const NODE_2: &str = "lab-node-2";
+/// Where the agent's DaemonSet pods run.
+const AGENT_NAMESPACE: &str = "fivexx-system";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -57,10 +59,15 @@ pub enum ScenarioKind {
     /// sooner than the proxy does, and bursts of requests every idle
     /// timeout make the proxy reuse some as they close: 502 (Envoy 503).
     KeepaliveIdle,
+    /// The second node vanishes without a drain: its pods' networks and
+    /// processes go at once, nothing is reported, its agent's stream goes
+    /// silent, and the endpoints keep its pods until the Node turns
+    /// NotReady a node-monitor grace period later: connect timeouts, 504.
+    NodeLost,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 10] = [
+    pub const ALL: [ScenarioKind; 11] = [
         ScenarioKind::RolloutNoPrestop,
         ScenarioKind::IgnoreSigterm,
         ScenarioKind::KeepaliveRace,
@@ -71,6 +78,7 @@ impl ScenarioKind {
         ScenarioKind::PrestopFailed,
         ScenarioKind::Recreate,
         ScenarioKind::KeepaliveIdle,
+        ScenarioKind::NodeLost,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,6 +93,7 @@ impl ScenarioKind {
             ScenarioKind::PrestopFailed => "prestop-failed",
             ScenarioKind::Recreate => "recreate",
             ScenarioKind::KeepaliveIdle => "keepalive-idle",
+            ScenarioKind::NodeLost => "node-lost",
         }
     }
 }
@@ -140,6 +149,12 @@ pub struct ScenarioParams {
     /// before the rollout, e.g. [`NODE_2`]. `None`: they start on the
     /// lab's node.
     pub rollout_node: Option<String>,
+    /// node-lost: how long after the node vanished the node lifecycle
+    /// controller marks it NotReady (its node-monitor grace period,
+    /// 40 s by default in Kubernetes, scaled down here).
+    pub node_monitor_grace_ms: u64,
+    /// node-lost: how many of the replicas run on the node that vanishes.
+    pub lost_replicas: u32,
 }
 
 impl ScenarioParams {
@@ -214,6 +229,8 @@ impl ScenarioParams {
             upstream_keepalive_timeout_ms: 60_000,
             proxy_connect_timeout_ms: 1000,
             rollout_node: None,
+            node_monitor_grace_ms: 4000,
+            lost_replicas: 0,
         };
         match kind {
             ScenarioKind::RolloutNoPrestop => {}
@@ -260,6 +277,13 @@ impl ScenarioParams {
                 p.replicas = 2;
                 p.load_ms = 9000;
                 p.delay_ms = Some(50);
+            }
+            ScenarioKind::NodeLost => {
+                // Two on the lab's node keep serving; two on the second.
+                p.replicas = 2;
+                p.lost_replicas = 2;
+                p.load_ms = 10_000;
+                p.warmup_ms = 2000;
             }
             ScenarioKind::KeepaliveIdle => {
                 // Gunicorn's 2 s, scaled down; every proxy keeps idle
@@ -428,6 +452,14 @@ fn validate(p: &ScenarioParams) -> Result<()> {
     if p.memory_limit_mib < 16 {
         return bad("--memory-limit-mib must be at least 16");
     }
+    if p.kind == ScenarioKind::NodeLost {
+        if p.lost_replicas == 0 || p.replicas + p.lost_replicas > 20 {
+            return bad("--lost-replicas must be 1..=20 with --replicas");
+        }
+        if p.warmup_ms + p.node_monitor_grace_ms + 1000 > p.load_ms {
+            return bad("node-lost: --load-ms must cover the warm-up, --node-monitor-grace-ms and 1 s after it");
+        }
+    }
     Ok(())
 }
 
@@ -483,6 +515,18 @@ async fn drive(
         kubelet.create_deployment(&steady, p.replicas).await?;
         if p.kind == ScenarioKind::Drain {
             kubelet.add_node(NODE_2);
+        }
+        if p.kind == ScenarioKind::NodeLost {
+            timeline.step("setup: pods on the second node");
+            kubelet.add_node(NODE_2);
+            kubelet
+                .scale_onto(
+                    &steady,
+                    NODE_2,
+                    p.lost_replicas,
+                    p.replicas + p.lost_replicas,
+                )
+                .await?;
         }
         // The proxy routes by the first endpoints once the call above
         // returns, but nginx's old workers (from the configuration with
@@ -559,6 +603,28 @@ async fn action(p: &ScenarioParams, kubelet: &Kubelet, current: &PodTemplate) ->
                     Duration::from_millis(p.evict_interval_ms),
                 )
                 .await
+        }
+        ScenarioKind::NodeLost => {
+            kubelet
+                .timeline()
+                .step("node-lost: the second node vanishes");
+            kubelet.lose_node(NODE_2);
+            // Its agent goes with it: the stream stays open and silent.
+            let store = kubelet.store();
+            for agent in store.list_pods(Some(AGENT_NAMESPACE)) {
+                let on_it =
+                    agent.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(NODE_2);
+                if let (true, Some(name)) = (on_it, agent.metadata.name.as_deref()) {
+                    store.silence_pod(AGENT_NAMESPACE, name);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(p.node_monitor_grace_ms)).await;
+            kubelet.node_not_ready(NODE_2);
+            let rest = p
+                .load_ms
+                .saturating_sub(p.warmup_ms + p.node_monitor_grace_ms);
+            tokio::time::sleep(Duration::from_millis(rest)).await;
+            Ok(())
         }
         ScenarioKind::KeepaliveIdle => {
             // Nothing happens to the pods: the load's shape is the cause.

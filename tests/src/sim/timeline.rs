@@ -36,6 +36,11 @@ pub enum LabEventKind {
     PodDeleted,
     NodeCordoned,
     Evicted,
+    /// The pod's node vanished: network gone, processes killed, nothing
+    /// reported.
+    NodeLost,
+    /// The node lifecycle controller marked a node NotReady.
+    NodeNotReady,
 }
 
 /// One timeline entry.

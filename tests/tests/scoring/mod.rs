@@ -34,6 +34,9 @@ pub enum KernelFact {
     KilledMidResponse,
     /// The Service has no ready endpoint: the proxy answers itself.
     NoEndpoints,
+    /// A request on a pooled connection into a node that vanished: no
+    /// answer, no reset, until the proxy's read timeout.
+    UpstreamSilent,
 }
 
 /// The statuses `proxy` answers `fact` with (issue 15's table): nginx's
@@ -48,6 +51,7 @@ pub fn status_of(proxy: ProxyKind, fact: KernelFact) -> &'static [u16] {
         (ProxyKind::Nginx, ConnectTimeout) => &[504],
         (ProxyKind::Nginx, PooledConnectionClosed | KilledMidResponse) => &[502],
         (_, NoEndpoints) => &[503],
+        (_, UpstreamSilent) => &[504],
         (ProxyKind::Envoy, ConnectTimeout) => &[503, 504],
         (ProxyKind::Envoy, _) => &[503],
         (ProxyKind::Haproxy, RefusedConnect) => &[503, 502],
@@ -72,6 +76,7 @@ pub fn scenario_facts(kind: ScenarioKind) -> &'static [KernelFact] {
         ScenarioKind::Oom => &[KilledMidResponse, RefusedConnect],
         ScenarioKind::Recreate => &[RefusedConnect, PooledConnectionClosed, NoEndpoints],
         ScenarioKind::KeepaliveIdle => &[PooledConnectionClosed],
+        ScenarioKind::NodeLost => &[ConnectTimeout, UpstreamSilent],
     }
 }
 
@@ -112,6 +117,7 @@ pub fn truth(kind: ScenarioKind) -> &'static [Cause] {
         // then the ingress's own 503 while the Service has none.
         ScenarioKind::Recreate => &[Cause::NoEndpoints, Cause::EndpointLagNetnsAlive],
         ScenarioKind::KeepaliveIdle => &[Cause::KeepAliveIdleTimeout],
+        ScenarioKind::NodeLost => &[Cause::NodeLost],
     }
 }
 

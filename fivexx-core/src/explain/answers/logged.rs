@@ -32,6 +32,9 @@ pub(super) struct LoggedLine {
     pub upstream_status: Option<u16>,
     /// Every try the line lists as failed, in order.
     pub failed_tries: Vec<SocketAddr>,
+    /// How long the proxy took over the request, when logged: when it
+    /// began is the logged time less this.
+    pub request_ms: Option<u64>,
     pub evidence: Evidence,
     pub words: Option<Words>,
     /// A peeked answer took it as its twin.
@@ -55,6 +58,7 @@ impl LoggedLine {
             upstream: upstream.map(|(u, _)| u),
             upstream_status: upstream.and_then(|(_, s)| s),
             failed_tries: a.failed_tries.clone(),
+            request_ms: None,
             evidence: a.evidence.first()?.clone(),
             words,
             taken: false,
@@ -67,6 +71,13 @@ impl LoggedLine {
 pub(super) struct LoggedLines(VecDeque<LoggedLine>);
 
 impl LoggedLines {
+    /// When the request began: the logged time less its duration.
+    pub fn began_ns(l: &LoggedLine) -> i64 {
+        l.from_ns
+            - l.request_ms
+                .map_or(0, |ms| (ms as i64).saturating_mul(1_000_000))
+    }
+
     pub fn push(&mut self, l: LoggedLine) {
         if self.0.len() >= MAX_LINES {
             self.0.pop_front();

@@ -19,7 +19,7 @@ mod pending;
 mod words;
 
 use super::assemble::{sort_evidence, Assembler};
-use super::classify::classify_closed_by_death;
+use super::classify::{classify_closed_by_death, classify_on_lost_node};
 use super::config::{ExplainConfig, SECOND};
 use super::stats::HttpTotals;
 use super::verdict::{
@@ -194,7 +194,8 @@ impl AnswerJoin {
         self.saw_http = true;
         let last = last_failed_upstream(l);
         let a = logged_answer(l, last.map(|(a, _)| a));
-        if let Some(line) = LoggedLine::new(&a, l.client, last, words) {
+        if let Some(mut line) = LoggedLine::new(&a, l.client, last, words) {
+            line.request_ms = l.request_time_ms;
             self.logged.push(line);
         }
         Some(a)
@@ -389,6 +390,7 @@ impl AnswerJoin {
             return v;
         }
         self.closed_by_death(&v, twin.as_ref(), cx, horizon)
+            .or_else(|| on_lost_node(&v, twin.as_ref(), cx, horizon))
             .or_else(|| {
                 words
                     .as_ref()
@@ -650,4 +652,30 @@ impl AnswerJoin {
         }
         found
     }
+}
+
+/// A 5xx with no failed connection behind it whose log line names an
+/// upstream on a node that had stopped answering when the request began:
+/// it went out on a pooled connection into the vanished node, where
+/// nothing answers and nothing resets, and the proxy gave up at its read
+/// timeout.
+fn on_lost_node(
+    v: &Verdict,
+    twin: Option<&LoggedLine>,
+    cx: &mut Context,
+    horizon: i64,
+) -> Option<Verdict> {
+    let a = v.failure.answer()?;
+    let twin = twin?;
+    let up = twin.upstream?.ip();
+    let began = LoggedLines::began_ns(twin);
+    let mut c = classify_on_lost_node(up, began, a.at_ns, cx.tl, cx.cfg, horizon)?;
+    c.evidence.push(twin.evidence.clone());
+    let note = Some(format!(
+        "no failed connection seen: the access log names upstream {up}, on a node that had stopped answering when the request began {:.1} s earlier; {}",
+        (a.at_ns - began) as f64 / 1e9,
+        c.note.take().unwrap_or_default()
+    ));
+    let confidence = c.confidence.min(Confidence::Medium);
+    Some(placed_answer(v, c, confidence, note, cx, horizon))
 }

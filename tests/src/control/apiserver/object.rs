@@ -535,6 +535,11 @@ fn port_forward(
             "unable to upgrade connection: pod {name} is not running (phase {phase})"
         )));
     }
+    if state.store.is_silenced(namespace, name) {
+        return Err(ApiError::bad_request(format!(
+            "error dialing backend: the node of pod {name} does not answer"
+        )));
+    }
     let ports = portforward::parse_ports(query.all("ports")).map_err(ApiError::bad_request)?;
     let pod_ip = pod
         .pointer("/status/podIP")
@@ -554,10 +559,13 @@ fn port_forward(
     let shutdown = state.shutdown.clone();
     let pod_name = format!("{namespace}/{name}");
     let counts = state.port_forwards.clone();
+    let store = state.store.clone();
+    let (ns, pod) = (namespace.to_string(), name.to_string());
+    let silenced = Box::new(move || store.is_silenced(&ns, &pod));
     Ok(upgrade
         .protocols(portforward::PROTOCOLS)
         .on_upgrade(move |socket| {
             counts.accepted(&pod_name);
-            portforward::run(socket, pod_name, targets, shutdown)
+            portforward::run(socket, pod_name, targets, shutdown, silenced)
         }))
 }

@@ -209,6 +209,7 @@ pub async fn run(
     pod: String,
     targets: Vec<PortTarget>,
     mut shutdown: watch::Receiver<bool>,
+    silenced: Box<dyn Fn() -> bool + Send>,
 ) {
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
@@ -254,6 +255,8 @@ pub async fn run(
                         break;
                     }
                 }
+                // A vanished node's stream: open, silent both ways.
+                Some(Out::Frame(_)) if silenced() => {}
                 Some(Out::Frame(msg)) => {
                     if sink.send(msg).await.is_err() {
                         return;
@@ -271,7 +274,7 @@ pub async fn run(
                         }
                         continue;
                     }
-                    if channel % 2 == 1 {
+                    if channel % 2 == 1 || silenced() {
                         continue; // clients do not send errors
                     }
                     if let Some(p) = ports.get_mut(usize::from(channel) / 2) {

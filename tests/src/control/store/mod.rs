@@ -150,6 +150,8 @@ struct Inner {
     port_forwards: Mutex<HashMap<(String, String, u16), SocketAddr>>,
     /// (namespace, pod) -> the file its container log is read from.
     pod_logs: Mutex<HashMap<(String, String), PathBuf>>,
+    /// Pods on a node that vanished: their port-forwards go silent.
+    silenced: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 /// The in-memory cluster, shared by the lab and the fake API server.
@@ -194,6 +196,7 @@ impl ClusterStore {
                 live,
                 port_forwards: Mutex::new(HashMap::new()),
                 pod_logs: Mutex::new(HashMap::new()),
+                silenced: Mutex::new(std::collections::HashSet::new()),
             }),
         };
         for ns in SYSTEM_NAMESPACES {
@@ -378,6 +381,25 @@ impl ClusterStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert((namespace.into(), pod.into(), port), to);
+    }
+
+    /// `namespace/pod`'s node vanished: its open port-forwards relay
+    /// nothing more in either direction and stay open (no FIN, no RST:
+    /// nothing answers for the node), and new ones fail.
+    pub fn silence_pod(&self, namespace: &str, pod: &str) {
+        self.inner
+            .silenced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((namespace.into(), pod.into()));
+    }
+
+    pub fn is_silenced(&self, namespace: &str, pod: &str) -> bool {
+        self.inner
+            .silenced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(namespace.to_string(), pod.to_string()))
     }
 
     /// Where a port-forward to `namespace/pod:port` goes, if routed.

@@ -83,6 +83,24 @@ impl Kubelet {
             .await
     }
 
+    /// Starts `n` more pods of `template` on `node` and waits until the
+    /// app's `total` pods are ready and routed.
+    pub async fn scale_onto(
+        &self,
+        template: &PodTemplate,
+        node: &str,
+        n: u32,
+        total: u32,
+    ) -> Result<()> {
+        for _ in 0..n {
+            self.start_pod_on(template, node)?;
+        }
+        self.wait_ready(&template.app, total, Duration::from_secs(15))
+            .await?;
+        self.wait_ingress_synced(Duration::from_secs(15) + self.inner.cfg.endpoint_lag)
+            .await
+    }
+
     pub(crate) async fn wait_ready(&self, app: &str, n: u32, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {

@@ -122,6 +122,10 @@ pub(crate) struct PodRt {
     pub(crate) pid: Option<i32>,
     pub(crate) exit_rx: watch::Receiver<Option<std::process::ExitStatus>>,
     pub(crate) terminating: bool,
+    /// Its node vanished: nothing about it reaches the API any more (no
+    /// kubelet is left to report), until the node lifecycle controller
+    /// marks it not ready.
+    pub(crate) lost: bool,
 }
 
 pub(crate) struct State {

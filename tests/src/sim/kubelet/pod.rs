@@ -84,6 +84,7 @@ impl Kubelet {
                 pid: None,
                 exit_rx,
                 terminating: false,
+                lost: false,
             },
         );
         if let Err(e) = self.start_container(&name) {
@@ -196,7 +197,7 @@ impl Kubelet {
             let (ip, current) = {
                 let st = self.state();
                 let Some(p) = st.pods.get(name) else { return };
-                if p.terminating || p.facts.container_id != cid {
+                if p.terminating || p.lost || p.facts.container_id != cid {
                     return;
                 }
                 (p.net.ip, p.facts.container_id.clone())
@@ -240,7 +241,7 @@ impl Kubelet {
             let Some(p) = st.pods.get_mut(name) else {
                 return;
             };
-            if p.terminating || p.facts.container_id.as_deref() != Some(cid) {
+            if p.terminating || p.lost || p.facts.container_id.as_deref() != Some(cid) {
                 return;
             }
             let oom = p.cgroup.as_ref().map(cgroup::oom_kills).unwrap_or(0) > 0;

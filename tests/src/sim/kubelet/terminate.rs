@@ -6,9 +6,11 @@
 use super::{describe, signal, Kubelet};
 use crate::clock::Stamp;
 use crate::node::cgroup;
+use crate::node::netns::PodNetwork;
 use crate::sim::k8s;
 use crate::sim::timeline::{LabEvent, LabEventKind};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -260,6 +262,79 @@ impl Kubelet {
             detail: "netns removed under a live endpoint".into(),
         });
         Some(net.ip)
+    }
+
+    /// `node` vanishes, as a VM does (a spot reclaim, a crash): its pods'
+    /// networks go first, so nothing they send gets out (no FIN, no RST
+    /// from the dying processes), then their processes die at once, with
+    /// no SIGTERM and nothing reported to the API. The endpoints keep the
+    /// pods until [`Kubelet::node_not_ready`]. Returns the lost pods.
+    pub fn lose_node(&self, node: &str) -> Vec<String> {
+        let lost: Vec<(String, Arc<PodNetwork>, Option<i32>)> = {
+            let mut st = self.state();
+            st.pods
+                .values_mut()
+                .filter(|p| p.facts.node == node && !p.terminating)
+                .map(|p| {
+                    p.lost = true;
+                    (p.facts.name.clone(), p.net.clone(), p.pid)
+                })
+                .collect()
+        };
+        for (name, net, pid) in &lost {
+            net.destroy();
+            if let Some(pid) = pid {
+                // SAFETY: plain kill(2) to a process we started.
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+            self.inner.timeline.push(LabEvent {
+                at: Stamp::now(),
+                kind: LabEventKind::NodeLost,
+                pod: Some(name.clone()),
+                ip: Some(net.ip.to_string()),
+                pid: *pid,
+                detail: format!("node {node} vanished"),
+            });
+        }
+        lost.into_iter().map(|(n, _, _)| n).collect()
+    }
+
+    /// The node lifecycle controller, a node-monitor grace period after a
+    /// node stopped posting status: the Node's Ready condition Unknown, the
+    /// `unreachable` NoExecute taint, and its pods marked not ready, which
+    /// takes them out of the endpoints.
+    pub fn node_not_ready(&self, node: &str) {
+        if let Some(mut n) = self.inner.store.get_node(node) {
+            if let Some(st) = n.status.as_mut() {
+                for c in st.conditions.iter_mut().flatten() {
+                    if c.type_ == "Ready" {
+                        c.status = "Unknown".into();
+                        c.reason = Some("NodeStatusUnknown".into());
+                        c.message = Some("Kubelet stopped posting node status.".into());
+                    }
+                }
+            }
+            let spec = n.spec.get_or_insert_with(Default::default);
+            spec.taints
+                .get_or_insert_with(Vec::new)
+                .push(k8s_openapi::api::core::v1::Taint {
+                    key: "node.kubernetes.io/unreachable".into(),
+                    effect: "NoExecute".into(),
+                    ..Default::default()
+                });
+            self.inner.store.apply_node(n);
+        }
+        {
+            let mut st = self.state();
+            for p in st.pods.values_mut().filter(|p| p.lost) {
+                p.facts.ready = false;
+                self.inner.store.apply_pod(k8s::pod(&p.facts));
+            }
+        }
+        self.inner
+            .timeline
+            .record(LabEventKind::NodeNotReady, None, format!("node {node}"));
+        self.sync_endpoints();
     }
 
     /// Stops everything this kubelet started: pods, sandboxes, the ingress.
