@@ -25,8 +25,11 @@ pub struct Agents {
     /// agent's gap would go unnoticed). Their streams stay in `streams`
     /// for their drop counters.
     pub lost: Vec<(String, String)>,
-    /// Nodes with a pod of interest but no agent pod.
+    /// Nodes with a pod of interest but no agent pod (yet: a node that
+    /// joined mid-session gets its DaemonSet pod a little later).
     missing: HashSet<String>,
+    /// When the agent pods were last listed for the missing nodes.
+    pub listed_at: Option<tokio::time::Instant>,
     sinks: Sinks,
     /// The agents that answered before the session started.
     pub hellos: Vec<(String, Hello)>,
@@ -51,6 +54,7 @@ impl Agents {
             streams: HashMap::new(),
             lost: Vec::new(),
             missing: HashSet::new(),
+            listed_at: None,
             sinks,
             hellos: Vec::new(),
             stats: HashMap::new(),
@@ -77,6 +81,27 @@ impl Agents {
         let sub = Subscription::open(client, agent.clone(), filter(), self.sinks.clone());
         self.streams.insert(node.to_string(), sub);
         Ensured::Opened
+    }
+
+    /// Nodes that run a pod of interest and had no agent pod.
+    pub fn missing(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.missing.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Learns agent pods listed since: returns the missing nodes that now
+    /// have one (their stream can open).
+    pub fn learn(&mut self, pods: Vec<AgentPod>) -> Vec<String> {
+        let mut found = Vec::new();
+        for p in pods {
+            if self.missing.remove(&p.node) {
+                found.push(p.node.clone());
+            }
+            self.by_node.entry(p.node.clone()).or_insert(p);
+        }
+        found.sort();
+        found
     }
 
     /// Widens every open stream by `delta` (nothing when it is empty).

@@ -116,7 +116,10 @@ impl<'a> Session<'a> {
                 Some(input) = inputs.feed.recv() => self.on_feed(input),
                 Some(input) = inputs.logs.recv() => self.on_log(input),
                 Some(k) = inputs.watches.next() => self.on_kube(k),
-                _ = tick.tick() => self.on_tick(),
+                _ = tick.tick() => {
+                    self.on_tick();
+                    self.find_new_agents().await;
+                }
             }
             self.record();
             if self.fatal.is_some() {
@@ -304,6 +307,36 @@ impl<'a> Session<'a> {
             self.note(&format!(
                 "warning: no fivexx agent on node {node}: its kernel facts are missing"
             ));
+        }
+    }
+
+    /// A node that joined mid-session (an autoscaler's scale-up, a
+    /// replacement node) runs pods of interest before its agent pod is
+    /// listed: the agent pods are listed again, at most every 5 s while a
+    /// node lacks one, and its stream opens when its agent appears.
+    async fn find_new_agents(&mut self) {
+        let agents = &mut self.state.agents;
+        if agents.missing().is_empty()
+            || agents
+                .listed_at
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+        {
+            return;
+        }
+        agents.listed_at = Some(tokio::time::Instant::now());
+        let listed = tokio::time::timeout(
+            Duration::from_secs(2),
+            crate::agent::agent_pods(self.client),
+        )
+        .await;
+        let Ok(Ok(pods)) = listed else {
+            return;
+        };
+        for node in self.state.agents.learn(pods) {
+            self.note(&format!(
+                "agent on node {node} found: its kernel facts are recorded from now on"
+            ));
+            self.open_stream(&node);
         }
     }
 
