@@ -610,3 +610,30 @@ fn a_logged_client_port_pairs_the_line_with_its_connection() {
         );
     }
 }
+
+/// A burst of 503s 5 ms apart, longer than a line's 50 ms slack, whose
+/// Envoy lines are each stamped 4 ms before its answer (start time plus
+/// duration, truncated): the nearest line to each answer is the next
+/// one's, and pairing by nearness left the first line to expire and the
+/// last answer without one. Paired in order, every answer keeps its own
+/// line and its flag.
+#[test]
+fn a_burst_pairs_each_answer_with_its_own_line() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 14);
+    graceful_termination(&mut s, &p);
+    let mut answers = Vec::new();
+    for k in 0..30 {
+        let at = T0 + 500 * MS + k * 5 * MS;
+        s.refused("node-1", proxy(), p.ip, at - MS, Some("node-2"));
+        answers.push(s.http_5xx("node-1", proxy(), client(), 51000 + k as u16, at, 503));
+        s.envoy_log("node-1", client(), at - 4 * MS, 503, "UF", Some(p.ip));
+    }
+    let (vs, m) = explain_all(&s.sorted(), ExplainConfig::default());
+    assert_eq!(vs.len(), 30, "{vs:#?}");
+    assert_eq!(m.stats.http.confirmed_by_log, 30);
+    for t in &answers {
+        let v = answer_verdict(&vs, t);
+        assert!(says(v, "Envoy: 503 UF"), "{v:#?}");
+    }
+}

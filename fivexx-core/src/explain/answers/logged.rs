@@ -86,9 +86,16 @@ impl LoggedLines {
     }
 
     /// The line of peeked answer `a` (`client`, `status` at `at_ns`): the
-    /// nearest in time to the same client with the same status (a load
-    /// balancer in front makes the client address alone ambiguous). It is
-    /// used up; older lines are forgotten.
+    /// earliest unused one in its window to the same client (and port,
+    /// where the line names it) with the same status. It is used up; older
+    /// lines are forgotten.
+    ///
+    /// Earliest, not nearest: answers come here in time order, and a line
+    /// is stamped a millisecond or two off its answer (Envoy's start time
+    /// plus duration, truncated to ms), so in a burst the nearest line is
+    /// often the next answer's. Taking it shifts every later pair by one
+    /// and leaves the burst's last answer without a line; pairing in order
+    /// gives each answer its own.
     pub fn take_twin(&mut self, a: &HttpAnswer, window: i64) -> Option<LoggedLine> {
         while self
             .0
@@ -118,7 +125,7 @@ impl LoggedLines {
                         l.to_ns,
                     )
             })
-            .min_by_key(|(_, l)| (l.from_ns - a.at_ns).abs())
+            .min_by_key(|(_, l)| l.from_ns)
             .map(|(i, _)| i)?;
         let twin = &mut self.0[best];
         twin.taken = true;
