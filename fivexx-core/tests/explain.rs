@@ -1852,3 +1852,32 @@ fn a_stalled_request_into_a_lost_node_is_node_lost() {
         }
     }
 }
+
+/// A proxy's 504 joined to a connect that timed out into a lost node:
+/// one failure, and its note keeps what the rule said (the node that went
+/// quiet, how long the endpoints kept the pod).
+#[test]
+fn an_answer_joined_to_a_lost_node_keeps_the_rules_note() {
+    let mut s = Synth::new();
+    let p = old_pod(&mut s, 46);
+    s.agent_gone("node-2", T0, T0 + 5 * SECOND);
+    s.timed_out("node-1", proxy(), p.ip, T0 + 500 * MS, 900 * MS, false);
+    let t = s.http_5xx(
+        "node-1",
+        proxy(),
+        ip4(192, 168, 0, 9),
+        51000,
+        T0 + 1401 * MS,
+        504,
+    );
+    s.node_not_ready("node-2", T0 + 4 * SECOND);
+    s.endpoint_not_ready(&p, T0 + 4100 * MS);
+    let vs = run(s);
+    assert_eq!(vs.len(), 1, "{vs:#?}");
+    let v = verdict_for(&vs, &t);
+    assert_eq!(v.cause, Cause::NodeLost, "{v:#?}");
+    let note = v.note.as_deref().unwrap();
+    assert!(note.starts_with("upstream connection"), "{note}");
+    assert!(note.contains("node node-2 stopped answering"), "{note}");
+    assert!(note.contains("the endpoints kept it 4.1 s"), "{note}");
+}

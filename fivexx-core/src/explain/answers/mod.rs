@@ -601,10 +601,15 @@ impl AnswerJoin {
             },
             episode: u.episode.clone(),
             fix: u.fix.clone(),
-            note: Some(match disagree {
-                Some(d) => format!("{joined}; {d}"),
-                None => joined,
-            }),
+            // What the rule said of the connection (a lost node, the
+            // SIGKILL's timing, the idle time) stays in the answer's note.
+            note: Some(
+                [Some(joined), u.note.clone(), disagree]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
             next: None,
             burst: None,
             failure: Failure::Answer(a),
