@@ -2,6 +2,10 @@
 //! termination states join, sharpen or rule out a kernel failure, `UH` and
 //! `<NOSRV>` are "no endpoints" evidence, and retries are counted. Each
 //! rule has a near-miss that must stay unexplained.
+//!
+//! This file is longer than 600 lines because each proxy's rule is read
+//! next to its near-miss, and the pairing of peeked answers with their log
+//! lines next to both.
 
 use fivexx_core::capture::{CaptureHeader, CaptureReader, CaptureWriter, Record, WriteOptions};
 use fivexx_core::explain::{explain_all, Cause, Confidence, ExplainConfig, FailureKind, Verdict};

@@ -2,6 +2,10 @@
 //! objects; the engine wants changes (a pod got an IP, became ready, began
 //! terminating, left a slice). These trackers remember the last state per
 //! object and emit only what changed, stamped with the time we saw it.
+//!
+//! This file is longer than 600 lines because the trackers (pods, slices,
+//! nodes, events) share one idea, a change from the last state seen, and
+//! read best beside each other and their tests.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;

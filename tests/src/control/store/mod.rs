@@ -8,6 +8,10 @@
 //! the same objects as JSON. Objects are kept as JSON values so that every
 //! kind shares one code path for resource versions, selectors and watches,
 //! and so that what the server sends is exactly what k8s-openapi serialized.
+//!
+//! This file is longer than 600 lines because the store's one lock guards
+//! every kind, and the typed accessors the lab and the server use sit next
+//! to it (the controllers and kinds are in their own modules).
 
 mod commit;
 mod daemonset;
