@@ -192,18 +192,32 @@ impl Kubelet {
     pub async fn wait_ingress_synced(&self, timeout: Duration) -> Result<()> {
         let want = self.ready_ips();
         let mut rx = self.inner.ingress_synced.subscribe();
-        let ok = tokio::time::timeout(
-            timeout,
-            rx.wait_for(|ips| {
-                let mut a = ips.clone();
-                a.sort();
-                a == want
-            }),
-        )
-        .await;
+        let synced = |ips: &Vec<Ipv4Addr>| {
+            let mut a = ips.clone();
+            a.sort();
+            a == want
+        };
+        // Half the time, then the ready set once more: a CI run saw the
+        // ingress stay on an older set for 16 s with no later reload
+        // recorded, so the update it waited for never reached the
+        // controller. The second send is what the endpoints controller's
+        // periodic resync does in a cluster.
+        let half = timeout / 2;
+        let mut ok = tokio::time::timeout(half, rx.wait_for(synced))
+            .await
+            .map(|_| ());
+        if ok.is_err() {
+            tracing::warn!(
+                "the ingress is not on the ready endpoints after {half:?}: sending them again"
+            );
+            self.sync_endpoints();
+            ok = tokio::time::timeout(timeout - half, rx.wait_for(synced))
+                .await
+                .map(|_| ());
+        }
         match ok {
-            Ok(Ok(_)) => Ok(()),
-            _ => {
+            Ok(()) => Ok(()),
+            Err(_) => {
                 let last = self.inner.ingress_synced.borrow().clone();
                 let failure = self
                     .inner
