@@ -260,6 +260,45 @@ fn check_names(kind: ScenarioKind, explained: &serde_json::Value, problems: &mut
     }
 }
 
+/// A fix parameter that must quote a scenario setting within the bar
+/// (30 % + 0.5 s): the endpoint lag, the backend's idle timeout, the
+/// node-monitor grace period.
+struct Quoted {
+    cause: Cause,
+    param: &'static str,
+    /// The FIX column's words: "lag 1.18 s (configured 1 s)".
+    what: &'static str,
+    setting: &'static str,
+}
+
+impl Quoted {
+    /// The FIX column's entry; a mismatch or a missing parameter goes to
+    /// `problems`.
+    fn check(
+        &self,
+        explained: &serde_json::Value,
+        name: &str,
+        configured: f64,
+        problems: &mut Vec<String>,
+    ) -> String {
+        let (what, setting) = (self.what, self.setting);
+        let Some(q) = fix_param(explained, self.cause, self.param) else {
+            problems.push(format!(
+                "{name}: no {} in the {:?} fix",
+                self.param, self.cause
+            ));
+            return "-".into();
+        };
+        if (q - configured).abs() > configured * 0.3 + 0.5 {
+            problems.push(format!(
+                "{name}: the {:?} fix quotes {what} {q} s ({}), {setting} {configured} s",
+                self.cause, self.param
+            ));
+        }
+        format!("{what} {q:.2} s ({setting} {configured} s)")
+    }
+}
+
 /// The fixes quote the scenario's own numbers (the endpoint lag, the grace
 /// period): what the FIX column shows, with any mismatch in `problems`.
 fn check_fixes(
@@ -273,17 +312,13 @@ fn check_fixes(
     let mut fix = String::from("-");
     if let Some(c) = lag_cause(kind) {
         let configured = params.endpoint_lag_ms as f64 / 1000.0;
-        match fix_param(explained, c, "lag_p99_s") {
-            Some(lag) => {
-                fix = format!("lag {lag:.2} s (configured {configured} s)");
-                if (lag - configured).abs() > configured * 0.3 + 0.5 {
-                    problems.push(format!(
-                        "{name}: fix quotes lag {lag} s, configured {configured} s"
-                    ));
-                }
-            }
-            None => problems.push(format!("{name}: no lag in the {c:?} fix")),
-        }
+        let quoted = Quoted {
+            cause: c,
+            param: "lag_p99_s",
+            what: "lag",
+            setting: "configured",
+        };
+        fix = quoted.check(explained, name, configured, problems);
     }
     if kind == ScenarioKind::Recreate {
         // The lab's own account: from the last old pod leaving the
@@ -313,34 +348,26 @@ fn check_fixes(
     if kind == ScenarioKind::KeepaliveIdle {
         // The backend's idle timeout, as the kernel measured it at close.
         let configured = params.idle_timeout_ms as f64 / 1000.0;
-        match fix_param(explained, Cause::KeepAliveIdleTimeout, "backend_idle_p50_s") {
-            Some(idle) => {
-                fix = format!("idle {idle:.2} s (configured {configured} s)");
-                if (idle - configured).abs() > configured * 0.3 + 0.5 {
-                    problems.push(format!(
-                        "{name}: fix quotes idle {idle} s, configured {configured} s"
-                    ));
-                }
-            }
-            None => problems.push(format!("{name}: no idle time in the idle-timeout fix")),
-        }
+        let quoted = Quoted {
+            cause: Cause::KeepAliveIdleTimeout,
+            param: "backend_idle_p50_s",
+            what: "idle",
+            setting: "configured",
+        };
+        fix = quoted.check(explained, name, configured, problems);
     }
     if kind == ScenarioKind::NodeLost {
         // From the node's last word to the endpoints dropping its pods:
         // the node-monitor grace period (the agent's last message is up
         // to its 1 s heartbeat before the node vanished).
         let configured = params.node_monitor_grace_ms as f64 / 1000.0;
-        match fix_param(explained, Cause::NodeLost, "endpoints_kept_p50_s") {
-            Some(kept) => {
-                fix = format!("kept {kept:.2} s (grace {configured} s)");
-                if (kept - configured).abs() > configured * 0.3 + 0.5 {
-                    problems.push(format!(
-                        "{name}: fix quotes the endpoints keeping the lost pods {kept} s, node-monitor grace {configured} s"
-                    ));
-                }
-            }
-            None => problems.push(format!("{name}: no kept time in the node-lost fix")),
-        }
+        let quoted = Quoted {
+            cause: Cause::NodeLost,
+            param: "endpoints_kept_p50_s",
+            what: "kept",
+            setting: "grace",
+        };
+        fix = quoted.check(explained, name, configured, problems);
     }
     if kind == ScenarioKind::IgnoreSigterm {
         let configured = params.grace_ms as f64 / 1000.0;

@@ -74,6 +74,24 @@ impl<'a> PodCase<'a> {
         }
     }
 
+    /// The case of an upstream an access log names (no failed connection
+    /// was seen): the pod that owned `addr` when the attempt began; `None`
+    /// for a Service address or an address nobody owned.
+    fn of_logged_upstream(
+        addr: IpAddr,
+        at_ns: i64,
+        attempt: i64,
+        tl: &'a ClusterTimeline,
+        cfg: &'a ExplainConfig,
+        horizon: i64,
+    ) -> Option<PodCase<'a>> {
+        if tl.service_of_ip(addr).is_some() {
+            return None;
+        }
+        let pod = tl.owner_at(addr, attempt, cfg.skew_ns)?;
+        Some(PodCase::new(pod, addr, at_ns, attempt, tl, cfg, horizon))
+    }
+
     fn uid(&self) -> Option<String> {
         Some(self.pod.uid.clone())
     }
@@ -600,11 +618,7 @@ pub(crate) fn classify_on_lost_node(
     cfg: &ExplainConfig,
     horizon: i64,
 ) -> Option<Classification> {
-    if tl.service_of_ip(addr).is_some() {
-        return None;
-    }
-    let pod = tl.owner_at(addr, began_ns, cfg.skew_ns)?;
-    let case = PodCase::new(pod, addr, at_ns, began_ns, tl, cfg, horizon);
+    let case = PodCase::of_logged_upstream(addr, at_ns, began_ns, tl, cfg, horizon)?;
     case.node_lost(true).ok()
 }
 
@@ -619,11 +633,7 @@ pub(crate) fn classify_closed_by_death(
     cfg: &ExplainConfig,
     horizon: i64,
 ) -> Option<Classification> {
-    if tl.service_of_ip(addr).is_some() {
-        return None;
-    }
-    let pod = tl.owner_at(addr, at_ns, cfg.skew_ns)?;
-    let mut case = PodCase::new(pod, addr, at_ns, at_ns, tl, cfg, horizon);
+    let mut case = PodCase::of_logged_upstream(addr, at_ns, at_ns, tl, cfg, horizon)?;
     if let Some(confidence) = case.oom() {
         return Some(case.verdict(Cause::OomKill, confidence, None));
     }

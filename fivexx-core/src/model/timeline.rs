@@ -262,30 +262,31 @@ pub struct ClusterTimeline {
     /// container id -> pod uid.
     containers: HashMap<String, String>,
     nodes: NodeNames,
-    /// Nodes whose agent stream ended: when it was last heard (else when
-    /// the end was seen). Their kernel facts stop there.
-    agents_gone: HashMap<String, (i64, AgentGoneFact)>,
+    /// Nodes whose agent stream ended (the first end seen): their kernel
+    /// facts stop there.
+    agents_gone: HashMap<String, AgentGoneFact>,
     /// When each node turned NotReady (in order).
     not_ready: HashMap<String, Vec<i64>>,
 }
 
 impl ClusterTimeline {
     pub fn apply_agent_gone(&mut self, g: &AgentGoneFact) {
-        let quiet = g.last_heard_ns.unwrap_or(g.at_ns).min(g.at_ns);
         self.agents_gone
             .entry(g.node.clone())
-            .or_insert_with(|| (quiet, g.clone()));
+            .or_insert_with(|| g.clone());
     }
 
     /// When `node` went quiet: the last message of its agent's stream,
-    /// which ended afterwards; `None` while it answers.
+    /// which ended afterwards (else when the end was seen); `None` while
+    /// it answers.
     pub fn node_quiet_since(&self, node: &str) -> Option<i64> {
-        self.agents_gone.get(node).map(|(q, _)| *q)
+        let g = self.agents_gone.get(node)?;
+        Some(g.last_heard_ns.unwrap_or(g.at_ns).min(g.at_ns))
     }
 
     /// How `node`'s agent stream ended, if it did.
     pub fn agent_gone(&self, node: &str) -> Option<&AgentGoneFact> {
-        self.agents_gone.get(node).map(|(_, g)| g)
+        self.agents_gone.get(node)
     }
 
     /// The first time at or after `from` that `node` turned NotReady.

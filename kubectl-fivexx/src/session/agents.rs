@@ -83,11 +83,9 @@ impl Agents {
         Ensured::Opened
     }
 
-    /// Nodes that run a pod of interest and had no agent pod.
-    pub fn missing(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.missing.iter().cloned().collect();
-        v.sort();
-        v
+    /// Some node runs a pod of interest and had no agent pod.
+    pub fn any_missing(&self) -> bool {
+        !self.missing.is_empty()
     }
 
     /// Learns agent pods listed since: returns the missing nodes that now

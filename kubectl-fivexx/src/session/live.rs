@@ -316,7 +316,7 @@ impl<'a> Session<'a> {
     /// node lacks one, and its stream opens when its agent appears.
     async fn find_new_agents(&mut self) {
         let agents = &mut self.state.agents;
-        if agents.missing().is_empty()
+        if !agents.any_missing()
             || agents
                 .listed_at
                 .is_some_and(|t| t.elapsed() < Duration::from_secs(5))

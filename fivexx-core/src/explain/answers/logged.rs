@@ -66,18 +66,21 @@ impl LoggedLine {
     }
 }
 
+impl LoggedLine {
+    /// When the request began: the logged time less its duration.
+    pub fn began_ns(&self) -> i64 {
+        self.from_ns
+            - self
+                .request_ms
+                .map_or(0, |ms| (ms as i64).saturating_mul(1_000_000))
+    }
+}
+
 /// See the module's doc.
 #[derive(Default)]
 pub(super) struct LoggedLines(VecDeque<LoggedLine>);
 
 impl LoggedLines {
-    /// When the request began: the logged time less its duration.
-    pub fn began_ns(l: &LoggedLine) -> i64 {
-        l.from_ns
-            - l.request_ms
-                .map_or(0, |ms| (ms as i64).saturating_mul(1_000_000))
-    }
-
     pub fn push(&mut self, l: LoggedLine) {
         if self.0.len() >= MAX_LINES {
             self.0.pop_front();

@@ -673,7 +673,7 @@ fn on_lost_node(
     let a = v.failure.answer()?;
     let twin = twin?;
     let up = twin.upstream?.ip();
-    let began = LoggedLines::began_ns(twin);
+    let began = twin.began_ns();
     let mut c = classify_on_lost_node(up, began, a.at_ns, cx.tl, cx.cfg, horizon)?;
     c.evidence.push(twin.evidence.clone());
     let note = Some(format!(
