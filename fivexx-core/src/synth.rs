@@ -135,6 +135,28 @@ impl Synth {
         self.endpoint(p, at + ready_after, true, true, false);
     }
 
+    /// The ingress proxy as a pod at `ip` on `node`, running since long
+    /// before T0 (no owner, in no Service's endpoints): its address is the
+    /// cluster's, so its failed connections are a proxy's, not those of a
+    /// load balancer outside.
+    pub fn proxy_pod(&mut self, ip: IpAddr, node: &str) {
+        let p = SynthPod {
+            namespace: "ingress-nginx".into(),
+            name: format!("ingress-nginx-controller-{ip}"),
+            uid: format!("uid-ingress-{ip}"),
+            node: node.into(),
+            ip,
+            workload: None,
+            pid: 3000,
+            comm: "nginx".into(),
+            cgroup_id: 4_000,
+        };
+        let at = T0 - 3600 * SECOND;
+        self.pod_fact(&p, at, PodChange::Created);
+        self.pod_fact(&p, at, PodChange::Ip { ip });
+        self.pod_fact(&p, at + SECOND, PodChange::Ready);
+    }
+
     /// deletionTimestamp with `grace_s`.
     pub fn delete(&mut self, p: &SynthPod, at: i64, grace_s: u32) {
         self.pod_fact(
@@ -359,6 +381,35 @@ impl Synth {
         self.facts.push(Fact::Kernel(e));
         let mut e = self.net(KernelEventKind::SockError, proxy_node, at + 2000, t, sock);
         e.errno = Some(111);
+        self.facts.push(Fact::Kernel(e));
+        t
+    }
+
+    /// A SYN from `client`, off every traced node (an external load
+    /// balancer), refused by `dst`'s kernel: only the server's `send_reset`
+    /// (NO_SOCKET) on `server_node` is seen.
+    pub fn refused_at_server(
+        &mut self,
+        server_node: &str,
+        client: IpAddr,
+        dst: IpAddr,
+        at: i64,
+    ) -> FourTuple {
+        let (t, _) = self.tuple(client, dst, 8080);
+        let mut e = self.net(
+            KernelEventKind::SendReset,
+            server_node,
+            at,
+            FourTuple {
+                saddr: t.daddr,
+                sport: t.dport,
+                daddr: t.saddr,
+                dport: t.sport,
+            },
+            0,
+        );
+        e.sock_id = None;
+        e.reset_reason = Some("NO_SOCKET".into());
         self.facts.push(Fact::Kernel(e));
         t
     }
@@ -743,6 +794,9 @@ fn bench_round(round: u32) -> Vec<Fact> {
     let node = ["node-1", "node-2", "node-3"][(round % 3) as usize];
     let p = Synth::pod_spec(workload, round % 60_000, node);
     let proxy = ip4(10, 1, 0, 10);
+    if round == 0 {
+        s.proxy_pod(proxy, "node-1");
+    }
     s.start_pod(&p, base, 2 * SECOND);
     let term = base + 5 * SECOND;
     s.delete(&p, term, 30);

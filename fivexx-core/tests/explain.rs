@@ -18,6 +18,14 @@ fn proxy() -> IpAddr {
     ip4(10, 1, 0, 10)
 }
 
+/// A synthetic cluster whose ingress proxy is a pod at [`proxy`]: its
+/// failed connections are the proxy's, not a load balancer's outside.
+fn synth() -> Synth {
+    let mut s = Synth::new();
+    s.proxy_pod(proxy(), "node-1");
+    s
+}
+
 /// The connection's 4-tuple, or the proxy's socket to its client.
 fn tuple_of(v: &Verdict) -> Option<FourTuple> {
     match &v.failure {
@@ -88,7 +96,7 @@ fn graceful_termination(s: &mut Synth, p: &SynthPod) {
 
 #[test]
 fn endpoint_lag_netns_alive() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 1);
     graceful_termination(&mut s, &p);
     let ts: Vec<FourTuple> = (0..10)
@@ -131,7 +139,7 @@ fn endpoint_lag_netns_alive() {
 /// the first one included, quotes the proxy's lag, not the API's 0 s.
 #[test]
 fn endpoint_lag_quotes_the_proxy_lag_when_the_api_was_prompt() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 1);
     s.delete(&p, T0, 30);
     s.sigterm(&p, T0 + 10 * MS, false);
@@ -167,7 +175,7 @@ fn endpoint_lag_quotes_the_proxy_lag_when_the_api_was_prompt() {
 
 #[test]
 fn near_miss_refusal_30s_before_any_sigterm() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 1);
     let t = s.refused("node-1", proxy(), p.ip, T0 - 30 * SECOND, Some("node-2"));
     graceful_termination(&mut s, &p);
@@ -183,7 +191,7 @@ fn near_miss_refusal_30s_before_any_sigterm() {
 
 #[test]
 fn endpoint_lag_netns_gone() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 2);
     s.delete(&p, T0, 30);
     s.sigterm(&p, T0, false);
@@ -221,7 +229,7 @@ fn endpoint_lag_netns_gone() {
 /// a pod that is up and not terminating it explains nothing.
 #[test]
 fn proxy_connect_timeout_before_any_retransmit() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 3);
     let live = old_pod(&mut s, 4);
     exits_and_goes(&mut s, &p);
@@ -245,7 +253,7 @@ fn proxy_connect_timeout_before_any_retransmit() {
 #[test]
 fn the_lag_of_a_timed_out_connect_ends_at_its_syn() {
     for syn_known in [true, false] {
-        let mut s = Synth::new();
+        let mut s = synth();
         let p = old_pod(&mut s, 5);
         exits_and_goes(&mut s, &p);
         let mut last = None;
@@ -282,7 +290,7 @@ fn the_lag_of_a_timed_out_connect_ends_at_its_syn() {
 
 #[test]
 fn near_miss_timeout_to_an_unknown_or_live_pod() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 2);
     // Terminating, but its process is still running: not "netns gone".
     s.delete(&p, T0, 30);
@@ -305,7 +313,7 @@ fn near_miss_timeout_to_an_unknown_or_live_pod() {
 
 #[test]
 fn keep_alive_race() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 3);
     graceful_termination(&mut s, &p);
     let t = s.reset("node-1", proxy(), p.ip, T0 + 300 * MS, Some("node-2"));
@@ -318,7 +326,7 @@ fn keep_alive_race() {
 
 #[test]
 fn near_miss_reset_from_a_pod_that_is_not_terminating() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 3);
     let t = s.reset("node-1", proxy(), p.ip, T0, Some("node-2"));
     let vs = run(s);
@@ -327,7 +335,7 @@ fn near_miss_reset_from_a_pod_that_is_not_terminating() {
 
 #[test]
 fn sigkill_at_grace_expiry() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 4);
     s.delete(&p, T0, 30);
     s.sigterm(&p, T0 + 5 * MS, false);
@@ -372,7 +380,7 @@ fn sigkill_at_grace_expiry() {
 
 #[test]
 fn near_miss_sigkill_from_an_unrelated_process() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 4);
     s.sigkill(&p, T0, (31337, "bash"));
     let t = s.reset("node-1", proxy(), p.ip, T0 + MS, Some("node-2"));
@@ -383,7 +391,7 @@ fn near_miss_sigkill_from_an_unrelated_process() {
 
 #[test]
 fn sigterm_ignored() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let mut p = Synth::pod_spec("api", 5, "node-2");
     p.comm = "sh".into();
     s.start_pod(&p, T0 - 600 * SECOND, 2 * SECOND);
@@ -402,7 +410,7 @@ fn sigterm_ignored() {
 
 #[test]
 fn near_miss_reset_while_sigterm_ignored_long_before_the_kill() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 5);
     s.delete(&p, T0, 30);
     s.sigterm(&p, T0, true);
@@ -416,7 +424,7 @@ fn near_miss_reset_while_sigterm_ignored_long_before_the_kill() {
 
 #[test]
 fn oom_kill() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 6);
     s.oom(&p, T0);
     s.k8s_event(&p, T0 + SECOND, "OOMKilling");
@@ -433,7 +441,7 @@ fn oom_kill() {
 
 #[test]
 fn near_miss_reset_long_after_an_oom_kill() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 6);
     s.oom(&p, T0);
     let t = s.reset("node-1", proxy(), p.ip, T0 + 120 * SECOND, None);
@@ -443,7 +451,7 @@ fn near_miss_reset_long_after_an_oom_kill() {
 
 #[test]
 fn not_ready_at_start() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = Synth::pod_spec("api", 7, "node-2");
     // Reported ready after 100 ms (no real readiness probe), listening after 4 s.
     s.start_pod(&p, T0, 100 * MS);
@@ -463,7 +471,7 @@ fn not_ready_at_start() {
 
 #[test]
 fn near_miss_refusal_long_after_start() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 7);
     let t = s.refused("node-1", proxy(), p.ip, T0, Some("node-2"));
     let vs = run(s);
@@ -472,7 +480,7 @@ fn near_miss_refusal_long_after_start() {
 
 #[test]
 fn node_drain_groups_failures() {
-    let mut s = Synth::new();
+    let mut s = synth();
     s.cordon("node-2", T0 - 2 * SECOND);
     let a = old_pod(&mut s, 10);
     let b = Synth::pod_spec("web", 11, "node-2");
@@ -504,7 +512,7 @@ fn node_drain_groups_failures() {
 
 #[test]
 fn no_endpoints() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let vip = ip4(10, 96, 0, 20);
     s.service("shop", "api", vip, T0 - 900 * SECOND);
     let p = old_pod(&mut s, 13);
@@ -520,7 +528,7 @@ fn no_endpoints() {
 
 #[test]
 fn near_miss_rejected_while_service_had_endpoints() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let vip = ip4(10, 96, 0, 20);
     s.service("shop", "api", vip, T0 - 900 * SECOND);
     old_pod(&mut s, 13);
@@ -531,7 +539,7 @@ fn near_miss_rejected_while_service_had_endpoints() {
 
 #[test]
 fn reused_ip_is_attributed_to_its_new_owner() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let old = old_pod(&mut s, 20);
     graceful_termination(&mut s, &old);
     s.gone(&old, T0 + 5 * SECOND);
@@ -549,7 +557,7 @@ fn reused_ip_is_attributed_to_its_new_owner() {
 
 #[test]
 fn one_verdict_per_connection_across_both_sides() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 30);
     graceful_termination(&mut s, &p);
     let t = s.refused("node-1", proxy(), p.ip, T0 + SECOND, Some("node-2"));
@@ -562,7 +570,7 @@ fn one_verdict_per_connection_across_both_sides() {
 
 #[test]
 fn http_5xx_takes_the_cause_of_its_upstream_failure() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 60);
     graceful_termination(&mut s, &p);
     let client = ip4(192, 168, 0, 7);
@@ -599,7 +607,7 @@ fn http_5xx_takes_the_cause_of_its_upstream_failure() {
 /// on another upstream: counted as hidden, per cause, beside the 5xx sent.
 #[test]
 fn failures_no_5xx_followed_are_hidden_by_retry() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 61);
     graceful_termination(&mut s, &p);
     let client = ip4(192, 168, 0, 7);
@@ -619,6 +627,7 @@ fn failures_no_5xx_followed_are_hidden_by_retry() {
     // An unrelated proxy on the same node, never peeked: its failure is a
     // failed request whose answer was not seen, not a retried one.
     let other = ip4(10, 1, 0, 99);
+    s.proxy_pod(other, "node-1");
     let lone = s.refused("node-1", other, p.ip, T0 + 900 * MS, Some("node-2"));
     let (vs, m) = explain_all(&s.sorted(), ExplainConfig::default());
     assert_eq!(vs.len(), 2, "{vs:#?}");
@@ -645,7 +654,7 @@ fn failures_no_5xx_followed_are_hidden_by_retry() {
 /// the upstream the log names; retried tries in answered requests count.
 #[test]
 fn access_log_5xx_join_their_upstream_failure() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 62);
     let q = old_pod(&mut s, 63);
     graceful_termination(&mut s, &p);
@@ -697,7 +706,7 @@ fn access_log_5xx_join_their_upstream_failure() {
 /// counts hidden failures before its first 5xx too.
 #[test]
 fn a_5xx_claims_its_whole_retry_chain() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let a = old_pod(&mut s, 70);
     let b = old_pod(&mut s, 71);
     graceful_termination(&mut s, &a);
@@ -731,7 +740,7 @@ fn a_5xx_claims_its_whole_retry_chain() {
     assert_eq!(vs.len(), 1, "{vs:#?}");
     // ...but one long before it is a failed request of its own: the engine
     // could not know its answer was seen.
-    let mut s = Synth::new();
+    let mut s = synth();
     graceful_termination(&mut s, &a);
     let early = s.refused("node-1", proxy(), a.ip, T0 + 200 * MS, Some("node-2"));
     s.refused("node-1", proxy(), a.ip, T0 + 20 * SECOND, Some("node-2"));
@@ -750,7 +759,7 @@ fn a_5xx_claims_its_whole_retry_chain() {
 
 #[test]
 fn near_miss_5xx_without_an_upstream_failure_on_its_node() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 61);
     graceful_termination(&mut s, &p);
     s.refused("node-1", proxy(), p.ip, T0 + 500 * MS, Some("node-2"));
@@ -793,7 +802,7 @@ fn near_miss_5xx_without_an_upstream_failure_on_its_node() {
 
 #[test]
 fn a_late_half_of_a_connection_is_not_a_second_failure() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 62);
     graceful_termination(&mut s, &p);
     let t = s.refused("node-1", proxy(), p.ip, T0 + SECOND, Some("node-2"));
@@ -822,7 +831,7 @@ fn a_late_half_of_a_connection_is_not_a_second_failure() {
 
 /// A scenario with facts from three nodes and the API.
 fn mixed_scenario(seed: u64) -> Vec<Fact> {
-    let mut s = Synth::new();
+    let mut s = synth();
     s.cordon("node-3", T0 - SECOND);
     let a = old_pod(&mut s, 40);
     graceful_termination(&mut s, &a);
@@ -941,7 +950,7 @@ proptest! {
 #[test]
 fn signal_result_is_kept_from_the_kernel() {
     // Guard for the synth builder itself: an ignored SIGTERM is recorded as such.
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 50);
     s.sigterm(&p, T0, true);
     let facts = s.sorted();
@@ -1117,7 +1126,7 @@ mod robustness {
 /// were retried, even long before its first 5xx, or with none at all.
 #[test]
 fn a_proxy_peeked_mid_session_counts_hidden_retries_from_then_on() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let a = old_pod(&mut s, 72);
     graceful_termination(&mut s, &a);
     // Before the peek: not counted.
@@ -1146,7 +1155,7 @@ fn a_proxy_peeked_mid_session_counts_hidden_retries_from_then_on() {
 /// lookahead before any 5xx still counts as hidden.
 #[test]
 fn a_proxy_peeked_from_the_start_counts_retries_long_before_any_5xx() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let a = old_pod(&mut s, 73);
     graceful_termination(&mut s, &a);
     s.refused("node-1", proxy(), a.ip, T0 + 200 * MS, Some("node-2"));
@@ -1179,7 +1188,7 @@ fn a_proxy_peeked_from_the_start_counts_retries_long_before_any_5xx() {
 fn a_502_from_a_connection_closed_by_an_oom_kill_is_explained_through_the_access_log() {
     let client = ip4(192, 168, 0, 7);
     let build = |log: Option<(u16, Option<u16>)>, oom: bool| {
-        let mut s = Synth::new();
+        let mut s = synth();
         let p = old_pod(&mut s, 74);
         if oom {
             s.oom(&p, T0 + SECOND);
@@ -1230,7 +1239,7 @@ fn a_502_from_a_connection_closed_by_an_oom_kill_is_explained_through_the_access
 #[test]
 fn hidden_by_retry_follows_the_logged_tries_for_any_tries_and_replicas() {
     for (tries, replicas) in [(2usize, 6u32), (3, 3), (2, 12), (4, 8)] {
-        let mut s = Synth::new();
+        let mut s = synth();
         let pods: Vec<SynthPod> = (0..replicas).map(|i| old_pod(&mut s, 100 + i)).collect();
         for p in &pods {
             graceful_termination(&mut s, p);
@@ -1302,7 +1311,7 @@ fn failed_hook_message(p: &fivexx_core::synth::SynthPod) -> String {
 /// hook that failed on another pod changes nothing here.
 #[test]
 fn a_failed_prestop_hook_is_the_cause_of_the_endpoint_lag() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 80);
     let q = old_pod(&mut s, 81);
     let r = old_pod(&mut s, 82);
@@ -1362,7 +1371,7 @@ fn a_failed_prestop_hook_is_the_cause_of_the_endpoint_lag() {
 /// unexplained and says so; a 502 in the stretch is not a 503's business.
 #[test]
 fn a_503_while_the_service_had_no_endpoints_is_no_endpoints() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let (a, b) = (old_pod(&mut s, 90), old_pod(&mut s, 91));
     for p in [&a, &b] {
         s.delete(p, T0, 30);
@@ -1441,7 +1450,7 @@ fn a_503_while_the_service_had_no_endpoints_is_no_endpoints() {
 #[test]
 fn a_503_before_a_new_services_first_endpoints_is_no_endpoints() {
     for ready_after in [700 * MS, 1800 * MS] {
-        let mut s = Synth::new();
+        let mut s = synth();
         s.service("shop", "api", ip4(10, 96, 0, 9), T0);
         s.service("shop", "unused", ip4(10, 96, 0, 10), T0 - 60 * SECOND);
         let (a, b) = (
@@ -1498,7 +1507,7 @@ fn a_503_before_a_new_services_first_endpoints_is_no_endpoints() {
 fn a_reset_after_the_backends_idle_close_is_the_idle_timeout() {
     for idle_s in [2.0_f64, 5.0] {
         let idle = (idle_s * 1e9) as i64;
-        let mut s = Synth::new();
+        let mut s = synth();
         let p = old_pod(&mut s, 40);
         let other = old_pod(&mut s, 41);
         // 20 idle closes that raced nothing, with a little jitter.
@@ -1619,7 +1628,7 @@ fn a_reset_after_the_backends_idle_close_is_the_idle_timeout() {
 /// the keep-alive race at shutdown, even with the idle close measured.
 #[test]
 fn an_idle_close_by_a_terminating_pod_stays_the_shutdown_race() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 42);
     s.delete(&p, T0, 30);
     s.sigterm(&p, T0 + 5 * MS, false);
@@ -1637,7 +1646,7 @@ fn an_idle_close_by_a_terminating_pod_stays_the_shutdown_race() {
 /// the backend resetting the proxy's connection is still a failure.
 #[test]
 fn a_proxys_own_reset_of_its_upstream_is_no_failure() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 43);
     s.http_peek("node-1", proxy(), T0 - 10 * SECOND);
     // Swapped roles: the "client" tuple is the pod's side, receiving.
@@ -1661,7 +1670,7 @@ fn a_proxys_own_reset_of_its_upstream_is_no_failure() {
 /// pod. A received reset keeps its tuple and stays a failure.
 #[test]
 fn an_abortive_close_of_ones_own_is_no_failure() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 44);
     for k in 0..4 {
         s.own_abort("node-1", p.ip, T0 + k * 100 * MS);
@@ -1684,7 +1693,7 @@ fn an_abortive_close_of_ones_own_is_no_failure() {
 /// unexplained. These aborts never count as the backend's idle closes.
 #[test]
 fn an_idle_abort_with_the_request_unread_is_the_idle_timeout_too() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 45);
     let t = s.peek_tuple(proxy(), p.ip);
     s.idle_abort("node-2", t, T0, 1500 * MS);
@@ -1718,7 +1727,7 @@ fn an_idle_abort_with_the_request_unread_is_the_idle_timeout_too() {
 /// one before the node went quiet too.
 #[test]
 fn node_lost_without_a_drain() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let a = old_pod(&mut s, 40);
     let b = old_pod(&mut s, 41);
     let elsewhere = Synth::pod_spec("api", 42, "node-3");
@@ -1789,7 +1798,7 @@ fn node_lost_without_a_drain() {
 /// (no verdict at all).
 #[test]
 fn a_drained_node_or_a_restarted_agent_is_no_lost_node() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 43);
     s.cordon("node-2", T0 - 2 * SECOND);
     s.delete(&p, T0 - SECOND, 30);
@@ -1811,7 +1820,7 @@ fn a_drained_node_or_a_restarted_agent_is_no_lost_node() {
     let v = verdict_for(&vs, &t);
     assert_eq!(v.cause, Cause::EndpointLagNetnsGone, "{v:#?}");
 
-    let mut q = Synth::new();
+    let mut q = synth();
     let _p = old_pod(&mut q, 44);
     q.agent_gone("node-2", T0, T0 + 100 * MS);
     let (vs, m) = explain_all(&q.sorted(), ExplainConfig::default());
@@ -1828,7 +1837,7 @@ fn a_drained_node_or_a_restarted_agent_is_no_lost_node() {
 fn a_stalled_request_into_a_lost_node_is_node_lost() {
     let client = ip4(192, 168, 0, 9);
     for lost in [true, false] {
-        let mut s = Synth::new();
+        let mut s = synth();
         let p = old_pod(&mut s, 45);
         if lost {
             s.agent_gone("node-2", T0, T0 + 5 * SECOND);
@@ -1858,7 +1867,7 @@ fn a_stalled_request_into_a_lost_node_is_node_lost() {
 /// quiet, how long the endpoints kept the pod).
 #[test]
 fn an_answer_joined_to_a_lost_node_keeps_the_rules_note() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 46);
     s.agent_gone("node-2", T0, T0 + 5 * SECOND);
     s.timed_out("node-1", proxy(), p.ip, T0 + 500 * MS, 900 * MS, false);

@@ -19,6 +19,13 @@ fn proxy() -> IpAddr {
     ip4(10, 1, 0, 10)
 }
 
+/// A synthetic cluster whose ingress proxy is a pod at [`proxy`].
+fn synth() -> Synth {
+    let mut s = Synth::new();
+    s.proxy_pod(proxy(), "node-1");
+    s
+}
+
 fn client() -> IpAddr {
     ip4(192, 168, 0, 7)
 }
@@ -60,7 +67,7 @@ fn says(v: &Verdict, text: &str) -> bool {
 /// logged, and the evidence carries the flag and the upstream host.
 #[test]
 fn envoy_503_uf_joins_its_refused_connect() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 1);
     graceful_termination(&mut s, &p);
     s.refused("node-1", proxy(), p.ip, T0 + 500 * MS, Some("node-2"));
@@ -93,14 +100,14 @@ fn envoy_503_uf_joins_its_refused_connect() {
 /// while the Service had ready endpoints stays unexplained, and says why.
 #[test]
 fn envoy_503_uh_is_no_endpoints_never_endpoint_lag() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 2);
     graceful_termination(&mut s, &p);
     // A refusal right before each 503 (endpoint lag, another request's).
     s.refused("node-1", proxy(), p.ip, T0 + 3400 * MS, Some("node-2"));
     let during = s.http_5xx("node-1", proxy(), client(), 51000, T0 + 3500 * MS, 503);
     s.envoy_log("node-1", client(), T0 + 3500 * MS, 503, "UH", None);
-    let mut q = Synth::new();
+    let mut q = synth();
     let a = old_pod(&mut q, 3);
     let _healthy = old_pod(&mut q, 4);
     graceful_termination(&mut q, &a);
@@ -142,7 +149,7 @@ fn envoy_503_uh_is_no_endpoints_never_endpoint_lag() {
 #[test]
 fn an_apps_own_503_with_no_flag_stays_unexplained() {
     let build = |with_log: bool| {
-        let mut s = Synth::new();
+        let mut s = synth();
         let p = old_pod(&mut s, 5);
         let healthy = old_pod(&mut s, 6);
         graceful_termination(&mut s, &p);
@@ -174,7 +181,7 @@ fn an_apps_own_503_with_no_flag_stays_unexplained() {
 /// neither.
 #[test]
 fn flags_pick_the_failure_they_describe() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 7);
     graceful_termination(&mut s, &p);
     s.reset("node-1", proxy(), p.ip, T0 + 300 * MS, Some("node-2"));
@@ -226,7 +233,7 @@ fn flags_pick_the_failure_they_describe() {
 /// kernel's failure is kept, at medium confidence, with a note.
 #[test]
 fn a_disagreeing_flag_keeps_the_kernels_account() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 8);
     graceful_termination(&mut s, &p);
     s.reset("node-1", proxy(), p.ip, T0 + 300 * MS, Some("node-2"));
@@ -257,7 +264,7 @@ fn a_disagreeing_flag_keeps_the_kernels_account() {
 /// for a proxy that is not peeked (the log's count is the only account).
 #[test]
 fn haproxy_retries_are_claimed_or_hidden() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 9);
     graceful_termination(&mut s, &p);
     for k in 0..3 {
@@ -283,6 +290,7 @@ fn haproxy_retries_are_claimed_or_hidden() {
     );
     // Another HAProxy, not peeked: redispatched into a 200.
     let other = ip4(10, 1, 0, 11);
+    s.proxy_pod(other, "node-1");
     s.refused("node-1", other, p.ip, T0 + 2500 * MS, Some("node-2"));
     s.haproxy_log(
         "node-1",
@@ -323,7 +331,7 @@ fn haproxy_retries_are_claimed_or_hidden() {
 #[test]
 fn envoy_retries_are_claimed_by_urx_and_hidden_on_success() {
     let build = |with_log: bool| {
-        let mut s = Synth::new();
+        let mut s = synth();
         let p = old_pod(&mut s, 10);
         graceful_termination(&mut s, &p);
         for k in [0, 40, 130] {
@@ -360,7 +368,7 @@ fn envoy_retries_are_claimed_by_urx_and_hidden_on_success() {
 #[test]
 fn envoy_503_uc_from_a_killed_upstream_is_its_death() {
     let build = |flags: &str| {
-        let mut s = Synth::new();
+        let mut s = synth();
         let p = old_pod(&mut s, 11);
         s.oom(&p, T0 + SECOND);
         let t = s.http_5xx(
@@ -430,7 +438,7 @@ fn a_real_haproxy_line_claims_its_three_refused_connects() {
     let line = "2026-12-02T05:51:40.390123456Z 10.1.0.7:40772 [02/Dec/2026:05:51:38.388] http shop-web-8080/SRV_1 0/0/-1/-1/2002 503 217 - - SC-- 1/1/0/0/2 0/0 \"GET /secret HTTP/1.1\"";
     let entry = parse_line(line).unwrap();
     let at = entry.at_ns;
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = Synth::pod_spec("web", 1, "node-2");
     s.start_pod(&p, at - 600 * SECOND, 2 * SECOND);
     s.delete(&p, at - 3 * SECOND, 30);
@@ -471,7 +479,7 @@ fn a_real_haproxy_line_claims_its_three_refused_connects() {
 #[test]
 fn envoy_fails_every_request_pending_on_a_failed_connect() {
     for (comm, explained) in [("wrk:worker_0", 5), ("nginx", 1)] {
-        let mut s = Synth::new();
+        let mut s = synth();
         let p = old_pod(&mut s, 7);
         s.delete(&p, T0, 30);
         s.sigterm(&p, T0 + 10 * MS, false);
@@ -524,7 +532,7 @@ fn envoy_fails_every_request_pending_on_a_failed_connect() {
 #[test]
 fn haproxy_sh_502_with_one_pod_killed_is_its_oom_kill() {
     for (dying, want) in [(1, Cause::OomKill), (2, Cause::Unexplained)] {
-        let mut s = Synth::new();
+        let mut s = synth();
         let pods: Vec<SynthPod> = (0..dying).map(|k| old_pod(&mut s, 20 + k)).collect();
         for p in &pods {
             s.oom(p, T0);
@@ -573,7 +581,7 @@ fn haproxy_sh_502_with_one_pod_killed_is_its_oom_kill() {
 #[test]
 fn a_logged_client_port_pairs_the_line_with_its_connection() {
     for with_port in [true, false] {
-        let mut s = Synth::new();
+        let mut s = synth();
         let p = old_pod(&mut s, 12);
         let q = old_pod(&mut s, 13);
         graceful_termination(&mut s, &p);
@@ -623,7 +631,7 @@ fn a_logged_client_port_pairs_the_line_with_its_connection() {
 /// line and its flag.
 #[test]
 fn a_burst_pairs_each_answer_with_its_own_line() {
-    let mut s = Synth::new();
+    let mut s = synth();
     let p = old_pod(&mut s, 14);
     graceful_termination(&mut s, &p);
     let mut answers = Vec::new();

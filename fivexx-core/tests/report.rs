@@ -13,6 +13,7 @@ use fivexx_core::ExitStatus;
 fn drain() -> Vec<Fact> {
     let mut s = Synth::new();
     let proxy = ip4(10, 1, 0, 10);
+    s.proxy_pod(proxy, "node-1");
     s.cordon("node-2", T0 - SECOND);
     for n in 0..4u32 {
         let p = Synth::pod_spec("api", n, "node-2");

@@ -3,10 +3,11 @@
 //! support. The fix of one pod is shared by its verdicts while the numbers
 //! behind it are unchanged (the fix cache).
 
-use super::classify::{classify, Classification};
+use super::classify::{classify, from_outside, Classification};
 use super::config::ExplainConfig;
 use super::episode::EpisodeTracker;
 use super::measure::{self, PodMeasure, WorkloadStats};
+use super::outside::OutsideAttempts;
 use super::track::PodTrack;
 use super::verdict::{
     Cause, EpisodeRef, FailedConnection, Failure, Fix, IdleClose, Involved, ProxyRef, Verdict,
@@ -37,6 +38,8 @@ struct FixKey {
     idle_closes: u64,
     /// Lost pods and the summed time the endpoints kept them.
     lost: (u32, i64),
+    /// Load-balancer lags measured, and their sum.
+    lb: (usize, i64),
 }
 
 impl FixKey {
@@ -56,6 +59,7 @@ impl FixKey {
             prestop_failures: local.prestop_failures,
             lost: (local.lost_pods, local.kept_after_loss_ns.iter().sum()),
             idle_closes: local.idle_closes + local.proxy_idle_closes,
+            lb: (local.lb_lags_ns.len(), local.lb_lags_ns.iter().sum()),
         }
     }
 }
@@ -81,6 +85,13 @@ pub(crate) struct Assembler {
     /// knows how long proxies went on routing to a terminating pod when the
     /// first of its failures is explained, not just that first failure.
     last_connect_failure: HashMap<IpAddr, i64>,
+    /// Failed new connections from outside the cluster, to tell a load
+    /// balancer's traffic from its health checks.
+    outside: OutsideAttempts,
+    /// Per terminated pod: its workload key, how long after termination
+    /// began a load balancer outside the cluster still sent to it, and
+    /// from where.
+    lb_lag: HashMap<String, (String, i64, IpAddr)>,
     /// Per pod (or service): the last fix and the numbers it came from.
     fix_cache: HashMap<String, (FixKey, Option<Arc<Fix>>)>,
 }
@@ -109,7 +120,11 @@ impl Assembler {
     }
 
     /// Learns from a failure as soon as it is final, before its verdict.
-    pub fn note(&mut self, f: &FailedConnection) {
+    pub fn note(&mut self, f: &FailedConnection, tl: &ClusterTimeline, cfg: &ExplainConfig) {
+        if from_outside(f, tl, cfg) {
+            self.outside
+                .add(f.tuple.saddr, f.tuple.daddr, f.attempt_ns());
+        }
         if f.kind.is_new_connection() {
             let t = f.attempt_ns();
             let e = self.last_connect_failure.entry(f.tuple.daddr).or_insert(t);
@@ -117,14 +132,23 @@ impl Assembler {
         }
     }
 
-    /// Classifies a failed connection and assembles its verdict.
+    /// Classifies a failed connection and assembles its verdict; `None`
+    /// for a health check (a failed connection from outside the cluster
+    /// with no other near it), which no client saw.
     pub fn connection_verdict(
         &mut self,
         f: FailedConnection,
         tl: &ClusterTimeline,
         cfg: &ExplainConfig,
         horizon: i64,
-    ) -> Verdict {
+    ) -> Option<Verdict> {
+        if from_outside(&f, tl, cfg)
+            && self
+                .outside
+                .is_alone(f.tuple.saddr, f.tuple.daddr, f.attempt_ns())
+        {
+            return None;
+        }
         let c = classify(&f, tl, cfg, horizon);
         let placed = self.place(&c, f.at_ns, f.attempt_ns(), tl, cfg, horizon);
         let mut evidence = Vec::with_capacity(f.evidence.len() + c.evidence.len());
@@ -138,7 +162,7 @@ impl Assembler {
             address: Some(f.tuple.saddr),
             pod: None,
         });
-        Verdict {
+        Some(Verdict {
             cause: c.cause,
             confidence: c.confidence,
             evidence,
@@ -149,7 +173,7 @@ impl Assembler {
             next: None,
             burst: None,
             failure: Failure::Connection(f),
-        }
+        })
     }
 
     /// Places classification `c` of a failure at `at_ns` (its attempt
@@ -284,6 +308,18 @@ impl Assembler {
                         local.proxy_lags_ns.push(lag);
                     }
                 }
+                Cause::LbDeregistrationLag => {
+                    if let Some(term) = p.termination_ns() {
+                        self.lb_lag_of(p, term, attempt, tl, horizon);
+                        if let Some(w) = self.workloads.get(key) {
+                            local.lb_lags_ns.clone_from(&w.lb_lags_ns);
+                            local.lb_addrs.clone_from(&w.lb_addrs);
+                        }
+                        for (_, lag, from) in self.lb_lag.values().filter(|(k, ..)| k == key) {
+                            local.add_lb_lag(*lag, *from);
+                        }
+                    }
+                }
                 Cause::KeepAliveIdleTimeout => {
                     if let Some(w) = self.workloads.get(key) {
                         local.idle_closes = w.idle_closes;
@@ -345,6 +381,37 @@ impl Assembler {
         local
     }
 
+    /// Records how long after `term` the load balancers outside the
+    /// cluster still sent traffic to `p`: its latest failed new connection
+    /// from outside that was not a lone health check.
+    fn lb_lag_of(
+        &mut self,
+        p: &crate::model::PodTimeline,
+        term: i64,
+        attempt: i64,
+        tl: &ClusterTimeline,
+        horizon: i64,
+    ) {
+        let latest = p
+            .ips
+            .iter()
+            .filter_map(|(_, ip)| {
+                let (t, from) = self.outside.latest_traffic_to(*ip, horizon)?;
+                (tl.owner_at(*ip, t, 0)?.uid == p.uid).then_some((t, from))
+            })
+            .max_by_key(|(t, _)| *t);
+        let Some((last, from)) = latest else { return };
+        let lag = (attempt.max(last) - term).max(0);
+        let e = self
+            .lb_lag
+            .entry(p.uid.clone())
+            .or_insert_with(|| (p.key.to_string(), lag, from));
+        if lag >= e.1 {
+            e.1 = lag;
+            e.2 = from;
+        }
+    }
+
     /// The fix for one verdict, shared with the previous verdicts of the
     /// same pod while the numbers behind it are unchanged.
     fn fix(&mut self, cause: Cause, subject: &str, local: &WorkloadStats) -> Option<Arc<Fix>> {
@@ -366,6 +433,7 @@ impl Assembler {
     /// Forgets addresses whose last failure is older than `before`.
     pub fn forget_before(&mut self, before: i64) {
         self.last_connect_failure.retain(|_, t| *t >= before);
+        self.outside.forget_before(before);
     }
 
     /// Records the measurements of a pod about to be forgotten; its track
@@ -375,7 +443,11 @@ impl Assembler {
         let m = PodMeasure::of(tl, p, horizon);
         let key = p.key.to_string();
         let lag = self.proxy_lag.remove(uid);
-        self.workloads.entry(key).or_default().add_pod(&m, lag);
+        let w = self.workloads.entry(key).or_default();
+        w.add_pod(&m, lag);
+        if let Some((_, lag, from)) = self.lb_lag.remove(uid) {
+            w.add_lb_lag(lag, from);
+        }
         self.episodes.forget(uid);
         self.fix_cache.remove(uid);
         Some(PodTrack::of(tl, p, lag))

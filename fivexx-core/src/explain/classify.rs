@@ -210,6 +210,48 @@ impl<'a> PodCase<'a> {
         Ok(self.verdict(Cause::SigkillAtGraceExpiry, confidence, Some(note)))
     }
 
+    /// Rule 3-LB: a new connection from outside the cluster (no pod, no
+    /// proxy, no Service has its address) into a terminating pod that
+    /// failed: an external load balancer in IP mode (an ALB or NLB target
+    /// group, a NEG) still had the pod as a target. Before the proxy
+    /// rules, because no proxy of the cluster made the connection: the
+    /// load balancer answered its client itself, and no peek or proxy log
+    /// in the cluster saw that 5xx.
+    fn lb_deregistration(mut self, f: &FailedConnection, term: i64) -> Classification {
+        let (attempt, skew, lb) = (self.attempt, self.cfg.skew_ns, f.tuple.saddr);
+        self.ev.push(Evidence {
+            at_ns: attempt,
+            source: FactSource::Node(Arc::from(self.pod.node.clone().unwrap_or_default())),
+            fact: Observation::text(format!(
+                "{lb} is no pod's, Service's or proxy's address: a load balancer outside the cluster sending to the pod's IP directly"
+            )),
+        });
+        let removal = self
+            .tl
+            .unroutable_since(self.addr, term - skew)
+            .filter(|r| *r <= self.horizon);
+        let left = match removal {
+            Some(r) => {
+                self.ev.push(api(r, Observation::LeftEndpoints(self.addr)));
+                format!(
+                    ", {:.1} s after the address left the endpoints",
+                    secs((attempt - r).max(0))
+                )
+            }
+            None => String::new(),
+        };
+        let note = format!(
+            "the external load balancer {lb} still sent a new connection here {:.1} s after termination began{left}: its target deregistration lags; it answered its client itself, outside the cluster (no peek or proxy log here sees that 5xx)",
+            secs((attempt - term).max(0))
+        );
+        let confidence = if removal.is_some() || self.sigterm().is_some() {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        };
+        self.verdict(Cause::LbDeregistrationLag, confidence, Some(note))
+    }
+
     /// Rule 3a: refused after termination began: the proxy still routed here.
     fn refused_while_terminating(mut self, term: i64) -> Classification {
         let (attempt, skew) = (self.attempt, self.cfg.skew_ns);
@@ -476,6 +518,19 @@ impl<'a> PodCase<'a> {
     }
 }
 
+/// A failed new connection whose client is outside the cluster: no pod,
+/// Service or peeked proxy has its address (an external load balancer in
+/// IP mode, or its health checks).
+pub(crate) fn from_outside(
+    f: &FailedConnection,
+    tl: &ClusterTimeline,
+    cfg: &ExplainConfig,
+) -> bool {
+    f.kind.is_new_connection()
+        && tl.is_outside_cluster(f.tuple.saddr)
+        && !cfg.peeked_proxies.contains(&f.tuple.saddr)
+}
+
 /// Classifies `f` using only facts at or before `horizon`.
 pub(crate) fn classify(
     f: &FailedConnection,
@@ -563,6 +618,13 @@ fn classify_mechanism(
         }
     }
     case.lifecycle_evidence();
+    let from_outside = from_outside(f, tl, cfg);
+    if let Some(term) = case
+        .term()
+        .filter(|term| from_outside && attempt >= term - cfg.skew_ns)
+    {
+        return case.lb_deregistration(f, term);
+    }
     if matches!(f.kind, FailureKind::Reset | FailureKind::Refused) && f.rst {
         case = match case.killed() {
             Ok(c) => return c,

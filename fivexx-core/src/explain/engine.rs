@@ -161,6 +161,9 @@ impl Explainer {
             Fact::Kernel(e) => {
                 self.stats.kernel_facts += 1;
                 if e.kind == KernelEventKind::HttpResponse {
+                    if let Some(t) = e.tuple {
+                        self.tl.note_proxy(t.saddr);
+                    }
                     if let Some(a) = self.answers.kernel_answer(e) {
                         self.enqueue_answer(a);
                     }
@@ -179,6 +182,7 @@ impl Explainer {
             Fact::Node(n) => self.tl.apply_node(n),
             Fact::Event(e) => self.tl.apply_event(e),
             Fact::HttpPeek(p) => {
+                self.tl.note_proxy(p.proxy_ip);
                 self.joiner.add_proxy(p.proxy_ip);
                 self.answers.peeked(p);
             }
@@ -201,7 +205,7 @@ impl Explainer {
     fn enqueue_done(&mut self) {
         for f in self.done.drain(..) {
             self.stats.failures += 1;
-            self.assembler.note(&f);
+            self.assembler.note(&f, &self.tl, &self.cfg);
             self.pending
                 .push(Reverse(Pending::new(Failure::Connection(f))));
         }
@@ -233,9 +237,15 @@ impl Explainer {
                     }
                 }
                 Failure::Connection(f) => {
-                    let v = self
+                    let Some(v) = self
                         .assembler
-                        .connection_verdict(f, &self.tl, &self.cfg, horizon);
+                        .connection_verdict(f, &self.tl, &self.cfg, horizon)
+                    else {
+                        // A health check from outside: no client saw it.
+                        self.stats.failures -= 1;
+                        self.stats.health_checks += 1;
+                        continue;
+                    };
                     if let Some(v) = self.answers.upstream_verdict(v) {
                         Self::finalise(v, &mut self.bursts, &self.tl, &self.cfg, out);
                     }

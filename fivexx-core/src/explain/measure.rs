@@ -134,6 +134,11 @@ pub struct WorkloadStats {
     pub lost_pods: u32,
     pub lost_node: Option<String>,
     pub kept_after_loss_ns: Vec<i64>,
+    /// Per terminated pod: how long after termination began a load
+    /// balancer outside the cluster still sent it new connections, and
+    /// the addresses those came from.
+    pub lb_lags_ns: Vec<i64>,
+    pub lb_addrs: std::collections::BTreeSet<std::net::IpAddr>,
 }
 
 fn push_sample(v: &mut Vec<i64>, x: i64) {
@@ -235,6 +240,18 @@ impl WorkloadStats {
         }
         for x in &o.kept_after_loss_ns {
             push_sample(&mut self.kept_after_loss_ns, *x);
+        }
+        for x in &o.lb_lags_ns {
+            push_sample(&mut self.lb_lags_ns, *x);
+        }
+        self.lb_addrs.extend(o.lb_addrs.iter().copied());
+    }
+
+    /// One terminated pod's load-balancer lag.
+    pub(crate) fn add_lb_lag(&mut self, lag_ns: i64, from: std::net::IpAddr) {
+        push_sample(&mut self.lb_lags_ns, lag_ns);
+        if self.lb_addrs.len() < 64 {
+            self.lb_addrs.insert(from);
         }
     }
 }
@@ -442,6 +459,44 @@ fn node_lost_fix(st: &WorkloadStats) -> Fix {
     }
 }
 
+/// An external load balancer that kept sending to terminating pods: the
+/// pods must keep serving until it has stopped (a preStop sleep over the
+/// measured lag), and the load balancer should stop sooner.
+fn lb_deregistration_fix(st: &WorkloadStats) -> Fix {
+    let lbs = st
+        .lb_addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let lbs = if lbs.is_empty() { "?".to_string() } else { lbs };
+    let settings = "and make the load balancer stop sooner: AWS target group deregistration (the Load Balancer Controller deregisters when the endpoint leaves; keep deregistration_delay.timeout_seconds below the pod's grace period), GKE NEG connection draining, Azure Application Gateway connection draining";
+    let v = &st.lb_lags_ns;
+    let (Some(p50), Some(max)) = (percentile(v, 50.0), v.iter().copied().max()) else {
+        return Fix {
+            action: format!("a preStop sleep longer than the load balancer's deregistration, {settings}"),
+            because: format!("the load balancer at {lbs}, outside the cluster, sent new connections to terminating pods"),
+            params: BTreeMap::new(),
+        };
+    };
+    let rec = prestop_for_lag(s(max));
+    Fix {
+        action: format!("preStop sleep >= {rec} s (keep serving while the load balancer deregisters the pod), {settings}"),
+        because: format!(
+            "the load balancer at {lbs}, outside the cluster, sent new connections to pods {:.1} s after their termination began (p50; max {:.1} s over {}): its deregistration lags the endpoint removal",
+            s(p50),
+            s(max),
+            terminations(v.len())
+        ),
+        params: params(&[
+            ("prestop_sleep_s", rec),
+            ("lb_lag_p50_s", s(p50)),
+            ("lb_lag_max_s", s(max)),
+            ("terminations", v.len() as f64),
+        ]),
+    }
+}
+
 /// The fix for `cause` in a workload with these measurements.
 pub fn fix_for(cause: Cause, st: &WorkloadStats) -> Option<Fix> {
     let n = st.terminations;
@@ -449,6 +504,7 @@ pub fn fix_for(cause: Cause, st: &WorkloadStats) -> Option<Fix> {
         Cause::PrestopFailed => Some(prestop_failed_fix(st)),
         Cause::KeepAliveIdleTimeout => Some(idle_timeout_fix(st)),
         Cause::NodeLost => Some(node_lost_fix(st)),
+        Cause::LbDeregistrationLag => Some(lb_deregistration_fix(st)),
         Cause::EndpointLagNetnsAlive | Cause::EndpointLagNetnsGone => {
             let Some((lag, what, count)) = lag_of(st) else {
                 return Some(Fix {

@@ -12,7 +12,8 @@
 //! `connections` joins kernel events into failed connections; `answers`
 //! joins proxies' 5xx to the upstream failures behind them and counts
 //! retries; `classify` holds the rules; `assemble` places a classification
-//! in its workload, episode and fix; `measure` turns measurements into
+//! in its workload, episode and fix; `outside` tells an external load
+//! balancer's traffic from its health checks; `measure` turns measurements into
 //! fixes; `config` and `stats` are the tunables and the totals.
 
 mod answers;
@@ -27,6 +28,7 @@ mod episode;
 pub mod hook;
 pub mod measure;
 mod next;
+mod outside;
 mod services;
 mod stats;
 pub mod track;

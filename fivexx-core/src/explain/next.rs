@@ -29,6 +29,7 @@ pub(crate) fn next_step(v: &Verdict, tl: &ClusterTimeline, skew: i64) -> Option<
                 ),
             )
         }
+        Cause::LbDeregistrationLag => lb_deregistration(&n),
         Cause::KeepAliveRace => step(
             format!(
                 "kubectl get -n {} {} -o jsonpath='{{{}.containers[*].lifecycle.preStop}}'",
@@ -114,6 +115,30 @@ pub(crate) fn next_step(v: &Verdict, tl: &ClusterTimeline, skew: i64) -> Option<
         }
         Cause::Unexplained => unexplained(v, &n, tl, skew),
     }
+}
+
+/// A load balancer outside the cluster: its settings live on the Service
+/// (or Ingress) that made it; the pods' side is their preStop.
+fn lb_deregistration(n: &Names) -> Option<NextStep> {
+    let ns = n.ns?;
+    let (command, why) = match &n.service {
+        Some(svc) => (
+            format!("kubectl get service -n {ns} {svc} -o jsonpath='{{.metadata.annotations}}'"),
+            "the load balancer's target settings (target type ip, deregistration delay, health checks) are in its annotations (a TargetGroupBinding or an Ingress's annotations on AWS, a BackendConfig on GKE); the pods need a preStop sleep longer than its deregistration",
+        ),
+        None => (
+            format!(
+                "kubectl get -n {ns} {} -o jsonpath='{{{}.containers[*].lifecycle.preStop}}'",
+                n.target.as_deref()?,
+                n.spec
+            ),
+            "a load balancer outside the cluster sends to the pods' IPs: they need a preStop sleep longer than its deregistration",
+        ),
+    };
+    Some(NextStep {
+        command,
+        why: why.into(),
+    })
 }
 
 /// An unexplained failure: an upstream's own 5xx points at its log, a

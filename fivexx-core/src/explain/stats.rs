@@ -22,6 +22,10 @@ pub struct EngineStats {
     /// failure, counted.
     #[serde(default)]
     pub own_aborts: u64,
+    /// Failed connections from outside the cluster with no other near
+    /// them: a load balancer's health checks, no client's request.
+    #[serde(default)]
+    pub health_checks: u64,
     /// What the peeked proxies answered, by the cause of the upstream
     /// failure behind each answer.
     pub http: HttpTotals,

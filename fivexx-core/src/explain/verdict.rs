@@ -40,11 +40,16 @@ pub enum Cause {
     /// deleted, and the endpoints kept its pods until the Node went
     /// NotReady.
     NodeLost,
+    /// An external load balancer (its address no pod's, no proxy's) that
+    /// targets pod IPs went on sending new connections to a terminating
+    /// pod: its target deregistration lags the endpoint removal. It
+    /// answered the client itself, outside the cluster.
+    LbDeregistrationLag,
     Unexplained,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 12] = [
+    pub const ALL: [Cause; 13] = [
         Cause::EndpointLagNetnsAlive,
         Cause::EndpointLagNetnsGone,
         Cause::KeepAliveRace,
@@ -56,6 +61,7 @@ impl Cause {
         Cause::PrestopFailed,
         Cause::KeepAliveIdleTimeout,
         Cause::NodeLost,
+        Cause::LbDeregistrationLag,
         Cause::Unexplained,
     ];
 
@@ -72,6 +78,7 @@ impl Cause {
             Cause::PrestopFailed => "prestop_failed",
             Cause::KeepAliveIdleTimeout => "keep_alive_idle_timeout",
             Cause::NodeLost => "node_lost",
+            Cause::LbDeregistrationLag => "lb_deregistration_lag",
             Cause::Unexplained => "unexplained",
         }
     }
@@ -90,6 +97,7 @@ impl Cause {
             Cause::PrestopFailed => "preStop hook failed",
             Cause::KeepAliveIdleTimeout => "idle keep-alive timeout (backend first)",
             Cause::NodeLost => "node lost (no drain)",
+            Cause::LbDeregistrationLag => "external load balancer deregistration lag",
             Cause::Unexplained => "unexplained",
         }
     }

@@ -250,6 +250,11 @@ pub struct ClusterTimeline {
     addresses: HashMap<IpAddr, AddressHistory>,
     /// Service cluster IP -> (namespace, name).
     services: HashMap<IpAddr, (String, String)>,
+    /// Every address a pod, an endpoint or a proxy of the cluster had,
+    /// kept after the pod is forgotten (a long-running proxy pod nothing
+    /// is heard about for hours is pruned, but its address stays the
+    /// cluster's, never a load balancer's outside).
+    cluster_addrs: std::collections::HashSet<IpAddr>,
     /// When each Service was first seen present: a Service whose first
     /// ready endpoint came later had none until then, which is what a
     /// proxy answers 503 for (a new Service, or one scaled up from zero
@@ -371,6 +376,7 @@ impl ClusterTimeline {
             PodChange::Gone => p.gone_ns = Some(min_opt(p.gone_ns, f.at_ns)),
         }
         if let Some(ip) = new_ip {
+            self.note_cluster_address(ip);
             let a = self.addresses.entry(ip).or_default();
             a.owners.push((f.at_ns, f.uid.clone()));
             a.last_seen_ns = a.last_seen_ns.max(f.at_ns);
@@ -378,6 +384,7 @@ impl ClusterTimeline {
     }
 
     pub fn apply_endpoint(&mut self, f: &EndpointFact) {
+        self.note_cluster_address(f.address);
         let a = self.addresses.entry(f.address).or_default();
         a.membership.push(Membership {
             at_ns: f.at_ns,
@@ -631,6 +638,30 @@ impl ClusterTimeline {
             .iter()
             .max_by_key(|m| m.at_ns)
             .map(|m| &m.service)
+    }
+
+    /// No pod, Service or proxy of the cluster is known to have had `ip`: the
+    /// peer of a connection to a pod from outside (an external load
+    /// balancer in IP mode, a client on another network). Loopback and the
+    /// unspecified address are the node's own, never outside.
+    pub fn is_outside_cluster(&self, ip: IpAddr) -> bool {
+        !(ip.is_loopback()
+            || ip.is_unspecified()
+            || self.cluster_addrs.contains(&ip)
+            || self.services.contains_key(&ip))
+    }
+
+    /// `ip` answered clients as a proxy: it is the cluster's own.
+    pub fn note_proxy(&mut self, ip: IpAddr) {
+        self.note_cluster_address(ip);
+    }
+
+    fn note_cluster_address(&mut self, ip: IpAddr) {
+        /// A cluster's addresses over a long session, at most.
+        const MAX_CLUSTER_ADDRS: usize = 1 << 20;
+        if self.cluster_addrs.len() < MAX_CLUSTER_ADDRS {
+            self.cluster_addrs.insert(ip);
+        }
     }
 
     /// The service whose cluster IP this is.
