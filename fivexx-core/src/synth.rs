@@ -509,6 +509,50 @@ impl Synth {
         t
     }
 
+    /// An established connection `client` (ephemeral port) to `server`
+    /// (port 8080) reset by the client itself, an abortive close (HAProxy
+    /// closes its server connections so): the client's `send_reset`, and
+    /// the server's `receive_reset` and ECONNRESET on `server_node`.
+    pub fn reset_by_client(
+        &mut self,
+        client_node: &str,
+        client: IpAddr,
+        server: IpAddr,
+        at: i64,
+        server_node: &str,
+    ) -> FourTuple {
+        let (t, sock) = self.tuple(client, server, 8080);
+        let mut e = self.net(KernelEventKind::SendReset, client_node, at, t, sock);
+        e.tcp_state = Some(TcpState::Established);
+        e.reset_reason = Some("NOT_SPECIFIED".into());
+        self.facts.push(Fact::Kernel(e));
+        let back = FourTuple {
+            saddr: t.daddr,
+            sport: t.dport,
+            daddr: t.saddr,
+            dport: t.sport,
+        };
+        let mut e = self.net(
+            KernelEventKind::ReceiveReset,
+            server_node,
+            at + 100_000,
+            back,
+            sock + 1_000_000,
+        );
+        e.tcp_state = Some(TcpState::Established);
+        self.facts.push(Fact::Kernel(e));
+        let mut e = self.net(
+            KernelEventKind::SockError,
+            server_node,
+            at + 101_000,
+            back,
+            sock + 1_000_000,
+        );
+        e.errno = Some(104);
+        self.facts.push(Fact::Kernel(e));
+        t
+    }
+
     /// One side of connection `t` (client side first, as [`reset`]
     /// returns it) closes it after `idle_ns` without data: the kernel's
     /// ESTABLISHED -> FIN_WAIT1 with the idle time, on `node`.

@@ -1649,9 +1649,9 @@ fn a_proxys_own_reset_of_its_upstream_is_no_failure() {
     let mut s = synth();
     let p = old_pod(&mut s, 43);
     s.http_peek("node-1", proxy(), T0 - 10 * SECOND);
-    // Swapped roles: the "client" tuple is the pod's side, receiving.
+    // The proxy closes its upstream connections with a RST.
     for k in 0..5 {
-        let _ = s.reset("node-2", p.ip, proxy(), T0 + k * SECOND, Some("node-1"));
+        let _ = s.reset_by_client("node-1", proxy(), p.ip, T0 + k * SECOND, "node-2");
     }
     // With no 5xx seen for it, a peeked proxy's upstream failure is a
     // try it retried: counted as hidden, not a verdict.

@@ -279,7 +279,8 @@ impl Assembler {
             match c.cause {
                 Cause::EndpointLagNetnsAlive
                 | Cause::EndpointLagNetnsGone
-                | Cause::PrestopFailed => {
+                | Cause::PrestopFailed
+                | Cause::ProxyTerminated => {
                     if let Some(term) = p.termination_ns() {
                         let last = p
                             .ips

@@ -210,6 +210,59 @@ impl<'a> PodCase<'a> {
         Ok(self.verdict(Cause::SigkillAtGraceExpiry, confidence, Some(note)))
     }
 
+    /// Rule 3-P: the address is a proxy's (it answered clients) and its
+    /// pod was terminating: the clients, or the load balancer in front,
+    /// still sent to a proxy replica that had stopped accepting or closed
+    /// their connections. Before the load-balancer rule: a proxy's
+    /// clients are outside the cluster too, but what must change is the
+    /// proxy's own shutdown.
+    fn proxy_terminated(mut self, f: &FailedConnection, term: i64) -> Classification {
+        let (attempt, pod) = (self.attempt, self.pod);
+        self.ev.push(Evidence {
+            at_ns: attempt,
+            source: FactSource::Node(Arc::from(pod.node.clone().unwrap_or_default())),
+            fact: Observation::text(format!(
+                "{} is the proxy {}: it answered clients' requests",
+                self.addr, pod.display
+            )),
+        });
+        let exited = pod
+            .exits
+            .iter()
+            .filter(|x| x.at_ns >= term - self.cfg.skew_ns && x.at_ns <= attempt + self.cfg.skew_ns)
+            .map(|x| x.at_ns)
+            .min();
+        if let Some(x) = exited {
+            self.ev.push(Evidence {
+                at_ns: x,
+                source: FactSource::Node(Arc::from(pod.node.clone().unwrap_or_default())),
+                fact: Observation::text(format!("the processes of {} exited", pod.display)),
+            });
+        }
+        let how = match f.kind {
+            FailureKind::Reset => "reset the client's connection",
+            FailureKind::Refused => "refused the client's new connection",
+            _ => "left the client's connect unanswered",
+        };
+        let exit_note = exited.map_or(String::new(), |x| {
+            format!(
+                " (its processes exited {:.1} s after termination began)",
+                secs((x - term).max(0))
+            )
+        });
+        let note = format!(
+            "the proxy pod {} {how} {:.1} s after its termination began{exit_note}: clients still sent to it, so it shut down before they had moved to the other replicas",
+            pod.display_name(),
+            secs((attempt - term).max(0))
+        );
+        let confidence = if self.sigterm().is_some() {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        };
+        self.verdict(Cause::ProxyTerminated, confidence, Some(note))
+    }
+
     /// Rule 3-LB: a new connection from outside the cluster (no pod, no
     /// proxy, no Service has its address) into a terminating pod that
     /// failed: an external load balancer in IP mode (an ALB or NLB target
@@ -618,6 +671,13 @@ fn classify_mechanism(
         }
     }
     case.lifecycle_evidence();
+    if let Some(term) = case.term().filter(|term| {
+        tl.is_proxy(addr)
+            && (f.kind.is_new_connection() || f.kind == FailureKind::Reset)
+            && attempt >= term - cfg.skew_ns
+    }) {
+        return case.proxy_terminated(f, term);
+    }
     let from_outside = from_outside(f, tl, cfg);
     if let Some(term) = case
         .term()

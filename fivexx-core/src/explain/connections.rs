@@ -412,6 +412,18 @@ impl FailureJoiner {
             self.proxies.contains(&t.saddr),
             self.proxies.contains(&t.daddr),
         );
+        // Only on the proxy's upstream connections, where the proxy is the
+        // client (its ephemeral port above the backend's serving port):
+        // a proxy that resets its own clients' connections, or refuses
+        // them, is failing them.
+        let proxy_is_client = if local {
+            t.sport > t.dport
+        } else {
+            t.dport > t.sport
+        };
+        if !proxy_is_client {
+            return false;
+        }
         match e.kind {
             KernelEventKind::ReceiveReset => {
                 !local && remote && e.tcp_state != Some(TcpState::SynSent)

@@ -93,10 +93,14 @@ impl Explainer {
         for ip in &cfg.peeked_proxies {
             joiner.add_proxy(*ip);
         }
+        let mut tl = ClusterTimeline::default();
+        for ip in &cfg.peeked_proxies {
+            tl.note_proxy(*ip);
+        }
         Explainer {
             answers: AnswerJoin::new(&cfg.peeked_proxies),
             cfg,
-            tl: ClusterTimeline::default(),
+            tl,
             joiner,
             assembler: Assembler::default(),
             pending: BinaryHeap::new(),

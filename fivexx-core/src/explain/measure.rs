@@ -497,6 +497,37 @@ fn lb_deregistration_fix(st: &WorkloadStats) -> Fix {
     }
 }
 
+/// A proxy replica terminated under traffic: it must keep serving until
+/// whatever sends to it (the load balancer in front, clients' DNS or
+/// connection pools) has stopped, then drain what it holds.
+fn proxy_terminated_fix(st: &WorkloadStats) -> Fix {
+    let drain = "and drain before exiting: ingress-nginx worker-shutdown-timeout (nginx's graceful SIGQUIT), Envoy's --drain-time-s with --drain-strategy immediate (Envoy Gateway's shutdown drainTimeout, Istio's terminationDrainDuration), HAProxy's soft stop (SIGUSR1) with hard-stop-after";
+    let v = &st.proxy_lags_ns;
+    let (Some(p50), Some(max)) = (percentile(v, 50.0), v.iter().copied().max()) else {
+        return Fix {
+            action: format!("a preStop sleep on the proxy pods longer than clients take to stop sending to a terminating replica, {drain}"),
+            because: "clients still sent to a proxy replica that was shutting down".into(),
+            params: BTreeMap::new(),
+        };
+    };
+    let rec = prestop_for_lag(s(max));
+    Fix {
+        action: format!("preStop sleep >= {rec} s on the proxy pods (keep accepting while clients and the load balancer in front move away), {drain}"),
+        because: format!(
+            "clients still sent to terminating proxy pods {:.1} s after their termination began (p50; max {:.1} s over {}), after the proxy had stopped accepting",
+            s(p50),
+            s(max),
+            terminations(v.len())
+        ),
+        params: params(&[
+            ("prestop_sleep_s", rec),
+            ("client_window_p50_s", s(p50)),
+            ("client_window_max_s", s(max)),
+            ("terminations", v.len() as f64),
+        ]),
+    }
+}
+
 /// The fix for `cause` in a workload with these measurements.
 pub fn fix_for(cause: Cause, st: &WorkloadStats) -> Option<Fix> {
     let n = st.terminations;
@@ -505,6 +536,7 @@ pub fn fix_for(cause: Cause, st: &WorkloadStats) -> Option<Fix> {
         Cause::KeepAliveIdleTimeout => Some(idle_timeout_fix(st)),
         Cause::NodeLost => Some(node_lost_fix(st)),
         Cause::LbDeregistrationLag => Some(lb_deregistration_fix(st)),
+        Cause::ProxyTerminated => Some(proxy_terminated_fix(st)),
         Cause::EndpointLagNetnsAlive | Cause::EndpointLagNetnsGone => {
             let Some((lag, what, count)) = lag_of(st) else {
                 return Some(Fix {

@@ -30,6 +30,16 @@ pub(crate) fn next_step(v: &Verdict, tl: &ClusterTimeline, skew: i64) -> Option<
             )
         }
         Cause::LbDeregistrationLag => lb_deregistration(&n),
+        Cause::ProxyTerminated => step(
+            format!(
+                "kubectl get -n {} {} -o jsonpath='{{{}.terminationGracePeriodSeconds}} {{{}.containers[*].lifecycle.preStop}}'",
+                n.ns?,
+                n.target?,
+                n.spec,
+                n.spec
+            ),
+            "the proxy pods' grace period and preStop: a replica must keep accepting until the load balancer in front (or the clients' DNS) has stopped sending to it, and drain within its grace period".into(),
+        ),
         Cause::KeepAliveRace => step(
             format!(
                 "kubectl get -n {} {} -o jsonpath='{{{}.containers[*].lifecycle.preStop}}'",

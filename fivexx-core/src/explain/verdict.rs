@@ -45,11 +45,15 @@ pub enum Cause {
     /// pod: its target deregistration lags the endpoint removal. It
     /// answered the client itself, outside the cluster.
     LbDeregistrationLag,
+    /// A proxy pod itself (an ingress or gateway replica) was terminating
+    /// while clients still sent to it: it stopped accepting or closed
+    /// their connections before they had moved to the other replicas.
+    ProxyTerminated,
     Unexplained,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 13] = [
+    pub const ALL: [Cause; 14] = [
         Cause::EndpointLagNetnsAlive,
         Cause::EndpointLagNetnsGone,
         Cause::KeepAliveRace,
@@ -62,6 +66,7 @@ impl Cause {
         Cause::KeepAliveIdleTimeout,
         Cause::NodeLost,
         Cause::LbDeregistrationLag,
+        Cause::ProxyTerminated,
         Cause::Unexplained,
     ];
 
@@ -79,6 +84,7 @@ impl Cause {
             Cause::KeepAliveIdleTimeout => "keep_alive_idle_timeout",
             Cause::NodeLost => "node_lost",
             Cause::LbDeregistrationLag => "lb_deregistration_lag",
+            Cause::ProxyTerminated => "proxy_terminated",
             Cause::Unexplained => "unexplained",
         }
     }
@@ -98,6 +104,7 @@ impl Cause {
             Cause::KeepAliveIdleTimeout => "idle keep-alive timeout (backend first)",
             Cause::NodeLost => "node lost (no drain)",
             Cause::LbDeregistrationLag => "external load balancer deregistration lag",
+            Cause::ProxyTerminated => "proxy pod terminated under traffic",
             Cause::Unexplained => "unexplained",
         }
     }

@@ -255,6 +255,9 @@ pub struct ClusterTimeline {
     /// is heard about for hours is pruned, but its address stays the
     /// cluster's, never a load balancer's outside).
     cluster_addrs: std::collections::HashSet<IpAddr>,
+    /// Addresses that answered clients as proxies: peeked, or a status
+    /// line seen from them.
+    proxy_addrs: std::collections::HashSet<IpAddr>,
     /// When each Service was first seen present: a Service whose first
     /// ready endpoint came later had none until then, which is what a
     /// proxy answers 503 for (a new Service, or one scaled up from zero
@@ -654,6 +657,14 @@ impl ClusterTimeline {
     /// `ip` answered clients as a proxy: it is the cluster's own.
     pub fn note_proxy(&mut self, ip: IpAddr) {
         self.note_cluster_address(ip);
+        if self.proxy_addrs.len() < 4096 {
+            self.proxy_addrs.insert(ip);
+        }
+    }
+
+    /// `ip` answered clients as a proxy.
+    pub fn is_proxy(&self, ip: IpAddr) -> bool {
+        self.proxy_addrs.contains(&ip)
     }
 
     fn note_cluster_address(&mut self, ip: IpAddr) {
