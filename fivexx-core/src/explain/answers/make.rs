@@ -5,6 +5,7 @@ use crate::event::{FourTuple, KernelEvent};
 use crate::explain::config::SECOND;
 use crate::explain::verdict::{FailureKind, HttpAnswer};
 use crate::model::{Evidence, FactSource, Observation, ProxyLogFact};
+use crate::proxylog::LogFormat;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -22,12 +23,19 @@ pub(super) fn known_client(ip: IpAddr) -> Option<IpAddr> {
 /// How much later than its logged time a proxy's answer may really have
 /// happened. nginx stamps `$msec` from the time it cached at the start of
 /// its event-loop turn, a few ms before the kernel sees the same turn's
-/// failed connect and 5xx write; `$time_local` is whole seconds.
-fn log_slack(precise: bool) -> i64 {
-    if precise {
-        50_000_000
-    } else {
-        SECOND - 1
+/// failed connect and 5xx write; `$time_local` is whole seconds. Envoy
+/// logs a request when it is done, but a busy worker that fails every
+/// request pending on one failed connect writes their 503s out up to
+/// 76 ms after logging them (measured under load): its lines get the
+/// pairing's own allowance, so that such an answer is still known when
+/// its line is, and is not counted a second time from the log.
+fn log_slack(l: &ProxyLogFact) -> i64 {
+    match (l.precise_time, l.format) {
+        (true, LogFormat::EnvoyText | LogFormat::IstioText | LogFormat::EnvoyGatewayJson) => {
+            super::logged::WRITE_LAG_NS
+        }
+        (true, _) => 50_000_000,
+        (false, _) => SECOND - 1,
     }
 }
 
@@ -78,7 +86,7 @@ pub(super) fn logged_answer(l: &ProxyLogFact, upstream: Option<SocketAddr>) -> H
         })
         .collect();
     HttpAnswer {
-        at_ns: l.at_ns.saturating_add(log_slack(l.precise_time)),
+        at_ns: l.at_ns.saturating_add(log_slack(l)),
         first_ns: l.at_ns,
         kind: FailureKind::Http5xxLogged,
         http_status: l.status,
