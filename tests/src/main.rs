@@ -162,6 +162,21 @@ struct ScenarioFlags {
     /// --replicas on the lab's node).
     #[arg(long)]
     lost_replicas: Option<u32>,
+    /// lb-deregistration-lag: from a pod's endpoint removal to the
+    /// external load balancer's deregistration of it.
+    #[arg(long)]
+    lb_deregistration_ms: Option<u64>,
+    /// lb-deregistration-lag: the load balancer's health-check interval
+    /// (HAProxy; 0: no checks).
+    #[arg(long)]
+    lb_health_check_ms: Option<u64>,
+    /// proxy-terminated: the ingress replicas the clients balance over.
+    #[arg(long)]
+    proxy_replicas: Option<u32>,
+    /// proxy-terminated: how long after a proxy pod's deletion the
+    /// clients still send to it.
+    #[arg(long)]
+    client_lag_ms: Option<u64>,
     /// oom: when the hog starts allocating, after its start.
     #[arg(long)]
     oom_after_ms: Option<u64>,
@@ -232,6 +247,9 @@ impl ScenarioFlags {
             oom_after_ms,
             node_monitor_grace_ms,
             lost_replicas,
+            lb_deregistration_ms,
+            proxy_replicas,
+            client_lag_ms,
             upstream_keepalive_timeout_ms,
             proxy_connect_timeout_ms
         );
@@ -280,6 +298,10 @@ impl ScenarioFlags {
         }
         if let Some(v) = self.haproxy_http_reuse {
             p.haproxy.http_reuse = v;
+        }
+        if let Some(v) = self.lb_health_check_ms {
+            let fall = p.haproxy.health_check.map_or(3, |(_, f)| f);
+            p.haproxy.health_check = (v > 0).then_some((v, fall));
         }
         p
     }

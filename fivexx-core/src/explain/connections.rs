@@ -393,43 +393,28 @@ impl FailureJoiner {
         self.proxies.insert(ip);
     }
 
-    /// The local side reset its own connection, so no request of its
+    /// The connection's client reset it itself, so no request of its
     /// failed by it: it chose to close. Either a socket error whose
     /// 4-tuple the kernel had already cleared (`tcp_disconnect`, an
     /// abortive close with SO_LINGER 0, reports ECONNRESET after zeroing
-    /// the peer's port; a reset received keeps it), or, on a peeked
-    /// proxy's upstream connection, the backend's side receiving the
-    /// proxy's RST (a reset or ECONNRESET from a proxy's address) or the
-    /// proxy's side sending it. HAProxy closes server connections so.
+    /// the peer's port; a reset received keeps it), or the client's RST
+    /// on an established connection: the server's side receiving it (a
+    /// reset or ECONNRESET, the receiver's port below the sender's: it is
+    /// the serving port) or the client's side sending it. HAProxy closes
+    /// its server connections so, and a load balancer outside the cluster
+    /// does not need to be known for its closes to be its own.
     fn own_abort(&self, e: &KernelEvent, t: &FourTuple) -> bool {
         if e.kind == KernelEventKind::SockError && t.dport == 0 {
             return true;
         }
-        if self.proxies.is_empty() {
-            return false;
-        }
-        let (local, remote) = (
-            self.proxies.contains(&t.saddr),
-            self.proxies.contains(&t.daddr),
-        );
-        // Only on the proxy's upstream connections, where the proxy is the
-        // client (its ephemeral port above the backend's serving port):
-        // a proxy that resets its own clients' connections, or refuses
-        // them, is failing them.
-        let proxy_is_client = if local {
-            t.sport > t.dport
-        } else {
-            t.dport > t.sport
-        };
-        if !proxy_is_client {
-            return false;
-        }
+        // `t` is the reporting socket's view: its own port first.
+        let (own, peer) = (t.sport, t.dport);
         match e.kind {
-            KernelEventKind::ReceiveReset => {
-                !local && remote && e.tcp_state != Some(TcpState::SynSent)
+            KernelEventKind::ReceiveReset => e.tcp_state != Some(TcpState::SynSent) && own < peer,
+            KernelEventKind::SockError => e.errno == Some(104) && own < peer,
+            KernelEventKind::SendReset => {
+                own > peer && e.reset_reason.as_deref() != Some("NO_SOCKET")
             }
-            KernelEventKind::SockError => !local && remote && e.errno == Some(104),
-            KernelEventKind::SendReset => local && !remote,
             _ => false,
         }
     }

@@ -155,8 +155,13 @@ pub fn run_plugin_during(
         let p = params.clone();
         let run = tokio::spawn(async move { crate::sim::scenario::run(&p, &opts).await });
         let deadline = Instant::now() + Duration::from_secs(600);
+        // The ingress pod is the lab's first; with the proxy playing a
+        // load balancer outside the cluster there is none, and the
+        // Deployment's first pod is.
         let ingress_ns = params.proxy.pod_identity().namespace;
-        while store.list_pods(Some(ingress_ns)).is_empty() {
+        while store.list_pods(Some(ingress_ns)).is_empty()
+            && store.list_pods(Some("shop")).is_empty()
+        {
             assert!(Instant::now() < deadline, "{name}: the lab never started");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

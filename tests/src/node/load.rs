@@ -9,12 +9,15 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Request rate and length.
 #[derive(Clone, Debug)]
 pub struct LoadConfig {
     pub target: SocketAddr,
+    /// A client-side balancer instead of `target`: requests go round the
+    /// addresses it holds at the time of sending (the scenario changes
+    /// them, as DNS or a client's endpoint list would).
+    pub targets: Option<tokio::sync::watch::Receiver<Vec<SocketAddr>>>,
     /// Requests per second (1..=2000).
     pub rate: u32,
     pub duration: Duration,
@@ -70,6 +73,10 @@ pub struct RequestRecord {
     /// matched to this request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_port: Option<u16>,
+    /// Where the request was sent, when the client balanced between
+    /// several ingress replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<SocketAddr>,
 }
 
 impl RequestRecord {
@@ -111,9 +118,17 @@ pub async fn run(cfg: LoadConfig, timeline: Timeline) -> Vec<RequestRecord> {
             ticker.tick().await;
         }
         let step_now = step.borrow().clone();
-        let target = cfg.target;
+        let picked = cfg.targets.as_ref().and_then(|t| {
+            let t = t.borrow();
+            (!t.is_empty()).then(|| t[(seq % t.len() as u64) as usize])
+        });
+        let target = picked.unwrap_or(cfg.target);
         let timeout = cfg.timeout;
-        set.spawn(async move { one_request(seq, target, timeout, step_now).await });
+        set.spawn(async move {
+            let mut r = one_request(seq, target, timeout, step_now).await;
+            r.target = picked;
+            r
+        });
     }
     let mut records = Vec::with_capacity(total as usize);
     while let Some(r) = set.join_next().await {
@@ -144,6 +159,7 @@ async fn one_request(
         attempts: None,
         step,
         local_port: None,
+        target: None,
     };
     match tokio::time::timeout(timeout, exchange(seq, target, &mut rec.local_port)).await {
         Ok(Ok(resp)) => parse_response(&resp, &mut rec),
@@ -159,8 +175,21 @@ async fn exchange(
     target: SocketAddr,
     local_port: &mut Option<u16>,
 ) -> Result<Vec<u8>, RequestError> {
+    // Bound before the connect, so that a refused or timed-out connect
+    // still has its port: the kernel's record of it names that port.
+    let socket = match target {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(|_| RequestError::ConnectFailed)?;
+    let any: SocketAddr = match target {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    socket.bind(any).map_err(|_| RequestError::ConnectFailed)?;
+    *local_port = socket.local_addr().ok().map(|a| a.port());
     let mut stream =
-        match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(target)).await {
+        match tokio::time::timeout(Duration::from_secs(3), socket.connect(target)).await {
             Err(_) => return Err(RequestError::ConnectTimeout),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 return Err(RequestError::ConnectRefused)
@@ -168,7 +197,6 @@ async fn exchange(
             Ok(Err(_)) => return Err(RequestError::ConnectFailed),
             Ok(Ok(s)) => s,
         };
-    *local_port = stream.local_addr().ok().map(|a| a.port());
     let req = format!("GET /?seq={seq} HTTP/1.1\r\nHost: lab.fivexx\r\nUser-Agent: fivexx-lab\r\nConnection: close\r\n\r\n");
     stream.write_all(req.as_bytes()).await.map_err(classify)?;
     let mut buf = Vec::with_capacity(512);
@@ -277,6 +305,7 @@ mod tests {
             attempts: None,
             step: "s".into(),
             local_port: None,
+            target: None,
         };
         parse_response(
             b"HTTP/1.1 502 Bad Gateway\r\nServer: nginx\r\nX-Upstream-Addr: 10.244.0.11:8080\r\nX-Upstream-Status: 502\r\n\r\n<html>",

@@ -17,6 +17,15 @@ pub const INGRESS_NETNS: &str = "fxlab-ingress";
 /// ingress, pods get .10 to .250.
 pub const BRIDGE_IP: [u8; 4] = [10, 244, 0, 1];
 pub const INGRESS_IP: [u8; 4] = [10, 244, 0, 2];
+/// The external load balancer (lb-deregistration-lag): its own netns on
+/// a network outside the pod CIDR and the Service range, routed to the
+/// pods through the host (the node), as a cloud load balancer in IP mode
+/// reaches pod IPs over the VPC. Host side `.1`, the load balancer `.10`.
+pub const EXTERNAL_LB_NETNS: &str = "fxlab-elb";
+pub const EXTERNAL_NET_GW: [u8; 4] = [172, 31, 0, 1];
+pub const EXTERNAL_LB_IP: [u8; 4] = [172, 31, 0, 10];
+/// Its host-side veth (carries [`VETH_PREFIX`], so `clean` finds it).
+pub const EXTERNAL_LB_VETH: &str = "fxvelb";
 pub const POD_IP_FIRST: u8 = 10;
 pub const POD_IP_LAST: u8 = 250;
 /// Port every backend listens on (the container port).

@@ -99,6 +99,51 @@ impl PodNetwork {
         Ok(net)
     }
 
+    /// A namespace outside the pod network (an external load balancer):
+    /// a veth pair to the host, `gw` on the host side, `ip_addr` inside,
+    /// its default route through the host, and the host forwarding
+    /// between it and the pod bridge, as a node routes VPC traffic to its
+    /// pods. Nothing in it is on the bridge.
+    pub fn create_external(
+        netns: &str,
+        ip_addr: Ipv4Addr,
+        gw: Ipv4Addr,
+        host_veth: &str,
+    ) -> Result<PodNetwork> {
+        let peer = format!("{host_veth}p");
+        let _ = ip(&["link", "del", host_veth]);
+        let _ = ip(&["netns", "del", netns]);
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+            .map_err(io_err("enabling IPv4 forwarding on the host"))?;
+        ip(&["netns", "add", netns])?;
+        let net = PodNetwork {
+            netns: netns.to_string(),
+            ip: ip_addr,
+            host_veth: host_veth.to_string(),
+        };
+        let (gw_cidr, cidr, gw) = (format!("{gw}/24"), format!("{ip_addr}/24"), gw.to_string());
+        let steps: [&[&str]; 9] = [
+            &[
+                "link", "add", host_veth, "type", "veth", "peer", "name", &peer,
+            ],
+            &["link", "set", &peer, "netns", netns],
+            &["addr", "add", &gw_cidr, "dev", host_veth],
+            &["link", "set", host_veth, "up"],
+            &["-n", netns, "link", "set", &peer, "name", "eth0"],
+            &["-n", netns, "addr", "add", &cidr, "dev", "eth0"],
+            &["-n", netns, "link", "set", "eth0", "up"],
+            &["-n", netns, "link", "set", "lo", "up"],
+            &["-n", netns, "route", "add", "default", "via", &gw],
+        ];
+        for step in steps {
+            if let Err(e) = ip(step) {
+                net.destroy();
+                return Err(e);
+            }
+        }
+        Ok(net)
+    }
+
     /// Path of the namespace file processes join with setns(2).
     pub fn path(&self) -> String {
         format!("/run/netns/{}", self.netns)

@@ -22,6 +22,7 @@ use crate::{io_err, Error, Result};
 use fivexx_core::event::KernelEvent;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -64,10 +65,20 @@ pub enum ScenarioKind {
     /// silent, and the endpoints keep its pods until the Node turns
     /// NotReady a node-monitor grace period later: connect timeouts, 504.
     NodeLost,
+    /// A rollout with the proxy as an external load balancer outside the
+    /// cluster (its own network, no pod) that targets the pods' IPs and
+    /// deregisters a removed endpoint late, health-checking them: refused
+    /// connects only the pods' node sees, 5xx only its clients do.
+    LbDeregistrationLag,
+    /// The proxy tier itself rolls: two ingress replicas behind the
+    /// clients' own balancer, each replaced in turn; SIGTERM makes each
+    /// proxy stop at once (none drains by default) while the clients
+    /// still send to it: refused and reset client connections.
+    ProxyTerminated,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 11] = [
+    pub const ALL: [ScenarioKind; 13] = [
         ScenarioKind::RolloutNoPrestop,
         ScenarioKind::IgnoreSigterm,
         ScenarioKind::KeepaliveRace,
@@ -79,6 +90,8 @@ impl ScenarioKind {
         ScenarioKind::Recreate,
         ScenarioKind::KeepaliveIdle,
         ScenarioKind::NodeLost,
+        ScenarioKind::LbDeregistrationLag,
+        ScenarioKind::ProxyTerminated,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,6 +107,8 @@ impl ScenarioKind {
             ScenarioKind::Recreate => "recreate",
             ScenarioKind::KeepaliveIdle => "keepalive-idle",
             ScenarioKind::NodeLost => "node-lost",
+            ScenarioKind::LbDeregistrationLag => "lb-deregistration-lag",
+            ScenarioKind::ProxyTerminated => "proxy-terminated",
         }
     }
 }
@@ -155,6 +170,14 @@ pub struct ScenarioParams {
     pub node_monitor_grace_ms: u64,
     /// node-lost: how many of the replicas run on the node that vanishes.
     pub lost_replicas: u32,
+    /// lb-deregistration-lag: how long after a pod's endpoint left the
+    /// external load balancer still sends it new connections.
+    pub lb_deregistration_ms: u64,
+    /// proxy-terminated: the ingress replicas the clients balance over.
+    pub proxy_replicas: u32,
+    /// proxy-terminated: how long after a proxy pod's deletion the
+    /// clients' balancer still sends to it (DNS, an endpoint list).
+    pub client_lag_ms: u64,
 }
 
 impl ScenarioParams {
@@ -231,6 +254,9 @@ impl ScenarioParams {
             rollout_node: None,
             node_monitor_grace_ms: 4000,
             lost_replicas: 0,
+            lb_deregistration_ms: 0,
+            proxy_replicas: 1,
+            client_lag_ms: 0,
         };
         match kind {
             ScenarioKind::RolloutNoPrestop => {}
@@ -284,6 +310,23 @@ impl ScenarioParams {
                 p.lost_replicas = 2;
                 p.load_ms = 10_000;
                 p.warmup_ms = 2000;
+            }
+            ScenarioKind::LbDeregistrationLag => {
+                // The Load Balancer Controller and the cloud take seconds;
+                // every new connection in between goes to a closed port.
+                p.lb_deregistration_ms = 2500;
+                p.load_ms = 12_000;
+                // A load balancer opens a connection per request here, as
+                // an NLB does: no pooled connection to race.
+                p.ingress.upstream_keepalive = 0;
+                // Its health checks, slower to notice than the
+                // deregistration (as a target group's 2 x 10 s are).
+                p.haproxy.health_check = Some((5000, 3));
+            }
+            ScenarioKind::ProxyTerminated => {
+                p.proxy_replicas = 2;
+                p.client_lag_ms = 1500;
+                p.load_ms = 12_000;
             }
             ScenarioKind::KeepaliveIdle => {
                 // Gunicorn's 2 s, scaled down; every proxy keeps idle
@@ -452,6 +495,12 @@ fn validate(p: &ScenarioParams) -> Result<()> {
     if p.memory_limit_mib < 16 {
         return bad("--memory-limit-mib must be at least 16");
     }
+    if p.kind == ScenarioKind::ProxyTerminated
+        && !(2..=crate::sim::controllers::ingress::MAX_REPLICAS as u32 / 2)
+            .contains(&p.proxy_replicas)
+    {
+        return bad("--proxy-replicas must be 2..=4 (each is replaced by a new one)");
+    }
     if p.kind == ScenarioKind::NodeLost {
         if p.lost_replicas == 0 || p.replicas + p.lost_replicas > 20 {
             return bad("--lost-replicas must be 1..=20 with --replicas");
@@ -492,6 +541,8 @@ async fn drive(
         sandbox_teardown_delay: Duration::from_millis(p.sandbox_teardown_delay_ms),
         probe_period: Duration::from_millis(100),
         proxy: p.proxy_config(),
+        external_lb: (p.kind == ScenarioKind::LbDeregistrationLag)
+            .then(|| Duration::from_millis(p.lb_deregistration_ms)),
     };
     let kubelet = Kubelet::start(cfg, store, timeline.clone()).await?;
     if let Some(node) = &p.rollout_node {
@@ -535,7 +586,23 @@ async fn drive(
         // proxy's own 503s (17 of them in an OOM run, seq 0 to 16).
         tokio::time::sleep(Duration::from_millis(500)).await;
         timeline.step("steady");
+        // The clients' own balancer over the ingress replicas.
+        let (clients, targets) = if p.kind == ScenarioKind::ProxyTerminated {
+            for _ in 1..p.proxy_replicas {
+                kubelet.add_ingress_replica()?;
+            }
+            let addrs: Vec<SocketAddr> = kubelet
+                .ingress_replicas()
+                .into_iter()
+                .map(|r| r.1)
+                .collect();
+            let (tx, rx) = tokio::sync::watch::channel(addrs);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let load_cfg = LoadConfig {
+            targets,
             target: kubelet.ingress_address(),
             rate: p.rate,
             duration: Duration::from_millis(p.load_ms),
@@ -551,7 +618,10 @@ async fn drive(
         };
         let load = tokio::spawn(load::run(load_cfg, timeline.clone()));
         tokio::time::sleep(Duration::from_millis(p.warmup_ms)).await;
-        action(p, &kubelet, &steady).await?;
+        match &clients {
+            Some(clients) => roll_proxies(p, &kubelet, clients).await?,
+            None => action(p, &kubelet, &steady).await?,
+        }
         timeline.step("settle");
         load.await
             .map_err(|e| Error::Lab(format!("load generator failed: {e}")))
@@ -575,6 +645,41 @@ async fn drive(
     outcome.map(|records| (records, retries))
 }
 
+/// proxy-terminated: each ingress replica in turn replaced, as a
+/// Deployment's rollout of the proxy does (maxSurge 1): the new replica
+/// joins the clients' balancer once it routes, the old one is deleted
+/// (SIGTERM at once, no preStop) and leaves the clients' balancer only
+/// `client_lag_ms` later.
+async fn roll_proxies(
+    p: &ScenarioParams,
+    kubelet: &Kubelet,
+    clients: &tokio::sync::watch::Sender<Vec<SocketAddr>>,
+) -> Result<()> {
+    kubelet.timeline().step("proxy rollout: start");
+    for (old, old_addr) in kubelet.ingress_replicas() {
+        let (new, new_addr) = kubelet.add_ingress_replica()?;
+        clients.send_modify(|t| t.push(new_addr));
+        kubelet
+            .timeline()
+            .step(format!("proxy rollout: {new} in the clients' balancer"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        kubelet
+            .timeline()
+            .step(format!("proxy rollout: delete {old}"));
+        let lag = Duration::from_millis(p.client_lag_ms);
+        let drop_old = async {
+            tokio::time::sleep(lag).await;
+            clients.send_modify(|t| t.retain(|a| *a != old_addr));
+            kubelet
+                .timeline()
+                .step(format!("proxy rollout: {old} out of the clients' balancer"));
+        };
+        let (done, ()) = tokio::join!(kubelet.terminate_ingress_replica(&old), drop_old);
+        done?;
+    }
+    Ok(())
+}
+
 async fn action(p: &ScenarioParams, kubelet: &Kubelet, current: &PodTemplate) -> Result<()> {
     match p.kind {
         ScenarioKind::RolloutNoPrestop
@@ -583,6 +688,7 @@ async fn action(p: &ScenarioParams, kubelet: &Kubelet, current: &PodTemplate) ->
         | ScenarioKind::KeepaliveRace
         | ScenarioKind::IpGone
         | ScenarioKind::PrestopFailed
+        | ScenarioKind::LbDeregistrationLag
         | ScenarioKind::Recreate => {
             kubelet.timeline().step("rollout: start");
             kubelet
@@ -626,6 +732,7 @@ async fn action(p: &ScenarioParams, kubelet: &Kubelet, current: &PodTemplate) ->
             tokio::time::sleep(Duration::from_millis(rest)).await;
             Ok(())
         }
+        ScenarioKind::ProxyTerminated => Ok(()),
         ScenarioKind::KeepaliveIdle => {
             // Nothing happens to the pods: the load's shape is the cause.
             tokio::time::sleep(Duration::from_millis(p.load_ms)).await;

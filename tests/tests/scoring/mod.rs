@@ -77,6 +77,12 @@ pub fn scenario_facts(kind: ScenarioKind) -> &'static [KernelFact] {
         ScenarioKind::Recreate => &[RefusedConnect, PooledConnectionClosed, NoEndpoints],
         ScenarioKind::KeepaliveIdle => &[PooledConnectionClosed],
         ScenarioKind::NodeLost => &[ConnectTimeout, UpstreamSilent],
+        // The load balancer's connects to a pod it has not deregistered:
+        // refused while the pod's netns lives, silent after.
+        ScenarioKind::LbDeregistrationLag => &[RefusedConnect, ConnectTimeout],
+        // The clients' own connections fail at the proxy: no 5xx at all
+        // (see [`client_failures`]).
+        ScenarioKind::ProxyTerminated => &[],
     }
 }
 
@@ -118,7 +124,25 @@ pub fn truth(kind: ScenarioKind) -> &'static [Cause] {
         ScenarioKind::Recreate => &[Cause::NoEndpoints, Cause::EndpointLagNetnsAlive],
         ScenarioKind::KeepaliveIdle => &[Cause::KeepAliveIdleTimeout],
         ScenarioKind::NodeLost => &[Cause::NodeLost],
+        ScenarioKind::LbDeregistrationLag => &[Cause::LbDeregistrationLag],
+        ScenarioKind::ProxyTerminated => &[Cause::ProxyTerminated],
     }
+}
+
+/// Whether a scenario's failed requests are the clients' own failed
+/// connections (refused, reset) rather than 5xx: the proxy tier itself
+/// went away under them.
+pub fn client_failures(kind: ScenarioKind) -> bool {
+    kind == ScenarioKind::ProxyTerminated
+}
+
+/// The failed requests the load generator saw for `kind`: its 5xx, and
+/// its failed connections where those are the scenario's failures.
+pub fn failed_requests(kind: ScenarioKind, records: &[RequestRecord]) -> u64 {
+    records
+        .iter()
+        .filter(|r| r.is_5xx() || (client_failures(kind) && r.status.is_none()))
+        .count() as u64
 }
 
 /// One scenario recorded and explained.

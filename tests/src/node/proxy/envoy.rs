@@ -143,9 +143,14 @@ pub struct Envoy {
 
 impl Envoy {
     /// Starts Envoy in `net` with no endpoints and waits until it listens.
-    pub fn start(cfg: EnvoyConfig, net: PodNetwork, procs_fds: Vec<OwnedFd>) -> Result<Envoy> {
+    pub fn start(
+        cfg: EnvoyConfig,
+        net: PodNetwork,
+        procs_fds: Vec<OwnedFd>,
+        dir: &Path,
+    ) -> Result<Envoy> {
         let bin = binary()?;
-        let dir = super::fresh_dir()?;
+        let dir = super::fresh_dir(dir)?;
         let paths = EnvoyPaths { dir: dir.clone() };
         fs::create_dir_all(paths.eds_dir()).map_err(io_err("creating the EDS directory"))?;
         write_eds(&paths, 0, &[])?;
@@ -297,6 +302,10 @@ impl IngressProxy for Envoy {
             retried: self.stat(&format!("cluster.{CLUSTER}.upstream_rq_retry"))?,
             redispatched: 0,
         }))
+    }
+
+    fn child(&mut self) -> &mut std::process::Child {
+        &mut self.child
     }
 
     fn stop(&mut self) {

@@ -66,6 +66,11 @@ pub struct HaproxyConfig {
     /// How long idle server connections are kept (`pool-purge-delay`).
     pub pool_purge_delay_ms: u64,
     pub threads: u32,
+    /// Active health checks (`option httpchk GET /healthz`, `check inter
+    /// N fall F rise 1`), as a cloud load balancer's target group runs
+    /// them: (interval ms, failures before a server is down). `None`: no
+    /// checks, the ingress controller's default.
+    pub health_check: Option<(u64, u32)>,
 }
 
 impl Default for HaproxyConfig {
@@ -79,6 +84,7 @@ impl Default for HaproxyConfig {
             keep_alive_timeout_ms: 60_000,
             pool_purge_delay_ms: 60_000,
             threads: 2,
+            health_check: None,
         }
     }
 }
@@ -95,14 +101,19 @@ pub struct Haproxy {
 
 impl Haproxy {
     /// Starts HAProxy in `net` with every slot disabled.
-    pub fn start(cfg: HaproxyConfig, net: PodNetwork, procs_fds: Vec<OwnedFd>) -> Result<Haproxy> {
+    pub fn start(
+        cfg: HaproxyConfig,
+        net: PodNetwork,
+        procs_fds: Vec<OwnedFd>,
+        dir: &Path,
+    ) -> Result<Haproxy> {
         let bin = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
             .into_iter()
             .find(|p| Path::new(p).exists())
             .ok_or_else(|| {
                 Error::Lab("haproxy not found: run `make setup` (Debian's haproxy)".into())
             })?;
-        let dir = super::fresh_dir()?;
+        let dir = super::fresh_dir(dir)?;
         let conf = dir.join("haproxy.cfg");
         fs::write(&conf, render_cfg(&cfg, &dir, net.ip)).map_err(io_err("writing haproxy.cfg"))?;
         let stderr_path = dir.join("haproxy-stderr.log");
@@ -179,7 +190,19 @@ impl IngressProxy for Haproxy {
     /// the wanted addresses are ready.
     fn set_endpoints(&mut self, endpoints: &[Ipv4Addr]) -> Result<()> {
         let mut slots = self.slots.clone();
-        let commands = plan_slots(&mut slots, endpoints)?;
+        let mut commands = plan_slots(&mut slots, endpoints)?;
+        if self.cfg.health_check.is_some() {
+            // A server leaving maintenance is one failed check from DOWN;
+            // a target group's new target is healthy once registered (its
+            // pod was ready), so its health starts full: `fall` failed
+            // checks take it down, as configured.
+            let up: Vec<String> = commands
+                .iter()
+                .filter_map(|c| c.strip_suffix(" state ready"))
+                .map(|srv| format!("{srv} health up"))
+                .collect();
+            commands.extend(up);
+        }
         if !commands.is_empty() {
             let out = self.runtime(&commands.join("; "))?;
             if let Some(bad) = out
@@ -209,6 +232,10 @@ impl IngressProxy for Haproxy {
         parse_backend_retries(&csv, BACKEND)
             .map(Some)
             .ok_or_else(|| Error::Lab(format!("haproxy show stat: no {BACKEND} line")))
+    }
+
+    fn child(&mut self) -> &mut Child {
+        &mut self.child
     }
 
     fn stop(&mut self) {
@@ -300,6 +327,13 @@ pub fn render_cfg(cfg: &HaproxyConfig, dir: &Path, listen: Ipv4Addr) -> String {
     } else {
         ""
     };
+    let (httpchk, check) = match cfg.health_check {
+        Some((inter, fall)) => (
+            "  option httpchk GET /healthz\n".to_string(),
+            format!(" check inter {inter}ms fall {} rise 1", fall.max(1)),
+        ),
+        None => (String::new(), String::new()),
+    };
     format!(
         "# Written by fivexx-lab, once: servers change through the Runtime API.
 global
@@ -332,7 +366,7 @@ frontend http
 backend {BACKEND}
   balance roundrobin
   http-reuse {reuse}
-  default-server pool-purge-delay {purge}ms
+{httpchk}  default-server pool-purge-delay {purge}ms{check}
   server-template SRV_ 1-{SLOTS} 127.0.0.1:{port} disabled
 ",
         threads = cfg.threads.max(1),
@@ -367,6 +401,16 @@ mod tests {
         assert!(c.contains("http-reuse safe"));
         assert!(c.contains("timeout connect 1000ms"));
         assert!(c.contains("http-after-response set-header X-Upstream-Addr \"%si:%sp\""));
+        assert!(!c.contains("check"));
+        let checked = render_cfg(
+            &HaproxyConfig {
+                health_check: Some((2000, 5)),
+                ..Default::default()
+            },
+            Path::new("/run/x"),
+            Ipv4Addr::new(172, 31, 0, 10),
+        );
+        assert!(checked.contains("  option httpchk GET /healthz\n  default-server pool-purge-delay 60000ms check inter 2000ms fall 5 rise 1\n"), "{checked}");
         let r = render_cfg(
             &HaproxyConfig {
                 retries: 3,

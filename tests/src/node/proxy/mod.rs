@@ -108,16 +108,32 @@ impl ProxyKind {
     /// The file the ingress pod's container log is in (what the fake API
     /// server serves as its `pods/log`).
     pub fn container_log_path(self) -> PathBuf {
+        self.container_log_in(&ingress_dir())
+    }
+
+    /// The same for a proxy replica keeping its files in `dir`.
+    pub fn container_log_in(self, dir: &Path) -> PathBuf {
         match self {
-            ProxyKind::Nginx => nginx::container_log_path(),
-            ProxyKind::Envoy | ProxyKind::Haproxy => ingress_dir().join(runtime_log::FILE),
+            ProxyKind::Nginx => dir.join(nginx::CONTAINER_LOG),
+            ProxyKind::Envoy | ProxyKind::Haproxy => dir.join(runtime_log::FILE),
         }
     }
 }
 
-/// The directory every ingress proxy keeps its config, sockets and logs in.
+/// The directory the ingress proxy keeps its config, sockets and logs in
+/// (its first replica's; see [`replica_dir`]).
 pub fn ingress_dir() -> PathBuf {
-    PathBuf::from(naming::RUN_DIR).join("ingress")
+    replica_dir(0)
+}
+
+/// The directory of ingress replica `k` (proxy-terminated runs several).
+pub fn replica_dir(k: usize) -> PathBuf {
+    let name = if k == 0 {
+        "ingress".to_string()
+    } else {
+        format!("ingress-{k}")
+    };
+    PathBuf::from(naming::RUN_DIR).join(name)
 }
 
 /// The retries a proxy itself counted: its own ground truth of failed
@@ -149,6 +165,12 @@ pub trait IngressProxy: Send {
     fn retry_stats(&self) -> Result<Option<RetryStats>>;
     /// Stops the proxy (SIGTERM, then SIGKILL).
     fn stop(&mut self);
+    /// The proxy's main process, to signal and reap.
+    fn child(&mut self) -> &mut Child;
+    /// Whether the main process has exited (reaped).
+    fn exited(&mut self) -> bool {
+        matches!(self.child().try_wait(), Ok(Some(_)))
+    }
 }
 
 /// Every proxy's settings; the scenario fills in the shared timeouts.
@@ -167,25 +189,48 @@ pub fn start(
     net: PodNetwork,
     procs_fds: Vec<OwnedFd>,
 ) -> Result<Box<dyn IngressProxy>> {
-    Ok(match cfg.kind {
-        ProxyKind::Nginx => Box::new(nginx::Ingress::start(
+    start_in(cfg, net, procs_fds, &ingress_dir(), &[])
+}
+
+/// [`start`] with the proxy's files in `dir` (another replica's), routing
+/// to `endpoints` before it takes its first request: nginx from its first
+/// configuration (a reload would leave the first workers answering 503),
+/// the others by their dynamic update once they listen.
+pub fn start_in(
+    cfg: &ProxyConfig,
+    net: PodNetwork,
+    procs_fds: Vec<OwnedFd>,
+    dir: &Path,
+    endpoints: &[Ipv4Addr],
+) -> Result<Box<dyn IngressProxy>> {
+    let mut proxy: Box<dyn IngressProxy> = match cfg.kind {
+        ProxyKind::Nginx => Box::new(nginx::Ingress::start_in(
             cfg.nginx.clone(),
             net,
             procs_fds,
-            &[],
+            endpoints,
+            dir,
         )?),
-        ProxyKind::Envoy => Box::new(envoy::Envoy::start(cfg.envoy.clone(), net, procs_fds)?),
+        ProxyKind::Envoy => Box::new(envoy::Envoy::start(cfg.envoy.clone(), net, procs_fds, dir)?),
         ProxyKind::Haproxy => Box::new(haproxy::Haproxy::start(
             cfg.haproxy.clone(),
             net,
             procs_fds,
+            dir,
         )?),
-    })
+    };
+    if !endpoints.is_empty() && proxy.endpoints() != endpoints {
+        if let Err(e) = proxy.set_endpoints(endpoints) {
+            proxy.stop();
+            return Err(e);
+        }
+    }
+    Ok(proxy)
 }
 
-/// A fresh ingress directory (a crashed run's files removed).
-pub(crate) fn fresh_dir() -> Result<PathBuf> {
-    let dir = ingress_dir();
+/// A fresh proxy directory `dir` (a crashed run's files removed).
+pub(crate) fn fresh_dir(dir: &Path) -> Result<PathBuf> {
+    let dir = dir.to_path_buf();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("tmp"))
         .map_err(io_err(format!("creating {}", dir.display())))?;

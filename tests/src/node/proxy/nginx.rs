@@ -91,11 +91,22 @@ impl Ingress {
         procs_fds: Vec<std::os::fd::OwnedFd>,
         endpoints: &[Ipv4Addr],
     ) -> Result<Ingress> {
+        Self::start_in(cfg, net, procs_fds, endpoints, &super::ingress_dir())
+    }
+
+    /// [`Ingress::start`] with its prefix, config and logs in `dir`.
+    pub fn start_in(
+        cfg: IngressConfig,
+        net: PodNetwork,
+        procs_fds: Vec<std::os::fd::OwnedFd>,
+        endpoints: &[Ipv4Addr],
+        dir: &std::path::Path,
+    ) -> Result<Ingress> {
         let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .ok_or_else(|| Error::Lab("nginx not found: run `make setup` (nginx-light)".into()))?;
-        let dir = PathBuf::from(naming::RUN_DIR).join("ingress");
+        let dir = dir.to_path_buf();
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("tmp"))
             .map_err(io_err(format!("creating {}", dir.display())))?;
@@ -250,6 +261,10 @@ impl super::IngressProxy for Ingress {
     /// nginx keeps no retry counter: its tries are in `X-Upstream-Status`.
     fn retry_stats(&self) -> Result<Option<super::RetryStats>> {
         Ok(None)
+    }
+
+    fn child(&mut self) -> &mut Child {
+        &mut self.child
     }
 
     fn stop(&mut self) {

@@ -5,84 +5,20 @@
 //! later, in order, each proxy its own way (nginx reloads, Envoy takes an
 //! EDS update, HAProxy a Runtime API change).
 
-use crate::clock::Stamp;
-use crate::node::cgroup::ContainerCgroup;
-use crate::node::naming;
-use crate::node::netns::PodNetwork;
-use crate::node::proxy::{self, RetryStats};
-use crate::sim::k8s::{self, EndpointEntry, PodFacts};
+use crate::sim::k8s::{self, EndpointEntry};
 use crate::sim::kubelet::{Kubelet, SERVICE};
-
-/// The cluster IP of the lab's Service (the Service CIDR of a kind
-/// cluster; nothing routes it here).
-pub const SERVICE_CLUSTER_IP: &str = "10.96.0.80";
-use crate::sim::timeline::{LabEvent, LabEventKind};
+use crate::sim::timeline::LabEventKind;
 use crate::{Error, Result};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+/// The cluster IP of the lab's Service (the Service CIDR of a kind
+/// cluster; nothing routes it here).
+pub const SERVICE_CLUSTER_IP: &str = "10.96.0.80";
+
 impl Kubelet {
-    /// The ingress controller is itself a pod, so its connections carry a
-    /// kubelet-style cgroup too.
-    pub(crate) fn start_ingress(&self) -> Result<()> {
-        let ip = Ipv4Addr::from(naming::INGRESS_IP);
-        let net = PodNetwork::create(naming::INGRESS_NETNS, ip)?;
-        let uid = naming::new_pod_uid();
-        let cid = naming::new_container_id();
-        let cg = ContainerCgroup::create(&uid, &cid, None)?;
-        let fds = cg.open_procs_files()?;
-        let kind = self.inner.cfg.proxy.kind;
-        let id = kind.pod_identity();
-        let ingress = proxy::start(&self.inner.cfg.proxy, net, fds)?;
-        let facts = PodFacts {
-            namespace: id.namespace.into(),
-            name: format!("{}-{}", id.name_prefix, naming::short_suffix(5)),
-            uid,
-            app: id.container.into(),
-            revision: "lab".into(),
-            // The lab's ingress pod stays ownerless: the plugin finds it by
-            // its namespace and labels, not by its workload.
-            owner: None,
-            node: self.inner.store.node_name().into(),
-            ip: Some(ip.to_string()),
-            grace_seconds: 300,
-            prestop_seconds: None,
-            prestop_exec: None,
-            memory_limit: None,
-            phase: "Running",
-            ready: true,
-            container_id: Some(cid),
-            restart_count: 0,
-            running: true,
-            last_terminated: None,
-        };
-        self.inner.store.apply_pod(k8s::ingress_pod(&facts, &id));
-        self.inner.timeline.push(LabEvent {
-            at: Stamp::now(),
-            kind: LabEventKind::ContainerStarted,
-            pod: Some(facts.name.clone()),
-            ip: Some(ip.to_string()),
-            pid: Some(ingress.pid()),
-            detail: format!("ingress {}", kind.name()),
-        });
-        *self.inner.ingress.lock().unwrap_or_else(|e| e.into_inner()) = Some(ingress);
-        Ok(())
-    }
-
-    /// The ingress proxy's own retry counters, while it runs.
-    pub fn ingress_retry_stats(&self) -> Option<RetryStats> {
-        let guard = self.inner.ingress.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_ref()?.retry_stats() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("reading the ingress retry counters: {e}");
-                None
-            }
-        }
-    }
-
     /// Applies endpoint sets to the ingress, each `endpoint_lag` after the
     /// EndpointSlice changed, in order. Sets that are all due by the time
     /// one is applied are applied as their latest, in one change, as the
@@ -110,12 +46,18 @@ impl Kubelet {
                     break;
                 }
             }
-            let mut guard = self.inner.ingress.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(ing) = guard.as_mut() else { return };
-            if ing.endpoints() == ips.as_slice() {
+            let mut guard = self.replicas();
+            if guard.is_empty() {
+                return;
+            }
+            if guard.iter().all(|r| r.proxy.endpoints() == ips.as_slice()) {
                 continue;
             }
-            match ing.set_endpoints(&ips) {
+            let applied: Result<()> = guard
+                .iter_mut()
+                .filter(|r| r.proxy.endpoints() != ips.as_slice())
+                .try_for_each(|r| r.proxy.set_endpoints(&ips));
+            match applied {
                 Ok(()) => {
                     let list: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
                     let late = Instant::now().saturating_duration_since(due);
@@ -176,7 +118,31 @@ impl Kubelet {
             .store
             .apply_endpoint_slice(k8s::endpoint_slice(&ns, SERVICE, &entries));
         let due = Instant::now() + self.inner.cfg.endpoint_lag;
-        let _ = self.inner.endpoints_tx.send((due, ready));
+        let targets = match self.inner.cfg.external_lb {
+            Some(delay) => {
+                let targets = self.target_group().targets(&ready, due, delay);
+                // The end of any deregistration this change began.
+                let k = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(due + delay).await;
+                    let now = Instant::now();
+                    let targets = k.target_group().refresh(now, delay);
+                    let _ = k.inner.endpoints_tx.send((now, targets));
+                });
+                targets
+            }
+            None => ready,
+        };
+        let _ = self.inner.endpoints_tx.send((due, targets));
+    }
+
+    fn target_group(
+        &self,
+    ) -> std::sync::MutexGuard<'_, crate::sim::controllers::target_group::TargetGroup> {
+        self.inner
+            .target_group
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn namespace(&self) -> String {

@@ -17,7 +17,7 @@ use crate::node::backend::Behaviour;
 use crate::node::cgroup::ContainerCgroup;
 use crate::node::naming;
 use crate::node::netns::{self, IpPool, PodNetwork};
-use crate::node::proxy::{IngressProxy, ProxyConfig};
+use crate::node::proxy::ProxyConfig;
 use crate::sim::k8s::PodFacts;
 use crate::sim::timeline::Timeline;
 use crate::{Error, Result};
@@ -109,6 +109,11 @@ pub struct KubeletConfig {
     pub probe_period: Duration,
     /// The ingress proxy and its settings.
     pub proxy: ProxyConfig,
+    /// The proxy plays an external load balancer instead of the ingress:
+    /// outside the pod network, no pod in the API, targeting the pods'
+    /// IPs and deregistering a removed endpoint this much later
+    /// (lb-deregistration-lag). `None`: the in-cluster ingress.
+    pub external_lb: Option<Duration>,
 }
 
 /// The Service the Deployment's pods back.
@@ -141,8 +146,10 @@ pub(crate) struct Inner {
     pub(crate) timeline: Timeline,
     pub(crate) state: Mutex<State>,
     pub(crate) endpoints_tx: mpsc::UnboundedSender<(Instant, Vec<Ipv4Addr>)>,
-    pub(crate) ingress: Mutex<Option<Box<dyn IngressProxy>>>,
+    pub(crate) ingress: Mutex<Vec<crate::sim::controllers::ingress::IngressReplica>>,
     pub(crate) ingress_synced: watch::Sender<Vec<Ipv4Addr>>,
+    /// The external load balancer's targets, when it plays one.
+    pub(crate) target_group: Mutex<crate::sim::controllers::target_group::TargetGroup>,
 }
 
 /// The node: pods, ingress and controllers. Cheap to clone.
@@ -173,8 +180,9 @@ impl Kubelet {
                     nodes: vec![(node, false)],
                 }),
                 endpoints_tx: tx,
-                ingress: Mutex::new(None),
+                ingress: Mutex::new(Vec::new()),
                 ingress_synced: synced,
+                target_group: Mutex::default(),
             }),
         };
         kubelet.start_ingress()?;
@@ -191,8 +199,14 @@ impl Kubelet {
         &self.inner.timeline
     }
 
+    /// Where clients send: the ingress, or the external load balancer.
     pub fn ingress_address(&self) -> std::net::SocketAddr {
-        std::net::SocketAddr::new(Ipv4Addr::from(naming::INGRESS_IP).into(), 80)
+        let ip = if self.inner.cfg.external_lb.is_some() {
+            naming::EXTERNAL_LB_IP
+        } else {
+            naming::INGRESS_IP
+        };
+        std::net::SocketAddr::new(Ipv4Addr::from(ip).into(), 80)
     }
 
     pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {

@@ -343,15 +343,10 @@ impl Kubelet {
         for n in names {
             self.remove_sandbox(&n);
         }
-        let ing = self
-            .inner
-            .ingress
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(mut ing) = ing {
-            ing.stop();
-            ing.network().destroy();
+        let replicas = std::mem::take(&mut *self.replicas());
+        for mut r in replicas {
+            r.proxy.stop();
+            r.proxy.network().destroy();
         }
         for dir in cgroup::lab_pod_dirs() {
             cgroup::remove_pod_dir(&dir);
