@@ -327,9 +327,6 @@ pub struct FailureJoiner {
     /// follows on the same connection from that side is joined to it.
     closes: HashMap<ConnKey, ((IpAddr, u16), IdleClose)>,
     close_order: std::collections::VecDeque<(i64, ConnKey)>,
-    /// The proxies' addresses (those peeked): a reset one of them sends
-    /// its upstream is the proxy's own abort, not a failure.
-    proxies: foldhash::HashSet<IpAddr>,
     /// Resets and errors left out as a side aborting its own connection
     /// (HAProxy closes server connections with a RST).
     pub own_aborts: u64,
@@ -387,12 +384,6 @@ const STRAGGLER_NS: i64 = 2_000_000_000;
 const CLOSED_MEMORY_NS: i64 = 120_000_000_000;
 
 impl FailureJoiner {
-    /// `ip` is a proxy's: its upstream connections' resets are judged from
-    /// its side.
-    pub fn add_proxy(&mut self, ip: IpAddr) {
-        self.proxies.insert(ip);
-    }
-
     /// The connection's client reset it itself, so no request of its
     /// failed by it: it chose to close. Either a socket error whose
     /// 4-tuple the kernel had already cleared (`tcp_disconnect`, an

@@ -89,10 +89,6 @@ pub struct Explainer {
 impl Explainer {
     pub fn new(cfg: ExplainConfig) -> Explainer {
         let cfg = cfg.clamped();
-        let mut joiner = FailureJoiner::default();
-        for ip in &cfg.peeked_proxies {
-            joiner.add_proxy(*ip);
-        }
         let mut tl = ClusterTimeline::default();
         for ip in &cfg.peeked_proxies {
             tl.note_proxy(*ip);
@@ -101,7 +97,7 @@ impl Explainer {
             answers: AnswerJoin::new(&cfg.peeked_proxies),
             cfg,
             tl,
-            joiner,
+            joiner: FailureJoiner::default(),
             assembler: Assembler::default(),
             pending: BinaryHeap::new(),
             done: Vec::new(),
@@ -187,7 +183,6 @@ impl Explainer {
             Fact::Event(e) => self.tl.apply_event(e),
             Fact::HttpPeek(p) => {
                 self.tl.note_proxy(p.proxy_ip);
-                self.joiner.add_proxy(p.proxy_ip);
                 self.answers.peeked(p);
             }
             Fact::AgentGone(g) => self.tl.apply_agent_gone(g),
