@@ -220,9 +220,13 @@ impl<'a> Session<'a> {
             KubeInput::Event(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => {
                 self.facts.extend(t.events.observe(&e, at));
             }
+            // The proxy pods' own lifecycle (deletion, readiness): a proxy
+            // replica terminated under traffic is a cause of its own.
             KubeInput::Proxy(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                self.facts.extend(t.pods.observe(&p, at));
                 self.on_proxy(&p);
             }
+            KubeInput::Proxy(watcher::Event::Delete(p)) => self.facts.extend(t.pods.gone(&p, at)),
             KubeInput::Failed(PROXY_WATCH, e) => {
                 tracing::debug!(error = %e, "proxy pod watch failed; retrying");
             }
