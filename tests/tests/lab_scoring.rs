@@ -770,30 +770,7 @@ fn score_proxy(proxy: ProxyKind, test: &str) {
         if s.recall() < 0.90 {
             problems.push(format!("{name}: recall {:.3} < 0.90", s.recall()));
         }
-        let logged_only = run
-            .verdicts
-            .iter()
-            .filter(|v| v.failure.kind() == FailureKind::Http5xxLogged)
-            .count() as u64;
-        let confirmed = run.explained["engine"]["http"]["confirmed_by_log"]
-            .as_u64()
-            .unwrap_or(0);
-        eprintln!(
-            "  {name}: access log: {confirmed} 5xx also peeked, {logged_only} seen only in the log"
-        );
-        // Where no proxy of the cluster answered (a load balancer outside,
-        // or the clients' own failed connections), no log line is either.
-        let in_cluster_answers = !matches!(
-            kind,
-            ScenarioKind::LbDeregistrationLag | ScenarioKind::ProxyTerminated
-        );
-        let confirmed_short = in_cluster_answers && confirmed + 2 < s.matched_5xx * 99 / 100;
-        if confirmed_short || logged_only > s.truth_5xx / 100 + 2 {
-            problems.push(format!(
-                "{name}: access log: {confirmed} of {} peeked 5xx confirmed, {logged_only} only in the log",
-                s.matched_5xx
-            ));
-        }
+        check_access_log(kind, &run, &s, &mut problems);
         if s.http_recall() < 0.99 {
             problems.push(format!(
                 "{name}: only {} of {} 5xx matched to a kernel-seen 5xx ({:.3} < 0.99)",
@@ -825,6 +802,37 @@ fn score_proxy(proxy: ProxyKind, test: &str) {
         proxy.name(),
         problems.join("\n")
     );
+}
+
+/// With `--proxy-logs`, each 5xx the peek saw is the same answer its log
+/// line gives (confirmed, counted once), and hardly any is seen only in
+/// the log.
+fn check_access_log(kind: ScenarioKind, run: &scoring::Run, s: &Score, problems: &mut Vec<String>) {
+    let name = kind.name();
+    let logged_only = run
+        .verdicts
+        .iter()
+        .filter(|v| v.failure.kind() == FailureKind::Http5xxLogged)
+        .count() as u64;
+    let confirmed = run.explained["engine"]["http"]["confirmed_by_log"]
+        .as_u64()
+        .unwrap_or(0);
+    eprintln!(
+        "  {name}: access log: {confirmed} 5xx also peeked, {logged_only} seen only in the log"
+    );
+    // Where no proxy of the cluster answered (a load balancer outside,
+    // or the clients' own failed connections), no log line is either.
+    let in_cluster_answers = !matches!(
+        kind,
+        ScenarioKind::LbDeregistrationLag | ScenarioKind::ProxyTerminated
+    );
+    let confirmed_short = in_cluster_answers && confirmed + 2 < s.matched_5xx * 99 / 100;
+    if confirmed_short || logged_only > s.truth_5xx / 100 + 2 {
+        problems.push(format!(
+            "{name}: access log: {confirmed} of {} peeked 5xx confirmed, {logged_only} only in the log",
+            s.matched_5xx
+        ));
+    }
 }
 
 /// With retries on, most refused upstream connects never reach a client;
