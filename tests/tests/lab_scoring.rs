@@ -720,6 +720,14 @@ fn score_proxy(proxy: ProxyKind, test: &str) {
         {
             continue;
         }
+        if let Some(why) = kind.unsupported_through(proxy) {
+            show(&format!(
+                "  {}: not through {}: {why}",
+                kind.name(),
+                proxy.name()
+            ));
+            continue;
+        }
         let params = ScenarioParams::with_proxy(kind, proxy);
         let run = record_and_explain(&plugin, &agent, params.clone());
         let s = score(proxy, kind, &run.report.records, &run.verdicts);

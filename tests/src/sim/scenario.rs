@@ -94,6 +94,21 @@ impl ScenarioKind {
         ScenarioKind::ProxyTerminated,
     ];
 
+    /// Why the scenario cannot run through `proxy`, if it cannot.
+    pub fn unsupported_through(self, proxy: ProxyKind) -> Option<&'static str> {
+        match (self, proxy) {
+            // Outside the cluster nothing sees the load balancer's answers,
+            // so its failed requests are counted by its failed connects:
+            // Envoy fails every request pending on one failed connect (a
+            // burst of 503 UF for one refusal), which only its own peek or
+            // log could count.
+            (ScenarioKind::LbDeregistrationLag, ProxyKind::Envoy) => Some(
+                "as a load balancer outside the cluster Envoy answers several 503s for one failed connect (every request pending on it), which no kernel of the cluster can count; nginx and HAProxy (health checks) play it",
+            ),
+            _ => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ScenarioKind::RolloutNoPrestop => "rollout-no-prestop",
@@ -495,6 +510,13 @@ fn validate(p: &ScenarioParams) -> Result<()> {
     if p.memory_limit_mib < 16 {
         return bad("--memory-limit-mib must be at least 16");
     }
+    if let Some(why) = p.kind.unsupported_through(p.proxy) {
+        return Err(Error::Lab(format!(
+            "{} cannot run through {}: {why}",
+            p.kind.name(),
+            p.proxy.name()
+        )));
+    }
     if p.kind == ScenarioKind::ProxyTerminated
         && !(2..=crate::sim::controllers::ingress::MAX_REPLICAS as u32 / 2)
             .contains(&p.proxy_replicas)
@@ -589,7 +611,7 @@ async fn drive(
         // The clients' own balancer over the ingress replicas.
         let (clients, targets) = if p.kind == ScenarioKind::ProxyTerminated {
             for _ in 1..p.proxy_replicas {
-                kubelet.add_ingress_replica()?;
+                kubelet.add_ingress_replica(crate::sim::controllers::ingress::FIRST_REVISION)?;
             }
             let addrs: Vec<SocketAddr> = kubelet
                 .ingress_replicas()
@@ -657,7 +679,8 @@ async fn roll_proxies(
 ) -> Result<()> {
     kubelet.timeline().step("proxy rollout: start");
     for (old, old_addr) in kubelet.ingress_replicas() {
-        let (new, new_addr) = kubelet.add_ingress_replica()?;
+        let (new, new_addr) =
+            kubelet.add_ingress_replica(crate::sim::controllers::ingress::NEXT_REVISION)?;
         clients.send_modify(|t| t.push(new_addr));
         kubelet
             .timeline()

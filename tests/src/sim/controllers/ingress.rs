@@ -19,6 +19,11 @@ use std::time::Duration;
 /// Replicas at most: their addresses are 10.244.0.2 to .9, below the pods'.
 pub const MAX_REPLICAS: usize = 8;
 
+/// The pod-template hash of the ingress Deployment's first revision, and
+/// of the one a proxy rollout brings.
+pub const FIRST_REVISION: &str = "7c6d9f8b5d";
+pub const NEXT_REVISION: &str = "5f7b8c9d4c";
+
 /// One running proxy: its pod's name (none for the external load
 /// balancer, which is no pod), its replica number, the proxy.
 pub(crate) struct IngressReplica {
@@ -34,12 +39,12 @@ impl Kubelet {
         if self.inner.cfg.external_lb.is_some() {
             return self.start_external_lb();
         }
-        self.start_ingress_replica(0).map(|_| ())
+        self.start_ingress_replica(0, FIRST_REVISION).map(|_| ())
     }
 
     /// Starts replica `k` of the ingress (`k` 0: the lab's one) in its own
     /// pod and network, routing to the endpoints the others route to.
-    fn start_ingress_replica(&self, k: usize) -> Result<SocketAddr> {
+    fn start_ingress_replica(&self, k: usize, revision: &str) -> Result<SocketAddr> {
         if k >= MAX_REPLICAS {
             return Err(Error::Lab(format!(
                 "at most {MAX_REPLICAS} ingress replicas"
@@ -62,15 +67,21 @@ impl Kubelet {
         let dir = proxy::replica_dir(k);
         let routed = self.inner.ingress_synced.borrow().clone();
         let ingress = proxy::start_in(&self.inner.cfg.proxy, net, fds, &dir, &routed)?;
+        // A replica of the controller's Deployment `name_prefix`, through
+        // its revision's ReplicaSet, as the Deployment controller names
+        // them (the plugin finds the pods by their labels either way).
+        let replica_set = format!("{}-{revision}", id.name_prefix);
         let facts = PodFacts {
             namespace: id.namespace.into(),
-            name: format!("{}-{}", id.name_prefix, naming::short_suffix(5)),
+            name: format!("{replica_set}-{}", naming::short_suffix(5)),
             uid,
             app: id.container.into(),
-            revision: "lab".into(),
-            // The lab's ingress pods stay ownerless: the plugin finds them
-            // by their namespace and labels, not by their workload.
-            owner: None,
+            revision: revision.into(),
+            owner: Some((
+                "ReplicaSet".into(),
+                replica_set,
+                format!("{}-rs-{revision}", naming::UID_PREFIX),
+            )),
             node: self.inner.store.node_name().into(),
             ip: Some(ip.to_string()),
             grace_seconds: 30,
@@ -110,14 +121,14 @@ impl Kubelet {
     /// neighbour cache still maps it to the old veth, as CNI's host-local
     /// allocator avoids too): its address, once it routes to the current
     /// endpoints.
-    pub fn add_ingress_replica(&self) -> Result<(String, SocketAddr)> {
+    pub fn add_ingress_replica(&self, revision: &str) -> Result<(String, SocketAddr)> {
         let k = self
             .replicas()
             .iter()
             .map(|x| x.index + 1)
             .max()
             .unwrap_or(0);
-        let addr = self.start_ingress_replica(k)?;
+        let addr = self.start_ingress_replica(k, revision)?;
         let name = self
             .replicas()
             .iter()
