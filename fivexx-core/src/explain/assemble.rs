@@ -6,7 +6,7 @@
 use super::classify::{classify, from_outside, Classification};
 use super::config::ExplainConfig;
 use super::episode::EpisodeTracker;
-use super::measure::{self, PodMeasure, WorkloadStats};
+use super::measure::{PodMeasure, WorkloadStats};
 use super::outside::OutsideAttempts;
 use super::track::PodTrack;
 use super::verdict::{
@@ -422,7 +422,7 @@ impl Assembler {
                 return fix.clone();
             }
         }
-        let fix = measure::fix_for(cause, local).map(Arc::new);
+        let fix = super::fix::fix_for(cause, local).map(Arc::new);
         if self.fix_cache.len() > 100_000 {
             self.fix_cache.clear();
         }

@@ -14,7 +14,8 @@
 //! retries; `classify` holds the rules; `assemble` places a classification
 //! in its workload, episode and fix; `outside` tells an external load
 //! balancer's traffic from its health checks; `measure` turns measurements into
-//! fixes; `config` and `stats` are the tunables and the totals.
+//! fixes (`infra_fix` those of the causes outside the pods); `config` and
+//! `stats` are the tunables and the totals.
 
 mod answers;
 mod assemble;
@@ -25,7 +26,9 @@ mod config;
 mod connections;
 mod engine;
 mod episode;
+mod fix;
 pub mod hook;
+mod infra_fix;
 pub mod measure;
 mod next;
 mod outside;
@@ -38,7 +41,8 @@ pub use crate::model::{workload_key, workload_label, Evidence, Observation};
 pub use config::ExplainConfig;
 pub use connections::FailureJoiner;
 pub use engine::Explainer;
-pub use measure::{fix_for, percentile, prestop_for_lag, WorkloadStats};
+pub use fix::fix_for;
+pub use measure::{percentile, prestop_for_lag, WorkloadStats};
 pub use stats::{EngineStats, HttpTotals, Measurements};
 pub use track::{Mark, MarkKind, PodTrack, Span};
 pub use verdict::{
