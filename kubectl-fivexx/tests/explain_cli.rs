@@ -25,6 +25,9 @@ fn tmp(name: &str) -> PathBuf {
 /// endpoint lag while the proxy on node-1 keeps connecting.
 fn drain_facts() -> Vec<Fact> {
     let mut s = Synth::new();
+    // The ingress is a pod of the cluster: its failed connects are a
+    // proxy's, not an outside load balancer's.
+    s.proxy_pod(ip4(10, 1, 0, 10), "node-1");
     s.cordon("node-2", T0 - SECOND);
     for n in 0..2u32 {
         let p = Synth::pod_spec("api", n, "node-2");
