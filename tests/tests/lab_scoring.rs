@@ -12,6 +12,11 @@
 //!   the kernel saw the proxy write (recall >= 0.99);
 //! - per cause, precision (verdicts whose cause is the scenario's) >= 0.95
 //!   and recall (those 5xx whose verdict has the scenario's cause) >= 0.90;
+//! - where no proxy of the cluster answers, the failed requests are matched
+//!   to the kernel's failed connections instead: a load balancer outside
+//!   the cluster (`lb-deregistration-lag`) by the upstream its 5xx names
+//!   and the time, the clients' own failed connections to a terminating
+//!   proxy replica (`proxy-terminated`) by the client's port;
 //! - `prestop-fixed` gets zero verdicts;
 //! - the fixes quote the scenario's parameters (preStop lag within 30% +
 //!   0.5 s of the configured endpoint lag; the configured grace period).
