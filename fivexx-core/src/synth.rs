@@ -356,21 +356,7 @@ impl Synth {
     ) -> FourTuple {
         let (t, sock) = self.tuple(proxy, dst, 8080);
         if let Some(n) = server_node {
-            let mut e = self.net(
-                KernelEventKind::SendReset,
-                n,
-                at - 100_000,
-                FourTuple {
-                    saddr: t.daddr,
-                    sport: t.dport,
-                    daddr: t.saddr,
-                    dport: t.sport,
-                },
-                0,
-            );
-            e.sock_id = None;
-            e.reset_reason = Some("NO_SOCKET".into());
-            self.facts.push(Fact::Kernel(e));
+            self.refusal_by_server(n, t, at - 100_000);
         }
         let mut e = self.net(KernelEventKind::ReceiveReset, proxy_node, at, t, sock);
         e.tcp_state = Some(TcpState::SynSent);
@@ -396,22 +382,23 @@ impl Synth {
         at: i64,
     ) -> FourTuple {
         let (t, _) = self.tuple(client, dst, 8080);
-        let mut e = self.net(
-            KernelEventKind::SendReset,
-            server_node,
-            at,
-            FourTuple {
-                saddr: t.daddr,
-                sport: t.dport,
-                daddr: t.saddr,
-                dport: t.sport,
-            },
-            0,
-        );
+        self.refusal_by_server(server_node, t, at);
+        t
+    }
+
+    /// The RST the server's kernel sends to a SYN no socket takes
+    /// (`send_reset` NO_SOCKET, socketless), for client-first tuple `t`.
+    fn refusal_by_server(&mut self, node: &str, t: FourTuple, at: i64) {
+        let back = FourTuple {
+            saddr: t.daddr,
+            sport: t.dport,
+            daddr: t.saddr,
+            dport: t.sport,
+        };
+        let mut e = self.net(KernelEventKind::SendReset, node, at, back, 0);
         e.sock_id = None;
         e.reset_reason = Some("NO_SOCKET".into());
         self.facts.push(Fact::Kernel(e));
-        t
     }
 
     /// Refused without RST (ICMP port unreachable / REJECT): error 111 only.

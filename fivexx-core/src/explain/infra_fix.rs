@@ -13,7 +13,7 @@ pub(super) fn node_lost(st: &WorkloadStats) -> Fix {
     let node = st.lost_node.as_deref().unwrap_or("the node");
     let action = "drain nodes before maintenance (kubectl drain); for spot and preemptible nodes run an interruption handler that cordons and drains on the notice; enable the kubelet's graceful node shutdown (shutdownGracePeriod); spread replicas across nodes (topologySpreadConstraints) so the others keep serving";
     let v = &st.kept_after_loss_ns;
-    let (Some(p50), Some(max)) = (percentile(v, 50.0), v.iter().copied().max()) else {
+    let Some((p50, max)) = p50_and_max(v) else {
         return Fix {
             action: action.into(),
             because: format!(
@@ -52,7 +52,7 @@ pub(super) fn lb_deregistration(st: &WorkloadStats) -> Fix {
     let lbs = if lbs.is_empty() { "?".to_string() } else { lbs };
     let settings = "and make the load balancer stop sooner: AWS target group deregistration (the Load Balancer Controller deregisters when the endpoint leaves; keep deregistration_delay.timeout_seconds below the pod's grace period), GKE NEG connection draining, Azure Application Gateway connection draining";
     let v = &st.lb_lags_ns;
-    let (Some(p50), Some(max)) = (percentile(v, 50.0), v.iter().copied().max()) else {
+    let Some((p50, max)) = p50_and_max(v) else {
         return Fix {
             action: format!("a preStop sleep longer than the load balancer's deregistration, {settings}"),
             because: format!("the load balancer at {lbs}, outside the cluster, sent new connections to terminating pods"),
@@ -83,7 +83,7 @@ pub(super) fn lb_deregistration(st: &WorkloadStats) -> Fix {
 pub(super) fn proxy_terminated(st: &WorkloadStats) -> Fix {
     let drain = "and drain before exiting: ingress-nginx worker-shutdown-timeout (nginx's graceful SIGQUIT), Envoy's --drain-time-s with --drain-strategy immediate (Envoy Gateway's shutdown drainTimeout, Istio's terminationDrainDuration), HAProxy's soft stop (SIGUSR1) with hard-stop-after";
     let v = &st.proxy_lags_ns;
-    let (Some(p50), Some(max)) = (percentile(v, 50.0), v.iter().copied().max()) else {
+    let Some((p50, max)) = p50_and_max(v) else {
         return Fix {
             action: format!("a preStop sleep on the proxy pods longer than clients take to stop sending to a terminating replica, {drain}"),
             because: "clients still sent to a proxy replica that was shutting down".into(),
@@ -106,4 +106,9 @@ pub(super) fn proxy_terminated(st: &WorkloadStats) -> Fix {
             ("terminations", v.len() as f64),
         ]),
     }
+}
+
+/// The median and the largest of `v`, when it has any.
+fn p50_and_max(v: &[i64]) -> Option<(i64, i64)> {
+    Some((percentile(v, 50.0)?, v.iter().copied().max()?))
 }
