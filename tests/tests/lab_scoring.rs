@@ -391,6 +391,66 @@ impl Quoted {
     }
 }
 
+/// The fix parameter a scenario's fix must quote, and the setting it must
+/// match: the endpoint lag, the backend's idle timeout, the node-monitor
+/// grace period, the load balancer's lag, the clients' lag.
+fn quoted_setting(kind: ScenarioKind, params: &ScenarioParams) -> Option<(Quoted, f64)> {
+    let secs = |ms: u64| ms as f64 / 1000.0;
+    let (cause, param, what, setting, configured) = match (kind, lag_cause(kind)) {
+        (_, Some(c)) => (
+            c,
+            "lag_p99_s",
+            "lag",
+            "configured",
+            secs(params.endpoint_lag_ms),
+        ),
+        // The backend's idle timeout, as the kernel measured it at close.
+        (ScenarioKind::KeepaliveIdle, None) => (
+            Cause::KeepAliveIdleTimeout,
+            "backend_idle_p50_s",
+            "idle",
+            "configured",
+            secs(params.idle_timeout_ms),
+        ),
+        // From the node's last word to the endpoints dropping its pods:
+        // the node-monitor grace period (the agent's last message is up
+        // to its 1 s heartbeat before the node vanished).
+        (ScenarioKind::NodeLost, None) => (
+            Cause::NodeLost,
+            "endpoints_kept_p50_s",
+            "kept",
+            "grace",
+            secs(params.node_monitor_grace_ms),
+        ),
+        // From SIGTERM to the load balancer's last connection: the
+        // endpoint update reaching its controller, then its deregistration.
+        (ScenarioKind::LbDeregistrationLag, None) => (
+            Cause::LbDeregistrationLag,
+            "lb_lag_p50_s",
+            "lb lag",
+            "lag+deregistration",
+            secs(params.endpoint_lag_ms + params.lb_deregistration_ms),
+        ),
+        // From the proxy pod's deletion to the clients' balancer dropping
+        // it; the proxy stops accepting at once on SIGTERM.
+        (ScenarioKind::ProxyTerminated, None) => (
+            Cause::ProxyTerminated,
+            "client_window_p50_s",
+            "window",
+            "client lag",
+            secs(params.client_lag_ms),
+        ),
+        _ => return None,
+    };
+    let quoted = Quoted {
+        cause,
+        param,
+        what,
+        setting,
+    };
+    Some((quoted, configured))
+}
+
 /// The fixes quote the scenario's own numbers (the endpoint lag, the grace
 /// period): what the FIX column shows, with any mismatch in `problems`.
 fn check_fixes(
@@ -402,14 +462,7 @@ fn check_fixes(
     let explained = &run.explained;
     let name = kind.name();
     let mut fix = String::from("-");
-    if let Some(c) = lag_cause(kind) {
-        let configured = params.endpoint_lag_ms as f64 / 1000.0;
-        let quoted = Quoted {
-            cause: c,
-            param: "lag_p99_s",
-            what: "lag",
-            setting: "configured",
-        };
+    if let Some((quoted, configured)) = quoted_setting(kind, params) {
         fix = quoted.check(explained, name, configured, problems);
     }
     if kind == ScenarioKind::Recreate {
@@ -436,54 +489,6 @@ fn check_fixes(
                 "{name}: no-endpoints stretch: lab {truth:?}, quoted {quoted:?}"
             )),
         }
-    }
-    if kind == ScenarioKind::KeepaliveIdle {
-        // The backend's idle timeout, as the kernel measured it at close.
-        let configured = params.idle_timeout_ms as f64 / 1000.0;
-        let quoted = Quoted {
-            cause: Cause::KeepAliveIdleTimeout,
-            param: "backend_idle_p50_s",
-            what: "idle",
-            setting: "configured",
-        };
-        fix = quoted.check(explained, name, configured, problems);
-    }
-    if kind == ScenarioKind::NodeLost {
-        // From the node's last word to the endpoints dropping its pods:
-        // the node-monitor grace period (the agent's last message is up
-        // to its 1 s heartbeat before the node vanished).
-        let configured = params.node_monitor_grace_ms as f64 / 1000.0;
-        let quoted = Quoted {
-            cause: Cause::NodeLost,
-            param: "endpoints_kept_p50_s",
-            what: "kept",
-            setting: "grace",
-        };
-        fix = quoted.check(explained, name, configured, problems);
-    }
-    if kind == ScenarioKind::LbDeregistrationLag {
-        // From SIGTERM to the load balancer's last connection: the
-        // endpoint update reaching its controller, then its deregistration.
-        let configured = (params.endpoint_lag_ms + params.lb_deregistration_ms) as f64 / 1000.0;
-        let quoted = Quoted {
-            cause: Cause::LbDeregistrationLag,
-            param: "lb_lag_p50_s",
-            what: "lb lag",
-            setting: "lag+deregistration",
-        };
-        fix = quoted.check(explained, name, configured, problems);
-    }
-    if kind == ScenarioKind::ProxyTerminated {
-        // From the proxy pod's deletion to the clients' balancer dropping
-        // it; the proxy stops accepting at once on SIGTERM.
-        let configured = params.client_lag_ms as f64 / 1000.0;
-        let quoted = Quoted {
-            cause: Cause::ProxyTerminated,
-            param: "client_window_p50_s",
-            what: "window",
-            setting: "client lag",
-        };
-        fix = quoted.check(explained, name, configured, problems);
     }
     if kind == ScenarioKind::IgnoreSigterm {
         let configured = params.grace_ms as f64 / 1000.0;

@@ -121,14 +121,17 @@ impl Kubelet {
         let targets = match self.inner.cfg.external_lb {
             Some(delay) => {
                 let targets = self.target_group().targets(&ready, due, delay);
-                // The end of any deregistration this change began.
-                let k = self.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep_until(due + delay).await;
-                    let now = Instant::now();
-                    let targets = k.target_group().refresh(now, delay);
-                    let _ = k.inner.endpoints_tx.send((now, targets));
-                });
+                // The end of a deregistration this change began (none
+                // when no target is draining).
+                if targets.len() > ready.len() {
+                    let k = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(due + delay).await;
+                        let now = Instant::now();
+                        let targets = k.target_group().refresh(now, delay);
+                        let _ = k.inner.endpoints_tx.send((now, targets));
+                    });
+                }
                 targets
             }
             None => ready,
