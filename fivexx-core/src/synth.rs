@@ -14,7 +14,8 @@
 //! apart from one another.
 
 use crate::event::{
-    ExitStatus, FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState,
+    Errno, ExitStatus, FourTuple, KernelEvent, KernelEventKind, ResetReason, SignalResult, TaskRef,
+    TcpState,
 };
 use crate::model::{
     ClusterEvent, EndpointFact, Fact, NodeChange, NodeFact, PodChange, PodFact, ServiceFact,
@@ -339,7 +340,7 @@ impl Synth {
     pub fn own_abort(&mut self, node: &str, dst: IpAddr, at: i64) {
         let (t, sock) = self.tuple(IpAddr::from([0u8, 0, 0, 0]), dst, 0);
         let mut e = self.net(KernelEventKind::SockError, node, at, t, sock);
-        e.errno = Some(104);
+        e.errno = Some(Errno::ECONNRESET);
         e.task = Some(task(3100, "haproxy"));
         self.facts.push(Fact::Kernel(e));
     }
@@ -366,7 +367,7 @@ impl Synth {
         e.new_state = Some(TcpState::Close);
         self.facts.push(Fact::Kernel(e));
         let mut e = self.net(KernelEventKind::SockError, proxy_node, at + 2000, t, sock);
-        e.errno = Some(111);
+        e.errno = Some(Errno::ECONNREFUSED);
         self.facts.push(Fact::Kernel(e));
         t
     }
@@ -397,7 +398,7 @@ impl Synth {
         };
         let mut e = self.net(KernelEventKind::SendReset, node, at, back, 0);
         e.sock_id = None;
-        e.reset_reason = Some("NO_SOCKET".into());
+        e.reset_reason = Some(ResetReason::NoSocket);
         self.facts.push(Fact::Kernel(e));
     }
 
@@ -405,7 +406,7 @@ impl Synth {
     pub fn rejected(&mut self, proxy_node: &str, proxy: IpAddr, dst: IpAddr, at: i64) -> FourTuple {
         let (t, sock) = self.tuple(proxy, dst, 80);
         let mut e = self.net(KernelEventKind::SockError, proxy_node, at, t, sock);
-        e.errno = Some(111);
+        e.errno = Some(Errno::ECONNREFUSED);
         self.facts.push(Fact::Kernel(e));
         let mut e = self.net(KernelEventKind::StateChange, proxy_node, at + 1000, t, sock);
         e.tcp_state = Some(TcpState::SynSent);
@@ -441,7 +442,7 @@ impl Synth {
         }
         if errno {
             let mut e = self.net(KernelEventKind::SockError, proxy_node, at + after, t, sock);
-            e.errno = Some(110);
+            e.errno = Some(Errno::ETIMEDOUT);
             self.facts.push(Fact::Kernel(e));
         }
         let mut e = self.net(
@@ -484,14 +485,14 @@ impl Synth {
             );
             e.sock_id = None;
             e.tcp_state = Some(TcpState::Established);
-            e.reset_reason = Some("NOT_SPECIFIED".into());
+            e.reset_reason = Some(ResetReason::NotSpecified);
             self.facts.push(Fact::Kernel(e));
         }
         let mut e = self.net(KernelEventKind::ReceiveReset, proxy_node, at, t, sock);
         e.tcp_state = Some(TcpState::Established);
         self.facts.push(Fact::Kernel(e));
         let mut e = self.net(KernelEventKind::SockError, proxy_node, at + 1000, t, sock);
-        e.errno = Some(104);
+        e.errno = Some(Errno::ECONNRESET);
         self.facts.push(Fact::Kernel(e));
         t
     }
@@ -511,7 +512,7 @@ impl Synth {
         let (t, sock) = self.tuple(client, server, 8080);
         let mut e = self.net(KernelEventKind::SendReset, client_node, at, t, sock);
         e.tcp_state = Some(TcpState::Established);
-        e.reset_reason = Some("NOT_SPECIFIED".into());
+        e.reset_reason = Some(ResetReason::NotSpecified);
         self.facts.push(Fact::Kernel(e));
         let back = FourTuple {
             saddr: t.daddr,
@@ -535,7 +536,7 @@ impl Synth {
             back,
             sock + 1_000_000,
         );
-        e.errno = Some(104);
+        e.errno = Some(Errno::ECONNRESET);
         self.facts.push(Fact::Kernel(e));
         t
     }

@@ -31,7 +31,9 @@ fn sample_fact(i: u64) -> Fact {
                 dport: 8080,
             });
             e.tcp_state = Some(TcpState::SynSent);
-            e.errno = i.is_multiple_of(2).then_some(111);
+            e.errno = i
+                .is_multiple_of(2)
+                .then_some(fivexx_core::event::Errno::ECONNREFUSED);
             e.sock_id = Some(i);
             Fact::Kernel(e)
         }

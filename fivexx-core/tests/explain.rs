@@ -4,6 +4,7 @@
 //! This file is longer than 600 lines because each cause's test is read next
 //! to its near-misses and the joins that build on them.
 
+use fivexx_core::event::Errno;
 use fivexx_core::explain::{
     explain_all, Cause, Confidence, EpisodeKind, ExplainConfig, FailedConnection, Failure,
     FailureKind, HttpAnswer, Verdict,
@@ -564,8 +565,11 @@ fn one_verdict_per_connection_across_both_sides() {
     let vs = run(s);
     assert_eq!(vs.len(), 1);
     let v = verdict_for(&vs, &t);
-    assert_eq!(conn(v).server_reset_reason.as_deref(), Some("NO_SOCKET"));
-    assert_eq!(conn(v).errno, Some(111));
+    assert!(conn(v)
+        .server_reset
+        .as_ref()
+        .is_some_and(|r| r.is_refusal()));
+    assert_eq!(conn(v).errno, Some(Errno::ECONNREFUSED));
 }
 
 #[test]
@@ -1007,9 +1011,10 @@ mod robustness {
                 e.tuple = Some(tuple);
                 e.tcp_state = Some(states[usize::from(small % 4)]);
                 e.new_state = Some(TcpState::Close);
-                e.errno =
-                    Some([0, 104, 110, 111, 113, 32, i32::from(port)][usize::from(small % 7)]);
-                e.reset_reason = flag.then(|| "NO_SOCKET".into());
+                e.errno = fivexx_core::event::Errno::from_kernel(
+                    [0, 104, 110, 111, 113, 32, i32::from(port)][usize::from(small % 7)],
+                );
+                e.reset_reason = flag.then_some(fivexx_core::event::ResetReason::NoSocket);
                 Fact::Kernel(e)
             }
             5..=7 => {

@@ -369,7 +369,7 @@ pub(crate) fn signal_case(node: &Node, by_pod: bool) -> Result<HostEvents> {
     let connected_at = Instant::now();
     let refused = sub.wait_for("a refused connect", limit, |e| {
         e.kind == KernelEventKind::SockError
-            && e.errno == Some(111)
+            && e.errno == Some(fivexx_core::event::Errno::ECONNREFUSED)
             && e.tuple.is_some_and(|t| t.dport == closed)
     })?;
     let cgroup2 = host::cgroup2_root()?;

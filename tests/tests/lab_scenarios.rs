@@ -8,7 +8,7 @@
 //! signature check it shares with the others; one test binary links the
 //! lab once.
 
-use fivexx_core::event::{KernelEvent, KernelEventKind, SignalResult, TcpState};
+use fivexx_core::event::{Errno, KernelEvent, KernelEventKind, SignalResult, TcpState};
 use fivexx_lab::control::store::ClusterStore;
 use fivexx_lab::harness::{find_binary, skip_unless_root};
 use fivexx_lab::node::clean;
@@ -120,7 +120,7 @@ fn refused_connects(r: &ScenarioReport) -> Vec<&KernelEvent> {
         .into_iter()
         .filter(|e| {
             (e.kind == KernelEventKind::ReceiveReset && e.tcp_state == Some(TcpState::SynSent))
-                || (e.kind == KernelEventKind::SockError && e.errno == Some(111))
+                || (e.kind == KernelEventKind::SockError && e.errno == Some(Errno::ECONNREFUSED))
         })
         .collect()
 }
@@ -385,7 +385,7 @@ fn ip_gone_gives_504_from_connect_timeouts() {
             .filter(|e| {
                 e.kind == KernelEventKind::SynRetransmit
                     || (e.kind == KernelEventKind::SockError
-                        && matches!(e.errno, Some(110) | Some(113)))
+                        && matches!(e.errno, Some(Errno::ETIMEDOUT | Errno::EHOSTUNREACH)))
                     || (e.kind == KernelEventKind::StateChange
                         && e.tcp_state == Some(TcpState::SynSent)
                         && e.new_state == Some(TcpState::Close))

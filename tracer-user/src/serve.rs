@@ -303,7 +303,7 @@ mod tests {
             daddr: "10.0.0.2".parse().unwrap(),
             dport: 8080,
         });
-        ev.errno = Some(111);
+        ev.errno = Some(fivexx_core::event::Errno::ECONNREFUSED);
         ev
     }
 

@@ -66,7 +66,7 @@ fn records_what_it_shows_and_closes_the_file_cleanly() {
                 if ev.kind == KernelEventKind::ReceiveReset
                     && ev.tuple.is_some_and(|t| t.dport == closed)
                 {
-                    assert_eq!(ev.errno, Some(111));
+                    assert_eq!(ev.errno, Some(fivexx_core::event::Errno::ECONNREFUSED));
                     resets += 1;
                 }
             }

@@ -170,7 +170,7 @@ fn serves_filtered_events_and_says_goodbye_on_sigterm() {
             None => panic!("stream ended"),
         }
     };
-    assert_eq!(ev.errno, Some(111));
+    assert_eq!(ev.errno, Some(fivexx_core::event::Errno::ECONNREFUSED));
     assert_eq!(ev.node, "lab-node");
 
     // SIGTERM: the agent sends final stats and Goodbye, then exits 0.
@@ -498,7 +498,7 @@ fn update_widens_and_narrows_the_stream_in_place() {
     let second = refuse(TARGET);
     let ev = event_to(&mut client, second).expect("no reset after an Update added its address");
     assert_eq!(ev.kind, KernelEventKind::ReceiveReset);
-    assert_eq!(ev.errno, Some(111));
+    assert_eq!(ev.errno, Some(fivexx_core::event::Errno::ECONNREFUSED));
     assert_eq!(ev.tuple.map(|t| t.daddr), Some(target));
     assert!(event_to(&mut witness, second).is_some());
 

@@ -15,7 +15,8 @@
 //! one diff.
 
 use crate::event::{
-    ExitStatus, FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState,
+    Errno, ExitStatus, FourTuple, KernelEvent, KernelEventKind, ResetReason, SignalResult, TaskRef,
+    TcpState,
 };
 use crate::model::{
     AgentGoneFact, ClusterEvent, EndpointFact, Fact, HttpPeekFact, NodeFact, PodFact, ProxyLogFact,
@@ -23,46 +24,99 @@ use crate::model::{
 };
 use crate::proxylog::LogFormat;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use super::tag;
 
+/// The frozen layout of a `FACT` record: every fact but the ones with
+/// record types of their own. Encoding borrows from the fact (nothing is
+/// cloned per record); decoding borrows the kernel event's strings from
+/// the record and copies them into a reused event.
 #[derive(Serialize, Deserialize)]
-enum FactWire {
-    Kernel(KernelWire),
-    Pod(PodFact),
-    Endpoint(EndpointFact),
-    Service(ServiceFact),
-    Node(NodeFact),
-    Event(ClusterEvent),
+enum FactWire<'a> {
+    #[serde(borrow)]
+    Kernel(KernelWire<'a>),
+    Pod(Cow<'a, PodFact>),
+    Endpoint(Cow<'a, EndpointFact>),
+    Service(Cow<'a, ServiceFact>),
+    Node(Cow<'a, NodeFact>),
+    Event(Cow<'a, ClusterEvent>),
 }
 
-#[derive(Serialize, Deserialize)]
+/// [`ExitStatus`] with every field present (postcard cannot skip).
+#[derive(Clone, Copy, Serialize, Deserialize)]
 struct ExitWire {
     code: Option<i32>,
     signal: Option<i32>,
     core_dumped: bool,
 }
 
+impl From<ExitStatus> for ExitWire {
+    fn from(x: ExitStatus) -> ExitWire {
+        ExitWire {
+            code: x.code,
+            signal: x.signal,
+            core_dumped: x.core_dumped,
+        }
+    }
+}
+
+impl From<ExitWire> for ExitStatus {
+    fn from(x: ExitWire) -> ExitStatus {
+        ExitStatus {
+            code: x.code,
+            signal: x.signal,
+            core_dumped: x.core_dumped,
+        }
+    }
+}
+
+/// [`TaskRef`]'s layout, borrowed.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+struct TaskWire<'a> {
+    pid: i32,
+    comm: &'a str,
+}
+
+impl<'a> From<&'a TaskRef> for TaskWire<'a> {
+    fn from(t: &'a TaskRef) -> TaskWire<'a> {
+        TaskWire {
+            pid: t.pid,
+            comm: &t.comm,
+        }
+    }
+}
+
+/// The one mirror of [`KernelEvent`]'s binary layout, borrowed both ways.
+/// [`Cursor::kernel_into`] reads the same layout directly (and is tested
+/// against this type's serde decoding).
 #[derive(Serialize, Deserialize)]
-struct KernelWire {
+struct KernelWire<'a> {
     mono_ns: u64,
     wall_ns: i64,
     kind: KernelEventKind,
-    node: String,
+    node: &'a str,
     tuple: Option<FourTuple>,
     tcp_state: Option<TcpState>,
     new_state: Option<TcpState>,
-    reset_reason: Option<String>,
-    errno: Option<i32>,
+    #[serde(borrow)]
+    reset_reason: Option<&'a str>,
+    /// Older agents wrote 0 for none: read as `None`.
+    #[serde(deserialize_with = "Errno::deserialize_kernel")]
+    errno: Option<Errno>,
     signal: Option<i32>,
     signal_result: Option<SignalResult>,
-    task: Option<TaskRef>,
-    target: Option<TaskRef>,
+    #[serde(borrow)]
+    task: Option<TaskWire<'a>>,
+    #[serde(borrow)]
+    target: Option<TaskWire<'a>>,
     exit: Option<ExitWire>,
     cgroup_id: Option<u64>,
-    pod_uid: Option<String>,
-    container_id: Option<String>,
+    #[serde(borrow)]
+    pod_uid: Option<&'a str>,
+    #[serde(borrow)]
+    container_id: Option<&'a str>,
     sock_id: Option<u64>,
     http_status: Option<u16>,
     fd: Option<i32>,
@@ -91,70 +145,32 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Tail<T> {
     }
 }
 
-impl From<&KernelEvent> for KernelWire {
-    fn from(e: &KernelEvent) -> KernelWire {
+impl<'a> From<&'a KernelEvent> for KernelWire<'a> {
+    fn from(e: &'a KernelEvent) -> KernelWire<'a> {
         KernelWire {
             mono_ns: e.mono_ns,
             wall_ns: e.wall_ns,
             kind: e.kind,
-            node: e.node.clone(),
+            node: &e.node,
             tuple: e.tuple,
             tcp_state: e.tcp_state,
             new_state: e.new_state,
-            reset_reason: e.reset_reason.clone(),
+            reset_reason: e.reset_reason.as_ref().map(ResetReason::as_str),
             errno: e.errno,
             signal: e.signal,
             signal_result: e.signal_result,
-            task: e.task.clone(),
-            target: e.target.clone(),
-            exit: e.exit.map(|x| ExitWire {
-                code: x.code,
-                signal: x.signal,
-                core_dumped: x.core_dumped,
-            }),
+            task: e.task.as_ref().map(TaskWire::from),
+            target: e.target.as_ref().map(TaskWire::from),
+            exit: e.exit.map(ExitWire::from),
             cgroup_id: e.cgroup_id,
-            pod_uid: e.pod_uid.clone(),
-            container_id: e.container_id.clone(),
+            pod_uid: e.pod_uid.as_deref(),
+            container_id: e.container_id.as_deref(),
             sock_id: e.sock_id,
             http_status: e.http_status,
             fd: e.fd,
             http_peek_bytes: e.http_peek_bytes,
             syn_sent_ns: Tail(e.syn_sent_ns),
             idle_us: Tail(e.idle_us),
-        }
-    }
-}
-
-impl From<KernelWire> for KernelEvent {
-    fn from(w: KernelWire) -> KernelEvent {
-        KernelEvent {
-            mono_ns: w.mono_ns,
-            wall_ns: w.wall_ns,
-            kind: w.kind,
-            node: w.node,
-            tuple: w.tuple,
-            tcp_state: w.tcp_state,
-            new_state: w.new_state,
-            reset_reason: w.reset_reason,
-            errno: w.errno,
-            signal: w.signal,
-            signal_result: w.signal_result,
-            task: w.task,
-            target: w.target,
-            exit: w.exit.map(|x| ExitStatus {
-                code: x.code,
-                signal: x.signal,
-                core_dumped: x.core_dumped,
-            }),
-            cgroup_id: w.cgroup_id,
-            pod_uid: w.pod_uid,
-            container_id: w.container_id,
-            sock_id: w.sock_id,
-            http_status: w.http_status,
-            fd: w.fd,
-            http_peek_bytes: w.http_peek_bytes,
-            syn_sent_ns: w.syn_sent_ns.0,
-            idle_us: w.idle_us.0,
         }
     }
 }
@@ -326,11 +342,11 @@ pub(crate) fn encode_fact(fact: &Fact, out: &mut Vec<u8>) -> Result<u8, postcard
             return Ok(tag::AGENT_GONE);
         }
         Fact::Kernel(e) => FactWire::Kernel(e.into()),
-        Fact::Pod(p) => FactWire::Pod(p.clone()),
-        Fact::Endpoint(e) => FactWire::Endpoint(e.clone()),
-        Fact::Service(s) => FactWire::Service(s.clone()),
-        Fact::Node(n) => FactWire::Node(n.clone()),
-        Fact::Event(e) => FactWire::Event(e.clone()),
+        Fact::Pod(p) => FactWire::Pod(Cow::Borrowed(p)),
+        Fact::Endpoint(e) => FactWire::Endpoint(Cow::Borrowed(e)),
+        Fact::Service(s) => FactWire::Service(Cow::Borrowed(s)),
+        Fact::Node(n) => FactWire::Node(Cow::Borrowed(n)),
+        Fact::Event(e) => FactWire::Event(Cow::Borrowed(e)),
     };
     let bytes = postcard::to_stdvec(&wire)?;
     out.extend_from_slice(&bytes);
@@ -348,68 +364,27 @@ pub(crate) fn decode_fact(bytes: &[u8]) -> Result<Fact, postcard::Error> {
 /// The serde decoding of a fact record: the reference the direct kernel
 /// decoder falls back to (and is tested against).
 fn decode_fact_serde(bytes: &[u8]) -> Result<Fact, postcard::Error> {
-    let wire: FactWire = postcard::from_bytes(bytes)?;
-    Ok(match wire {
-        FactWire::Kernel(k) => Fact::Kernel(k.into()),
-        FactWire::Pod(p) => Fact::Pod(p),
-        FactWire::Endpoint(e) => Fact::Endpoint(e),
-        FactWire::Service(s) => Fact::Service(s),
-        FactWire::Node(n) => Fact::Node(n),
-        FactWire::Event(e) => Fact::Event(e),
-    })
+    let wire: FactWire<'_> = postcard::from_bytes(bytes)?;
+    Ok(wire.into_fact(None))
 }
 
-/// [`FactWire`] read without copying its kernel strings: the same layout,
-/// with the strings borrowed from the record.
-#[derive(Deserialize)]
-enum FactWireRef<'a> {
-    #[serde(borrow)]
-    Kernel(KernelWireRef<'a>),
-    Pod(PodFact),
-    Endpoint(EndpointFact),
-    Service(ServiceFact),
-    Node(NodeFact),
-    Event(ClusterEvent),
-}
-
-/// [`TaskRef`]'s layout, borrowed.
-#[derive(Deserialize)]
-struct TaskWireRef<'a> {
-    pid: i32,
-    comm: &'a str,
-}
-
-/// [`KernelWire`]'s layout, borrowed.
-#[derive(Deserialize)]
-struct KernelWireRef<'a> {
-    mono_ns: u64,
-    wall_ns: i64,
-    kind: KernelEventKind,
-    node: &'a str,
-    tuple: Option<FourTuple>,
-    tcp_state: Option<TcpState>,
-    new_state: Option<TcpState>,
-    #[serde(borrow)]
-    reset_reason: Option<&'a str>,
-    errno: Option<i32>,
-    signal: Option<i32>,
-    signal_result: Option<SignalResult>,
-    #[serde(borrow)]
-    task: Option<TaskWireRef<'a>>,
-    #[serde(borrow)]
-    target: Option<TaskWireRef<'a>>,
-    exit: Option<ExitWire>,
-    cgroup_id: Option<u64>,
-    #[serde(borrow)]
-    pod_uid: Option<&'a str>,
-    #[serde(borrow)]
-    container_id: Option<&'a str>,
-    sock_id: Option<u64>,
-    http_status: Option<u16>,
-    fd: Option<i32>,
-    http_peek_bytes: Option<u8>,
-    syn_sent_ns: Tail<i64>,
-    idle_us: Tail<u64>,
+impl FactWire<'_> {
+    /// The fact, its kernel event written over `reuse` (keeping its string
+    /// buffers) when one is lent.
+    fn into_fact(self, reuse: Option<KernelEvent>) -> Fact {
+        match self {
+            FactWire::Kernel(k) => {
+                let mut e = reuse.unwrap_or_else(|| KernelEvent::new(k.kind, 0, 0));
+                k.fill(&mut e);
+                Fact::Kernel(e)
+            }
+            FactWire::Pod(p) => Fact::Pod(p.into_owned()),
+            FactWire::Endpoint(e) => Fact::Endpoint(e.into_owned()),
+            FactWire::Service(s) => Fact::Service(s.into_owned()),
+            FactWire::Node(n) => Fact::Node(n.into_owned()),
+            FactWire::Event(e) => Fact::Event(e.into_owned()),
+        }
+    }
 }
 
 fn set_str(dst: &mut String, src: &str) {
@@ -425,7 +400,7 @@ fn set_opt_str(dst: &mut Option<String>, src: Option<&str>) {
     }
 }
 
-fn set_task(dst: &mut Option<TaskRef>, src: Option<TaskWireRef<'_>>) {
+fn set_task(dst: &mut Option<TaskRef>, src: Option<TaskWire<'_>>) {
     match (dst.as_mut(), src) {
         (Some(d), Some(s)) => {
             d.pid = s.pid;
@@ -441,9 +416,9 @@ fn set_task(dst: &mut Option<TaskRef>, src: Option<TaskWireRef<'_>>) {
     }
 }
 
-impl KernelWireRef<'_> {
+impl KernelWire<'_> {
     /// Overwrites every field of `e`, reusing its string buffers.
-    fn fill(self, e: &mut KernelEvent) {
+    fn fill(&self, e: &mut KernelEvent) {
         e.mono_ns = self.mono_ns;
         e.wall_ns = self.wall_ns;
         e.kind = self.kind;
@@ -451,17 +426,13 @@ impl KernelWireRef<'_> {
         e.tuple = self.tuple;
         e.tcp_state = self.tcp_state;
         e.new_state = self.new_state;
-        set_opt_str(&mut e.reset_reason, self.reset_reason);
+        set_reason(&mut e.reset_reason, self.reset_reason);
         e.errno = self.errno;
         e.signal = self.signal;
         e.signal_result = self.signal_result;
         set_task(&mut e.task, self.task);
         set_task(&mut e.target, self.target);
-        e.exit = self.exit.map(|x| ExitStatus {
-            code: x.code,
-            signal: x.signal,
-            core_dumped: x.core_dumped,
-        });
+        e.exit = self.exit.map(ExitStatus::from);
         e.cgroup_id = self.cgroup_id;
         set_opt_str(&mut e.pod_uid, self.pod_uid);
         set_opt_str(&mut e.container_id, self.container_id);
@@ -472,6 +443,12 @@ impl KernelWireRef<'_> {
         e.syn_sent_ns = self.syn_sent_ns.0;
         e.idle_us = self.idle_us.0;
     }
+}
+
+/// A reset reason from its kernel name, allocating only for a name this
+/// build does not know.
+fn set_reason(dst: &mut Option<ResetReason>, src: Option<&str>) {
+    *dst = src.map(ResetReason::from_name);
 }
 
 /// A direct reader of postcard's encoding of [`KernelWire`], the bulk of
@@ -623,8 +600,8 @@ impl<'a> Cursor<'a> {
     }
 
     #[inline(always)]
-    fn task(&mut self) -> Option<TaskWireRef<'a>> {
-        Some(TaskWireRef {
+    fn task(&mut self) -> Option<TaskWire<'a>> {
+        Some(TaskWire {
             pid: self.i32()?,
             comm: self.str()?,
         })
@@ -652,17 +629,13 @@ impl<'a> Cursor<'a> {
         e.tuple = self.opt(Self::tuple)?;
         e.tcp_state = self.opt(Self::tcp_state)?;
         e.new_state = self.opt(Self::tcp_state)?;
-        set_opt_str(&mut e.reset_reason, self.opt(Self::str)?);
-        e.errno = self.opt(Self::i32)?;
+        set_reason(&mut e.reset_reason, self.opt(Self::str)?);
+        e.errno = self.opt(Self::i32)?.and_then(Errno::from_kernel);
         e.signal = self.opt(Self::i32)?;
         e.signal_result = self.opt(Self::signal_result)?;
         set_task(&mut e.task, self.opt(Self::task)?);
         set_task(&mut e.target, self.opt(Self::task)?);
-        e.exit = self.opt(Self::exit)?.map(|x| ExitStatus {
-            code: x.code,
-            signal: x.signal,
-            core_dumped: x.core_dumped,
-        });
+        e.exit = self.opt(Self::exit)?.map(ExitStatus::from);
         e.cgroup_id = self.opt(Self::u64)?;
         set_opt_str(&mut e.pod_uid, self.opt(Self::str)?);
         set_opt_str(&mut e.container_id, self.opt(Self::str)?);
@@ -711,25 +684,12 @@ pub(crate) fn decode_fact_into(
         }
         *spare = Some(e);
     }
-    let wire: FactWireRef<'_> = postcard::from_bytes(bytes)?;
-    let fact = match wire {
-        FactWireRef::Kernel(k) => {
-            if let Some(Fact::Kernel(e)) = slot {
-                k.fill(e);
-                return Ok(());
-            }
-            let mut e = spare
-                .take()
-                .unwrap_or_else(|| KernelEvent::new(k.kind, k.mono_ns, k.wall_ns));
-            k.fill(&mut e);
-            Fact::Kernel(e)
-        }
-        FactWireRef::Pod(p) => Fact::Pod(p),
-        FactWireRef::Endpoint(e) => Fact::Endpoint(e),
-        FactWireRef::Service(s) => Fact::Service(s),
-        FactWireRef::Node(n) => Fact::Node(n),
-        FactWireRef::Event(e) => Fact::Event(e),
-    };
+    let wire: FactWire<'_> = postcard::from_bytes(bytes)?;
+    if let (FactWire::Kernel(k), Some(Fact::Kernel(e))) = (&wire, slot.as_mut()) {
+        k.fill(e);
+        return Ok(());
+    }
+    let fact = wire.into_fact(spare.take());
     put(slot, spare, fact);
     Ok(())
 }
@@ -778,8 +738,12 @@ mod tests {
             });
             e.tcp_state = TcpState::from_kernel(i as u8 + 1);
             e.new_state = TcpState::from_kernel(12 - i as u8);
-            e.reset_reason = (i % 3 != 0).then(|| "NO_SOCKET".to_string());
-            e.errno = Some(if i % 2 == 0 { 111 } else { i32::MIN + i as i32 });
+            e.reset_reason = match i % 3 {
+                0 => None,
+                1 => Some(ResetReason::NoSocket),
+                _ => Some(ResetReason::from_name("TCP_ABORT_ON_CLOSE")),
+            };
+            e.errno = Errno::from_kernel(if i % 2 == 0 { 111 } else { i32::MAX - i as i32 });
             e.signal = Some(i32::MAX - i as i32);
             e.signal_result = Some(SignalResult::from_kernel(i as i32));
             e.task = Some(TaskRef {

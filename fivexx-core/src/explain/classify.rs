@@ -14,7 +14,7 @@ use super::config::{ExplainConfig, SECOND};
 use super::hook::{FailedHook, FAILED_PRESTOP_HOOK};
 use super::services::classify_service;
 use super::verdict::{Cause, Confidence, FailedConnection, FailureKind, IdleClose};
-use crate::event::SignalResult;
+use crate::event::{Errno, SignalResult};
 use crate::model::timeline::{ClusterTimeline, PodTimeline, SignalSeen};
 use crate::model::FactSource;
 use crate::model::{Evidence, Observation};
@@ -399,7 +399,7 @@ impl<'a> PodCase<'a> {
         if self.t > end.saturating_add(self.cfg.kill_window_ns + self.cfg.skew_ns) {
             return Err(self);
         }
-        let confidence = if f.server_reset_reason.is_some() || self.sigterm().is_some() {
+        let confidence = if f.server_reset.is_some() || self.sigterm().is_some() {
             Confidence::High
         } else {
             Confidence::Medium
@@ -472,7 +472,7 @@ impl<'a> PodCase<'a> {
         let note = format!(
             "the backend closed a pooled connection after it was idle {idle:.1} s; the proxy reused it {after_ms:.1} ms later and drew a RST"
         );
-        let confidence = if f.server_reset_reason.is_some() {
+        let confidence = if f.server_reset.is_some() {
             Confidence::High
         } else {
             Confidence::Medium
@@ -693,7 +693,7 @@ fn classify_mechanism(
     }
     if let Some(term) = case.term().filter(|term| attempt >= term - cfg.skew_ns) {
         match f.kind {
-            FailureKind::Refused if f.rst || f.errno == Some(111) => {
+            FailureKind::Refused if f.rst || f.errno.is_some_and(Errno::is_refused) => {
                 return case.refused_while_terminating(term);
             }
             FailureKind::TimedOut | FailureKind::Unreachable | FailureKind::ConnectFailed => {

@@ -7,15 +7,14 @@
 //! joined by the connection's endpoints (both directions), and a connection
 //! is final once nothing joined it for `join_ns` of event time.
 
-use super::verdict::{FailedConnection, FailureKind, IdleClose};
-use crate::event::{FourTuple, KernelEvent, KernelEventKind, TcpState};
+use super::verdict::{FailedConnection, FailureKind, IdleClose, ServerReset};
+use crate::event::{Errno, FourTuple, KernelEvent, KernelEventKind, ResetReason, TcpState};
 use crate::model::fact::NodeNames;
 use crate::model::FactSource;
 use crate::model::{Evidence, Observation};
 use foldhash::HashMap;
 use std::collections::hash_map::Entry;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 /// Kernel facts joined into one failure, at most.
 const MAX_JOINED_EVIDENCE: usize = 6;
@@ -59,8 +58,9 @@ struct OpenConnection {
     proxy_pid: Option<i32>,
     rst_in_syn_sent: bool,
     rst_established: bool,
-    server_reset_reason: Option<String>,
-    errno: Option<i32>,
+    /// The server's kernel sent a RST on this connection.
+    server_reset: Option<ServerReset>,
+    errno: Option<Errno>,
     syn_close: bool,
     syn_retransmits: u32,
     /// When the SYN left (the agent's `syn_sent_ns` on SYN_SENT -> CLOSE).
@@ -104,13 +104,11 @@ impl OpenConnection {
                 if s.server_tuple.is_none() {
                     s.server_tuple = Some(tuple);
                 }
+                // The latest reason the kernel gave wins; a RST seen
+                // without one (before 6.10) is still a RST.
+                let rst = s.server_reset.get_or_insert(ServerReset { reason: None });
                 if let Some(r) = &e.reset_reason {
-                    match &mut s.server_reset_reason {
-                        Some(old) => old.clone_from(r),
-                        None => s.server_reset_reason = Some(r.clone()),
-                    }
-                } else if s.server_reset_reason.is_none() {
-                    s.server_reset_reason = Some(String::from("UNKNOWN"));
+                    rst.reason = Some(r.clone());
                 }
             }
         }
@@ -129,16 +127,14 @@ impl OpenConnection {
                 }
             }
             KernelEventKind::SockError => {
-                let n = e.errno.unwrap_or(0);
-                s.errno = Some(match s.errno {
-                    // Keep the most telling errno: refused/timeout over others.
-                    Some(old) if old == 111 || old == 110 => old,
-                    _ => n,
-                });
+                // Keep the most telling errno: refused/timeout over others.
+                if !s.errno.is_some_and(Errno::is_decisive) {
+                    s.errno = e.errno;
+                }
                 Observation::Conn {
                     kind: e.kind,
                     state: None,
-                    errno: Some(n),
+                    errno: e.errno,
                     tuple,
                 }
             }
@@ -164,7 +160,7 @@ impl OpenConnection {
                 }
             }
             KernelEventKind::SendReset => Observation::RstSent {
-                reason: e.reset_reason.as_deref().map(Arc::from),
+                reason: e.reset_reason.clone(),
                 tuple,
             },
             _ => return,
@@ -180,23 +176,24 @@ impl OpenConnection {
 
     fn kind(&self) -> Option<FailureKind> {
         let errno = self.errno;
-        if self.rst_in_syn_sent || errno == Some(111) {
+        if self.rst_in_syn_sent || errno.is_some_and(Errno::is_refused) {
             return Some(FailureKind::Refused);
         }
-        if errno == Some(110) {
+        if errno.is_some_and(Errno::is_timeout) {
             return Some(FailureKind::TimedOut);
         }
-        if matches!(errno, Some(113) | Some(101)) {
+        if errno.is_some_and(Errno::is_unreachable) {
             return Some(FailureKind::Unreachable);
         }
-        if self.rst_established || matches!(errno, Some(104) | Some(32)) {
+        if self.rst_established || errno.is_some_and(Errno::is_reset) {
             return Some(FailureKind::Reset);
         }
-        if self.server_reset_reason.as_deref() == Some("NO_SOCKET") {
-            return Some(FailureKind::Refused);
-        }
-        if self.server_reset_reason.is_some() {
-            return Some(FailureKind::Reset);
+        if let Some(rst) = &self.server_reset {
+            return Some(if rst.is_refusal() {
+                FailureKind::Refused
+            } else {
+                FailureKind::Reset
+            });
         }
         if self.syn_close {
             return Some(if self.syn_retransmits > 0 {
@@ -238,10 +235,10 @@ impl OpenConnection {
             tuple,
             client_node: self.client_node,
             proxy_pid: self.proxy_pid,
-            rst: self.rst_in_syn_sent || self.rst_established || self.server_reset_reason.is_some(),
+            rst: self.rst_in_syn_sent || self.rst_established || self.server_reset.is_some(),
             errno: self.errno,
             syn_retransmits: self.syn_retransmits,
-            server_reset_reason: self.server_reset_reason,
+            server_reset: self.server_reset,
             syn_sent_ns: self.syn_sent_ns,
             idle_close: None,
             evidence,
@@ -257,7 +254,7 @@ fn syn_wait(
     syn: i64,
     end: i64,
     kind: FailureKind,
-    errno: Option<i32>,
+    errno: Option<Errno>,
     tuple: &FourTuple,
 ) -> String {
     let waited = (end - syn) as f64 / 1e9;
@@ -273,7 +270,7 @@ fn syn_wait(
         }
         _ => {}
     }
-    let who = if errno == Some(110) {
+    let who = if errno.is_some_and(Errno::is_timeout) {
         "the kernel's SYN retries ran out (ETIMEDOUT)"
     } else {
         "the proxy gave up: its connect timeout"
@@ -295,7 +292,7 @@ fn with_close(
     if let Some((closer, c)) = closes.get(&k) {
         let server = (f.tuple.daddr, f.tuple.dport);
         let gap = f.at_ns - c.at_ns;
-        let by_server = *closer == server && (!c.unread || f.server_reset_reason.is_some());
+        let by_server = *closer == server && (!c.unread || f.server_reset.is_some());
         if by_server && (-CLOSE_JOIN_NS..=CLOSE_JOIN_NS).contains(&gap) {
             f.idle_close = Some(*c);
         }
@@ -402,9 +399,9 @@ impl FailureJoiner {
         let (own, peer) = (t.sport, t.dport);
         match e.kind {
             KernelEventKind::ReceiveReset => e.tcp_state != Some(TcpState::SynSent) && own < peer,
-            KernelEventKind::SockError => e.errno == Some(104) && own < peer,
+            KernelEventKind::SockError => e.errno == Some(Errno::ECONNRESET) && own < peer,
             KernelEventKind::SendReset => {
-                own > peer && e.reset_reason.as_deref() != Some("NO_SOCKET")
+                own > peer && e.reset_reason != Some(ResetReason::NoSocket)
             }
             _ => false,
         }
@@ -431,7 +428,7 @@ impl FailureJoiner {
         let (role, terminal) = match e.kind {
             KernelEventKind::ReceiveReset => (Role::Client, T_RECV_RST),
             KernelEventKind::SockError => {
-                if e.errno.is_none_or(|x| x == 0) {
+                if e.errno.is_none() {
                     return;
                 }
                 (Role::Client, T_ERR)

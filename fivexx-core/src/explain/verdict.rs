@@ -1,7 +1,7 @@
 //! What the engine says about one failure: a failed connection or a
 //! proxy's 5xx.
 
-use crate::event::FourTuple;
+use crate::event::{Errno, FourTuple, ResetReason};
 use crate::model::{Evidence, WorkloadRef};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -192,10 +192,11 @@ pub struct FailedConnection {
     pub proxy_pid: Option<i32>,
     /// A RST was seen, received by the client or sent by the server.
     pub rst: bool,
-    pub errno: Option<i32>,
+    pub errno: Option<Errno>,
     pub syn_retransmits: u32,
-    /// The server side's `send_reset` (reason), when its node is traced.
-    pub server_reset_reason: Option<String>,
+    /// The server side's `send_reset`, when its node is traced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_reset: Option<ServerReset>,
     /// When the SYN left, for a connect that failed in SYN_SENT (agents
     /// that report it): the time the proxy chose this address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,6 +210,21 @@ pub struct FailedConnection {
     /// the verdict's own evidence chain includes them.
     #[serde(skip_serializing, default)]
     pub evidence: Vec<Evidence>,
+}
+
+/// The server's kernel reset the connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerReset {
+    /// The kernel's reason (6.10+); before 6.10 the tracepoint gives none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ResetReason>,
+}
+
+impl ServerReset {
+    /// A RST for a segment no socket took: a closed port refusing a SYN.
+    pub fn is_refusal(&self) -> bool {
+        self.reason == Some(ResetReason::NoSocket)
+    }
 }
 
 /// A connection's close by one side after it had been idle, as the

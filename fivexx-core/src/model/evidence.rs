@@ -5,7 +5,7 @@
 //! engine only assembles it into verdicts.
 
 use super::fact::{FactSource, WorkloadRef};
-use crate::event::{errno_name, FourTuple, KernelEventKind, TcpState};
+use crate::event::{Errno, FourTuple, KernelEventKind, ResetReason, TcpState};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::IpAddr;
@@ -29,12 +29,12 @@ pub enum Observation {
     Conn {
         kind: KernelEventKind,
         state: Option<TcpState>,
-        errno: Option<i32>,
+        errno: Option<Errno>,
         tuple: FourTuple,
     },
     /// The server's kernel sent a RST (with the kernel's reason, 6.10+).
     RstSent {
-        reason: Option<Arc<str>>,
+        reason: Option<ResetReason>,
         tuple: FourTuple,
     },
     Owns {
@@ -75,10 +75,10 @@ impl fmt::Display for Observation {
                     "RST received in {} on {tuple}",
                     state.map_or("?", |s| s.name())
                 ),
-                KernelEventKind::SockError => {
-                    let n = errno.unwrap_or(0);
-                    write!(f, "socket error {n} {} on {tuple}", errno_name(n))
-                }
+                KernelEventKind::SockError => match errno {
+                    Some(e) => write!(f, "socket error {} {} on {tuple}", e.raw(), e.name()),
+                    None => write!(f, "socket error on {tuple}"),
+                },
                 KernelEventKind::StateChange => {
                     write!(f, "SYN_SENT -> CLOSE without ESTABLISHED on {tuple}")
                 }
@@ -88,7 +88,9 @@ impl fmt::Display for Observation {
             Observation::RstSent { reason, tuple } => write!(
                 f,
                 "RST sent ({}) on {tuple}",
-                reason.as_deref().unwrap_or("reason unknown")
+                reason
+                    .as_ref()
+                    .map_or("reason unknown", ResetReason::as_str)
             ),
             Observation::Owns { addr, pod } => write!(f, "{addr} belongs to {pod}"),
             Observation::LeftEndpoints(addr) => write!(f, "{addr} left the ready endpoints"),

@@ -2,7 +2,7 @@
 //! agent's `trace` table and the plugin's live `trace` lines come from
 //! here, so a fact reads the same on a node and on a laptop.
 
-use crate::event::{errno_name, signal_name, KernelEvent, KernelEventKind as K, SignalResult};
+use crate::event::{signal_name, KernelEvent, KernelEventKind as K, SignalResult};
 use crate::explain::{Failure, FailureKind, Verdict};
 use std::fmt::Write;
 
@@ -69,12 +69,12 @@ pub fn event_detail(ev: &KernelEvent) -> String {
                 let _ = write!(d, " reason={r}");
             }
             if let Some(e) = ev.errno {
-                let _ = write!(d, " => {} ({e})", errno_name(e));
+                let _ = write!(d, " => {e}");
             }
         }
         K::SockError => {
             if let Some(e) = ev.errno {
-                let _ = write!(d, " error={} ({e})", errno_name(e));
+                let _ = write!(d, " error={e}");
             }
         }
         K::StateChange => {
@@ -210,7 +210,7 @@ mod tests {
             dport: 8080,
         });
         ev.tcp_state = Some(crate::TcpState::SynSent);
-        ev.errno = Some(111);
+        ev.errno = Some(crate::event::Errno::ECONNREFUSED);
         let node = event_line(&ev, LineLayout::Node);
         let cluster = event_line(&ev, LineLayout::Cluster);
         assert!(node.starts_with("22:13:20.123"), "{node}");

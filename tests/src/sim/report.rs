@@ -7,7 +7,7 @@ use crate::node::agent;
 use crate::node::load::{LoadSummary, RequestRecord};
 use crate::sim::timeline::{LabEvent, LabEventKind};
 use crate::{io_err, Result};
-use fivexx_core::event::{errno_name, signal_name, KernelEvent, KernelEventKind};
+use fivexx_core::event::{signal_name, KernelEvent, KernelEventKind};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
@@ -179,7 +179,7 @@ fn line(e: &KernelEvent, at: f64) -> String {
         let _ = write!(s, " reason={r}");
     }
     if let Some(errno) = e.errno {
-        let _ = write!(s, " {}({errno})", errno_name(errno));
+        let _ = write!(s, " {}({})", errno.name(), errno.raw());
     }
     if let Some(sig) = e.signal {
         let _ = write!(s, " {}", signal_name(sig));

@@ -178,7 +178,7 @@ pub(crate) mod tests {
         raw.errno = 110;
         let ev = decoder().decode(&raw).unwrap();
         assert_eq!(ev.tuple.unwrap().daddr.to_string(), "10.244.0.9");
-        assert_eq!(ev.errno, Some(110));
+        assert_eq!(ev.errno, Some(fivexx_core::event::Errno::ETIMEDOUT));
     }
 
     #[test]

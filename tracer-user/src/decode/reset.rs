@@ -1,5 +1,6 @@
 //! `tcp:tcp_send_reset` and `tcp:tcp_receive_reset` (probes/reset.rs).
 
+use fivexx_core::event::ResetReason;
 use fivexx_core::{KernelEvent, TcpState};
 use tracer_ebpf::{flags, RawEvent, REASON_UNKNOWN};
 
@@ -14,14 +15,12 @@ impl Decoder {
             // reason NO_SOCKET, which the kernel answers with a NO_SOCKET
             // RST; `reason` holds the drop reason's value, not an
             // sk_rst_reason, so it is not looked up.
-            ev.reset_reason = Some("NO_SOCKET".to_string());
+            ev.reset_reason = Some(ResetReason::NoSocket);
         } else if raw.reason != REASON_UNKNOWN {
-            ev.reset_reason = Some(
-                self.reset_reasons
-                    .get(&u64::from(raw.reason))
-                    .cloned()
-                    .unwrap_or_else(|| format!("REASON_{}", raw.reason)),
-            );
+            ev.reset_reason = Some(match self.reset_reasons.get(&u64::from(raw.reason)) {
+                Some(name) => ResetReason::from_name(name),
+                None => ResetReason::Other(format!("REASON_{}", raw.reason).into()),
+            });
         }
         // A socket-less RST (the reply from a closed port) is sent from
         // softirq on behalf of nobody.
@@ -34,16 +33,14 @@ impl Decoder {
     pub(super) fn receive_reset(&self, raw: &RawEvent, ev: &mut KernelEvent) {
         self.network(raw, ev);
         // What the application will see, as tcp_reset() decides it.
-        ev.errno = ev
-            .tcp_state
-            .map(TcpState::errno_on_reset)
-            .filter(|e| *e != 0);
+        ev.errno = ev.tcp_state.and_then(TcpState::errno_on_reset);
         not_the_owner(ev);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use fivexx_core::event::ResetReason;
     use fivexx_core::TcpState;
     use tracer_ebpf::{EventKind, RawEvent};
 
@@ -61,7 +58,7 @@ mod tests {
         raw.dport = 8080;
         raw.sock = 0xffff_8880_dead_beef;
         let ev = decoder().decode(&raw).unwrap();
-        assert_eq!(ev.errno, Some(111));
+        assert_eq!(ev.errno, Some(fivexx_core::event::Errno::ECONNREFUSED));
         assert_eq!(ev.tcp_state, Some(TcpState::SynSent));
         let t = ev.tuple.unwrap();
         assert_eq!(t.daddr.to_string(), "10.244.0.7");
@@ -76,12 +73,22 @@ mod tests {
         raw.kind = EventKind::SendReset as u8;
         raw.reason = 1;
         assert_eq!(
-            decoder().decode(&raw).unwrap().reset_reason.as_deref(),
+            decoder()
+                .decode(&raw)
+                .unwrap()
+                .reset_reason
+                .as_ref()
+                .map(ResetReason::as_str),
             Some("NO_SOCKET")
         );
         raw.reason = 77;
         assert_eq!(
-            decoder().decode(&raw).unwrap().reset_reason.as_deref(),
+            decoder()
+                .decode(&raw)
+                .unwrap()
+                .reset_reason
+                .as_ref()
+                .map(ResetReason::as_str),
             Some("REASON_77")
         );
     }
@@ -99,7 +106,10 @@ mod tests {
         raw.sport = 8080;
         raw.dport = 41000;
         let ev = decoder().decode(&raw).unwrap();
-        assert_eq!(ev.reset_reason.as_deref(), Some("NO_SOCKET"));
+        assert_eq!(
+            ev.reset_reason.as_ref().map(ResetReason::as_str),
+            Some("NO_SOCKET")
+        );
         let t = ev.tuple.unwrap();
         assert_eq!((t.sport, t.dport), (8080, 41000));
         assert!(ev.task.is_none());

@@ -1,6 +1,7 @@
 //! `sock:inet_sk_error_report` and `sock:inet_sock_set_state`
 //! (probes/sock.rs).
 
+use fivexx_core::event::Errno;
 use fivexx_core::{KernelEvent, TcpState};
 use tracer_ebpf::{flags, RawEvent};
 
@@ -10,7 +11,7 @@ impl Decoder {
     /// The error a TCP socket reported: `errno` (positive).
     pub(super) fn sock_error(&self, raw: &RawEvent, ev: &mut KernelEvent) {
         self.network(raw, ev);
-        ev.errno = Some(raw.errno.abs());
+        ev.errno = Errno::from_kernel(raw.errno);
     }
 
     /// An abnormal transition, or a close after a long idle (ESTABLISHED

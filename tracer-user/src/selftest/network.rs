@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use fivexx_core::capability::HookState;
+use fivexx_core::event::{Errno, ResetReason};
 use fivexx_core::{KernelEventKind as K, TcpState};
 
 use super::harness::{ensure, tuple_is, CaseError, Outcome, SelftestTracer};
@@ -73,15 +74,15 @@ fn client_side(
     ensure(rr.tcp_state == Some(TcpState::SynSent), || {
         format!("receive_reset state {:?}, want SYN_SENT", rr.tcp_state)
     })?;
-    ensure(rr.errno == Some(111), || {
-        format!("receive_reset errno {:?}, want 111", rr.errno)
+    ensure(rr.errno == Some(Errno::ECONNREFUSED), || {
+        format!("receive_reset errno {:?}, want ECONNREFUSED", rr.errno)
     })?;
     if s.attached("sock:inet_sk_error_report") {
         let se = s.wait_for("inet_sk_error_report 111", |e| {
             e.kind == K::SockError && tuple_is(e, client_port, server_port)
         })?;
-        ensure(se.errno == Some(111), || {
-            format!("sock_error errno {:?}, want 111", se.errno)
+        ensure(se.errno == Some(Errno::ECONNREFUSED), || {
+            format!("sock_error errno {:?}, want ECONNREFUSED", se.errno)
         })?;
     } else {
         missing.push("error 111 (no sock:inet_sk_error_report)");
@@ -131,7 +132,7 @@ fn pod_side(
     let sr = s.wait_for("RST sent NO_SOCKET", |e| {
         e.kind == K::SendReset && tuple_is(e, server_port, client_port)
     })?;
-    ensure(sr.reset_reason.as_deref() == Some("NO_SOCKET"), || {
+    ensure(sr.reset_reason == Some(ResetReason::NoSocket), || {
         format!("reset reason {:?}, want NO_SOCKET", sr.reset_reason)
     })?;
     // Exactly one: neither the other hook nor a retransmitted SYN may
@@ -183,7 +184,7 @@ fn pod_side_v6(s: &mut SelftestTracer) -> Result<String, CaseError> {
                 .is_some_and(|t| t.saddr == std::net::IpAddr::V6(v6_lo) && t.sport == port)
     };
     let sr = s.wait_for("IPv6 RST sent NO_SOCKET", from_port)?;
-    ensure(sr.reset_reason.as_deref() == Some("NO_SOCKET"), || {
+    ensure(sr.reset_reason == Some(ResetReason::NoSocket), || {
         format!("IPv6 reset reason {:?}, want NO_SOCKET", sr.reset_reason)
     })?;
     let n = s.count_after(Duration::from_millis(200), from_port);
@@ -221,10 +222,10 @@ pub(super) fn peer_reset(s: &mut SelftestTracer) -> Outcome {
     ensure(rr.tcp_state == Some(TcpState::Established), || {
         format!("receive_reset state {:?}, want ESTABLISHED", rr.tcp_state)
     })?;
-    ensure(rr.errno == Some(104), || {
-        format!("receive_reset errno {:?}, want 104", rr.errno)
+    ensure(rr.errno == Some(Errno::ECONNRESET), || {
+        format!("receive_reset errno {:?}, want ECONNRESET", rr.errno)
     })?;
-    let errors = sock_error(s, client_port, server_port, 104)?;
+    let errors = sock_error(s, client_port, server_port, Errno::ECONNRESET)?;
     ensure(
         sr.task
             .as_ref()
@@ -240,8 +241,10 @@ pub(super) fn peer_reset(s: &mut SelftestTracer) -> Outcome {
         errors.status(),
         format!(
             "RST sent (reason {}), received in ESTABLISHED, {}",
-            sr.reset_reason.as_deref().unwrap_or("n/a on this kernel"),
-            errors.said(104)
+            sr.reset_reason
+                .as_ref()
+                .map_or("n/a on this kernel", ResetReason::as_str),
+            errors.said(Errno::ECONNRESET)
         ),
     ))
 }
@@ -278,7 +281,7 @@ pub(super) fn connect_timeout(s: &mut SelftestTracer) -> Outcome {
     ensure(rt.tcp_state == Some(TcpState::SynSent), || {
         format!("retransmit state {:?}", rt.tcp_state)
     })?;
-    let errors = sock_error(s, client_port, server_port, 110)?;
+    let errors = sock_error(s, client_port, server_port, Errno::ETIMEDOUT)?;
     let sc = s.wait_for("SYN_SENT->CLOSE", |e| {
         e.kind == K::StateChange && tuple_is(e, client_port, server_port)
     })?;
@@ -308,7 +311,7 @@ pub(super) fn connect_timeout(s: &mut SelftestTracer) -> Outcome {
             "{retransmits} SYN retransmit(s), ETIMEDOUT after {:.1} s, SYN_SENT->CLOSE {:.1} s after its SYN, {}",
             took.as_secs_f64(),
             waited.unwrap_or(0) as f64 / 1e9,
-            errors.said(110)
+            errors.said(Errno::ETIMEDOUT)
         ),
     ))
 }
@@ -328,7 +331,7 @@ impl SockErrorSeen {
         }
     }
 
-    fn said(&self, errno: i32) -> String {
+    fn said(&self, errno: Errno) -> String {
         match self {
             SockErrorSeen::Seen => format!("errno {errno}"),
             SockErrorSeen::NoHook => {
@@ -344,7 +347,7 @@ fn sock_error(
     s: &mut SelftestTracer,
     client_port: u16,
     server_port: u16,
-    errno: i32,
+    errno: Errno,
 ) -> Result<SockErrorSeen, CaseError> {
     if !s.attached("sock:inet_sk_error_report") {
         return Ok(SockErrorSeen::NoHook);

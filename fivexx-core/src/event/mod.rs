@@ -4,9 +4,14 @@
 //! and of the kernel records in a capture: change it only by adding optional
 //! fields.
 
+mod net;
+mod process;
+
+pub use net::{Errno, FourTuple, ResetReason, TcpState};
+pub use process::{signal_name, ExitStatus, SignalResult, TaskRef};
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::IpAddr;
 
 /// What the kernel saw. Names match the agent's `--kinds` filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -75,164 +80,6 @@ impl fmt::Display for KernelEventKind {
     }
 }
 
-/// TCP states as Linux numbers them (include/net/tcp_states.h).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TcpState {
-    Established,
-    SynSent,
-    SynRecv,
-    FinWait1,
-    FinWait2,
-    TimeWait,
-    Close,
-    CloseWait,
-    LastAck,
-    Listen,
-    Closing,
-    NewSynRecv,
-}
-
-impl TcpState {
-    pub fn from_kernel(v: u8) -> Option<TcpState> {
-        Some(match v {
-            1 => TcpState::Established,
-            2 => TcpState::SynSent,
-            3 => TcpState::SynRecv,
-            4 => TcpState::FinWait1,
-            5 => TcpState::FinWait2,
-            6 => TcpState::TimeWait,
-            7 => TcpState::Close,
-            8 => TcpState::CloseWait,
-            9 => TcpState::LastAck,
-            10 => TcpState::Listen,
-            11 => TcpState::Closing,
-            12 => TcpState::NewSynRecv,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            TcpState::Established => "ESTABLISHED",
-            TcpState::SynSent => "SYN_SENT",
-            TcpState::SynRecv => "SYN_RECV",
-            TcpState::FinWait1 => "FIN_WAIT1",
-            TcpState::FinWait2 => "FIN_WAIT2",
-            TcpState::TimeWait => "TIME_WAIT",
-            TcpState::Close => "CLOSE",
-            TcpState::CloseWait => "CLOSE_WAIT",
-            TcpState::LastAck => "LAST_ACK",
-            TcpState::Listen => "LISTEN",
-            TcpState::Closing => "CLOSING",
-            TcpState::NewSynRecv => "NEW_SYN_RECV",
-        }
-    }
-
-    /// The errno a connection reset in this state reports to the application
-    /// (tcp_reset() in net/ipv4/tcp_input.c).
-    pub fn errno_on_reset(self) -> i32 {
-        match self {
-            TcpState::SynSent => 111,  // ECONNREFUSED
-            TcpState::CloseWait => 32, // EPIPE
-            TcpState::Close => 0,
-            _ => 104, // ECONNRESET
-        }
-    }
-}
-
-impl fmt::Display for TcpState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Source and destination as the socket sees them: for a client, source is
-/// the local end; for `send_reset` of a closed port, source is us.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct FourTuple {
-    pub saddr: IpAddr,
-    pub sport: u16,
-    pub daddr: IpAddr,
-    pub dport: u16,
-}
-
-impl fmt::Display for FourTuple {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} -> {}",
-            std::net::SocketAddr::new(self.saddr, self.sport),
-            std::net::SocketAddr::new(self.daddr, self.dport)
-        )
-    }
-}
-
-/// A process as the kernel named it at the time of the event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskRef {
-    pub pid: i32,
-    pub comm: String,
-}
-
-/// `result` of `signal:signal_generate` (include/trace/events/signal.h).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignalResult {
-    Delivered,
-    Ignored,
-    AlreadyPending,
-    OverflowFail,
-    LoseInfo,
-    Unknown,
-}
-
-impl SignalResult {
-    pub fn from_kernel(v: i32) -> SignalResult {
-        match v {
-            0 => SignalResult::Delivered,
-            1 => SignalResult::Ignored,
-            2 => SignalResult::AlreadyPending,
-            3 => SignalResult::OverflowFail,
-            4 => SignalResult::LoseInfo,
-            _ => SignalResult::Unknown,
-        }
-    }
-}
-
-/// How a thread group ended, decoded from the kernel's wait status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExitStatus {
-    /// `exit(code)`, when it exited normally.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<i32>,
-    /// The signal that killed it, when it died by signal.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signal: Option<i32>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub core_dumped: bool,
-}
-
-impl ExitStatus {
-    /// Decodes `task_struct::exit_code` (the same encoding as wait(2)).
-    pub fn from_wait_status(status: i32) -> ExitStatus {
-        let sig = status & 0x7f;
-        if sig == 0 {
-            ExitStatus {
-                code: Some((status >> 8) & 0xff),
-                signal: None,
-                core_dumped: false,
-            }
-        } else {
-            ExitStatus {
-                code: None,
-                signal: Some(sig),
-                core_dumped: status & 0x80 != 0,
-            }
-        }
-    }
-}
-
 /// One kernel fact, decoded and enriched by the agent on a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernelEvent {
@@ -252,10 +99,14 @@ pub struct KernelEvent {
     pub new_state: Option<TcpState>,
     /// Why the kernel sent a RST, by the kernel's own name (6.10+).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reset_reason: Option<String>,
-    /// The error the socket saw (111 refused, 104 reset, 110 timed out, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub errno: Option<i32>,
+    pub reset_reason: Option<ResetReason>,
+    /// The error the socket saw (refused, reset, timed out, ...).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "Errno::deserialize_kernel"
+    )]
+    pub errno: Option<Errno>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -340,65 +191,6 @@ impl KernelEvent {
     }
 }
 
-/// Short names of the errnos sockets report.
-pub fn errno_name(errno: i32) -> &'static str {
-    match errno {
-        32 => "EPIPE",
-        104 => "ECONNRESET",
-        110 => "ETIMEDOUT",
-        111 => "ECONNREFUSED",
-        113 => "EHOSTUNREACH",
-        101 => "ENETUNREACH",
-        103 => "ECONNABORTED",
-        _ => "E?",
-    }
-}
-
-/// The one table of signal names (Linux x86-64 and arm64 numbering), for
-/// both binaries: an agent line and a plugin line never name one signal
-/// two ways.
-pub fn signal_name(sig: i32) -> &'static str {
-    const NAMES: [&str; 32] = [
-        "SIG0",
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
-    ];
-    usize::try_from(sig)
-        .ok()
-        .and_then(|i| NAMES.get(i))
-        .copied()
-        .unwrap_or("SIG?")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,13 +211,6 @@ mod tests {
         let killed = ExitStatus::from_wait_status(9);
         assert_eq!((killed.code, killed.signal), (None, Some(9)));
         assert!(ExitStatus::from_wait_status(0x80 | 11).core_dumped);
-    }
-
-    #[test]
-    fn reset_errno_follows_tcp_reset() {
-        assert_eq!(TcpState::SynSent.errno_on_reset(), 111);
-        assert_eq!(TcpState::CloseWait.errno_on_reset(), 32);
-        assert_eq!(TcpState::Established.errno_on_reset(), 104);
     }
 
     #[test]
