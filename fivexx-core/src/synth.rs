@@ -21,6 +21,7 @@ use crate::model::{
     ClusterEvent, EndpointFact, Fact, NodeChange, NodeFact, PodChange, PodFact, ServiceFact,
     WorkloadRef,
 };
+use crate::proxylog::{envoy, haproxy, nginx, ProxyAccount, UpstreamOutcome, UpstreamTry};
 use std::net::{IpAddr, Ipv4Addr};
 
 pub const SECOND: i64 = 1_000_000_000;
@@ -646,15 +647,17 @@ impl Synth {
     /// `%cp`, Envoy's downstream address), as the formats that log it do.
     pub fn logged_client_port(&mut self, port: u16) {
         if let Some(Fact::ProxyLog(l)) = self.facts.last_mut() {
-            l.client_port = Some(port);
+            l.account.client_port = Some(port);
         }
     }
 
     /// The last access-log line took the proxy `ms` over its request.
     pub fn logged_request_time(&mut self, ms: u64) {
         if let Some(Fact::ProxyLog(l)) = self.facts.last_mut() {
-            l.request_time_ms = Some(ms);
-            l.upstream_response_times_ms = vec![Some(ms); l.upstream_addrs.len()];
+            l.account.request_time_ms = Some(ms);
+            for t in &mut l.account.tries {
+                t.response_ms = Some(ms);
+            }
         }
     }
 
@@ -668,30 +671,19 @@ impl Synth {
         status: u16,
         tried: &[(IpAddr, Option<u16>)],
     ) {
-        self.facts.push(Fact::ProxyLog(crate::model::ProxyLogFact {
-            at_ns: at,
-            namespace: "ingress".into(),
-            pod: "nginx-1".into(),
-            node: Some(node.into()),
-            precise_time: true,
-            client: Some(client),
-            client_port: None,
-            status,
-            request_time_ms: Some(1),
-            upstream_name: Some("shop-api-8080".into()),
-            upstream_addrs: tried
-                .iter()
-                .map(|(ip, _)| std::net::SocketAddr::new(*ip, 8080))
-                .collect(),
-            upstream_statuses: tried.iter().map(|(_, s)| *s).collect(),
-            upstream_response_times_ms: tried.iter().map(|_| Some(0)).collect(),
-            format: crate::proxylog::LogFormat::Upstreaminfo,
-            flags: None,
-            server: None,
-            retries: None,
-            redispatched: false,
-            upstream_local: None,
-        }));
+        let mut a = ProxyAccount::new(nginx::UPSTREAMINFO, at, status);
+        a.client = Some(client);
+        a.request_time_ms = Some(1);
+        a.upstream_name = Some("shop-api-8080".into());
+        a.tries = tried
+            .iter()
+            .map(|(ip, status)| UpstreamTry {
+                addr: std::net::SocketAddr::new(*ip, 8080),
+                status: *status,
+                response_ms: Some(0),
+            })
+            .collect();
+        self.proxy_fact("ingress", "nginx-1", node, a);
     }
 
     /// An Envoy access-log line of proxy pod `envoy-gateway-system/envoy-1`
@@ -706,35 +698,22 @@ impl Synth {
         flags: &str,
         upstream: Option<IpAddr>,
     ) {
-        let answered =
-            crate::proxylog::envoy_outcome(flags) == crate::proxylog::UpstreamOutcome::Answered;
-        self.facts.push(Fact::ProxyLog(crate::model::ProxyLogFact {
-            at_ns: at,
-            namespace: "envoy-gateway-system".into(),
-            pod: "envoy-1".into(),
-            node: Some(node.into()),
-            precise_time: true,
-            client: Some(client),
-            client_port: None,
-            status,
-            request_time_ms: Some(1),
-            upstream_name: Some("httproute/shop/api/rule/0".into()),
-            upstream_addrs: upstream
-                .iter()
-                .map(|ip| std::net::SocketAddr::new(*ip, 8080))
-                .collect(),
-            upstream_statuses: upstream
-                .iter()
-                .map(|_| answered.then_some(status))
-                .collect(),
-            upstream_response_times_ms: upstream.iter().map(|_| None).collect(),
-            format: crate::proxylog::LogFormat::EnvoyGatewayJson,
-            flags: Some(flags.into()),
-            server: None,
-            retries: None,
-            redispatched: false,
-            upstream_local: None,
-        }));
+        let mut a = ProxyAccount::new(envoy::GATEWAY_JSON, at, status);
+        let words = envoy::words(flags);
+        let answered = words.outcome == UpstreamOutcome::Answered;
+        a.client = Some(client);
+        a.request_time_ms = Some(1);
+        a.upstream_name = Some("httproute/shop/api/rule/0".into());
+        a.tries = upstream
+            .iter()
+            .map(|ip| UpstreamTry {
+                addr: std::net::SocketAddr::new(*ip, 8080),
+                status: answered.then_some(status),
+                response_ms: None,
+            })
+            .collect();
+        a.words = Some(words);
+        self.proxy_fact("envoy-gateway-system", "envoy-1", node, a);
     }
 
     /// An HAProxy `option httplog` line of proxy pod
@@ -754,27 +733,27 @@ impl Synth {
         redispatched: bool,
         active_ms: u64,
     ) {
-        self.facts.push(Fact::ProxyLog(crate::model::ProxyLogFact {
-            at_ns: at,
-            namespace: "haproxy-controller".into(),
-            pod: "haproxy-1".into(),
-            node: Some(node.into()),
-            precise_time: true,
-            client: Some(client),
-            client_port: None,
-            status,
-            request_time_ms: Some(active_ms),
-            upstream_name: Some("shop-api-8080".into()),
-            upstream_addrs: Vec::new(),
-            upstream_statuses: Vec::new(),
-            upstream_response_times_ms: Vec::new(),
-            format: crate::proxylog::LogFormat::HaproxyHttplog,
-            flags: Some(state.into()),
-            server: Some(server.into()),
-            retries: Some(retries),
+        let mut a = ProxyAccount::new(haproxy::HTTPLOG, at, status);
+        a.client = Some(client);
+        a.request_time_ms = Some(active_ms);
+        a.upstream_name = Some("shop-api-8080".into());
+        a.words = Some(haproxy::words(
+            state,
+            Some(server.into()),
+            retries,
             redispatched,
-            upstream_local: None,
-        }));
+        ));
+        self.proxy_fact("haproxy-controller", "haproxy-1", node, a);
+    }
+
+    fn proxy_fact(&mut self, namespace: &str, pod: &str, node: &str, account: ProxyAccount) {
+        self.facts
+            .push(Fact::ProxyLog(crate::model::ProxyLogFact::new(
+                namespace,
+                pod,
+                Some(node),
+                account,
+            )));
     }
 
     /// The plugin began peeking at proxy pod `ingress/nginx-2` (address

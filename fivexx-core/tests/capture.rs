@@ -250,8 +250,8 @@ fn round_trip_uncompressed_and_zstd() {
     }
 }
 
-/// Proxy-log facts (format 1.1) and HTTP-peek facts (1.2) round-trip, in
-/// their own record types (tags 5 and 6), and export as
+/// Proxy-log facts (format 1.6: the proxy's account) and HTTP-peek facts
+/// (1.2) round-trip, in their own record types (tags 8 and 6), and export as
 /// `{"fact":{"proxy_log":{..}}}` and `{"fact":{"http_peek":{..}}}`.
 #[test]
 fn newer_facts_round_trip_in_their_own_record_types() {
@@ -286,10 +286,11 @@ fn newer_facts_round_trip_in_their_own_record_types() {
             .expect("a proxy_log line");
         let v: serde_json::Value = serde_json::from_str(first).unwrap();
         let pl = &v["fact"]["proxy_log"];
-        assert_eq!(pl["status"], 502);
-        assert_eq!(pl["upstream_addrs"][0], "10.0.1.2:8080");
-        assert_eq!(pl["upstream_statuses"][1], serde_json::Value::Null);
-        assert_eq!(pl["format"], "upstreaminfo");
+        let account = &pl["account"];
+        assert_eq!(account["status"], 502);
+        assert_eq!(account["tries"][0]["addr"], "10.0.1.2:8080");
+        assert_eq!(account["tries"][1]["status"], serde_json::Value::Null);
+        assert_eq!(account["format"], "upstreaminfo");
         assert!(!text.contains("GET /x"), "the request line is never kept");
         let peek = text
             .lines()
@@ -321,7 +322,7 @@ fn newer_minor_records_are_skippable_by_older_readers() {
     while at + 9 <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
         let tag = bytes[at + 8];
-        if tag == 5 || tag == 6 {
+        if tag == 8 || tag == 6 {
             bytes[at + 8] = 0xe0 + tag;
             let crc = crc32fast::hash(&bytes[at + 4..at + 9 + len]);
             bytes[at + 9 + len..at + 13 + len].copy_from_slice(&crc.to_le_bytes());
@@ -331,8 +332,8 @@ fn newer_minor_records_are_skippable_by_older_readers() {
     }
     assert_eq!(
         renumbered,
-        vec![5, 6],
-        "a proxy-log (5) and an HTTP-peek (6) record"
+        vec![8, 6],
+        "a proxy-account (8) and an HTTP-peek (6) record"
     );
     let (got, r) = read_all(&bytes).unwrap();
     let facts: Vec<&Record> = got
@@ -344,7 +345,7 @@ fn newer_minor_records_are_skippable_by_older_readers() {
     assert_eq!(
         kinds,
         vec![
-            ProblemKind::UnknownRecord { tag: 0xe5 },
+            ProblemKind::UnknownRecord { tag: 0xe8 },
             ProblemKind::UnknownRecord { tag: 0xe6 }
         ]
     );

@@ -5,6 +5,7 @@
 //! to its near-misses and the joins that build on them.
 
 use fivexx_core::event::Errno;
+use fivexx_core::explain::verdict::UpstreamConn;
 use fivexx_core::explain::{
     explain_all, Cause, Confidence, EpisodeKind, ExplainConfig, FailedConnection, Failure,
     FailureKind, HttpAnswer, Verdict,
@@ -587,7 +588,7 @@ fn http_5xx_takes_the_cause_of_its_upstream_failure() {
     let v = verdict_for(&vs, &resp);
     assert_eq!(v.failure.kind(), FailureKind::Http5xx);
     assert_eq!(v.failure.http_status(), Some(502));
-    assert_eq!(ans(v).upstream, Some(up));
+    assert_eq!(ans(v).upstream, Some(UpstreamConn::of(up)));
     assert_eq!(ans(v).upstream_kind, Some(FailureKind::Refused));
     assert_eq!(ans(v).upstream_failures, 1);
     assert!(
@@ -596,7 +597,7 @@ fn http_5xx_takes_the_cause_of_its_upstream_failure() {
             .any(|e| e.fact.to_string().contains("RST received in SYN_SENT")),
         "{v:#?}"
     );
-    assert_eq!(ans(v).client, client);
+    assert_eq!(ans(v).client, Some(client));
     assert_eq!(v.cause, Cause::EndpointLagNetnsAlive);
     assert_eq!(v.confidence, Confidence::High);
     assert_eq!(v.involved.pod.as_deref(), Some("shop/api-60"));
@@ -637,7 +638,7 @@ fn failures_no_5xx_followed_are_hidden_by_retry() {
     assert_eq!(vs.len(), 2, "{vs:#?}");
     let v = verdict_for(&vs, &resp);
     assert_eq!(v.cause, Cause::EndpointLagNetnsAlive, "{v:#?}");
-    assert_eq!(ans(v).upstream, Some(tries[2]));
+    assert_eq!(ans(v).upstream, Some(UpstreamConn::of(tries[2])));
     assert_eq!(verdict_for(&vs, &lone).cause, Cause::EndpointLagNetnsAlive);
     let http = &m.stats.http;
     assert_eq!(
@@ -687,7 +688,7 @@ fn access_log_5xx_join_their_upstream_failure() {
     assert_eq!(logged.len(), 1, "{vs:#?}");
     let v = logged[0];
     assert_eq!(v.cause, Cause::EndpointLagNetnsAlive, "{v:#?}");
-    assert_eq!(ans(v).upstream, Some(up));
+    assert_eq!(ans(v).upstream, Some(UpstreamConn::of(up)));
     assert_eq!(v.involved.pod.as_deref(), Some("shop/api-62"));
     assert!(v
         .evidence

@@ -409,7 +409,7 @@ fn envoy_and_haproxy_facts_round_trip_through_a_capture() {
     .map(|l| Fact::ProxyLog(ProxyLogFact::new("gw", "p-1", Some("node-1"), parse_line(l).unwrap())))
     .collect();
     if let Fact::ProxyLog(l) = &facts[0] {
-        assert_eq!(l.client, None);
+        assert_eq!(l.account.client, None);
     }
     let h = CaptureHeader {
         tool_version: "test 0".into(),

@@ -10,9 +10,9 @@ use std::path::Path;
 
 use fivexx_core::capture::{CaptureReader, Record};
 use fivexx_core::model::{Fact, ProxyLogFact};
-use fivexx_core::proxylog::LogFormat;
+use fivexx_core::proxylog::nginx;
 use fivexx_lab::harness::{
-    plugin_and_agent, run_plugin_during, skip_unless_root, AgentServe, PluginRun,
+    ended_cleanly, plugin_and_agent, run_plugin_during, skip_unless_root, AgentServe, PluginRun,
 };
 use fivexx_lab::sim::scenario::{ScenarioKind, ScenarioParams};
 
@@ -53,7 +53,7 @@ fn capture_with_proxy_logs_records_every_502() {
     );
     let stderr = String::from_utf8_lossy(&cap.stderr);
     eprintln!("--- capture stderr\n{stderr}");
-    assert!(cap.status.success(), "capture failed");
+    assert!(ended_cleanly(&cap), "capture failed");
     assert!(
         !stderr.contains("not parsed"),
         "every line of the lab's upstreaminfo log parses"
@@ -77,7 +77,7 @@ fn capture_with_proxy_logs_records_every_502() {
         .iter()
         .filter(|r| r.status == Some(502))
         .collect();
-    let log_502: Vec<&ProxyLogFact> = logs.iter().filter(|f| f.status == 502).collect();
+    let log_502: Vec<&ProxyLogFact> = logs.iter().filter(|f| f.account.status == 502).collect();
     eprintln!(
         "load: {} requests, {} 502; proxy logs: {} facts, {} 502",
         report.records.len(),
@@ -101,22 +101,26 @@ fn capture_with_proxy_logs_records_every_502() {
     }
     let mut got: BTreeMap<String, usize> = BTreeMap::new();
     for f in &log_502 {
-        let addrs: Vec<String> = f.upstream_addrs.iter().map(|a| a.to_string()).collect();
+        let addrs: Vec<String> = f.account.tries.iter().map(|t| t.addr.to_string()).collect();
         *got.entry(addrs.join(", ")).or_default() += 1;
     }
     assert_eq!(got, want, "502s per upstream: proxy logs vs load generator");
     for f in &logs {
-        assert_eq!(f.format, LogFormat::Upstreaminfo);
-        assert!(f.precise_time, "the runtime's stamp is the time");
+        assert_eq!(f.account.format, nginx::UPSTREAMINFO);
+        assert!(f.account.precise_time, "the runtime's stamp is the time");
         assert_eq!(f.namespace, "ingress-nginx");
-        assert!(f.at_ns >= start_ns, "sinceTime: nothing before the session");
-        assert_eq!(f.upstream_name.as_deref(), Some("shop-web-8080"));
+        assert!(
+            f.at_ns() >= start_ns,
+            "sinceTime: nothing before the session"
+        );
+        assert_eq!(f.account.upstream_name.as_deref(), Some("shop-web-8080"));
     }
     for f in &log_502 {
-        assert_eq!(f.upstream_statuses, vec![Some(502)], "{f:?}");
+        let statuses: Vec<Option<u16>> = f.account.tries.iter().map(|t| t.status).collect();
+        assert_eq!(statuses, vec![Some(502)], "{f:?}");
     }
     // Non-5xx answers come too: most of the load was served.
-    let ok = logs.iter().filter(|f| f.status == 200).count();
+    let ok = logs.iter().filter(|f| f.account.status == 200).count();
     let load_ok = report
         .records
         .iter()

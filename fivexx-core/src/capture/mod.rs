@@ -40,8 +40,10 @@ pub const FORMAT_MAJOR: u16 = 1;
 /// defaults, as it was recorded) and the kernel facts' trailing
 /// `syn_sent_ns`, 1.4 the kernel facts' trailing `idle_us` (an older
 /// record ends before it and reads as `None`), 1.5 the proxy-log facts'
-/// trailing `client_port` and the `AGENT_GONE` record type.
-pub const FORMAT_MINOR: u16 = 5;
+/// trailing `client_port` and the `AGENT_GONE` record type, 1.6 the
+/// `PROXY_ACCOUNT` record type (a proxy's typed account of a logged
+/// answer, written instead of `PROXY_LOG`; an older reader skips it).
+pub const FORMAT_MINOR: u16 = 6;
 
 /// First 8 bytes of every capture. Like PNG's, it catches text-mode
 /// mangling (`\r\n`, `^Z`) and is not valid UTF-8.
@@ -65,6 +67,9 @@ pub(crate) mod tag {
     /// reader skips it, and the report does not say where that node's
     /// facts stop).
     pub const AGENT_GONE: u8 = 7;
+    /// A proxy's account of one logged answer (format 1.6: the proxy-log
+    /// fact as JSON; replaces `PROXY_LOG`, which is still read).
+    pub const PROXY_ACCOUNT: u8 = 8;
     /// A zstd chunk (only in a compressed body).
     pub const CHUNK: u8 = 0x5a;
 }

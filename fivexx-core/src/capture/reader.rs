@@ -258,6 +258,9 @@ impl<R: Read> CaptureReader<R> {
                 tag::HTTP_PEEK => wire::decode_http_peek(payload)
                     .map(|f| wire::put(&mut self.slot, &mut self.spare, f))
                     .map_err(|e| e.to_string()),
+                tag::PROXY_ACCOUNT => wire::decode_proxy_account(payload)
+                    .map(|f| wire::put(&mut self.slot, &mut self.spare, f))
+                    .map_err(|e| e.to_string()),
                 tag::AGENT_GONE => wire::decode_agent_gone(payload)
                     .map(|f| wire::put(&mut self.slot, &mut self.spare, f))
                     .map_err(|e| e.to_string()),
@@ -384,7 +387,9 @@ impl<R: Read> CaptureReader<R> {
     fn count<T>(&mut self, tag: u8, r: T) -> T {
         self.stats.records += 1;
         match tag {
-            tag::FACT | tag::PROXY_LOG | tag::HTTP_PEEK | tag::AGENT_GONE => self.stats.facts += 1,
+            tag::FACT | tag::PROXY_LOG | tag::PROXY_ACCOUNT | tag::HTTP_PEEK | tag::AGENT_GONE => {
+                self.stats.facts += 1
+            }
             tag::END => self.stats.clean_end = true,
             _ => {}
         }
@@ -406,6 +411,9 @@ fn decode(tag: u8, payload: &[u8]) -> Result<Option<Record>, String> {
         tag::FACT => Record::Fact(wire::decode_fact(payload).map_err(|e| e.to_string())?),
         tag::PROXY_LOG => Record::Fact(wire::decode_proxy_log(payload).map_err(|e| e.to_string())?),
         tag::HTTP_PEEK => Record::Fact(wire::decode_http_peek(payload).map_err(|e| e.to_string())?),
+        tag::PROXY_ACCOUNT => {
+            Record::Fact(wire::decode_proxy_account(payload).map_err(|e| e.to_string())?)
+        }
         tag::AGENT_GONE => {
             Record::Fact(wire::decode_agent_gone(payload).map_err(|e| e.to_string())?)
         }

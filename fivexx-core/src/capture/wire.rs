@@ -22,7 +22,7 @@ use crate::model::{
     AgentGoneFact, ClusterEvent, EndpointFact, Fact, HttpPeekFact, NodeFact, PodFact, ProxyLogFact,
     ServiceFact,
 };
-use crate::proxylog::LogFormat;
+use crate::proxylog::{LogFormat, ProxyAccount, ProxyWords, UpstreamTry};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
@@ -175,13 +175,15 @@ impl<'a> From<&'a KernelEvent> for KernelWire<'a> {
     }
 }
 
-/// The frozen layout of a proxy-log fact (record type `PROXY_LOG`, 1.1;
-/// 1.4 added the Envoy and HAProxy formats and the fields at the end, 1.5
-/// the client's port).
-/// `client` was always an address; a line without one (Envoy's default
-/// format) is written as the unspecified address, read back as `None`.
-#[derive(Serialize, Deserialize)]
-struct ProxyLogWire {
+/// The frozen layout of a proxy-log fact of formats 1.1 to 1.5 (record
+/// type `PROXY_LOG`), read only: 1.6 writes the proxy's account instead
+/// (`PROXY_ACCOUNT`). 1.4 added the Envoy and HAProxy formats and the
+/// fields at the end, 1.5 the client's port. That layout had no way to
+/// say "no client" but the unspecified address, which reads as `None`;
+/// the words it kept raw are read by their format's module, as a fresh
+/// line's are.
+#[derive(Deserialize)]
+struct LegacyProxyLogWire {
     at_ns: i64,
     namespace: String,
     pod: String,
@@ -194,66 +196,55 @@ struct ProxyLogWire {
     upstream_addrs: Vec<SocketAddr>,
     upstream_statuses: Vec<Option<u16>>,
     upstream_response_times_ms: Vec<Option<u64>>,
-    format: LogFormat,
-    /// Format 1.4: at the end, absent in older records.
+    /// The index of the format in 1.5's list, which the registry's ids
+    /// keep.
+    format: u32,
     flags: Tail<String>,
     server: Tail<String>,
     retries: Tail<u32>,
     redispatched: Tail<bool>,
     upstream_local: Tail<SocketAddr>,
-    /// Format 1.5: the client's port, where the format logs it.
     client_port: Tail<u16>,
 }
 
-impl From<&ProxyLogFact> for ProxyLogWire {
-    fn from(l: &ProxyLogFact) -> ProxyLogWire {
-        ProxyLogWire {
-            at_ns: l.at_ns,
-            namespace: l.namespace.clone(),
-            pod: l.pod.clone(),
-            node: l.node.clone(),
-            precise_time: l.precise_time,
-            client: l.client.unwrap_or(IpAddr::from([0u8, 0, 0, 0])),
-            status: l.status,
-            request_time_ms: l.request_time_ms,
-            upstream_name: l.upstream_name.clone(),
-            upstream_addrs: l.upstream_addrs.clone(),
-            upstream_statuses: l.upstream_statuses.clone(),
-            upstream_response_times_ms: l.upstream_response_times_ms.clone(),
-            format: l.format,
-            flags: Tail(l.flags.clone()),
-            server: Tail(l.server.clone()),
-            retries: Tail(l.retries),
-            redispatched: Tail(Some(l.redispatched)),
-            upstream_local: Tail(l.upstream_local),
-            client_port: Tail(l.client_port),
-        }
-    }
-}
-
-impl From<ProxyLogWire> for ProxyLogFact {
-    fn from(w: ProxyLogWire) -> ProxyLogFact {
-        ProxyLogFact {
-            at_ns: w.at_ns,
-            namespace: w.namespace,
-            pod: w.pod,
-            node: w.node,
-            precise_time: w.precise_time,
-            client: Some(w.client).filter(|c| !c.is_unspecified()),
-            client_port: w.client_port.0,
-            status: w.status,
-            request_time_ms: w.request_time_ms,
-            upstream_name: w.upstream_name,
-            upstream_addrs: w.upstream_addrs,
-            upstream_statuses: w.upstream_statuses,
-            upstream_response_times_ms: w.upstream_response_times_ms,
-            format: w.format,
-            flags: w.flags.0,
-            server: w.server.0,
-            retries: w.retries.0,
-            redispatched: w.redispatched.0.unwrap_or(false),
-            upstream_local: w.upstream_local.0,
-        }
+impl LegacyProxyLogWire {
+    fn into_fact(self) -> Result<ProxyLogFact, postcard::Error> {
+        let format = u8::try_from(self.format)
+            .ok()
+            .and_then(LogFormat::from_id)
+            .ok_or(postcard::Error::DeserializeBadEnum)?;
+        let mut account = ProxyAccount::new(format, self.at_ns, self.status);
+        account.precise_time = self.precise_time;
+        account.client = Some(self.client).filter(|c| !c.is_unspecified());
+        account.client_port = self.client_port.0;
+        account.request_time_ms = self.request_time_ms;
+        account.upstream_name = self.upstream_name;
+        account.tries = self
+            .upstream_addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| UpstreamTry {
+                addr: *addr,
+                status: self.upstream_statuses.get(i).copied().flatten(),
+                response_ms: self.upstream_response_times_ms.get(i).copied().flatten(),
+            })
+            .collect();
+        account.upstream_local = self.upstream_local.0;
+        account.words = self.flags.0.and_then(|flags| {
+            ProxyWords::read(
+                format.proxy(),
+                &flags,
+                self.server.0,
+                self.retries.0,
+                self.redispatched.0.unwrap_or(false),
+            )
+        });
+        Ok(ProxyLogFact {
+            namespace: self.namespace,
+            pod: self.pod,
+            node: self.node,
+            account,
+        })
     }
 }
 
@@ -327,9 +318,11 @@ pub(crate) fn decode_agent_gone(bytes: &[u8]) -> Result<Fact, postcard::Error> {
 pub(crate) fn encode_fact(fact: &Fact, out: &mut Vec<u8>) -> Result<u8, postcard::Error> {
     let wire = match fact {
         Fact::ProxyLog(l) => {
-            let bytes = postcard::to_stdvec(&ProxyLogWire::from(l))?;
-            out.extend_from_slice(&bytes);
-            return Ok(tag::PROXY_LOG);
+            // Self-describing: the account gains fields without a new
+            // layout, and proxy lines are few next to kernel facts.
+            serde_json::to_writer(&mut *out, l)
+                .map_err(|_| postcard::Error::SerializeBufferFull)?;
+            return Ok(tag::PROXY_ACCOUNT);
         }
         Fact::HttpPeek(p) => {
             let bytes = postcard::to_stdvec(&HttpPeekWire::from(p))?;
@@ -707,10 +700,15 @@ pub(crate) fn decode_http_peek(bytes: &[u8]) -> Result<Fact, postcard::Error> {
     Ok(Fact::HttpPeek(wire.into()))
 }
 
-/// Decodes a `PROXY_LOG` record.
+/// Decodes a `PROXY_LOG` record (formats 1.1 to 1.5).
 pub(crate) fn decode_proxy_log(bytes: &[u8]) -> Result<Fact, postcard::Error> {
-    let wire: ProxyLogWire = postcard::from_bytes(bytes)?;
-    Ok(Fact::ProxyLog(wire.into()))
+    let wire: LegacyProxyLogWire = postcard::from_bytes(bytes)?;
+    Ok(Fact::ProxyLog(wire.into_fact()?))
+}
+
+/// Decodes a `PROXY_ACCOUNT` record (format 1.6).
+pub(crate) fn decode_proxy_account(bytes: &[u8]) -> Result<Fact, serde_json::Error> {
+    Ok(Fact::ProxyLog(serde_json::from_slice(bytes)?))
 }
 
 #[cfg(test)]

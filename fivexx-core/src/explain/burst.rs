@@ -34,7 +34,7 @@ fn burst_key(v: &Verdict) -> u64 {
         // Its next command names the status and the upstream it came from.
         v.failure.http_status().hash(&mut h);
         if let Some(a) = v.failure.answer() {
-            a.upstream.map(|u| (u.daddr, u.dport)).hash(&mut h);
+            a.upstream.map(|u| u.remote).hash(&mut h);
             a.failed_tries.last().hash(&mut h);
         }
     }

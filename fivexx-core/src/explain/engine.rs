@@ -11,7 +11,7 @@ use super::next::next_step;
 use super::stats::{EngineStats, Measurements};
 use super::track::{PodTrack, MAX_TRACKS};
 use super::verdict::{FailedConnection, Failure, FailureKind, HttpAnswer, Verdict};
-use crate::event::{FourTuple, KernelEventKind};
+use crate::event::KernelEventKind;
 use crate::model::{ClusterTimeline, Fact};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -22,30 +22,37 @@ use std::net::IpAddr;
 /// the key and a pointer when it sifts.
 #[derive(Debug, PartialEq, Eq)]
 struct Pending {
-    /// Time, then connections before the 5xx they caused, then the tuple.
-    key: (i64, bool, IpAddr, u16, IpAddr, u16),
+    /// Time, then connections before the 5xx they caused, then the tuple
+    /// (a logged answer knows its client at most).
+    key: (
+        i64,
+        bool,
+        Option<IpAddr>,
+        Option<u16>,
+        Option<IpAddr>,
+        Option<u16>,
+    ),
     failure: Box<Failure>,
 }
 
 impl Pending {
     fn new(f: Failure) -> Pending {
         let t = match &f {
-            Failure::Connection(c) => c.tuple,
-            Failure::Answer(a) => a.tuple.unwrap_or(FourTuple {
-                saddr: IpAddr::from([0u8, 0, 0, 0]),
-                sport: 0,
-                daddr: a.client,
-                dport: 0,
-            }),
+            Failure::Connection(c) => Some(c.tuple),
+            Failure::Answer(a) => a.tuple,
+        };
+        let client = match &f {
+            Failure::Answer(a) => a.client,
+            Failure::Connection(_) => None,
         };
         Pending {
             key: (
                 f.at_ns(),
                 f.kind() == FailureKind::Http5xx,
-                t.saddr,
-                t.sport,
-                t.daddr,
-                t.dport,
+                t.map(|t| t.saddr),
+                t.map(|t| t.sport),
+                t.map(|t| t.daddr).or(client),
+                t.map(|t| t.dport),
             ),
             failure: Box::new(f),
         }

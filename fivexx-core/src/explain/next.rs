@@ -160,7 +160,7 @@ fn unexplained(v: &Verdict, n: &Names, tl: &ClusterTimeline, skew: i64) -> Optio
             let status = a.http_status;
             let upstream = a
                 .upstream
-                .map(|u| u.daddr)
+                .map(|u| u.remote.ip())
                 .or_else(|| a.failed_tries.last().map(|s| s.ip()))
                 .and_then(|ip| tl.owner_at(ip, t, skew));
             if !matches!(status, 502 | 504) {

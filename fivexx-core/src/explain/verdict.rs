@@ -3,10 +3,11 @@
 
 use crate::event::{Errno, FourTuple, ResetReason};
 use crate::model::{Evidence, WorkloadRef};
+use crate::proxylog::ProxyAccount;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// The causes of DESIGN.md §6. Node drains and rollouts are not causes but
@@ -212,6 +213,71 @@ pub struct FailedConnection {
     pub evidence: Vec<Evidence>,
 }
 
+/// The upstream connection behind an answer: the kernel's socket when the
+/// answer was joined to it, or the upstream a log line names (with the
+/// proxy's own end only where the proxy logs it, as Envoy's Istio and
+/// Gateway formats do). Its JSON is a 4-tuple whose local half may be
+/// missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UpstreamConn {
+    pub local: Option<SocketAddr>,
+    pub remote: SocketAddr,
+}
+
+impl UpstreamConn {
+    /// The kernel's socket (client side first).
+    pub fn of(t: FourTuple) -> UpstreamConn {
+        UpstreamConn {
+            local: Some(SocketAddr::new(t.saddr, t.sport)),
+            remote: SocketAddr::new(t.daddr, t.dport),
+        }
+    }
+
+    /// Whether the kernel's connection `t` is this one: the same upstream,
+    /// and the same local end where that is known.
+    pub fn is(&self, t: &FourTuple) -> bool {
+        self.remote == SocketAddr::new(t.daddr, t.dport)
+            && self
+                .local
+                .is_none_or(|l| l == SocketAddr::new(t.saddr, t.sport))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct UpstreamConnJson {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    saddr: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sport: Option<u16>,
+    daddr: IpAddr,
+    dport: u16,
+}
+
+impl Serialize for UpstreamConn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        UpstreamConnJson {
+            saddr: self.local.map(|l| l.ip()),
+            sport: self.local.map(|l| l.port()),
+            daddr: self.remote.ip(),
+            dport: self.remote.port(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamConn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let j = UpstreamConnJson::deserialize(d)?;
+        Ok(UpstreamConn {
+            local: j
+                .saddr
+                .zip(j.sport)
+                .map(|(ip, port)| SocketAddr::new(ip, port)),
+            remote: SocketAddr::new(j.daddr, j.dport),
+        })
+    }
+}
+
 /// The server's kernel reset the connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerReset {
@@ -272,8 +338,10 @@ pub struct HttpAnswer {
     pub first_ns: i64,
     pub kind: FailureKind,
     pub http_status: u16,
-    /// The proxy's client.
-    pub client: IpAddr,
+    /// The proxy's client, when the kernel saw the socket or the log line
+    /// names it (Envoy's default format does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<IpAddr>,
     /// The client's port: the peeked socket's, or the one the log line
     /// names (HAProxy, Envoy's Istio and Envoy Gateway formats). It pairs
     /// the two views of one answer exactly where both have it.
@@ -294,7 +362,7 @@ pub struct HttpAnswer {
     /// The failed upstream connection it was joined to (peek), or the
     /// upstream the log line names as failed (log).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<FourTuple>,
+    pub upstream: Option<UpstreamConn>,
     /// The tries the proxy logged as failed for this request, in order
     /// (from the line itself, or a peeked answer's log twin).
     #[serde(skip)]
@@ -307,6 +375,10 @@ pub struct HttpAnswer {
     /// one and the earlier tries of the same request (0: none was seen).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub upstream_failures: u32,
+    /// The proxy's own account of it, from its access log: its words
+    /// are read from here when the verdict is made.
+    #[serde(skip)]
+    pub account: Option<Arc<ProxyAccount>>,
     #[serde(skip_serializing, default)]
     pub evidence: Vec<Evidence>,
 }
@@ -388,7 +460,10 @@ impl Failure {
         match self {
             Failure::Connection(c) => c.tuple.to_string(),
             Failure::Answer(HttpAnswer { tuple: Some(t), .. }) => t.to_string(),
-            Failure::Answer(a) => format!("client {}", a.client),
+            Failure::Answer(HttpAnswer {
+                client: Some(c), ..
+            }) => format!("client {c}"),
+            Failure::Answer(_) => "client unknown".to_string(),
         }
     }
 }

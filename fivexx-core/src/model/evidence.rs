@@ -6,6 +6,7 @@
 
 use super::fact::{FactSource, WorkloadRef};
 use crate::event::{Errno, FourTuple, KernelEventKind, ResetReason, TcpState};
+use crate::proxylog::ProxyAccount;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::IpAddr;
@@ -43,6 +44,13 @@ pub enum Observation {
     },
     LeftEndpoints(IpAddr),
     Cordoned(Arc<str>),
+    /// A proxy's access-log line: its own account of the answer, shared
+    /// with the answer the verdict is about.
+    Logged {
+        /// `namespace/name` of the proxy pod.
+        pod: Arc<str>,
+        account: Arc<ProxyAccount>,
+    },
 }
 
 impl Observation {
@@ -95,8 +103,39 @@ impl fmt::Display for Observation {
             Observation::Owns { addr, pod } => write!(f, "{addr} belongs to {pod}"),
             Observation::LeftEndpoints(addr) => write!(f, "{addr} left the ready endpoints"),
             Observation::Cordoned(node) => write!(f, "node {node} cordoned"),
+            Observation::Logged { pod, account } => logged(f, pod, account),
         }
     }
+}
+
+/// A logged answer in a sentence: the proxy's own words first where its
+/// format has them (Envoy, HAProxy), else what nginx's line lists.
+fn logged(f: &mut fmt::Formatter<'_>, pod: &str, a: &ProxyAccount) -> fmt::Result {
+    let client = a
+        .client
+        .map_or_else(|| "unknown".to_string(), |c| c.to_string());
+    if let Some(words) = a.words_text() {
+        return write!(f, "{words} (access log of {pod}, client {client})");
+    }
+    write!(
+        f,
+        "access log of {pod}: {} to {client}, upstream ",
+        a.status
+    )?;
+    if a.tries.is_empty() {
+        return f.write_str("-");
+    }
+    for (i, t) in a.tries.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        let status = t.status.map_or_else(|| "-".to_string(), |s| s.to_string());
+        match t.response_ms {
+            Some(ms) => write!(f, "{} ({status} after {:.3} s)", t.addr, ms as f64 / 1e3)?,
+            None => write!(f, "{} ({status})", t.addr)?,
+        }
+    }
+    Ok(())
 }
 
 impl Serialize for Observation {

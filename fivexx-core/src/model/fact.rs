@@ -10,10 +10,10 @@
 //! skewed, which the engine tolerates within `ExplainConfig::skew_ns`.
 
 use crate::event::KernelEvent;
-use crate::proxylog::{LogFormat, ProxyKind, ProxyLogEntry, UpstreamOutcome};
+use crate::proxylog::{ProxyAccount, ProxyKind};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// One fact, from a node (kernel) or from the API server (Kubernetes).
@@ -44,7 +44,7 @@ impl Fact {
             Fact::Service(s) => s.at_ns,
             Fact::Node(n) => n.at_ns,
             Fact::Event(e) => e.at_ns,
-            Fact::ProxyLog(l) => l.at_ns,
+            Fact::ProxyLog(l) => l.at_ns(),
             Fact::HttpPeek(p) => p.at_ns,
             Fact::AgentGone(g) => g.at_ns,
         }
@@ -205,136 +205,44 @@ pub struct ClusterEvent {
 }
 
 /// One answer a proxy logged, as the plugin read it from the proxy pod's
-/// log through the API. It carries the status the client got and the
+/// log through the API: the proxy's own account of it, held as its
+/// format's module read it. It carries the status the client got and the
 /// upstream(s) tried even where the kernel cannot peek (TLS, HTTP/2).
 ///
 /// Only what a join needs is kept (see [`crate::proxylog`]): never the
 /// request path, query, referer or user agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxyLogFact {
-    /// The container runtime's stamp (ns) when the log was read with
-    /// timestamps, else the proxy's `$time_local` (whole seconds); on the
-    /// proxy node's clock either way.
-    pub at_ns: i64,
     /// The proxy pod.
     pub namespace: String,
     pub pod: String,
     /// The proxy pod's node, when known.
-    pub node: Option<String>,
-    /// `at_ns` is good to a few ms, not to the second (`$time_local`).
-    pub precise_time: bool,
-    /// The proxy's client, when its format logs it.
-    pub client: Option<IpAddr>,
-    /// The client's port, where the format logs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_port: Option<u16>,
-    /// The status the proxy sent to the client.
-    pub status: u16,
-    pub request_time_ms: Option<u64>,
-    /// ingress-nginx's `$proxy_upstream_name` (`namespace-service-port`),
-    /// Envoy's upstream cluster or HAProxy's backend.
-    pub upstream_name: Option<String>,
-    /// The upstream addresses, in the order tried.
-    pub upstream_addrs: Vec<SocketAddr>,
-    /// The upstream's status per address (`None`: the try failed).
-    pub upstream_statuses: Vec<Option<u16>>,
-    /// The upstream's response time per address, in ms (`None` for `-`).
-    pub upstream_response_times_ms: Vec<Option<u64>>,
-    pub format: LogFormat,
-    /// Envoy's response flags or HAProxy's termination state.
-    pub flags: Option<String>,
-    /// HAProxy's server (`SRV_1`, `<NOSRV>`).
-    pub server: Option<String>,
-    /// Retries the proxy logged (HAProxy's `%rc`).
-    pub retries: Option<u32>,
-    /// HAProxy redispatched the request to another server.
-    pub redispatched: bool,
-    /// The proxy's end of the upstream connection (Envoy, where logged).
-    pub upstream_local: Option<SocketAddr>,
+    pub node: Option<String>,
+    /// The line, read: its time is the container runtime's stamp (ns)
+    /// when the log was read with timestamps, else the proxy's own; on
+    /// the proxy node's clock either way.
+    pub account: ProxyAccount,
 }
 
 impl ProxyLogFact {
     /// The fact for one parsed line of proxy pod `namespace/pod`.
-    pub fn new(namespace: &str, pod: &str, node: Option<&str>, entry: ProxyLogEntry) -> Self {
+    pub fn new(namespace: &str, pod: &str, node: Option<&str>, account: ProxyAccount) -> Self {
         ProxyLogFact {
-            at_ns: entry.at_ns,
             namespace: namespace.to_string(),
             pod: pod.to_string(),
             node: node.map(str::to_string),
-            precise_time: entry.precise_time,
-            client: entry.client,
-            client_port: entry.client_port,
-            status: entry.status,
-            request_time_ms: entry.request_time_ms,
-            upstream_name: entry.upstream_name,
-            upstream_addrs: entry.upstream_addrs,
-            upstream_statuses: entry.upstream_statuses,
-            upstream_response_times_ms: entry.upstream_response_times_ms,
-            format: entry.format,
-            flags: entry.flags,
-            server: entry.server,
-            retries: entry.retries,
-            redispatched: entry.redispatched,
-            upstream_local: entry.upstream_local,
+            account,
         }
+    }
+
+    pub fn at_ns(&self) -> i64 {
+        self.account.at_ns
     }
 
     /// Which proxy wrote the line.
     pub fn proxy(&self) -> ProxyKind {
-        self.format.proxy()
-    }
-
-    /// What the proxy's own words (flags, termination state) say happened
-    /// upstream; `None` for nginx, whose log has no such word.
-    pub fn outcome(&self) -> Option<UpstreamOutcome> {
-        let flags = self.flags.as_deref()?;
-        match self.proxy() {
-            ProxyKind::Nginx => None,
-            ProxyKind::Envoy => Some(crate::proxylog::envoy_outcome(flags)),
-            ProxyKind::Haproxy => Some(crate::proxylog::haproxy_outcome(
-                flags,
-                self.server.as_deref(),
-            )),
-        }
-    }
-
-    /// The proxy's own account of the answer, as evidence shows it:
-    /// `Envoy: 503 UF upstream 10.244.0.12:8080`, `HAProxy: 503 SC--
-    /// server shop-web-8080/SRV_1 after 2 retries`; `None` for nginx.
-    pub fn proxy_words(&self) -> Option<String> {
-        let flags = self.flags.as_deref()?;
-        match self.proxy() {
-            ProxyKind::Nginx => None,
-            ProxyKind::Envoy => Some(format!(
-                "Envoy: {} {flags} {}",
-                self.status,
-                match self.last_upstream() {
-                    Some(u) => format!("upstream {u}"),
-                    None => "no upstream host".to_string(),
-                }
-            )),
-            ProxyKind::Haproxy => {
-                let retries = match (self.retries.unwrap_or(0), self.redispatched) {
-                    (0, _) => String::new(),
-                    (1, false) => " after 1 retry".to_string(),
-                    (n, false) => format!(" after {n} retries"),
-                    (1, true) => " after 1 retry, redispatched".to_string(),
-                    (n, true) => format!(" after {n} retries, redispatched"),
-                };
-                Some(format!(
-                    "HAProxy: {} {flags} server {}/{}{retries}",
-                    self.status,
-                    self.upstream_name.as_deref().unwrap_or("-"),
-                    self.server.as_deref().unwrap_or("-"),
-                ))
-            }
-        }
-    }
-
-    /// The upstream tried last (the one whose answer or failure the
-    /// client got), if any.
-    pub fn last_upstream(&self) -> Option<SocketAddr> {
-        self.upstream_addrs.last().copied()
+        self.account.proxy()
     }
 }
 

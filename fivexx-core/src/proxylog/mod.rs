@@ -1,7 +1,6 @@
-//! Proxy access-log lines, parsed into the few fields the explain engine
-//! joins with kernel facts: one parser per proxy format, one entry type,
-//! and the format detected per line (a pod's log may change format across
-//! a controller upgrade, and a session follows several kinds of proxy).
+//! Proxy access-log lines, each read into the proxy's own account of one
+//! answer ([`ProxyAccount`]): the few fields the explain engine joins with
+//! kernel facts, and the proxy's own words, already typed.
 //!
 //! Why: the kernel peek sees the status line of plain HTTP/1.x only, and
 //! never the proxy's reason. A TLS or HTTP/2 client connection cannot be
@@ -10,7 +9,12 @@
 //! (Envoy's response flags, HAProxy's termination state). The plugin reads
 //! those logs through the API (`pods/log`).
 //!
-//! The formats, each in its module:
+//! One module per format family holds all of that family's knowledge: how
+//! to read its lines, what its words mean (outcome, earlier tries), and how
+//! far its clock may be from the answer's write. [`formats`] is the
+//! registry: it lists the formats in the order lines are tried, and the
+//! gateway products that ship them. Adding a format is its module and a
+//! registry row there.
 //! - [`nginx`]: nginx's `combined` and ingress-nginx's `upstreaminfo`.
 //! - [`envoy`]: Envoy's default text format, Istio's default text format
 //!   (the default plus `%RESPONSE_CODE_DETAILS%` and the addresses), and
@@ -25,20 +29,24 @@
 //!
 //! A line read with `kubectl logs --timestamps` (the API's
 //! `timestamps=true`) starts with the container runtime's RFC 3339 stamp
-//! (nanoseconds). Which clock an entry's time comes from is each format's
-//! call, documented on its parser: nginx and HAProxy write a line when the
-//! answer is done, so the stamp is the answer's time; Envoy writes its
-//! access log through a buffer a flush thread empties, so its own
+//! (nanoseconds). Which clock an account's time comes from is each
+//! format's call, documented on its parser: nginx and HAProxy write a line
+//! when the answer is done, so the stamp is the answer's time; Envoy writes
+//! its access log through a buffer a flush thread empties, so its own
 //! `%START_TIME%` plus `%DURATION%` (milliseconds) is used instead.
 
-pub mod envoy;
-pub mod haproxy;
-pub mod nginx;
+mod format;
+pub mod formats;
+mod text;
+
+pub use format::{FormatSpec, LogFormat, ReadLine};
+pub use formats::{envoy, haproxy, nginx};
+pub(crate) use text::{parse_ms, parse_status, parse_u64, Cursor};
 
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 
-/// Which proxy wrote a line.
+/// Which proxy wrote a line: the engine a gateway product runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProxyKind {
@@ -48,6 +56,8 @@ pub enum ProxyKind {
 }
 
 impl ProxyKind {
+    pub const ALL: [ProxyKind; 3] = [ProxyKind::Nginx, ProxyKind::Envoy, ProxyKind::Haproxy];
+
     /// The proxy's name as its users write it.
     pub fn name(self) -> &'static str {
         match self {
@@ -56,67 +66,129 @@ impl ProxyKind {
             ProxyKind::Haproxy => "HAProxy",
         }
     }
+
+    /// The proxy whose worker thread is named `comm` (the writer of a
+    /// peeked answer), if any.
+    pub fn of_thread(comm: &str) -> Option<ProxyKind> {
+        if envoy::is_worker_thread(comm) {
+            Some(ProxyKind::Envoy)
+        } else if comm == "nginx" {
+            Some(ProxyKind::Nginx)
+        } else if comm == "haproxy" {
+            Some(ProxyKind::Haproxy)
+        } else {
+            None
+        }
+    }
+
+    /// Whether one failed connect fails every request waiting on it
+    /// (Envoy's connection pool, see [`envoy::FAILS_PENDING_REQUESTS`]),
+    /// rather than one request try per connection.
+    pub fn fails_pending_requests(self) -> bool {
+        match self {
+            ProxyKind::Envoy => envoy::FAILS_PENDING_REQUESTS,
+            ProxyKind::Nginx | ProxyKind::Haproxy => false,
+        }
+    }
 }
 
-/// Which documented format a line was in. New variants go at the end:
-/// captures store the variant's index.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// One try of an upstream, as the line lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamTry {
+    pub addr: SocketAddr,
+    /// The upstream's own status (`None`: it gave none, the try failed).
+    pub status: Option<u16>,
+    /// How long the proxy waited on it, in ms, when logged.
+    pub response_ms: Option<u64>,
+}
+
+impl UpstreamTry {
+    /// A try that failed: no status of the upstream's own, or a 5xx.
+    pub fn failed(&self) -> bool {
+        self.status.is_none_or(|s| s >= 500)
+    }
+}
+
+/// What the proxy's own words say happened to the upstream side of a
+/// request: the phase its flags or termination state name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    /// nginx's default `combined`: no upstream fields.
-    Combined,
-    /// ingress-nginx's default `upstreaminfo`.
-    Upstreaminfo,
-    /// Envoy's default text format (no client address).
-    EnvoyText,
-    /// Istio's default text format (Envoy's, plus details and addresses).
-    IstioText,
-    /// Envoy Gateway's default JSON format.
-    EnvoyGatewayJson,
-    /// HAProxy's `option httplog`.
-    HaproxyHttplog,
+pub enum UpstreamOutcome {
+    /// No upstream was chosen: Envoy `UH` (no healthy upstream), HAProxy
+    /// `<NOSRV>`. No upstream connection was made for this request.
+    NoUpstream,
+    /// The connect failed: Envoy `UF` (refused or timed out), HAProxy `SC`
+    /// (refused) and `sC` (connect timeout).
+    ConnectFailed,
+    /// An established upstream connection closed or reset before or while
+    /// answering: Envoy `UC` (connection termination, a pooled connection
+    /// closed), `UR` (remote reset), HAProxy `SH`, `SD`.
+    Closed,
+    /// The upstream was too slow: Envoy `UT`, HAProxy `sH`, `sD`.
+    Timeout,
+    /// The upstream answered this status itself: Envoy's flags `-`,
+    /// HAProxy's `--` termination with a server chosen.
+    Answered,
+    /// Something else (overflow, a client abort, a local reply).
+    Other,
 }
 
-impl LogFormat {
-    pub fn name(self) -> &'static str {
-        match self {
-            LogFormat::Combined => "combined",
-            LogFormat::Upstreaminfo => "upstreaminfo",
-            LogFormat::EnvoyText => "envoy default",
-            LogFormat::IstioText => "istio default",
-            LogFormat::EnvoyGatewayJson => "envoy gateway json",
-            LogFormat::HaproxyHttplog => "haproxy httplog",
-        }
-    }
-
-    /// The proxy that writes this format.
-    pub fn proxy(self) -> ProxyKind {
-        match self {
-            LogFormat::Combined | LogFormat::Upstreaminfo => ProxyKind::Nginx,
-            LogFormat::EnvoyText | LogFormat::IstioText | LogFormat::EnvoyGatewayJson => {
-                ProxyKind::Envoy
-            }
-            LogFormat::HaproxyHttplog => ProxyKind::Haproxy,
-        }
-    }
-
-    /// Every format, for the "not parsed" warning.
-    pub const ALL: [LogFormat; 6] = [
-        LogFormat::Combined,
-        LogFormat::Upstreaminfo,
-        LogFormat::EnvoyText,
-        LogFormat::IstioText,
-        LogFormat::EnvoyGatewayJson,
-        LogFormat::HaproxyHttplog,
-    ];
+/// The proxy's own words about one answer, read by its format's module:
+/// what they say happened upstream, and how many earlier tries they
+/// account for. nginx's formats have none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyWords {
+    pub outcome: UpstreamOutcome,
+    /// The flags or termination state as logged (`URX,UF`, `SC--`).
+    pub flags: String,
+    /// Earlier failed tries of the request the words account for (besides
+    /// the last one): HAProxy's `%rc` exactly, Envoy's `URX` as its retry
+    /// budget.
+    pub earlier_tries: u32,
+    /// HAProxy's server (`SRV_1`; `<NOSRV>` when none was chosen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The retries the proxy logged (HAProxy's `%rc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// HAProxy's `+` on `%rc`: the request was redispatched.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redispatched: bool,
 }
 
-/// One access-log line, reduced to what the explain engine joins on.
+impl ProxyWords {
+    /// The words of `proxy`'s flags or termination state as logged (with
+    /// HAProxy's server and `%rc`), read by that proxy's module: for a
+    /// record kept raw, as a fresh line's would be.
+    pub(crate) fn read(
+        proxy: ProxyKind,
+        flags: &str,
+        server: Option<String>,
+        retries: Option<u32>,
+        redispatched: bool,
+    ) -> Option<ProxyWords> {
+        match proxy {
+            ProxyKind::Nginx => None,
+            ProxyKind::Envoy => Some(envoy::words(flags)),
+            ProxyKind::Haproxy => Some(haproxy::words(
+                flags,
+                server,
+                retries.unwrap_or(0),
+                redispatched,
+            )),
+        }
+    }
+}
+
+/// A proxy's own account of one answer: what one access-log line says,
+/// typed by its format's module. The fact holds it by value, the capture
+/// stores it, the answer join reads it.
 ///
 /// Times are whole milliseconds: every format logs its durations with
 /// millisecond resolution, and integers keep facts comparable (`Eq`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProxyLogEntry {
+pub struct ProxyAccount {
+    pub format: LogFormat,
     /// When the proxy answered (Unix ns): see the module's doc for which
     /// clock each format's time comes from.
     pub at_ns: i64,
@@ -125,6 +197,7 @@ pub struct ProxyLogEntry {
     pub precise_time: bool,
     /// The proxy's client, when the format logs it (Envoy's default text
     /// format has only `X-Forwarded-For`, often `-`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<IpAddr>,
     /// The client's port, where the format logs it (HAProxy's `%cp`,
     /// Envoy's `%DOWNSTREAM_REMOTE_ADDRESS%` in the Istio and Envoy
@@ -136,41 +209,31 @@ pub struct ProxyLogEntry {
     pub status: u16,
     /// How long the proxy took over the request (nginx `$request_time`,
     /// Envoy `%DURATION%`, HAProxy `Ta`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_time_ms: Option<u64>,
     /// ingress-nginx's `$proxy_upstream_name` (`namespace-service-port`),
     /// Envoy's `%UPSTREAM_CLUSTER%` or HAProxy's backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_name: Option<String>,
-    /// The upstream addresses in the order tried (nginx `$upstream_addr`,
-    /// Envoy `%UPSTREAM_HOST%`; HAProxy logs server names, not addresses).
-    /// Entries that are not IP:port are left out, with their status and
-    /// time.
-    pub upstream_addrs: Vec<SocketAddr>,
-    /// The upstream's status per address (`None`: it gave none, the try
-    /// failed).
-    pub upstream_statuses: Vec<Option<u16>>,
-    /// The upstream's response time per address (`None` for `-`).
-    pub upstream_response_times_ms: Vec<Option<u64>>,
-    pub format: LogFormat,
-    /// The proxy's own word for the outcome: Envoy's `%RESPONSE_FLAGS%`
-    /// (`UF`, `URX,UF`; `-` for none) or HAProxy's termination state
-    /// (`SC--`, `----`).
-    pub flags: Option<String>,
-    /// HAProxy's server name (`SRV_1`; `<NOSRV>` when none was chosen).
-    pub server: Option<String>,
-    /// Retries the proxy logged for this request (HAProxy's `%rc`).
-    pub retries: Option<u32>,
-    /// HAProxy's `+` on `%rc`: the request was redispatched to another
-    /// server.
-    pub redispatched: bool,
+    /// The upstream tries in order (nginx `$upstream_addr` with its
+    /// statuses and times, Envoy `%UPSTREAM_HOST%`; HAProxy logs server
+    /// names, not addresses). Entries that are not IP:port are left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tries: Vec<UpstreamTry>,
     /// The proxy's own end of the upstream connection (Envoy's
     /// `%UPSTREAM_LOCAL_ADDRESS%`, in the Istio and Envoy Gateway formats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_local: Option<SocketAddr>,
+    /// The proxy's own words, where its format has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub words: Option<ProxyWords>,
 }
 
-impl ProxyLogEntry {
-    /// An entry of `format` with nothing but its time and status.
-    pub(crate) fn new(format: LogFormat, at_ns: i64, status: u16) -> ProxyLogEntry {
-        ProxyLogEntry {
+impl ProxyAccount {
+    /// An account of `format` with nothing but its time and status.
+    pub(crate) fn new(format: LogFormat, at_ns: i64, status: u16) -> ProxyAccount {
+        ProxyAccount {
+            format,
             at_ns,
             precise_time: true,
             client: None,
@@ -178,17 +241,82 @@ impl ProxyLogEntry {
             status,
             request_time_ms: None,
             upstream_name: None,
-            upstream_addrs: Vec::new(),
-            upstream_statuses: Vec::new(),
-            upstream_response_times_ms: Vec::new(),
-            format,
-            flags: None,
-            server: None,
-            retries: None,
-            redispatched: false,
+            tries: Vec::new(),
             upstream_local: None,
+            words: None,
         }
     }
+
+    /// Which proxy wrote the line.
+    pub fn proxy(&self) -> ProxyKind {
+        self.format.proxy()
+    }
+
+    /// How much later than its logged time the answer may really have
+    /// been written: the format's write lag for a precise stamp, just
+    /// under a second for `$time_local`.
+    pub fn slack_ns(&self) -> i64 {
+        if self.precise_time {
+            self.format.write_lag_ns()
+        } else {
+            999_999_999
+        }
+    }
+
+    /// What the proxy's own words say happened upstream; `None` for
+    /// formats without words.
+    pub fn outcome(&self) -> Option<UpstreamOutcome> {
+        self.words.as_ref().map(|w| w.outcome)
+    }
+
+    /// The upstream tried last (the one whose answer or failure the
+    /// client got), if any.
+    pub fn last_upstream(&self) -> Option<SocketAddr> {
+        self.tries.last().map(|t| t.addr)
+    }
+
+    /// The proxy's own account of the answer, as evidence shows it:
+    /// `Envoy: 503 UF upstream 10.244.0.12:8080`, `HAProxy: 503 SC--
+    /// server shop-web-8080/SRV_1 after 2 retries`; `None` for formats
+    /// without words (nginx's).
+    pub fn words_text(&self) -> Option<String> {
+        let words = self.words.as_ref()?;
+        match self.proxy() {
+            ProxyKind::Nginx => None,
+            ProxyKind::Envoy => Some(envoy::say(self, words)),
+            ProxyKind::Haproxy => Some(haproxy::say(self, words)),
+        }
+    }
+
+    /// The tries that failed, in order.
+    pub fn failed_tries(&self) -> impl Iterator<Item = &UpstreamTry> {
+        self.tries.iter().filter(|t| t.failed())
+    }
+}
+
+#[cfg(test)]
+impl ProxyAccount {
+    pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
+        self.tries.iter().map(|t| t.addr).collect()
+    }
+
+    pub(crate) fn statuses(&self) -> Vec<Option<u16>> {
+        self.tries.iter().map(|t| t.status).collect()
+    }
+
+    pub(crate) fn times(&self) -> Vec<Option<u64>> {
+        self.tries.iter().map(|t| t.response_ms).collect()
+    }
+}
+
+/// The widest write lag of any format: how long after a line's logged
+/// time a peeked answer may still be that line's.
+pub fn max_write_lag_ns() -> i64 {
+    formats::FORMATS
+        .iter()
+        .map(|f| f.write_lag_ns)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Why a line is not one of the supported formats. Messages name the
@@ -214,196 +342,33 @@ pub enum ProxyLogError {
         field: &'static str,
         problem: &'static str,
     },
+    #[error("in none of the formats read ({0})")]
+    Unknown(String),
 }
 
 pub(crate) fn bad(field: &'static str, problem: &'static str) -> ProxyLogError {
     ProxyLogError::Field { field, problem }
 }
 
-/// What the proxy's own words say happened to the upstream side of a
-/// request: the phase its flags or termination state name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UpstreamOutcome {
-    /// No upstream was chosen: Envoy `UH` (no healthy upstream), HAProxy
-    /// `<NOSRV>`. No upstream connection was made for this request.
-    NoUpstream,
-    /// The connect failed: Envoy `UF` (refused or timed out), HAProxy `SC`
-    /// (refused) and `sC` (connect timeout).
-    ConnectFailed,
-    /// An established upstream connection closed or reset before or while
-    /// answering: Envoy `UC` (connection termination, a pooled connection
-    /// closed), `UR` (remote reset), HAProxy `SH`, `SD`.
-    Closed,
-    /// The upstream was too slow: Envoy `UT`, HAProxy `sH`, `sD`.
-    Timeout,
-    /// The upstream answered this status itself: Envoy's flags `-`,
-    /// HAProxy's `--` termination with a server chosen.
-    Answered,
-    /// Something else (overflow, a client abort, a local reply).
-    Other,
-}
-
-/// Envoy's response flags that say why a request failed on the upstream
-/// side, from the most telling (the first found decides).
-pub fn envoy_outcome(flags: &str) -> UpstreamOutcome {
-    let has = |f: &str| flags.split(',').any(|x| x == f);
-    if flags == "-" || flags.is_empty() {
-        UpstreamOutcome::Answered
-    } else if has("UH") {
-        UpstreamOutcome::NoUpstream
-    } else if has("UF") {
-        UpstreamOutcome::ConnectFailed
-    } else if has("UC") || has("UR") {
-        UpstreamOutcome::Closed
-    } else if has("UT") {
-        UpstreamOutcome::Timeout
-    } else {
-        UpstreamOutcome::Other
-    }
-}
-
-/// HAProxy's termination state (`%tsc`, e.g. `SC--`): who ended the
-/// session (S server, s server timeout) and in which phase (C connect,
-/// H headers, D data). `<NOSRV>` is no server chosen.
-pub fn haproxy_outcome(state: &str, server: Option<&str>) -> UpstreamOutcome {
-    if server.is_none_or(|s| s == "<NOSRV>") {
-        return UpstreamOutcome::NoUpstream;
-    }
-    let mut c = state.chars();
-    match (c.next(), c.next()) {
-        (Some('S'), Some('C')) | (Some('s'), Some('C')) => UpstreamOutcome::ConnectFailed,
-        (Some('S'), Some('H' | 'D')) => UpstreamOutcome::Closed,
-        (Some('s'), Some('H' | 'D')) => UpstreamOutcome::Timeout,
-        (Some('-'), _) => UpstreamOutcome::Answered,
-        _ => UpstreamOutcome::Other,
-    }
-}
-
 /// Parses one access-log line (with or without the runtime's timestamp
-/// prefix) in whichever supported format it is. Never panics, whatever
-/// the input.
-pub fn parse_line(line: &str) -> Result<ProxyLogEntry, ProxyLogError> {
+/// prefix) in whichever registered format it is: each format's reader, in
+/// the registry's order, claims the line or passes. Never panics,
+/// whatever the input.
+pub fn parse_line(line: &str) -> Result<ProxyAccount, ProxyLogError> {
     let line = line.trim_matches(|c: char| c == '\n' || c == '\r' || c == ' ');
     if line.is_empty() {
         return Err(ProxyLogError::Empty);
     }
-    let (stamp, rest) = split_stamp(line);
-    if rest.starts_with('{') {
-        return envoy::parse_json(rest);
-    }
-    if envoy::looks_like_text(rest) {
-        return envoy::parse_text(rest);
-    }
-    if let Some(body) = haproxy::strip_syslog(rest).filter(|b| haproxy::looks_like_httplog(b)) {
-        return haproxy::parse(body, stamp);
-    }
-    if envoy::is_own_log(rest) || haproxy::is_own_log(rest) {
-        return Err(ProxyLogError::NotAccessLog);
-    }
-    nginx::parse(rest, stamp)
-}
-
-/// The runtime's RFC 3339 stamp (Unix ns) and the line after it, if the
-/// first token is one.
-fn split_stamp(line: &str) -> (Option<i64>, &str) {
-    if let Some((first, after)) = line.split_once(' ') {
-        if first.contains('T') {
-            if let Ok(t) = first.parse::<jiff::Timestamp>() {
-                if let Ok(ns) = i64::try_from(t.as_nanosecond()) {
-                    return (Some(ns), after.trim_start_matches(' '));
-                }
+    let (stamp, rest) = text::split_stamp(line);
+    for spec in formats::FORMATS {
+        if let Some(read) = spec.read {
+            if let Some(result) = read(rest, stamp) {
+                return result;
             }
         }
     }
-    (None, line)
-}
-
-/// An HTTP status, `100..=599`.
-pub(crate) fn parse_status(s: &str) -> Option<u16> {
-    if s.len() != 3 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok().filter(|v| (100..=599).contains(v))
-}
-
-/// A whole number of at most 12 digits.
-pub(crate) fn parse_u64(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-/// `1.234` (seconds, millisecond resolution) to 1234 ms.
-pub(crate) fn parse_ms(s: &str) -> Option<u64> {
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if int.is_empty()
-        || int.len() > 12
-        || frac.len() > 9
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let mut ms: u64 = int.parse::<u64>().ok()?.checked_mul(1000)?;
-    let mut scale = 100;
-    for b in frac.bytes().take(3) {
-        ms += u64::from(b - b'0') * scale;
-        scale /= 10;
-    }
-    Some(ms)
-}
-
-/// A read position in a line.
-pub(crate) struct Cursor<'a> {
-    pub rest: &'a str,
-}
-
-impl<'a> Cursor<'a> {
-    /// The next space-separated word.
-    pub fn word(&mut self) -> Option<&'a str> {
-        let s = self.rest.trim_start_matches(' ');
-        if s.is_empty() {
-            return None;
-        }
-        let end = s.find(' ').unwrap_or(s.len());
-        self.rest = &s[end..];
-        Some(&s[..end])
-    }
-
-    /// One `"..."` field; returns its content. nginx escapes `"` as `\x22`
-    /// (or `\"` with `escape=json`), so the field ends at the first
-    /// unescaped quote.
-    pub fn quoted(&mut self, field: &'static str) -> Result<&'a str, ProxyLogError> {
-        let s = self.rest.trim_start_matches(' ');
-        let Some(body) = s.strip_prefix('"') else {
-            return Err(bad(field, "missing opening quote"));
-        };
-        let mut escaped = false;
-        for (i, c) in body.char_indices() {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => {
-                    self.rest = &body[i + 1..];
-                    return Ok(&body[..i]);
-                }
-                _ => {}
-            }
-        }
-        Err(bad(field, "missing closing quote"))
-    }
-
-    /// One `[...]` field; returns its content.
-    pub fn bracketed(&mut self, field: &'static str) -> Result<&'a str, ProxyLogError> {
-        let s = self.rest.trim_start_matches(' ');
-        let Some(body) = s.strip_prefix('[') else {
-            return Err(bad(field, "missing `[`"));
-        };
-        let end = body.find(']').ok_or_else(|| bad(field, "missing `]`"))?;
-        self.rest = &body[end + 1..];
-        Ok(&body[..end])
-    }
+    let names: Vec<&str> = formats::FORMATS.iter().map(|f| f.name).collect();
+    Err(ProxyLogError::Unknown(names.join(", ")))
 }
 
 #[cfg(test)]
@@ -416,10 +381,10 @@ mod tests {
     #[test]
     fn every_fixture_line_is_detected_as_its_format() {
         for (text, format) in [
-            (envoy::tests::DEFAULT, LogFormat::EnvoyText),
-            (envoy::tests::ISTIO, LogFormat::IstioText),
-            (envoy::tests::GATEWAY_JSON, LogFormat::EnvoyGatewayJson),
-            (haproxy::tests::HTTPLOG, LogFormat::HaproxyHttplog),
+            (envoy::tests::DEFAULT, envoy::TEXT),
+            (envoy::tests::ISTIO, envoy::ISTIO),
+            (envoy::tests::GATEWAY_JSON, envoy::GATEWAY_JSON),
+            (haproxy::tests::HTTPLOG, haproxy::HTTPLOG),
         ] {
             for line in text.lines() {
                 assert_eq!(parse_line(line).unwrap().format, format, "{line}");
@@ -430,23 +395,17 @@ mod tests {
     }
 
     #[test]
-    fn outcomes_of_the_proxies_words() {
-        use UpstreamOutcome::*;
-        assert_eq!(envoy_outcome("UH"), NoUpstream);
-        assert_eq!(envoy_outcome("URX,UF"), ConnectFailed);
-        assert_eq!(envoy_outcome("UC"), Closed);
-        assert_eq!(envoy_outcome("UT"), Timeout);
-        assert_eq!(envoy_outcome("-"), Answered);
-        assert_eq!(envoy_outcome("UO"), Other);
-        assert_eq!(envoy_outcome("UFX"), Other, "not UF");
-        assert_eq!(haproxy_outcome("SC--", Some("<NOSRV>")), NoUpstream);
-        assert_eq!(haproxy_outcome("SC--", Some("SRV_1")), ConnectFailed);
-        assert_eq!(haproxy_outcome("sC--", Some("SRV_1")), ConnectFailed);
-        assert_eq!(haproxy_outcome("SH--", Some("SRV_1")), Closed);
-        assert_eq!(haproxy_outcome("SD--", Some("SRV_1")), Closed);
-        assert_eq!(haproxy_outcome("sH--", Some("SRV_1")), Timeout);
-        assert_eq!(haproxy_outcome("----", Some("SRV_1")), Answered);
-        assert_eq!(haproxy_outcome("CD--", Some("SRV_1")), Other);
+    fn every_format_has_its_own_capture_id_and_key() {
+        let mut ids: Vec<u8> = formats::FORMATS.iter().map(|f| f.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), formats::FORMATS.len());
+        for f in formats::FORMATS {
+            let format = LogFormat::from_id(f.id).unwrap();
+            assert_eq!(LogFormat::from_key(f.key), Some(format));
+            let json = serde_json::to_string(&format).unwrap();
+            assert_eq!(serde_json::from_str::<LogFormat>(&json).unwrap(), format);
+        }
     }
 
     proptest! {

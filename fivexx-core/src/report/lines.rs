@@ -126,8 +126,8 @@ pub fn verdict_line(v: &Verdict) -> String {
             // A proxy's answer: client, proxy, status, upstream pod, cause.
             let upstream = a.upstream.map_or("no failed upstream".to_string(), |u| {
                 match inv.pod.as_ref().or(inv.workload_key.as_ref()) {
-                    Some(w) => format!("upstream {}:{} ({w})", u.daddr, u.dport),
-                    None => format!("upstream {}:{}", u.daddr, u.dport),
+                    Some(w) => format!("upstream {} ({w})", u.remote),
+                    None => format!("upstream {}", u.remote),
                 }
             });
             let (client, proxy) = match (a.kind, a.tuple) {
@@ -136,7 +136,8 @@ pub fn verdict_line(v: &Verdict) -> String {
                     format!("proxy {}:{}", t.saddr, t.sport),
                 ),
                 _ => (
-                    a.client.to_string(),
+                    a.client
+                        .map_or_else(|| "unknown".to_string(), |c| c.to_string()),
                     match &a.proxy_pod {
                         Some(p) => format!("proxy {p} (access log)"),
                         None => format!("proxy on {} (access log)", a.node),

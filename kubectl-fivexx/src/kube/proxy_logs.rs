@@ -412,7 +412,7 @@ impl LogTally {
         match input {
             LogInput::Fact(f) => {
                 self.lines += 1;
-                if f.status >= 500 {
+                if f.account.status >= 500 {
                     self.fivexx += 1;
                 }
                 Some(Fact::ProxyLog(*f))
@@ -447,7 +447,7 @@ impl LogTally {
             self.lines, self.pods, self.fivexx
         )];
         if self.unparsed > 0 {
-            let formats: Vec<&str> = LogFormat::ALL.iter().map(|f| f.name()).collect();
+            let formats: Vec<&str> = LogFormat::all().map(LogFormat::name).collect();
             out.push(format!(
                 "warning: {} proxy log line(s) not parsed (none of the default formats: {}), e.g. {}",
                 self.unparsed,
@@ -462,25 +462,26 @@ impl LogTally {
 /// One line per 5xx a proxy logged (trace and node), with the proxy's
 /// own words when it has them (Envoy's flags, HAProxy's termination state).
 pub fn fact_line(f: &ProxyLogFact) -> String {
-    let upstream = match (f.last_upstream(), f.proxy_words()) {
+    let a = &f.account;
+    let upstream = match (a.last_upstream(), a.words_text()) {
         (_, Some(words)) => format!(" {words}"),
         (Some(u), None) => format!(" upstream {u}"),
         (None, None) => " no upstream".to_string(),
     };
-    let tries = if f.upstream_addrs.len() > 1 {
-        format!(" after {} tries", f.upstream_addrs.len())
+    let tries = if a.tries.len() > 1 {
+        format!(" after {} tries", a.tries.len())
     } else {
         String::new()
     };
     format!(
         "{}  {:<14} {:<15} {}/{} http={} client {}{upstream}{tries}",
-        fivexx_core::report::format_time(f.at_ns),
+        fivexx_core::report::format_time(a.at_ns),
         f.node.as_deref().unwrap_or("-"),
         "proxy_log",
         f.namespace,
         f.pod,
-        f.status,
-        f.client.map_or("-".to_string(), |c| c.to_string()),
+        a.status,
+        a.client.map_or("-".to_string(), |c| c.to_string()),
     )
 }
 
@@ -730,7 +731,7 @@ mod tests {
         {
             if let Some(Fact::ProxyLog(f)) = tally.take(input) {
                 assert_eq!(f.pod, "ingress-nginx-controller-x");
-                assert!(f.precise_time);
+                assert!(f.account.precise_time);
             }
         }
         assert_eq!((tally.lines, tally.fivexx, tally.unparsed), (2, 1, 1));

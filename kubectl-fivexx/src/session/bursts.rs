@@ -77,7 +77,7 @@ fn outcome(f: &Failure) -> String {
 fn server(f: &Failure) -> Option<IpAddr> {
     match f {
         Failure::Connection(c) => Some(c.tuple.daddr),
-        Failure::Answer(a) => a.upstream.map(|t| t.daddr),
+        Failure::Answer(a) => a.upstream.map(|u| u.remote.ip()),
     }
 }
 
@@ -372,13 +372,14 @@ pub(crate) mod tests {
                 first_ns: at_ns,
                 kind: FailureKind::Http5xx,
                 http_status: status,
-                client: "10.1.0.7".parse().unwrap(),
+                client: "10.1.0.7".parse().ok(),
                 client_port: None,
                 tuple: None,
                 node: "lab-node-1".into(),
                 proxy_pid: None,
                 proxy_pod: None,
-                upstream: Some(tuple()),
+                upstream: Some(fivexx_core::explain::verdict::UpstreamConn::of(tuple())),
+                account: None,
                 failed_tries: Vec::new(),
                 upstream_kind: Some(FailureKind::Refused),
                 upstream_failures: 1,

@@ -187,7 +187,7 @@ impl<'a> Session<'a> {
 
     fn on_log(&mut self, input: LogInput) {
         if let Some(Fact::ProxyLog(f)) = self.state.tally.take(input) {
-            if self.opts.events && f.status >= 500 {
+            if self.opts.events && f.account.status >= 500 {
                 self.say_event(&self.paint.yellow(&proxy_logs::fact_line(&f)));
             }
             self.facts.push(Fact::ProxyLog(f));

@@ -116,7 +116,7 @@ pub(super) fn same_answer(
     from: i64,
     to: i64,
 ) -> bool {
-    client.is_none_or(|c| c == a.client)
+    client.is_none_or(|c| Some(c) == a.client)
         && port.is_none_or(|p| a.client_port.is_none_or(|q| q == p))
         && a.status == status
         && a.at_ns >= from

@@ -33,8 +33,6 @@ pub(super) struct LoggedLine {
     pub client: Option<IpAddr>,
     pub client_port: Option<u16>,
     pub status: u16,
-    /// `namespace/name` of the proxy pod.
-    pub pod: Option<String>,
     /// The logged time, and the end of its slack.
     pub from_ns: i64,
     pub to_ns: i64,
@@ -63,7 +61,6 @@ impl LoggedLine {
             client,
             client_port: a.client_port,
             status: a.http_status,
-            pod: a.proxy_pod.clone(),
             from_ns: a.first_ns,
             to_ns: a.at_ns,
             upstream: upstream.map(|(u, _)| u),
@@ -153,22 +150,6 @@ impl LoggedLines {
         twin.taken = true;
         Some(twin.clone())
     }
-
-    /// The words of logged answer `a`'s own line.
-    pub fn words_of(&self, a: &HttpAnswer) -> Option<Words> {
-        let evidence = a.evidence.first()?;
-        self.0
-            .iter()
-            .rev()
-            .find(|l| {
-                l.from_ns == a.first_ns
-                    && l.status == a.http_status
-                    && l.pod == a.proxy_pod
-                    && l.evidence == *evidence
-            })?
-            .words
-            .clone()
-    }
 }
 
 #[cfg(test)]
@@ -196,7 +177,7 @@ mod tests {
         let l = ProxyLogFact::new("gw", "envoy-1", Some("node-1"), parse_line(&text).unwrap());
         let last = last_failed_upstream(&l);
         let a = logged_answer(&l, last.map(|(u, _)| u));
-        LoggedLine::new(&a, l.client, last, Words::of(&l)).unwrap()
+        LoggedLine::new(&a, l.account.client, last, Words::of(&l.account)).unwrap()
     }
 
     /// 05:51:00 in the lines' clock.
@@ -217,7 +198,7 @@ mod tests {
             first_ns: at_ns,
             kind: FailureKind::Http5xx,
             http_status: 503,
-            client: tuple.daddr,
+            client: Some(tuple.daddr),
             client_port: Some(port),
             tuple: Some(tuple),
             node: "node-1".into(),
@@ -227,6 +208,7 @@ mod tests {
             failed_tries: Vec::new(),
             upstream_kind: None,
             upstream_failures: 0,
+            account: None,
             evidence: Vec::new(),
         }
     }

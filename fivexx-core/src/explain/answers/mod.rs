@@ -23,7 +23,7 @@ use super::classify::{classify_closed_by_death, classify_on_lost_node};
 use super::config::{ExplainConfig, SECOND};
 use super::stats::HttpTotals;
 use super::verdict::{
-    Cause, Confidence, Failure, FailureKind, HttpAnswer, Involved, ProxyRef, Verdict,
+    Cause, Confidence, Failure, FailureKind, HttpAnswer, Involved, ProxyRef, UpstreamConn, Verdict,
 };
 use crate::event::KernelEvent;
 use crate::model::timeline::ClusterTimeline;
@@ -36,7 +36,7 @@ use claims::{
 use fallback::{no_endpoints, placed_answer, unanswered};
 use foldhash::HashMap;
 use logged::{LoggedLine, LoggedLines};
-use make::{known_client, last_failed_upstream, logged_answer, peeked_answer};
+use make::{last_failed_upstream, logged_answer, peeked_answer};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use words::{with_words_note, Words};
@@ -45,7 +45,7 @@ use words::{with_words_note, Words};
 /// log is recognised.
 #[derive(Debug)]
 struct SeenAnswer {
-    client: IpAddr,
+    client: Option<IpAddr>,
     client_port: Option<u16>,
     status: u16,
     at_ns: i64,
@@ -119,24 +119,20 @@ impl AnswerJoin {
         let tries: Vec<SocketAddr> = if anonymous > 0 {
             Vec::new()
         } else {
-            l.upstream_addrs
-                .iter()
-                .zip(l.upstream_statuses.iter().chain(std::iter::repeat(&None)))
-                .filter(|(_, s)| s.is_none_or(|s| s >= 500))
-                .map(|(a, _)| *a)
-                .collect()
+            l.account.failed_tries().map(|t| t.addr).collect()
         };
         if self.retry_notes.len() >= 8192 {
             self.retry_notes.pop_front();
         }
         // The retried tries ran within the request's active time.
-        let active = l.request_time_ms.unwrap_or(0) as i64 * 1_000_000;
+        let active = l.account.request_time_ms.unwrap_or(0) as i64 * 1_000_000;
+        let at = l.at_ns();
         self.retry_notes.push_back(RetryNote {
-            to_ns: l.at_ns.saturating_add(SECOND),
+            to_ns: at.saturating_add(SECOND),
             tries,
             anonymous,
             node: l.node.clone(),
-            from_ns: l.at_ns.saturating_sub(active + SECOND),
+            from_ns: at.saturating_sub(active + SECOND),
         });
     }
 
@@ -156,7 +152,8 @@ impl AnswerJoin {
         self.saw_http = true;
         if e.task
             .as_ref()
-            .is_some_and(|t| pending::is_envoy_thread(&t.comm))
+            .and_then(|t| ProxyKind::of_thread(&t.comm))
+            .is_some_and(ProxyKind::fails_pending_requests)
         {
             self.pooled.insert(tuple.saddr);
         }
@@ -167,23 +164,16 @@ impl AnswerJoin {
     /// as the twin of a peeked one); the failed tries of an answered
     /// request count as retried, by the proxy's own account.
     pub fn log_line(&mut self, l: &ProxyLogFact, http: &mut HttpTotals) -> Option<HttpAnswer> {
-        let words = Words::of(l);
-        if l.status < 500 {
-            // nginx lists its tries; HAProxy counts them (`%rc`); Envoy's
-            // default format logs neither (a retried success shows only in
-            // the kernel, as an upstream failure no answer claims).
-            let (failed_tries, anonymous) = match &words {
-                Some(w) if w.proxy == ProxyKind::Haproxy => {
-                    (w.earlier_tries as usize, w.earlier_tries)
-                }
-                Some(_) => (0, 0),
-                None => (
-                    l.upstream_statuses
-                        .iter()
-                        .filter(|s| s.is_none_or(|s| s >= 500))
-                        .count(),
-                    0,
-                ),
+        let account = &l.account;
+        let words = Words::of(account);
+        if account.status < 500 {
+            // nginx lists its tries; HAProxy counts them (`%rc`) without
+            // naming them; Envoy's default format logs neither (a retried
+            // success shows only in the kernel, as an upstream failure no
+            // answer claims).
+            let (failed_tries, anonymous) = match &account.words {
+                Some(w) => w.retries.map_or((0, 0), |n| (n as usize, n)),
+                None => (account.failed_tries().count(), 0),
             };
             http.retried_in_log += failed_tries as u64;
             if failed_tries > 0 {
@@ -194,8 +184,8 @@ impl AnswerJoin {
         self.saw_http = true;
         let last = last_failed_upstream(l);
         let a = logged_answer(l, last.map(|(a, _)| a));
-        if let Some(mut line) = LoggedLine::new(&a, l.client, last, words) {
-            line.request_ms = l.request_time_ms;
+        if let Some(mut line) = LoggedLine::new(&a, account.client, last, words) {
+            line.request_ms = account.request_time_ms;
             self.logged.push(line);
         }
         Some(a)
@@ -473,28 +463,21 @@ impl AnswerJoin {
         // The logged time (first_ns) up to its slack (at_ns), plus a margin
         // for a log stamp taken after the write.
         let (lo, hi) = (a.first_ns - cx.cfg.http_match_ns, a.at_ns);
-        let client = known_client(a.client);
         if let Some(x) = self
             .recent_answers
             .iter_mut()
-            .find(|x| !x.logged && same_answer(x, (client, a.client_port), a.http_status, lo, hi))
+            .find(|x| !x.logged && same_answer(x, (a.client, a.client_port), a.http_status, lo, hi))
         {
             x.logged = true;
             cx.http.confirmed_by_log += 1;
             return None;
         }
-        let words = self.logged.words_of(&a);
+        let words = a.account.as_deref().and_then(Words::of);
         let upstream = a.upstream;
         let node = a.node.clone();
         let v = self.join(a, &node, lo, hi, cx.cfg, words.as_ref(), &|u| {
-            upstream.is_some_and(|x| {
-                // Envoy logs its own end of the connection: then that one.
-                u.failure.connection().is_some_and(|c| {
-                    x.daddr == c.tuple.daddr
-                        && x.dport == c.tuple.dport
-                        && (x.sport == 0 || x.sport == c.tuple.sport)
-                })
-            })
+            // Envoy logs its own end of the connection: then that one.
+            upstream.is_some_and(|x| u.failure.connection().is_some_and(|c| x.is(&c.tuple)))
         });
         if v.cause != Cause::Unexplained {
             return Some(v);
@@ -574,7 +557,7 @@ impl AnswerJoin {
         let u = &q[qi].0;
         let gap = a.at_ns - u.at_ns();
         let up_tuple = u.failure.connection().map(|c| c.tuple);
-        a.upstream = up_tuple;
+        a.upstream = up_tuple.map(UpstreamConn::of);
         a.upstream_kind = Some(u.failure.kind());
         a.upstream_failures = u32::from(first_claim) + earlier;
         let mut evidence = Vec::with_capacity(u.evidence.len() + a.evidence.len());

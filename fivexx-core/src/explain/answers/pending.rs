@@ -16,12 +16,6 @@ use std::net::IpAddr;
 /// A pool fails its waiting requests this soon after the connect failed.
 pub(super) const PURGE_NS: i64 = 100_000_000;
 
-/// Whether the thread that wrote an answer is Envoy's (its main thread
-/// `envoy`, its workers `wrk:worker_N`).
-pub(super) fn is_envoy_thread(comm: &str) -> bool {
-    comm == "envoy" || comm.starts_with("wrk:worker")
-}
-
 /// The claimed failed connect of proxy `proxy` on `node` that an answer at
 /// `t` shares: the latest one from `PURGE_NS` before it up to 1 ms after.
 pub(super) fn shared_connect(

@@ -17,18 +17,11 @@
 //!   endpoint lag; and the upstream's own answer (flags `-`, state `----`),
 //!   which stays unexplained (the app's own 5xx).
 //! - They say how many earlier tries the request used: HAProxy's `%rc`
-//!   exactly, Envoy's `URX` as its retry budget (see
-//!   [`ENVOY_URX_RETRIES`]), and none otherwise.
+//!   exactly, Envoy's `URX` as its retry budget (each proxy's module in
+//!   [`crate::proxylog`] reads them), and none otherwise.
 
 use crate::explain::verdict::{FailureKind, Verdict};
-use crate::model::ProxyLogFact;
-use crate::proxylog::{ProxyKind, UpstreamOutcome};
-
-/// Envoy logs no retry count, and its default format no attempts: `URX`
-/// says the retry budget was used up. Istio's default retry policy and
-/// Envoy Gateway's retry default (`numRetries`) both allow 2 retries, so a
-/// `URX` answer stands for 2 earlier failed tries.
-pub(super) const ENVOY_URX_RETRIES: u32 = 2;
+use crate::proxylog::{ProxyAccount, ProxyKind, UpstreamOutcome};
 
 /// See the module's doc.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,27 +33,17 @@ pub(super) struct Words {
     /// Earlier failed tries of the request that the line accounts for
     /// (besides the last one).
     pub earlier_tries: u32,
-    /// The proxy's account for the evidence (`Envoy: 503 UF upstream
-    /// 10.244.0.12:8080`).
-    pub text: String,
 }
 
 impl Words {
     /// The words of a logged line; `None` for nginx (its log has none).
-    pub fn of(l: &ProxyLogFact) -> Option<Words> {
-        let outcome = l.outcome()?;
-        let flags = l.flags.clone()?;
-        let earlier_tries = match l.proxy() {
-            ProxyKind::Haproxy => l.retries.unwrap_or(0),
-            _ if flags.split(',').any(|f| f == "URX") => ENVOY_URX_RETRIES,
-            _ => 0,
-        };
+    pub fn of(a: &ProxyAccount) -> Option<Words> {
+        let w = a.words.as_ref()?;
         Some(Words {
-            proxy: l.proxy(),
-            outcome,
-            flags,
-            earlier_tries,
-            text: l.proxy_words()?,
+            proxy: a.proxy(),
+            outcome: w.outcome,
+            flags: w.flags.clone(),
+            earlier_tries: w.earlier_tries,
         })
     }
 
@@ -149,45 +132,46 @@ mod tests {
     use super::*;
     use crate::proxylog::parse_line;
 
-    fn words(line: &str) -> Words {
+    /// The words, and the proxy's words as evidence says them.
+    fn words(line: &str) -> (Words, String) {
         let e = parse_line(line).unwrap();
-        Words::of(&ProxyLogFact::new("gw", "proxy-1", Some("node-1"), e)).unwrap()
+        (Words::of(&e).unwrap(), e.words_text().unwrap())
     }
 
     #[test]
     fn the_words_of_real_lines() {
-        let uf = words(
+        let (uf, uf_text) = words(
             r#"[2026-12-02T05:51:13.634Z] "GET /x HTTP/1.1" 503 URX,UF 0 121 67 - "10.1.0.7" "ua" "id" "host" "10.244.0.12:8080""#,
         );
-        assert_eq!(uf.text, "Envoy: 503 URX,UF upstream 10.244.0.12:8080");
-        assert_eq!(uf.earlier_tries, ENVOY_URX_RETRIES);
+        assert_eq!(uf_text, "Envoy: 503 URX,UF upstream 10.244.0.12:8080");
+        assert_eq!(uf.earlier_tries, crate::proxylog::envoy::URX_RETRIES);
         assert!(uf.fits(FailureKind::Refused) && uf.fits(FailureKind::TimedOut));
         assert!(!uf.fits(FailureKind::Reset));
-        let uh = words(
+        let (uh, uh_text) = words(
             r#"[2026-12-02T05:51:13.634Z] "GET /x HTTP/1.1" 503 UH 0 19 0 - "-" "ua" "id" "host" "-""#,
         );
-        assert_eq!(uh.text, "Envoy: 503 UH no upstream host");
+        assert_eq!(uh_text, "Envoy: 503 UH no upstream host");
         assert!(!uh.fits(FailureKind::Refused) && !uh.may_disagree());
         assert!(uh.allows_no_endpoints());
-        let sc = words(
+        let (sc, sc_text) = words(
             r#"10.1.0.7:40772 [02/Dec/2026:05:51:38.388] http shop-web-8080/SRV_1 0/0/-1/-1/2002 503 217 - - SC-- 1/1/0/0/2 0/0 "GET /x HTTP/1.1""#,
         );
         assert_eq!(
-            sc.text,
+            sc_text,
             "HAProxy: 503 SC-- server shop-web-8080/SRV_1 after 2 retries"
         );
         assert_eq!(sc.earlier_tries, 2);
         assert!(!sc.allows_no_endpoints(), "it tried a server");
-        let app = words(
+        let (app, _) = words(
             r#"10.1.0.7:40814 [02/Dec/2026:05:51:40.432] http shop-web-8080/SRV_1 0/0/0/0/0 503 134 - - ---- 1/1/0/0/0 0/0 "GET /x HTTP/1.1""#,
         );
         assert!(!app.fits(FailureKind::Reset) && !app.may_disagree());
         assert!(!app.allows_no_endpoints());
-        let sh = words(
+        let (sh, sh_text) = words(
             r#"10.1.0.7:40740 [02/Dec/2026:05:51:38.354] http shop-web-8080/SRV_1 0/0/0/-1/0 502 209 - - SH-- 1/1/0/0/+1 0/0 "GET /x HTTP/1.1""#,
         );
         assert_eq!(
-            sh.text,
+            sh_text,
             "HAProxy: 502 SH-- server shop-web-8080/SRV_1 after 1 retry, redispatched"
         );
         assert!(sh.fits(FailureKind::Reset) && !sh.fits(FailureKind::Refused));

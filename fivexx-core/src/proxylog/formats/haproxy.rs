@@ -26,21 +26,104 @@
 //! The line may come raw (`log stdout format raw`) or after an RFC 3164
 //! syslog header (`<134>Dec  2 05:50:43 haproxy[8]: `), which is skipped.
 
-use super::{parse_u64, Cursor, LogFormat, ProxyLogEntry, ProxyLogError};
+use crate::proxylog::{
+    parse_status, parse_u64, Cursor, FormatSpec, LogFormat, ProxyAccount, ProxyKind, ProxyLogError,
+    ProxyWords, UpstreamOutcome,
+};
 use std::net::IpAddr;
 
-const FORMAT: LogFormat = LogFormat::HaproxyHttplog;
+/// HAProxy writes the line when the request ends, from its own event
+/// loop: as nginx, within a few ms of the answer's write.
+const WRITE_LAG_NS: i64 = 50_000_000;
+
+pub static HTTPLOG_SPEC: FormatSpec = FormatSpec {
+    id: 5,
+    key: "haproxy_httplog",
+    name: "haproxy httplog",
+    proxy: ProxyKind::Haproxy,
+    write_lag_ns: WRITE_LAG_NS,
+    read: Some(read),
+};
+
+/// HAProxy's `option httplog`.
+pub const HTTPLOG: LogFormat = LogFormat::of(&HTTPLOG_SPEC);
+
+/// `option httplog` lines (raw or after a syslog header), and HAProxy's
+/// own notices (skipped).
+fn read(line: &str, stamp: Option<i64>) -> Option<Result<ProxyAccount, ProxyLogError>> {
+    if let Some(body) = strip_syslog(line).filter(|b| looks_like_httplog(b)) {
+        Some(parse(body, stamp))
+    } else if is_own_log(line) {
+        Some(Err(ProxyLogError::NotAccessLog))
+    } else {
+        None
+    }
+}
+
+/// HAProxy's termination state (`%tsc`, e.g. `SC--`): who ended the
+/// session (S server, s server timeout) and in which phase (C connect,
+/// H headers, D data). `<NOSRV>` is no server chosen.
+pub fn outcome(state: &str, server: Option<&str>) -> UpstreamOutcome {
+    if server.is_none_or(|s| s == "<NOSRV>") {
+        return UpstreamOutcome::NoUpstream;
+    }
+    let mut c = state.chars();
+    match (c.next(), c.next()) {
+        (Some('S'), Some('C')) | (Some('s'), Some('C')) => UpstreamOutcome::ConnectFailed,
+        (Some('S'), Some('H' | 'D')) => UpstreamOutcome::Closed,
+        (Some('s'), Some('H' | 'D')) => UpstreamOutcome::Timeout,
+        (Some('-'), _) => UpstreamOutcome::Answered,
+        _ => UpstreamOutcome::Other,
+    }
+}
+
+/// HAProxy's words: the outcome its termination state names (`<NOSRV>`:
+/// no upstream), and `%rc` as the earlier tries, exactly.
+pub(crate) fn words(
+    state: &str,
+    server: Option<String>,
+    retries: u32,
+    redispatched: bool,
+) -> ProxyWords {
+    ProxyWords {
+        outcome: outcome(state, server.as_deref()),
+        flags: state.to_string(),
+        earlier_tries: retries,
+        server,
+        retries: Some(retries),
+        redispatched,
+    }
+}
+
+/// HAProxy's words as evidence: `HAProxy: 503 SC-- server
+/// shop-web-8080/SRV_1 after 2 retries`.
+pub(crate) fn say(a: &ProxyAccount, w: &ProxyWords) -> String {
+    let retries = match (w.retries.unwrap_or(0), w.redispatched) {
+        (0, _) => String::new(),
+        (1, false) => " after 1 retry".to_string(),
+        (n, false) => format!(" after {n} retries"),
+        (1, true) => " after 1 retry, redispatched".to_string(),
+        (n, true) => format!(" after {n} retries, redispatched"),
+    };
+    format!(
+        "HAProxy: {} {} server {}/{}{retries}",
+        a.status,
+        w.flags,
+        a.upstream_name.as_deref().unwrap_or("-"),
+        w.server.as_deref().unwrap_or("-"),
+    )
+}
 
 fn bad(field: &'static str, problem: &'static str) -> ProxyLogError {
     ProxyLogError::InFormat {
-        format: FORMAT.name(),
+        format: HTTPLOG_SPEC.name,
         field,
         problem,
     }
 }
 
 /// The message after an RFC 3164 syslog header, or the line as it is.
-pub(crate) fn strip_syslog(line: &str) -> Option<&str> {
+fn strip_syslog(line: &str) -> Option<&str> {
     let Some(after) = line.strip_prefix('<') else {
         return Some(line);
     };
@@ -52,7 +135,7 @@ pub(crate) fn strip_syslog(line: &str) -> Option<&str> {
 }
 
 /// Whether a line starts as `option httplog` does: `IP:port [dd/Mon/`.
-pub(crate) fn looks_like_httplog(line: &str) -> bool {
+fn looks_like_httplog(line: &str) -> bool {
     let Some((first, rest)) = line.split_once(' ') else {
         return false;
     };
@@ -65,7 +148,7 @@ pub(crate) fn looks_like_httplog(line: &str) -> bool {
 
 /// Whether a line is HAProxy's own message (`[NOTICE]   (1) : ...`,
 /// `[WARNING]`, `[ALERT]`), not an access log.
-pub(crate) fn is_own_log(line: &str) -> bool {
+fn is_own_log(line: &str) -> bool {
     ["[NOTICE]", "[WARNING]", "[ALERT]"]
         .iter()
         .any(|p| line.starts_with(p))
@@ -107,7 +190,7 @@ fn timer(s: &str) -> Result<Option<u64>, ()> {
 
 /// Parses one `option httplog` line (after the runtime's stamp `stamp`
 /// and any syslog header).
-pub(crate) fn parse(line: &str, stamp: Option<i64>) -> Result<ProxyLogEntry, ProxyLogError> {
+fn parse(line: &str, stamp: Option<i64>) -> Result<ProxyAccount, ProxyLogError> {
     let mut cur = Cursor { rest: line };
     let client = cur
         .word()
@@ -137,7 +220,7 @@ pub(crate) fn parse(line: &str, stamp: Option<i64>) -> Result<ProxyLogEntry, Pro
     let status = match cur.word() {
         Some("-1") => 0,
         w => w
-            .and_then(super::parse_status)
+            .and_then(parse_status)
             .ok_or_else(|| bad("status", "not an HTTP status"))?,
     };
     cur.word()
@@ -171,22 +254,24 @@ pub(crate) fn parse(line: &str, stamp: Option<i64>) -> Result<ProxyLogEntry, Pro
             date.saturating_add(i64::try_from(active).unwrap_or(0).saturating_mul(1_000_000))
         }
     };
-    let mut e = ProxyLogEntry::new(FORMAT, at_ns, status);
+    let mut e = ProxyAccount::new(HTTPLOG, at_ns, status);
     e.client = Some(client.0);
     e.client_port = Some(client.1);
     e.request_time_ms = ta;
     e.upstream_name = Some(backend.to_string()).filter(|b| !b.is_empty());
-    e.server = Some(server.to_string());
-    e.flags = Some(state.to_string());
-    e.retries = Some(retries);
-    e.redispatched = redispatched;
+    e.words = Some(words(
+        state,
+        Some(server.to_string()),
+        retries,
+        redispatched,
+    ));
     Ok(e)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::proxylog::{haproxy_outcome, parse_line, UpstreamOutcome};
+    use crate::proxylog::{parse_line, UpstreamOutcome};
 
     /// Lines Debian's HAProxy 2.6.12 wrote (`log stdout format raw`,
     /// `option httplog`) in front of a real backend on 127.0.0.1: 200, a
@@ -220,25 +305,39 @@ pub(crate) mod tests {
         assert_eq!(lines.len(), want.len());
         for (line, (status, state, backend, server, rc, plus)) in lines.iter().zip(want) {
             let e = parse_line(line).unwrap();
-            assert_eq!(e.format, LogFormat::HaproxyHttplog);
+            assert_eq!(e.format, super::HTTPLOG);
             assert_eq!(e.status, status, "{line}");
-            assert_eq!(e.flags.as_deref(), Some(state));
+            let w = e.words.clone().unwrap();
+            assert_eq!(w.flags, state);
             assert_eq!(e.upstream_name.as_deref(), Some(backend));
-            assert_eq!(e.server.as_deref(), Some(server));
-            assert_eq!((e.retries, e.redispatched), (Some(rc), plus));
+            assert_eq!(w.server.as_deref(), Some(server));
+            assert_eq!((w.retries, w.redispatched), (Some(rc), plus));
             assert_eq!(e.client, Some("127.0.0.1".parse().unwrap()));
-            assert!(e.upstream_addrs.is_empty(), "HAProxy names servers");
+            assert!(e.addrs().is_empty(), "HAProxy names servers");
             assert!(!format!("{e:?}").contains("secret"));
         }
         let outcome = |i: usize| {
             let e = parse_line(lines[i]).unwrap();
-            haproxy_outcome(e.flags.as_deref().unwrap(), e.server.as_deref())
+            e.outcome().unwrap()
         };
         assert_eq!(outcome(3), UpstreamOutcome::ConnectFailed);
         assert_eq!(outcome(4), UpstreamOutcome::NoUpstream);
         assert_eq!(outcome(2), UpstreamOutcome::Closed);
         assert_eq!(outcome(1), UpstreamOutcome::Timeout);
         assert_eq!(outcome(10), UpstreamOutcome::Answered);
+    }
+
+    #[test]
+    fn outcomes_of_termination_states() {
+        use UpstreamOutcome::*;
+        assert_eq!(super::outcome("SC--", Some("<NOSRV>")), NoUpstream);
+        assert_eq!(super::outcome("SC--", Some("SRV_1")), ConnectFailed);
+        assert_eq!(super::outcome("sC--", Some("SRV_1")), ConnectFailed);
+        assert_eq!(super::outcome("SH--", Some("SRV_1")), Closed);
+        assert_eq!(super::outcome("SD--", Some("SRV_1")), Closed);
+        assert_eq!(super::outcome("sH--", Some("SRV_1")), Timeout);
+        assert_eq!(super::outcome("----", Some("SRV_1")), Answered);
+        assert_eq!(super::outcome("CD--", Some("SRV_1")), Other);
     }
 
     /// Without a stamp the answer is `%tr` + Ta: the retried request's
@@ -264,7 +363,8 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(e.client, Some("2001:db8::7".parse().unwrap()));
         assert_eq!(e.client_port, Some(51000));
-        assert_eq!((e.retries, e.redispatched), (Some(3), true));
+        let w = e.words.clone().unwrap();
+        assert_eq!((w.retries, w.redispatched), (Some(3), true));
         assert_eq!(e.status, 503);
         assert!(!format!("{e:?}").contains("secret"));
     }

@@ -40,11 +40,132 @@
 //! unknown (`None`: the try failed) when they do. Envoy logs neither the
 //! attempts nor their hosts: a retried request shows only as `URX`.
 
-use super::{
-    envoy_outcome, parse_u64, Cursor, LogFormat, ProxyLogEntry, ProxyLogError, UpstreamOutcome,
+use crate::proxylog::{
+    parse_u64, Cursor, FormatSpec, LogFormat, ProxyAccount, ProxyKind, ProxyLogError, ProxyWords,
+    UpstreamOutcome, UpstreamTry,
 };
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
+
+/// How long after its logged time Envoy may still be writing an answer.
+/// Envoy logs a request when it is done with it, but the write of its 503
+/// waits for the worker's event loop to flush the connection: when a
+/// failed connect fails every request pending on it, a busy worker writes
+/// them out over tens of ms (up to 43 ms in the lab on two CPUs, 76 ms
+/// with both also busy; issue 15). With margin: 250 ms.
+pub const WRITE_LAG_NS: i64 = 250_000_000;
+
+/// Envoy's connection pool queues requests on a connection it is still
+/// opening, and when that connect fails it fails every request waiting on
+/// it, each with its own 503 `UF`, within a millisecond or so: one failed
+/// connect, several failed requests.
+pub const FAILS_PENDING_REQUESTS: bool = true;
+
+/// Envoy logs no retry count, and its default format no attempts: `URX`
+/// says the retry budget was used up. Istio's default retry policy and
+/// Envoy Gateway's retry default (`numRetries`) both allow 2 retries, so a
+/// `URX` answer stands for 2 earlier failed tries.
+pub const URX_RETRIES: u32 = 2;
+
+pub static GATEWAY_JSON_SPEC: FormatSpec = FormatSpec {
+    id: 4,
+    key: "envoy_gateway_json",
+    name: "envoy gateway json",
+    proxy: ProxyKind::Envoy,
+    write_lag_ns: WRITE_LAG_NS,
+    read: Some(read_json),
+};
+
+pub static TEXT_SPEC: FormatSpec = FormatSpec {
+    id: 2,
+    key: "envoy_text",
+    name: "envoy default",
+    proxy: ProxyKind::Envoy,
+    write_lag_ns: WRITE_LAG_NS,
+    read: Some(read_text),
+};
+
+pub static ISTIO_SPEC: FormatSpec = FormatSpec {
+    id: 3,
+    key: "istio_text",
+    name: "istio default",
+    proxy: ProxyKind::Envoy,
+    write_lag_ns: WRITE_LAG_NS,
+    read: None,
+};
+
+/// Envoy's default text format (no client address).
+pub const TEXT: LogFormat = LogFormat::of(&TEXT_SPEC);
+/// Istio's default text format (Envoy's, plus details and addresses).
+pub const ISTIO: LogFormat = LogFormat::of(&ISTIO_SPEC);
+/// Envoy Gateway's default JSON format.
+pub const GATEWAY_JSON: LogFormat = LogFormat::of(&GATEWAY_JSON_SPEC);
+
+/// Whether a thread that wrote an answer is Envoy's: its main thread
+/// `envoy`, its workers `wrk:worker_N`.
+pub fn is_worker_thread(comm: &str) -> bool {
+    comm == "envoy" || comm.starts_with("wrk:worker")
+}
+
+/// Envoy's response flags that say why a request failed on the upstream
+/// side, from the most telling (the first found decides).
+pub fn outcome(flags: &str) -> UpstreamOutcome {
+    let has = |f: &str| flags.split(',').any(|x| x == f);
+    if flags == "-" || flags.is_empty() {
+        UpstreamOutcome::Answered
+    } else if has("UH") {
+        UpstreamOutcome::NoUpstream
+    } else if has("UF") {
+        UpstreamOutcome::ConnectFailed
+    } else if has("UC") || has("UR") {
+        UpstreamOutcome::Closed
+    } else if has("UT") {
+        UpstreamOutcome::Timeout
+    } else {
+        UpstreamOutcome::Other
+    }
+}
+
+/// Envoy's words: the outcome its flags name, and `URX` as the retry
+/// budget used up.
+pub(crate) fn words(flags: &str) -> ProxyWords {
+    ProxyWords {
+        outcome: outcome(flags),
+        flags: flags.to_string(),
+        earlier_tries: if flags.split(',').any(|f| f == "URX") {
+            URX_RETRIES
+        } else {
+            0
+        },
+        server: None,
+        retries: None,
+        redispatched: false,
+    }
+}
+
+/// Envoy's words as evidence: `Envoy: 503 UF upstream 10.244.0.12:8080`.
+pub(crate) fn say(a: &ProxyAccount, w: &ProxyWords) -> String {
+    match a.last_upstream() {
+        Some(u) => format!("Envoy: {} {} upstream {u}", a.status, w.flags),
+        None => format!("Envoy: {} {} no upstream host", a.status, w.flags),
+    }
+}
+
+/// Envoy Gateway's JSON lines.
+fn read_json(line: &str, _stamp: Option<i64>) -> Option<Result<ProxyAccount, ProxyLogError>> {
+    line.starts_with('{').then(|| parse_json(line))
+}
+
+/// Envoy's and Istio's text lines, and Envoy's own log (skipped).
+fn read_text(line: &str, _stamp: Option<i64>) -> Option<Result<ProxyAccount, ProxyLogError>> {
+    if looks_like_text(line) {
+        Some(parse_text(line))
+    } else if is_own_log(line) {
+        Some(Err(ProxyLogError::NotAccessLog))
+    } else {
+        None
+    }
+}
 
 fn bad(format: LogFormat, field: &'static str, problem: &'static str) -> ProxyLogError {
     ProxyLogError::InFormat {
@@ -124,35 +245,38 @@ struct Common<'a> {
     upstream_local: Option<SocketAddr>,
 }
 
-fn entry(format: LogFormat, c: Common<'_>) -> ProxyLogEntry {
+fn entry(format: LogFormat, c: Common<'_>) -> ProxyAccount {
     let at_ns = c.start_ns.saturating_add(
         c.duration_ms
             .map_or(0, |ms| ms as i64)
             .saturating_mul(1_000_000),
     );
-    let mut e = ProxyLogEntry::new(format, at_ns, c.status);
+    let mut e = ProxyAccount::new(format, at_ns, c.status);
     e.client = c.client.map(|(ip, _)| ip);
     e.client_port = c.client.and_then(|(_, port)| port);
     e.request_time_ms = c.duration_ms;
-    e.flags = Some(c.flags.to_string());
+    let words = words(c.flags);
     e.upstream_name = c
         .cluster
         .filter(|s| !s.is_empty() && *s != "-")
         .map(str::to_string);
     e.upstream_local = c.upstream_local;
-    if let Some(host) = c.upstream_host.and_then(socket) {
-        e.upstream_addrs.push(host);
-        let answered = envoy_outcome(c.flags) == UpstreamOutcome::Answered && c.status != 0;
-        e.upstream_statuses.push(answered.then_some(c.status));
-        e.upstream_response_times_ms.push(c.upstream_service_ms);
+    if let Some(addr) = c.upstream_host.and_then(socket) {
+        let answered = words.outcome == UpstreamOutcome::Answered && c.status != 0;
+        e.tries.push(UpstreamTry {
+            addr,
+            status: answered.then_some(c.status),
+            response_ms: c.upstream_service_ms,
+        });
     }
+    e.words = Some(words);
     e
 }
 
 /// Parses Envoy's default or Istio's default text format (after the
 /// runtime's stamp, which is not used: see the module's doc).
-pub(crate) fn parse_text(line: &str) -> Result<ProxyLogEntry, ProxyLogError> {
-    let mut format = LogFormat::EnvoyText;
+pub(crate) fn parse_text(line: &str) -> Result<ProxyAccount, ProxyLogError> {
+    let mut format = TEXT;
     let mut cur = Cursor { rest: line };
     let start = cur
         .bracketed("start_time")
@@ -173,7 +297,7 @@ pub(crate) fn parse_text(line: &str) -> Result<ProxyLogEntry, ProxyLogError> {
         .word()
         .ok_or_else(|| bad(format, "bytes_received", "missing"))?;
     if parse_u64(next).is_none() {
-        format = LogFormat::IstioText;
+        format = ISTIO;
         cur.word()
             .ok_or_else(|| bad(format, "connection_termination_details", "missing"))?;
         cur.quoted("upstream_transport_failure_reason")
@@ -201,7 +325,7 @@ pub(crate) fn parse_text(line: &str) -> Result<ProxyLogEntry, ProxyLogError> {
     // it are read from the end of the line.
     let mut tail = cur.rest.trim_end();
     let mut istio = [""; 6];
-    if format == LogFormat::IstioText {
+    if format == ISTIO {
         for slot in istio.iter_mut().rev() {
             let (before, word) = tail
                 .rsplit_once(' ')
@@ -220,7 +344,7 @@ pub(crate) fn parse_text(line: &str) -> Result<ProxyLogEntry, ProxyLogError> {
         return Err(bad(format, "user_agent", "not quoted"));
     }
     let [cluster, upstream_local, _, downstream_remote, _, _] = istio;
-    let client = if format == LogFormat::IstioText {
+    let client = if format == ISTIO {
         socket(downstream_remote).map(|a| (a.ip(), Some(a.port())))
     } else {
         last_forwarded(xff).map(|ip| (ip, None))
@@ -235,7 +359,7 @@ pub(crate) fn parse_text(line: &str) -> Result<ProxyLogEntry, ProxyLogError> {
             upstream_service_ms,
             upstream_host: Some(host),
             client,
-            cluster: (format == LogFormat::IstioText).then_some(cluster),
+            cluster: (format == ISTIO).then_some(cluster),
             upstream_local: socket(upstream_local),
         },
     ))
@@ -273,8 +397,8 @@ fn number(v: &Option<serde_json::Value>) -> Option<u64> {
 }
 
 /// Parses Envoy Gateway's default JSON format.
-pub(crate) fn parse_json(line: &str) -> Result<ProxyLogEntry, ProxyLogError> {
-    let format = LogFormat::EnvoyGatewayJson;
+pub(crate) fn parse_json(line: &str) -> Result<ProxyAccount, ProxyLogError> {
+    let format = GATEWAY_JSON;
     let j: JsonLine = serde_json::from_str(line)
         .map_err(|_| bad(format, "line", "not a JSON object of Envoy's fields"))?;
     let start = text(&j.start_time).ok_or_else(|| bad(format, "start_time", "missing"))?;
@@ -324,7 +448,7 @@ pub(crate) mod tests {
     }
 
     /// The fixtures' lines, in order, parsed.
-    fn all(text: &str) -> Vec<ProxyLogEntry> {
+    fn all(text: &str) -> Vec<ProxyAccount> {
         text.lines().map(|l| parse_line(l).unwrap()).collect()
     }
 
@@ -350,26 +474,27 @@ pub(crate) mod tests {
     #[test]
     fn real_lines_in_the_three_formats_agree() {
         for (text, format) in [
-            (DEFAULT, LogFormat::EnvoyText),
-            (ISTIO, LogFormat::IstioText),
-            (GATEWAY_JSON, LogFormat::EnvoyGatewayJson),
+            (DEFAULT, super::TEXT),
+            (ISTIO, super::ISTIO),
+            (GATEWAY_JSON, super::GATEWAY_JSON),
         ] {
             let got = all(text);
             assert_eq!(got.len(), expected().len(), "{format:?}");
             for (e, (status, flags, host, up)) in got.iter().zip(expected()) {
                 assert_eq!(e.format, format);
                 assert_eq!(e.status, status, "{e:?}");
-                assert_eq!(e.flags.as_deref(), Some(flags), "{e:?}");
                 assert_eq!(
-                    e.upstream_addrs,
-                    host.map(sa).into_iter().collect::<Vec<_>>()
+                    e.words.as_ref().map(|w| w.flags.as_str()),
+                    Some(flags),
+                    "{e:?}"
                 );
+                assert_eq!(e.addrs(), host.map(sa).into_iter().collect::<Vec<_>>());
                 if host.is_some() {
-                    assert_eq!(e.upstream_statuses, vec![up], "{e:?}");
+                    assert_eq!(e.statuses(), vec![up], "{e:?}");
                 }
                 assert!(e.precise_time);
-                assert_eq!(e.server, None);
-                assert_eq!(e.retries, None);
+                let w = e.words.as_ref().unwrap();
+                assert_eq!((&w.server, w.retries), (&None, None));
                 let shown = format!("{e:?}");
                 for secret in ["secret", "token", "ua-secret", "curl", "18100\""] {
                     assert!(!shown.contains(secret), "{secret} kept: {shown}");
@@ -419,6 +544,20 @@ pub(crate) mod tests {
             // Two requests on one kept-alive upstream connection.
             assert_eq!(e[10].upstream_local, e[11].upstream_local);
         }
+    }
+
+    #[test]
+    fn outcomes_of_response_flags() {
+        use UpstreamOutcome::*;
+        assert_eq!(outcome("UH"), NoUpstream);
+        assert_eq!(outcome("URX,UF"), ConnectFailed);
+        assert_eq!(outcome("UC"), Closed);
+        assert_eq!(outcome("UT"), Timeout);
+        assert_eq!(outcome("-"), Answered);
+        assert_eq!(outcome("UO"), Other);
+        assert_eq!(outcome("UFX"), Other, "not UF");
+        assert_eq!(words("URX,UF").earlier_tries, URX_RETRIES);
+        assert_eq!(words("UF").earlier_tries, 0);
     }
 
     #[test]

@@ -16,13 +16,71 @@
 //! The runtime's stamp, when the line has one, is the entry's time, since
 //! `$time_local` has a resolution of one second.
 
-use super::{bad, parse_ms, parse_status, Cursor, LogFormat, ProxyLogEntry, ProxyLogError};
+use crate::proxylog::{
+    bad, parse_ms, parse_status, Cursor, FormatSpec, LogFormat, ProxyAccount, ProxyKind,
+    ProxyLogError, UpstreamTry,
+};
 use std::net::{IpAddr, SocketAddr};
+
+/// nginx stamps `$msec` from the time it cached at the start of its
+/// event-loop turn, a few ms before the kernel sees the same turn's failed
+/// connect and 5xx write.
+const WRITE_LAG_NS: i64 = 50_000_000;
+
+pub static COMBINED_SPEC: FormatSpec = FormatSpec {
+    id: 0,
+    key: "combined",
+    name: "combined",
+    proxy: ProxyKind::Nginx,
+    write_lag_ns: WRITE_LAG_NS,
+    read: Some(read),
+};
+
+pub static UPSTREAMINFO_SPEC: FormatSpec = FormatSpec {
+    id: 1,
+    key: "upstreaminfo",
+    name: "upstreaminfo",
+    proxy: ProxyKind::Nginx,
+    write_lag_ns: WRITE_LAG_NS,
+    read: None,
+};
+
+/// nginx's default `combined`: no upstream fields.
+pub const COMBINED: LogFormat = LogFormat::of(&COMBINED_SPEC);
+/// ingress-nginx's default `upstreaminfo`.
+pub const UPSTREAMINFO: LogFormat = LogFormat::of(&UPSTREAMINFO_SPEC);
+
+/// The last reader tried: it takes any line, and says which field of
+/// `combined` or `upstreaminfo` a line in neither gets wrong.
+fn read(line: &str, stamp: Option<i64>) -> Option<Result<ProxyAccount, ProxyLogError>> {
+    Some(parse(line, stamp))
+}
+
+/// The fields of `combined` once read, and the rest of the line: the
+/// formats built on it (`upstreaminfo`, F5's `main`) go on from there.
+pub(crate) struct Combined<'a> {
+    pub account: ProxyAccount,
+    pub rest: Cursor<'a>,
+}
 
 /// Parses one nginx line, after the runtime's stamp (`stamp`, Unix ns),
 /// which is the entry's time when there is one: `$time_local` has a
 /// resolution of one second.
-pub(crate) fn parse(line: &str, stamp: Option<i64>) -> Result<ProxyLogEntry, ProxyLogError> {
+pub(crate) fn parse(line: &str, stamp: Option<i64>) -> Result<ProxyAccount, ProxyLogError> {
+    let Combined {
+        mut account,
+        rest: mut cur,
+    } = combined(line, stamp)?;
+    if cur.rest.trim().is_empty() {
+        return Ok(account);
+    }
+    upstreaminfo(&mut cur, &mut account)?;
+    Ok(account)
+}
+
+/// Reads `combined`'s fields (see [`parse`] for the time), leaving the
+/// rest of the line unread.
+pub(crate) fn combined(line: &str, stamp: Option<i64>) -> Result<Combined<'_>, ProxyLogError> {
     let mut cur = Cursor { rest: line };
     let client = cur
         .word()
@@ -60,19 +118,15 @@ pub(crate) fn parse(line: &str, stamp: Option<i64>) -> Result<ProxyLogEntry, Pro
             false,
         ),
     };
-    let mut entry = ProxyLogEntry::new(LogFormat::Combined, at_ns, status);
-    entry.precise_time = precise_time;
-    entry.client = Some(client);
-    if cur.rest.trim().is_empty() {
-        return Ok(entry);
-    }
-    upstreaminfo(&mut cur, &mut entry)?;
-    Ok(entry)
+    let mut account = ProxyAccount::new(COMBINED, at_ns, status);
+    account.precise_time = precise_time;
+    account.client = Some(client);
+    Ok(Combined { account, rest: cur })
 }
 
 /// The fields ingress-nginx appends to `combined`.
-fn upstreaminfo(cur: &mut Cursor<'_>, entry: &mut ProxyLogEntry) -> Result<(), ProxyLogError> {
-    entry.format = LogFormat::Upstreaminfo;
+fn upstreaminfo(cur: &mut Cursor<'_>, entry: &mut ProxyAccount) -> Result<(), ProxyLogError> {
+    entry.format = UPSTREAMINFO;
     cur.word()
         .filter(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()))
         .ok_or_else(|| bad("request_length", "not a number"))?;
@@ -117,20 +171,17 @@ fn upstreaminfo(cur: &mut Cursor<'_>, entry: &mut ProxyLogEntry) -> Result<(), P
             s => Some(parse_status(s).ok_or_else(|| bad("upstream_status", "not an HTTP status"))?),
         });
     }
-    let aligned = addrs.len() == parsed_times.len() && addrs.len() == parsed_statuses.len();
+    // The lists go together by position; a list cut short (nginx logs
+    // what it has) leaves the rest unknown.
     for (i, a) in addrs.iter().enumerate() {
         // Not IP:port: `-` (no upstream), a unix socket or a group name.
-        if let Ok(sa) = a.parse::<SocketAddr>() {
-            entry.upstream_addrs.push(sa);
-            if aligned {
-                entry.upstream_statuses.push(parsed_statuses[i]);
-                entry.upstream_response_times_ms.push(parsed_times[i]);
-            }
+        if let Ok(addr) = a.parse::<SocketAddr>() {
+            entry.tries.push(UpstreamTry {
+                addr,
+                status: parsed_statuses.get(i).copied().flatten(),
+                response_ms: parsed_times.get(i).copied().flatten(),
+            });
         }
-    }
-    if !aligned {
-        entry.upstream_statuses = parsed_statuses;
-        entry.upstream_response_times_ms = parsed_times;
     }
     Ok(())
 }
@@ -196,12 +247,12 @@ mod tests {
             r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 "http://www.example.com/start.html" "Mozilla/4.08 [en] (Win98; I ;Nav)""#,
         )
         .unwrap();
-        assert_eq!(e.format, LogFormat::Combined);
+        assert_eq!(e.format, COMBINED);
         assert_eq!(e.client, Some("127.0.0.1".parse::<IpAddr>().unwrap()));
         assert_eq!(e.status, 200);
         assert_eq!(e.at_ns, 971_211_336_000_000_000);
         assert!(!e.precise_time);
-        assert!(e.upstream_addrs.is_empty());
+        assert!(e.addrs().is_empty());
         assert_eq!(e.request_time_ms, None);
     }
 
@@ -212,7 +263,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.status, 502);
-        assert_eq!(e.format, LogFormat::Combined);
+        assert_eq!(e.format, COMBINED);
     }
 
     /// ingress-nginx's `upstreaminfo`, a plain proxied request.
@@ -222,13 +273,13 @@ mod tests {
             r#"192.168.49.1 - - [25/Nov/2026:07:19:14 +0000] "GET /api/items?id=7 HTTP/1.1" 502 150 "-" "Mozilla/5.0 (X11; Linux x86_64)" 489 0.002 [shop-web-80] [] 10.244.0.12:8080 0 0.001 502 7f3b1e4c1a0a4d6e8c1f0e2d3c4b5a69"#,
         )
         .unwrap();
-        assert_eq!(e.format, LogFormat::Upstreaminfo);
+        assert_eq!(e.format, UPSTREAMINFO);
         assert_eq!(e.status, 502);
         assert_eq!(e.request_time_ms, Some(2));
         assert_eq!(e.upstream_name.as_deref(), Some("shop-web-80"));
-        assert_eq!(e.upstream_addrs, vec![sa("10.244.0.12:8080")]);
-        assert_eq!(e.upstream_statuses, vec![Some(502)]);
-        assert_eq!(e.upstream_response_times_ms, vec![Some(1)]);
+        assert_eq!(e.addrs(), vec![sa("10.244.0.12:8080")]);
+        assert_eq!(e.statuses(), vec![Some(502)]);
+        assert_eq!(e.times(), vec![Some(1)]);
         assert_eq!(e.at_ns, 1_795_591_154_000_000_000);
     }
 
@@ -242,8 +293,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.status, 502);
-        assert_eq!(e.upstream_addrs, vec![sa("127.0.0.1:1")]);
-        assert_eq!(e.upstream_statuses, vec![Some(502)]);
+        assert_eq!(e.addrs(), vec![sa("127.0.0.1:1")]);
+        assert_eq!(e.statuses(), vec![Some(502)]);
         assert_eq!(e.upstream_name.as_deref(), Some("shop-web-8080"));
         assert!(!format!("{e:?}").contains("secret"), "no path kept");
     }
@@ -259,11 +310,11 @@ mod tests {
         assert_eq!(e.status, 200);
         assert_eq!(e.request_time_ms, Some(1013));
         assert_eq!(
-            e.upstream_addrs,
+            e.addrs(),
             vec![sa("10.244.0.12:8080"), sa("10.244.0.13:8080")]
         );
-        assert_eq!(e.upstream_statuses, vec![Some(504), Some(200)]);
-        assert_eq!(e.upstream_response_times_ms, vec![Some(1000), Some(13)]);
+        assert_eq!(e.statuses(), vec![Some(504), Some(200)]);
+        assert_eq!(e.times(), vec![Some(1000), Some(13)]);
     }
 
     /// ` : ` separates upstream groups (an internal redirect, e.g. to a
@@ -275,18 +326,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            e.upstream_addrs,
+            e.addrs(),
             vec![
                 sa("10.244.0.12:8080"),
                 sa("10.244.0.13:8080"),
                 sa("10.244.9.2:8080")
             ]
         );
-        assert_eq!(e.upstream_statuses, vec![Some(502), Some(502), Some(503)]);
-        assert_eq!(
-            e.upstream_response_times_ms,
-            vec![Some(1), Some(1), Some(2)]
-        );
+        assert_eq!(e.statuses(), vec![Some(502), Some(502), Some(503)]);
+        assert_eq!(e.times(), vec![Some(1), Some(1), Some(2)]);
     }
 
     /// No upstream at all (`return 503`, default backend missing): every
@@ -297,11 +345,11 @@ mod tests {
             r#"10.1.0.7 - - [25/Nov/2026:07:19:14 +0000] "GET / HTTP/1.1" 503 190 "-" "-" 75 0.000 [] [] - - - - 5a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d"#,
         )
         .unwrap();
-        assert_eq!(e.format, LogFormat::Upstreaminfo);
+        assert_eq!(e.format, UPSTREAMINFO);
         assert_eq!(e.upstream_name, None);
-        assert!(e.upstream_addrs.is_empty());
-        assert!(e.upstream_statuses.is_empty());
-        assert!(e.upstream_response_times_ms.is_empty());
+        assert!(e.addrs().is_empty());
+        assert!(e.statuses().is_empty());
+        assert!(e.times().is_empty());
     }
 
     /// A status `-` in a list (the connection failed before any answer)
@@ -312,9 +360,9 @@ mod tests {
             r#"10.1.0.7 - - [25/Nov/2026:07:19:14 +0000] "GET / HTTP/1.1" 502 150 "-" "wrk" 75 0.001 [shop-web-80] [shop-web-canary-80] 10.244.0.12:8080, upstream_balancer 0, - 0.000, - 502, 502 ab"#,
         )
         .unwrap();
-        assert_eq!(e.upstream_addrs, vec![sa("10.244.0.12:8080")]);
-        assert_eq!(e.upstream_statuses, vec![Some(502)]);
-        assert_eq!(e.upstream_response_times_ms, vec![Some(0)]);
+        assert_eq!(e.addrs(), vec![sa("10.244.0.12:8080")]);
+        assert_eq!(e.statuses(), vec![Some(502)]);
+        assert_eq!(e.times(), vec![Some(0)]);
     }
 
     #[test]
@@ -324,7 +372,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.client, Some("2001:db8::1".parse::<IpAddr>().unwrap()));
-        assert_eq!(e.upstream_addrs, vec![sa("[fd00::12]:8080")]);
+        assert_eq!(e.addrs(), vec![sa("[fd00::12]:8080")]);
         assert_eq!(e.at_ns, 1_795_587_554_000_000_000);
     }
 
@@ -439,11 +487,11 @@ mod tests {
             prop_assert_eq!(e.status, status);
             prop_assert_eq!(e.client, Some(IpAddr::from(client)));
             let want_addrs: Vec<SocketAddr> = tries.iter().map(|(ip, p, _, _)| SocketAddr::new(IpAddr::from(*ip), *p)).collect();
-            prop_assert_eq!(e.upstream_addrs, want_addrs);
+            prop_assert_eq!(e.addrs(), want_addrs);
             let want_st: Vec<Option<u16>> = tries.iter().map(|t| Some(t.2)).collect();
-            prop_assert_eq!(e.upstream_statuses, want_st);
+            prop_assert_eq!(e.statuses(), want_st);
             let want_t: Vec<Option<u64>> = tries.iter().map(|t| Some(t.3)).collect();
-            prop_assert_eq!(e.upstream_response_times_ms, want_t);
+            prop_assert_eq!(e.times(), want_t);
         }
     }
 }
