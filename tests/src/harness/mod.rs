@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 pub mod plugin;
 
-pub use plugin::{burst_lines, plugin_store, run_plugin_during, AgentServe, BurstLine, PluginRun};
+pub use plugin::{
+    burst_lines, ended_cleanly, plugin_store, run_plugin_during, AgentServe, BurstLine, PluginRun,
+    PLUGIN_TAIL,
+};
 
 /// A built binary of this workspace: `$FIVEXX_<NAME>` (e.g.
 /// `FIVEXX_KUBECTL_FIVEXX`; for the agent also `$FIVEXX_AGENT`), else next

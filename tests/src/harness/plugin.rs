@@ -182,12 +182,30 @@ pub fn run_plugin_during(
             "{name}: deploy: {}",
             String::from_utf8_lossy(&deploy.stderr)
         );
-        let output = plugin_cmd(args).output().await.expect("run kubectl-fivexx");
-        let port_forwards = server.port_forwards();
+        let child = plugin_cmd(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run kubectl-fivexx");
         let report = run
             .await
             .expect("the scenario task")
             .unwrap_or_else(|e| panic!("{name}: the scenario failed: {e}"));
+        // The scenario is over (load done, proxies stopped, their logs
+        // complete): the plugin gets what is still in flight, then a
+        // Ctrl-C, as a user ends a trace, rather than idling out the
+        // rest of its --duration (an upper bound in case it hangs).
+        tokio::time::sleep(PLUGIN_TAIL).await;
+        if let Some(pid) = child.id() {
+            // SAFETY: signalling our own child by pid; it has not been
+            // reaped (we hold it), so the pid is still its.
+            unsafe { libc::kill(pid as i32, libc::SIGINT) };
+        }
+        let output = child
+            .wait_with_output()
+            .await
+            .expect("wait for kubectl-fivexx");
+        let port_forwards = server.port_forwards();
         server.shutdown().await;
         PluginRun {
             report,
@@ -195,6 +213,21 @@ pub fn run_plugin_during(
             port_forwards,
         }
     })
+}
+
+/// How long the plugin runs on after its scenario ended: the kernel
+/// events, log lines and API changes of the scenario's last moments reach
+/// it through the agent's stream, the log follower and the watches within
+/// this (the log follower polls every 25 ms, the agent sends at once).
+pub const PLUGIN_TAIL: Duration = Duration::from_secs(2);
+
+/// Whether a plugin run ended by [`run_plugin_during`]'s Ctrl-C, or by
+/// itself, without error: `trace` exits 0 with its summary, `capture`
+/// exits 130 saying its file is complete.
+pub fn ended_cleanly(out: &std::process::Output) -> bool {
+    out.status.success()
+        || (out.status.code() == Some(130)
+            && String::from_utf8_lossy(&out.stderr).contains("the file is complete up to now"))
 }
 
 /// One closed burst line and the lines indented under it.

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use fivexx_core::explain::{Cause, Verdict};
-use fivexx_lab::harness::{run_plugin_during, AgentServe, PluginRun};
+use fivexx_lab::harness::{ended_cleanly, run_plugin_during, AgentServe, PluginRun};
 use fivexx_lab::node::load::RequestRecord;
 use fivexx_lab::node::proxy::ProxyKind;
 use fivexx_lab::sim::scenario::{ScenarioKind, ScenarioParams, ScenarioReport};
@@ -234,7 +234,7 @@ pub fn record(
     let lost_agent = params.kind == ScenarioKind::NodeLost
         && err.contains("the agent on node lab-node-2 died mid-trace");
     assert!(
-        cap.status.success() || lost_agent,
+        ended_cleanly(&cap) || lost_agent,
         "{name}: capture failed: {err}"
     );
     (report, capture, out_dir)
