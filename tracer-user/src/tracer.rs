@@ -629,34 +629,6 @@ pub fn charges_memlock(release: &str) -> bool {
     version < (5, 11)
 }
 
-/// Unix-epoch ns minus CLOCK_MONOTONIC ns, measured now: added to the
-/// kernel's timestamps it gives wall-clock time.
-pub fn wall_clock_offset_ns() -> i64 {
-    fn now(clock: libc::clockid_t) -> i64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a local timespec the call fills; it outlives it.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
-        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-    }
-    let m1 = now(libc::CLOCK_MONOTONIC);
-    let r = now(libc::CLOCK_REALTIME);
-    let m2 = now(libc::CLOCK_MONOTONIC);
-    r - (m1 + (m2 - m1) / 2)
-}
-
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a local timespec the call fills; it outlives it.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 #[cfg(test)]
 mod tests {
     use super::charges_memlock;

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use fivexx_core::capture::{CaptureError, CaptureWriter, DropCounters};
 use fivexx_core::{Fact, KernelEvent, KernelEventKind};
 
+use crate::clock;
 use crate::enrich::Enricher;
 use crate::output;
 use crate::pump::Sink;
-use crate::tracer::{self, Tracer};
+use crate::tracer::Tracer;
 
 /// What `trace` keeps and what it drops.
 pub struct Filter {
@@ -121,7 +122,7 @@ impl<W: Write> Printer<W> {
         let Some(mut cap) = self.capture.take() else {
             return Ok(None);
         };
-        let now = tracer::wall_clock_offset_ns() + tracer::monotonic_ns() as i64;
+        let now = clock::wall_clock_offset_ns() + clock::monotonic_ns() as i64;
         let dropped = tracer
             .counters()?
             .by_kind()
