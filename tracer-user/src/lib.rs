@@ -3,6 +3,7 @@
 
 pub mod btf;
 pub mod clock;
+pub mod counts;
 pub mod decode;
 pub mod enrich;
 pub mod jiffies;

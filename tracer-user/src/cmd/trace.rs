@@ -106,11 +106,11 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
         duration: args.duration.map(Duration::from_secs),
     };
     let result = runtime()?.block_on(pump.run(ring, &mut tracer, &mut printer, loop_opts));
-    if let Some(facts) = printer.finish_capture(&tracer, &node)? {
+    let counts = tracer.ring_counts(pump.received)?;
+    if let Some(facts) = printer.finish_capture(&counts, &node)? {
         eprintln!("fivexx-agent: {facts} events recorded");
     }
-    let counters = tracer.counters()?;
-    eprint!("{}", output::counters_table(&counters, &pump.received));
+    eprint!("{}", output::counters_table(&counts));
     match result {
         Err(PumpError::Sink(e)) if e.is_broken_pipe() => Ok(()),
         other => Ok(other?),
