@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """Layout rules that neither rustc nor clippy check (part of `make lint`).
 
-1. No import cycle between the modules of fivexx-core: the top-level
-   modules (event, model, explain, capture, report, analysis, ...) form a
-   DAG, and so do the sibling submodules of each folder. A cycle means one
-   concern reaches into another and back (the model depending on the
-   engine, the capture format on the report), which is what made two files
-   grow past a thousand lines.
+1. No import cycle between the modules of any crate (fivexx-core,
+   kubectl-fivexx, tracer-user, tracer-ebpf, the lab in tests/): in each
+   crate the top-level modules form a DAG, and so do the sibling
+   submodules of each folder. A cycle means one concern reaches into
+   another and back (the model depending on the engine, a clock helper
+   living in the loader that needs it), which is what made files grow past
+   a thousand lines. Each crate root (src/lib.rs, src/main.rs) is its own
+   graph: a package with both is two crates, and `crate::` means a
+   different tree in each. Modules are found by following `mod`
+   declarations from the root, as rustc does; `#[cfg(test)]` items are
+   left out (tests may reach anywhere).
 2. No Rust source file over 600 lines unless its header comment (the first
    30 lines) says why, in a line like "longer than 600 lines because".
 
@@ -18,31 +23,102 @@ import re
 import sys
 
 ROOT = os.environ.get("LAYOUT_ROOT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CORE = os.path.join(ROOT, "fivexx-core", "src")
 MAX_LINES = 600
 # "longer than 600 lines because ...", "Longer than our ~600-line guide: ..."
 REASON = re.compile(r"longer than\b.{0,25}\b600", re.I)
 SOURCE_DIRS = ["fivexx-core", "kubectl-fivexx", "tracer-user", "tracer-ebpf", "tests"]
+# Crates whose module graphs are checked: each package's src/ tree.
+CRATES = SOURCE_DIRS
+CRATE_ROOTS = ("lib.rs", "main.rs")
+
+# Comments, string and char literals: blanked before anything is read, so
+# that a doc link, an error message or a '{' never counts as code.
+NOISE = re.compile(
+    r"(?<![A-Za-z0-9_])b?r(#*)\".*?\"\1"  # raw strings
+    r"|\"(?:\\.|[^\"\\])*\""  # strings
+    r"|'(?:\\.|[^\\'\n])'"  # char literals (not lifetimes)
+    r"|//[^\n]*"
+    r"|/\*.*?\*/",
+    re.S,
+)
+ATTRS = r"(?:#\[[^\]]*\]\s*)*"
+VIS = r"(?:pub(?:\s*\([^)]*\))?\s+)?"
+CFG_TEST = re.compile(r"#\[cfg\(test\)\]\s*" + ATTRS)
+MOD_DECL = re.compile(r"(" + ATTRS + r")" + VIS + r"mod\s+(\w+)\s*([;{])")
 
 
-def module_path(path):
-    """fivexx-core/src/explain/classify.rs -> ("explain", "classify")."""
-    rel = os.path.relpath(path, CORE)[: -len(".rs")].split(os.sep)
-    if rel[-1] == "mod":
-        rel = rel[:-1]
-    if rel == ["lib"]:
-        return ()
-    return tuple(rel)
+def clean(text):
+    """Code without comments, literals and `#[cfg(test)]` items."""
+    code = NOISE.sub(lambda m: " " if m.group(0).startswith("/") else '""', text)
+    while True:
+        m = CFG_TEST.search(code)
+        if not m:
+            return code
+        code = code[: m.start()] + code[item_end(code, m.end()) :]
 
 
-def strip_tests_and_comments(text):
-    """Code without `#[cfg(test)] mod tests { ... }` (tests may reach
-    anywhere) and without comments (doc links name modules)."""
-    m = re.search(r"#\[cfg\(test\)\]\s*mod\s+\w+", text)
-    if m:
-        text = text[: m.start()]
-    text = re.sub(r"//[^\n]*", "", text)
-    return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+def item_end(code, start):
+    """Where the item starting at `start` ends: after its `;`, or after the
+    `}` matching its first `{` (a `use` always ends at its `;`)."""
+    if re.match(VIS + r"use\b", code[start:]):
+        end = code.find(";", start)
+        return len(code) if end < 0 else end + 1
+    semi, brace = code.find(";", start), code.find("{", start)
+    if brace < 0 or 0 <= semi < brace:
+        return len(code) if semi < 0 else semi + 1
+    return matching_brace(code, brace) + 1
+
+
+def matching_brace(code, open_at):
+    depth = 0
+    for i in range(open_at, len(code)):
+        if code[i] == "{":
+            depth += 1
+        elif code[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return len(code) - 1
+
+
+def crate_modules(src, root_file):
+    """{module path: [code of that module, ...]} for the crate rooted at
+    `root_file`, following `mod` declarations; inline `mod x { ... }`
+    blocks are modules of their own, as rustc sees them."""
+    modules = {}
+
+    def visit(me, path, child_dir):
+        with open(path) as f:
+            add(me, clean(f.read()), child_dir)
+
+    def add(me, code, child_dir):
+        own = []
+        pos = 0
+        while True:
+            m = MOD_DECL.search(code, pos)
+            if not m:
+                own.append(code[pos:])
+                break
+            child = me + (m.group(2),)
+            if m.group(3) == "{":
+                close = matching_brace(code, m.end() - 1)
+                own.append(code[pos : m.start()])
+                add(child, code[m.end() : close], os.path.join(child_dir, m.group(2)))
+                pos = close + 1
+                continue
+            own.append(code[pos : m.start()])
+            pos = m.end()
+            for cand, sub_dir in (
+                (os.path.join(child_dir, m.group(2) + ".rs"), os.path.join(child_dir, m.group(2))),
+                (os.path.join(child_dir, m.group(2), "mod.rs"), os.path.join(child_dir, m.group(2))),
+            ):
+                if os.path.isfile(cand):
+                    visit(child, cand, sub_dir)
+                    break
+        modules.setdefault(me, []).append("".join(own))
+
+    visit((), os.path.join(src, root_file), src)
+    return modules
 
 
 def use_trees(code):
@@ -98,53 +174,93 @@ def resolve(me, path):
     return tuple(base + path)
 
 
-def core_edges(modules):
+def module_edges(modules):
     """(from, to) edges at the top level and between sibling submodules."""
+    top = {m[0] for m in modules if m}
     edges = set()
-    for me, path in modules.items():
-        with open(path) as f:
-            code = strip_tests_and_comments(f.read())
-        for p in use_trees(code):
-            target = resolve(me, p)
-            if not target:
-                continue
-            # Top level: the first segment of each side.
-            if me and target[0] != me[0] and target[0] in TOP:
-                edges.add(((me[0],), (target[0],)))
-            # Siblings: same parent folder, different child.
-            if len(me) >= 2 and len(target) >= len(me) and target[: len(me) - 1] == me[:-1]:
-                other = target[: len(me)]
-                if other != me and other in modules:
-                    edges.add((me, other))
+    for me, codes in modules.items():
+        for code in codes:
+            for p in use_trees(code):
+                target = resolve(me, p)
+                if not target:
+                    continue
+                # Top level: the first segment of each side.
+                if me and target[0] != me[0] and target[0] in top:
+                    edges.add(((me[0],), (target[0],)))
+                # Siblings: same parent folder, different child.
+                if len(me) >= 2 and len(target) >= len(me) and target[: len(me) - 1] == me[:-1]:
+                    other = target[: len(me)]
+                    if other != me and other in modules:
+                        edges.add((me, other))
     return edges
 
 
-def find_cycle(edges):
+def find_cycles(edges):
+    """One cycle through each strongly connected component, so that every
+    knot is reported at once, not one per run."""
     graph = {}
     for a, b in edges:
         graph.setdefault(a, set()).add(b)
-    state, stack = {}, []
+        graph.setdefault(b, set())
+    index, low, on_stack, stack, comps = {}, {}, set(), [], []
 
-    def dfs(n):
-        state[n] = 1
-        stack.append(n)
-        for m in sorted(graph.get(n, ())):
-            if state.get(m) == 1:
-                return stack[stack.index(m):] + [m]
-            if m not in state:
-                c = dfs(m)
-                if c:
-                    return c
-        stack.pop()
-        state[n] = 2
-        return None
+    def strong(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.add(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                comps.append(comp)
 
-    for n in sorted(graph):
-        if n not in state:
-            c = dfs(n)
-            if c:
-                return c
-    return None
+    for v in sorted(graph):
+        if v not in index:
+            strong(v)
+    return sorted(cycle_in(graph, comp) for comp in comps)
+
+
+def cycle_in(graph, comp):
+    """The shortest cycle through the component's first node (BFS)."""
+    start = min(comp)
+    prev, queue = {start: None}, [start]
+    for n in queue:
+        for m in sorted(graph[n] & comp):
+            if m == start:
+                path = [n]
+                while prev[path[-1]] is not None:
+                    path.append(prev[path[-1]])
+                return path[::-1] + [start]
+            if m not in prev:
+                prev[m] = n
+                queue.append(m)
+    return [start, start]
+
+
+def cycle_problems():
+    """One line per import cycle in any crate, and how many modules were read."""
+    problems, count = [], 0
+    for crate in CRATES:
+        src = os.path.join(ROOT, crate, "src")
+        roots = [r for r in CRATE_ROOTS if os.path.isfile(os.path.join(src, r))]
+        for root_file in roots:
+            modules = crate_modules(src, root_file)
+            count += len(modules)
+            label = crate if root_file == roots[0] else f"{crate} ({root_file})"
+            for cycle in find_cycles(module_edges(modules)):
+                problems.append(f"{label}: import cycle: " + " -> ".join("::".join(m) for m in cycle))
+    return problems, count
 
 
 def long_files():
@@ -166,21 +282,16 @@ def long_files():
     return bad
 
 
-modules = {}
-for dirpath, _, files in os.walk(CORE):
-    for name in files:
-        if name.endswith(".rs"):
-            p = os.path.join(dirpath, name)
-            modules[module_path(p)] = p
-TOP = {m[0] for m in modules if m}
+def main():
+    problems, count = cycle_problems()
+    problems.extend(long_files())
+    for p in problems:
+        print(p)
+    if problems:
+        sys.exit(1)
+    print(f"layout: the {count} modules of {len(CRATES)} crates import without cycles; "
+          f"no long file without a reason")
 
-problems = []
-cycle = find_cycle(core_edges(modules))
-if cycle:
-    problems.append("fivexx-core: import cycle: " + " -> ".join("::".join(m) for m in cycle))
-problems.extend(long_files())
-for p in problems:
-    print(p)
-if problems:
-    sys.exit(1)
-print(f"layout: fivexx-core's {len(modules)} modules import without cycles; no long file without a reason")
+
+if __name__ == "__main__":
+    main()

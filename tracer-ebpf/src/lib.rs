@@ -33,7 +33,8 @@ pub enum EventKind {
     OomVictim = 7,
     /// `syscalls:sys_enter_{write,writev,sendto,sendmsg}` of a process in the
     /// HTTP cgroup set, whose first bytes are a 5xx status line. `code` holds
-    /// the status, `result` the fd, `reserved` how many bytes were peeked.
+    /// the status, `result` the fd, the kind detail how many bytes were
+    /// peeked ([`RawEvent::peeked_len`]).
     HttpResponse = 8,
 }
 
@@ -88,8 +89,11 @@ pub mod flags {
     /// it); the 4-tuple was read from the packet, and `reason` holds the
     /// drop reason, not an `sk_rst_reason`.
     pub const FROM_SKB_DROP: u32 = 1 << 5;
-    /// StateChange: `reserved` holds how long the connection had been
-    /// idle, in jiffies (see [`IdleLayout`](super::IdleLayout)).
+    /// StateChange: the kind detail holds how long the connection had
+    /// been idle, in jiffies (see [`IdleLayout`](super::IdleLayout)); set
+    /// and read only through
+    /// [`RawEvent::set_idle_jiffies`](super::RawEvent::set_idle_jiffies)
+    /// and [`RawEvent::idle_jiffies`](super::RawEvent::idle_jiffies).
     pub const IDLE_KNOWN: u32 = 1 << 6;
 }
 
@@ -101,7 +105,7 @@ pub mod flags {
 /// whoever was interrupted, and the agent drops it) and `cgroup_id` (the
 /// current task's). The rest, by kind (blank: left as `zeroed()` sets it):
 ///
-/// | kind | `sock` | `family`, ports, addrs | `state` / `new_state` | `reason` | `errno` | `target_*` | `sig` | `result` | `code` | `flags` | `reserved` | `syn_ns` |
+/// | kind | `sock` | `family`, ports, addrs | `state` / `new_state` | `reason` | `errno` | `target_*` | `sig` | `result` | `code` | `flags` | `kind_detail` | `syn_ns` |
 /// |---|---|---|---|---|---|---|---|---|---|---|---|---|
 /// | `SendReset` | socket, 0 if socket-less (then †) | 4-tuple, sender first | state (6.10+) | `sk_rst_reason` (6.10+) | | | | | | | |
 /// | `SendReset` from `kfree_skb` † (`FROM_SKB_DROP`) | 0 | 4-tuple of the RST it answers with: the closed port first | | `skb_drop_reason` (NO_SOCKET) | | | | | | `FROM_SKB_DROP` | |
@@ -115,7 +119,12 @@ pub mod flags {
 /// | `HttpResponse` (task = the proxy) | socket behind the fd, if BTF allows | its 4-tuple, ours first | | | | | | fd | HTTP status | | bytes peeked (12 or 16) |
 ///
 /// The decoder (`tracer-user/src/decode/`, one file per probe file) reads
-/// exactly these fields; keep the two and this table in step.
+/// exactly these fields; keep the two and this table in step. The one
+/// column that is nothing but a per-kind detail, `kind_detail`, is private:
+/// the probes write it and the decoders read it through the typed methods
+/// below ([`RawEvent::set_idle_jiffies`], [`RawEvent::set_peeked_len`] and
+/// their readers), which check the kind, so the compiler keeps that column
+/// and its readers in step.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawEvent {
@@ -150,8 +159,11 @@ pub struct RawEvent {
     /// Ports in host byte order.
     pub sport: u16,
     pub dport: u16,
-    /// Keeps the layout free of implicit padding.
-    pub reserved: u32,
+    /// One u32 whose meaning depends on `kind` (the `kind_detail` column
+    /// above). It also fills what would otherwise be 4 bytes of implicit
+    /// padding before `saddr`, which is why the detail sits here and not
+    /// in a field per kind: the record's size and offsets are the ABI.
+    kind_detail: u32,
     /// IPv4 in the first 4 bytes, or IPv6.
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
@@ -199,7 +211,7 @@ impl RawEvent {
             flags: 0,
             sport: 0,
             dport: 0,
-            reserved: 0,
+            kind_detail: 0,
             saddr: [0; 16],
             daddr: [0; 16],
             task_comm: [0; 16],
@@ -207,7 +219,71 @@ impl RawEvent {
             syn_ns: 0,
         }
     }
+
+    /// StateChange: how long the connection had been idle when it
+    /// closed, in jiffies (at the kernel's HZ); marks it known with
+    /// `IDLE_KNOWN`. `None` leaves the record as it was: idle time unknown.
+    #[inline(always)]
+    pub fn set_idle_jiffies(&mut self, jiffies: Option<u32>) {
+        if let Some(jiffies) = jiffies {
+            self.flags |= flags::IDLE_KNOWN;
+            self.kind_detail = jiffies;
+        }
+    }
+
+    /// The idle time [`set_idle_jiffies`](Self::set_idle_jiffies) wrote:
+    /// `None` on other kinds, or where the kernel did not tell it.
+    pub fn idle_jiffies(&self) -> Option<u32> {
+        (self.kind == EventKind::StateChange as u8 && self.flags & flags::IDLE_KNOWN != 0)
+            .then_some(self.kind_detail)
+    }
+
+    /// HttpResponse: how many user bytes the peek read (12 for a short
+    /// write, else `HTTP_PEEK_BYTES`): says how much of the status line
+    /// the kernel saw.
+    #[inline(always)]
+    pub fn set_peeked_len(&mut self, bytes: u32) {
+        self.kind_detail = bytes;
+    }
+
+    /// The byte count [`set_peeked_len`](Self::set_peeked_len) wrote;
+    /// `None` on other kinds.
+    pub fn peeked_len(&self) -> Option<u32> {
+        (self.kind == EventKind::HttpResponse as u8).then_some(self.kind_detail)
+    }
 }
+
+// The record's layout is the ABI between the programs and every agent that
+// reads them: asserted at build time, on both sides, field by field.
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<RawEvent>() == 144);
+    assert!(align_of::<RawEvent>() == 8);
+    assert!(offset_of!(RawEvent, ts_ns) == 0);
+    assert!(offset_of!(RawEvent, cgroup_id) == 8);
+    assert!(offset_of!(RawEvent, sock) == 16);
+    assert!(offset_of!(RawEvent, kind) == 24);
+    assert!(offset_of!(RawEvent, family) == 25);
+    assert!(offset_of!(RawEvent, state) == 26);
+    assert!(offset_of!(RawEvent, new_state) == 27);
+    assert!(offset_of!(RawEvent, reason) == 28);
+    assert!(offset_of!(RawEvent, task_pid) == 32);
+    assert!(offset_of!(RawEvent, task_tgid) == 36);
+    assert!(offset_of!(RawEvent, target_pid) == 40);
+    assert!(offset_of!(RawEvent, sig) == 44);
+    assert!(offset_of!(RawEvent, errno) == 48);
+    assert!(offset_of!(RawEvent, result) == 52);
+    assert!(offset_of!(RawEvent, code) == 56);
+    assert!(offset_of!(RawEvent, flags) == 60);
+    assert!(offset_of!(RawEvent, sport) == 64);
+    assert!(offset_of!(RawEvent, dport) == 66);
+    assert!(offset_of!(RawEvent, kind_detail) == 68);
+    assert!(offset_of!(RawEvent, saddr) == 72);
+    assert!(offset_of!(RawEvent, daddr) == 88);
+    assert!(offset_of!(RawEvent, task_comm) == 104);
+    assert!(offset_of!(RawEvent, target_comm) == 120);
+    assert!(offset_of!(RawEvent, syn_ns) == 136);
+};
 
 /// Where a tracepoint field lives in the record, as read from tracefs.
 /// `size == 0` means the field does not exist on this kernel.

@@ -203,7 +203,7 @@ fn read_sample(source: Source) -> Result<Sample, ClockError> {
         Source::Schedstat => {
             let text = std::fs::read_to_string("/proc/schedstat")
                 .map_err(|e| ClockError::Unreadable(e.to_string()))?;
-            let mono_ns = crate::tracer::monotonic_ns();
+            let mono_ns = crate::clock::monotonic_ns();
             let jiffies = parse_schedstat(&text).ok_or(ClockError::Unparsable)?;
             Ok(Sample { mono_ns, jiffies })
         }

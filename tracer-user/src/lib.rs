@@ -2,6 +2,8 @@
 //! and enriches events, and serves them. Linux only.
 
 pub mod btf;
+pub mod clock;
+pub mod counts;
 pub mod decode;
 pub mod enrich;
 pub mod jiffies;

@@ -6,7 +6,7 @@ use fivexx_core::capability::{CapabilityReport, HookForm, HookState};
 use fivexx_core::report::{event_line, LineLayout};
 use fivexx_core::KernelEvent;
 
-use crate::tracer::KindCounters;
+use crate::counts::RingCounts;
 
 pub use fivexx_core::report::{clock, NODE_TABLE_HEADER as TABLE_HEADER};
 
@@ -15,14 +15,16 @@ pub fn table_line(ev: &KernelEvent) -> String {
     event_line(ev, LineLayout::Node)
 }
 
-pub fn counters_table(c: &KindCounters, received: &[u64]) -> String {
+pub fn counters_table(c: &RingCounts) -> String {
     let mut out = String::from("KIND            GENERATED   RECEIVED    DROPPED\n");
-    for (i, (kind, generated, dropped)) in c.by_kind().into_iter().enumerate() {
-        let got = received.get(i).copied().unwrap_or(0);
+    for l in c.ledger() {
         let _ = writeln!(
             out,
-            "{:<15} {generated:>9} {got:>10} {dropped:>10}",
-            kind.name()
+            "{:<15} {:>9} {:>10} {:>10}",
+            l.kind.name(),
+            l.generated,
+            l.received,
+            l.dropped
         );
     }
     out

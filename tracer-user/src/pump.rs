@@ -9,7 +9,8 @@ use aya::maps::{MapData, RingBuf};
 use fivexx_core::KernelEvent;
 use tokio::io::unix::AsyncFd;
 
-use crate::decode::{counter_index, Decoder};
+use crate::counts::KindCounts;
+use crate::decode::Decoder;
 use crate::enrich::Enricher;
 use crate::tracer::Tracer;
 
@@ -22,8 +23,9 @@ pub trait Sink {
     fn batch_done(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
-    /// Called every `tick` with the kernel counters.
-    fn tick(&mut self, _tracer: &mut Tracer, _received: &[u64]) -> Result<(), Self::Error> {
+    /// Called every `tick` with what the loop has read from the ring so
+    /// far; the kernel's side of the ledger is `tracer.ring_counts`.
+    fn tick(&mut self, _tracer: &mut Tracer, _received: KindCounts) -> Result<(), Self::Error> {
         Ok(())
     }
 }
@@ -42,9 +44,9 @@ pub enum PumpError<E: std::error::Error + 'static> {
 pub struct Pump {
     pub decoder: Decoder,
     pub enricher: Enricher,
-    /// Records read from the ring, by counter index (`counter_index`), the
-    /// same index as the kernel's generated and dropped counters.
-    pub received: Vec<u64>,
+    /// Records read from the ring, by kind: the agent's side of the
+    /// ring's ledger ([`crate::counts::RingCounts`]).
+    pub received: KindCounts,
 }
 
 pub struct LoopOptions {
@@ -57,7 +59,7 @@ impl Pump {
         Pump {
             decoder,
             enricher: Enricher::new(),
-            received: vec![0; tracer_ebpf::KIND_COUNT],
+            received: KindCounts::default(),
         }
     }
 
@@ -71,7 +73,7 @@ impl Pump {
             let decoded = self.decoder.decode_bytes(&item);
             drop(item);
             let Ok(mut ev) = decoded else { continue };
-            self.received[counter_index(ev.kind)] += 1;
+            self.received.add(ev.kind, 1);
             self.enricher.enrich(&mut ev);
             sink.event(ev, &mut self.enricher)?;
         }
@@ -110,7 +112,7 @@ impl Pump {
                     guard.clear_ready();
                 }
                 _ = refresh.tick() => self.enricher.refresh_processes(),
-                _ = tick.tick() => sink.tick(tracer, &self.received).map_err(PumpError::Sink)?,
+                _ = tick.tick() => sink.tick(tracer, self.received).map_err(PumpError::Sink)?,
                 _ = term.recv() => break Ok(()),
                 _ = int.recv() => break Ok(()),
                 _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break Ok(()),

@@ -5,7 +5,6 @@
 //! client loses events (counted and reported to it), it never blocks the
 //! reader or the other clients.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,11 +15,13 @@ use fivexx_core::capability::CapabilityReport;
 use fivexx_core::protocol::{
     self as wire, AgentMessage, AgentStats, ClientMessage, StreamFilter, PROTOCOL_VERSION,
 };
-use fivexx_core::{KernelEvent, KernelEventKind};
+use fivexx_core::KernelEvent;
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use crate::counts::RingCounts;
 
 /// Per-client queue depth before events are dropped for that client.
 pub const CLIENT_QUEUE: usize = 8192;
@@ -34,11 +35,9 @@ pub fn codec() -> LengthDelimitedCodec {
 /// Shared between the ring reader and the client tasks.
 pub struct Hub {
     clients: Mutex<Vec<ClientSlot>>,
-    pub received: Mutex<BTreeMap<KernelEventKind, u64>>,
-    pub kernel: Mutex<(
-        BTreeMap<KernelEventKind, u64>,
-        BTreeMap<KernelEventKind, u64>,
-    )>,
+    /// The ring's ledger as of the last tick: generated, dropped and
+    /// received sampled together, so that every `Stats` balances.
+    ring: Mutex<RingCounts>,
     client_count: AtomicU32,
     next_id: AtomicU64,
     pub report: CapabilityReport,
@@ -60,8 +59,7 @@ impl Hub {
     pub fn new(report: CapabilityReport, node: String) -> Arc<Hub> {
         Arc::new(Hub {
             clients: Mutex::new(Vec::new()),
-            received: Mutex::new(BTreeMap::new()),
-            kernel: Mutex::new((BTreeMap::new(), BTreeMap::new())),
+            ring: Mutex::new(RingCounts::default()),
             client_count: AtomicU32::new(0),
             next_id: AtomicU64::new(0),
             report,
@@ -74,12 +72,6 @@ impl Hub {
     /// The event is encoded once, when the first client wants it, and the
     /// frame is shared by all of them.
     pub fn publish(&self, ev: KernelEvent) {
-        *self
-            .received
-            .lock()
-            .expect("lock")
-            .entry(ev.kind)
-            .or_default() += 1;
         let mut frame: Option<Bytes> = None;
         let mut clients = self.clients.lock().expect("lock");
         clients.retain(|c| !c.tx.is_closed());
@@ -116,12 +108,19 @@ impl Hub {
         self.client_count.load(Ordering::Relaxed)
     }
 
+    /// What the next `Stats` of every client reports.
+    pub fn set_ring_counts(&self, counts: RingCounts) {
+        *self.ring.lock().expect("lock") = counts;
+    }
+
+    /// The protocol's shape of the ledger, plus what this client missed
+    /// by reading too slowly.
     fn stats(&self, client_dropped: u64) -> AgentStats {
-        let (generated, dropped) = self.kernel.lock().expect("lock").clone();
+        let ring = *self.ring.lock().expect("lock");
         AgentStats {
-            generated,
-            dropped,
-            received: self.received.lock().expect("lock").clone(),
+            generated: ring.generated.by_kind(),
+            dropped: ring.dropped.by_kind(),
+            received: ring.received.by_kind(),
             client_dropped,
             clients: self.clients(),
         }
@@ -288,7 +287,22 @@ async fn serve_client(stream: TcpStream, hub: Arc<Hub>) -> Result<(), ClientErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fivexx_core::{FourTuple, TaskRef};
+    use fivexx_core::{FourTuple, KernelEventKind, TaskRef};
+
+    fn report() -> CapabilityReport {
+        CapabilityReport {
+            agent_version: "test".into(),
+            node: "node-a".into(),
+            kernel_release: "6.18".into(),
+            tracefs: None,
+            btf: false,
+            btf_error: None,
+            btf_offsets: Default::default(),
+            ring_buffer_bytes: 4096,
+            loaded: false,
+            hooks: Vec::new(),
+        }
+    }
 
     fn event() -> KernelEvent {
         let mut ev = KernelEvent::new(KernelEventKind::ReceiveReset, 5, 1_000_005);
@@ -337,19 +351,7 @@ mod tests {
 
     #[test]
     fn one_encoding_reaches_every_matching_client_and_full_queues_count_drops() {
-        let report = CapabilityReport {
-            agent_version: "test".into(),
-            node: "node-a".into(),
-            kernel_release: "6.18".into(),
-            tracefs: None,
-            btf: false,
-            btf_error: None,
-            btf_offsets: Default::default(),
-            ring_buffer_bytes: 4096,
-            loaded: false,
-            hooks: Vec::new(),
-        };
-        let hub = Hub::new(report, "node-a".into());
+        let hub = Hub::new(report(), "node-a".into());
         let (mut all, all_dropped) = slot(&hub, StreamFilter::default(), 8);
         let (mut signals, _) = slot(
             &hub,
@@ -370,9 +372,21 @@ mod tests {
         assert!(signals.try_recv().is_err(), "the filter passed a reset");
         assert_eq!(all_dropped.load(Ordering::Relaxed), 0);
         assert_eq!(small_dropped.load(Ordering::Relaxed), 1);
-        assert_eq!(
-            hub.received.lock().unwrap()[&KernelEventKind::ReceiveReset],
-            2
-        );
+    }
+
+    #[test]
+    fn stats_report_the_ledger_of_the_last_tick_and_the_clients_own_drops() {
+        let hub = Hub::new(report(), "node-a".into());
+        let mut ring = RingCounts::default();
+        ring.generated.add(KernelEventKind::Signal, 5);
+        ring.dropped.add(KernelEventKind::Signal, 2);
+        ring.received.add(KernelEventKind::Signal, 3);
+        hub.set_ring_counts(ring);
+        let stats = hub.stats(7);
+        assert_eq!(stats.generated[&KernelEventKind::Signal], 5);
+        assert_eq!(stats.dropped[&KernelEventKind::Signal], 2);
+        assert_eq!(stats.received[&KernelEventKind::Signal], 3);
+        assert_eq!(stats.received[&KernelEventKind::Exit], 0);
+        assert_eq!(stats.client_dropped, 7);
     }
 }

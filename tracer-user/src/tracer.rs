@@ -14,11 +14,11 @@ use fivexx_core::capability::{CapabilityReport, HookForm, HookState, HookStatus}
 use fivexx_core::KernelEventKind;
 use tracer_ebpf::{
     CONFIG_SYMBOL, DROPPED_MAP, EVENTS_MAP, GENERATED_MAP, HTTP_CGROUPS_MAP, HTTP_COUNTS_MAP,
-    KIND_COUNT, STATE_COUNTS_LEN, STATE_COUNTS_MAP,
+    STATE_COUNTS_LEN, STATE_COUNTS_MAP,
 };
 
 use crate::btf::KernelBtf;
-use crate::decode::kind_for_index;
+use crate::counts::{KindCounts, RingCounts};
 use crate::layout::{Hook, HookPlan, KernelLayout};
 use crate::tracefs::Tracefs;
 use crate::Error;
@@ -199,21 +199,6 @@ pub fn kernel_release() -> String {
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
-/// Per-kind totals summed over CPUs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct KindCounters {
-    pub generated: [u64; KIND_COUNT],
-    pub dropped: [u64; KIND_COUNT],
-}
-
-impl KindCounters {
-    pub fn by_kind(&self) -> Vec<(KernelEventKind, u64, u64)> {
-        (0..KIND_COUNT)
-            .filter_map(|i| kind_for_index(i).map(|k| (k, self.generated[i], self.dropped[i])))
-            .collect()
-    }
-}
-
 /// Loaded and attached programs. Dropping it detaches everything.
 pub struct Tracer {
     ebpf: Ebpf,
@@ -377,10 +362,15 @@ impl Tracer {
         RingBuf::try_from(map).map_err(map_error(EVENTS_MAP))
     }
 
-    pub fn counters(&self) -> Result<KindCounters, Error> {
-        let mut c = KindCounters::default();
-        sum_into(&self.ebpf, GENERATED_MAP, &mut c.generated)?;
-        sum_into(&self.ebpf, DROPPED_MAP, &mut c.dropped)?;
+    /// The ring's ledger now: the kernel's generated and dropped counts,
+    /// summed over CPUs, beside what the caller `received` from the ring.
+    pub fn ring_counts(&self, received: KindCounts) -> Result<RingCounts, Error> {
+        let mut c = RingCounts {
+            received,
+            ..RingCounts::default()
+        };
+        sum_into(&self.ebpf, GENERATED_MAP, c.generated.slots_mut())?;
+        sum_into(&self.ebpf, DROPPED_MAP, c.dropped.slots_mut())?;
         Ok(c)
     }
 
@@ -627,34 +617,6 @@ pub fn charges_memlock(release: &str) -> bool {
         .map(|s| s.parse::<u32>().unwrap_or(0));
     let version = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
     version < (5, 11)
-}
-
-/// Unix-epoch ns minus CLOCK_MONOTONIC ns, measured now: added to the
-/// kernel's timestamps it gives wall-clock time.
-pub fn wall_clock_offset_ns() -> i64 {
-    fn now(clock: libc::clockid_t) -> i64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a local timespec the call fills; it outlives it.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
-        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-    }
-    let m1 = now(libc::CLOCK_MONOTONIC);
-    let r = now(libc::CLOCK_REALTIME);
-    let m2 = now(libc::CLOCK_MONOTONIC);
-    r - (m1 + (m2 - m1) / 2)
-}
-
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a local timespec the call fills; it outlives it.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[cfg(test)]

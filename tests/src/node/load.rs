@@ -4,7 +4,6 @@
 //! scored against.
 
 use crate::clock::Stamp;
-use crate::sim::timeline::Timeline;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -93,8 +92,13 @@ impl RequestRecord {
 }
 
 /// Sends `rate` requests per second for `duration`; returns every record,
-/// in send order.
-pub async fn run(cfg: LoadConfig, timeline: Timeline) -> Vec<RequestRecord> {
+/// in send order, each stamped with the value `step` held when it was sent
+/// (the scenario step in flight: whoever drives the load names its steps,
+/// the generator only reads them).
+pub async fn run(
+    cfg: LoadConfig,
+    step: tokio::sync::watch::Receiver<String>,
+) -> Vec<RequestRecord> {
     let rate = cfg.rate.clamp(1, 2000);
     let (total, period, per_tick) = match cfg.burst {
         Some((n, every)) => {
@@ -111,7 +115,6 @@ pub async fn run(cfg: LoadConfig, timeline: Timeline) -> Vec<RequestRecord> {
     };
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let step = timeline.current_step();
     let mut set = tokio::task::JoinSet::new();
     for seq in 0..total {
         if seq % per_tick == 0 {

@@ -30,6 +30,10 @@ pub const POD_IP_FIRST: u8 = 10;
 pub const POD_IP_LAST: u8 = 250;
 /// Port every backend listens on (the container port).
 pub const BACKEND_PORT: u16 = 8080;
+/// The Service the Deployment's pods back. A name the node needs too: the
+/// ingress names its upstream after it (`<namespace>-<service>-<port>`,
+/// as ingress-nginx does).
+pub const SERVICE: &str = "web";
 /// Runtime directory of the lab: nginx prefixes, the lock file.
 pub const RUN_DIR: &str = "/run/fxlab";
 

@@ -638,7 +638,7 @@ async fn drive(
                 (p.burst, Duration::from_millis(period))
             }),
         };
-        let load = tokio::spawn(load::run(load_cfg, timeline.clone()));
+        let load = tokio::spawn(load::run(load_cfg, timeline.current_step()));
         tokio::time::sleep(Duration::from_millis(p.warmup_ms)).await;
         match &clients {
             Some(clients) => roll_proxies(p, &kubelet, clients).await?,

@@ -149,7 +149,7 @@ fn peek(ctx: &TracePointContext, l: &WriteLayout, buf: u64, len: u64) {
     emit(EventKind::HttpResponse, |ev| {
         ev.code = status;
         ev.result = fd;
-        ev.reserved = n as u32;
+        ev.set_peeked_len(n as u32);
         ev.sock = sock.sock;
         ev.family = sock.family;
         ev.sport = sock.sport;

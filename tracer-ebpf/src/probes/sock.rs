@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::{BtfTracePointContext, TracePointContext},
 };
-use tracer_ebpf::{flags, is_abnormal_transition, tcp_state, EventKind, RawEvent};
+use tracer_ebpf::{is_abnormal_transition, tcp_state, EventKind, RawEvent};
 
 use crate::emit::{
     bump, config, emit, read_addrs, read_i32, read_kernel, read_sock_addrs, read_uint, STATE_COUNTS,
@@ -172,18 +172,13 @@ fn on_set_state(
     // One emit site with plain values: the closure stays small enough to
     // be inlined (a BPF sub-program must not return a stack pointer; the
     // 6.18 verifier refused the tp_btf form with two sites).
-    let (flags, reserved) = if idle & IDLE_SEEN != 0 {
-        (flags::IDLE_KNOWN, (idle & !IDLE_SEEN) as u32)
-    } else {
-        (0, 0)
-    };
+    let idle_jiffies = (idle & IDLE_SEEN != 0).then_some((idle & !IDLE_SEEN) as u32);
     emit(EventKind::StateChange, |ev| {
         ev.sock = sk;
         ev.state = old;
         ev.new_state = new;
         ev.syn_ns = syn_ns;
-        ev.flags = flags;
-        ev.reserved = reserved;
+        ev.set_idle_jiffies(idle_jiffies);
         addrs(ev);
     });
 }

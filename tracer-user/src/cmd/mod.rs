@@ -11,8 +11,9 @@ pub mod trace;
 use std::collections::BTreeSet;
 
 use fivexx_core::KernelEventKind;
+use tracer_user::clock;
 use tracer_user::decode::Decoder;
-use tracer_user::tracer::{self, Tracer, TracerOptions, DEFAULT_RING_BYTES};
+use tracer_user::tracer::{Tracer, TracerOptions, DEFAULT_RING_BYTES};
 
 /// Where `serve` listens and `probe` knocks by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7450";
@@ -79,7 +80,7 @@ pub fn print_hook_notes(tracer: &Tracer) {
 
 pub fn decoder_for(tracer: &Tracer, node: &str) -> Decoder {
     let mut d = Decoder::new(
-        tracer::wall_clock_offset_ns(),
+        clock::wall_clock_offset_ns(),
         tracer.facts.layout.reset_reasons.clone(),
         node.to_string(),
     );

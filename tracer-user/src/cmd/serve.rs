@@ -47,7 +47,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         let result = pump.run(ring, &mut tracer, &mut publisher, loop_opts).await;
         // Final counters, then tell clients we are leaving and let them read it.
-        let _ = publisher.tick(&mut tracer, &pump.received);
+        let _ = publisher.tick(&mut tracer, pump.received);
         let _ = hub.shutdown.send("agent stopping (SIGTERM)".into());
         tokio::time::sleep(Duration::from_millis(200)).await;
         accept.abort();
@@ -55,7 +55,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     eprint!(
         "{}",
-        output::counters_table(&tracer.counters()?, &pump.received)
+        output::counters_table(&tracer.ring_counts(pump.received)?)
     );
     Ok(())
 }

@@ -8,10 +8,11 @@ use anyhow::Context;
 use clap::ValueEnum;
 use fivexx_core::capture::{CaptureHeader, CaptureWriter, WriteOptions};
 use fivexx_core::KernelEventKind;
+use tracer_user::clock;
 use tracer_user::output;
 use tracer_user::pump::{LoopOptions, Pump, PumpError};
 use tracer_user::sink::{Filter, LineFormat, Printer};
-use tracer_user::tracer::{self, Tracer};
+use tracer_user::tracer::Tracer;
 
 use super::{decoder_for, print_hook_notes, runtime, TracerArgs};
 
@@ -105,11 +106,11 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
         duration: args.duration.map(Duration::from_secs),
     };
     let result = runtime()?.block_on(pump.run(ring, &mut tracer, &mut printer, loop_opts));
-    if let Some(facts) = printer.finish_capture(&tracer, &node)? {
+    let counts = tracer.ring_counts(pump.received)?;
+    if let Some(facts) = printer.finish_capture(&counts, &node)? {
         eprintln!("fivexx-agent: {facts} events recorded");
     }
-    let counters = tracer.counters()?;
-    eprint!("{}", output::counters_table(&counters, &pump.received));
+    eprint!("{}", output::counters_table(&counts));
     match result {
         Err(PumpError::Sink(e)) if e.is_broken_pipe() => Ok(()),
         other => Ok(other?),
@@ -142,7 +143,7 @@ fn capture_writer(
         context: None,
         nodes: vec![node.to_string()],
         capabilities: vec![serde_json::to_value(&tracer.report)?],
-        start_ns: tracer::wall_clock_offset_ns() + tracer::monotonic_ns() as i64,
+        start_ns: clock::wall_clock_offset_ns() + clock::monotonic_ns() as i64,
         end_ns: None,
         http_peek_proxies: Vec::new(),
         engine: None,

@@ -7,13 +7,14 @@ use tracer_ebpf::RawEvent;
 use super::{tuple, Decoder};
 
 impl Decoder {
-    /// A 5xx status line: `code` is the status, `result` the fd, `reserved`
-    /// the bytes peeked, and the socket behind the fd where BTF allowed.
+    /// A 5xx status line: `code` is the status, `result` the fd, the kind
+    /// detail the bytes peeked, and the socket behind the fd where BTF
+    /// allowed.
     pub(super) fn http_response(&self, raw: &RawEvent, ev: &mut KernelEvent) {
         // Written by the proxy worker itself: the task is the sender.
         ev.http_status = u16::try_from(raw.code).ok();
         ev.fd = Some(raw.result);
-        ev.http_peek_bytes = u8::try_from(raw.reserved).ok();
+        ev.http_peek_bytes = raw.peeked_len().and_then(|n| u8::try_from(n).ok());
         ev.tuple = tuple(raw);
         ev.cgroup_id = Some(raw.cgroup_id);
         ev.sock_id = self.sock_id(raw.sock);
@@ -27,12 +28,12 @@ mod tests {
     use crate::decode::tests::decoder;
 
     #[test]
-    fn status_fd_and_peeked_bytes_come_from_code_result_and_reserved() {
+    fn status_fd_and_peeked_bytes_come_from_code_result_and_kind_detail() {
         let mut raw = RawEvent::zeroed();
         raw.kind = EventKind::HttpResponse as u8;
         raw.code = 502;
         raw.result = 12;
-        raw.reserved = 16;
+        raw.set_peeked_len(16);
         raw.family = 2;
         raw.saddr[..4].copy_from_slice(&[10, 244, 0, 5]);
         raw.daddr[..4].copy_from_slice(&[10, 244, 0, 9]);

@@ -203,7 +203,7 @@ pub(crate) mod tests {
 
     #[test]
     fn abi_has_no_padding_surprises() {
-        // 3 u64, 4 u8, 9 u32-sized, 2 u16, a reserved u32, 4 x 16 bytes,
+        // 3 u64, 4 u8, 9 u32-sized, 2 u16, the kind-detail u32, 4 x 16 bytes,
         // then the u64 SYN time.
         assert_eq!(RawEvent::SIZE, 24 + 4 + 36 + 4 + 4 + 64 + 8);
         assert_eq!(std::mem::align_of::<RawEvent>(), 8);

@@ -81,7 +81,7 @@ impl SelftestTracer {
         let mut tracer = Tracer::load(opts)?;
         let ring = tracer.take_ring()?;
         let mut decoder = Decoder::new(
-            crate::tracer::wall_clock_offset_ns(),
+            crate::clock::wall_clock_offset_ns(),
             tracer.facts.layout.reset_reasons.clone(),
             String::new(),
         );

@@ -6,8 +6,10 @@ use std::time::Duration;
 use fivexx_core::KernelEventKind as K;
 
 use super::children::{spawn, ChildMode};
-use super::harness::{ensure, kill, page_size, Outcome, SelftestTracer};
+use super::harness::{ensure, kill, page_size, CaseError, Outcome, SelftestTracer};
 use super::Status;
+use crate::counts::KindCounts;
+use crate::decode::kind_for_index;
 use crate::tracer::TracerOptions;
 
 /// Ring-buffer overflow with a one-page ring: received + dropped = generated.
@@ -26,37 +28,43 @@ pub(super) fn ring_overflow(s: &mut SelftestTracer) -> Outcome {
     }
     small.tracer.detach_all();
     std::thread::sleep(Duration::from_millis(50));
-    let mut received = [0u64; tracer_ebpf::KIND_COUNT];
+    let mut received = KindCounts::default();
     while let Some(item) = small.ring.next() {
-        if let Some(raw) = tracer_ebpf::RawEvent::from_bytes(&item) {
-            if let Some(slot) = received.get_mut(raw.kind as usize) {
-                *slot += 1;
-            }
+        let kind = tracer_ebpf::RawEvent::from_bytes(&item)
+            .and_then(|raw| kind_for_index(usize::from(raw.kind)));
+        if let Some(kind) = kind {
+            received.add(kind, 1);
         }
     }
-    let c = small.tracer.counters()?;
+    let c = small.tracer.ring_counts(received)?;
     let _ = child.kill();
     let _ = child.wait();
-    let mut lines = Vec::new();
-    for (i, (&got, (&generated, &dropped))) in received
-        .iter()
-        .zip(c.generated.iter().zip(c.dropped.iter()))
-        .enumerate()
-    {
-        ensure(got + dropped == generated, || {
-            format!("kind {i}: received {got} + dropped {dropped} != generated {generated}")
-        })?;
-        if generated > 0 {
-            lines.push(format!(
-                "received {got} + dropped {dropped} = generated {generated}"
-            ));
-        }
+    if let Some(l) = c.unbalanced().next() {
+        return Err(CaseError::Check(format!(
+            "{}: received {} + dropped {} != generated {}",
+            l.kind.name(),
+            l.received,
+            l.dropped,
+            l.generated
+        )));
     }
-    let sig = tracer_ebpf::EventKind::Signal as usize;
-    ensure(c.generated[sig] >= SIGNALS as u64, || {
-        format!("generated {} < {SIGNALS} signals sent", c.generated[sig])
+    let lines: Vec<String> = c
+        .ledger()
+        .filter(|l| l.generated > 0)
+        .map(|l| {
+            format!(
+                "received {} + dropped {} = generated {}",
+                l.received, l.dropped, l.generated
+            )
+        })
+        .collect();
+    ensure(c.generated.get(K::Signal) >= SIGNALS as u64, || {
+        format!(
+            "generated {} < {SIGNALS} signals sent",
+            c.generated.get(K::Signal)
+        )
     })?;
-    ensure(c.dropped[sig] > 0, || {
+    ensure(c.dropped.get(K::Signal) > 0, || {
         format!("no drops with a {}-byte ring", page_size())
     })?;
     Ok((

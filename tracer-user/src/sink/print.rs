@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 use fivexx_core::capture::{CaptureError, CaptureWriter, DropCounters};
 use fivexx_core::{Fact, KernelEvent, KernelEventKind};
 
+use crate::clock;
+use crate::counts::{KindCounts, RingCounts};
 use crate::enrich::Enricher;
 use crate::output;
 use crate::pump::Sink;
-use crate::tracer::{self, Tracer};
+use crate::tracer::Tracer;
 
 /// What `trace` keeps and what it drops.
 pub struct Filter {
@@ -115,23 +117,17 @@ impl<W: Write> Printer<W> {
     /// facts the capture holds, if there is one.
     pub fn finish_capture(
         &mut self,
-        tracer: &Tracer,
+        counts: &RingCounts,
         node: &str,
     ) -> Result<Option<u64>, PrintError> {
         let Some(mut cap) = self.capture.take() else {
             return Ok(None);
         };
-        let now = tracer::wall_clock_offset_ns() + tracer::monotonic_ns() as i64;
-        let dropped = tracer
-            .counters()?
-            .by_kind()
-            .into_iter()
-            .map(|(k, _, d)| (k.name().to_string(), d))
-            .collect();
+        let now = clock::wall_clock_offset_ns() + clock::monotonic_ns() as i64;
         cap.write_drops(&DropCounters {
             at_ns: now,
             node: node.to_string(),
-            dropped,
+            dropped: counts.dropped.by_name(),
         })?;
         let facts = cap.facts();
         cap.finish(now)?;
@@ -161,7 +157,7 @@ impl<W: Write> Sink for Printer<W> {
         Ok(self.out.flush()?)
     }
 
-    fn tick(&mut self, tracer: &mut Tracer, received: &[u64]) -> Result<(), PrintError> {
+    fn tick(&mut self, tracer: &mut Tracer, received: KindCounts) -> Result<(), PrintError> {
         if let Some(cap) = self.capture.as_mut() {
             cap.flush()?; // a crash loses at most the last second
         }
@@ -170,7 +166,7 @@ impl<W: Write> Sink for Printer<W> {
             .is_some_and(|every| self.last_stats.elapsed() >= every)
         {
             self.last_stats = Instant::now();
-            eprint!("{}", output::counters_table(&tracer.counters()?, received));
+            eprint!("{}", output::counters_table(&tracer.ring_counts(received)?));
         }
         Ok(())
     }

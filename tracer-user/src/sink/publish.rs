@@ -1,5 +1,5 @@
 //! `serve`'s sink: every event to the hub, which fans it out to the
-//! clients; on each tick, the kernel counters for their `Stats`, and the
+//! clients; on each tick, the ring's ledger for their `Stats`, and the
 //! HTTP peek set to the proxy pods the clients name now.
 
 use std::collections::BTreeSet;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use fivexx_core::KernelEvent;
 
+use crate::counts::KindCounts;
 use crate::enrich::{Enricher, PodCgroups};
 use crate::pump::Sink;
 use crate::serve::Hub;
@@ -72,14 +73,9 @@ impl Sink for Publisher {
         Ok(())
     }
 
-    fn tick(&mut self, tracer: &mut Tracer, _received: &[u64]) -> Result<(), crate::Error> {
+    fn tick(&mut self, tracer: &mut Tracer, received: KindCounts) -> Result<(), crate::Error> {
         self.sync_http_peek(tracer);
-        let c = tracer.counters()?;
-        let mut k = self.hub.kernel.lock().expect("lock");
-        for (kind, generated, dropped) in c.by_kind() {
-            k.0.insert(kind, generated);
-            k.1.insert(kind, dropped);
-        }
+        self.hub.set_ring_counts(tracer.ring_counts(received)?);
         Ok(())
     }
 }

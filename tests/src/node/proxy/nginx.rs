@@ -380,7 +380,7 @@ http {{
         upstream_name = if endpoints.is_empty() {
             "upstream-default-backend".to_string()
         } else {
-            format!("shop-{}-{}", crate::sim::kubelet::SERVICE, naming::BACKEND_PORT)
+            format!("shop-{}-{}", naming::SERVICE, naming::BACKEND_PORT)
         },
     )
 }

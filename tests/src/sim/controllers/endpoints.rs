@@ -5,8 +5,9 @@
 //! later, in order, each proxy its own way (nginx reloads, Envoy takes an
 //! EDS update, HAProxy a Runtime API change).
 
+use crate::node::naming::SERVICE;
 use crate::sim::k8s::{self, EndpointEntry};
-use crate::sim::kubelet::{Kubelet, SERVICE};
+use crate::sim::kubelet::Kubelet;
 use crate::sim::timeline::LabEventKind;
 use crate::{Error, Result};
 use std::net::Ipv4Addr;

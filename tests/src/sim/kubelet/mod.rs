@@ -116,9 +116,6 @@ pub struct KubeletConfig {
     pub external_lb: Option<Duration>,
 }
 
-/// The Service the Deployment's pods back.
-pub const SERVICE: &str = "web";
-
 pub(crate) struct PodRt {
     pub(crate) facts: PodFacts,
     pub(crate) template: PodTemplate,
