@@ -511,20 +511,50 @@ fn check_fixes(
 
 /// The table of scores per scenario and, pooled, per cause; a pooled
 /// cause's precision below 0.95 is a problem.
-fn score_table(rows: &[(&str, Score, String)], problems: &mut Vec<String>) -> String {
+/// One scored scenario: its scores, the fix it quoted, and what it ran
+/// (the load generator's requests and failed requests, its parameters).
+struct Row {
+    name: &'static str,
+    score: Score,
+    fix: String,
+    requests: u64,
+    failed: u64,
+    params: String,
+}
+
+fn score_table(rows: &[Row], problems: &mut Vec<String>) -> String {
     let mut table = String::new();
     writeln!(
         table,
-        "\n{:<20} {:>8} {:>9} {:>9} {:>9} {:>8} {:>10}  {:<}",
-        "SCENARIO", "VERDICTS", "PRECISION", "5XX", "MATCHED", "RECALL", "HTTP-REC", "FIX"
+        "\n{:<20} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9} {:>8} {:>10}  {:<}",
+        "SCENARIO",
+        "REQUESTS",
+        "FAILED",
+        "VERDICTS",
+        "PRECISION",
+        "5XX",
+        "MATCHED",
+        "RECALL",
+        "HTTP-REC",
+        "FIX"
     )
     .unwrap();
-    for (name, s, fix) in rows {
+    for Row {
+        name,
+        score: s,
+        fix,
+        requests,
+        failed,
+        params,
+    } in rows
+    {
         let n: u64 = s.by_cause.values().map(|x| x.0).sum();
         writeln!(
             table,
-            "{:<20} {:>8} {:>9.3} {:>9} {:>9} {:>8.3} {:>10.3}  {}",
+            "{:<20} {:>8} {:>6} {:>8} {:>9.3} {:>9} {:>9} {:>8.3} {:>10.3}  {}",
             name,
+            requests,
+            failed,
             n,
             s.precision(),
             s.truth_5xx,
@@ -534,6 +564,7 @@ fn score_table(rows: &[(&str, Score, String)], problems: &mut Vec<String>) -> St
             fix
         )
         .unwrap();
+        writeln!(table, "    params: {params}").unwrap();
         for (c, (all, ok)) in &s.by_cause {
             writeln!(
                 table,
@@ -548,7 +579,7 @@ fn score_table(rows: &[(&str, Score, String)], problems: &mut Vec<String>) -> St
     // Per cause over all scenarios: precision of the verdicts naming it,
     // recall over the 502/504 of the scenarios it causes.
     let mut pooled: BTreeMap<Cause, (u64, u64, u64, u64)> = BTreeMap::new();
-    for (name, s, _) in rows {
+    for Row { name, score: s, .. } in rows {
         let kind = ScenarioKind::ALL
             .into_iter()
             .find(|k| k.name() == *name)
@@ -708,6 +739,24 @@ fn check_words(proxy: ProxyKind, kind: ScenarioKind, vs: &[Verdict], problems: &
     }
 }
 
+/// Whether `kind` is scored through `proxy` in this run: named by
+/// `FIVEXX_SCORE_ONLY` (when set), and one the proxy can play (else a line
+/// says why not).
+fn scored_here(kind: ScenarioKind, proxy: ProxyKind, only: Option<&str>) -> bool {
+    if only.is_some_and(|o| !o.split(',').any(|n| n == kind.name())) {
+        return false;
+    }
+    if let Some(why) = kind.unsupported_through(proxy) {
+        show(&format!(
+            "  {}: not through {}: {why}",
+            kind.name(),
+            proxy.name()
+        ));
+        return false;
+    }
+    true
+}
+
 /// Every scenario through `proxy`, scored; one table for the proxy.
 /// `FIVEXX_SCORE_ONLY=<scenario>[,<scenario>...]` runs only those.
 fn score_proxy(proxy: ProxyKind, test: &str) {
@@ -723,25 +772,26 @@ fn score_proxy(proxy: ProxyKind, test: &str) {
         .filter(|s| !s.is_empty());
     let mut rows = Vec::new();
     let mut problems = Vec::new();
-    for kind in ScenarioKind::ALL {
-        if only
-            .as_deref()
-            .is_some_and(|o| !o.split(',').any(|n| n == kind.name()))
-        {
-            continue;
-        }
-        if let Some(why) = kind.unsupported_through(proxy) {
-            show(&format!(
-                "  {}: not through {}: {why}",
-                kind.name(),
-                proxy.name()
-            ));
+    let baseline = scoring::Baseline::load();
+    for kind in scoring::scenario_order() {
+        if !scored_here(kind, proxy, only.as_deref()) {
             continue;
         }
         let params = ScenarioParams::with_proxy(kind, proxy);
         let run = record_and_explain(&plugin, &agent, params.clone());
         let s = score(proxy, kind, &run.report.records, &run.verdicts);
         let name = kind.name();
+        let requests = run.report.records.len() as u64;
+        let failed = scoring::failed_requests(kind, &run.report.records);
+        baseline.check(&params, requests, &mut problems);
+        let row = |score: Score, fix: String| Row {
+            name,
+            score,
+            fix,
+            requests,
+            failed,
+            params: scoring::params_summary(&params),
+        };
         let load_5xx = run.report.summary.total_5xx();
         eprintln!("{name} through {}: load generator", proxy.name());
         eprintln!(
@@ -773,7 +823,7 @@ fn score_proxy(proxy: ProxyKind, test: &str) {
                     run.verdicts.len()
                 ));
             }
-            rows.push((name, s, String::from("zero verdicts")));
+            rows.push(row(s, String::from("zero verdicts")));
             continue;
         }
         if s.truth_5xx == 0 {
@@ -801,7 +851,7 @@ fn score_proxy(proxy: ProxyKind, test: &str) {
         check_words(proxy, kind, &run.verdicts, &mut problems);
         check_names(kind, &run.explained, &mut problems);
         let fix = check_fixes(kind, &params, &run, &mut problems);
-        rows.push((name, s, fix));
+        rows.push(row(s, fix));
     }
     if proxy == ProxyKind::Nginx && only.as_deref().is_none_or(|o| o == "keepalive-idle") {
         idle_closes_alone_are_no_failure(&plugin, &agent, &mut problems);

@@ -299,3 +299,118 @@ pub fn http_total(explained: &serde_json::Value, field: &str) -> u64 {
         .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
         .unwrap_or(0)
 }
+
+/// The scenarios in the order they run: the declared one, or reversed
+/// with `FIVEXX_SCORE_ORDER=reverse` (each scenario brings its own lab up
+/// and down, so the scores must not depend on the order).
+pub fn scenario_order() -> Vec<ScenarioKind> {
+    let mut kinds = ScenarioKind::ALL.to_vec();
+    if std::env::var("FIVEXX_SCORE_ORDER").is_ok_and(|o| o == "reverse") {
+        kinds.reverse();
+    }
+    kinds
+}
+
+/// A scenario's parameters in a line: the load, then every parameter that
+/// differs from a rollout's defaults through the same proxy.
+pub fn params_summary(p: &ScenarioParams) -> String {
+    let base = flat(
+        &serde_json::to_value(ScenarioParams::with_proxy(
+            ScenarioKind::RolloutNoPrestop,
+            p.proxy,
+        ))
+        .unwrap_or_default(),
+    );
+    let mine = flat(&serde_json::to_value(p).unwrap_or_default());
+    let mut out = vec![format!(
+        "rate={} load_ms={} warmup_ms={} replicas={}",
+        p.rate, p.load_ms, p.warmup_ms, p.replicas
+    )];
+    for (k, v) in &mine {
+        let shown = ["kind", "rate", "load_ms", "warmup_ms", "replicas", "proxy"];
+        if !shown.contains(&k.as_str()) && base.get(k) != Some(v) {
+            out.push(format!("{k}={v}"));
+        }
+    }
+    out.join(" ")
+}
+
+/// `{"a": {"b": 1}}` as `a.b = 1`.
+fn flat(v: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    fn walk(
+        prefix: &str,
+        v: &serde_json::Value,
+        out: &mut std::collections::BTreeMap<String, String>,
+    ) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    walk("", v, &mut out);
+    out
+}
+
+/// The scored rows of b85a75d (`baseline-b85a75d.tsv`): each row must run
+/// with the same parameters and send at least as many requests (issue
+/// 24: a faster lab, not a smaller one).
+pub struct Baseline(std::collections::BTreeMap<(String, String), (u64, serde_json::Value)>);
+
+impl Baseline {
+    pub fn load() -> Baseline {
+        let text = include_str!("baseline-b85a75d.tsv");
+        let mut rows = std::collections::BTreeMap::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let f: Vec<&str> = line.splitn(5, '\t').collect();
+            let [proxy, scenario, requests, _failed, params] = f[..] else {
+                panic!("baseline-b85a75d.tsv: a row of 5 fields: {line}");
+            };
+            rows.insert(
+                (proxy.to_string(), scenario.to_string()),
+                (
+                    requests.parse().expect("baseline requests"),
+                    serde_json::from_str(params).expect("baseline params"),
+                ),
+            );
+        }
+        Baseline(rows)
+    }
+
+    /// Problems with a row that runs `params` and sent `requests`.
+    pub fn check(&self, params: &ScenarioParams, requests: u64, problems: &mut Vec<String>) {
+        let name = params.kind.name();
+        let key = (params.proxy.name().to_string(), name.to_string());
+        let Some((want, base)) = self.0.get(&key) else {
+            problems.push(format!("{name}: no baseline row for it through {}", key.0));
+            return;
+        };
+        let mine = serde_json::to_value(params).unwrap_or_default();
+        if mine != *base {
+            problems.push(format!(
+                "{name}: parameters differ from b85a75d's: {} (were {})",
+                params_summary(params),
+                base
+            ));
+        }
+        if requests < *want {
+            problems.push(format!(
+                "{name}: {requests} requests, fewer than the {want} of b85a75d"
+            ));
+        }
+    }
+}
