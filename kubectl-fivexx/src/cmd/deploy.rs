@@ -81,7 +81,7 @@ enum Created {
     DaemonSet,
 }
 
-pub async fn run(kube: KubeFlags, args: DeployArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(kube: KubeFlags, args: DeployArgs) -> Result<ExitCode, CliError> {
     let mut opts = RenderOptions {
         image: args.image.clone(),
         ..Default::default()
@@ -93,7 +93,7 @@ pub async fn run(kube: KubeFlags, args: DeployArgs) -> anyhow::Result<ExitCode> 
     let timeout = crate::duration::parse(&args.timeout)
         .map_err(|e| CliError::new(format!("--timeout: {e}"), "for example: --timeout 5m"))?;
     if args.dry_run {
-        let m = Manifests::render(&opts)?;
+        let m = render(&opts)?;
         print!(
             "{}",
             if args.output == "json" {
@@ -135,7 +135,7 @@ pub async fn run(kube: KubeFlags, args: DeployArgs) -> anyhow::Result<ExitCode> 
             }
         }
     }
-    let manifests = Manifests::render(&opts)?;
+    let manifests = render(&opts)?;
     let mut created = Vec::new();
     let outcome = tokio::select! {
         r = apply_and_wait(&client, &manifests, &args, timeout, &mut created) => r,
@@ -153,9 +153,16 @@ pub async fn run(kube: KubeFlags, args: DeployArgs) -> anyhow::Result<ExitCode> 
                 "{}; removed the {removed} object(s) this deploy had created, nothing is left half-created",
                 e.cause
             );
-            Err(e.into())
+            Err(e)
         }
     }
+}
+
+/// The embedded manifests are part of the build: one that does not parse
+/// is a bug, said as such rather than as a user's mistake.
+fn render(opts: &RenderOptions) -> Result<Manifests, CliError> {
+    Manifests::render(opts)
+        .map_err(|e| CliError::bare("cannot render the agent's manifests").with_source(e))
 }
 
 async fn apply_and_wait(
@@ -363,7 +370,7 @@ async fn rollback(client: &KubeClient, created: &[Created]) -> usize {
     n
 }
 
-pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> anyhow::Result<ExitCode> {
+pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> Result<ExitCode, CliError> {
     let timeout = crate::duration::parse(&args.timeout)
         .map_err(|e| CliError::new(format!("--timeout: {e}"), "for example: --timeout 1m"))?;
     let client = KubeClient::connect(&kube).await?;
@@ -440,8 +447,7 @@ pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> anyhow::Result<Exi
             return Err(CliError::new(
                 "the agent DaemonSet is still there after undeploy",
                 "check finalizers: kubectl -n fivexx-system get daemonset fivexx-agent -o yaml",
-            )
-            .into());
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

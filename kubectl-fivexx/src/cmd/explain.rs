@@ -4,7 +4,6 @@
 //! bounded memory. A damaged or cut capture gives a partial report and a
 //! warning; a file nothing can be read from is an error (exit 1).
 
-use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use fivexx_core::analysis::{Analysis, AnalysisOptions, FilterSpec, Overrides, ReadSummary, When};
 use fivexx_core::capture::{CaptureReader, RecordRef};
@@ -15,6 +14,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::duration::FlagDuration;
+use crate::error::CliError;
+
+type Result<T> = std::result::Result<T, CliError>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -79,20 +81,22 @@ impl ExplainArgs {
 /// capture's start (resolved by the analysis once the header is read).
 fn parse_when(s: &str, flag: &str) -> Result<When> {
     if let Some(rel) = s.strip_prefix('+') {
-        let d: FlagDuration = rel.parse().with_context(|| format!("--{flag}"))?;
+        let d: FlagDuration = rel
+            .parse()
+            .map_err(|e| CliError::bare(format!("--{flag}")).with_source(e))?;
         return Ok(When::AfterStart(d.ns()));
     }
     parse_time(s)
         .map(When::At)
-        .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+        .map_err(|e| CliError::bare(format!("--{flag}: {e}")))
 }
 
 fn options(args: &ExplainArgs) -> Result<AnalysisOptions> {
     if let Some(s) = args.skew.filter(|s| s.ns() > 3_600_000_000_000) {
-        bail!(
+        return Err(CliError::bare(format!(
             "--skew {:?}: at most 1h; clocks further apart cannot be joined",
             s.0
-        );
+        )));
     }
     let when = |v: &Option<String>, flag| v.as_deref().map(|s| parse_when(s, flag)).transpose();
     Ok(AnalysisOptions {
@@ -113,24 +117,28 @@ fn options(args: &ExplainArgs) -> Result<AnalysisOptions> {
 pub fn run(args: &ExplainArgs) -> Result<ExitCode> {
     let mut analysis = Analysis::new(options(args)?);
     let name = args.file.display().to_string();
-    let file = File::open(&args.file).with_context(|| format!("cannot open {name}"))?;
+    let file = File::open(&args.file)
+        .map_err(|e| CliError::bare(format!("cannot open {name}")).with_source(e))?;
     if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        bail!("{name} is a directory, not a capture file");
+        return Err(CliError::bare(format!(
+            "{name} is a directory, not a capture file"
+        )));
     }
     let mut reader = CaptureReader::new(BufReader::with_capacity(256 * 1024, file))
-        .with_context(|| name.clone())?;
+        .map_err(|e| CliError::bare(name.clone()).with_source(e))?;
     let (major, minor) = reader.version();
     analysis.set_format_version(major, minor);
     // Facts are read by reference into a buffer the reader reuses: no
     // allocation per fact.
     while let Some(record) = reader
         .next_ref()
-        .with_context(|| format!("reading {name}"))?
+        .map_err(|e| CliError::bare(format!("reading {name}")).with_source(e))?
     {
         match record {
             RecordRef::Fact(f) => analysis.push_fact(f, &mut |_| {}),
             RecordRef::Other(r) => analysis.push_record(&r, &mut |_| {}),
-        }?;
+        }
+        .map_err(|e| CliError::bare("").with_source(e))?;
     }
     let stats = reader.stats().clone();
     if stats.records == 0 {
@@ -138,7 +146,9 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode> {
             .problems()
             .first()
             .map_or("it holds no records".to_string(), |p| p.to_string());
-        bail!("{name}: nothing could be read: {why}");
+        return Err(CliError::bare(format!(
+            "{name}: nothing could be read: {why}"
+        )));
     }
     let problems: Vec<String> = reader.problems().iter().map(|p| p.to_string()).collect();
     for p in &problems {
@@ -169,7 +179,7 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode> {
         Ok(()) => Ok(ExitCode::SUCCESS),
         // `| head` closed the pipe: not an error worth a message.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
-        Err(e) => Err(e).context("writing the report"),
+        Err(e) => Err(CliError::bare("writing the report").with_source(e)),
     }
 }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::agent;
 use crate::cmd::status;
+use crate::error::CliError;
 use crate::kube::{KubeClient, KubeFlags};
 
 pub const EXAMPLES: &str = "Examples:
@@ -39,7 +40,12 @@ struct AgentVersion {
     error: Option<String>,
 }
 
-pub async fn run(kube: KubeFlags, args: VersionArgs) -> anyhow::Result<ExitCode> {
+fn json_of(v: &Versions) -> Result<String, CliError> {
+    serde_json::to_string_pretty(v)
+        .map_err(|e| CliError::bare("cannot encode the versions").with_source(e))
+}
+
+pub async fn run(kube: KubeFlags, args: VersionArgs) -> Result<ExitCode, CliError> {
     let client = env!("CARGO_PKG_VERSION").to_string();
     let protocol = fivexx_core::protocol::PROTOCOL_VERSION;
     let json = args.output == "json";
@@ -53,7 +59,7 @@ pub async fn run(kube: KubeFlags, args: VersionArgs) -> anyhow::Result<ExitCode>
     };
     if args.client {
         if json {
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            println!("{}", json_of(&v)?);
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -75,10 +81,13 @@ pub async fn run(kube: KubeFlags, args: VersionArgs) -> anyhow::Result<ExitCode>
         });
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", json_of(&v)?);
     }
     if let Some(s) = statuses.iter().find(|s| s.compatible == Some(false)) {
-        return Err(agent::skew_error(&s.node, s.agent_version.as_deref().unwrap_or("?")).into());
+        return Err(agent::skew_error(
+            &s.node,
+            s.agent_version.as_deref().unwrap_or("?"),
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

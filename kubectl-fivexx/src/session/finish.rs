@@ -111,9 +111,10 @@ impl Session<'_> {
 fn write_html(report: &Report, path: &Path) -> Result<String, CliError> {
     std::fs::write(path, render_html(report)).map_err(|e| {
         CliError::new(
-            format!("cannot write {}: {e}", path.display()),
+            format!("cannot write {}", path.display()),
             "check the path and its directory; the summary above is complete",
         )
+        .with_source(e)
     })?;
     Ok(format!("html: the report written to {}", path.display()))
 }

@@ -389,12 +389,7 @@ impl<'a> Session<'a> {
         };
         for f in self.facts.drain(..) {
             if let Err(e) = self.state.recorder.fact(&f, &mut seen) {
-                let path = self
-                    .opts
-                    .capture
-                    .as_deref()
-                    .unwrap_or(std::path::Path::new("-"));
-                self.fatal = Some(CliError::bare(format!("writing {}: {e}", path.display())));
+                self.fatal = Some(self.opts.capture_error(e));
             }
         }
         if let Some(view) = &mut self.view {

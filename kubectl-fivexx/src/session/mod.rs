@@ -36,7 +36,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use tokio::sync::mpsc;
 
-use fivexx_core::analysis::{AnalysisOptions, Recorder};
+use fivexx_core::analysis::{AnalysisError, AnalysisOptions, Recorder};
 use fivexx_core::capture::{CaptureHeader, EngineSettings};
 
 use crate::agent::subscription::Sinks;
@@ -90,6 +90,13 @@ impl SessionOptions {
     /// Whether the session talks on stderr as it goes.
     fn chatty(&self) -> bool {
         self.lines || self.progress
+    }
+
+    /// A capture that could not be written ends the session: what is not
+    /// recorded cannot be explained again.
+    fn capture_error(&self, e: AnalysisError) -> CliError {
+        let path = self.capture.as_deref().unwrap_or(std::path::Path::new("-"));
+        CliError::bare(format!("writing {}", path.display())).with_source(e)
     }
 }
 
@@ -226,9 +233,10 @@ fn open_recorder(
     let file = match &opts.capture {
         Some(path) => Some(BufWriter::new(File::create(path).map_err(|e| {
             CliError::new(
-                format!("cannot create {}: {e}", path.display()),
+                format!("cannot create {}", path.display()),
                 "check the path and its directory",
             )
+            .with_source(e)
         })?)),
         None => None,
     };
@@ -242,8 +250,5 @@ fn open_recorder(
         },
         ..AnalysisOptions::default()
     };
-    Recorder::new(header, file, analysis).map_err(|e| {
-        let path = opts.capture.as_deref().unwrap_or(std::path::Path::new("-"));
-        CliError::bare(format!("writing {}: {e}", path.display()))
-    })
+    Recorder::new(header, file, analysis).map_err(|e| opts.capture_error(e))
 }
