@@ -10,6 +10,7 @@
 
 mod agent;
 mod cli;
+mod clock;
 mod cmd;
 mod duration;
 mod error;

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 
 use fivexx_core::report::{render_html, render_json, render_table, render_wide, Report};
 
-use super::live::{now_ns, Session};
+use super::live::Session;
 use super::SummaryFormat;
+use crate::clock::now_ns;
 use crate::error::CliError;
 use crate::manifests::AGENT_NAMESPACE;
 

@@ -18,8 +18,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[cfg(test)]
 use super::bursts::CLOSE_MARGIN_NS;
 use super::bursts::{join, Burst, Bursts, Part};
-use super::live::say;
-use crate::style::Painter;
+use crate::style::{say, Painter};
 #[cfg(test)]
 use fivexx_core::explain::burst::BURST_GAP_NS;
 

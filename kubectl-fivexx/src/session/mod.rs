@@ -24,8 +24,6 @@ mod live;
 mod progress;
 mod proxies;
 
-pub(crate) use live::now_ns;
-
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
@@ -41,6 +39,7 @@ use fivexx_core::capture::{CaptureHeader, EngineSettings};
 
 use crate::agent::subscription::Sinks;
 use crate::agent::{agent_pods, Hello};
+use crate::clock::now_ns;
 use crate::error::CliError;
 use crate::kube::proxy_logs::{LogFollowers, LogTally};
 use crate::kube::target::Scope;
@@ -148,7 +147,7 @@ pub async fn run(client: &KubeClient, opts: SessionOptions) -> Result<ExitCode, 
         );
     }
 
-    let start_ns = live::now_ns();
+    let start_ns = now_ns();
     let tally = LogTally::new(if opts.proxy_logs {
         found.log_pods.len()
     } else {
