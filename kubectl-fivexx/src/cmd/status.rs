@@ -20,8 +20,9 @@ pub const EXAMPLES: &str = "Examples:
   kubectl fivexx status -o wide
   kubectl fivexx status -o json --context prod";
 
+/// `-o` of `status`: the agents' table or its records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
+pub enum StatusFormat {
     Table,
     Wide,
     Json,
@@ -32,7 +33,7 @@ pub enum Output {
 pub struct StatusArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
-    pub output: Output,
+    pub output: StatusFormat,
 }
 
 /// One agent's answer (or why there was none).
@@ -154,10 +155,10 @@ pub async fn run(kube: KubeFlags, args: StatusArgs) -> Result<ExitCode, CliError
     }
     let statuses = probe_all(&client, &agents).await;
     let text = match args.output {
-        Output::Table => render_table(&statuses, false, Painter::stdout()),
-        Output::Wide => render_table(&statuses, true, Painter::stdout()),
-        Output::Json => serde_json::to_string_pretty(&statuses).map_err(not_encoded)? + "\n",
-        Output::Yaml => serde_yaml::to_string(&statuses).map_err(not_encoded)?,
+        StatusFormat::Table => render_table(&statuses, false, Painter::stdout()),
+        StatusFormat::Wide => render_table(&statuses, true, Painter::stdout()),
+        StatusFormat::Json => serde_json::to_string_pretty(&statuses).map_err(not_encoded)? + "\n",
+        StatusFormat::Yaml => serde_yaml::to_string(&statuses).map_err(not_encoded)?,
     };
     print!("{text}");
     if let Some(s) = statuses.iter().find(|s| s.compatible == Some(false)) {

@@ -7,10 +7,10 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use fivexx_core::report::{render_html, render_json, render_table, render_wide, Report};
+use fivexx_core::report::Report;
 
 use super::live::Session;
-use super::SummaryFormat;
+use super::render::{render, ReportFormat};
 use crate::clock::now_ns;
 use crate::error::CliError;
 use crate::manifests::AGENT_NAMESPACE;
@@ -72,7 +72,7 @@ impl Session<'_> {
             return Err(err);
         }
         if let Some(format) = opts.summary {
-            print!("\n{}", summary(&report, format));
+            print!("\n{}", render(&report, format));
         }
         let html = opts.html.as_deref().map(|p| write_html(&report, p));
         eprintln!(
@@ -110,7 +110,7 @@ impl Session<'_> {
 
 /// `--html FILE`: the report as one self-contained page.
 fn write_html(report: &Report, path: &Path) -> Result<String, CliError> {
-    std::fs::write(path, render_html(report)).map_err(|e| {
+    std::fs::write(path, render(report, ReportFormat::Html)).map_err(|e| {
         CliError::new(
             format!("cannot write {}", path.display()),
             "check the path and its directory; the summary above is complete",
@@ -118,16 +118,4 @@ fn write_html(report: &Report, path: &Path) -> Result<String, CliError> {
         .with_source(e)
     })?;
     Ok(format!("html: the report written to {}", path.display()))
-}
-
-fn summary(report: &Report, format: SummaryFormat) -> String {
-    match format {
-        SummaryFormat::Table => render_table(report),
-        SummaryFormat::Wide => render_wide(report),
-        SummaryFormat::Json => render_json(report) + "\n",
-        SummaryFormat::Yaml => serde_json::from_str::<serde_json::Value>(&render_json(report))
-            .ok()
-            .and_then(|v| serde_yaml::to_string(&v).ok())
-            .unwrap_or_default(),
-    }
 }

@@ -1,17 +1,22 @@
-//! The live session behind `trace`, `capture` and `node`: it finds the
-//! pods and proxies in scope, keeps one stream per node's agent (widened
-//! in place as pods appear), watches the Kubernetes side, and hands every
-//! fact and drops record to one [`Recorder`], which writes the capture
-//! and feeds the same record to the analysis. Live verdicts and the
-//! capture's replay (`explain FILE`) therefore agree by construction.
+//! The sessions that feed fivexx-core's one analysis path: the live one
+//! behind `trace`, `capture` and `node`, and the replay of a capture
+//! behind `explain FILE` ([`replay`]); both print the report through
+//! [`render`].
+//!
+//! The live session finds the pods and proxies in scope, keeps one stream
+//! per node's agent (widened in place as pods appear), watches the
+//! Kubernetes side, and hands every fact and drops record to one
+//! [`Recorder`], which writes the capture and feeds the same record to the
+//! analysis. Live verdicts and the capture's replay therefore agree by
+//! construction.
 //!
 //! Memory is bounded on both sides: the streams push into one bounded
 //! queue with `try_send` (a slow terminal drops and counts, it never
 //! stalls the port-forward nor the agent), the agents count what a slow
 //! client missed, and the engine windows its state.
 //!
-//! The session knows nothing of the command line: `cmd/` builds
-//! [`SessionOptions`].
+//! The sessions know nothing of the command line: `cmd/` builds
+//! [`SessionOptions`] and [`ReplayOptions`].
 
 mod agents;
 mod bursts;
@@ -23,6 +28,8 @@ mod lines;
 mod live;
 mod progress;
 mod proxies;
+mod render;
+mod replay;
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -48,15 +55,8 @@ use agents::{Agents, Ensured};
 use interest::Interest;
 
 pub use live::Session;
-
-/// How the summary is printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SummaryFormat {
-    Table,
-    Wide,
-    Json,
-    Yaml,
-}
+pub use render::{render, verdicts_kept, ReportFormat};
+pub use replay::{replay, ReplayOptions};
 
 /// Everything a session needs, decided before it starts.
 pub struct SessionOptions {
@@ -79,7 +79,8 @@ pub struct SessionOptions {
     pub events: bool,
     /// A progress line on stderr (capture).
     pub progress: bool,
-    pub summary: Option<SummaryFormat>,
+    /// The report printed on stdout at the end.
+    pub summary: Option<ReportFormat>,
     pub capture: Option<PathBuf>,
     /// At the end, the report as one HTML page in this file (`--html`).
     pub html: Option<PathBuf>,
@@ -239,14 +240,8 @@ fn open_recorder(
         })?)),
         None => None,
     };
-    // A page with a dot per failed request keeps every verdict; the
-    // terminal's summary and JSON keep the first 1000, as `explain` does.
     let analysis = AnalysisOptions {
-        max_verdicts: if opts.html.is_some() {
-            usize::MAX
-        } else {
-            AnalysisOptions::default().max_verdicts
-        },
+        max_verdicts: verdicts_kept(opts.html.is_some()),
         ..AnalysisOptions::default()
     };
     Recorder::new(header, file, analysis).map_err(|e| opts.capture_error(e))
