@@ -23,9 +23,9 @@ use fivexx_core::Fact;
 
 use super::agents::{Agents, Ensured};
 use super::dedup::Dedup;
+use super::event_lines::kernel_line;
 use super::incident::IncidentView;
 use super::interest::{pod_node, Interest};
-use super::lines::kernel_line;
 use super::progress::{Counts, Progress};
 use super::proxies::{adopted_line, new_proxy, pod_name};
 use super::SessionOptions;

@@ -19,12 +19,11 @@
 //! [`SessionOptions`] and [`ReplayOptions`].
 
 mod agents;
-mod bursts;
 mod dedup;
+mod event_lines;
 mod finish;
 mod incident;
 mod interest;
-mod lines;
 mod live;
 mod progress;
 mod proxies;
