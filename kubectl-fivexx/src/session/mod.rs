@@ -25,6 +25,7 @@ mod finish;
 mod incident;
 mod interest;
 mod live;
+mod options;
 mod progress;
 mod proxies;
 mod render;
@@ -32,15 +33,13 @@ mod replay;
 
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use tokio::sync::mpsc;
 
-use fivexx_core::analysis::{AnalysisError, AnalysisOptions, Recorder};
+use fivexx_core::analysis::{AnalysisOptions, Recorder};
 use fivexx_core::capture::{CaptureHeader, EngineSettings};
 
 use crate::agent::subscription::Sinks;
@@ -54,50 +53,9 @@ use agents::{Agents, Ensured};
 use interest::Interest;
 
 pub use live::Session;
+pub use options::SessionOptions;
 pub use render::{render, verdicts_kept, ReportFormat};
 pub use replay::{replay, ReplayOptions};
-
-/// Everything a session needs, decided before it starts.
-pub struct SessionOptions {
-    pub scope: Scope,
-    /// Stop after this long; `None`: on Ctrl-C.
-    pub duration: Option<Duration>,
-    pub skew_ns: i64,
-    pub lookahead_ns: i64,
-    /// Kernel facts buffered between the agents and the session.
-    pub queue: usize,
-    /// Ask the agents to peek at the proxies' HTTP status lines.
-    pub http_peek: bool,
-    /// Follow the proxies' access logs (nginx, Envoy, HAProxy).
-    pub proxy_logs: bool,
-    /// The live incident view (trace, node): one line per burst of
-    /// failed requests on stdout, the open ones in place on a terminal.
-    pub lines: bool,
-    /// Also one line per kernel fact and 5xx proxy-log line on stdout
-    /// (`--events`).
-    pub events: bool,
-    /// A progress line on stderr (capture).
-    pub progress: bool,
-    /// The report printed on stdout at the end.
-    pub summary: Option<ReportFormat>,
-    pub capture: Option<PathBuf>,
-    /// At the end, the report as one HTML page in this file (`--html`).
-    pub html: Option<PathBuf>,
-}
-
-impl SessionOptions {
-    /// Whether the session talks on stderr as it goes.
-    fn chatty(&self) -> bool {
-        self.lines || self.progress
-    }
-
-    /// A capture that could not be written ends the session: what is not
-    /// recorded cannot be explained again.
-    fn capture_error(&self, e: AnalysisError) -> CliError {
-        let path = self.capture.as_deref().unwrap_or(std::path::Path::new("-"));
-        CliError::bare(format!("writing {}", path.display())).with_source(e)
-    }
-}
 
 /// Runs one session to its end (the duration, Ctrl-C, or a fatal error)
 /// and prints its summary.
