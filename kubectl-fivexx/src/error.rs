@@ -266,6 +266,13 @@ mod tests {
         let e = CliError::bare("cannot reach the cluster: no such file").with_source(Wrap(io()));
         assert_eq!(e.to_string(), "cannot reach the cluster: no such file");
         assert!(std::error::Error::source(&e).is_some());
+        // A clause added after the line (deploy's rollback) stays last.
+        let mut e = CliError::bare("writing x.fxc").with_source(Wrap(io()));
+        e.cause = format!("{}; rolled back", e.line());
+        assert_eq!(
+            e.to_string(),
+            "writing x.fxc: I/O error: no such file; rolled back"
+        );
     }
 
     #[test]

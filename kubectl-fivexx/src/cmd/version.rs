@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::agent;
@@ -22,8 +22,15 @@ pub struct VersionArgs {
     #[arg(long)]
     pub client: bool,
     /// Output format: text or json.
-    #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
-    pub output: String,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: VersionFormat,
+}
+
+/// `-o` of `version`: kubectl's lines, or one JSON document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum VersionFormat {
+    Text,
+    Json,
 }
 
 #[derive(Serialize)]
@@ -48,7 +55,7 @@ fn json_of(v: &Versions) -> Result<String, CliError> {
 pub async fn run(kube: KubeFlags, args: VersionArgs) -> Result<ExitCode, CliError> {
     let client = env!("CARGO_PKG_VERSION").to_string();
     let protocol = fivexx_core::protocol::PROTOCOL_VERSION;
-    let json = args.output == "json";
+    let json = args.output == VersionFormat::Json;
     if !json {
         println!("Client Version: {client} (agent protocol {protocol})");
     }
