@@ -2,9 +2,9 @@
 //! scale-downs. This crate parses the command line and does the I/O; all
 //! reasoning lives in `fivexx-core`.
 //!
-//! A library under a three-line `main.rs` so that the commands, the
-//! session and the replay of a capture can be reached from tests as
-//! modules, not only through the built binary.
+//! A library under a three-line `main.rs`: the binary is only the
+//! process's entry. The modules stay private until something outside the
+//! crate needs one, so that the compiler still reports dead code.
 
 #![forbid(unsafe_code)]
 
