@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 use crate::cmd;
+use crate::error::CliError;
+use crate::kube::KubeFlags;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -17,7 +19,7 @@ use crate::cmd;
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub kube: crate::kube::KubeFlags,
+    pub kube: KubeFlags,
     /// Log verbosely to stderr (-v: debug, -vv: trace).
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -53,6 +55,24 @@ pub enum Command {
     /// Print a shell completion script (bash, zsh or fish).
     #[command(after_help = cmd::completion::EXAMPLES)]
     Completion(cmd::completion::CompletionArgs),
+}
+
+impl Command {
+    /// Runs the command: cluster commands on a runtime, `explain` and
+    /// `completion` without one (they need no network).
+    pub fn run(self, kube: KubeFlags) -> Result<ExitCode, CliError> {
+        match self {
+            Command::Explain(args) => cmd::explain::run(&args),
+            Command::Completion(args) => cmd::completion::run::<Cli>(&args),
+            Command::Deploy(args) => cmd::run_async(cmd::deploy::run(kube, args)),
+            Command::Undeploy(args) => cmd::run_async(cmd::deploy::undeploy(kube, args)),
+            Command::Status(args) => cmd::run_async(cmd::status::run(kube, args)),
+            Command::Trace(args) => cmd::run_async(cmd::trace::run(kube, args)),
+            Command::Capture(args) => cmd::run_async(cmd::capture::run(kube, args)),
+            Command::Node(args) => cmd::run_async(cmd::node::run(kube, args)),
+            Command::Version(args) => cmd::run_async(cmd::version::run(kube, args)),
+        }
+    }
 }
 
 /// Parses the command line. A flag value that does not parse (a duration,

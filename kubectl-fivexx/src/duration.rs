@@ -27,7 +27,7 @@ impl FromStr for FlagDuration {
 #[error("`{0}` is not a duration (try 10s, 500ms, 2m or 1m30s)")]
 pub struct BadDuration(String);
 
-pub fn parse(s: &str) -> Result<Duration, BadDuration> {
+fn parse(s: &str) -> Result<Duration, BadDuration> {
     let bad = || BadDuration(s.to_string());
     let t = s.trim();
     if t.is_empty() {

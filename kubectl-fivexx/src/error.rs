@@ -1,8 +1,15 @@
 //! Errors the user can act on: one line saying what went wrong and one
-//! saying what to do. Every command returns these at the binary edge so
-//! that the exit is non-zero and the message is never a backtrace.
+//! saying what to do. Every command returns these to the binary's edge
+//! ([`crate::run`]) so that the exit is non-zero and the message is never
+//! a backtrace.
 
+use std::error::Error;
 use std::fmt;
+
+/// What went wrong underneath (an I/O, API or capture error), kept whole
+/// rather than flattened into the cause: `-v` logs and callers can still
+/// look at it, and the printed line quotes it once.
+pub type Source = Box<dyn Error + Send + Sync + 'static>;
 
 /// A failure with its cause (one line) and a hint (one line).
 #[derive(Debug, thiserror::Error)]
@@ -11,11 +18,16 @@ pub struct CliError {
     pub hint: Option<String>,
     /// Process exit code (1 for most failures, 130 after Ctrl-C).
     pub code: u8,
+    #[source]
+    source: Option<Source>,
 }
 
+/// The whole line, the sources' words included: a `CliError` is printed
+/// at the edge but also quoted inside other messages (why an agent's
+/// stream was lost), which should not lose the underlying error.
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.cause)
+        f.write_str(&self.line())
     }
 }
 
@@ -25,6 +37,7 @@ impl CliError {
             cause: one_line(&cause.into()),
             hint: Some(one_line(&hint.into())),
             code: 1,
+            source: None,
         }
     }
 
@@ -33,12 +46,54 @@ impl CliError {
             cause: one_line(&cause.into()),
             hint: None,
             code: 1,
+            source: None,
         }
     }
 
     pub fn with_code(mut self, code: u8) -> CliError {
         self.code = code;
         self
+    }
+
+    /// Keeps the error underneath; the printed line adds what it says
+    /// that the cause does not (see [`CliError::line`]).
+    pub fn with_source(mut self, source: impl Into<Source>) -> CliError {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// The one printed line: the cause, then the source chain joined with
+    /// ": ", less what the cause already says. A cause that quotes one of
+    /// the chain's messages (the API client's failures are worded with
+    /// their root cause) has said it and every wrapper around it; of the
+    /// rest, a message the line already holds is skipped, so a wrapper's
+    /// `"I/O error: {0}"` and its own source are not said twice.
+    pub fn line(&self) -> String {
+        let mut line = self.cause.clone();
+        let Some(source) = self.source.as_deref() else {
+            return line;
+        };
+        let mut chain = Vec::new();
+        let mut cur: Option<&(dyn Error + 'static)> = Some(source);
+        while let Some(e) = cur {
+            chain.push(one_line(&e.to_string()));
+            cur = e.source();
+        }
+        chain.retain(|m| !m.is_empty());
+        let told = chain
+            .iter()
+            .rposition(|m| line.contains(m.as_str()))
+            .map_or(0, |k| k + 1);
+        for msg in &chain[told..] {
+            if line.contains(msg.as_str()) {
+                continue;
+            }
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(msg);
+        }
+        line
     }
 
     /// The agent DaemonSet is missing.
@@ -78,8 +133,21 @@ impl Op<'_> {
     }
 }
 
+/// A failed API request as the user reads it, the kube-rs error kept as
+/// its source. A refusal (403, 404, ...) is the server's answer, whose
+/// message the cause quotes: kube-rs's rendering of it is a debug dump
+/// (`ApiError: ... (Status { ... })`), so it is not chained.
+pub fn from_kube(err: kube::Error, op: &Op<'_>, server: &str) -> CliError {
+    let e = classify(&err, op, server);
+    match err {
+        kube::Error::Api(_) => e,
+        other => e.with_source(other),
+    }
+}
+
 /// Turns a kube-rs error into a cause and hint. `server` is the API
-/// server's URL, named when it cannot be reached.
+/// server's URL, named when it cannot be reached. The cause quotes the
+/// root cause itself, for callers that only borrow the error (a watch's).
 pub fn classify(err: &kube::Error, op: &Op<'_>, server: &str) -> CliError {
     match err {
         kube::Error::Api(status) => match status.code {
@@ -181,6 +249,30 @@ mod tests {
             .hint
             .unwrap()
             .contains("kubectl auth can-i list pods -n shop"));
+    }
+
+    #[test]
+    fn the_line_adds_what_the_sources_say_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = CliError::bare("cannot open x.fxc").with_source(io());
+        assert_eq!(e.to_string(), "cannot open x.fxc: no such file");
+        // A wrapper that repeats its source says it once.
+        #[derive(Debug, thiserror::Error)]
+        #[error("I/O error: {0}")]
+        struct Wrap(#[source] std::io::Error);
+        let e = CliError::bare("writing x.fxc").with_source(Wrap(io()));
+        assert_eq!(e.to_string(), "writing x.fxc: I/O error: no such file");
+        // A cause that quotes the root cause has said it all.
+        let e = CliError::bare("cannot reach the cluster: no such file").with_source(Wrap(io()));
+        assert_eq!(e.to_string(), "cannot reach the cluster: no such file");
+        assert!(std::error::Error::source(&e).is_some());
+        // A clause added after the line (deploy's rollback) stays last.
+        let mut e = CliError::bare("writing x.fxc").with_source(Wrap(io()));
+        e.cause = format!("{}; rolled back", e.line());
+        assert_eq!(
+            e.to_string(),
+            "writing x.fxc: I/O error: no such file; rolled back"
+        );
     }
 
     #[test]

@@ -1,7 +1,13 @@
-//! Colours only when a human is looking: a terminal, `NO_COLOR` unset
-//! (https://no-color.org) and `TERM` not `dumb`.
+//! How lines reach the terminal: colours only when a human is looking (a
+//! terminal, `NO_COLOR` unset (https://no-color.org) and `TERM` not
+//! `dumb`), and a closed pipe is not a failure.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+
+/// One line on stdout; a closed pipe (`| head`) is not worth a panic.
+pub fn say(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
 
 fn allowed() -> bool {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());

@@ -138,7 +138,7 @@ async fn run(
         node: node.clone(),
         hello,
     });
-    let mut last_heard_ns = crate::session::now_ns();
+    let mut last_heard_ns = crate::clock::now_ns();
     if let Some(reason) = pump(
         &node,
         conn,
@@ -185,7 +185,7 @@ async fn pump(
             }
             msg = conn.next() => {
                 heard = tokio::time::Instant::now();
-                *last_heard_ns = crate::session::now_ns();
+                *last_heard_ns = crate::clock::now_ns();
                 match msg {
                 Some(Ok(AgentMessage::Event { event })) => {
                     if feed.try_send(Feed::Event(Box::new(event))).is_err() {
@@ -277,7 +277,7 @@ mod tests {
             control_rx.recv().await,
             Some(Control::Connected { .. })
         ));
-        let before = crate::session::now_ns();
+        let before = crate::clock::now_ns();
         let started = tokio::time::Instant::now();
         match control_rx.recv().await {
             Some(Control::Lost {

@@ -27,13 +27,13 @@ pub struct CaptureArgs {
     pub session: SessionFlags,
 }
 
-pub async fn run(kube: KubeFlags, args: CaptureArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(kube: KubeFlags, args: CaptureArgs) -> Result<ExitCode, CliError> {
     if args.session.duration.is_none() {
         return Err(CliError::new(
             "capture needs --duration",
             "for example: kubectl fivexx capture -f out.fxc --duration 10m (or use trace --capture, which stops on Ctrl-C)",
         )
-        .into());
+        );
     }
     let client = KubeClient::connect(&kube).await?;
     let scope = args.scope.resolve(&client).await?;
@@ -43,5 +43,5 @@ pub async fn run(kube: KubeFlags, args: CaptureArgs) -> anyhow::Result<ExitCode>
         summary: None,
         capture: Some(args.file),
     };
-    Ok(session::run(&client, args.session.options(scope, show)).await?)
+    session::run(&client, args.session.options(scope, show)).await
 }

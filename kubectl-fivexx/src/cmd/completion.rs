@@ -4,6 +4,8 @@ use clap::{Args, CommandFactory, ValueEnum};
 use clap_complete::Shell;
 use std::process::ExitCode;
 
+use crate::error::CliError;
+
 pub const EXAMPLES: &str = "Examples:
   # bash, for this shell
   source <(kubectl fivexx completion bash)
@@ -28,7 +30,7 @@ pub struct CompletionArgs {
     pub shell: CompletionShell,
 }
 
-pub fn run<C: CommandFactory>(args: &CompletionArgs) -> anyhow::Result<ExitCode> {
+pub fn run<C: CommandFactory>(args: &CompletionArgs) -> Result<ExitCode, CliError> {
     let shell = match args.shell {
         CompletionShell::Bash => Shell::Bash,
         CompletionShell::Zsh => Shell::Zsh,

@@ -10,7 +10,7 @@ use std::fmt::Debug;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::agent;
 use crate::cmd::status;
+use crate::duration::FlagDuration;
 use crate::error::CliError;
 use crate::kube::{KubeClient, KubeFlags};
 use crate::manifests::{
@@ -53,11 +54,11 @@ pub struct DeployArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Output format for --dry-run.
-    #[arg(short = 'o', long = "output", value_parser = ["yaml", "json"], default_value = "yaml")]
-    pub output: String,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+    pub output: ManifestFormat,
     /// How long to wait for the agents to become ready.
     #[arg(long, value_name = "DURATION", default_value = "5m")]
-    pub timeout: String,
+    pub timeout: FlagDuration,
     /// Apply and return at once, without waiting for readiness.
     #[arg(long)]
     pub no_wait: bool,
@@ -67,7 +68,14 @@ pub struct DeployArgs {
 pub struct UndeployArgs {
     /// How long to wait for the API server to confirm the deletions.
     #[arg(long, value_name = "DURATION", default_value = "1m")]
-    pub timeout: String,
+    pub timeout: FlagDuration,
+}
+
+/// `-o` of `deploy --dry-run`: the manifests as kubectl would print them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ManifestFormat {
+    Yaml,
+    Json,
 }
 
 /// An object this deploy created (it did not exist before), to remove on
@@ -81,7 +89,7 @@ enum Created {
     DaemonSet,
 }
 
-pub async fn run(kube: KubeFlags, args: DeployArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(kube: KubeFlags, args: DeployArgs) -> Result<ExitCode, CliError> {
     let mut opts = RenderOptions {
         image: args.image.clone(),
         ..Default::default()
@@ -90,13 +98,12 @@ pub async fn run(kube: KubeFlags, args: DeployArgs) -> anyhow::Result<ExitCode> 
         opts.node_selector = parse_node_selector(sel)
             .map_err(|e| CliError::new(e.to_string(), "for example: --node-selector pool=web"))?;
     }
-    let timeout = crate::duration::parse(&args.timeout)
-        .map_err(|e| CliError::new(format!("--timeout: {e}"), "for example: --timeout 5m"))?;
+    let timeout = args.timeout.0;
     if args.dry_run {
-        let m = Manifests::render(&opts)?;
+        let m = render(&opts)?;
         print!(
             "{}",
-            if args.output == "json" {
+            if args.output == ManifestFormat::Json {
                 m.to_json()
             } else {
                 m.to_yaml()
@@ -135,7 +142,7 @@ pub async fn run(kube: KubeFlags, args: DeployArgs) -> anyhow::Result<ExitCode> 
             }
         }
     }
-    let manifests = Manifests::render(&opts)?;
+    let manifests = render(&opts)?;
     let mut created = Vec::new();
     let outcome = tokio::select! {
         r = apply_and_wait(&client, &manifests, &args, timeout, &mut created) => r,
@@ -149,13 +156,22 @@ pub async fn run(kube: KubeFlags, args: DeployArgs) -> anyhow::Result<ExitCode> 
         Err(e) => {
             let removed = rollback(&client, &created).await;
             let mut e = e;
+            // After the whole line, sources included: the rollback is
+            // said last, once the failure is.
             e.cause = format!(
                 "{}; removed the {removed} object(s) this deploy had created, nothing is left half-created",
-                e.cause
+                e.line()
             );
-            Err(e.into())
+            Err(e)
         }
     }
+}
+
+/// The embedded manifests are part of the build: one that does not parse
+/// is a bug, said as such rather than as a user's mistake.
+fn render(opts: &RenderOptions) -> Result<Manifests, CliError> {
+    Manifests::render(opts)
+        .map_err(|e| CliError::bare("cannot render the agent's manifests").with_source(e))
 }
 
 async fn apply_and_wait(
@@ -363,9 +379,8 @@ async fn rollback(client: &KubeClient, created: &[Created]) -> usize {
     n
 }
 
-pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> anyhow::Result<ExitCode> {
-    let timeout = crate::duration::parse(&args.timeout)
-        .map_err(|e| CliError::new(format!("--timeout: {e}"), "for example: --timeout 1m"))?;
+pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> Result<ExitCode, CliError> {
+    let timeout = args.timeout.0;
     let client = KubeClient::connect(&kube).await?;
     let c = &client.kube;
     let sel = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
@@ -440,8 +455,7 @@ pub async fn undeploy(kube: KubeFlags, args: UndeployArgs) -> anyhow::Result<Exi
             return Err(CliError::new(
                 "the agent DaemonSet is still there after undeploy",
                 "check finalizers: kubectl -n fivexx-system get daemonset fivexx-agent -o yaml",
-            )
-            .into());
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

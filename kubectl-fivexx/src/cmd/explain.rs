@@ -1,29 +1,40 @@
-//! `kubectl fivexx explain FILE`: offline analysis of a capture.
-//!
-//! Streams the capture through the same engine live `trace` uses, in
-//! bounded memory. A damaged or cut capture gives a partial report and a
-//! warning; a file nothing can be read from is an error (exit 1).
+//! `kubectl fivexx explain FILE`: offline analysis of a capture. Parses
+//! its flags into [`ReplayOptions`], replays the file through the same
+//! analysis live sessions use ([`session::replay`]) and prints the report
+//! as they do ([`session::render`]).
 
-use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
-use fivexx_core::analysis::{Analysis, AnalysisOptions, FilterSpec, Overrides, ReadSummary, When};
-use fivexx_core::capture::{CaptureReader, RecordRef};
-use fivexx_core::report::{parse_time, render_html, render_json, render_table, render_wide};
-use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::duration::FlagDuration;
+use clap::{Args, ValueEnum};
+use fivexx_core::analysis::{AnalysisOptions, FilterSpec, Overrides, When};
+use fivexx_core::report::parse_time;
 
+use crate::duration::FlagDuration;
+use crate::error::CliError;
+use crate::session::{self, ReplayOptions, ReportFormat};
+
+/// `-o` of `explain`: the report on the terminal, as JSON, or as a page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
+pub enum ExplainFormat {
     Table,
     Wide,
     Json,
     /// One self-contained page: the summary and a timeline of the pods
     /// with a dot per failed request (redirect to a file).
     Html,
+}
+
+impl From<ExplainFormat> for ReportFormat {
+    fn from(f: ExplainFormat) -> ReportFormat {
+        match f {
+            ExplainFormat::Table => ReportFormat::Table,
+            ExplainFormat::Wide => ReportFormat::Wide,
+            ExplainFormat::Json => ReportFormat::Json,
+            ExplainFormat::Html => ReportFormat::Html,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -33,14 +44,14 @@ pub struct ExplainArgs {
     pub file: PathBuf,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
-    pub output: Output,
+    pub output: ExplainFormat,
     /// Only failures at or after this time: RFC 3339, Unix seconds, or
     /// +DURATION from the capture's start (e.g. +2m).
-    #[arg(long, value_name = "TIME")]
-    pub since: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = parse_when)]
+    pub since: Option<When>,
     /// Only failures at or before this time (same forms as --since).
-    #[arg(long, value_name = "TIME")]
-    pub until: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = parse_when)]
+    pub until: Option<When>,
     /// Only failures of this workload: deploy/NAME, NS/deployment/NAME or NAME.
     #[arg(long, value_name = "WORKLOAD")]
     pub workload: Option<String>,
@@ -50,7 +61,7 @@ pub struct ExplainArgs {
     /// Tolerated clock skew between nodes and the API server (e.g. 2s,
     /// 500ms). Default: what the capture recorded (2s for captures before
     /// format 1.3).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_skew)]
     pub skew: Option<FlagDuration>,
     /// How long after a failure to wait for facts explaining it. Default:
     /// what the capture recorded (30s before format 1.3).
@@ -62,114 +73,63 @@ pub struct ExplainArgs {
     pub max_verdicts: Option<usize>,
 }
 
-/// Verdicts kept in full when `--max-verdicts` is not given.
-const DEFAULT_MAX_VERDICTS: usize = 1000;
-
 impl ExplainArgs {
-    fn max_verdicts(&self) -> usize {
-        match (self.max_verdicts, self.output) {
-            (Some(n), _) => n,
-            (None, Output::Html) => usize::MAX,
-            (None, _) => DEFAULT_MAX_VERDICTS,
+    fn options(&self) -> ReplayOptions {
+        ReplayOptions {
+            file: self.file.clone(),
+            analysis: AnalysisOptions {
+                overrides: Overrides {
+                    skew_ns: self.skew.map(FlagDuration::ns),
+                    lookahead_ns: self.lookahead.map(FlagDuration::ns),
+                },
+                filter: FilterSpec {
+                    since: self.since,
+                    until: self.until,
+                    workload: self.workload.clone(),
+                    pod: self.pod.clone(),
+                },
+                max_verdicts: self
+                    .max_verdicts
+                    .unwrap_or_else(|| session::verdicts_kept(self.output == ExplainFormat::Html)),
+            },
         }
     }
 }
 
 /// `--since`/`--until`: RFC 3339, Unix seconds, or `+DURATION` from the
 /// capture's start (resolved by the analysis once the header is read).
-fn parse_when(s: &str, flag: &str) -> Result<When> {
-    if let Some(rel) = s.strip_prefix('+') {
-        let d: FlagDuration = rel.parse().with_context(|| format!("--{flag}"))?;
-        return Ok(When::AfterStart(d.ns()));
+fn parse_when(s: &str) -> Result<When, String> {
+    match s.strip_prefix('+') {
+        Some(rel) => rel
+            .parse::<FlagDuration>()
+            .map(|d| When::AfterStart(d.ns()))
+            .map_err(|e| e.to_string()),
+        None => parse_time(s).map(When::At),
     }
-    parse_time(s)
-        .map(When::At)
-        .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
 }
 
-fn options(args: &ExplainArgs) -> Result<AnalysisOptions> {
-    if let Some(s) = args.skew.filter(|s| s.ns() > 3_600_000_000_000) {
-        bail!(
-            "--skew {:?}: at most 1h; clocks further apart cannot be joined",
-            s.0
-        );
+/// Clocks further apart than an hour are not one incident's clocks: a
+/// join that wide would pair unrelated facts.
+fn parse_skew(s: &str) -> Result<FlagDuration, String> {
+    let d = s.parse::<FlagDuration>().map_err(|e| e.to_string())?;
+    if d.0 > std::time::Duration::from_secs(3600) {
+        return Err("at most 1h; clocks further apart cannot be joined".into());
     }
-    let when = |v: &Option<String>, flag| v.as_deref().map(|s| parse_when(s, flag)).transpose();
-    Ok(AnalysisOptions {
-        overrides: Overrides {
-            skew_ns: args.skew.map(FlagDuration::ns),
-            lookahead_ns: args.lookahead.map(FlagDuration::ns),
-        },
-        filter: FilterSpec {
-            since: when(&args.since, "since")?,
-            until: when(&args.until, "until")?,
-            workload: args.workload.clone(),
-            pod: args.pod.clone(),
-        },
-        max_verdicts: args.max_verdicts(),
-    })
+    Ok(d)
 }
 
-pub fn run(args: &ExplainArgs) -> Result<ExitCode> {
-    let mut analysis = Analysis::new(options(args)?);
-    let name = args.file.display().to_string();
-    let file = File::open(&args.file).with_context(|| format!("cannot open {name}"))?;
-    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        bail!("{name} is a directory, not a capture file");
+pub fn run(args: &ExplainArgs) -> Result<ExitCode, CliError> {
+    let replay = session::replay(args.options())?;
+    for w in &replay.warnings {
+        eprintln!("warning: {w}");
     }
-    let mut reader = CaptureReader::new(BufReader::with_capacity(256 * 1024, file))
-        .with_context(|| name.clone())?;
-    let (major, minor) = reader.version();
-    analysis.set_format_version(major, minor);
-    // Facts are read by reference into a buffer the reader reuses: no
-    // allocation per fact.
-    while let Some(record) = reader
-        .next_ref()
-        .with_context(|| format!("reading {name}"))?
-    {
-        match record {
-            RecordRef::Fact(f) => analysis.push_fact(f, &mut |_| {}),
-            RecordRef::Other(r) => analysis.push_record(&r, &mut |_| {}),
-        }?;
-    }
-    let stats = reader.stats().clone();
-    if stats.records == 0 {
-        let why = reader
-            .problems()
-            .first()
-            .map_or("it holds no records".to_string(), |p| p.to_string());
-        bail!("{name}: nothing could be read: {why}");
-    }
-    let problems: Vec<String> = reader.problems().iter().map(|p| p.to_string()).collect();
-    for p in &problems {
-        eprintln!("warning: {name}: {p}");
-    }
-    if stats.problems > 0 {
-        eprintln!(
-            "warning: {name}: partial result: {} records read, {} problems",
-            stats.records, stats.problems
-        );
-    }
-    let report = analysis.finish(
-        ReadSummary {
-            complete: stats.is_complete(),
-            problems,
-            problem_count: stats.problems,
-        },
-        &mut |_| {},
-    );
-    let text = match args.output {
-        Output::Table => render_table(&report),
-        Output::Wide => render_wide(&report),
-        Output::Json => render_json(&report) + "\n",
-        Output::Html => render_html(&report),
-    };
+    let text = session::render(&replay.report, args.output.into());
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         // `| head` closed the pipe: not an error worth a message.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
-        Err(e) => Err(e).context("writing the report"),
+        Err(e) => Err(CliError::bare("writing the report").with_source(e)),
     }
 }
 
@@ -177,35 +137,49 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode> {
 mod tests {
     use super::*;
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ExplainArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<ExplainArgs, clap::Error> {
+        let cli: Cli = clap::Parser::try_parse_from(["explain", "capture.fxc"].iter().chain(argv))?;
+        Ok(cli.args)
+    }
+
     #[test]
     fn relative_times_wait_for_the_header() {
+        assert_eq!(parse_when("+1s").unwrap(), When::AfterStart(1_000_000_000));
         assert_eq!(
-            parse_when("+1s", "since").unwrap(),
-            When::AfterStart(1_000_000_000)
-        );
-        assert_eq!(
-            parse_when("+1m30s", "since").unwrap(),
+            parse_when("+1m30s").unwrap(),
             When::AfterStart(90_000_000_000)
         );
-        assert!(parse_when("noon", "since").is_err());
-        assert!(parse_when("+soon", "until").is_err());
+        assert!(parse_when("noon").is_err());
+        assert!(parse_when("+soon").is_err());
+    }
+
+    #[test]
+    fn times_and_skews_are_checked_by_the_parser() {
+        let args = parse(&["--since", "+2m", "--until", "1700000000"]).unwrap();
+        assert_eq!(args.since, Some(When::AfterStart(120_000_000_000)));
+        assert_eq!(args.until, Some(When::At(1_700_000_000_000_000_000)));
+        for bad in [
+            &["--since", "yesterday"][..],
+            &["--until", "+soon"],
+            &["--skew", "2h"],
+        ] {
+            let e = parse(bad).err().unwrap();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad:?}");
+        }
     }
 
     #[test]
     fn html_keeps_every_verdict_unless_told() {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: ExplainArgs,
-        }
-        let max = |argv: &[&str]| {
-            let cli: Cli =
-                clap::Parser::try_parse_from(["explain", "capture.fxc"].iter().chain(argv))
-                    .unwrap();
-            cli.args.max_verdicts()
-        };
-        assert_eq!(max(&[]), DEFAULT_MAX_VERDICTS);
-        assert_eq!(max(&["-o", "json"]), DEFAULT_MAX_VERDICTS);
+        let max = |argv: &[&str]| parse(argv).unwrap().options().analysis.max_verdicts;
+        let default = AnalysisOptions::default().max_verdicts;
+        assert_eq!(max(&[]), default);
+        assert_eq!(max(&["-o", "json"]), default);
         assert_eq!(max(&["-o", "html"]), usize::MAX);
         assert_eq!(max(&["-o", "html", "--max-verdicts", "7"]), 7);
     }

@@ -12,15 +12,18 @@ pub mod version;
 
 use std::process::ExitCode;
 
+use crate::error::CliError;
+
 /// Runs a cluster command on a small runtime: the plugin waits on the
 /// network, two worker threads are plenty.
 pub fn run_async(
-    fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
-) -> anyhow::Result<ExitCode> {
+    fut: impl std::future::Future<Output = Result<ExitCode, CliError>>,
+) -> Result<ExitCode, CliError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(|e| CliError::bare("cannot start the async runtime").with_source(e))?;
     let out = rt.block_on(fut);
     // Port-forwards and watches are not awaited on exit.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));

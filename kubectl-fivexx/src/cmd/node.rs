@@ -30,7 +30,7 @@ pub struct NodeArgs {
     pub session: SessionFlags,
 }
 
-pub async fn run(kube: KubeFlags, args: NodeArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(kube: KubeFlags, args: NodeArgs) -> Result<ExitCode, CliError> {
     let client = KubeClient::connect(&kube).await?;
     let nodes: Api<Node> = Api::all(client.kube.clone());
     let node = client
@@ -45,5 +45,5 @@ pub async fn run(kube: KubeFlags, args: NodeArgs) -> anyhow::Result<ExitCode> {
     print!("{}", node_context(&client, &node).await?);
     let target = Target::Node(args.node.clone());
     let scope = target::resolve(&client, &target, true, Default::default()).await?;
-    Ok(session::run(&client, args.out.options(&args.session, scope)).await?)
+    session::run(&client, args.out.options(&args.session, scope)).await
 }

@@ -9,10 +9,11 @@ use crate::duration::FlagDuration;
 use crate::error::CliError;
 use crate::kube::target::{self, Scope, Target};
 use crate::kube::KubeClient;
-use crate::session::{SessionOptions, SummaryFormat};
+use crate::session::{ReportFormat, SessionOptions};
 
+/// `-o` of an interactive session: its summary's format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
+pub enum LiveFormat {
     Table,
     Wide,
     Json,
@@ -36,7 +37,7 @@ pub struct LiveOutputArgs {
     pub html: Option<PathBuf>,
     /// Summary format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
-    pub output: Output,
+    pub output: LiveFormat,
 }
 
 impl LiveOutputArgs {
@@ -59,13 +60,13 @@ impl LiveOutputArgs {
     }
 }
 
-impl From<Output> for SummaryFormat {
-    fn from(o: Output) -> SummaryFormat {
+impl From<LiveFormat> for ReportFormat {
+    fn from(o: LiveFormat) -> ReportFormat {
         match o {
-            Output::Table => SummaryFormat::Table,
-            Output::Wide => SummaryFormat::Wide,
-            Output::Json => SummaryFormat::Json,
-            Output::Yaml => SummaryFormat::Yaml,
+            LiveFormat::Table => ReportFormat::Table,
+            LiveFormat::Wide => ReportFormat::Wide,
+            LiveFormat::Json => ReportFormat::Json,
+            LiveFormat::Yaml => ReportFormat::Yaml,
         }
     }
 }
@@ -111,7 +112,7 @@ pub struct Show {
     pub lines: bool,
     /// A progress line on stderr (capture).
     pub progress: bool,
-    pub summary: Option<Output>,
+    pub summary: Option<LiveFormat>,
     pub capture: Option<PathBuf>,
 }
 
@@ -129,7 +130,7 @@ impl SessionFlags {
             lines: show.lines,
             events: false,
             progress: show.progress,
-            summary: show.summary.map(SummaryFormat::from),
+            summary: show.summary.map(ReportFormat::from),
             capture: show.capture,
             html: None,
         }

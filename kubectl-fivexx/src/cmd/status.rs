@@ -11,7 +11,7 @@ use fivexx_core::protocol::{AgentMessage, AgentStats, StreamFilter};
 use serde::Serialize;
 
 use crate::agent::{self, AgentConn, AgentPod, Hello};
-use crate::error::CliError;
+use crate::error::{CliError, Source};
 use crate::kube::{KubeClient, KubeFlags};
 use crate::style::Painter;
 
@@ -20,8 +20,9 @@ pub const EXAMPLES: &str = "Examples:
   kubectl fivexx status -o wide
   kubectl fivexx status -o json --context prod";
 
+/// `-o` of `status`: the agents' table or its records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
+pub enum StatusFormat {
     Table,
     Wide,
     Json,
@@ -32,7 +33,7 @@ pub enum Output {
 pub struct StatusArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
-    pub output: Output,
+    pub output: StatusFormat,
 }
 
 /// One agent's answer (or why there was none).
@@ -142,7 +143,7 @@ pub async fn probe_all(client: &KubeClient, agents: &[AgentPod]) -> Vec<AgentSta
     futures::future::join_all(agents.iter().map(|a| probe(client, a))).await
 }
 
-pub async fn run(kube: KubeFlags, args: StatusArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(kube: KubeFlags, args: StatusArgs) -> Result<ExitCode, CliError> {
     let client = KubeClient::connect(&kube).await?;
     let agents = agent::agent_pods(&client).await?;
     if agents.is_empty() {
@@ -150,18 +151,21 @@ pub async fn run(kube: KubeFlags, args: StatusArgs) -> anyhow::Result<ExitCode> 
             "the fivexx agent DaemonSet exists but has no pods on any node",
             "check `kubectl -n fivexx-system describe daemonset fivexx-agent` (node selector, taints, image pulls)",
         )
-        .into());
+        );
     }
     let statuses = probe_all(&client, &agents).await;
     let text = match args.output {
-        Output::Table => render_table(&statuses, false, Painter::stdout()),
-        Output::Wide => render_table(&statuses, true, Painter::stdout()),
-        Output::Json => serde_json::to_string_pretty(&statuses)? + "\n",
-        Output::Yaml => serde_yaml::to_string(&statuses)?,
+        StatusFormat::Table => render_table(&statuses, false, Painter::stdout()),
+        StatusFormat::Wide => render_table(&statuses, true, Painter::stdout()),
+        StatusFormat::Json => serde_json::to_string_pretty(&statuses).map_err(not_encoded)? + "\n",
+        StatusFormat::Yaml => serde_yaml::to_string(&statuses).map_err(not_encoded)?,
     };
     print!("{text}");
     if let Some(s) = statuses.iter().find(|s| s.compatible == Some(false)) {
-        return Err(agent::skew_error(&s.node, s.agent_version.as_deref().unwrap_or("?")).into());
+        return Err(agent::skew_error(
+            &s.node,
+            s.agent_version.as_deref().unwrap_or("?"),
+        ));
     }
     if let Some(s) = statuses.iter().find(|s| s.error.is_some()) {
         return Err(CliError::new(
@@ -171,10 +175,13 @@ pub async fn run(kube: KubeFlags, args: StatusArgs) -> anyhow::Result<ExitCode> 
                 s.error.as_deref().unwrap_or_default()
             ),
             format!("check `kubectl -n fivexx-system logs {}`", s.pod),
-        )
-        .into());
+        ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn not_encoded(e: impl Into<Source>) -> CliError {
+    CliError::bare("cannot encode the agents' status").with_source(e)
 }
 
 /// kubectl-style columns.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::session_flags::{LiveOutputArgs, ScopeArgs, SessionFlags};
+use crate::error::CliError;
 use crate::kube::{KubeClient, KubeFlags};
 use crate::session;
 
@@ -37,8 +38,8 @@ pub struct TraceArgs {
     pub session: SessionFlags,
 }
 
-pub async fn run(kube: KubeFlags, args: TraceArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(kube: KubeFlags, args: TraceArgs) -> Result<ExitCode, CliError> {
     let client = KubeClient::connect(&kube).await?;
     let scope = args.scope.resolve(&client).await?;
-    Ok(session::run(&client, args.out.options(&args.session, scope)).await?)
+    session::run(&client, args.out.options(&args.session, scope)).await
 }

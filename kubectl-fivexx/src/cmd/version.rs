@@ -3,11 +3,12 @@
 
 use std::process::ExitCode;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::agent;
 use crate::cmd::status;
+use crate::error::CliError;
 use crate::kube::{KubeClient, KubeFlags};
 
 pub const EXAMPLES: &str = "Examples:
@@ -21,8 +22,15 @@ pub struct VersionArgs {
     #[arg(long)]
     pub client: bool,
     /// Output format: text or json.
-    #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
-    pub output: String,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: VersionFormat,
+}
+
+/// `-o` of `version`: kubectl's lines, or one JSON document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum VersionFormat {
+    Text,
+    Json,
 }
 
 #[derive(Serialize)]
@@ -39,10 +47,15 @@ struct AgentVersion {
     error: Option<String>,
 }
 
-pub async fn run(kube: KubeFlags, args: VersionArgs) -> anyhow::Result<ExitCode> {
+fn json_of(v: &Versions) -> Result<String, CliError> {
+    serde_json::to_string_pretty(v)
+        .map_err(|e| CliError::bare("cannot encode the versions").with_source(e))
+}
+
+pub async fn run(kube: KubeFlags, args: VersionArgs) -> Result<ExitCode, CliError> {
     let client = env!("CARGO_PKG_VERSION").to_string();
     let protocol = fivexx_core::protocol::PROTOCOL_VERSION;
-    let json = args.output == "json";
+    let json = args.output == VersionFormat::Json;
     if !json {
         println!("Client Version: {client} (agent protocol {protocol})");
     }
@@ -53,7 +66,7 @@ pub async fn run(kube: KubeFlags, args: VersionArgs) -> anyhow::Result<ExitCode>
     };
     if args.client {
         if json {
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            println!("{}", json_of(&v)?);
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -75,10 +88,13 @@ pub async fn run(kube: KubeFlags, args: VersionArgs) -> anyhow::Result<ExitCode>
         });
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", json_of(&v)?);
     }
     if let Some(s) = statuses.iter().find(|s| s.compatible == Some(false)) {
-        return Err(agent::skew_error(&s.node, s.agent_version.as_deref().unwrap_or("?")).into());
+        return Err(agent::skew_error(
+            &s.node,
+            s.agent_version.as_deref().unwrap_or("?"),
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

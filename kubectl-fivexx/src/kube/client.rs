@@ -12,7 +12,7 @@ use clap::Args;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 
 use crate::duration::FlagDuration;
-use crate::error::{classify, CliError, Op};
+use crate::error::{from_kube, CliError, Op};
 
 /// The kubectl connection flags every cluster command takes.
 #[derive(Args, Debug, Clone)]
@@ -66,7 +66,7 @@ impl KubeClient {
                 Err(e) => Err(e),
             },
         }
-        .map_err(|e| kubeconfig_error(&e, flags))?;
+        .map_err(|e| kubeconfig_error(e, flags))?;
         let (mut config, context) = match kubeconfig {
             Some(kc) => {
                 let context = flags
@@ -94,15 +94,16 @@ impl KubeClient {
                 };
                 let cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
                     .await
-                    .map_err(|e| kubeconfig_error(&e, flags))?;
+                    .map_err(|e| kubeconfig_error(e, flags))?;
                 (cfg, context)
             }
             None => (
                 kube::Config::incluster().map_err(|e| {
                     CliError::new(
-                        format!("no kubeconfig and the in-cluster configuration failed: {e}"),
+                        "no kubeconfig and the in-cluster configuration failed",
                         "pass --kubeconfig FILE or set KUBECONFIG",
                     )
+                    .with_source(e)
                 })?,
                 "in-cluster".to_string(),
             ),
@@ -117,9 +118,10 @@ impl KubeClient {
             .unwrap_or_else(|| config.default_namespace.clone());
         let client = kube::Client::try_from(config).map_err(|e| {
             CliError::new(
-                format!("cannot build a client for {server}: {e}"),
+                format!("cannot build a client for {server}"),
                 "check the cluster's certificate-authority and the user's credentials in the kubeconfig",
             )
+            .with_source(e)
         })?;
         Ok(KubeClient {
             kube: client,
@@ -159,7 +161,7 @@ impl KubeClient {
             },
             None => fut.await,
         };
-        res.map_err(|e| classify(&e, &op, &self.server))
+        res.map_err(|e| from_kube(e, &op, &self.server))
     }
 
     /// Like [`KubeClient::call`], but a 404 is `Ok(None)`.
@@ -184,7 +186,7 @@ impl KubeClient {
     }
 }
 
-fn kubeconfig_error(e: &KubeconfigError, flags: &KubeFlags) -> CliError {
+fn kubeconfig_error(e: KubeconfigError, flags: &KubeFlags) -> CliError {
     match e {
         KubeconfigError::LoadContext(name) | KubeconfigError::LoadClusterOfContext(name) => {
             CliError::new(
@@ -201,16 +203,15 @@ fn kubeconfig_error(e: &KubeconfigError, flags: &KubeFlags) -> CliError {
             "pass --kubeconfig FILE or set KUBECONFIG",
         ),
         KubeconfigError::ReadConfig(io, path) => CliError::new(
-            format!("cannot read kubeconfig {}: {io}", path.display()),
+            format!("cannot read kubeconfig {}", path.display()),
             if flags.kubeconfig.is_some() {
                 "check the --kubeconfig path"
             } else {
                 "check $KUBECONFIG, or pass --kubeconfig FILE"
             },
-        ),
-        other => CliError::new(
-            format!("unusable kubeconfig: {other}"),
-            "check it with `kubectl config view`",
-        ),
+        )
+        .with_source(io),
+        other => CliError::new("unusable kubeconfig", "check it with `kubectl config view`")
+            .with_source(other),
     }
 }

@@ -7,10 +7,11 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use fivexx_core::report::{render_html, render_json, render_table, render_wide, Report};
+use fivexx_core::report::Report;
 
-use super::live::{now_ns, Session};
-use super::SummaryFormat;
+use super::live::Session;
+use super::render::{render, ReportFormat};
+use crate::clock::now_ns;
 use crate::error::CliError;
 use crate::manifests::AGENT_NAMESPACE;
 
@@ -71,7 +72,7 @@ impl Session<'_> {
             return Err(err);
         }
         if let Some(format) = opts.summary {
-            print!("\n{}", summary(&report, format));
+            print!("\n{}", render(&report, format));
         }
         let html = opts.html.as_deref().map(|p| write_html(&report, p));
         eprintln!(
@@ -109,23 +110,12 @@ impl Session<'_> {
 
 /// `--html FILE`: the report as one self-contained page.
 fn write_html(report: &Report, path: &Path) -> Result<String, CliError> {
-    std::fs::write(path, render_html(report)).map_err(|e| {
+    std::fs::write(path, render(report, ReportFormat::Html)).map_err(|e| {
         CliError::new(
-            format!("cannot write {}: {e}", path.display()),
+            format!("cannot write {}", path.display()),
             "check the path and its directory; the summary above is complete",
         )
+        .with_source(e)
     })?;
     Ok(format!("html: the report written to {}", path.display()))
-}
-
-fn summary(report: &Report, format: SummaryFormat) -> String {
-    match format {
-        SummaryFormat::Table => render_table(report),
-        SummaryFormat::Wide => render_wide(report),
-        SummaryFormat::Json => render_json(report) + "\n",
-        SummaryFormat::Yaml => serde_json::from_str::<serde_json::Value>(&render_json(report))
-            .ok()
-            .and_then(|v| serde_yaml::to_string(&v).ok())
-            .unwrap_or_default(),
-    }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,20 +23,21 @@ use fivexx_core::Fact;
 
 use super::agents::{Agents, Ensured};
 use super::dedup::Dedup;
+use super::event_lines::kernel_line;
 use super::incident::IncidentView;
 use super::interest::{pod_node, Interest};
-use super::lines::kernel_line;
+use super::options::SessionOptions;
 use super::progress::{Counts, Progress};
 use super::proxies::{adopted_line, new_proxy, pod_name};
-use super::SessionOptions;
 use crate::agent::skew_error;
 use crate::agent::subscription::{Control, Feed};
+use crate::clock::now_ns;
 use crate::error::CliError;
 use crate::kube::proxy_logs::{self, LogFollowers, LogInput, LogTally, ProxyPod};
 use crate::kube::timeline::Timeline;
 use crate::kube::watch::{fatal_watch_error, KubeInput, PROXY_WATCH};
 use crate::kube::KubeClient;
-use crate::style::Painter;
+use crate::style::{say, Painter};
 
 /// What the session starts with (see [`super::run`]).
 pub struct State {
@@ -389,12 +390,7 @@ impl<'a> Session<'a> {
         };
         for f in self.facts.drain(..) {
             if let Err(e) = self.state.recorder.fact(&f, &mut seen) {
-                let path = self
-                    .opts
-                    .capture
-                    .as_deref()
-                    .unwrap_or(std::path::Path::new("-"));
-                self.fatal = Some(CliError::bare(format!("writing {}: {e}", path.display())));
+                self.fatal = Some(self.opts.capture_error(e));
             }
         }
         if let Some(view) = &mut self.view {
@@ -403,20 +399,9 @@ impl<'a> Session<'a> {
     }
 }
 
-/// One line on stdout; a closed pipe (`| head`) is not worth a panic.
-pub(super) fn say(line: &str) {
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
-}
-
 async fn until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }

@@ -1,36 +1,39 @@
-//! The live session behind `trace`, `capture` and `node`: it finds the
-//! pods and proxies in scope, keeps one stream per node's agent (widened
-//! in place as pods appear), watches the Kubernetes side, and hands every
-//! fact and drops record to one [`Recorder`], which writes the capture
-//! and feeds the same record to the analysis. Live verdicts and the
-//! capture's replay (`explain FILE`) therefore agree by construction.
+//! The sessions that feed fivexx-core's one analysis path: the live one
+//! behind `trace`, `capture` and `node`, and the replay of a capture
+//! behind `explain FILE` ([`replay`]); both print the report through
+//! [`render`].
+//!
+//! The live session finds the pods and proxies in scope, keeps one stream
+//! per node's agent (widened in place as pods appear), watches the
+//! Kubernetes side, and hands every fact and drops record to one
+//! [`Recorder`], which writes the capture and feeds the same record to the
+//! analysis. Live verdicts and the capture's replay therefore agree by
+//! construction.
 //!
 //! Memory is bounded on both sides: the streams push into one bounded
 //! queue with `try_send` (a slow terminal drops and counts, it never
 //! stalls the port-forward nor the agent), the agents count what a slow
 //! client missed, and the engine windows its state.
 //!
-//! The session knows nothing of the command line: `cmd/` builds
-//! [`SessionOptions`].
+//! The sessions know nothing of the command line: `cmd/` builds
+//! [`SessionOptions`] and [`ReplayOptions`].
 
 mod agents;
-mod bursts;
 mod dedup;
+mod event_lines;
 mod finish;
 mod incident;
 mod interest;
-mod lines;
 mod live;
+mod options;
 mod progress;
 mod proxies;
-
-pub(crate) use live::now_ns;
+mod render;
+mod replay;
 
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
@@ -41,6 +44,7 @@ use fivexx_core::capture::{CaptureHeader, EngineSettings};
 
 use crate::agent::subscription::Sinks;
 use crate::agent::{agent_pods, Hello};
+use crate::clock::now_ns;
 use crate::error::CliError;
 use crate::kube::proxy_logs::{LogFollowers, LogTally};
 use crate::kube::target::Scope;
@@ -49,49 +53,9 @@ use agents::{Agents, Ensured};
 use interest::Interest;
 
 pub use live::Session;
-
-/// How the summary is printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SummaryFormat {
-    Table,
-    Wide,
-    Json,
-    Yaml,
-}
-
-/// Everything a session needs, decided before it starts.
-pub struct SessionOptions {
-    pub scope: Scope,
-    /// Stop after this long; `None`: on Ctrl-C.
-    pub duration: Option<Duration>,
-    pub skew_ns: i64,
-    pub lookahead_ns: i64,
-    /// Kernel facts buffered between the agents and the session.
-    pub queue: usize,
-    /// Ask the agents to peek at the proxies' HTTP status lines.
-    pub http_peek: bool,
-    /// Follow the proxies' access logs (nginx, Envoy, HAProxy).
-    pub proxy_logs: bool,
-    /// The live incident view (trace, node): one line per burst of
-    /// failed requests on stdout, the open ones in place on a terminal.
-    pub lines: bool,
-    /// Also one line per kernel fact and 5xx proxy-log line on stdout
-    /// (`--events`).
-    pub events: bool,
-    /// A progress line on stderr (capture).
-    pub progress: bool,
-    pub summary: Option<SummaryFormat>,
-    pub capture: Option<PathBuf>,
-    /// At the end, the report as one HTML page in this file (`--html`).
-    pub html: Option<PathBuf>,
-}
-
-impl SessionOptions {
-    /// Whether the session talks on stderr as it goes.
-    fn chatty(&self) -> bool {
-        self.lines || self.progress
-    }
-}
+pub use options::SessionOptions;
+pub use render::{render, verdicts_kept, ReportFormat};
+pub use replay::{replay, ReplayOptions};
 
 /// Runs one session to its end (the duration, Ctrl-C, or a fatal error)
 /// and prints its summary.
@@ -141,7 +105,7 @@ pub async fn run(client: &KubeClient, opts: SessionOptions) -> Result<ExitCode, 
         );
     }
 
-    let start_ns = live::now_ns();
+    let start_ns = now_ns();
     let tally = LogTally::new(if opts.proxy_logs {
         found.log_pods.len()
     } else {
@@ -226,24 +190,16 @@ fn open_recorder(
     let file = match &opts.capture {
         Some(path) => Some(BufWriter::new(File::create(path).map_err(|e| {
             CliError::new(
-                format!("cannot create {}: {e}", path.display()),
+                format!("cannot create {}", path.display()),
                 "check the path and its directory",
             )
+            .with_source(e)
         })?)),
         None => None,
     };
-    // A page with a dot per failed request keeps every verdict; the
-    // terminal's summary and JSON keep the first 1000, as `explain` does.
     let analysis = AnalysisOptions {
-        max_verdicts: if opts.html.is_some() {
-            usize::MAX
-        } else {
-            AnalysisOptions::default().max_verdicts
-        },
+        max_verdicts: verdicts_kept(opts.html.is_some()),
         ..AnalysisOptions::default()
     };
-    Recorder::new(header, file, analysis).map_err(|e| {
-        let path = opts.capture.as_deref().unwrap_or(std::path::Path::new("-"));
-        CliError::bare(format!("writing {}: {e}", path.display()))
-    })
+    Recorder::new(header, file, analysis).map_err(|e| opts.capture_error(e))
 }

@@ -1,9 +1,10 @@
 //! The live view's unit: a burst, the failed requests of one workload,
-//! pod, cause and proxy that came close together (the engine numbers
-//! them, `fivexx_core::explain::burst`). Verdicts are folded into their
-//! burst here; a burst closes once the session has explained everything
-//! up to well past its last failure, and is then printed once, with its
-//! fix and its next command. Pure: no terminal, no clock.
+//! pod, cause and proxy that came close together. The engine numbers
+//! bursts (`fivexx_core::explain::burst`); this is the view's tally of
+//! each: verdicts are folded into their burst here; a burst closes once
+//! the session has explained everything up to well past its last
+//! failure, and is then printed once, with its fix and its next command.
+//! Pure: no terminal, no clock (the drawing is the parent module's).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;

@@ -6,6 +6,9 @@
 //! On a pipe nothing is drawn in place: a burst's lines are printed when
 //! it closes. stdout holds only the requested output (closed bursts,
 //! `--events` lines, the summary), so `trace | tee` stays readable.
+//!
+//! What a burst has counted and how its line reads is [`tally`]'s; this
+//! module only draws.
 
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
@@ -15,13 +18,14 @@ use std::time::Duration;
 use fivexx_core::explain::Verdict;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-#[cfg(test)]
-use super::bursts::CLOSE_MARGIN_NS;
-use super::bursts::{join, Burst, Bursts, Part};
-use super::live::say;
-use crate::style::Painter;
+mod tally;
+
+use crate::style::{say, Painter};
 #[cfg(test)]
 use fivexx_core::explain::burst::BURST_GAP_NS;
+#[cfg(test)]
+use tally::CLOSE_MARGIN_NS;
+use tally::{join, Burst, Bursts, Part};
 
 /// The session's bursts and how they are shown.
 pub struct IncidentView {
@@ -204,7 +208,7 @@ impl Bars {
 
 #[cfg(test)]
 mod tests {
-    use super::super::bursts::tests::{answer, fix, S, T0};
+    use super::tally::tests::{answer, fix, S, T0};
     use super::*;
     use fivexx_core::explain::NextStep;
 

@@ -1,7 +1,7 @@
 //! What `--events` prints on stdout: one line per kernel fact, rendered
-//! by fivexx-core (the agent prints the same event lines), coloured here.
-//! The verdicts are not printed one by one: the incident view folds them
-//! into bursts (`incident.rs`).
+//! by fivexx-core's `report::lines` (the agent prints the same event
+//! lines), coloured here. The verdicts are not printed one by one: the
+//! incident view folds them into bursts ([`super::incident`]).
 
 use fivexx_core::report::{event_line, is_failure, LineLayout};
 use fivexx_core::KernelEvent;
