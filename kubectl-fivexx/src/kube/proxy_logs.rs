@@ -22,6 +22,7 @@
 use std::time::Duration;
 
 use fivexx_core::model::{Fact, ProxyLogFact};
+use fivexx_core::proxylog::formats::Gateway;
 use fivexx_core::proxylog::{parse_line, LogFormat, ProxyKind, ProxyLogError};
 use futures::AsyncBufReadExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -46,24 +47,13 @@ pub struct ProxyPod {
     pub kind: ProxyKind,
 }
 
-/// Label keys that name the proxy.
-const NAME_KEYS: [&str; 2] = ["app.kubernetes.io/name", "app"];
-
 impl ProxyPod {
-    /// The pod as a followed proxy, if its labels name one whose log format
-    /// is parsed, with the container that writes its access log:
-    /// - Envoy: Envoy Gateway (`gateway.envoyproxy.io/owning-gateway-name`,
-    ///   container `envoy`), Istio (`istio=ingressgateway`, or a Gateway
-    ///   API pod with container `istio-proxy`), Contour (`app=envoy`,
-    ///   `app.kubernetes.io/component=envoy`, container `envoy`);
-    /// - HAProxy: haproxytech's Kubernetes Ingress (`app.kubernetes.io/name=
-    ///   kubernetes-ingress`, container `kubernetes-ingress-controller`,
-    ///   where HAProxy itself runs), jcmoraisjr's `haproxy-ingress`;
-    /// - nginx: ingress-nginx, NGINX Inc.'s `nginx-ingress`, NGINX Gateway
-    ///   Fabric (container `nginx`).
-    ///
-    /// Traefik and Kong log in formats this parser does not read: their
-    /// pods are traced and peeked, not followed.
+    /// The pod as a followed proxy, if its labels name a gateway product of
+    /// the registry ([`fivexx_core::proxylog::formats::GATEWAYS`]: Envoy
+    /// Gateway, Istio, Contour, Gateway API data planes, the HAProxy and
+    /// nginx ingress controllers), with the container that writes its
+    /// access log. Traefik and Kong log in formats this parser does not
+    /// read: their pods are traced and peeked, not followed.
     pub fn of(pod: &Pod) -> Option<ProxyPod> {
         let m = &pod.metadata;
         let labels = m.labels.as_ref()?;
@@ -71,78 +61,13 @@ impl ProxyPod {
         let containers: Vec<&str> = spec
             .map(|s| s.containers.iter().map(|c| c.name.as_str()).collect())
             .unwrap_or_default();
-        let named = |want: &[&str]| {
-            NAME_KEYS
-                .iter()
-                .filter_map(|k| labels.get(*k))
-                .any(|v| want.iter().any(|w| v == w))
-        };
-        let has = |c: &str| containers.contains(&c);
-        let gateway_api = labels.contains_key("gateway.networking.k8s.io/gateway-name");
-        let (kind, preferred): (ProxyKind, &[&str]) = if named(&["traefik", "kong"]) {
-            return None;
-        } else if labels.contains_key("gateway.envoyproxy.io/owning-gateway-name")
-            || labels
-                .get("app.kubernetes.io/managed-by")
-                .map(String::as_str)
-                == Some("envoy-gateway")
-            || labels.get("istio").map(String::as_str) == Some("ingressgateway")
-            || labels
-                .get("app.kubernetes.io/component")
-                .map(String::as_str)
-                == Some("envoy")
-            || named(&["envoy", "istio-ingressgateway"])
-            || (gateway_api && (has("envoy") || has("istio-proxy")))
-        {
-            (ProxyKind::Envoy, &["envoy", "istio-proxy"])
-        } else if named(&["kubernetes-ingress", "haproxy-ingress"]) {
-            (
-                ProxyKind::Haproxy,
-                &[
-                    "kubernetes-ingress-controller",
-                    "haproxy-ingress",
-                    "haproxy",
-                ],
-            )
-        } else if named(&[
-            "ingress-nginx",
-            "nginx-ingress",
-            "nginx-gateway",
-            "nginx-gateway-fabric",
-        ]) || (gateway_api && has("nginx"))
-            || NAME_KEYS
-                .iter()
-                .filter_map(|k| labels.get(*k))
-                .any(|v| v.contains("nginx") && (v.contains("ingress") || v.contains("gateway")))
-        {
-            (ProxyKind::Nginx, &["controller", "nginx"])
-        } else {
-            return None;
-        };
-        let container = if containers.len() > 1 {
-            let pick = preferred
-                .iter()
-                .find(|p| has(p))
-                .copied()
-                .or_else(|| {
-                    let word = match kind {
-                        ProxyKind::Envoy => "envoy",
-                        ProxyKind::Haproxy => "haproxy",
-                        ProxyKind::Nginx => "nginx",
-                    };
-                    containers.iter().find(|c| c.contains(word)).copied()
-                })
-                .unwrap_or(containers[0]);
-            Some(pick.to_string())
-        } else {
-            None
-        };
+        let gateway = Gateway::of_pod(|k| labels.get(k).map(String::as_str), &containers)?;
         Some(ProxyPod {
             namespace: m.namespace.clone()?,
             name: m.name.clone()?,
             node: spec.and_then(|s| s.node_name.clone()),
-            container,
-            kind,
+            container: gateway.log_container(&containers).map(str::to_string),
+            kind: gateway.engine,
         })
     }
 

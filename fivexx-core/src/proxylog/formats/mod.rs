@@ -150,7 +150,7 @@ pub static GATEWAYS: &[Gateway] = &[
         engine: ProxyKind::Nginx,
         formats: &[],
         pods: &[PodMatch::Name(&["nginx-ingress"])],
-        containers: &["nginx-ingress", "nginx"],
+        containers: &["nginx-ingress", "controller", "nginx"],
         logs_on: "on by default (ConfigMap log-format)",
     },
     Gateway {
