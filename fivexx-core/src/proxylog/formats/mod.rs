@@ -9,6 +9,7 @@
 pub mod envoy;
 pub mod haproxy;
 pub mod nginx;
+pub mod nginx_main;
 
 use super::{FormatSpec, ProxyKind};
 
@@ -20,6 +21,7 @@ pub static FORMATS: &[&FormatSpec] = &[
     &envoy::TEXT_SPEC,
     &envoy::ISTIO_SPEC,
     &haproxy::HTTPLOG_SPEC,
+    &nginx_main::MAIN_SPEC,
     &nginx::COMBINED_SPEC,
     &nginx::UPSTREAMINFO_SPEC,
 ];
@@ -148,7 +150,7 @@ pub static GATEWAYS: &[Gateway] = &[
     Gateway {
         product: "F5 NGINX Ingress Controller",
         engine: ProxyKind::Nginx,
-        formats: &[],
+        formats: &[&nginx_main::MAIN_SPEC],
         pods: &[PodMatch::Name(&["nginx-ingress"])],
         containers: &["nginx-ingress", "controller", "nginx"],
         logs_on: "on by default (ConfigMap log-format)",
