@@ -22,14 +22,19 @@ test: setup
 	@scripts/test.sh $(TEST_EXTRA)
 
 # Formatting, clippy with the workspace lints (too_many_lines over 120,
-# undocumented unsafe blocks, ...; Cargo.toml and clippy.toml), and the
-# layout rules clippy cannot check: no import cycle between fivexx-core's
-# modules, no source file over 600 lines without a stated reason.
+# undocumented unsafe blocks, ...; Cargo.toml and clippy.toml), the
+# layout rules clippy cannot check (no import cycle between the modules
+# of any crate, no source file over 600 lines without a stated reason),
+# and fivexx-core's `testkit` (synthetic timelines) off in every build
+# but the tests'.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	python3 -B -m unittest -q scripts/test_check_layout.py
 	python3 scripts/check-layout.py
+	@if $(CARGO) tree --workspace -e normal,build,features -i fivexx-core | grep -q testkit; then \
+	  echo "lint: fivexx-core's testkit feature is on in a normal build"; exit 1; \
+	else echo "lint: testkit is off in every normal build"; fi
 
 fmt:
 	$(CARGO) fmt --all

@@ -18,7 +18,7 @@ bench-build:
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) $(CARGO) build --release -p tracer-user -p fivexx-lab -p kubectl-fivexx
 
 bench: setup bench-build
-	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) $(CARGO) build --release -p fivexx-core --example bench_explain
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) $(CARGO) build --release -p fivexx-core --features testkit --example bench_explain
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) python3 bench/bench.py $(BENCH_FLAGS)
 
 bench-fanout: bench-build

@@ -15,7 +15,7 @@ fuzz:
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -print_final_stats=1
 
 bench-explain:
-	CARGO_TARGET_DIR=$(CORE_TARGET_DIR) $(CARGO) build --release -p fivexx-core --example bench_explain
+	CARGO_TARGET_DIR=$(CORE_TARGET_DIR) $(CARGO) build --release -p fivexx-core --features testkit --example bench_explain
 	@mkdir -p $(BENCH_DIR)
 	@B=$(CORE_TARGET_DIR)/release/examples/bench_explain; \
 	for n in 1000000 10000000; do \

@@ -13,7 +13,7 @@
 use fivexx_core::analysis::{Analysis, AnalysisOptions, ReadSummary};
 use fivexx_core::capture::{CaptureHeader, CaptureReader, CaptureWriter, RecordRef, WriteOptions};
 use fivexx_core::explain::{ExplainConfig, Explainer};
-use fivexx_core::synth::{bench_stream, T0};
+use fivexx_core::testkit::synth::{bench_stream, T0};
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::process::ExitCode;

@@ -15,7 +15,10 @@ pub mod model;
 pub mod protocol;
 pub mod proxylog;
 pub mod report;
-pub mod synth;
+/// Synthetic timelines and whole-input drivers for tests and benchmarks;
+/// never in a release build (the `testkit` feature, on for tests only).
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 pub use event::{
     ExitStatus, FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState,

@@ -6,7 +6,7 @@ use fivexx_core::analysis::{
 };
 use fivexx_core::capture::{CaptureHeader, CaptureReader, RecordRef};
 use fivexx_core::report::{render_table, Report};
-use fivexx_core::synth::{bench_stream, SECOND, T0};
+use fivexx_core::testkit::synth::{bench_stream, SECOND, T0};
 
 fn header() -> CaptureHeader {
     CaptureHeader {

@@ -7,11 +7,12 @@
 use fivexx_core::event::Errno;
 use fivexx_core::explain::verdict::UpstreamConn;
 use fivexx_core::explain::{
-    explain_all, Cause, Confidence, EpisodeKind, ExplainConfig, FailedConnection, Failure,
-    FailureKind, HttpAnswer, Verdict,
+    Cause, Confidence, EpisodeKind, ExplainConfig, FailedConnection, Failure, FailureKind,
+    HttpAnswer, Verdict,
 };
 use fivexx_core::model::Fact;
-use fivexx_core::synth::{ip4, Synth, SynthPod, MS, SECOND, T0};
+use fivexx_core::testkit::explain_all;
+use fivexx_core::testkit::synth::{ip4, Synth, SynthPod, MS, SECOND, T0};
 use fivexx_core::{ExitStatus, FourTuple, SignalResult};
 use proptest::prelude::*;
 use std::net::IpAddr;
@@ -967,13 +968,15 @@ fn signal_result_is_kept_from_the_kernel() {
 }
 
 mod robustness {
-    use fivexx_core::explain::{explain_all, ExplainConfig};
+    use fivexx_core::explain::ExplainConfig;
     use fivexx_core::model::{
         ClusterEvent, EndpointFact, Fact, NodeChange, NodeFact, PodChange, PodFact, ServiceFact,
         WorkloadRef,
     };
-    use fivexx_core::report::{build_report, render_json, render_table, render_wide, ReportFilter};
-    use fivexx_core::synth::{ip4, SECOND, T0};
+    use fivexx_core::report::{render_json, render_table, render_wide, ReportFilter};
+    use fivexx_core::testkit::build_report;
+    use fivexx_core::testkit::explain_all;
+    use fivexx_core::testkit::synth::{ip4, SECOND, T0};
     use fivexx_core::{FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState};
     use proptest::prelude::*;
 
@@ -1303,7 +1306,7 @@ fn hidden_by_retry_follows_the_logged_tries_for_any_tries_and_replicas() {
 
 /// The kubelet's message when an exec preStop's binary is missing (a
 /// distroless image with no `sleep`).
-fn failed_hook_message(p: &fivexx_core::synth::SynthPod) -> String {
+fn failed_hook_message(p: &fivexx_core::testkit::synth::SynthPod) -> String {
     format!(
         "Exec lifecycle hook ([sleep 5]) for Container \"api\" in Pod \"{}_{}({})\" failed - error: command 'sleep 5' exited with 126: , message: \"OCI runtime exec failed: exec failed: unable to start container process: exec: \\\"sleep\\\": executable file not found in $PATH: unknown\\r\\n\"",
         p.name, p.namespace, p.uid

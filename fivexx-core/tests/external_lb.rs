@@ -4,8 +4,10 @@
 //! the pod's node sees them (the RST its kernel sends to a refused SYN).
 //! Its health checks come from the same address and are no failures.
 
-use fivexx_core::explain::{explain_all, Cause, Confidence, ExplainConfig, Verdict};
-use fivexx_core::synth::{ip4, Synth, SynthPod, MS, SECOND, T0};
+use fivexx_core::explain::{Cause, Confidence, ExplainConfig, Verdict};
+
+use fivexx_core::testkit::explain_all;
+use fivexx_core::testkit::synth::{ip4, Synth, SynthPod, MS, SECOND, T0};
 use fivexx_core::{ExitStatus, FourTuple};
 use std::net::IpAddr;
 

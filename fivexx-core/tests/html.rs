@@ -4,8 +4,9 @@
 
 use fivexx_core::explain::{Cause, ExplainConfig, MarkKind, Observation};
 use fivexx_core::model::{Evidence, Fact, FactSource};
-use fivexx_core::report::{build_report, render_html, Report, ReportFilter};
-use fivexx_core::synth::{ip4, Synth, MS, SECOND, T0};
+use fivexx_core::report::{render_html, Report, ReportFilter};
+use fivexx_core::testkit::build_report;
+use fivexx_core::testkit::synth::{ip4, Synth, MS, SECOND, T0};
 use fivexx_core::ExitStatus;
 
 /// A rollout of `pods` pods of deployment/api, one every 2 s: each is

@@ -2,8 +2,10 @@
 //! still sent to it: the failures are at the proxy's own address, which
 //! the peek knows as a proxy, and the fix is the proxy's shutdown.
 
-use fivexx_core::explain::{explain_all, Cause, Confidence, ExplainConfig, Verdict};
-use fivexx_core::synth::{ip4, Synth, SynthPod, MS, SECOND, T0};
+use fivexx_core::explain::{Cause, Confidence, ExplainConfig, Verdict};
+
+use fivexx_core::testkit::explain_all;
+use fivexx_core::testkit::synth::{ip4, Synth, SynthPod, MS, SECOND, T0};
 use fivexx_core::{ExitStatus, FourTuple};
 use std::net::IpAddr;
 

@@ -8,10 +8,11 @@
 //! lines next to both.
 
 use fivexx_core::capture::{CaptureHeader, CaptureReader, CaptureWriter, Record, WriteOptions};
-use fivexx_core::explain::{explain_all, Cause, Confidence, ExplainConfig, FailureKind, Verdict};
+use fivexx_core::explain::{Cause, Confidence, ExplainConfig, FailureKind, Verdict};
 use fivexx_core::model::{Fact, ProxyLogFact};
 use fivexx_core::proxylog::parse_line;
-use fivexx_core::synth::{ip4, Synth, SynthPod, MS, SECOND, T0};
+use fivexx_core::testkit::explain_all;
+use fivexx_core::testkit::synth::{ip4, Synth, SynthPod, MS, SECOND, T0};
 use fivexx_core::{ExitStatus, FourTuple};
 use std::net::IpAddr;
 

@@ -2,10 +2,9 @@
 
 use fivexx_core::explain::{Cause, ExplainConfig};
 use fivexx_core::model::Fact;
-use fivexx_core::report::{
-    build_report, render_json, render_table, render_wide, ReportFilter, SCHEMA_VERSION,
-};
-use fivexx_core::synth::{ip4, Synth, MS, SECOND, T0};
+use fivexx_core::report::{render_json, render_table, render_wide, ReportFilter, SCHEMA_VERSION};
+use fivexx_core::testkit::build_report;
+use fivexx_core::testkit::synth::{ip4, Synth, MS, SECOND, T0};
 use fivexx_core::ExitStatus;
 
 /// A drain of node-2 terminating 4 pods of deployment/api with endpoint

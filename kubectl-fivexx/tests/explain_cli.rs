@@ -6,7 +6,7 @@ use fivexx_core::capture::{
     FORMAT_MINOR, MAGIC,
 };
 use fivexx_core::model::Fact;
-use fivexx_core::synth::{ip4, Synth, MS, SECOND, T0};
+use fivexx_core::testkit::synth::{ip4, Synth, MS, SECOND, T0};
 use fivexx_core::ExitStatus;
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -768,10 +768,12 @@ mod tests {
             e.idle_us = (i % 4 != 2).then_some(u64::MAX >> (i * 3));
             out.push(e);
         }
-        out.extend(crate::synth::bench_stream(400).filter_map(|f| match f {
-            Fact::Kernel(e) => Some(e),
-            _ => None,
-        }));
+        out.extend(
+            crate::testkit::synth::bench_stream(400).filter_map(|f| match f {
+                Fact::Kernel(e) => Some(e),
+                _ => None,
+            }),
+        );
         out
     }
 

@@ -49,21 +49,3 @@ pub use verdict::{
     Cause, Confidence, EpisodeKind, EpisodeRef, FailedConnection, Failure, FailureKind, Fix,
     HttpAnswer, Involved, NextStep, ProxyRef, Verdict,
 };
-
-use crate::model::Fact;
-
-/// Runs the engine over all `facts` and returns every verdict (in
-/// failure-time order) with the measurements. For tests and small inputs;
-/// large captures should stream into a report instead.
-pub fn explain_all<'a>(
-    facts: impl IntoIterator<Item = &'a Fact>,
-    cfg: ExplainConfig,
-) -> (Vec<Verdict>, Measurements) {
-    let mut e = Explainer::new(cfg);
-    let mut out = Vec::new();
-    for f in facts {
-        e.push(f, &mut |v| out.push(v));
-    }
-    let m = e.finish(&mut |v| out.push(v));
-    (out, m)
-}

@@ -510,20 +510,3 @@ fn episode_label(kind: EpisodeKind, subject: &str) -> String {
         EpisodeKind::NodeLost => format!("loss of node {subject} (no drain)"),
     }
 }
-
-/// Runs the engine over `facts` into a report (convenience for tests and
-/// small inputs; callers streaming a capture use `Explainer` directly).
-pub fn build_report<'a>(
-    facts: impl IntoIterator<Item = &'a crate::model::Fact>,
-    cfg: crate::explain::ExplainConfig,
-    filter: ReportFilter,
-    max_verdicts: usize,
-) -> Report {
-    let mut b = ReportBuilder::new(filter, max_verdicts);
-    let mut e = crate::explain::Explainer::new(cfg);
-    for f in facts {
-        e.push(f, &mut |v| b.add(v));
-    }
-    let m = e.finish(&mut |v| b.add(v));
-    b.finish(&m, None)
-}
