@@ -12,8 +12,7 @@ pub fn export_jsonl<R: Read, W: Write>(
     mut out: W,
 ) -> Result<ReadStats, CaptureError> {
     while let Some(record) = reader.next_record()? {
-        serde_json::to_writer(&mut out, &record)
-            .map_err(|e| CaptureError::Encode(e.to_string()))?;
+        serde_json::to_writer(&mut out, &record).map_err(|e| CaptureError::Encode(e.into()))?;
         out.write_all(b"\n")?;
     }
     out.flush()?;

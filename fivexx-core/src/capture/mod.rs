@@ -22,7 +22,7 @@ mod wire;
 mod writer;
 
 pub use jsonl::export_jsonl;
-pub use reader::{CaptureReader, ProblemKind, ReadProblem, ReadStats, RecordRef};
+pub use reader::{CaptureReader, DecodeError, ProblemKind, ReadProblem, ReadStats, RecordRef};
 pub use writer::{CaptureWriter, Compression, WriteOptions};
 
 use serde::{Deserialize, Serialize};
@@ -153,6 +153,20 @@ pub enum Record {
     End(CaptureEnd),
 }
 
+/// Why one record could not be encoded or decoded: the codec's own
+/// error, kept as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("binary layout")]
+    Binary(#[from] postcard::Error),
+    #[error("JSON")]
+    Json(#[from] serde_json::Error),
+    #[error("zstd")]
+    Zstd(#[source] std::io::Error),
+    #[error("{0}")]
+    Limit(String),
+}
+
 /// Why a capture cannot be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -170,10 +184,10 @@ pub enum CaptureError {
     NewerMajor { file_major: u16, file_minor: u16 },
     #[error("the capture is zstd-compressed but this build has no zstd support")]
     NoZstd,
-    #[error("compression failed: {0}")]
-    Compress(String),
-    #[error("a record could not be encoded: {0}")]
-    Encode(String),
+    #[error("compression failed")]
+    Compress(#[source] std::io::Error),
+    #[error("a record could not be encoded")]
+    Encode(#[source] RecordError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

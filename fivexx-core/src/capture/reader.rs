@@ -2,11 +2,12 @@
 
 use super::frame::{FrameEvent, FrameReader, CHUNK_SYNC, RECORD_SYNC};
 use super::writer::{FLAG_ZSTD, MAX_CHUNK, MAX_CHUNK_RAW, MAX_RECORD, PREAMBLE_LEN};
-use super::{tag, wire, CaptureError, Record, FORMAT_MAJOR, MAGIC};
+use super::{tag, wire, CaptureError, Record, RecordError, FORMAT_MAJOR, MAGIC};
 use crate::model::Fact;
 use serde::Serialize;
 use std::fmt;
 use std::io::{self, Read};
+use std::sync::Arc;
 
 /// Keep at most this many problems in detail (the rest are only counted).
 const MAX_PROBLEMS: usize = 100;
@@ -21,9 +22,58 @@ pub enum ProblemKind {
     /// The file has no end record: the recording did not finish cleanly.
     MissingEnd,
     /// A record with a valid CRC could not be decoded.
-    Undecodable { detail: String },
+    Undecodable { detail: DecodeError },
     /// A record type this version does not know (written by a newer minor).
     UnknownRecord { tag: u8 },
+}
+
+/// An error as one line: it and its sources, joined by ": ".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
+}
+
+/// A record's decoding error, kept with its sources; shared, and equal
+/// to another that says the same (problems are compared and cloned).
+#[derive(Clone, Debug)]
+pub struct DecodeError(Arc<RecordError>);
+
+impl DecodeError {
+    pub fn error(&self) -> &RecordError {
+        &self.0
+    }
+}
+
+impl<E: Into<RecordError>> From<E> for DecodeError {
+    fn from(e: E) -> DecodeError {
+        DecodeError(Arc::new(e.into()))
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&error_chain(self.0.as_ref()))
+    }
+}
+
+impl PartialEq for DecodeError {
+    fn eq(&self, other: &DecodeError) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for DecodeError {}
+
+impl Serialize for DecodeError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// Something wrong in a capture that reading went past.
@@ -251,19 +301,19 @@ impl<R: Read> CaptureReader<R> {
             };
             let fact = match at.tag {
                 tag::FACT => wire::decode_fact_into(payload, &mut self.slot, &mut self.spare)
-                    .map_err(|e| e.to_string()),
+                    .map_err(DecodeError::from),
                 tag::PROXY_LOG => wire::decode_proxy_log(payload)
                     .map(|f| wire::put(&mut self.slot, &mut self.spare, f))
-                    .map_err(|e| e.to_string()),
+                    .map_err(DecodeError::from),
                 tag::HTTP_PEEK => wire::decode_http_peek(payload)
                     .map(|f| wire::put(&mut self.slot, &mut self.spare, f))
-                    .map_err(|e| e.to_string()),
+                    .map_err(DecodeError::from),
                 tag::PROXY_ACCOUNT => wire::decode_proxy_account(payload)
                     .map(|f| wire::put(&mut self.slot, &mut self.spare, f))
-                    .map_err(|e| e.to_string()),
+                    .map_err(DecodeError::from),
                 tag::AGENT_GONE => wire::decode_agent_gone(payload)
                     .map(|f| wire::put(&mut self.slot, &mut self.spare, f))
-                    .map_err(|e| e.to_string()),
+                    .map_err(DecodeError::from),
                 _ => match decode(at.tag, payload) {
                     Ok(Some(r)) => {
                         return Ok(Some(RecordRef::Other(Box::new(self.count(at.tag, r)))))
@@ -299,7 +349,7 @@ impl<R: Read> CaptureReader<R> {
         self.problem(at.offset, at.in_chunk, ProblemKind::UnknownRecord { tag });
     }
 
-    fn undecodable(&mut self, at: FrameAt, detail: String) {
+    fn undecodable(&mut self, at: FrameAt, detail: DecodeError) {
         self.problem(at.offset, at.in_chunk, ProblemKind::Undecodable { detail });
     }
 
@@ -406,42 +456,43 @@ impl<R: Read> Iterator for CaptureReader<R> {
 }
 
 /// Decodes one record payload; `Ok(None)` for an unknown type.
-fn decode(tag: u8, payload: &[u8]) -> Result<Option<Record>, String> {
+fn decode(tag: u8, payload: &[u8]) -> Result<Option<Record>, DecodeError> {
     Ok(Some(match tag {
-        tag::FACT => Record::Fact(wire::decode_fact(payload).map_err(|e| e.to_string())?),
-        tag::PROXY_LOG => Record::Fact(wire::decode_proxy_log(payload).map_err(|e| e.to_string())?),
-        tag::HTTP_PEEK => Record::Fact(wire::decode_http_peek(payload).map_err(|e| e.to_string())?),
+        tag::FACT => Record::Fact(wire::decode_fact(payload).map_err(DecodeError::from)?),
+        tag::PROXY_LOG => Record::Fact(wire::decode_proxy_log(payload).map_err(DecodeError::from)?),
+        tag::HTTP_PEEK => Record::Fact(wire::decode_http_peek(payload).map_err(DecodeError::from)?),
         tag::PROXY_ACCOUNT => {
-            Record::Fact(wire::decode_proxy_account(payload).map_err(|e| e.to_string())?)
+            Record::Fact(wire::decode_proxy_account(payload).map_err(DecodeError::from)?)
         }
         tag::AGENT_GONE => {
-            Record::Fact(wire::decode_agent_gone(payload).map_err(|e| e.to_string())?)
+            Record::Fact(wire::decode_agent_gone(payload).map_err(DecodeError::from)?)
         }
-        tag::HEADER => Record::Header(serde_json::from_slice(payload).map_err(|e| e.to_string())?),
-        tag::DROPS => Record::Drops(serde_json::from_slice(payload).map_err(|e| e.to_string())?),
-        tag::END => Record::End(serde_json::from_slice(payload).map_err(|e| e.to_string())?),
+        tag::HEADER => Record::Header(serde_json::from_slice(payload).map_err(DecodeError::from)?),
+        tag::DROPS => Record::Drops(serde_json::from_slice(payload).map_err(DecodeError::from)?),
+        tag::END => Record::End(serde_json::from_slice(payload).map_err(DecodeError::from)?),
         _ => return Ok(None),
     }))
 }
 
-fn chunk_raw_len(payload: &[u8]) -> Result<usize, String> {
+fn chunk_raw_len(payload: &[u8]) -> Result<usize, DecodeError> {
     let head: [u8; 4] = payload
         .get(..4)
         .and_then(|h| h.try_into().ok())
-        .ok_or("chunk too short")?;
+        .ok_or_else(|| RecordError::Limit("chunk too short".into()))?;
     let raw = u32::from_le_bytes(head) as usize;
     if raw > MAX_CHUNK_RAW {
-        return Err(format!(
+        return Err(RecordError::Limit(format!(
             "chunk claims {raw} bytes, over the {MAX_CHUNK_RAW}-byte limit"
-        ));
+        ))
+        .into());
     }
     Ok(raw)
 }
 
 #[cfg(feature = "zstd")]
-fn decompress_chunk(payload: &[u8]) -> Result<Vec<u8>, String> {
+fn decompress_chunk(payload: &[u8]) -> Result<Vec<u8>, DecodeError> {
     let raw = chunk_raw_len(payload)?;
-    zstd::bulk::decompress(&payload[4..], raw).map_err(|e| format!("zstd: {e}"))
+    zstd::bulk::decompress(&payload[4..], raw).map_err(|e| RecordError::Zstd(e).into())
 }
 
 /// Decompresses what can be decompressed of a cut chunk (its frame header
@@ -472,8 +523,8 @@ fn salvage_chunk(frame: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(not(feature = "zstd"))]
-fn decompress_chunk(_payload: &[u8]) -> Result<Vec<u8>, String> {
-    Err("zstd support not built in".into())
+fn decompress_chunk(_payload: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    Err(RecordError::Limit("zstd support not built in".into()).into())
 }
 
 #[cfg(not(feature = "zstd"))]

@@ -2,8 +2,8 @@
 
 use super::frame::{write_frame, CHUNK_SYNC, RECORD_SYNC};
 use super::{
-    tag, wire, CaptureEnd, CaptureError, CaptureHeader, DropCounters, FORMAT_MAJOR, FORMAT_MINOR,
-    MAGIC,
+    tag, wire, CaptureEnd, CaptureError, CaptureHeader, DropCounters, RecordError, FORMAT_MAJOR,
+    FORMAT_MINOR, MAGIC,
 };
 use crate::model::Fact;
 use std::io::Write;
@@ -95,7 +95,7 @@ impl<W: Write> CaptureWriter<W> {
             payload: Vec::new(),
             facts: 0,
         };
-        let json = serde_json::to_vec(header).map_err(|e| CaptureError::Encode(e.to_string()))?;
+        let json = serde_json::to_vec(header).map_err(|e| CaptureError::Encode(e.into()))?;
         w.record(tag::HEADER, &json)?;
         w.flush()?;
         Ok(w)
@@ -105,7 +105,7 @@ impl<W: Write> CaptureWriter<W> {
         let mut payload = std::mem::take(&mut self.payload);
         payload.clear();
         let r = wire::encode_fact(fact, &mut payload)
-            .map_err(|e| CaptureError::Encode(e.to_string()))
+            .map_err(|e| CaptureError::Encode(e.into()))
             .and_then(|tag| self.record(tag, &payload));
         self.payload = payload;
         r?;
@@ -114,7 +114,7 @@ impl<W: Write> CaptureWriter<W> {
     }
 
     pub fn write_drops(&mut self, drops: &DropCounters) -> Result<(), CaptureError> {
-        let json = serde_json::to_vec(drops).map_err(|e| CaptureError::Encode(e.to_string()))?;
+        let json = serde_json::to_vec(drops).map_err(|e| CaptureError::Encode(e.into()))?;
         self.record(tag::DROPS, &json)
     }
 
@@ -142,7 +142,7 @@ impl<W: Write> CaptureWriter<W> {
             end_ns,
             facts: self.facts,
         };
-        let json = serde_json::to_vec(&end).map_err(|e| CaptureError::Encode(e.to_string()))?;
+        let json = serde_json::to_vec(&end).map_err(|e| CaptureError::Encode(e.into()))?;
         self.record(tag::END, &json)?;
         self.flush()?;
         Ok(self.out)
@@ -150,10 +150,10 @@ impl<W: Write> CaptureWriter<W> {
 
     fn record(&mut self, tag: u8, payload: &[u8]) -> Result<(), CaptureError> {
         if payload.len() > MAX_RECORD {
-            return Err(CaptureError::Encode(format!(
+            return Err(CaptureError::Encode(RecordError::Limit(format!(
                 "record of {} bytes exceeds the {MAX_RECORD}-byte limit",
                 payload.len()
-            )));
+            ))));
         }
         match self.opts.compression {
             Compression::None => {
@@ -192,7 +192,7 @@ impl<W: Write> CaptureWriter<W> {
 
 #[cfg(feature = "zstd")]
 fn compress(data: &[u8], level: i32) -> Result<Vec<u8>, CaptureError> {
-    zstd::bulk::compress(data, level).map_err(|e| CaptureError::Compress(e.to_string()))
+    zstd::bulk::compress(data, level).map_err(CaptureError::Compress)
 }
 
 #[cfg(not(feature = "zstd"))]

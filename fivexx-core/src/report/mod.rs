@@ -17,7 +17,7 @@ pub use lines::{
 };
 pub use render::{render_json, render_table, render_wide};
 pub use settings::{Overrides, SettingSource, SettingsUsed};
-pub use time::{format_duration, format_time, parse_time};
+pub use time::{format_duration, format_time, parse_time, TimeError};
 
 use crate::explain::{fix_for, Cause, EngineStats, EpisodeKind, Measurements, PodTrack, Verdict};
 use serde::Serialize;

@@ -25,28 +25,42 @@ pub fn format_duration(ns: i64) -> String {
     format!("{}m{:.0}s", m as i64, secs - m * 60.0)
 }
 
+/// Why a `--since`/`--until` time was refused; the parser's own error
+/// kept as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum TimeError {
+    #[error("`{text}` is not a time: use RFC 3339 (2023-11-14T22:13:20Z) or Unix seconds")]
+    NotATime {
+        text: String,
+        #[source]
+        source: jiff::Error,
+    },
+    #[error("`{0}` is out of range")]
+    OutOfRange(String),
+}
+
 /// Parses an RFC 3339 time (`2023-11-14T22:13:20Z`, fractional seconds and
 /// `+HH:MM` offsets allowed) or a Unix time in seconds (`1700000000.5`).
-pub fn parse_time(s: &str) -> Result<i64, String> {
+pub fn parse_time(s: &str) -> Result<i64, TimeError> {
     let s = s.trim();
     if let Ok(x) = s.parse::<f64>() {
         if x.is_finite() && x.abs() < 1e11 {
             return Ok((x * 1e9) as i64);
         }
     }
-    let err =
-        || format!("`{s}` is not a time: use RFC 3339 (2023-11-14T22:13:20Z) or Unix seconds");
     let t: jiff::Timestamp = match s.parse() {
         Ok(t) => t,
         // No offset given: UTC, as every time this tool prints is.
         Err(_) => s
             .parse::<jiff::civil::DateTime>()
-            .ok()
-            .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC).ok())
+            .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC))
             .map(|z| z.timestamp())
-            .ok_or_else(err)?,
+            .map_err(|source| TimeError::NotATime {
+                text: s.to_string(),
+                source,
+            })?,
     };
-    i64::try_from(t.as_nanosecond()).map_err(|_| format!("`{s}` is out of range"))
+    i64::try_from(t.as_nanosecond()).map_err(|_| TimeError::OutOfRange(s.to_string()))
 }
 
 #[cfg(test)]

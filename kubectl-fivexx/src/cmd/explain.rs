@@ -104,7 +104,7 @@ fn parse_when(s: &str) -> Result<When, String> {
             .parse::<FlagDuration>()
             .map(|d| When::AfterStart(d.ns()))
             .map_err(|e| e.to_string()),
-        None => parse_time(s).map(When::At),
+        None => parse_time(s).map(When::At).map_err(|e| e.to_string()),
     }
 }
 
