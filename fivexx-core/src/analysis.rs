@@ -196,11 +196,12 @@ impl Analysis {
     }
 
     fn count_drops(&mut self, d: &DropCounters) {
-        let node = self.info.drops.entry(d.node.clone()).or_default();
-        for (kind, n) in &d.dropped {
-            let e = node.entry(kind.clone()).or_default();
-            *e = (*e).max(*n); // cumulative counters
-        }
+        // Cumulative counters: the latest reading is the largest.
+        self.info
+            .drops
+            .entry(d.node.clone())
+            .or_default()
+            .max_with(&d.drops);
     }
 
     /// A problem the records cannot show (an agent lost mid-session).

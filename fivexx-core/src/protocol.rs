@@ -114,6 +114,49 @@ pub enum ClientMessage {
     },
 }
 
+/// What an agent's stream lost: kernel ring-buffer reservations that
+/// failed, by kind, and the events a client read too slowly to get (at the
+/// agent, or in the client itself). One shape from the agent's stats to a
+/// capture's drops record and the report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropCounts {
+    #[serde(default)]
+    pub kernel: BTreeMap<KernelEventKind, u64>,
+    #[serde(default)]
+    pub stream: u64,
+}
+
+impl DropCounts {
+    pub fn total(&self) -> u64 {
+        self.kernel.values().sum::<u64>() + self.stream
+    }
+
+    /// The larger of each count: drops are cumulative, so the latest of
+    /// two readings is the larger.
+    pub fn max_with(&mut self, other: &DropCounts) {
+        for (k, n) in &other.kernel {
+            let e = self.kernel.entry(*k).or_default();
+            *e = (*e).max(*n);
+        }
+        self.stream = self.stream.max(other.stream);
+    }
+
+    /// Each count and where it was lost, for a line (`send_reset 3,
+    /// stream 2`), the non-zero ones.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self
+            .kernel
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        if self.stream > 0 {
+            parts.push(format!("stream {}", self.stream));
+        }
+        parts.join(", ")
+    }
+}
+
 /// Per-kind counters as an agent reports them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentStats {
@@ -126,6 +169,17 @@ pub struct AgentStats {
     /// Events this client missed because it read too slowly.
     pub client_dropped: u64,
     pub clients: u32,
+}
+
+impl AgentStats {
+    /// What this client lost of the agent's stream: the kernel's drops,
+    /// and its own at the agent plus `local` (missed in the client).
+    pub fn drops(&self, local: u64) -> DropCounts {
+        DropCounts {
+            kernel: self.dropped.clone(),
+            stream: self.client_dropped + local,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -176,7 +176,12 @@ fn write_capture(n: u64, opts: WriteOptions) -> (Vec<u8>, Vec<Record>, Vec<usize
             let d = DropCounters {
                 at_ns: i as i64,
                 node: "node-1".into(),
-                dropped: [("send_reset".to_string(), i)].into_iter().collect(),
+                drops: fivexx_core::protocol::DropCounts {
+                    kernel: [(fivexx_core::KernelEventKind::SendReset, i)]
+                        .into_iter()
+                        .collect(),
+                    stream: 0,
+                },
             };
             w.write_drops(&d).unwrap();
             records.push(Record::Drops(d));
@@ -199,7 +204,12 @@ fn write_capture(n: u64, opts: WriteOptions) -> (Vec<u8>, Vec<Record>, Vec<usize
                 let d = DropCounters {
                     at_ns: i as i64,
                     node: "node-1".into(),
-                    dropped: [("send_reset".to_string(), i)].into_iter().collect(),
+                    drops: fivexx_core::protocol::DropCounts {
+                        kernel: [(fivexx_core::KernelEventKind::SendReset, i)]
+                            .into_iter()
+                            .collect(),
+                        stream: 0,
+                    },
                 };
                 w.write_drops(&d).unwrap();
                 ends.push(w_len(&mut w));
@@ -595,4 +605,17 @@ proptest! {
         let (_, r) = read_all(&b).unwrap();
         prop_assert!(!r.stats().is_complete() || body.is_empty());
     }
+}
+
+/// A drops record of format 1.5 and before (one map of kind names, with
+/// the client's `stream` among them) reads into the same counts.
+#[test]
+fn drops_records_before_1_6_read_as_counts() {
+    let old = r#"{"at_ns":5,"node":"node-1","dropped":{"send_reset":3,"signal":1,"stream":7}}"#;
+    let d: DropCounters = serde_json::from_str(old).unwrap();
+    assert_eq!(d.drops.stream, 7);
+    assert_eq!(d.drops.kernel[&fivexx_core::KernelEventKind::SendReset], 3);
+    assert_eq!(d.drops.total(), 11);
+    let again: DropCounters = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+    assert_eq!(again, d);
 }

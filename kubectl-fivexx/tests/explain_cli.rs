@@ -84,7 +84,12 @@ fn write_capture(path: &PathBuf, compression: Compression) -> Vec<u8> {
     w.write_drops(&DropCounters {
         at_ns: T0 + 30 * SECOND,
         node: "node-2".into(),
-        dropped: [("send_reset".to_string(), 7)].into_iter().collect(),
+        drops: fivexx_core::protocol::DropCounts {
+            kernel: [(fivexx_core::KernelEventKind::SendReset, 7)]
+                .into_iter()
+                .collect(),
+            stream: 0,
+        },
     })
     .unwrap();
     let bytes = w.finish(T0 + 60 * SECOND).unwrap();

@@ -44,13 +44,6 @@ impl KindCounts {
         self.iter().collect()
     }
 
-    /// As a capture's `DropCounters` record them: by kind name.
-    pub fn by_name(&self) -> BTreeMap<String, u64> {
-        self.iter()
-            .map(|(k, n)| (k.name().to_string(), n))
-            .collect()
-    }
-
     /// The slots in the kernel's order, for summing a per-CPU counter
     /// array (one slot per kind) into.
     pub(crate) fn slots_mut(&mut self) -> &mut [u64; KIND_COUNT] {
@@ -111,8 +104,8 @@ mod tests {
         assert_eq!(c.total(), 6);
         assert_eq!(c.iter().count(), KIND_COUNT, "zeros are listed too");
         assert_eq!(c.by_kind()[&KernelEventKind::HttpResponse], 1);
-        assert_eq!(c.by_name()[KernelEventKind::Signal.name()], 5);
-        assert_eq!(c.by_name()[KernelEventKind::Exit.name()], 0);
+        assert_eq!(c.by_kind()[&KernelEventKind::Signal], 5);
+        assert_eq!(c.by_kind()[&KernelEventKind::Exit], 0);
     }
 
     #[test]

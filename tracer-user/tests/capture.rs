@@ -71,7 +71,10 @@ fn records_what_it_shows_and_closes_the_file_cleanly() {
                 }
             }
             Record::Drops(d) => {
-                drops = d.node == "node-a" && d.dropped.contains_key("receive_reset")
+                drops = d.node == "node-a"
+                    && d.drops
+                        .kernel
+                        .contains_key(&fivexx_core::KernelEventKind::ReceiveReset)
             }
             Record::End(_) => end = true,
             other => panic!("unexpected record {other:?}"),

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::model::Fact;
+use crate::protocol::DropCounts;
 
 /// The format version this build writes. A reader accepts any minor
 /// version of its own major (unknown record types are skipped) and refuses a
@@ -127,13 +128,47 @@ impl Default for EngineSettings {
 }
 
 /// Events an agent generated but could not deliver (ring buffer full, slow
-/// client). Cumulative counts per event kind, at a time.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// client), cumulative, at a time. Format 1.6 writes `drops`; earlier
+/// captures wrote one map of kind names with `stream` among them, which
+/// reads into the same counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DropCounters {
     pub at_ns: i64,
     pub node: String,
-    /// kind name (`send_reset`, ... or `stream`) -> dropped so far.
-    pub dropped: BTreeMap<String, u64>,
+    pub drops: DropCounts,
+}
+
+impl<'de> Deserialize<'de> for DropCounters {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Either {
+            at_ns: i64,
+            node: String,
+            #[serde(default)]
+            drops: Option<DropCounts>,
+            /// Up to 1.5: kind name (or `stream`) -> dropped so far.
+            #[serde(default)]
+            dropped: BTreeMap<String, u64>,
+        }
+        let e = Either::deserialize(d)?;
+        let drops = e.drops.unwrap_or_else(|| {
+            let mut c = DropCounts::default();
+            for (name, n) in e.dropped {
+                match crate::event::KernelEventKind::parse(&name) {
+                    Some(kind) => {
+                        c.kernel.insert(kind, n);
+                    }
+                    None => c.stream += n,
+                }
+            }
+            c
+        });
+        Ok(DropCounters {
+            at_ns: e.at_ns,
+            node: e.node,
+            drops,
+        })
+    }
 }
 
 /// The last record of a capture that was closed cleanly.

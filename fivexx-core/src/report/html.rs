@@ -606,8 +606,8 @@ fn header_html(o: &mut String, r: &Report) {
         if c.problem_count > c.problems.len() as u64 {
             warnings.push(format!("... {} problems in all", c.problem_count));
         }
-        for (node, kinds) in &c.drops {
-            let total: u64 = kinds.values().sum();
+        for (node, drops) in &c.drops {
+            let total = drops.total();
             if total > 0 {
                 warnings.push(format!(
                     "agent on {node} dropped {total} events: some failures may be missing"

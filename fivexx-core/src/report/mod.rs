@@ -122,8 +122,8 @@ pub struct CaptureInfo {
     /// Problems met while reading (first 100), as sentences.
     pub problems: Vec<String>,
     pub problem_count: u64,
-    /// Events the agents could not deliver: node -> kind -> count.
-    pub drops: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Events the agents could not deliver, by node.
+    pub drops: BTreeMap<String, crate::protocol::DropCounts>,
     /// Nodes whose agent stream ended mid-session: where their kernel
     /// facts stop.
     pub agents_gone: Vec<crate::model::AgentGoneFact>,

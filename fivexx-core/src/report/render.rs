@@ -100,14 +100,13 @@ fn header(o: &mut String, r: &Report) {
         for line in c.agent_gone_lines() {
             let _ = writeln!(o, "WARNING   {line}");
         }
-        for (node, kinds) in &c.drops {
-            let total: u64 = kinds.values().sum();
+        for (node, drops) in &c.drops {
+            let total = drops.total();
             if total > 0 {
-                let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
                 let _ = writeln!(
                     o,
                     "WARNING   agent on {node} dropped {total} events ({}): some failures may be missing",
-                    list.join(", ")
+                    drops.describe()
                 );
             }
         }

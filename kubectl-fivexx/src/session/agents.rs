@@ -2,7 +2,7 @@
 //! node first runs a pod of interest (with the full filter then) and
 //! widened in place afterwards; the streams' drop counters; agents lost.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -173,32 +173,19 @@ impl Agents {
     }
 
     /// An agent's counters as a capture record: kernel drops by kind, and
-    /// `stream`, what this client missed (at the agent or in the plugin).
+    /// what this client missed of the stream (at the agent or here).
     pub fn drop_counters(&self, node: &str, stats: &AgentStats, at_ns: i64) -> DropCounters {
-        let mut dropped: BTreeMap<String, u64> = stats
-            .dropped
-            .iter()
-            .map(|(k, v)| (k.name().to_string(), *v))
-            .collect();
-        dropped.insert(
-            "stream".into(),
-            stats.client_dropped + self.local_dropped(node),
-        );
         DropCounters {
             at_ns,
             node: node.to_string(),
-            dropped,
+            drops: stats.drops(self.local_dropped(node)),
         }
     }
 
     /// Every drop so far, everywhere.
     pub fn total_drops(&self) -> u64 {
         let local: u64 = self.streams.values().map(Subscription::dropped).sum();
-        let agents: u64 = self
-            .stats
-            .values()
-            .map(|s| s.client_dropped + s.dropped.values().sum::<u64>())
-            .sum();
+        let agents: u64 = self.stats.values().map(|s| s.drops(0).total()).sum();
         local + agents
     }
 }

@@ -127,7 +127,10 @@ impl<W: Write> Printer<W> {
         cap.write_drops(&DropCounters {
             at_ns: now,
             node: node.to_string(),
-            dropped: counts.dropped.by_name(),
+            drops: fivexx_core::protocol::DropCounts {
+                kernel: counts.dropped.by_kind(),
+                stream: 0,
+            },
         })?;
         let facts = cap.facts();
         cap.finish(now)?;
