@@ -1368,7 +1368,7 @@ fn a_failed_prestop_hook_is_the_cause_of_the_endpoint_lag() {
         v.next
     );
     assert_eq!(verdict_for(&vs, &plain).cause, Cause::EndpointLagNetnsAlive);
-    let w = &m.workloads["shop/deployment/api"];
+    let w = &m.workloads[&Some(std::sync::Arc::from("shop/deployment/api"))];
     assert_eq!(w.prestop_failures, 1, "{w:?}");
 }
 

@@ -82,7 +82,7 @@ fn drain_episode_counts_its_share_of_failures() {
     let w = r
         .workloads
         .iter()
-        .find(|w| w.workload == "shop/deployment/api")
+        .find(|w| w.workload.as_deref() == Some("shop/deployment/api"))
         .unwrap();
     let fix = w
         .fixes

@@ -14,7 +14,7 @@ use super::verdict::{
 };
 use crate::event::KernelEvent;
 use crate::model::timeline::ClusterTimeline;
-use crate::model::Evidence;
+use crate::model::{Evidence, WorkloadKey};
 use foldhash::HashMap;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -77,7 +77,7 @@ pub(crate) struct Placed {
 pub(crate) struct Assembler {
     episodes: EpisodeTracker,
     /// Measurements of pods already forgotten, by workload key.
-    pub workloads: BTreeMap<String, WorkloadStats>,
+    pub workloads: BTreeMap<WorkloadKey, WorkloadStats>,
     /// Per pod: latest endpoint-lag failure after termination began.
     proxy_lag: HashMap<String, i64>,
     /// Per address: the latest failed new connection to it seen so far. A
@@ -91,9 +91,9 @@ pub(crate) struct Assembler {
     /// Per terminated pod: its workload key, how long after termination
     /// began a load balancer outside the cluster still sent to it, and
     /// from where.
-    lb_lag: HashMap<String, (String, i64, IpAddr)>,
+    lb_lag: HashMap<String, (WorkloadKey, i64, IpAddr)>,
     /// Per pod (or service): the last fix and the numbers it came from.
-    fix_cache: HashMap<String, (FixKey, Option<Arc<Fix>>)>,
+    fix_cache: HashMap<Option<String>, (FixKey, Option<Arc<Fix>>)>,
 }
 
 impl Assembler {
@@ -109,14 +109,10 @@ impl Assembler {
             return;
         };
         let idle_ns = i64::try_from(c.idle_us.saturating_mul(1000)).unwrap_or(i64::MAX);
-        match self.workloads.get_mut(&*pod.key) {
-            Some(w) => w.idle_close(idle_ns, !by_server),
-            None => {
-                let mut w = WorkloadStats::default();
-                w.idle_close(idle_ns, !by_server);
-                self.workloads.insert(pod.key.to_string(), w);
-            }
-        }
+        self.workloads
+            .entry(pod.key.clone())
+            .or_default()
+            .idle_close(idle_ns, !by_server);
     }
 
     /// Learns from a failure as soon as it is final, before its verdict.
@@ -202,13 +198,13 @@ impl Assembler {
             .service
             .as_ref()
             .map(|svc| tl.service_pods_at(svc, service_since));
-        let key: String = match (pod, &c.service, &behind) {
-            (Some(p), _, _) => p.key.to_string(),
+        let key: WorkloadKey = match (pod, &c.service, &behind) {
+            (Some(p), _, _) => p.key.clone(),
             // Workloads first: the one workload whose pods back the
             // Service, else the Service itself.
-            (None, _, Some((_, _, keys))) if keys.len() == 1 => keys[0].to_string(),
-            (None, Some((ns, name)), _) => format!("{ns}/service/{name}"),
-            _ => "-".to_string(),
+            (None, _, Some((_, _, keys))) if keys.len() == 1 => keys[0].clone(),
+            (None, Some((ns, name)), _) => Some(Arc::from(format!("{ns}/service/{name}"))),
+            _ => None,
         };
         let workload = workload.or_else(|| {
             let key = behind.as_ref().filter(|b| b.2.len() == 1)?.2[0].clone();
@@ -219,7 +215,7 @@ impl Assembler {
         let episode = self.episodes.episode_for(
             c.cause,
             pod,
-            &key,
+            key.as_deref(),
             at_ns,
             c.service.as_ref(),
             service_since,
@@ -228,7 +224,8 @@ impl Assembler {
             cfg.rollout_gap_ns,
         );
         let local = self.measure(c, pod, &key, at_ns, attempt_ns, service_since, tl, horizon);
-        let fix = self.fix(c.cause, c.pod_uid.as_deref().unwrap_or(&key), &local);
+        let subject = c.pod_uid.as_deref().or(key.as_deref());
+        let fix = self.fix(c.cause, subject, &local);
         let service = c
             .service
             .as_ref()
@@ -246,7 +243,7 @@ impl Assembler {
                 service,
                 namespace,
                 workload,
-                workload_key: (key != "-").then_some(key),
+                workload_key: key.as_deref().map(str::to_string),
                 pod: pod_name,
                 pod_uid: c.pod_uid.clone(),
                 proxy: None,
@@ -266,7 +263,7 @@ impl Assembler {
         &mut self,
         c: &Classification,
         pod: Option<&crate::model::PodTimeline>,
-        key: &str,
+        key: &WorkloadKey,
         at_ns: i64,
         attempt: i64,
         service_since: i64,
@@ -370,7 +367,7 @@ impl Assembler {
             }
         }
         if local.startup_refusal_ns > 0 || local.no_endpoints_ns > 0 {
-            let w = self.workloads.entry(key.to_string()).or_default();
+            let w = self.workloads.entry(key.clone()).or_default();
             w.startup_refusal_ns = w.startup_refusal_ns.max(local.startup_refusal_ns);
             w.no_endpoints_ns = w.no_endpoints_ns.max(local.no_endpoints_ns);
             w.no_endpoints_terminating = w
@@ -406,7 +403,7 @@ impl Assembler {
         let e = self
             .lb_lag
             .entry(p.uid.clone())
-            .or_insert_with(|| (p.key.to_string(), lag, from));
+            .or_insert_with(|| (p.key.clone(), lag, from));
         if lag >= e.1 {
             e.1 = lag;
             e.2 = from;
@@ -415,9 +412,14 @@ impl Assembler {
 
     /// The fix for one verdict, shared with the previous verdicts of the
     /// same pod while the numbers behind it are unchanged.
-    fn fix(&mut self, cause: Cause, subject: &str, local: &WorkloadStats) -> Option<Arc<Fix>> {
+    fn fix(
+        &mut self,
+        cause: Cause,
+        subject: Option<&str>,
+        local: &WorkloadStats,
+    ) -> Option<Arc<Fix>> {
         let key = FixKey::of(cause, local);
-        if let Some((k, fix)) = self.fix_cache.get(subject) {
+        if let Some((k, fix)) = self.fix_cache.get(&subject.map(str::to_string)) {
             if *k == key {
                 return fix.clone();
             }
@@ -427,7 +429,7 @@ impl Assembler {
             self.fix_cache.clear();
         }
         self.fix_cache
-            .insert(subject.to_string(), (key, fix.clone()));
+            .insert(subject.map(str::to_string), (key, fix.clone()));
         fix
     }
 
@@ -442,15 +444,14 @@ impl Assembler {
     pub fn retire(&mut self, tl: &ClusterTimeline, uid: &str, horizon: i64) -> Option<PodTrack> {
         let p = tl.pod(uid)?;
         let m = PodMeasure::of(tl, p, horizon);
-        let key = p.key.to_string();
         let lag = self.proxy_lag.remove(uid);
-        let w = self.workloads.entry(key).or_default();
+        let w = self.workloads.entry(p.key.clone()).or_default();
         w.add_pod(&m, lag);
         if let Some((_, lag, from)) = self.lb_lag.remove(uid) {
             w.add_lb_lag(lag, from);
         }
         self.episodes.forget(uid);
-        self.fix_cache.remove(uid);
+        self.fix_cache.remove(&Some(uid.to_string()));
         Some(PodTrack::of(tl, p, lag))
     }
 }

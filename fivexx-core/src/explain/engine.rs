@@ -299,7 +299,7 @@ impl Explainer {
         let track = self.assembler.retire(&self.tl, uid, i64::MAX);
         // A pod the API never named (only kernel facts about it, outside
         // the session's scope) has no row a person could read.
-        let named = |t: &PodTrack| !t.workload_key.is_empty() && t.workload_key != "-";
+        let named = |t: &PodTrack| t.workload_key.is_some();
         if let Some(t) = track.filter(|t| named(t) && self.tracks.len() < MAX_TRACKS) {
             self.tracks.push(t);
         }

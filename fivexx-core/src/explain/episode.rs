@@ -10,7 +10,7 @@ pub(crate) struct EpisodeTracker {
     by_pod: HashMap<String, EpisodeRef>,
     /// Per kind (rollout, OOM kills) and workload key: the open episode
     /// and its latest event.
-    grouped: HashMap<(EpisodeKind, String), (EpisodeRef, i64)>,
+    grouped: HashMap<(EpisodeKind, Option<String>), (EpisodeRef, i64)>,
 }
 
 impl EpisodeTracker {
@@ -20,7 +20,7 @@ impl EpisodeTracker {
         &mut self,
         cause: Cause,
         pod: Option<&PodTimeline>,
-        workload_key: &str,
+        workload_key: Option<&str>,
         at_ns: i64,
         service: Option<&(String, String)>,
         service_since: i64,
@@ -116,11 +116,11 @@ impl EpisodeTracker {
     fn grouped(
         &mut self,
         kind: EpisodeKind,
-        workload_key: &str,
+        workload_key: Option<&str>,
         when: i64,
         gap: i64,
     ) -> EpisodeRef {
-        let key = (kind, workload_key.to_string());
+        let key = (kind, workload_key.map(str::to_string));
         match self.grouped.get_mut(&key) {
             Some((e, last)) if (when - *last).abs() <= gap => {
                 *last = (*last).max(when);
@@ -133,10 +133,12 @@ impl EpisodeTracker {
                     EpisodeKind::IdleTimeout => "idle",
                     _ => "rollout",
                 };
+                // Pods the API never named share one group.
+                let subject = workload_key.unwrap_or("unnamed pods");
                 let e = EpisodeRef {
-                    id: format!("{prefix}:{workload_key}@{when}"),
+                    id: format!("{prefix}:{subject}@{when}"),
                     kind,
-                    subject: workload_key.to_string(),
+                    subject: subject.to_string(),
                     start_ns: when,
                 };
                 self.grouped.insert(key, (e.clone(), when));

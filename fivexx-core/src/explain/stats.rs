@@ -53,7 +53,7 @@ pub struct HttpTotals {
 /// What the engine measured, handed to the report at the end.
 #[derive(Clone, Debug, Default)]
 pub struct Measurements {
-    pub workloads: BTreeMap<String, WorkloadStats>,
+    pub workloads: BTreeMap<crate::model::WorkloadKey, WorkloadStats>,
     pub stats: EngineStats,
     /// The pods' timelines, for the report's picture (at most
     /// [`MAX_TRACKS`](super::track::MAX_TRACKS)).

@@ -45,8 +45,10 @@ pub struct PodTrack {
     /// `namespace/name`.
     pub pod: String,
     pub uid: String,
-    /// The report's grouping key (`namespace/kind/name`).
-    pub workload_key: String,
+    /// The report's grouping key (`namespace/kind/name`), where the API
+    /// named the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     pub ips: Vec<std::net::IpAddr>,
@@ -158,7 +160,7 @@ impl PodTrack {
         PodTrack {
             pod: p.display.to_string(),
             uid: p.uid.clone(),
-            workload_key: p.key.to_string(),
+            workload_key: p.key.as_deref().map(str::to_string),
             node: p.node.clone(),
             ips: p.ips.iter().map(|(_, ip)| *ip).collect(),
             marks,

@@ -150,13 +150,21 @@ impl<'de> Deserialize<'de> for Observation {
     }
 }
 
-/// `namespace/kind/name` of the workload a pod belongs to (or
-/// `namespace/pod/name` for a bare pod).
-pub fn workload_key(namespace: &str, workload: Option<&WorkloadRef>, pod_name: &str) -> String {
+/// The key failures are grouped by: `namespace/kind/name` of the workload
+/// a pod belongs to (or `namespace/pod/name` for a bare pod); `None` for a
+/// pod the API never named. All such pods share the `None` group.
+pub type WorkloadKey = Option<Arc<str>>;
+
+/// The [`WorkloadKey`] of a pod.
+pub fn workload_key(
+    namespace: &str,
+    workload: Option<&WorkloadRef>,
+    pod_name: &str,
+) -> WorkloadKey {
     match workload {
-        Some(w) => format!("{namespace}/{w}"),
-        None if !pod_name.is_empty() => format!("{namespace}/pod/{pod_name}"),
-        None => "-".to_string(),
+        Some(w) => Some(Arc::from(format!("{namespace}/{w}"))),
+        None if !pod_name.is_empty() => Some(Arc::from(format!("{namespace}/pod/{pod_name}"))),
+        None => None,
     }
 }
 

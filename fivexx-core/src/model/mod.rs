@@ -4,7 +4,7 @@ pub mod evidence;
 pub mod fact;
 pub mod timeline;
 
-pub use evidence::{workload_key, workload_label, Evidence, Observation};
+pub use evidence::{workload_key, workload_label, Evidence, Observation, WorkloadKey};
 pub use fact::{
     AgentGoneFact, ClusterEvent, EndpointFact, Fact, FactSource, HttpPeekFact, NodeChange,
     NodeFact, PodChange, PodFact, ProxyLogFact, ServiceFact, WorkloadRef,

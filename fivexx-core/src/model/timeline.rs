@@ -11,7 +11,7 @@
 //! and endpoint routability are answered from one index and must change
 //! together; its tests sit with it.
 
-use super::evidence::{workload_key, Evidence, Observation};
+use super::evidence::{workload_key, Evidence, Observation, WorkloadKey};
 use super::fact::{AgentGoneFact, FactSource, NodeNames};
 use super::fact::{
     ClusterEvent, EndpointFact, NodeChange, NodeFact, PodChange, PodFact, ServiceFact, WorkloadRef,
@@ -116,7 +116,7 @@ pub struct PodTimeline {
     /// `namespace/name`, shared by every verdict that cites the pod.
     pub display: Arc<str>,
     /// The report's grouping key (see `explain::workload_key`).
-    pub key: Arc<str>,
+    pub key: WorkloadKey,
     pub node: Option<String>,
     pub workload: Option<WorkloadRef>,
     pub created_ns: Option<i64>,
@@ -154,11 +154,7 @@ impl PodTimeline {
         } else {
             Arc::from(format!("{}/{}", self.namespace, self.name))
         };
-        self.key = Arc::from(workload_key(
-            &self.namespace,
-            self.workload.as_ref(),
-            &self.name,
-        ));
+        self.key = workload_key(&self.namespace, self.workload.as_ref(), &self.name);
     }
 
     /// When termination began: the earlier of the deletionTimestamp and the
@@ -781,7 +777,7 @@ impl ClusterTimeline {
 
     /// The pods behind `svc`'s addresses at `t`: (terminating, not yet
     /// ready), and their workload keys.
-    pub fn service_pods_at(&self, svc: &(String, String), t: i64) -> (u32, u32, Vec<Arc<str>>) {
+    pub fn service_pods_at(&self, svc: &(String, String), t: i64) -> (u32, u32, Vec<WorkloadKey>) {
         let (mut terminating, mut starting, mut keys) = (0, 0, Vec::new());
         for (ip, a) in &self.addresses {
             if !a.membership.iter().any(|m| &m.service == svc) {

@@ -260,10 +260,9 @@ fn rows(r: &Report) -> Vec<Row<'_>> {
         .iter()
         .map(|t| {
             let label = track_label(t);
-            let workload = match t.workload_key.as_str() {
-                "" => String::new(),
-                k => format!(" ({})", crate::model::workload_label(k)),
-            };
+            let workload = t.workload_key.as_deref().map_or(String::new(), |k| {
+                format!(" ({})", crate::model::workload_label(k))
+            });
             let node = t
                 .node
                 .as_ref()

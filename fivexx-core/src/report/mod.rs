@@ -22,6 +22,7 @@ pub use time::{format_duration, format_time, parse_time, TimeError};
 use crate::explain::{fix_for, Cause, EngineStats, EpisodeKind, Measurements, PodTrack, Verdict};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Version of the JSON report schema. Bumped on incompatible changes only;
 /// fields may be added without a bump.
@@ -70,10 +71,11 @@ impl ReportFilter {
     /// Whether a pod's track belongs in the report (its workload and pod;
     /// the time window cuts no pod in half).
     pub fn matches_track(&self, t: &PodTrack) -> bool {
-        let workload = self
-            .workload
-            .as_ref()
-            .is_none_or(|w| workload_matches(&t.workload_key, w));
+        let workload = self.workload.as_ref().is_none_or(|w| {
+            t.workload_key
+                .as_deref()
+                .is_some_and(|k| workload_matches(k, w))
+        });
         let pod = self.pod.as_ref().is_none_or(|p| {
             let name = t.pod.rsplit('/').next().unwrap_or(&t.pod);
             &t.pod == p || name == p
@@ -209,8 +211,9 @@ pub struct CauseStep {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WorkloadSummary {
-    /// `namespace/kind/name`, or `-` for failures no workload could be found for.
-    pub workload: String,
+    /// `namespace/kind/name`; `None` for the failures no workload could be
+    /// found for.
+    pub workload: Option<String>,
     /// For a person: `deployment shop/web`.
     pub label: String,
     pub failures: u64,
@@ -291,7 +294,7 @@ pub struct ReportBuilder {
     max_verdicts: usize,
     totals: Totals,
     episodes: BTreeMap<String, EpisodeAcc>,
-    workloads: BTreeMap<String, WorkloadSummary>,
+    workloads: BTreeMap<Option<String>, WorkloadSummary>,
     verdicts: Vec<Verdict>,
     omitted: u64,
 }
@@ -382,13 +385,16 @@ impl ReportBuilder {
                 }
             }
         }
-        let key = v.involved.workload_key.as_deref().unwrap_or("-");
+        let key = &v.involved.workload_key;
         if !self.workloads.contains_key(key) {
             self.workloads.insert(
-                key.to_string(),
+                key.clone(),
                 WorkloadSummary {
-                    workload: key.to_string(),
-                    label: crate::model::workload_label(key),
+                    workload: key.clone(),
+                    label: key.as_deref().map_or_else(
+                        || "no known workload".to_string(),
+                        crate::model::workload_label,
+                    ),
                     failures: 0,
                     by_cause: BTreeMap::new(),
                     by_status: BTreeMap::new(),
@@ -451,7 +457,8 @@ impl ReportBuilder {
             .workloads
             .into_values()
             .map(|mut w| {
-                let stats = m.workloads.get(&w.workload).cloned().unwrap_or_default();
+                let key: crate::model::WorkloadKey = w.workload.as_deref().map(Arc::from);
+                let stats = m.workloads.get(&key).cloned().unwrap_or_default();
                 w.fixes = w
                     .by_cause
                     .keys()
