@@ -400,6 +400,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         agent: agent_bin,
         store: None,
         api_addr: flags.api_addr,
+        lock_held: false,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -49,6 +49,7 @@ fn run_with_store(
         agent: agent_bin(),
         store: Some(store.clone()),
         api_addr: None,
+        lock_held: false,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -572,6 +573,7 @@ fn api_server_serves_the_running_lab() {
         agent: None,
         store: None,
         api_addr: Some("127.0.0.1:0".parse().unwrap()),
+        lock_held: false,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -124,6 +124,11 @@ pub fn run_plugin_during(
 ) -> PluginRun {
     use crate::control::apiserver::{ApiServer, ApiServerConfig};
     let name = params.kind.name();
+    // The lab is this run's from the scenario's start to the plugin's end:
+    // another lab started in the plugin's tail would be in its capture
+    // (its ingress's start-up probes, at the same addresses).
+    let _lock = crate::node::clean::LabLock::acquire(Duration::from_secs(600))
+        .unwrap_or_else(|e| panic!("{name}: the lab lock: {e}"));
     std::fs::create_dir_all(out_dir).expect("create the run's directory");
     let store = plugin_store(agent.addr);
     let opts = crate::sim::scenario::RunOptions {
@@ -134,6 +139,7 @@ pub fn run_plugin_during(
         // Our own server on the same store: it outlives the scenario, so
         // the plugin ends by its --duration, not by the lab shutting down.
         api_addr: None,
+        lock_held: true,
     };
     let kubeconfig = out_dir.join("plugin-kubeconfig");
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -413,6 +413,10 @@ pub struct RunOptions {
     /// any) for the whole run; the kubeconfig is `OUT/kubeconfig`, written
     /// before any pod starts, so a client can connect while it runs.
     pub api_addr: Option<std::net::SocketAddr>,
+    /// The caller holds the machine's [`LabLock`] for longer than the
+    /// scenario (a plugin that records past its end): the run takes it
+    /// not again.
+    pub lock_held: bool,
 }
 
 /// Runs one scenario from a clean machine to a clean machine.
@@ -423,7 +427,11 @@ pub async fn run(params: &ScenarioParams, opts: &RunOptions) -> Result<ScenarioR
         ));
     }
     validate(params)?;
-    let _lock = LabLock::acquire(Duration::from_secs(600))?;
+    let _lock = if opts.lock_held {
+        None
+    } else {
+        Some(LabLock::acquire(Duration::from_secs(600))?)
+    };
     clean::clean();
     std::fs::create_dir_all(&opts.out_dir)
         .map_err(io_err(format!("creating {}", opts.out_dir.display())))?;
