@@ -18,13 +18,13 @@ Parts (each can be skipped with --skip PART):
              the agent ingests, drops (from its own counters), CPU per 10k ev/s,
              and an overload (agent stopped mid-run) to show drops are counted
   latency    kernel event -> line read by a client: the agent's own outputs
-             (bpf ktime, CLOCK_MONOTONIC) and `kubectl fivexx trace node/NODE`
+             (bpf ktime, CLOCK_MONOTONIC) and `kubectl fivexx trace node/NODE --events`
              through the lab's fake API server and its port-forward (wall
              clock), with the plugin's RSS during that trace
   analysis   fivexx-core's bench_explain: capture write, explain 1M and 10M facts
   footprint  agent start-up (exec -> attached), RSS idle and under load;
              the plugin's RSS during the latency part's trace
-  fanout     `kubectl fivexx trace -n NS` over 200 fake nodes (one real agent
+  fanout     `kubectl fivexx trace -n NS --events` over 200 fake nodes (one real agent
              behind every agent pod's port-forward) while 300 pods start
              across them: port-forwards opened, the plugin's peak RSS and CPU,
              start to first event
@@ -838,6 +838,16 @@ def recv_exact(s, n):
     return buf
 
 
+def wire_protocol():
+    """The agent's wire protocol version, from fivexx-core's source (the
+    agent refuses a Subscribe of another version with a Goodbye)."""
+    src = open(os.path.join(ROOT, "fivexx-core", "src", "protocol.rs")).read()
+    m = re.search(r"pub const PROTOCOL_VERSION: u32 = (\d+);", src)
+    if not m:
+        raise RuntimeError("PROTOCOL_VERSION not found in fivexx-core/src/protocol.rs")
+    return int(m.group(1))
+
+
 def latency_serve(gen, port, secs, rate):
     listen = free_port()
     a = spawn([AGENT, "serve", "--listen", f"127.0.0.1:{listen}"],
@@ -852,12 +862,13 @@ def latency_serve(gen, port, secs, rate):
                 stop(a)
                 raise RuntimeError("serve never listened")
             time.sleep(0.05)
-    body = json.dumps({"type": "subscribe", "protocol": 1,
+    body = json.dumps({"type": "subscribe", "protocol": wire_protocol(),
                        "filter": {"kinds": ["send_reset", "receive_reset", "state_change", "sock_error"]}}).encode()
     s.sendall(struct.pack(">I", len(body)) + body)
     s.settimeout(5)
     samples = []
     started = [False]
+    goodbye = []
 
     def reader():
         end = time.monotonic() + 60
@@ -870,15 +881,21 @@ def latency_serve(gen, port, secs, rate):
                 if m.get("type") == "event":
                     started[0] = True
                     samples.append((now - m["event"]["mono_ns"]) / 1e6)
+                elif m.get("type") == "goodbye":
+                    goodbye.append(m.get("reason"))
         except (EOFError, OSError, ValueError):
             pass
 
     th = threading.Thread(target=reader, daemon=True)
     th.start()
     deadline = time.monotonic() + 30
-    while not started[0] and time.monotonic() < deadline:
+    while not started[0] and time.monotonic() < deadline and th.is_alive():
         refused_probe(port)
         time.sleep(0.05)
+    if not started[0]:
+        stop(a)
+        s.close()
+        raise RuntimeError(f"fivexx-agent serve sent no event for the probes (goodbye: {goodbye or 'none'})")
     time.sleep(0.3)
     samples.clear()
     subprocess.run([gen, str(port), str(secs), "1", str(rate)], capture_output=True, text=True)
@@ -889,9 +906,12 @@ def latency_serve(gen, port, secs, rate):
     return samples
 
 
-# `kubectl fivexx trace` prints one line per kernel fact, starting with the
-# event's wall time (RFC 3339, milliseconds, UTC): see kernel_line() in
-# kubectl-fivexx/src/cmd/trace.rs.
+# `kubectl fivexx trace --events` prints one line per kernel fact (without
+# --events only one line per closed burst of failed requests, which a
+# refused connect never makes), starting with the event's wall time
+# (RFC 3339, milliseconds, UTC): see kernel_line() in
+# kubectl-fivexx/src/session/lines.rs and event_line() in
+# fivexx-core/src/report/lines.rs.
 PLUGIN_LINE_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{3})Z\s")
 
 
@@ -972,11 +992,11 @@ def plugin_env(kubeconfig):
 
 
 def latency_plugin(gen, port, secs, rate):
-    """`kubectl-fivexx trace node/lab-node-1` through the fake API server's
+    """`kubectl-fivexx trace node/lab-node-1 --events` through the fake API server's
     port-forward; its RSS sampled from /proc while the generator runs."""
     a, api, kubeconfig = plugin_control_plane(rate)
     err = os.path.join(WORK, f"plugin-trace-{rate}.err")
-    t = spawn([PLUGIN, "trace", f"node/{LAB_NODE}", "--duration", f"{secs + 60}s"],
+    t = spawn([PLUGIN, "trace", f"node/{LAB_NODE}", "--events", "--duration", f"{secs + 60}s"],
               env=plugin_env(kubeconfig), stdout=subprocess.PIPE, stderr=open(err, "w"),
               text=True, bufsize=1)
     samples = []
@@ -1038,7 +1058,7 @@ def latency(res, args, gen):
     out = {"setup": "paced refused connects (bench/refuse.c) on loopback, 4 kernel events per connect. "
                     "agent_*: latency = CLOCK_MONOTONIC when the client has parsed the line/frame minus the "
                     "event's bpf ktime (mono_ns). plugin_trace_port_forward: the real kubectl-fivexx "
-                    f"`trace node/{LAB_NODE}` (release build) with a kubeconfig for the lab's fake API server "
+                    f"`trace node/{LAB_NODE} --events` (release build, one line per kernel fact) with a kubeconfig for the lab's fake API server "
                     "(`fivexx-lab api`), whose fivexx-system agent pod port-forwards (WebSocket) to a real "
                     "`fivexx-agent serve`, after `kubectl fivexx deploy --no-wait`; its stdout is a pipe; "
                     "latency = CLOCK_REALTIME when bench.py has read the line minus the event time printed "
@@ -1151,7 +1171,7 @@ def footprint(res, args):
             "plugin_steady_vmrss_kib": top["plugin_rss"]["steady_vmrss_kib"],
             "plugin_idle_vmrss_kib": top["plugin_rss"]["idle_vmrss_kib"],
             "plugin_load_events_per_s": 4 * top["connects_per_s"],
-            "plugin_rss_how": "kubectl-fivexx trace node/NODE of the latency part (default flags): /proc/PID/status "
+            "plugin_rss_how": "kubectl-fivexx trace node/NODE of the latency part (--events, otherwise default flags): /proc/PID/status "
                               "VmHWM at the end of the busiest run (max over runs), VmRSS steady = median of 5 Hz "
                               "samples over the second half of the busiest generator run, idle = before it",
         })
@@ -1200,7 +1220,7 @@ def probe_until_line(lines, ip, port, proc, secs, since=0):
 
 
 def fanout(res, args):
-    """`kubectl-fivexx trace -n shop` against a fake cluster of N nodes, each
+    """`kubectl-fivexx trace -n shop --events` against a fake cluster of N nodes, each
     with an agent pod whose port-forward reaches the one real agent, while
     a rollout starts P pods (API objects, loopback IPs) across them."""
     nodes, pods, ns = args.fanout_nodes, args.fanout_pods, "shop"
@@ -1215,7 +1235,7 @@ def fanout(res, args):
                     f"--rollout-interval-ms {args.fanout_interval_ms}`: {nodes} nodes, each with a fivexx-system agent "
                     "pod (after `kubectl fivexx deploy --no-wait`) whose port-forward reaches one real "
                     "`fivexx-agent serve`; the Deployment's pods are API objects with loopback IPs (127.1.0.0/16). "
-                    f"The release `kubectl-fivexx trace -n {ns}` starts with 1 pod on lab-node-1; then SIGUSR1 makes "
+                    f"The release `kubectl-fivexx trace -n {ns} --events` (one line per kernel fact) starts with 1 pod on lab-node-1; then SIGUSR1 makes "
                     f"the server start {pods} pods round-robin over the {nodes} nodes. Events: refused connects "
                     "to a pod IP on a closed port, every 50 ms until the plugin prints a line naming it. "
                     "Peak RSS and CPU of the plugin from wait4(2) of the child; port-forwards from the fake "
@@ -1245,7 +1265,7 @@ def fanout(res, args):
         err = os.path.join(WORK, "fanout-trace.err")
         lines = []
         t0 = time.monotonic()
-        t = spawn([PLUGIN, "trace", "-n", ns, "--duration", f"{args.fanout_secs}s"],
+        t = spawn([PLUGIN, "trace", "-n", ns, "--events", "--duration", f"{args.fanout_secs}s"],
                   env=plugin_env(kubeconfig), stdout=subprocess.PIPE, stderr=open(err, "w"),
                   text=True, bufsize=1)
         th = threading.Thread(target=read_lines_timed, args=(t.stdout, lines), daemon=True)

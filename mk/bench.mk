@@ -4,7 +4,7 @@
 # `kubectl fivexx trace` through the lab's fake API server and port-forward),
 # explain speed, agent and plugin footprint, and the plugin's fan-out over
 # 200 fake nodes (one real agent behind every agent pod's port-forward).
-#   make bench [BENCH_FLAGS="--rounds 7"]   as root; about 10 minutes once built
+#   make bench [BENCH_FLAGS="--rounds 7"]   as root; 9 to 15 minutes once built (by load)
 #   make bench-fanout                        only the fan-out row (about a minute once built)
 # Prints one table and writes the raw samples to target/bench/results.json
 # (BENCH_FLAGS="--out FILE" elsewhere). NOT part of `make test`.
