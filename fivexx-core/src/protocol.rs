@@ -322,4 +322,31 @@ mod tests {
         };
         assert_eq!(decode_agent(&encode(&ev)).unwrap(), ev);
     }
+
+    /// Messages as an agent of b85a75d (the previous version) sends them:
+    /// the errno a bare number (0 from some sockets), the RST reason the
+    /// kernel's name, the stats' per-kind maps. This plugin reads them as
+    /// they are.
+    #[test]
+    fn messages_of_the_previous_agent_still_decode() {
+        let event = br#"{"type":"event","event":{"mono_ns":1,"wall_ns":2,"kind":"send_reset","node":"n","tuple":{"saddr":"10.0.0.2","sport":8080,"daddr":"10.0.0.1","dport":40000},"tcp_state":"SYN_RECV","reset_reason":"NO_SOCKET","errno":0}}"#;
+        let AgentMessage::Event { event } = decode_agent(event).unwrap() else {
+            panic!("an event");
+        };
+        assert_eq!(
+            event.reset_reason,
+            Some(crate::event::ResetReason::NoSocket)
+        );
+        assert_eq!(event.errno, None, "0 is no errno");
+        let refused = br#"{"type":"event","event":{"mono_ns":1,"wall_ns":2,"kind":"sock_error","errno":111}}"#;
+        let AgentMessage::Event { event } = decode_agent(refused).unwrap() else {
+            panic!("an event");
+        };
+        assert_eq!(event.errno, Some(crate::event::Errno::ECONNREFUSED));
+        let stats = br#"{"type":"stats","stats":{"generated":{"signal":4},"dropped":{"signal":1},"received":{"signal":3},"client_dropped":2,"clients":1}}"#;
+        let AgentMessage::Stats { stats } = decode_agent(stats).unwrap() else {
+            panic!("stats");
+        };
+        assert_eq!(stats.drops(5).total(), 8);
+    }
 }
