@@ -4,10 +4,12 @@ use fivexx_core::capture::{
     export_jsonl, CaptureError, CaptureHeader, CaptureReader, CaptureWriter, Compression,
     DropCounters, ProblemKind, Record, WriteOptions, FORMAT_MAJOR, FORMAT_MINOR, MAGIC,
 };
+use fivexx_core::event::Errno;
 use fivexx_core::model::{
     AgentGoneFact, ClusterEvent, EndpointFact, Fact, HttpPeekFact, NodeChange, NodeFact, PodChange,
     PodFact, ProxyLogFact, ServiceFact, WorkloadRef,
 };
+use fivexx_core::protocol::DropCounts;
 use fivexx_core::proxylog::parse_line;
 use fivexx_core::{FourTuple, KernelEvent, KernelEventKind, SignalResult, TaskRef, TcpState};
 use proptest::prelude::*;
@@ -31,9 +33,7 @@ fn sample_fact(i: u64) -> Fact {
                 dport: 8080,
             });
             e.tcp_state = Some(TcpState::SynSent);
-            e.errno = i
-                .is_multiple_of(2)
-                .then_some(fivexx_core::event::Errno::ECONNREFUSED);
+            e.errno = i.is_multiple_of(2).then_some(Errno::ECONNREFUSED);
             e.sock_id = Some(i);
             Fact::Kernel(e)
         }
@@ -138,6 +138,17 @@ fn proxy_log_fact(i: u64) -> Fact {
     ))
 }
 
+/// The drops record after fact `i`: `i` kernel drops of `send_reset`.
+fn drops_after(i: u64) -> DropCounters {
+    let kernel = [(KernelEventKind::SendReset, i)].into();
+    let drops = DropCounts { kernel, stream: 0 };
+    DropCounters {
+        at_ns: i as i64,
+        node: "node-1".into(),
+        drops,
+    }
+}
+
 /// A proxy pod peeked from mid-session on.
 fn http_peek_fact(i: u64) -> Fact {
     Fact::HttpPeek(HttpPeekFact {
@@ -173,16 +184,7 @@ fn write_capture(n: u64, opts: WriteOptions) -> (Vec<u8>, Vec<Record>, Vec<usize
         w.write_fact(&f).unwrap();
         records.push(Record::Fact(f));
         if i % 5 == 4 {
-            let d = DropCounters {
-                at_ns: i as i64,
-                node: "node-1".into(),
-                drops: fivexx_core::protocol::DropCounts {
-                    kernel: [(fivexx_core::KernelEventKind::SendReset, i)]
-                        .into_iter()
-                        .collect(),
-                    stream: 0,
-                },
-            };
+            let d = drops_after(i);
             w.write_drops(&d).unwrap();
             records.push(Record::Drops(d));
         }
@@ -201,17 +203,7 @@ fn write_capture(n: u64, opts: WriteOptions) -> (Vec<u8>, Vec<Record>, Vec<usize
             w.write_fact(&sample_fact(i)).unwrap();
             ends.push(w_len(&mut w));
             if i % 5 == 4 {
-                let d = DropCounters {
-                    at_ns: i as i64,
-                    node: "node-1".into(),
-                    drops: fivexx_core::protocol::DropCounts {
-                        kernel: [(fivexx_core::KernelEventKind::SendReset, i)]
-                            .into_iter()
-                            .collect(),
-                        stream: 0,
-                    },
-                };
-                w.write_drops(&d).unwrap();
+                w.write_drops(&drops_after(i)).unwrap();
                 ends.push(w_len(&mut w));
             }
         }
@@ -296,11 +288,11 @@ fn newer_facts_round_trip_in_their_own_record_types() {
             .expect("a proxy_log line");
         let v: serde_json::Value = serde_json::from_str(first).unwrap();
         let pl = &v["fact"]["proxy_log"];
-        let account = &pl["account"];
-        assert_eq!(account["status"], 502);
-        assert_eq!(account["tries"][0]["addr"], "10.0.1.2:8080");
-        assert_eq!(account["tries"][1]["status"], serde_json::Value::Null);
-        assert_eq!(account["format"], "upstreaminfo");
+        let pl = &pl["account"];
+        assert_eq!(pl["status"], 502);
+        assert_eq!(pl["tries"][0]["addr"], "10.0.1.2:8080");
+        assert_eq!(pl["tries"][1]["status"], serde_json::Value::Null);
+        assert_eq!(pl["format"], "upstreaminfo");
         assert!(!text.contains("GET /x"), "the request line is never kept");
         let peek = text
             .lines()
@@ -605,17 +597,4 @@ proptest! {
         let (_, r) = read_all(&b).unwrap();
         prop_assert!(!r.stats().is_complete() || body.is_empty());
     }
-}
-
-/// A drops record of format 1.5 and before (one map of kind names, with
-/// the client's `stream` among them) reads into the same counts.
-#[test]
-fn drops_records_before_1_6_read_as_counts() {
-    let old = r#"{"at_ns":5,"node":"node-1","dropped":{"send_reset":3,"signal":1,"stream":7}}"#;
-    let d: DropCounters = serde_json::from_str(old).unwrap();
-    assert_eq!(d.drops.stream, 7);
-    assert_eq!(d.drops.kernel[&fivexx_core::KernelEventKind::SendReset], 3);
-    assert_eq!(d.drops.total(), 11);
-    let again: DropCounters = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
-    assert_eq!(again, d);
 }

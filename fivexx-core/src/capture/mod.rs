@@ -226,3 +226,22 @@ pub enum CaptureError {
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A drops record of format 1.5 and before (one map of kind names, with
+    /// the client's `stream` among them) reads into the same counts.
+    #[test]
+    fn drops_records_before_1_6_read_as_counts() {
+        let old = r#"{"at_ns":5,"node":"node-1","dropped":{"send_reset":3,"signal":1,"stream":7}}"#;
+        let d: DropCounters = serde_json::from_str(old).unwrap();
+        assert_eq!(d.drops.stream, 7);
+        assert_eq!(d.drops.kernel[&crate::KernelEventKind::SendReset], 3);
+        assert_eq!(d.drops.total(), 11);
+        let again: DropCounters =
+            serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        assert_eq!(again, d);
+    }
+}
