@@ -193,6 +193,11 @@ pub fn run_plugin_during(
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("run kubectl-fivexx");
+        let pid = child.id();
+        // Its output is read while it runs: a `trace --events` fills a
+        // pipe nobody reads within seconds, and the plugin then stalls
+        // on its stdout, reading no more facts.
+        let output = tokio::spawn(child.wait_with_output());
         let report = run
             .await
             .expect("the scenario task")
@@ -202,14 +207,14 @@ pub fn run_plugin_during(
         // Ctrl-C, as a user ends a trace, rather than idling out the
         // rest of its --duration (an upper bound in case it hangs).
         tokio::time::sleep(PLUGIN_TAIL).await;
-        if let Some(pid) = child.id() {
+        if let (Some(pid), false) = (pid, output.is_finished()) {
             // SAFETY: signalling our own child by pid; it has not been
-            // reaped (we hold it), so the pid is still its.
+            // reaped (its waiter has not finished), so the pid is its.
             unsafe { libc::kill(pid as i32, libc::SIGINT) };
         }
-        let output = child
-            .wait_with_output()
+        let output = output
             .await
+            .expect("the plugin's waiter")
             .expect("wait for kubectl-fivexx");
         let port_forwards = server.port_forwards();
         server.shutdown().await;
