@@ -230,11 +230,7 @@ pub fn run_plugin_during(
 /// events, log lines and API changes of the scenario's last moments reach
 /// it through the agent's stream, the log follower and the watches within
 /// this (the log follower polls every 25 ms, the agent sends at once).
-/// 2 s was not always enough: in one of three fresh-clone runs a HAProxy
-/// table had 3 of 60 answers without their log line (never with the
-/// 20 s the fixed --duration gave); 5 s keeps most of the saving while
-/// that is found (issue 24's note).
-pub const PLUGIN_TAIL: Duration = Duration::from_secs(5);
+pub const PLUGIN_TAIL: Duration = Duration::from_secs(2);
 
 /// Whether a plugin run ended by [`run_plugin_during`]'s Ctrl-C, or by
 /// itself, without error: `trace` exits 0 with its summary, `capture`
