@@ -44,12 +44,6 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 #[derive(Clone, Debug)]
 pub struct DecodeError(Arc<RecordError>);
 
-impl DecodeError {
-    pub fn error(&self) -> &RecordError {
-        &self.0
-    }
-}
-
 impl<E: Into<RecordError>> From<E> for DecodeError {
     fn from(e: E) -> DecodeError {
         DecodeError(Arc::new(e.into()))

@@ -56,8 +56,6 @@ pub enum ProxyKind {
 }
 
 impl ProxyKind {
-    pub const ALL: [ProxyKind; 3] = [ProxyKind::Nginx, ProxyKind::Envoy, ProxyKind::Haproxy];
-
     /// The proxy's name as its users write it.
     pub fn name(self) -> &'static str {
         match self {
@@ -261,12 +259,6 @@ impl ProxyAccount {
         } else {
             999_999_999
         }
-    }
-
-    /// What the proxy's own words say happened upstream; `None` for
-    /// formats without words.
-    pub fn outcome(&self) -> Option<UpstreamOutcome> {
-        self.words.as_ref().map(|w| w.outcome)
     }
 
     /// The upstream tried last (the one whose answer or failure the

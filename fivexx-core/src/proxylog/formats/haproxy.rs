@@ -318,7 +318,7 @@ pub(crate) mod tests {
         }
         let outcome = |i: usize| {
             let e = parse_line(lines[i]).unwrap();
-            e.outcome().unwrap()
+            e.words.unwrap().outcome
         };
         assert_eq!(outcome(3), UpstreamOutcome::ConnectFailed);
         assert_eq!(outcome(4), UpstreamOutcome::NoUpstream);
